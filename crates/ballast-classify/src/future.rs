@@ -1,0 +1,159 @@
+//! The response future of [`Classify`](crate::Classify).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::Response;
+use http::response::Parts;
+use http_body::Body;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use pin_project_lite::pin_project;
+
+use crate::service::{declared_length, is_event_stream};
+use crate::{
+    BodyTooLarge, BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Outcome,
+    OutcomeClass, ResponseView, Verdict,
+};
+
+pin_project! {
+    /// The future returned by [`Classify`](crate::Classify): the inner call, then (unless
+    /// the response streams) reading its body, then the verdict.
+    pub struct ResponseFuture<F, B, C>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        #[pin]
+        state: State<F, B>,
+        classifier: C,
+        body_limit: usize,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        Calling { #[pin] future: F },
+        Reading { parts: Option<Parts>, #[pin] collect: Collect<Limited<B>> },
+    }
+}
+
+impl<F, B, C> ResponseFuture<F, B, C>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) fn new(future: F, classifier: C, body_limit: usize) -> Self {
+        Self {
+            state: State::Calling { future },
+            classifier,
+            body_limit,
+        }
+    }
+}
+
+impl<F, B, C> std::fmt::Debug for ResponseFuture<F, B, C>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, C, E> Future for ResponseFuture<F, B, C>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+    C: ClassifyResponse,
+{
+    type Output = Result<Response<ClassifiedBody<B>>, ClassifiedError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(err) => return Poll::Ready(Err(ClassifiedError::transport(err.into()))),
+                    };
+                    if is_event_stream(&response) {
+                        let (mut parts, body) = response.into_parts();
+                        let view = ResponseView::new(parts.status, &parts.headers, None);
+                        let verdict = this.classifier.classify(&view);
+                        attach(&mut parts, verdict);
+                        let body = ClassifiedBody::streaming(body);
+                        return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                    }
+                    let limit = *this.body_limit;
+                    if declared_length(&response).is_some_and(|len| len > limit as u64) {
+                        return Poll::Ready(Err(too_large(&response, limit)));
+                    }
+                    let (parts, body) = response.into_parts();
+                    let collect = Limited::new(body, limit).collect();
+                    this.state.set(State::Reading {
+                        parts: Some(parts),
+                        collect,
+                    });
+                }
+                StateProj::Reading { parts, collect } => {
+                    let result = ready!(collect.poll(cx));
+                    let Some(mut parts) = parts.take() else {
+                        // Polled again after completion: a caller bug, answered without a panic.
+                        return Poll::Ready(Err(ClassifiedError::new(
+                            Outcome::new(OutcomeClass::Unknown),
+                            Some("response future polled after completion".into()),
+                        )));
+                    };
+                    let bytes = match result {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(err) => {
+                            let status = parts.status;
+                            return Poll::Ready(Err(body_error(err, status, *this.body_limit)));
+                        }
+                    };
+                    let view = ResponseView::new(parts.status, &parts.headers, Some(&bytes));
+                    let verdict = this.classifier.classify(&view);
+                    attach(&mut parts, verdict);
+                    let body = ClassifiedBody::buffered(bytes);
+                    return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                }
+            }
+        }
+    }
+}
+
+fn attach(parts: &mut Parts, verdict: Verdict) {
+    parts.extensions.insert(verdict.outcome);
+    if let Some(detail) = verdict.detail {
+        parts.extensions.insert(*detail);
+    }
+}
+
+fn too_large<B>(response: &Response<B>, limit: usize) -> ClassifiedError {
+    let outcome = Outcome::new(OutcomeClass::InvalidResponse).with_status(response.status());
+    ClassifiedError::new(outcome, Some(Box::new(BodyTooLarge::new(limit))))
+}
+
+fn body_error(err: BoxError, status: http::StatusCode, limit: usize) -> ClassifiedError {
+    if err.is::<LengthLimitError>() {
+        let outcome = Outcome::new(OutcomeClass::InvalidResponse).with_status(status);
+        return ClassifiedError::new(outcome, Some(Box::new(BodyTooLarge::new(limit))));
+    }
+    // The headers arrived but the body did not: the connection failed mid-response.
+    let classified = ClassifiedError::transport(err);
+    let outcome = classified.outcome().with_status(status);
+    classified.with_outcome(outcome)
+}

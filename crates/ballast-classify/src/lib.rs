@@ -1,0 +1,87 @@
+//! One outcome vocabulary for LLM API calls, and the tower layer that produces it.
+//!
+//! Providers fail in many dialects: a 429 with a wrong `retry-after`, a 400 that really means
+//! "bad key", an error object inside a 200, a 529 "overloaded". This crate turns each
+//! response or transport error into one [`Outcome`]: an [`OutcomeClass`] that says whether
+//! to retry and whether the provider is unhealthy, the HTTP status, and the provider's
+//! [`WaitHint`] if it gave one. Every other Ballast layer (retry, breaker, budget, cost) reads
+//! that verdict from the response's extensions or from the error, and never parses a body
+//! again.
+//!
+//! # Example
+//!
+//! ```
+//! use ballast_classify::{ClassifyLayer, Outcome, OutcomeClass, Provider};
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! // Any HTTP client service will do; this one always answers like a rate-limited xAI.
+//! let client = tower::service_fn(|_request: http::Request<String>| async {
+//!     let body = r#"{"code":"Too many requests","error":"Please try again in 20s."}"#;
+//!     Ok::<_, std::convert::Infallible>(
+//!         http::Response::builder()
+//!             .status(429)
+//!             .header("content-type", "application/json")
+//!             .body(Full::new(Bytes::from(body)))
+//!             .unwrap(),
+//!     )
+//! });
+//!
+//! let mut service = ServiceBuilder::new()
+//!     .layer(ClassifyLayer::new(Provider::XAi))
+//!     .service(client);
+//!
+//! let request = http::Request::post("https://api.x.ai/v1/chat/completions").body(String::new())?;
+//! let response = service.ready().await?.call(request).await?;
+//!
+//! let outcome = Outcome::from_response(&response);
+//! assert_eq!(outcome.class(), OutcomeClass::RateLimited);
+//! assert!(outcome.is_retryable());
+//! assert_eq!(outcome.wait_hint().unwrap().delay().as_secs(), 20);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What travels where
+//!
+//! | where | what | written by | read by |
+//! |---|---|---|---|
+//! | response extensions | [`Outcome`] | [`Classify`] | retry, breaker, budget, cost |
+//! | response extensions | [`ProviderError`] (failures with an error body) | [`Classify`] | logging, fallbacks |
+//! | response body | [`ClassifiedBody`] (buffered bytes) | [`Classify`] | cost (usage) |
+//! | error | [`ClassifiedError`] (transport, unreadable body) | [`Classify`] | all, via [`Outcome::from_error`] |
+//!
+//! # Modules
+//!
+//! - [`hint`]: wait-hint parsing for every header and body style, safe on bad input.
+//! - [`ApiKey`]: checks a key's shape before the first request.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod body;
+mod class;
+mod classify;
+mod error;
+mod future;
+pub mod hint;
+mod key;
+mod layer;
+mod outcome;
+mod provider;
+mod provider_error;
+mod service;
+
+pub use body::ClassifiedBody;
+pub use class::OutcomeClass;
+pub use classify::{ClassifyResponse, ResponseView, Verdict};
+pub use error::{BodyTooLarge, BoxError, ClassifiedError};
+pub use future::ResponseFuture;
+pub use hint::{HintSource, MAX_WAIT_HINT, WaitHint};
+pub use key::{ApiKey, KeyError};
+pub use layer::{ClassifyLayer, DEFAULT_BODY_LIMIT};
+pub use outcome::Outcome;
+pub use provider::Provider;
+pub use provider_error::ProviderError;
+pub use service::Classify;

@@ -1,0 +1,110 @@
+//! [`Classify`]: the service that classifies every response of an HTTP client.
+
+use std::task::{Context, Poll};
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::layer::DEFAULT_BODY_LIMIT;
+use crate::{BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Provider};
+
+/// Classifies every response of an inner HTTP client service.
+///
+/// - A response is buffered up to the body limit, classified, and returned with its
+///   [`Outcome`](crate::Outcome) (and, for failures with an error body, the
+///   [`ProviderError`](crate::ProviderError)) in its extensions. HTTP failures stay `Ok`:
+///   the status and body are the caller's to read, and the outcome says what they mean.
+/// - A `text/event-stream` response is classified from status and headers alone and passed
+///   through unbuffered.
+/// - A transport error, a body cut off, or a body over the limit becomes a
+///   [`ClassifiedError`].
+#[derive(Debug, Clone)]
+pub struct Classify<S, C = Provider> {
+    inner: S,
+    classifier: C,
+    body_limit: usize,
+}
+
+impl<S, C> Classify<S, C> {
+    /// Wraps `inner`, classifying with `classifier`.
+    pub fn new(inner: S, classifier: C) -> Self {
+        Self {
+            inner,
+            classifier,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+
+    /// Sets the largest body buffered, in bytes.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for Classify<S, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+    C: ClassifyResponse + Clone,
+{
+    type Response = Response<ClassifiedBody<ResBody>>;
+    type Error = ClassifiedError;
+    type Future = ResponseFuture<S::Future, ResBody, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| ClassifiedError::transport(e.into()))
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        ResponseFuture::new(
+            self.inner.call(request),
+            self.classifier.clone(),
+            self.body_limit,
+        )
+    }
+}
+
+/// Whether a response streams server-sent events, and so must not be buffered.
+pub(crate) fn is_event_stream<B>(response: &Response<B>) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// The declared length, when the response declares one.
+pub(crate) fn declared_length<B>(response: &Response<B>) -> Option<u64> {
+    response
+        .headers()
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
