@@ -1,0 +1,362 @@
+//! [`Scenario`]: every knob of the simulated provider, and the presets.
+
+use std::fmt;
+use std::time::Duration;
+
+/// One US dollar in xAI's billing ticks (`usage.cost_in_usd_ticks`).
+pub const TICKS_PER_USD: u64 = 10_000_000_000;
+
+/// How the simulated provider behaves. Fields are public: start from a preset and change
+/// what the test needs.
+///
+/// ```
+/// use std::time::Duration;
+/// use ballast_sim::{Flavor, Scenario};
+///
+/// let scenario = Scenario {
+///     seed: 7,
+///     flavor: Flavor::Anthropic,
+///     ..Scenario::bad_day()
+/// };
+/// assert_eq!(scenario.advertised_rpm, 480);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// A short name, for reports.
+    pub name: String,
+    /// Seeds every random choice: the same seed and the same requests give the same run.
+    pub seed: u64,
+    /// Which provider's wire format the simulator speaks.
+    pub flavor: Flavor,
+    /// The limit the provider documents and puts in `x-ratelimit-limit-requests`.
+    pub advertised_rpm: u32,
+    /// The limit it really enforces, as steps over simulated time. Empty: no limit.
+    pub hidden_limit: Vec<LimitStep>,
+    /// Whether rejected requests use up the limit too (they do at some providers, which is
+    /// what turns naive retries into a lock-out).
+    pub rejections_count: bool,
+    /// What the 429s say about when to come back.
+    pub wait_hint: HintStyle,
+    /// Server errors that come in bursts.
+    pub server_errors: BurstModel,
+    /// Windows of simulated time in which every request gets a 503.
+    pub outages: Vec<Outage>,
+    /// Requests that hang.
+    pub hangs: Hangs,
+    /// How long answers take.
+    pub latency: Latency,
+    /// Share of successes whose body arrives as broken JSON (not billed).
+    pub malformed_probability: f64,
+    /// Share of successes answered with status 200 and an error object (not billed).
+    pub error_in_ok_probability: f64,
+    /// Spend after which every request gets the provider's "out of credits" error, in ticks
+    /// ([`TICKS_PER_USD`]).
+    pub quota_ticks: Option<u64>,
+    /// The key the provider accepts. `None`: any key, or none.
+    pub api_key: Option<ExpectedKey>,
+    /// What one token costs.
+    pub price: Price,
+    /// Share of prompt tokens served from the provider's prompt cache.
+    pub cached_share: f64,
+    /// Output tokens when the request sets no cap.
+    pub default_max_tokens: u32,
+    /// The model's context window, in tokens; longer prompts get "context too long".
+    pub context_window: u32,
+    /// Simulated seconds per real second. Keep 1.0 under tokio's paused clock; raise it to
+    /// run a long scenario over real sockets in a short time (60.0: an hour in a minute).
+    pub time_scale: f64,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self::healthy()
+    }
+}
+
+impl Scenario {
+    /// A provider with no limits and no faults, with grok-code-fast-1's prices and speed.
+    pub fn healthy() -> Self {
+        Self {
+            name: "healthy".into(),
+            seed: 1,
+            flavor: Flavor::XAi,
+            advertised_rpm: 480,
+            hidden_limit: Vec::new(),
+            rejections_count: false,
+            wait_hint: HintStyle::Truthful,
+            server_errors: BurstModel::NONE,
+            outages: Vec::new(),
+            hangs: Hangs::NONE,
+            latency: Latency::default(),
+            malformed_probability: 0.0,
+            error_in_ok_probability: 0.0,
+            quota_ticks: None,
+            api_key: None,
+            price: Price::GROK_CODE_FAST_1,
+            cached_share: 0.0,
+            default_max_tokens: 400,
+            context_window: 256_000,
+            time_scale: 1.0,
+        }
+    }
+
+    /// Every request gets a 503, for ever.
+    pub fn total_outage() -> Self {
+        Self {
+            name: "total_outage".into(),
+            outages: vec![Outage {
+                start: Duration::ZERO,
+                duration: Duration::MAX,
+            }],
+            ..Self::healthy()
+        }
+    }
+
+    /// Healthy, except for a total outage from `start` lasting `duration`.
+    pub fn outage_then_recovery(start: Duration, duration: Duration) -> Self {
+        Self {
+            name: "outage_then_recovery".into(),
+            outages: vec![Outage { start, duration }],
+            ..Self::healthy()
+        }
+    }
+
+    /// Documents 480 requests/min, enforces 250, then 150 after 10 minutes, then 200 after
+    /// 20, per second; and its wait hints are random.
+    pub fn lying_rate_limits() -> Self {
+        Self {
+            name: "lying_rate_limits".into(),
+            hidden_limit: vec![
+                LimitStep::new(Duration::ZERO, 250),
+                LimitStep::new(Duration::from_secs(600), 150),
+                LimitStep::new(Duration::from_secs(1200), 200),
+            ],
+            wait_hint: HintStyle::Random {
+                max: Duration::from_secs(30),
+            },
+            ..Self::healthy()
+        }
+    }
+
+    /// The week from DEVELOPERS.md in one scenario: lying rate limits with wrong hints,
+    /// 5xx in bursts, one request in a hundred hanging for two and a half minutes, and the
+    /// odd broken body or error inside a 200.
+    pub fn bad_day() -> Self {
+        Self {
+            name: "bad_day".into(),
+            server_errors: BurstModel {
+                enter_bad: 0.02,
+                leave_bad: 0.15,
+                fail_when_good: 0.02,
+                fail_when_bad: 0.6,
+            },
+            hangs: Hangs {
+                probability: 0.01,
+                answer_after: Some(Duration::from_secs(150)),
+            },
+            malformed_probability: 0.005,
+            error_in_ok_probability: 0.005,
+            cached_share: 0.3,
+            ..Self::lying_rate_limits()
+        }
+    }
+
+    /// The enforced limit at simulated time `at`, in requests per minute.
+    pub fn hidden_rpm_at(&self, at: Duration) -> Option<u32> {
+        self.hidden_limit
+            .iter()
+            .take_while(|step| step.from <= at)
+            .last()
+            .map(|step| step.rpm)
+    }
+
+    /// Whether simulated time `at` falls in an outage.
+    pub fn in_outage(&self, at: Duration) -> bool {
+        self.outages
+            .iter()
+            .any(|o| at >= o.start && at - o.start < o.duration)
+    }
+}
+
+/// Which provider's wire format the simulator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// xAI: OpenAI-shaped successes with `usage.cost_in_usd_ticks`; flat
+    /// `{"code", "error"}` errors; a bad key is a 400; hints in the message.
+    XAi,
+    /// OpenAI: `{"error": {...}}` errors, hints in `x-ratelimit-reset-requests` and the message.
+    OpenAi,
+    /// Anthropic Messages API: `{"type": "error", ...}` errors, 529 when overloaded, hints in
+    /// `retry-after`.
+    Anthropic,
+    /// Gemini: `usageMetadata`, `RESOURCE_EXHAUSTED` with `RetryInfo.retryDelay`.
+    Gemini,
+}
+
+/// From simulated time `from` on, the provider enforces `rpm` requests per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitStep {
+    /// When the step starts, in simulated time since the simulator was created.
+    pub from: Duration,
+    /// The enforced limit.
+    pub rpm: u32,
+}
+
+impl LimitStep {
+    /// A step.
+    pub const fn new(from: Duration, rpm: u32) -> Self {
+        Self { from, rpm }
+    }
+}
+
+/// What a 429 says about when to come back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HintStyle {
+    /// No hint.
+    None,
+    /// The true time until the limiter would accept a request.
+    Truthful,
+    /// The true time multiplied by a factor (0.1: ten times too short).
+    Scaled(f64),
+    /// A uniformly random time up to `max`, unrelated to the truth.
+    Random {
+        /// The longest hint.
+        max: Duration,
+    },
+    /// Always the same.
+    Fixed(Duration),
+}
+
+/// Server errors as a two-state Markov chain, stepped once per request: in the good state
+/// requests fail with `fail_when_good`, in the bad state with `fail_when_bad`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BurstModel {
+    /// Chance per request of moving from good to bad.
+    pub enter_bad: f64,
+    /// Chance per request of moving from bad to good.
+    pub leave_bad: f64,
+    /// Failure chance in the good state.
+    pub fail_when_good: f64,
+    /// Failure chance in the bad state.
+    pub fail_when_bad: f64,
+}
+
+impl BurstModel {
+    /// No server errors.
+    pub const NONE: Self = Self {
+        enter_bad: 0.0,
+        leave_bad: 1.0,
+        fail_when_good: 0.0,
+        fail_when_bad: 0.0,
+    };
+}
+
+/// A window of total outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    /// When it starts, in simulated time.
+    pub start: Duration,
+    /// How long it lasts (`Duration::MAX`: for ever).
+    pub duration: Duration,
+}
+
+/// Requests that hang.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hangs {
+    /// Chance that an otherwise successful request hangs.
+    pub probability: f64,
+    /// When the hung request finally answers (and is billed); `None`: never.
+    pub answer_after: Option<Duration>,
+}
+
+impl Hangs {
+    /// No hangs.
+    pub const NONE: Self = Self {
+        probability: 0.0,
+        answer_after: None,
+    };
+}
+
+/// How long answers take, in simulated time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// Time to first token.
+    pub base: Duration,
+    /// Added per output token: latency follows output length, not load.
+    pub per_output_token: Duration,
+    /// How long an error answer takes.
+    pub error: Duration,
+}
+
+impl Default for Latency {
+    /// 400 ms to first token, 8 ms per token (about 125 tokens/s), 50 ms for errors.
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(400),
+            per_output_token: Duration::from_millis(8),
+            error: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Prices per token, in ticks ([`TICKS_PER_USD`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    /// An uncached input token.
+    pub input: u64,
+    /// A cached input token.
+    pub cached_input: u64,
+    /// An output token.
+    pub output: u64,
+}
+
+impl Price {
+    /// grok-code-fast-1 at launch: $0.20 input, $0.02 cached input, $1.50 output per
+    /// million tokens.
+    pub const GROK_CODE_FAST_1: Self = Self {
+        input: 2_000,
+        cached_input: 200,
+        output: 15_000,
+    };
+}
+
+/// The API key the simulated provider accepts. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExpectedKey(pub String);
+
+impl fmt::Debug for ExpectedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ExpectedKey([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_steps_and_outages() {
+        let s = Scenario::lying_rate_limits();
+        assert_eq!(s.hidden_rpm_at(Duration::ZERO), Some(250));
+        assert_eq!(s.hidden_rpm_at(Duration::from_secs(599)), Some(250));
+        assert_eq!(s.hidden_rpm_at(Duration::from_secs(600)), Some(150));
+        assert_eq!(s.hidden_rpm_at(Duration::from_secs(5000)), Some(200));
+        assert_eq!(Scenario::healthy().hidden_rpm_at(Duration::ZERO), None);
+
+        let s = Scenario::outage_then_recovery(Duration::from_secs(60), Duration::from_secs(600));
+        assert!(!s.in_outage(Duration::from_secs(59)));
+        assert!(s.in_outage(Duration::from_secs(60)));
+        assert!(s.in_outage(Duration::from_secs(659)));
+        assert!(!s.in_outage(Duration::from_secs(660)));
+        assert!(Scenario::total_outage().in_outage(Duration::from_secs(1 << 40)));
+    }
+
+    #[test]
+    fn key_is_not_in_debug() {
+        let s = Scenario {
+            api_key: Some(ExpectedKey("xai-CANARY".into())),
+            ..Scenario::healthy()
+        };
+        assert!(!format!("{s:?}").contains("CANARY"));
+    }
+}

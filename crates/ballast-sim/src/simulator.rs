@@ -1,0 +1,446 @@
+//! [`Simulator`]: the in-process face of the simulated provider.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::wire::{self, Usage, WireError};
+use crate::{Flavor, HintStyle, Ledger, LedgerEntry, Scenario, SimOutcome};
+
+/// The error type of the simulator: only reading the request body can fail.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The largest request body the simulator reads.
+pub(crate) const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
+
+/// A simulated LLM provider as a `tower::Service`. Clones share one provider.
+///
+/// Create it inside the tokio runtime that will drive it: its clock starts at creation and
+/// follows tokio's, so under a paused clock a simulated hour runs in milliseconds.
+///
+/// State sits behind one mutex, held only for the synchronous decision on each request;
+/// this is a test double, not a hot path.
+#[derive(Debug, Clone)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    scenario: Scenario,
+    start: Instant,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    rng: StdRng,
+    bucket: Bucket,
+    burst_bad: bool,
+    billed: u64,
+    entries: Vec<LedgerEntry>,
+    /// Arrival times of the last minute's requests, for the (lying) advertised headers.
+    recent: VecDeque<Duration>,
+}
+
+/// The hidden limiter: a token bucket holding one second of the per-minute rate, which is
+/// how "per-second enforcement of a per-minute limit" feels from outside.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Duration,
+    rpm: Option<u32>,
+}
+
+impl Bucket {
+    /// Refills to `now` at `rpm`; returns (rate per second, capacity).
+    fn refill(&mut self, now: Duration, rpm: u32) -> (f64, f64) {
+        let rate = f64::from(rpm.max(1)) / 60.0;
+        let capacity = rate.max(1.0);
+        if self.rpm.is_none() {
+            self.tokens = capacity;
+        }
+        self.rpm = Some(rpm);
+        let elapsed = now.saturating_sub(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(capacity);
+        self.last = now;
+        (rate, capacity)
+    }
+}
+
+struct Plan {
+    id: u64,
+    response: Response<Full<Bytes>>,
+    /// How long to wait before answering, in simulated time; `None`: never answer.
+    delay: Option<Duration>,
+}
+
+struct Parsed {
+    model: String,
+    max_tokens: Option<u64>,
+    key: Option<String>,
+}
+
+impl Simulator {
+    /// A provider behaving as `scenario` says, its clock starting now.
+    pub fn new(scenario: Scenario) -> Self {
+        let state = State {
+            rng: StdRng::seed_from_u64(scenario.seed),
+            bucket: Bucket {
+                tokens: 0.0,
+                last: Duration::ZERO,
+                rpm: None,
+            },
+            burst_bad: false,
+            billed: 0,
+            entries: Vec::new(),
+            recent: VecDeque::new(),
+        };
+        Self {
+            shared: Arc::new(Shared {
+                scenario,
+                start: Instant::now(),
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.shared.scenario
+    }
+
+    /// Simulated time since creation.
+    pub fn now(&self) -> Duration {
+        self.shared
+            .start
+            .elapsed()
+            .mul_f64(self.shared.scenario.time_scale.max(f64::MIN_POSITIVE))
+    }
+
+    /// The real (tokio) duration that `simulated` takes at the scenario's time scale.
+    pub fn real_duration(&self, simulated: Duration) -> Duration {
+        let scale = self.shared.scenario.time_scale;
+        if scale > 0.0 && scale.is_finite() {
+            simulated.div_f64(scale)
+        } else {
+            simulated
+        }
+    }
+
+    /// Answers one request whose body is already read: decides, waits the simulated latency,
+    /// and marks the answer delivered. If the future is dropped first, the ledger shows the
+    /// request as not delivered (and still billed, as a real provider would).
+    pub async fn respond(&self, request: Request<Bytes>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let plan = self.decide(&parts, &body);
+        match plan.delay {
+            Some(delay) => tokio::time::sleep(self.real_duration(delay)).await,
+            None => std::future::pending::<()>().await,
+        }
+        self.mark_delivered(plan.id);
+        plan.response
+    }
+
+    /// A snapshot of every request received so far.
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(self.lock().entries.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the state half-updated in a way that matters to a
+        // test double; keep serving rather than poisoning every later request.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn mark_delivered(&self, id: u64) {
+        let mut state = self.lock();
+        if let Some(entry) = usize::try_from(id)
+            .ok()
+            .and_then(|i| state.entries.get_mut(i))
+        {
+            entry.delivered = true;
+        }
+    }
+
+    /// Decides everything about one request, synchronously, and records it.
+    fn decide(&self, parts: &http::request::Parts, body: &[u8]) -> Plan {
+        let scenario = &self.shared.scenario;
+        let flavor = scenario.flavor;
+        let now = self.now();
+        let mut state = self.lock();
+        let state = &mut *state;
+        let id = state.entries.len() as u64;
+        let hidden_rpm = scenario.hidden_rpm_at(now);
+        let mut entry = LedgerEntry {
+            id,
+            at: now,
+            outcome: SimOutcome::BadRequest,
+            status: None,
+            model: String::new(),
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            completion_tokens: 0,
+            billed_ticks: 0,
+            delivered: false,
+            hidden_rpm,
+        };
+        let error_delay = Some(scenario.latency.error);
+
+        let request = match parse_request(parts, body, flavor) {
+            Ok(request) => request,
+            Err(message) => {
+                return record(state, entry, wire::error_response(flavor, WireError::BadRequest(message)), error_delay);
+            }
+        };
+        entry.model.clone_from(&request.model);
+
+        if let Some(expected) = &scenario.api_key {
+            if request.key.as_deref() != Some(expected.0.as_str()) {
+                entry.outcome = SimOutcome::BadKey;
+                return record(state, entry, wire::error_response(flavor, WireError::BadKey), error_delay);
+            }
+        }
+
+        if scenario.in_outage(now) {
+            entry.outcome = SimOutcome::Outage;
+            return record(state, entry, wire::error_response(flavor, WireError::Server(503)), error_delay);
+        }
+
+        if let Some(rpm) = hidden_rpm {
+            let (rate, capacity) = state.bucket.refill(now, rpm);
+            if state.bucket.tokens >= 1.0 {
+                state.bucket.tokens -= 1.0;
+            } else {
+                if scenario.rejections_count {
+                    state.bucket.tokens = (state.bucket.tokens - 1.0).max(-capacity);
+                }
+                let truth = Duration::from_secs_f64((1.0 - state.bucket.tokens) / rate);
+                let hint = match scenario.wait_hint {
+                    HintStyle::None => None,
+                    HintStyle::Truthful => Some(truth),
+                    HintStyle::Scaled(factor) => Some(truth.mul_f64(factor.max(0.0))),
+                    HintStyle::Random { max } => Some(max.mul_f64(state.rng.random::<f64>())),
+                    HintStyle::Fixed(hint) => Some(hint),
+                };
+                entry.outcome = SimOutcome::RateLimited;
+                return record(state, entry, wire::error_response(flavor, WireError::RateLimited { hint }), error_delay);
+            }
+        }
+
+        if scenario.quota_ticks.is_some_and(|quota| state.billed >= quota) {
+            entry.outcome = SimOutcome::QuotaExhausted;
+            return record(state, entry, wire::error_response(flavor, WireError::Quota), error_delay);
+        }
+
+        // A quarter of the request's bytes: a stable stand-in for a tokenizer.
+        let prompt = (body.len() as u64).div_ceil(4);
+        if prompt > u64::from(scenario.context_window) {
+            entry.outcome = SimOutcome::ContextTooLong;
+            entry.prompt_tokens = prompt;
+            let error = WireError::ContextTooLong {
+                tokens: prompt,
+                window: scenario.context_window,
+            };
+            return record(state, entry, wire::error_response(flavor, error), error_delay);
+        }
+
+        let burst = scenario.server_errors;
+        let roll: f64 = state.rng.random();
+        state.burst_bad = if state.burst_bad {
+            roll >= burst.leave_bad
+        } else {
+            roll < burst.enter_bad
+        };
+        let fail_chance = if state.burst_bad {
+            burst.fail_when_bad
+        } else {
+            burst.fail_when_good
+        };
+        if state.rng.random::<f64>() < fail_chance {
+            let codes: [u16; 3] = match flavor {
+                Flavor::Anthropic => [500, 529, 503],
+                _ => [500, 502, 503],
+            };
+            let status = codes[state.rng.random_range(0..codes.len())];
+            entry.outcome = SimOutcome::ServerError;
+            return record(state, entry, wire::error_response(flavor, WireError::Server(status)), error_delay);
+        }
+
+        // A success, perhaps spoiled.
+        let cap = request
+            .max_tokens
+            .unwrap_or(u64::from(scenario.default_max_tokens))
+            .max(1);
+        let completion = state.rng.random_range((cap / 4).max(1)..=cap);
+        let cached = (prompt as f64 * scenario.cached_share.clamp(0.0, 1.0)) as u64;
+        let price = scenario.price;
+        let ticks = (prompt - cached) * price.input + cached * price.cached_input + completion * price.output;
+        let usage = Usage {
+            prompt,
+            cached,
+            completion,
+            ticks,
+            hit_cap: completion == cap,
+        };
+        entry.prompt_tokens = prompt;
+        entry.cached_tokens = cached;
+        entry.completion_tokens = completion;
+        let jitter = 0.8 + 0.4 * state.rng.random::<f64>();
+        let latency = (scenario.latency.base
+            + scenario
+                .latency
+                .per_output_token
+                .saturating_mul(u32::try_from(completion).unwrap_or(u32::MAX)))
+        .mul_f64(jitter);
+
+        let spoil: f64 = state.rng.random();
+        if spoil < scenario.malformed_probability {
+            let body = wire::success_body(flavor, id, &request.model, usage);
+            let broken = body.slice(..body.len() / 2);
+            entry.outcome = SimOutcome::Malformed;
+            return record(state, entry, json_response(200, broken), Some(latency));
+        }
+        if spoil < scenario.malformed_probability + scenario.error_in_ok_probability {
+            entry.outcome = SimOutcome::ErrorInOk;
+            return record(state, entry, wire::error_response(flavor, WireError::ErrorInOk), Some(latency));
+        }
+
+        let mut delay = Some(latency);
+        entry.outcome = SimOutcome::Success;
+        if state.rng.random::<f64>() < scenario.hangs.probability {
+            entry.outcome = SimOutcome::Hung;
+            delay = scenario.hangs.answer_after;
+        }
+        if delay.is_some() {
+            entry.billed_ticks = ticks;
+            state.billed += ticks;
+        }
+        state.recent.push_back(now);
+        while state
+            .recent
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) >= Duration::from_secs(60))
+        {
+            state.recent.pop_front();
+        }
+        let remaining = u64::from(scenario.advertised_rpm).saturating_sub(state.recent.len() as u64);
+        let mut response = json_response(200, wire::success_body(flavor, id, &request.model, usage));
+        let headers = response.headers_mut();
+        headers.insert("x-ratelimit-limit-requests", HeaderValue::from(scenario.advertised_rpm));
+        headers.insert("x-ratelimit-remaining-requests", HeaderValue::from(remaining));
+        record(state, entry, response, delay)
+    }
+}
+
+fn record(
+    state: &mut State,
+    mut entry: LedgerEntry,
+    mut response: Response<Full<Bytes>>,
+    delay: Option<Duration>,
+) -> Plan {
+    let id = entry.id;
+    entry.status = delay.map(|_| response.status().as_u16());
+    response
+        .headers_mut()
+        .insert("x-request-id", HeaderValue::from(id));
+    state.entries.push(entry);
+    Plan {
+        id,
+        response,
+        delay,
+    }
+}
+
+fn json_response(status: u16, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn parse_request(
+    parts: &http::request::Parts,
+    body: &[u8],
+    flavor: Flavor,
+) -> Result<Parsed, &'static str> {
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| "The request body is not valid JSON.")?;
+    if !json.is_object() {
+        return Err("The request body must be a JSON object.");
+    }
+    let model = match flavor {
+        // Gemini names the model in the path: /v1beta/models/{model}:generateContent.
+        Flavor::Gemini => parts
+            .uri
+            .path()
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.split(':').next())
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned),
+        _ => json.get("model").and_then(|m| m.as_str()).map(str::to_owned),
+    }
+    .ok_or("The request names no model.")?;
+    let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|k| json.get(k).and_then(serde_json::Value::as_u64))
+        .or_else(|| json.pointer("/generationConfig/maxOutputTokens")?.as_u64());
+    let headers = &parts.headers;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let key = header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| header("x-api-key"))
+        .or_else(|| header("x-goog-api-key"))
+        .map(str::to_owned);
+    Ok(Parsed {
+        model,
+        max_tokens,
+        key,
+    })
+}
+
+impl<B> Service<Request<B>> for Simulator
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let sim = self.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(err) => return Err(err),
+            };
+            Ok(sim.respond(Request::from_parts(parts, body)).await)
+        })
+    }
+}

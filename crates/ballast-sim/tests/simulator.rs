@@ -1,0 +1,459 @@
+//! The simulated provider, driven as a client would drive it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ballast_sim::{
+    BurstModel, ExpectedKey, Flavor, Hangs, HintStyle, Latency, Ledger, LimitStep, Scenario,
+    SimOutcome, SimServer, Simulator,
+};
+use bytes::Bytes;
+use futures::future::join_all;
+use http_body_util::{BodyExt, Full};
+use proptest::prelude::*;
+use serde_json::Value;
+use tower::{Service, ServiceExt};
+
+fn chat(max_tokens: u64) -> http::Request<Full<Bytes>> {
+    let body = format!(
+        r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"hi"}}],"max_tokens":{max_tokens}}}"#
+    );
+    http::Request::post("/v1/chat/completions")
+        .header("authorization", "Bearer xai-test")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Observed {
+    status: u16,
+    id: u64,
+    body: Bytes,
+}
+
+async fn send(mut sim: Simulator, request: http::Request<Full<Bytes>>) -> Observed {
+    let response = ServiceExt::<http::Request<Full<Bytes>>>::ready(&mut sim)
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Observed { status, id, body }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// Sends `n` requests in waves of `concurrency`, each with a 200 s client timeout. Returns
+/// what the client saw (`None`: it gave up) and the ledger.
+fn run(scenario: Scenario, n: usize, concurrency: usize) -> (Vec<Option<Observed>>, Ledger) {
+    runtime().block_on(async move {
+        let sim = Simulator::new(scenario);
+        let mut observed = Vec::new();
+        let indices: Vec<usize> = (0..n).collect();
+        for wave in indices.chunks(concurrency.max(1)) {
+            let calls = wave.iter().map(|i| {
+                let max_tokens = 50 + (*i as u64 * 37) % 400;
+                let call = send(sim.clone(), chat(max_tokens));
+                async move { tokio::time::timeout(Duration::from_secs(200), call).await.ok() }
+            });
+            observed.extend(join_all(calls).await);
+        }
+        (observed, sim.ledger())
+    })
+}
+
+fn arb_scenario() -> impl Strategy<Value = Scenario> {
+    (
+        any::<u64>(),
+        prop_oneof![
+            Just(Flavor::XAi),
+            Just(Flavor::OpenAi),
+            Just(Flavor::Anthropic),
+            Just(Flavor::Gemini)
+        ],
+        prop::option::of(30u32..600),
+        any::<bool>(),
+        0.0..0.5f64,
+        0.0..0.2f64,
+        any::<bool>(),
+        0.0..0.2f64,
+        0.0..0.2f64,
+    )
+        .prop_map(
+            |(seed, flavor, rpm, counts, fail, hang, forever, malformed, error_in_ok)| Scenario {
+                seed,
+                flavor,
+                hidden_limit: rpm.map(|r| vec![LimitStep::new(Duration::ZERO, r)]).unwrap_or_default(),
+                rejections_count: counts,
+                server_errors: BurstModel {
+                    enter_bad: 0.1,
+                    leave_bad: 0.3,
+                    fail_when_good: fail / 4.0,
+                    fail_when_bad: fail,
+                },
+                hangs: Hangs {
+                    probability: hang,
+                    answer_after: if forever { None } else { Some(Duration::from_secs(150)) },
+                },
+                malformed_probability: malformed,
+                error_in_ok_probability: error_in_ok,
+                ..Scenario::healthy()
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Every answer the client saw is in the ledger with the same status and marked
+    /// delivered; every request the client gave up on is in the ledger as not delivered.
+    #[test]
+    fn ledger_equals_what_the_client_observed(scenario in arb_scenario(), n in 1usize..60, concurrency in 1usize..8) {
+        let (observed, ledger) = run(scenario, n, concurrency);
+        prop_assert_eq!(ledger.len(), n);
+        let seen: HashMap<u64, &Observed> = observed.iter().flatten().map(|o| (o.id, o)).collect();
+        prop_assert_eq!(seen.len(), observed.iter().flatten().count(), "ids are unique");
+        for entry in ledger.entries() {
+            match seen.get(&entry.id) {
+                Some(o) => {
+                    prop_assert!(entry.delivered);
+                    prop_assert_eq!(entry.status, Some(o.status));
+                }
+                None => prop_assert!(!entry.delivered),
+            }
+            let billable = matches!(entry.outcome, SimOutcome::Success | SimOutcome::Hung);
+            if !billable {
+                prop_assert_eq!(entry.billed_ticks, 0);
+            }
+        }
+        let gave_up = observed.iter().filter(|o| o.is_none()).count();
+        prop_assert_eq!(gave_up, ledger.entries().iter().filter(|e| !e.delivered).count());
+    }
+
+    /// The same seed and the same requests give the same run, byte for byte.
+    #[test]
+    fn same_seed_same_run(seed in any::<u64>(), n in 1usize..40, concurrency in 1usize..6) {
+        let scenario = Scenario { seed, ..Scenario::bad_day() };
+        let first = run(scenario.clone(), n, concurrency);
+        let second = run(scenario, n, concurrency);
+        prop_assert_eq!(first.0, second.0);
+        prop_assert_eq!(first.1, second.1);
+    }
+}
+
+/// Sends at `rps` for `secs` simulated seconds; returns how many were accepted.
+fn accepted_at(scenario: Scenario, rps: u32, secs: u32) -> usize {
+    runtime().block_on(async move {
+        let sim = Simulator::new(scenario);
+        let mut calls = Vec::new();
+        for i in 0..rps * secs {
+            let sim = sim.clone();
+            calls.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs_f64(f64::from(i) / f64::from(rps))).await;
+                send(sim, chat(10)).await.status
+            }));
+        }
+        let mut accepted = 0;
+        for call in calls {
+            if call.await.unwrap() == 200 {
+                accepted += 1;
+            }
+        }
+        accepted
+    })
+}
+
+#[test]
+fn hidden_limit_is_enforced_per_second_and_moves() {
+    let scenario = Scenario::lying_rate_limits();
+    // 10 requests/s for a minute against a hidden 250/min: about 250 get through, not 480.
+    let accepted = accepted_at(scenario.clone(), 10, 60);
+    assert!((245..=260).contains(&accepted), "accepted {accepted}");
+    // Per-second enforcement: a burst of 20 in one instant gets only a second's worth.
+    let burst = runtime().block_on(async {
+        let sim = Simulator::new(Scenario::lying_rate_limits());
+        let calls = (0..20).map(|_| send(sim.clone(), chat(10)));
+        join_all(calls).await.iter().filter(|o| o.status == 200).count()
+    });
+    assert_eq!(burst, 4, "250/min is 4.17/s");
+    // After ten minutes the limit drops to 150.
+    let ledger = runtime().block_on(async {
+        let sim = Simulator::new(Scenario::lying_rate_limits());
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        send(sim.clone(), chat(10)).await;
+        sim.ledger()
+    });
+    assert_eq!(ledger.entries()[0].hidden_rpm, Some(150));
+}
+
+#[test]
+fn counted_rejections_lock_out_a_client_that_pushes() {
+    let mut scenario = Scenario {
+        hidden_limit: vec![LimitStep::new(Duration::ZERO, 150)],
+        ..Scenario::lying_rate_limits()
+    };
+    let lenient = accepted_at(scenario.clone(), 8, 60);
+    scenario.rejections_count = true;
+    let strict = accepted_at(scenario, 8, 60);
+    assert!((145..=160).contains(&lenient), "lenient {lenient}");
+    assert!(strict < 10, "strict {strict}");
+}
+
+#[test]
+fn wait_hints_follow_the_style() {
+    for (style, check) in [
+        (HintStyle::Truthful, (|s: f64| s > 0.0 && s <= 1.5) as fn(f64) -> bool),
+        (HintStyle::Fixed(Duration::from_secs(42)), |s| s == 42.0),
+        (HintStyle::Scaled(100.0), |s| s > 10.0),
+    ] {
+        let scenario = Scenario {
+            hidden_limit: vec![LimitStep::new(Duration::ZERO, 60)],
+            wait_hint: style,
+            ..Scenario::healthy()
+        };
+        let (observed, _) = run(scenario, 3, 3);
+        let rejected = observed.iter().flatten().find(|o| o.status == 429).unwrap();
+        let json: Value = serde_json::from_slice(&rejected.body).unwrap();
+        let message = json["error"].as_str().unwrap();
+        let secs: f64 = message
+            .split("try again in ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(check(secs), "{style:?}: {message}");
+    }
+}
+
+#[test]
+fn quota_runs_out_after_the_configured_spend() {
+    let scenario = Scenario {
+        quota_ticks: Some(10_000_000), // $0.001
+        ..Scenario::healthy()
+    };
+    let (_, ledger) = run(scenario, 20, 1);
+    let first_quota = ledger
+        .entries()
+        .iter()
+        .position(|e| e.outcome == SimOutcome::QuotaExhausted)
+        .unwrap();
+    assert!(first_quota > 0);
+    let billed_before: u64 = ledger.entries()[..first_quota].iter().map(|e| e.billed_ticks).sum();
+    assert!(billed_before >= 10_000_000);
+    assert!(ledger.entries()[first_quota..].iter().all(|e| e.outcome == SimOutcome::QuotaExhausted));
+}
+
+#[test]
+fn wrong_key_gets_the_providers_bad_key_answer() {
+    for (flavor, status) in [
+        (Flavor::XAi, 400),
+        (Flavor::OpenAi, 401),
+        (Flavor::Anthropic, 401),
+        (Flavor::Gemini, 400),
+    ] {
+        let scenario = Scenario {
+            flavor,
+            api_key: Some(ExpectedKey("xai-right".into())),
+            ..Scenario::healthy()
+        };
+        let (observed, ledger) = run(scenario, 1, 1);
+        assert_eq!(observed[0].as_ref().unwrap().status, status, "{flavor:?}");
+        assert_eq!(ledger.entries()[0].outcome, SimOutcome::BadKey);
+    }
+}
+
+#[test]
+fn latency_grows_with_output_tokens() {
+    let elapsed = |max_tokens| {
+        runtime().block_on(async move {
+            let sim = Simulator::new(Scenario::healthy());
+            let start = tokio::time::Instant::now();
+            send(sim, chat(max_tokens)).await;
+            start.elapsed()
+        })
+    };
+    let short = elapsed(8);
+    let long = elapsed(2000);
+    assert!(short < Duration::from_secs(1), "{short:?}");
+    assert!(long > Duration::from_secs(3), "{long:?}");
+}
+
+#[test]
+fn hangs_for_ever_are_not_delivered_nor_billed() {
+    let scenario = Scenario {
+        hangs: Hangs {
+            probability: 1.0,
+            answer_after: None,
+        },
+        ..Scenario::healthy()
+    };
+    let (observed, ledger) = run(scenario, 3, 3);
+    assert!(observed.iter().all(Option::is_none));
+    assert_eq!(ledger.count(SimOutcome::Hung), 3);
+    assert_eq!(ledger.billed_ticks(), 0);
+    assert!(ledger.entries().iter().all(|e| e.status.is_none() && !e.delivered));
+}
+
+#[test]
+fn slow_hangs_answer_late_and_are_billed() {
+    let scenario = Scenario {
+        hangs: Hangs {
+            probability: 1.0,
+            answer_after: Some(Duration::from_secs(150)),
+        },
+        ..Scenario::healthy()
+    };
+    let (observed, ledger) = run(scenario, 2, 2);
+    assert!(observed.iter().all(|o| o.as_ref().unwrap().status == 200));
+    assert_eq!(ledger.delivered_billed_ticks(), ledger.billed_ticks());
+    assert!(ledger.billed_ticks() > 0);
+}
+
+fn usage_of(flavor: Flavor) -> (Value, ballast_sim::LedgerEntry) {
+    let scenario = Scenario {
+        flavor,
+        cached_share: 0.5,
+        ..Scenario::healthy()
+    };
+    let (observed, ledger) = run(scenario, 1, 1);
+    let json: Value = serde_json::from_slice(&observed[0].as_ref().unwrap().body).unwrap();
+    (json, ledger.entries()[0].clone())
+}
+
+#[test]
+fn usage_follows_each_providers_convention() {
+    let (json, entry) = usage_of(Flavor::XAi);
+    assert_eq!(json["usage"]["prompt_tokens"], entry.prompt_tokens);
+    assert_eq!(json["usage"]["prompt_tokens_details"]["cached_tokens"], entry.cached_tokens);
+    assert_eq!(json["usage"]["completion_tokens"], entry.completion_tokens);
+    assert_eq!(json["usage"]["cost_in_usd_ticks"], entry.billed_ticks);
+    assert!(entry.cached_tokens > 0);
+    let price = ballast_sim::Price::GROK_CODE_FAST_1;
+    assert_eq!(
+        entry.billed_ticks,
+        (entry.prompt_tokens - entry.cached_tokens) * price.input
+            + entry.cached_tokens * price.cached_input
+            + entry.completion_tokens * price.output
+    );
+
+    let (json, entry) = usage_of(Flavor::OpenAi);
+    assert_eq!(json["usage"]["prompt_tokens"], entry.prompt_tokens);
+    assert!(json["usage"].get("cost_in_usd_ticks").is_none());
+
+    // Anthropic counts cache reads apart from input tokens.
+    let (json, entry) = usage_of(Flavor::Anthropic);
+    assert_eq!(json["usage"]["input_tokens"], entry.prompt_tokens - entry.cached_tokens);
+    assert_eq!(json["usage"]["cache_read_input_tokens"], entry.cached_tokens);
+    assert_eq!(json["usage"]["output_tokens"], entry.completion_tokens);
+
+    let (json, entry) = usage_of(Flavor::Gemini);
+    assert_eq!(json["usageMetadata"]["promptTokenCount"], entry.prompt_tokens);
+    assert_eq!(json["usageMetadata"]["candidatesTokenCount"], entry.completion_tokens);
+}
+
+#[test]
+fn spoiled_successes() {
+    let scenario = Scenario {
+        malformed_probability: 1.0,
+        ..Scenario::healthy()
+    };
+    let (observed, ledger) = run(scenario, 1, 1);
+    let body = &observed[0].as_ref().unwrap().body;
+    assert!(serde_json::from_slice::<Value>(body).is_err());
+    assert_eq!(ledger.entries()[0].outcome, SimOutcome::Malformed);
+    assert_eq!(ledger.billed_ticks(), 0);
+
+    let scenario = Scenario {
+        error_in_ok_probability: 1.0,
+        ..Scenario::healthy()
+    };
+    let (observed, ledger) = run(scenario, 1, 1);
+    let observed = observed[0].as_ref().unwrap();
+    assert_eq!(observed.status, 200);
+    let json: Value = serde_json::from_slice(&observed.body).unwrap();
+    assert!(json["error"].is_object());
+    assert_eq!(ledger.entries()[0].outcome, SimOutcome::ErrorInOk);
+}
+
+#[test]
+fn outage_answers_503_then_recovers() {
+    let scenario = Scenario::outage_then_recovery(Duration::from_secs(10), Duration::from_secs(60));
+    let statuses = runtime().block_on(async {
+        let sim = Simulator::new(scenario);
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.push(send(sim.clone(), chat(5)).await.status);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        statuses
+    });
+    assert_eq!(statuses[0], 200);
+    assert!(statuses[2..6].iter().all(|s| *s == 503), "{statuses:?}");
+    assert_eq!(statuses[9], 200);
+}
+
+#[test]
+fn bad_requests_and_long_prompts() {
+    let (observed, ledger) = runtime().block_on(async {
+        let sim = Simulator::new(Scenario::healthy());
+        let broken = http::Request::post("/").body(Full::new(Bytes::from("{not json"))).unwrap();
+        let no_model = http::Request::post("/").body(Full::new(Bytes::from("{}"))).unwrap();
+        let huge = format!(r#"{{"model":"m","prompt":"{}"}}"#, "x".repeat(1_100_000));
+        let huge = http::Request::post("/").body(Full::new(Bytes::from(huge))).unwrap();
+        let mut out = Vec::new();
+        for request in [broken, no_model, huge] {
+            out.push(send(sim.clone(), request).await.status);
+        }
+        (out, sim.ledger())
+    });
+    assert_eq!(observed, [400, 400, 400]);
+    assert_eq!(ledger.count(SimOutcome::BadRequest), 2);
+    assert_eq!(ledger.count(SimOutcome::ContextTooLong), 1);
+}
+
+#[tokio::test]
+async fn loopback_http_face_serves_the_same_provider() {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let scenario = Scenario {
+        latency: Latency {
+            base: Duration::from_millis(1),
+            per_output_token: Duration::ZERO,
+            error: Duration::ZERO,
+        },
+        hidden_limit: vec![LimitStep::new(Duration::ZERO, 60)],
+        ..Scenario::healthy()
+    };
+    let server = SimServer::start(Simulator::new(scenario)).await.unwrap();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (mut parts, body) = chat(20).into_parts();
+        parts.uri = format!("{}/v1/chat/completions", server.url()).parse().unwrap();
+        let response = client.request(http::Request::from_parts(parts, body)).await.unwrap();
+        statuses.push(response.status().as_u16());
+        response.into_body().collect().await.unwrap();
+    }
+    assert_eq!(statuses, [200, 429, 429]);
+    let ledger = server.simulator().ledger();
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(ledger.count(SimOutcome::Success), 1);
+    assert!(ledger.entries().iter().all(|e| e.delivered));
+}
