@@ -1,0 +1,263 @@
+//! Property tests: the classifier against the simulator's ground truth, and against garbage.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ballast_classify::{
+    BoxError, ClassifyLayer, ClassifyResponse, MAX_WAIT_HINT, Outcome, OutcomeClass, Provider,
+    ResponseView,
+};
+use ballast_sim::{
+    BurstModel, ExpectedKey, Flavor, Hangs, HintStyle, LimitStep, Scenario, SimOutcome, Simulator,
+};
+use bytes::Bytes;
+use futures::future::join_all;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::Full;
+use proptest::prelude::*;
+use tower::{Layer, ServiceBuilder, ServiceExt};
+
+/// What the classifier must say about a request the simulator decided `outcome` for.
+fn expected(outcome: SimOutcome, status: u16) -> OutcomeClass {
+    match outcome {
+        SimOutcome::Success | SimOutcome::Hung => OutcomeClass::Success,
+        SimOutcome::RateLimited => OutcomeClass::RateLimited,
+        SimOutcome::QuotaExhausted => OutcomeClass::QuotaExhausted,
+        SimOutcome::BadKey => OutcomeClass::Auth,
+        SimOutcome::BadRequest => OutcomeClass::BadRequest,
+        SimOutcome::ContextTooLong => OutcomeClass::ContextTooLong,
+        SimOutcome::ServerError if status == 529 => OutcomeClass::Overloaded,
+        SimOutcome::ServerError | SimOutcome::Outage | SimOutcome::ErrorInOk => {
+            OutcomeClass::ServerError
+        }
+        SimOutcome::Malformed => OutcomeClass::InvalidResponse,
+    }
+}
+
+fn provider_for(flavor: Flavor) -> Provider {
+    match flavor {
+        Flavor::XAi => Provider::XAi,
+        Flavor::OpenAi => Provider::OpenAi,
+        Flavor::Anthropic => Provider::Anthropic,
+        Flavor::Gemini => Provider::Gemini,
+    }
+}
+
+fn arb_scenario() -> impl Strategy<Value = Scenario> {
+    (
+        any::<u64>(),
+        prop_oneof![
+            Just(Flavor::XAi),
+            Just(Flavor::OpenAi),
+            Just(Flavor::Anthropic),
+            Just(Flavor::Gemini)
+        ],
+        prop::option::of(30u32..400),
+        prop_oneof![
+            Just(HintStyle::None),
+            Just(HintStyle::Truthful),
+            Just(HintStyle::Scaled(0.1)),
+            Just(HintStyle::Random {
+                max: Duration::from_secs(30)
+            }),
+        ],
+        0.0..0.6f64,
+        prop::option::of(0.0..0.2f64),
+        0.0..0.15f64,
+        0.0..0.15f64,
+        prop::option::of(1_000_000u64..50_000_000),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(seed, flavor, rpm, hint, fail, hang, malformed, error_in_ok, quota, wrong_key)| {
+                Scenario {
+                    seed,
+                    flavor,
+                    hidden_limit: rpm
+                        .map(|r| vec![LimitStep::new(Duration::ZERO, r)])
+                        .unwrap_or_default(),
+                    wait_hint: hint,
+                    server_errors: BurstModel {
+                        enter_bad: 0.1,
+                        leave_bad: 0.3,
+                        fail_when_good: fail / 5.0,
+                        fail_when_bad: fail,
+                    },
+                    hangs: Hangs {
+                        probability: hang.unwrap_or(0.0),
+                        answer_after: None,
+                    },
+                    malformed_probability: malformed,
+                    error_in_ok_probability: error_in_ok,
+                    quota_ticks: quota,
+                    api_key: wrong_key.then(|| ExpectedKey("xai-expected".into())),
+                    ..Scenario::healthy()
+                }
+            },
+        )
+}
+
+fn request(i: usize) -> http::Request<Full<Bytes>> {
+    let body = if i % 17 == 16 {
+        "{broken".to_owned()
+    } else {
+        format!(r#"{{"model":"grok-code-fast-1","max_tokens":{}}}"#, 20 + i % 300)
+    };
+    http::Request::post("/v1/chat/completions")
+        .header("authorization", "Bearer xai-test")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Over random flaky scenarios and every dialect, each response's class is the one the
+    /// simulator's ledger says it should be; every attempt the client gave up on is a
+    /// timeout; nothing is lost.
+    #[test]
+    fn classes_match_the_simulators_ground_truth(scenario in arb_scenario(), n in 1usize..80, concurrency in 1usize..8) {
+        let provider = provider_for(scenario.flavor);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let (results, ledger) = rt.block_on(async move {
+            let sim = Simulator::new(scenario);
+            let service = ServiceBuilder::new()
+                .timeout(Duration::from_secs(200))
+                .layer(ClassifyLayer::new(provider))
+                .service(sim.clone());
+            let mut results = Vec::new();
+            let indices: Vec<usize> = (0..n).collect();
+            for wave in indices.chunks(concurrency) {
+                let calls = wave.iter().map(|i| service.clone().oneshot(request(*i)));
+                results.extend(join_all(calls).await);
+            }
+            (results, sim.ledger())
+        });
+        prop_assert_eq!(ledger.len(), n);
+        let mut seen = HashMap::new();
+        let mut timeouts = 0;
+        for result in &results {
+            let result: &Result<_, BoxError> = result;
+            let outcome = Outcome::from_result(result);
+            match result {
+                Ok(response) => {
+                    let id: u64 = response.headers()["x-request-id"].to_str().unwrap().parse().unwrap();
+                    seen.insert(id, outcome);
+                }
+                Err(_) => {
+                    prop_assert_eq!(outcome.class(), OutcomeClass::Timeout);
+                    timeouts += 1;
+                }
+            }
+        }
+        for entry in ledger.entries() {
+            match seen.get(&entry.id) {
+                Some(outcome) => {
+                    let status = entry.status.unwrap();
+                    prop_assert_eq!(outcome.class(), expected(entry.outcome, status), "entry {:?}", entry);
+                    prop_assert_eq!(outcome.status().map(|s| s.as_u16()), Some(status));
+                }
+                None => prop_assert!(!entry.delivered),
+            }
+        }
+        prop_assert_eq!(timeouts + seen.len(), n);
+    }
+
+    /// A truthful or scaled hint always reaches the outcome, whatever the dialect.
+    #[test]
+    fn rate_limit_hints_survive_every_dialect(flavor in prop_oneof![Just(Flavor::XAi), Just(Flavor::OpenAi), Just(Flavor::Anthropic), Just(Flavor::Gemini)], secs in 1u64..600) {
+        let scenario = Scenario {
+            flavor,
+            hidden_limit: vec![LimitStep::new(Duration::ZERO, 1)],
+            wait_hint: HintStyle::Fixed(Duration::from_secs(secs)),
+            ..Scenario::healthy()
+        };
+        let provider = provider_for(flavor);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let outcome = rt.block_on(async move {
+            let service = ClassifyLayer::new(provider).layer(Simulator::new(scenario));
+            service.clone().oneshot(request(0)).await.unwrap();
+            let response = service.oneshot(request(1)).await.unwrap();
+            Outcome::from_response(&response)
+        });
+        prop_assert_eq!(outcome.class(), OutcomeClass::RateLimited);
+        prop_assert_eq!(outcome.wait_hint().map(|h| h.delay()), Some(Duration::from_secs(secs)));
+    }
+}
+
+fn arb_header() -> impl Strategy<Value = (HeaderName, HeaderValue)> {
+    let names = prop_oneof![
+        Just("retry-after"),
+        Just("retry-after-ms"),
+        Just("x-ms-retry-after-ms"),
+        Just("x-ratelimit-reset-requests"),
+        Just("x-ratelimit-remaining-requests"),
+        Just("x-ratelimit-reset-tokens"),
+        Just("anthropic-ratelimit-requests-reset"),
+        Just("anthropic-ratelimit-tokens-remaining"),
+        Just("content-type"),
+        Just("content-length"),
+    ];
+    let values = prop_oneof![
+        "[0-9]{0,30}(\\.[0-9]{0,10})?",
+        "-?[0-9]{1,5}(ms|s|m|h|us|ns)?([0-9]{1,3}(ms|s|m))?",
+        "[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9:]{8} GMT",
+        "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}(Z|[+-][0-9]{2}:[0-9]{2})",
+        "(application/json|text/html|text/event-stream)(; charset=[a-z0-9-]+)?",
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ];
+    (names, values).prop_filter_map("header value", |(name, value)| {
+        let value = HeaderValue::from_str(&value).ok()?;
+        Some((HeaderName::from_static(name), value))
+    })
+}
+
+fn arb_body() -> impl Strategy<Value = Vec<u8>> {
+    let word = "[a-zA-Z_ .0-9]{0,24}";
+    let json_error = (word, word, word, prop::option::of(0u32..1000), word).prop_map(
+        |(message, kind, code, number, delay)| {
+            let code = number.map_or(format!("\"{code}\""), |n| n.to_string());
+            format!(
+                r#"{{"error":{{"message":"{message}","type":"{kind}","code":{code},"status":"{kind}","details":[{{"retryDelay":"{delay}","reason":"{kind}"}}]}}}}"#
+            )
+            .into_bytes()
+        },
+    );
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..512),
+        json_error,
+        (word, word).prop_map(|(c, e)| format!(r#"{{"code":"{c}","error":"{e}"}}"#).into_bytes()),
+        word.prop_map(|w| format!(r#"{{"choices":[{{"finish_reason":"{w}"}}],"stop_reason":"{w}"}}"#).into_bytes()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Classification never panics on arbitrary status, headers and bodies, and every hint
+    /// it returns is bounded.
+    #[test]
+    fn never_panics_and_hints_stay_bounded(
+        status in 100u16..1000,
+        headers in prop::collection::vec(arb_header(), 0..6),
+        body in arb_body(),
+        streaming in any::<bool>(),
+    ) {
+        let status = StatusCode::from_u16(status).unwrap();
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(name, value);
+        }
+        let body = (!streaming).then_some(&body[..]);
+        let view = ResponseView::new(status, &map, body);
+        let verdict = Provider::XAi.classify(&view);
+        if let Some(hint) = verdict.outcome.wait_hint() {
+            prop_assert!(hint.delay() <= MAX_WAIT_HINT);
+            prop_assert!(!verdict.outcome.is_success());
+        }
+        prop_assert_eq!(verdict.outcome.status(), Some(status));
+        if status.is_server_error() {
+            prop_assert!(verdict.outcome.is_provider_failure());
+        }
+    }
+}
