@@ -1,0 +1,40 @@
+//! Fixtures the benchmarks share: realistic provider responses.
+
+use bytes::Bytes;
+
+/// A chat completion of about 2 KB, as xAI returns it (OpenAI shape, cost in ticks).
+pub fn success_body_2kb() -> Bytes {
+    let content = "The quick brown fox jumps over the lazy dog while the compiler checks every borrow. "
+        .repeat(20);
+    Bytes::from(format!(
+        r#"{{"id":"chatcmpl-7f3a","object":"chat.completion","created":1764000000,"model":"grok-code-fast-1","choices":[{{"index":0,"message":{{"role":"assistant","content":"{content}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":812,"completion_tokens":421,"total_tokens":1233,"prompt_tokens_details":{{"cached_tokens":640}},"completion_tokens_details":{{"reasoning_tokens":0}},"cost_in_usd_ticks":6692400}},"system_fingerprint":"fp_sim"}}"#
+    ))
+}
+
+/// xAI's 429 with a hint in the message.
+pub fn rate_limited_body() -> Bytes {
+    Bytes::from_static(
+        br#"{"code":"Some resource has been exhausted","error":"Too many requests. Please try again in 12 seconds."}"#,
+    )
+}
+
+/// A response with `status`, JSON content type and `body`.
+pub fn response(status: u16, body: Bytes) -> http::Response<Bytes> {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_success_body_is_about_2kb_of_json() {
+        let body = super::success_body_2kb();
+        assert!((1800..2400).contains(&body.len()), "{}", body.len());
+        assert!(body.starts_with(b"{") && body.ends_with(b"}"));
+    }
+}
