@@ -1,11 +1,17 @@
 //! Fixtures the benchmarks share: realistic provider responses.
+//!
+//! ```
+//! let response = ballast_benches::response(200, ballast_benches::success_body_2kb());
+//! assert_eq!(response.status(), 200);
+//! ```
 
 use bytes::Bytes;
 
 /// A chat completion of about 2 KB, as xAI returns it (OpenAI shape, cost in ticks).
 pub fn success_body_2kb() -> Bytes {
-    let content = "The quick brown fox jumps over the lazy dog while the compiler checks every borrow. "
-        .repeat(20);
+    let content =
+        "The quick brown fox jumps over the lazy dog while the compiler checks every borrow. "
+            .repeat(20);
     Bytes::from(format!(
         r#"{{"id":"chatcmpl-7f3a","object":"chat.completion","created":1764000000,"model":"grok-code-fast-1","choices":[{{"index":0,"message":{{"role":"assistant","content":"{content}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":812,"completion_tokens":421,"total_tokens":1233,"prompt_tokens_details":{{"cached_tokens":640}},"completion_tokens_details":{{"reasoning_tokens":0}},"cost_in_usd_ticks":6692400}},"system_fingerprint":"fp_sim"}}"#
     ))

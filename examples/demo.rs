@@ -135,7 +135,11 @@ async fn main() -> Result<(), BoxError> {
             class.as_str(),
             100.0 * *count as f64 / requests as f64,
             if class.is_retryable() { "yes" } else { "no" },
-            if class.is_provider_failure() { "yes" } else { "no" },
+            if class.is_provider_failure() {
+                "yes"
+            } else {
+                "no"
+            },
         );
     }
     let p50 = percentile(&mut latencies, 0.50);
@@ -156,7 +160,11 @@ async fn main() -> Result<(), BoxError> {
         SimOutcome::Malformed,
         SimOutcome::ErrorInOk,
     ] {
-        println!("  {:<13} {:>5}", format!("{outcome:?}"), ledger.count(outcome));
+        println!(
+            "  {:<13} {:>5}",
+            format!("{outcome:?}"),
+            ledger.count(outcome)
+        );
     }
     let undelivered = ledger.entries().iter().filter(|e| !e.delivered).count();
     println!(
@@ -168,7 +176,10 @@ async fn main() -> Result<(), BoxError> {
             / ballast_sim::TICKS_PER_USD as f64,
         ATTEMPT_TIMEOUT.as_secs(),
     );
-    let rate_limited = by_class.get(&OutcomeClass::RateLimited).copied().unwrap_or(0);
+    let rate_limited = by_class
+        .get(&OutcomeClass::RateLimited)
+        .copied()
+        .unwrap_or(0);
     println!(
         "\n  {rate_limited} attempts were rate limited well below the documented 480/min, and their \
          hints were random. The retry and throttle layers exist for exactly this."

@@ -4,6 +4,12 @@
 use std::time::Duration;
 
 /// The `p`-th percentile (0.0 to 1.0) of `samples`, by nearest rank; zero when empty.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut samples = vec![Duration::from_millis(30), Duration::from_millis(10), Duration::from_millis(20)];
+/// assert_eq!(ballast_examples::percentile(&mut samples, 0.5), Duration::from_millis(20));
+/// ```
 pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     if samples.is_empty() {
         return Duration::ZERO;

@@ -89,7 +89,11 @@ impl OutcomeClass {
     pub const fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::RateLimited | Self::ServerError | Self::Overloaded | Self::Timeout | Self::Network
+            Self::RateLimited
+                | Self::ServerError
+                | Self::Overloaded
+                | Self::Timeout
+                | Self::Network
         )
     }
 

@@ -99,7 +99,9 @@ impl fmt::Display for ClassifiedError {
 
 impl StdError for ClassifiedError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 

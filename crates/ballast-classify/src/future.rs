@@ -87,7 +87,9 @@ where
                 StateProj::Calling { future } => {
                     let response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
-                        Err(err) => return Poll::Ready(Err(ClassifiedError::transport(err.into()))),
+                        Err(err) => {
+                            return Poll::Ready(Err(ClassifiedError::transport(err.into())));
+                        }
                     };
                     if is_event_stream(&response) {
                         let (mut parts, body) = response.into_parts();

@@ -165,9 +165,8 @@ pub(crate) fn reset_hint(headers: &HeaderMap, now: SystemTime) -> Option<WaitHin
             continue;
         };
         let hint = WaitHint::new(delay, source);
-        let is_exhausted = header_str(headers, remaining)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            == Some(0);
+        let is_exhausted =
+            header_str(headers, remaining).and_then(|v| v.trim().parse::<u64>().ok()) == Some(0);
         let slot = if is_exhausted {
             &mut exhausted
         } else {
@@ -190,7 +189,11 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         return Some(delay);
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_WAIT_HINT))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_WAIT_HINT),
+    )
 }
 
 /// Parses a millisecond count (`retry-after-ms: 1500`, `"250.5"`).
@@ -265,8 +268,9 @@ pub fn parse_go_duration(value: &str) -> Option<Duration> {
 ///
 /// A past instant gives zero.
 pub fn parse_rfc3339_delay(value: &str, now: SystemTime) -> Option<Duration> {
-    let at = time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let at =
+        time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc3339)
+            .ok()?;
     let now = time::OffsetDateTime::from(now);
     let delta = at - now;
     if delta.is_negative() {
@@ -326,10 +330,16 @@ mod tests {
     fn retry_after_seconds_and_dates() {
         let now = at(NOW);
         assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after(" 1.5 ", now), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after(" 1.5 ", now),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
         let future = httpdate::fmt_http_date(at(NOW + 90));
-        assert_eq!(parse_retry_after(&future, now), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse_retry_after(&future, now),
+            Some(Duration::from_secs(90))
+        );
         let past = httpdate::fmt_http_date(at(NOW - 90));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
     }
@@ -337,7 +347,17 @@ mod tests {
     #[test]
     fn bad_values_give_no_hint() {
         let now = at(NOW);
-        for bad in ["", "-5", "abc", "NaN", "inf", "1e3", "1..2", "Wed, 99 Foo 2025", "+3"] {
+        for bad in [
+            "",
+            "-5",
+            "abc",
+            "NaN",
+            "inf",
+            "1e3",
+            "1..2",
+            "Wed, 99 Foo 2025",
+            "+3",
+        ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
             assert_eq!(parse_millis(bad), None, "{bad:?}");
         }
@@ -362,7 +382,10 @@ mod tests {
             parse_rfc3339_delay("9999-12-31T23:59:59Z", now),
             Some(MAX_WAIT_HINT)
         );
-        assert_eq!(WaitHint::new(Duration::MAX, HintSource::Message).delay(), MAX_WAIT_HINT);
+        assert_eq!(
+            WaitHint::new(Duration::MAX, HintSource::Message).delay(),
+            MAX_WAIT_HINT
+        );
     }
 
     #[test]
@@ -400,10 +423,16 @@ mod tests {
     fn message_hints() {
         let ms = Duration::from_millis;
         let cases = [
-            ("Rate limit reached. Please try again in 20s.", Some(ms(20_000))),
+            (
+                "Rate limit reached. Please try again in 20s.",
+                Some(ms(20_000)),
+            ),
             ("Please try again in 1.5 seconds", Some(ms(1500))),
             ("try again in 6ms. Visit ...", Some(ms(6))),
-            ("Please retry in 34.123456s.", Some(Duration::from_secs_f64(34.123456))),
+            (
+                "Please retry in 34.123456s.",
+                Some(Duration::from_secs_f64(34.123456)),
+            ),
             ("Retry after 2 minutes", Some(ms(120_000))),
             ("Try again in 3.", Some(ms(3000))),
             ("try again in a moment", None),
@@ -436,9 +465,15 @@ mod tests {
     fn reset_headers_only_when_rate_limited_and_exhausted_wins() {
         let now = at(NOW);
         let mut headers = HeaderMap::new();
-        headers.insert("x-ratelimit-remaining-requests", HeaderValue::from_static("0"));
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("0"),
+        );
         headers.insert("x-ratelimit-reset-requests", HeaderValue::from_static("2s"));
-        headers.insert("x-ratelimit-remaining-tokens", HeaderValue::from_static("9000"));
+        headers.insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_static("9000"),
+        );
         headers.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("1m"));
         assert_eq!(WaitHint::from_headers(&headers, false, now), None);
         let hint = WaitHint::from_headers(&headers, true, now).unwrap();
@@ -455,7 +490,11 @@ mod tests {
             HeaderValue::from_static("2025-11-25T12:00:05Z"),
         );
         let hint = WaitHint::from_headers(&headers, true, now).unwrap();
-        assert_eq!(hint.delay(), Duration::from_secs(45), "longest when none exhausted");
+        assert_eq!(
+            hint.delay(),
+            Duration::from_secs(45),
+            "longest when none exhausted"
+        );
         assert_eq!(hint.source(), HintSource::AnthropicReset);
     }
 

@@ -46,13 +46,13 @@ impl ApiKey {
         if !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(KeyError::NotHeaderSafe);
         }
-        if let Some(expected) = provider.key_prefix() {
-            if !key.starts_with(expected) {
-                return Err(KeyError::MissingPrefix {
-                    provider: provider.name(),
-                    expected,
-                });
-            }
+        if let Some(expected) = provider.key_prefix()
+            && !key.starts_with(expected)
+        {
+            return Err(KeyError::MissingPrefix {
+                provider: provider.name(),
+                expected,
+            });
         }
         Ok(Self {
             secret: key.into_boxed_str(),

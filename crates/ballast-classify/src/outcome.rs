@@ -182,10 +182,12 @@ mod tests {
             Outcome::from_error(&*elapsed).class(),
             OutcomeClass::Timeout
         );
-        let refused: BoxError = Box::new(std::io::Error::from(
-            std::io::ErrorKind::ConnectionRefused,
-        ));
-        assert_eq!(Outcome::from_error(&*refused).class(), OutcomeClass::Network);
+        let refused: BoxError =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(
+            Outcome::from_error(&*refused).class(),
+            OutcomeClass::Network
+        );
         let classified: BoxError = Box::new(ClassifiedError::new(
             Outcome::new(OutcomeClass::InvalidResponse),
             None,

@@ -155,11 +155,11 @@ fn classify_success_body(view: &ResponseView<'_>, outcome: Outcome, body: &[u8])
         }
         BodyKind::Other => return Verdict::new(outcome),
     }
-    if ERROR_KEY.find(body).is_some() {
-        if let Some(err) = ProviderError::parse(body) {
-            let class = error_in_success_class(&err);
-            return finish(view, outcome.with_class(class), Some(err));
-        }
+    if ERROR_KEY.find(body).is_some()
+        && let Some(err) = ProviderError::parse(body)
+    {
+        let class = error_in_success_class(&err);
+        return finish(view, outcome.with_class(class), Some(err));
     }
     if FILTER_MARKS.iter().any(|f| f.find(body).is_some()) && is_content_filtered(body) {
         return Verdict::new(outcome.with_class(OutcomeClass::ContentFiltered));
@@ -243,9 +243,7 @@ fn refine(base: OutcomeClass, err: &ProviderError) -> OutcomeClass {
         BadRequest if is_auth(err) => Auth,
         BadRequest if is_context_too_long(err) => ContextTooLong,
         BadRequest if is_content_filtered_error(err) => ContentFiltered,
-        ServerError if err.is_named("overloaded_error") || err.mentions("overloaded") => {
-            Overloaded
-        }
+        ServerError if err.is_named("overloaded_error") || err.mentions("overloaded") => Overloaded,
         _ => base,
     }
 }

@@ -323,7 +323,8 @@ mod tests {
 
     #[test]
     fn anthropic_shape() {
-        let body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let body =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         let err = ProviderError::parse(body).unwrap();
         assert_eq!(err.kind(), Some("overloaded_error"));
         assert_eq!(err.message(), Some("Overloaded"));

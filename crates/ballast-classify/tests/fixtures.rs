@@ -425,12 +425,15 @@ fn every_fixture_classifies_as_documented() {
     let mut failures = Vec::new();
     for fixture in fixtures() {
         // The dialects are read by every stock provider.
-        for provider in [Provider::XAi, Provider::OpenAi, Provider::Anthropic, Provider::Gemini, Provider::OpenAiCompatible] {
+        for provider in [
+            Provider::XAi,
+            Provider::OpenAi,
+            Provider::Anthropic,
+            Provider::Gemini,
+            Provider::OpenAiCompatible,
+        ] {
             let verdict = classify(provider, &fixture);
-            let hint = verdict
-                .outcome
-                .wait_hint()
-                .map(|h| (h.delay(), h.source()));
+            let hint = verdict.outcome.wait_hint().map(|h| (h.delay(), h.source()));
             if verdict.outcome.class() != fixture.class || hint != fixture.hint {
                 failures.push(format!(
                     "{} ({provider:?}): got {:?} {:?}, want {:?} {:?}",
@@ -441,7 +444,10 @@ fn every_fixture_classifies_as_documented() {
                     fixture.hint
                 ));
             }
-            assert_eq!(verdict.outcome.status(), Some(StatusCode::from_u16(fixture.status).unwrap()));
+            assert_eq!(
+                verdict.outcome.status(),
+                Some(StatusCode::from_u16(fixture.status).unwrap())
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -78,7 +78,11 @@ async fn oversized_bodies_fail_typed_with_or_without_content_length() {
             .layer(ClassifyLayer::new(Provider::XAi).body_limit(1024))
             .service(inner);
         let err = service.oneshot(request()).await.unwrap_err();
-        assert_eq!(err.class(), OutcomeClass::InvalidResponse, "declared: {declare}");
+        assert_eq!(
+            err.class(),
+            OutcomeClass::InvalidResponse,
+            "declared: {declare}"
+        );
         let source = std::error::Error::source(&err).unwrap();
         assert_eq!(source.downcast_ref::<BodyTooLarge>().unwrap().limit(), 1024);
     }
@@ -152,7 +156,10 @@ async fn streams_pass_through_unbuffered_and_hung_bodies_time_out_outside() {
         .await
         .unwrap();
     assert!(response.body().is_streaming());
-    assert_eq!(Outcome::from_response(&response).class(), OutcomeClass::Success);
+    assert_eq!(
+        Outcome::from_response(&response).class(),
+        OutcomeClass::Success
+    );
     let mut body = response.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(first, Bytes::from_static(b"data: {}\n\n"));
@@ -198,8 +205,7 @@ fn http_client() -> hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
 > {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http()
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
 fn to(url: &str) -> http::Request<Full<Bytes>> {
@@ -225,7 +231,13 @@ async fn over_hyper_util_against_the_loopback_simulator() {
         .service(http_client());
     let mut classes = Vec::new();
     for _ in 0..2 {
-        let response = service.ready().await.unwrap().call(to(&server.url())).await.unwrap();
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(to(&server.url()))
+            .await
+            .unwrap();
         classes.push(Outcome::from_response(&response).class());
     }
     assert_eq!(classes, [OutcomeClass::Success, OutcomeClass::RateLimited]);
@@ -234,6 +246,12 @@ async fn over_hyper_util_against_the_loopback_simulator() {
     let url = server.url();
     drop(server);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let err = service.ready().await.unwrap().call(to(&url)).await.unwrap_err();
+    let err = service
+        .ready()
+        .await
+        .unwrap()
+        .call(to(&url))
+        .await
+        .unwrap_err();
     assert_eq!(err.class(), OutcomeClass::Network, "{err}");
 }

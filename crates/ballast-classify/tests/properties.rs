@@ -101,7 +101,10 @@ fn request(i: usize) -> http::Request<Full<Bytes>> {
     let body = if i % 17 == 16 {
         "{broken".to_owned()
     } else {
-        format!(r#"{{"model":"grok-code-fast-1","max_tokens":{}}}"#, 20 + i % 300)
+        format!(
+            r#"{{"model":"grok-code-fast-1","max_tokens":{}}}"#,
+            20 + i % 300
+        )
     };
     http::Request::post("/v1/chat/completions")
         .header("authorization", "Bearer xai-test")
@@ -204,7 +207,8 @@ fn arb_header() -> impl Strategy<Value = (HeaderName, HeaderValue)> {
         "[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9:]{8} GMT",
         "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}(Z|[+-][0-9]{2}:[0-9]{2})",
         "(application/json|text/html|text/event-stream)(; charset=[a-z0-9-]+)?",
-        prop::collection::vec(any::<u8>(), 0..40).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        prop::collection::vec(any::<u8>(), 0..40)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
     ];
     (names, values).prop_filter_map("header value", |(name, value)| {
         let value = HeaderValue::from_str(&value).ok()?;
@@ -227,7 +231,10 @@ fn arb_body() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..512),
         json_error,
         (word, word).prop_map(|(c, e)| format!(r#"{{"code":"{c}","error":"{e}"}}"#).into_bytes()),
-        word.prop_map(|w| format!(r#"{{"choices":[{{"finish_reason":"{w}"}}],"stop_reason":"{w}"}}"#).into_bytes()),
+        word.prop_map(|w| format!(
+            r#"{{"choices":[{{"finish_reason":"{w}"}}],"stop_reason":"{w}"}}"#
+        )
+        .into_bytes()),
     ]
 }
 

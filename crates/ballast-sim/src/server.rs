@@ -103,7 +103,9 @@ impl SimServer {
 }
 
 fn too_large() -> http::Response<Full<Bytes>> {
-    let mut response = http::Response::new(Full::new(Bytes::from_static(b"request body too large or incomplete")));
+    let mut response = http::Response::new(Full::new(Bytes::from_static(
+        b"request body too large or incomplete",
+    )));
     *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
     response
 }

@@ -205,21 +205,36 @@ impl Simulator {
         let request = match parse_request(parts, body, flavor) {
             Ok(request) => request,
             Err(message) => {
-                return record(state, entry, wire::error_response(flavor, WireError::BadRequest(message)), error_delay);
+                return record(
+                    state,
+                    entry,
+                    wire::error_response(flavor, WireError::BadRequest(message)),
+                    error_delay,
+                );
             }
         };
         entry.model.clone_from(&request.model);
 
-        if let Some(expected) = &scenario.api_key {
-            if request.key.as_deref() != Some(expected.0.as_str()) {
-                entry.outcome = SimOutcome::BadKey;
-                return record(state, entry, wire::error_response(flavor, WireError::BadKey), error_delay);
-            }
+        if let Some(expected) = &scenario.api_key
+            && request.key.as_deref() != Some(expected.0.as_str())
+        {
+            entry.outcome = SimOutcome::BadKey;
+            return record(
+                state,
+                entry,
+                wire::error_response(flavor, WireError::BadKey),
+                error_delay,
+            );
         }
 
         if scenario.in_outage(now) {
             entry.outcome = SimOutcome::Outage;
-            return record(state, entry, wire::error_response(flavor, WireError::Server(503)), error_delay);
+            return record(
+                state,
+                entry,
+                wire::error_response(flavor, WireError::Server(503)),
+                error_delay,
+            );
         }
 
         if let Some(rpm) = hidden_rpm {
@@ -239,13 +254,26 @@ impl Simulator {
                     HintStyle::Fixed(hint) => Some(hint),
                 };
                 entry.outcome = SimOutcome::RateLimited;
-                return record(state, entry, wire::error_response(flavor, WireError::RateLimited { hint }), error_delay);
+                return record(
+                    state,
+                    entry,
+                    wire::error_response(flavor, WireError::RateLimited { hint }),
+                    error_delay,
+                );
             }
         }
 
-        if scenario.quota_ticks.is_some_and(|quota| state.billed >= quota) {
+        if scenario
+            .quota_ticks
+            .is_some_and(|quota| state.billed >= quota)
+        {
             entry.outcome = SimOutcome::QuotaExhausted;
-            return record(state, entry, wire::error_response(flavor, WireError::Quota), error_delay);
+            return record(
+                state,
+                entry,
+                wire::error_response(flavor, WireError::Quota),
+                error_delay,
+            );
         }
 
         // A quarter of the request's bytes: a stable stand-in for a tokenizer.
@@ -257,7 +285,12 @@ impl Simulator {
                 tokens: prompt,
                 window: scenario.context_window,
             };
-            return record(state, entry, wire::error_response(flavor, error), error_delay);
+            return record(
+                state,
+                entry,
+                wire::error_response(flavor, error),
+                error_delay,
+            );
         }
 
         let burst = scenario.server_errors;
@@ -279,7 +312,12 @@ impl Simulator {
             };
             let status = codes[state.rng.random_range(0..codes.len())];
             entry.outcome = SimOutcome::ServerError;
-            return record(state, entry, wire::error_response(flavor, WireError::Server(status)), error_delay);
+            return record(
+                state,
+                entry,
+                wire::error_response(flavor, WireError::Server(status)),
+                error_delay,
+            );
         }
 
         // A success, perhaps spoiled.
@@ -290,7 +328,9 @@ impl Simulator {
         let completion = state.rng.random_range((cap / 4).max(1)..=cap);
         let cached = (prompt as f64 * scenario.cached_share.clamp(0.0, 1.0)) as u64;
         let price = scenario.price;
-        let ticks = (prompt - cached) * price.input + cached * price.cached_input + completion * price.output;
+        let ticks = (prompt - cached) * price.input
+            + cached * price.cached_input
+            + completion * price.output;
         let usage = Usage {
             prompt,
             cached,
@@ -318,7 +358,12 @@ impl Simulator {
         }
         if spoil < scenario.malformed_probability + scenario.error_in_ok_probability {
             entry.outcome = SimOutcome::ErrorInOk;
-            return record(state, entry, wire::error_response(flavor, WireError::ErrorInOk), Some(latency));
+            return record(
+                state,
+                entry,
+                wire::error_response(flavor, WireError::ErrorInOk),
+                Some(latency),
+            );
         }
 
         let mut delay = Some(latency);
@@ -339,11 +384,19 @@ impl Simulator {
         {
             state.recent.pop_front();
         }
-        let remaining = u64::from(scenario.advertised_rpm).saturating_sub(state.recent.len() as u64);
-        let mut response = json_response(200, wire::success_body(flavor, id, &request.model, usage));
+        let remaining =
+            u64::from(scenario.advertised_rpm).saturating_sub(state.recent.len() as u64);
+        let mut response =
+            json_response(200, wire::success_body(flavor, id, &request.model, usage));
         let headers = response.headers_mut();
-        headers.insert("x-ratelimit-limit-requests", HeaderValue::from(scenario.advertised_rpm));
-        headers.insert("x-ratelimit-remaining-requests", HeaderValue::from(remaining));
+        headers.insert(
+            "x-ratelimit-limit-requests",
+            HeaderValue::from(scenario.advertised_rpm),
+        );
+        headers.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from(remaining),
+        );
         record(state, entry, response, delay)
     }
 }
@@ -397,7 +450,10 @@ fn parse_request(
             .and_then(|last| last.split(':').next())
             .filter(|m| !m.is_empty())
             .map(str::to_owned),
-        _ => json.get("model").and_then(|m| m.as_str()).map(str::to_owned),
+        _ => json
+            .get("model")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned),
     }
     .ok_or("The request names no model.")?;
     let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::Flavor;
@@ -31,11 +31,14 @@ pub(crate) enum WireError {
     ErrorInOk,
 }
 
-const FILLER: &str = "The quick brown fox jumps over the lazy dog while the compiler checks every borrow. ";
+const FILLER: &str =
+    "The quick brown fox jumps over the lazy dog while the compiler checks every borrow. ";
 
 fn text_of(tokens: u64) -> String {
     // About four characters per token, as tokenizers average on English text.
-    let len = usize::try_from(tokens.saturating_mul(4)).unwrap_or(usize::MAX).min(1 << 20);
+    let len = usize::try_from(tokens.saturating_mul(4))
+        .unwrap_or(usize::MAX)
+        .min(1 << 20);
     FILLER.chars().cycle().take(len).collect()
 }
 
@@ -126,7 +129,10 @@ pub(crate) fn error_response(flavor: Flavor, error: WireError) -> Response<Full<
                 ),
                 None => "Too many requests.".to_owned(),
             };
-            (429, json!({"code": "Some resource has been exhausted", "error": message}))
+            (
+                429,
+                json!({"code": "Some resource has been exhausted", "error": message}),
+            )
         }
         (Flavor::OpenAi, WireError::RateLimited { hint }) => {
             let mut message = "Rate limit reached for requests per min (RPM).".to_owned();
@@ -150,7 +156,9 @@ pub(crate) fn error_response(flavor: Flavor, error: WireError) -> Response<Full<
             )
         }
         (Flavor::Gemini, WireError::RateLimited { hint }) => {
-            let mut details = vec![json!({"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []})];
+            let mut details = vec![
+                json!({"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []}),
+            ];
             if let Some(h) = hint {
                 details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{}s", secs_text(h))}));
             }
@@ -200,7 +208,9 @@ pub(crate) fn error_response(flavor: Flavor, error: WireError) -> Response<Full<
                 Flavor::OpenAi => format!(
                     "This model's maximum context length is {window} tokens. However, your messages resulted in {tokens} tokens."
                 ),
-                Flavor::Anthropic => format!("prompt is too long: {tokens} tokens > {window} maximum"),
+                Flavor::Anthropic => {
+                    format!("prompt is too long: {tokens} tokens > {window} maximum")
+                }
                 Flavor::Gemini => format!(
                     "The input token count ({tokens}) exceeds the maximum number of tokens allowed ({window})."
                 ),
@@ -219,11 +229,17 @@ pub(crate) fn error_response(flavor: Flavor, error: WireError) -> Response<Full<
     } else {
         Bytes::from(body.to_string())
     }));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let content_type = if is_html { "text/html" } else { "application/json" };
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = if is_html {
+        "text/html"
+    } else {
+        "application/json"
+    };
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);

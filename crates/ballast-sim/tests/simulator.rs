@@ -67,7 +67,11 @@ fn run(scenario: Scenario, n: usize, concurrency: usize) -> (Vec<Option<Observed
             let calls = wave.iter().map(|i| {
                 let max_tokens = 50 + (*i as u64 * 37) % 400;
                 let call = send(sim.clone(), chat(max_tokens));
-                async move { tokio::time::timeout(Duration::from_secs(200), call).await.ok() }
+                async move {
+                    tokio::time::timeout(Duration::from_secs(200), call)
+                        .await
+                        .ok()
+                }
             });
             observed.extend(join_all(calls).await);
         }
@@ -96,7 +100,9 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
             |(seed, flavor, rpm, counts, fail, hang, forever, malformed, error_in_ok)| Scenario {
                 seed,
                 flavor,
-                hidden_limit: rpm.map(|r| vec![LimitStep::new(Duration::ZERO, r)]).unwrap_or_default(),
+                hidden_limit: rpm
+                    .map(|r| vec![LimitStep::new(Duration::ZERO, r)])
+                    .unwrap_or_default(),
                 rejections_count: counts,
                 server_errors: BurstModel {
                     enter_bad: 0.1,
@@ -106,7 +112,11 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
                 },
                 hangs: Hangs {
                     probability: hang,
-                    answer_after: if forever { None } else { Some(Duration::from_secs(150)) },
+                    answer_after: if forever {
+                        None
+                    } else {
+                        Some(Duration::from_secs(150))
+                    },
                 },
                 malformed_probability: malformed,
                 error_in_ok_probability: error_in_ok,
@@ -186,7 +196,11 @@ fn hidden_limit_is_enforced_per_second_and_moves() {
     let burst = runtime().block_on(async {
         let sim = Simulator::new(Scenario::lying_rate_limits());
         let calls = (0..20).map(|_| send(sim.clone(), chat(10)));
-        join_all(calls).await.iter().filter(|o| o.status == 200).count()
+        join_all(calls)
+            .await
+            .iter()
+            .filter(|o| o.status == 200)
+            .count()
     });
     assert_eq!(burst, 4, "250/min is 4.17/s");
     // After ten minutes the limit drops to 150.
@@ -215,7 +229,10 @@ fn counted_rejections_lock_out_a_client_that_pushes() {
 #[test]
 fn wait_hints_follow_the_style() {
     for (style, check) in [
-        (HintStyle::Truthful, (|s: f64| s > 0.0 && s <= 1.5) as fn(f64) -> bool),
+        (
+            HintStyle::Truthful,
+            (|s: f64| s > 0.0 && s <= 1.5) as fn(f64) -> bool,
+        ),
         (HintStyle::Fixed(Duration::from_secs(42)), |s| s == 42.0),
         (HintStyle::Scaled(100.0), |s| s > 10.0),
     ] {
@@ -254,9 +271,16 @@ fn quota_runs_out_after_the_configured_spend() {
         .position(|e| e.outcome == SimOutcome::QuotaExhausted)
         .unwrap();
     assert!(first_quota > 0);
-    let billed_before: u64 = ledger.entries()[..first_quota].iter().map(|e| e.billed_ticks).sum();
+    let billed_before: u64 = ledger.entries()[..first_quota]
+        .iter()
+        .map(|e| e.billed_ticks)
+        .sum();
     assert!(billed_before >= 10_000_000);
-    assert!(ledger.entries()[first_quota..].iter().all(|e| e.outcome == SimOutcome::QuotaExhausted));
+    assert!(
+        ledger.entries()[first_quota..]
+            .iter()
+            .all(|e| e.outcome == SimOutcome::QuotaExhausted)
+    );
 }
 
 #[test]
@@ -307,7 +331,12 @@ fn hangs_for_ever_are_not_delivered_nor_billed() {
     assert!(observed.iter().all(Option::is_none));
     assert_eq!(ledger.count(SimOutcome::Hung), 3);
     assert_eq!(ledger.billed_ticks(), 0);
-    assert!(ledger.entries().iter().all(|e| e.status.is_none() && !e.delivered));
+    assert!(
+        ledger
+            .entries()
+            .iter()
+            .all(|e| e.status.is_none() && !e.delivered)
+    );
 }
 
 #[test]
@@ -340,7 +369,10 @@ fn usage_of(flavor: Flavor) -> (Value, ballast_sim::LedgerEntry) {
 fn usage_follows_each_providers_convention() {
     let (json, entry) = usage_of(Flavor::XAi);
     assert_eq!(json["usage"]["prompt_tokens"], entry.prompt_tokens);
-    assert_eq!(json["usage"]["prompt_tokens_details"]["cached_tokens"], entry.cached_tokens);
+    assert_eq!(
+        json["usage"]["prompt_tokens_details"]["cached_tokens"],
+        entry.cached_tokens
+    );
     assert_eq!(json["usage"]["completion_tokens"], entry.completion_tokens);
     assert_eq!(json["usage"]["cost_in_usd_ticks"], entry.billed_ticks);
     assert!(entry.cached_tokens > 0);
@@ -358,13 +390,25 @@ fn usage_follows_each_providers_convention() {
 
     // Anthropic counts cache reads apart from input tokens.
     let (json, entry) = usage_of(Flavor::Anthropic);
-    assert_eq!(json["usage"]["input_tokens"], entry.prompt_tokens - entry.cached_tokens);
-    assert_eq!(json["usage"]["cache_read_input_tokens"], entry.cached_tokens);
+    assert_eq!(
+        json["usage"]["input_tokens"],
+        entry.prompt_tokens - entry.cached_tokens
+    );
+    assert_eq!(
+        json["usage"]["cache_read_input_tokens"],
+        entry.cached_tokens
+    );
     assert_eq!(json["usage"]["output_tokens"], entry.completion_tokens);
 
     let (json, entry) = usage_of(Flavor::Gemini);
-    assert_eq!(json["usageMetadata"]["promptTokenCount"], entry.prompt_tokens);
-    assert_eq!(json["usageMetadata"]["candidatesTokenCount"], entry.completion_tokens);
+    assert_eq!(
+        json["usageMetadata"]["promptTokenCount"],
+        entry.prompt_tokens
+    );
+    assert_eq!(
+        json["usageMetadata"]["candidatesTokenCount"],
+        entry.completion_tokens
+    );
 }
 
 #[test]
@@ -412,10 +456,16 @@ fn outage_answers_503_then_recovers() {
 fn bad_requests_and_long_prompts() {
     let (observed, ledger) = runtime().block_on(async {
         let sim = Simulator::new(Scenario::healthy());
-        let broken = http::Request::post("/").body(Full::new(Bytes::from("{not json"))).unwrap();
-        let no_model = http::Request::post("/").body(Full::new(Bytes::from("{}"))).unwrap();
+        let broken = http::Request::post("/")
+            .body(Full::new(Bytes::from("{not json")))
+            .unwrap();
+        let no_model = http::Request::post("/")
+            .body(Full::new(Bytes::from("{}")))
+            .unwrap();
         let huge = format!(r#"{{"model":"m","prompt":"{}"}}"#, "x".repeat(1_100_000));
-        let huge = http::Request::post("/").body(Full::new(Bytes::from(huge))).unwrap();
+        let huge = http::Request::post("/")
+            .body(Full::new(Bytes::from(huge)))
+            .unwrap();
         let mut out = Vec::new();
         for request in [broken, no_model, huge] {
             out.push(send(sim.clone(), request).await.status);
@@ -446,8 +496,13 @@ async fn loopback_http_face_serves_the_same_provider() {
     let mut statuses = Vec::new();
     for _ in 0..3 {
         let (mut parts, body) = chat(20).into_parts();
-        parts.uri = format!("{}/v1/chat/completions", server.url()).parse().unwrap();
-        let response = client.request(http::Request::from_parts(parts, body)).await.unwrap();
+        parts.uri = format!("{}/v1/chat/completions", server.url())
+            .parse()
+            .unwrap();
+        let response = client
+            .request(http::Request::from_parts(parts, body))
+            .await
+            .unwrap();
         statuses.push(response.status().as_u16());
         response.into_body().collect().await.unwrap();
     }
