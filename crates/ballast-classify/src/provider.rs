@@ -1,9 +1,6 @@
 //! [`Provider`]: the stock classifier, and the rules it applies.
 
-use std::sync::LazyLock;
-
 use http::header::CONTENT_TYPE;
-use memchr::memmem::Finder;
 use serde::Deserialize;
 
 use crate::hint::{self, HintSource, WaitHint};
@@ -124,47 +121,101 @@ fn find_hint(
         })
 }
 
-static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
-static FILTER_MARKS: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
-    [
-        Finder::new(b"\"content_filter\""),
-        Finder::new(b"\"refusal\""),
-        Finder::new(b"\"SAFETY\""),
-    ]
-});
-
-/// A 2xx body: cheap byte scans first, so an ordinary success costs no JSON parse.
+/// A 2xx body: one structural scan first, so an ordinary success costs no JSON parse.
 fn classify_success_body(view: &ResponseView<'_>, outcome: Outcome, body: &[u8]) -> Verdict {
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() {
         return Verdict::new(outcome);
     }
-    match body_kind(view) {
-        BodyKind::Json => {
-            let shaped = matches!(
-                (trimmed.first(), trimmed.last()),
-                (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
-            );
-            if !shaped {
-                return Verdict::new(outcome.with_class(OutcomeClass::InvalidResponse));
-            }
-        }
-        BodyKind::Html => {
-            // A 200 HTML page from an API endpoint is a captive portal or a misrouted proxy.
-            return Verdict::new(outcome.with_class(OutcomeClass::InvalidResponse));
-        }
+    let scan = match body_kind(view) {
+        BodyKind::Json => match scan_json(trimmed) {
+            Some(scan) => scan,
+            None => return Verdict::new(outcome.with_class(OutcomeClass::InvalidResponse)),
+        },
+        // A 200 HTML page from an API endpoint is a captive portal or a misrouted proxy.
+        BodyKind::Html => return Verdict::new(outcome.with_class(OutcomeClass::InvalidResponse)),
         BodyKind::Other => return Verdict::new(outcome),
-    }
-    if ERROR_KEY.find(body).is_some()
+    };
+    if scan.error_key
         && let Some(err) = ProviderError::parse(body)
     {
         let class = error_in_success_class(&err);
         return finish(view, outcome.with_class(class), Some(err));
     }
-    if FILTER_MARKS.iter().any(|f| f.find(body).is_some()) && is_content_filtered(body) {
+    if scan.filter_mark && is_content_filtered(body) {
         return Verdict::new(outcome.with_class(OutcomeClass::ContentFiltered));
     }
     Verdict::new(outcome)
+}
+
+/// What one pass over a 2xx JSON body found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct JsonScan {
+    /// An `"error"` key near the top (depth 1, or 2 inside a top-level array).
+    error_key: bool,
+    /// A content-filter marker: a `"content_filter"`, `"refusal"` or `"SAFETY"` value, or a
+    /// `"blockReason"` key.
+    filter_mark: bool,
+}
+
+/// One pass over a body that should be one complete JSON object or array.
+///
+/// `None` unless it opens with `{` or `[`, its brackets balance outside strings, its strings
+/// all close, and nothing but white space follows the end. That catches the usual corruption,
+/// a body cut off in transit (even when the cut lands on a `}`). String contents are skipped
+/// with `memchr`, and the few names that matter are compared on the way, so an ordinary
+/// success costs one fast pass instead of a parse.
+fn scan_json(body: &[u8]) -> Option<JsonScan> {
+    if !matches!(body.first(), Some(b'{' | b'[')) {
+        return None;
+    }
+    let mut scan = JsonScan::default();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while let Some(&byte) = body.get(i) {
+        match byte {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return body[i + 1..].trim_ascii().is_empty().then_some(scan);
+                }
+            }
+            b'"' => {
+                let start = i + 1;
+                i = start;
+                // Jump to the closing quote, stepping over escapes.
+                loop {
+                    let rest = body.get(i..)?;
+                    match memchr::memchr2(b'"', b'\\', rest)? {
+                        j if rest[j] == b'\\' => i += j + 2,
+                        j => {
+                            i += j;
+                            break;
+                        }
+                    }
+                }
+                let after = &body[i + 1..];
+                note_string(&mut scan, &body[start..i], depth, || {
+                    after.trim_ascii_start().first() == Some(&b':')
+                });
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Compares one string token against the few names that matter; `is_key` is asked only
+/// when the text matches, so most strings cost a length comparison.
+fn note_string(scan: &mut JsonScan, text: &[u8], depth: usize, is_key: impl Fn() -> bool) {
+    match text {
+        b"error" if depth <= 2 && is_key() => scan.error_key = true,
+        b"content_filter" | b"refusal" | b"SAFETY" if !is_key() => scan.filter_mark = true,
+        b"blockReason" if is_key() => scan.filter_mark = true,
+        _ => {}
+    }
 }
 
 enum BodyKind {
@@ -368,4 +419,94 @@ fn is_content_filtered(body: &[u8]) -> bool {
             &mut parsed.candidates.iter().map(|c| c.finish_reason.as_deref()),
             "SAFETY",
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn complete_json_cases() {
+        let complete: [&[u8]; 6] = [
+            br#"{}"#,
+            br#"[]"#,
+            br#"{"a":[1,{"b":"x}]"}]}"#,
+            br#"{"quote":"he said \"}\" and \\"}  "#,
+            b"[[[]]]\n",
+            br#"{"unicode":"\u00e9 \\\" ]"}"#,
+        ];
+        for body in complete {
+            assert!(
+                scan_json(body).is_some(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let broken: [&[u8]; 8] = [
+            b"",
+            br#"{"a":{"b":1}"#,
+            br#"{"a":"unterminated}"#,
+            br#"{"a":1}}"#,
+            br#"{"a":1} trailing"#,
+            br#"{"a":"\"#,
+            b"not json",
+            b"]",
+        ];
+        for body in broken {
+            assert!(
+                scan_json(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_found_only_where_they_mean_something() {
+        let scan = |b: &[u8]| scan_json(b).unwrap();
+        assert!(scan(br#"{"error":{"message":"x"}}"#).error_key);
+        assert!(scan(br#"[{"error" : {"code":500}}]"#).error_key);
+        assert!(!scan(br#"{"content":"\"error\": no"}"#).error_key);
+        assert!(
+            !scan(br#"{"text":"error"}"#).error_key,
+            "a value, not a key"
+        );
+        assert!(!scan(br#"{"a":{"b":{"error":1}}}"#).error_key, "too deep");
+        assert!(scan(br#"{"choices":[{"finish_reason":"content_filter"}]}"#).filter_mark);
+        assert!(scan(br#"{"promptFeedback":{"blockReason":"OTHER"}}"#).filter_mark);
+        assert!(
+            !scan(br#"{"content_filter":false}"#).filter_mark,
+            "a key, not a value"
+        );
+        assert_eq!(scan(br#"{"a":1}"#), JsonScan::default());
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".*".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(".*", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Every serialized object is complete, and every strict prefix of it is not: a body
+        /// cut off anywhere is caught.
+        #[test]
+        fn prefixes_of_json_are_incomplete(value in arb_json(), cut in any::<prop::sample::Index>()) {
+            let body = serde_json::to_vec(&serde_json::json!({"v": value})).unwrap();
+            prop_assert!(scan_json(&body).is_some());
+            let cut = cut.index(body.len());
+            prop_assert!(scan_json(body[..cut].trim_ascii()).is_none());
+        }
+    }
 }
