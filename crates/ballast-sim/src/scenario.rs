@@ -30,10 +30,11 @@ pub struct Scenario {
     pub flavor: Flavor,
     /// The limit the provider documents and puts in `x-ratelimit-limit-requests`.
     pub advertised_rpm: u32,
-    /// The limit it really enforces, as steps over simulated time. Empty: no limit.
+    /// The limit it really enforces, as steps over simulated time in order of `from`.
+    /// Empty: no limit.
     pub hidden_limit: Vec<LimitStep>,
     /// Whether rejected requests use up the limit too (they do at some providers, which is
-    /// what turns naive retries into a lock-out).
+    /// what turns naive retries into a lock-out). The debt is capped at one second's worth.
     pub rejections_count: bool,
     /// What the 429s say about when to come back.
     pub wait_hint: HintStyle,

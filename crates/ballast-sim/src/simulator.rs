@@ -124,19 +124,21 @@ impl Simulator {
 
     /// Simulated time since creation.
     pub fn now(&self) -> Duration {
-        self.shared
-            .start
-            .elapsed()
-            .mul_f64(self.shared.scenario.time_scale.max(f64::MIN_POSITIVE))
+        scale_duration(self.shared.start.elapsed(), self.time_scale())
     }
 
     /// The real (tokio) duration that `simulated` takes at the scenario's time scale.
     pub fn real_duration(&self, simulated: Duration) -> Duration {
+        scale_duration(simulated, 1.0 / self.time_scale())
+    }
+
+    /// The scenario's time scale, or 1.0 when it is not a positive finite number.
+    fn time_scale(&self) -> f64 {
         let scale = self.shared.scenario.time_scale;
         if scale > 0.0 && scale.is_finite() {
-            simulated.div_f64(scale)
+            scale
         } else {
-            simulated
+            1.0
         }
     }
 
@@ -249,8 +251,10 @@ impl Simulator {
                 let hint = match scenario.wait_hint {
                     HintStyle::None => None,
                     HintStyle::Truthful => Some(truth),
-                    HintStyle::Scaled(factor) => Some(truth.mul_f64(factor.max(0.0))),
-                    HintStyle::Random { max } => Some(max.mul_f64(state.rng.random::<f64>())),
+                    HintStyle::Scaled(factor) => Some(scale_duration(truth, factor.max(0.0))),
+                    HintStyle::Random { max } => {
+                        Some(scale_duration(max, state.rng.random::<f64>()))
+                    }
                     HintStyle::Fixed(hint) => Some(hint),
                 };
                 entry.outcome = SimOutcome::RateLimited;
@@ -328,9 +332,10 @@ impl Simulator {
         let completion = state.rng.random_range((cap / 4).max(1)..=cap);
         let cached = (prompt as f64 * scenario.cached_share.clamp(0.0, 1.0)) as u64;
         let price = scenario.price;
-        let ticks = (prompt - cached) * price.input
-            + cached * price.cached_input
-            + completion * price.output;
+        let ticks = (prompt - cached)
+            .saturating_mul(price.input)
+            .saturating_add(cached.saturating_mul(price.cached_input))
+            .saturating_add(completion.saturating_mul(price.output));
         let usage = Usage {
             prompt,
             cached,
@@ -342,12 +347,11 @@ impl Simulator {
         entry.cached_tokens = cached;
         entry.completion_tokens = completion;
         let jitter = 0.8 + 0.4 * state.rng.random::<f64>();
-        let latency = (scenario.latency.base
-            + scenario
-                .latency
-                .per_output_token
-                .saturating_mul(u32::try_from(completion).unwrap_or(u32::MAX)))
-        .mul_f64(jitter);
+        let generation = scenario
+            .latency
+            .per_output_token
+            .saturating_mul(u32::try_from(completion).unwrap_or(u32::MAX));
+        let latency = scale_duration(scenario.latency.base.saturating_add(generation), jitter);
 
         let spoil: f64 = state.rng.random();
         if spoil < scenario.malformed_probability {
@@ -374,7 +378,7 @@ impl Simulator {
         }
         if delay.is_some() {
             entry.billed_ticks = ticks;
-            state.billed += ticks;
+            state.billed = state.billed.saturating_add(ticks);
         }
         state.recent.push_back(now);
         while state
@@ -399,6 +403,11 @@ impl Simulator {
         );
         record(state, entry, response, delay)
     }
+}
+
+/// `duration * factor`, saturating instead of panicking on overflow.
+fn scale_duration(duration: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(duration.as_secs_f64() * factor).unwrap_or(Duration::MAX)
 }
 
 fn record(
