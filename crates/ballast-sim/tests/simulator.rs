@@ -512,3 +512,25 @@ async fn loopback_http_face_serves_the_same_provider() {
     assert_eq!(ledger.count(SimOutcome::Success), 1);
     assert!(ledger.entries().iter().all(|e| e.delivered));
 }
+
+#[test]
+fn extreme_knobs_saturate_instead_of_panicking() {
+    for time_scale in [0.0, f64::NAN, -1.0, f64::INFINITY, 1e-300] {
+        let scenario = Scenario {
+            time_scale,
+            hidden_limit: vec![LimitStep::new(Duration::ZERO, 1)],
+            wait_hint: HintStyle::Scaled(1e300),
+            price: ballast_sim::Price {
+                input: u64::MAX,
+                cached_input: u64::MAX,
+                output: u64::MAX,
+            },
+            ..Scenario::healthy()
+        };
+        // 1e-300 makes every answer take "for ever" in real time: the client gives up, and
+        // nothing panics on the way.
+        let (_, ledger) = run(scenario, 3, 1);
+        assert_eq!(ledger.len(), 3, "{time_scale}");
+        assert_eq!(ledger.entries()[0].billed_ticks, u64::MAX);
+    }
+}
