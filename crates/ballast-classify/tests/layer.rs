@@ -217,11 +217,7 @@ fn to(url: &str) -> http::Request<Full<Bytes>> {
 #[tokio::test]
 async fn over_hyper_util_against_the_loopback_simulator() {
     let scenario = Scenario {
-        latency: ballast_sim::Latency {
-            base: Duration::from_millis(1),
-            per_output_token: Duration::ZERO,
-            error: Duration::ZERO,
-        },
+        latency: ballast_sim::Latency::INSTANT,
         hidden_limit: vec![LimitStep::new(Duration::ZERO, 60)],
         ..Scenario::healthy()
     };

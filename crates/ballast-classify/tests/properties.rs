@@ -7,9 +7,7 @@ use ballast_classify::{
     BoxError, ClassifyLayer, ClassifyResponse, MAX_WAIT_HINT, Outcome, OutcomeClass, Provider,
     ResponseView,
 };
-use ballast_sim::{
-    BurstModel, ExpectedKey, Flavor, Hangs, HintStyle, LimitStep, Scenario, SimOutcome, Simulator,
-};
+use ballast_sim::{ExpectedKey, Flavor, HintStyle, LimitStep, Scenario, SimOutcome, Simulator};
 use bytes::Bytes;
 use futures::future::join_all;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -44,57 +42,12 @@ fn provider_for(flavor: Flavor) -> Provider {
 }
 
 fn arb_scenario() -> impl Strategy<Value = Scenario> {
-    (
-        any::<u64>(),
-        prop_oneof![
-            Just(Flavor::XAi),
-            Just(Flavor::OpenAi),
-            Just(Flavor::Anthropic),
-            Just(Flavor::Gemini)
-        ],
-        prop::option::of(30u32..400),
-        prop_oneof![
-            Just(HintStyle::None),
-            Just(HintStyle::Truthful),
-            Just(HintStyle::Scaled(0.1)),
-            Just(HintStyle::Random {
-                max: Duration::from_secs(30)
-            }),
-        ],
-        0.0..0.6f64,
-        prop::option::of(0.0..0.2f64),
-        0.0..0.15f64,
-        0.0..0.15f64,
-        prop::option::of(1_000_000u64..50_000_000),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(seed, flavor, rpm, hint, fail, hang, malformed, error_in_ok, quota, wrong_key)| {
-                Scenario {
-                    seed,
-                    flavor,
-                    hidden_limit: rpm
-                        .map(|r| vec![LimitStep::new(Duration::ZERO, r)])
-                        .unwrap_or_default(),
-                    wait_hint: hint,
-                    server_errors: BurstModel {
-                        enter_bad: 0.1,
-                        leave_bad: 0.3,
-                        fail_when_good: fail / 5.0,
-                        fail_when_bad: fail,
-                    },
-                    hangs: Hangs {
-                        probability: hang.unwrap_or(0.0),
-                        answer_after: None,
-                    },
-                    malformed_probability: malformed,
-                    error_in_ok_probability: error_in_ok,
-                    quota_ticks: quota,
-                    api_key: wrong_key.then(|| ExpectedKey("xai-expected".into())),
-                    ..Scenario::healthy()
-                }
-            },
-        )
+    (ballast_sim::strategy::flaky_scenario(), any::<bool>()).prop_map(|(scenario, wrong_key)| {
+        Scenario {
+            api_key: wrong_key.then(|| ExpectedKey("xai-expected".into())),
+            ..scenario
+        }
+    })
 }
 
 fn request(i: usize) -> http::Request<Full<Bytes>> {
@@ -168,7 +121,7 @@ proptest! {
 
     /// A truthful or scaled hint always reaches the outcome, whatever the dialect.
     #[test]
-    fn rate_limit_hints_survive_every_dialect(flavor in prop_oneof![Just(Flavor::XAi), Just(Flavor::OpenAi), Just(Flavor::Anthropic), Just(Flavor::Gemini)], secs in 1u64..600) {
+    fn rate_limit_hints_survive_every_dialect(flavor in ballast_sim::strategy::flavor(), secs in 1u64..600) {
         let scenario = Scenario {
             flavor,
             hidden_limit: vec![LimitStep::new(Duration::ZERO, 1)],

@@ -47,12 +47,17 @@
 //! | [`Scenario::outage_then_recovery`] | healthy with an outage window |
 //! | [`Scenario::lying_rate_limits`] | documents 480 rpm, enforces 250, 150, then 200; random hints |
 //! | [`Scenario::bad_day`] | the above plus 5xx bursts, hangs, broken bodies, errors in 200s |
+//!
+//! With the `proptest` feature, `strategy::flaky_scenario()` draws random flaky providers
+//! for property tests.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod ledger;
 mod scenario;
 mod server;
 mod simulator;
+#[cfg(feature = "proptest")]
+pub mod strategy;
 mod wire;
 
 pub use ledger::{Ledger, LedgerEntry, SimOutcome};

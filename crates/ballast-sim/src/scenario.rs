@@ -289,6 +289,15 @@ pub struct Latency {
     pub error: Duration,
 }
 
+impl Latency {
+    /// Answers in a millisecond, whatever the length: for tests over real sockets.
+    pub const INSTANT: Self = Self {
+        base: Duration::from_millis(1),
+        per_output_token: Duration::ZERO,
+        error: Duration::ZERO,
+    };
+}
+
 impl Default for Latency {
     /// 400 ms to first token, 8 ms per token (about 125 tokens/s), 50 ms for errors.
     fn default() -> Self {

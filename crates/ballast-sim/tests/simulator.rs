@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ballast_sim::{
-    BurstModel, ExpectedKey, Flavor, Hangs, HintStyle, Latency, Ledger, LimitStep, Scenario,
-    SimOutcome, SimServer, Simulator,
+    ExpectedKey, Flavor, Hangs, HintStyle, Latency, Ledger, LimitStep, Scenario, SimOutcome,
+    SimServer, Simulator,
 };
 use bytes::Bytes;
 use futures::future::join_all;
@@ -79,59 +79,13 @@ fn run(scenario: Scenario, n: usize, concurrency: usize) -> (Vec<Option<Observed
     })
 }
 
-fn arb_scenario() -> impl Strategy<Value = Scenario> {
-    (
-        any::<u64>(),
-        prop_oneof![
-            Just(Flavor::XAi),
-            Just(Flavor::OpenAi),
-            Just(Flavor::Anthropic),
-            Just(Flavor::Gemini)
-        ],
-        prop::option::of(30u32..600),
-        any::<bool>(),
-        0.0..0.5f64,
-        0.0..0.2f64,
-        any::<bool>(),
-        0.0..0.2f64,
-        0.0..0.2f64,
-    )
-        .prop_map(
-            |(seed, flavor, rpm, counts, fail, hang, forever, malformed, error_in_ok)| Scenario {
-                seed,
-                flavor,
-                hidden_limit: rpm
-                    .map(|r| vec![LimitStep::new(Duration::ZERO, r)])
-                    .unwrap_or_default(),
-                rejections_count: counts,
-                server_errors: BurstModel {
-                    enter_bad: 0.1,
-                    leave_bad: 0.3,
-                    fail_when_good: fail / 4.0,
-                    fail_when_bad: fail,
-                },
-                hangs: Hangs {
-                    probability: hang,
-                    answer_after: if forever {
-                        None
-                    } else {
-                        Some(Duration::from_secs(150))
-                    },
-                },
-                malformed_probability: malformed,
-                error_in_ok_probability: error_in_ok,
-                ..Scenario::healthy()
-            },
-        )
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     /// Every answer the client saw is in the ledger with the same status and marked
     /// delivered; every request the client gave up on is in the ledger as not delivered.
     #[test]
-    fn ledger_equals_what_the_client_observed(scenario in arb_scenario(), n in 1usize..60, concurrency in 1usize..8) {
+    fn ledger_equals_what_the_client_observed(scenario in ballast_sim::strategy::flaky_scenario(), n in 1usize..60, concurrency in 1usize..8) {
         let (observed, ledger) = run(scenario, n, concurrency);
         prop_assert_eq!(ledger.len(), n);
         let seen: HashMap<u64, &Observed> = observed.iter().flatten().map(|o| (o.id, o)).collect();
@@ -483,11 +437,7 @@ async fn loopback_http_face_serves_the_same_provider() {
     use hyper_util::rt::TokioExecutor;
 
     let scenario = Scenario {
-        latency: Latency {
-            base: Duration::from_millis(1),
-            per_output_token: Duration::ZERO,
-            error: Duration::ZERO,
-        },
+        latency: Latency::INSTANT,
         hidden_limit: vec![LimitStep::new(Duration::ZERO, 60)],
         ..Scenario::healthy()
     };
