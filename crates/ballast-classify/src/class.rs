@@ -78,6 +78,14 @@ impl OutcomeClass {
         Self::Unknown,
     ];
 
+    /// The number of classes.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The class's position in [`ALL`](Self::ALL), for per-class tables (`[T; COUNT]`).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// `true` for [`Success`](Self::Success).
     pub const fn is_success(self) -> bool {
         matches!(self, Self::Success)
@@ -215,6 +223,14 @@ mod tests {
         );
         assert!(!QuotaExhausted.is_retryable());
         assert!(!RateLimited.is_provider_failure());
+    }
+
+    #[test]
+    fn index_matches_position_in_all() {
+        for (i, class) in OutcomeClass::ALL.into_iter().enumerate() {
+            assert_eq!(class.index(), i);
+        }
+        assert_eq!(OutcomeClass::COUNT, 13);
     }
 
     #[test]

@@ -53,6 +53,7 @@
 //! | response extensions | [`ProviderError`] (failures with an error body) | [`Classify`] | logging, fallbacks |
 //! | response body | [`ClassifiedBody`] (buffered bytes) | [`Classify`] | cost (usage) |
 //! | error | [`ClassifiedError`] (transport, unreadable body) | [`Classify`] | all, via [`Outcome::from_error`] |
+//! | request and response extensions | [`Attempt`] | retry | cost, logs |
 //!
 //! # Modules
 //!
@@ -60,6 +61,7 @@
 //! - [`ApiKey`]: checks a key's shape before the first request.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod attempt;
 mod body;
 mod class;
 mod classify;
@@ -73,6 +75,7 @@ mod provider;
 mod provider_error;
 mod service;
 
+pub use attempt::Attempt;
 pub use body::ClassifiedBody;
 pub use class::OutcomeClass;
 pub use classify::{ClassifyResponse, ResponseView, Verdict};

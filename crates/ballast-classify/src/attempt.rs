@@ -1,0 +1,59 @@
+//! [`Attempt`]: which attempt of a logical call a request or response belongs to.
+
+use std::num::NonZeroU32;
+
+/// The attempt number of a request, and the final attempt count on a response.
+///
+/// The retry layer puts `Attempt(n)` on the request of every retry (n >= 2) and on the
+/// response it finally returns. A request without one is a first attempt, so a call that is
+/// never retried pays nothing for the bookkeeping; read it with [`Attempt::of_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Attempt(NonZeroU32);
+
+impl Attempt {
+    /// The first attempt.
+    pub const FIRST: Self = Self(NonZeroU32::MIN);
+
+    /// Attempt `n`; 0 is read as 1.
+    pub fn new(n: u32) -> Self {
+        Self(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN))
+    }
+
+    /// The number, from 1.
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The attempt a request is: its `Attempt` extension, or the first.
+    pub fn of_request<B>(request: &http::Request<B>) -> Self {
+        request
+            .extensions()
+            .get::<Self>()
+            .copied()
+            .unwrap_or(Self::FIRST)
+    }
+
+    /// How many attempts a response took: its `Attempt` extension, or one.
+    pub fn of_response<B>(response: &http::Response<B>) -> Self {
+        response
+            .extensions()
+            .get::<Self>()
+            .copied()
+            .unwrap_or(Self::FIRST)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_means_first() {
+        let mut request = http::Request::new(());
+        assert_eq!(Attempt::of_request(&request).get(), 1);
+        request.extensions_mut().insert(Attempt::new(3));
+        assert_eq!(Attempt::of_request(&request).get(), 3);
+        assert_eq!(Attempt::new(0), Attempt::FIRST);
+        assert_eq!(Attempt::of_response(&http::Response::new(())).get(), 1);
+    }
+}

@@ -1,0 +1,498 @@
+//! [`RetryPolicy`]: the `tower::retry::Policy` that decides, per outcome class, whether and
+//! when to try again.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ballast_classify::{Attempt, BoxError, ClassifiedError, Outcome, OutcomeClass};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::time::{Instant, Sleep};
+use tower::retry::Policy;
+
+use crate::{Backoff, HintBeyondDeadline, HintTrust, Jitter, RetryBudget};
+
+/// What to do with one outcome class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassRule {
+    /// Whether to retry it at all.
+    pub retry: bool,
+    /// The wait before each retry.
+    pub backoff: Backoff,
+    /// How the wait is randomised.
+    pub jitter: Jitter,
+}
+
+impl ClassRule {
+    /// Retry with `backoff` and full jitter.
+    pub const fn retry(backoff: Backoff) -> Self {
+        Self {
+            retry: true,
+            backoff,
+            jitter: Jitter::Full,
+        }
+    }
+
+    /// Never retry.
+    pub const fn never() -> Self {
+        Self {
+            retry: false,
+            backoff: Backoff::constant(Duration::ZERO),
+            jitter: Jitter::None,
+        }
+    }
+}
+
+/// Everything a [`RetryPolicy`] is configured with. Build it with [`RetryPolicy::builder`].
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    max_attempts: u32,
+    deadline: Option<Duration>,
+    max_delay: Duration,
+    hint_trust: HintTrust,
+    rules: [ClassRule; OutcomeClass::COUNT],
+}
+
+impl RetryConfig {
+    /// The rule for `class`.
+    pub fn rule(&self, class: OutcomeClass) -> &ClassRule {
+        &self.rules[class.index()]
+    }
+
+    /// Total calls per logical request, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The deadline across all attempts and waits, if any.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// The hard cap on any single wait, after jitter and hints.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
+    /// How far hints are trusted.
+    pub fn hint_trust(&self) -> HintTrust {
+        self.hint_trust
+    }
+}
+
+struct Shared {
+    config: RetryConfig,
+    budget: Option<RetryBudget>,
+    seed: u64,
+    sessions: AtomicU64,
+}
+
+/// Per logical call: tower's `Retry` clones the policy once per request, and that clone
+/// lives through all of its attempts.
+struct Session {
+    attempts: u32,
+    started: Option<Instant>,
+    previous: Option<Duration>,
+    rng: SmallRng,
+}
+
+impl Session {
+    fn start(shared: &Shared) -> Self {
+        let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
+        Self {
+            attempts: 0,
+            started: shared.config.deadline.map(|_| Instant::now()),
+            previous: None,
+            rng: SmallRng::seed_from_u64(shared.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+        }
+    }
+}
+
+/// A `tower::retry::Policy` for LLM calls: decides by [`OutcomeClass`], waits with per-class
+/// backoff and jitter, weighs the provider's hint, spends from a shared [`RetryBudget`], and
+/// stops at a deadline.
+///
+/// Clones share configuration and budget (one `Arc`); each logical call gets its own attempt
+/// count, clock and random stream.
+///
+/// The defaults, chosen for LLM request rates:
+///
+/// | class | retried | backoff (before full jitter) |
+/// |---|---|---|
+/// | `rate_limited` | yes | 2 s doubling to 60 s: limits reset per second or per minute |
+/// | `server_error` | yes | 2 s doubling to 20 s: 5xx come in bursts of seconds |
+/// | `overloaded` | yes | 5 s doubling to 60 s: capacity takes longer to come back |
+/// | `timeout`, `network` | yes | 250 ms doubling to 10 s: often one bad connection |
+/// | all others | no | auth, bad request, context, content filter, quota: sending again cannot help; an invalid response was already billed |
+///
+/// Three attempts in all, a 60 s cap on any wait, a five-minute deadline (three 90 s attempts
+/// and their waits fit), hints clamped to `[backoff, backoff + 5 s]`, and a budget of 10% of
+/// successes with a reserve of 10 retries (at most 20 banked).
+pub struct RetryPolicy {
+    shared: Arc<Shared>,
+    session: Session,
+}
+
+/// A clone is a new logical call: same configuration and budget, fresh session.
+impl Clone for RetryPolicy {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            session: Session::start(&self.shared),
+        }
+    }
+}
+
+impl fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("config", &self.shared.config)
+            .field("budget", &self.shared.budget)
+            .field("attempts", &self.session.attempts)
+            .finish()
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicyBuilder::default().build()
+    }
+}
+
+/// What one decision came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Return this result to the caller.
+    Stop(StopReason),
+    /// Wait this long, then try again.
+    Retry(Duration),
+    /// Stop with [`HintBeyondDeadline`]: the provider asked for more time than is left.
+    HintBeyondDeadline {
+        /// What the provider asked for.
+        asked: Duration,
+        /// What was left of the deadline.
+        remaining: Duration,
+    },
+}
+
+/// Why a [`RetryPolicy`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The attempt succeeded.
+    Success,
+    /// Its class is not retried.
+    NotRetryable,
+    /// The attempts are used up.
+    MaxAttempts,
+    /// The wait would end past the deadline.
+    Deadline,
+    /// The retry budget is empty.
+    Budget,
+}
+
+impl RetryPolicy {
+    /// A builder starting from the defaults.
+    pub fn builder() -> RetryPolicyBuilder {
+        RetryPolicyBuilder::default()
+    }
+
+    /// The retry loop from the story, kept as a baseline to compare against: 3 attempts;
+    /// rate limits wait `2^n + U(0, 1)` s; 500/502/503 wait `5 + U(0, 5)` s; everything
+    /// else fails at once; hints ignored; no budget, no deadline.
+    pub fn naive() -> Self {
+        let mut builder = RetryPolicyBuilder {
+            rules: [ClassRule::never(); OutcomeClass::COUNT],
+            ..RetryPolicyBuilder::default()
+        };
+        builder.rules[OutcomeClass::RateLimited.index()] = ClassRule {
+            retry: true,
+            backoff: Backoff::exponential(Duration::from_secs(2), Duration::from_secs(3600)),
+            jitter: Jitter::Add(Duration::from_secs(1)),
+        };
+        builder.rules[OutcomeClass::ServerError.index()] = ClassRule {
+            retry: true,
+            backoff: Backoff::constant(Duration::from_secs(5)),
+            jitter: Jitter::Add(Duration::from_secs(5)),
+        };
+        builder
+            .max_attempts(3)
+            .max_delay(Duration::from_secs(3600))
+            .hint_trust(HintTrust::Ignore)
+            .no_deadline()
+            .no_budget()
+            .build()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RetryConfig {
+        &self.shared.config
+    }
+
+    /// The shared retry budget, if there is one.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.shared.budget.as_ref()
+    }
+
+    /// Decides what to do after the current session's latest attempt ended with `outcome`,
+    /// and records it (attempt count, previous wait, budget). This is the whole policy;
+    /// [`Policy::retry`] only applies it to requests and results.
+    pub fn decide(&mut self, outcome: &Outcome) -> Decision {
+        let shared = &*self.shared;
+        let session = &mut self.session;
+        session.attempts = session.attempts.saturating_add(1);
+        let attempts = session.attempts;
+        let class = outcome.class();
+        if class.is_success() {
+            if let Some(budget) = &shared.budget {
+                budget.deposit();
+            }
+            return Decision::Stop(StopReason::Success);
+        }
+        let config = &shared.config;
+        let rule = config.rule(class);
+        if !rule.retry {
+            return Decision::Stop(StopReason::NotRetryable);
+        }
+        if attempts >= config.max_attempts {
+            return Decision::Stop(StopReason::MaxAttempts);
+        }
+        let backoff = rule
+            .jitter
+            .apply(&rule.backoff, attempts, session.previous, &mut session.rng)
+            .min(config.max_delay);
+        let hint = outcome.wait_hint().map(|h| h.delay());
+        let (wait, hint_driven) = config.hint_trust.apply(backoff, hint);
+        let wait = wait.min(config.max_delay);
+        if let (Some(deadline), Some(started)) = (config.deadline, session.started) {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            if wait > remaining {
+                return match hint {
+                    Some(asked) if hint_driven && asked > remaining => {
+                        Decision::HintBeyondDeadline { asked, remaining }
+                    }
+                    _ => Decision::Stop(StopReason::Deadline),
+                };
+            }
+        }
+        if let Some(budget) = &shared.budget
+            && !budget.try_withdraw()
+        {
+            return Decision::Stop(StopReason::Budget);
+        }
+        session.previous = Some(wait);
+        Decision::Retry(wait)
+    }
+
+    /// Attempts made so far in this session.
+    pub fn attempts(&self) -> u32 {
+        self.session.attempts
+    }
+}
+
+impl<B, Res> Policy<http::Request<B>, http::Response<Res>, BoxError> for RetryPolicy
+where
+    B: Clone,
+{
+    type Future = Sleep;
+
+    fn retry(
+        &mut self,
+        request: &mut http::Request<B>,
+        result: &mut Result<http::Response<Res>, BoxError>,
+    ) -> Option<Sleep> {
+        let outcome = Outcome::from_result(result);
+        match self.decide(&outcome) {
+            Decision::Retry(wait) => {
+                let next = Attempt::new(self.attempts().saturating_add(1));
+                request.extensions_mut().insert(next);
+                Some(tokio::time::sleep(wait))
+            }
+            Decision::Stop(_) => {
+                let attempts = self.attempts();
+                if let Ok(response) = result
+                    && attempts > 1
+                {
+                    response.extensions_mut().insert(Attempt::new(attempts));
+                }
+                None
+            }
+            Decision::HintBeyondDeadline { asked, remaining } => {
+                let reason = HintBeyondDeadline::new(asked, remaining, self.attempts(), outcome);
+                let error = ClassifiedError::new(outcome, Some(Box::new(reason)));
+                *result = Err(Box::new(error));
+                None
+            }
+        }
+    }
+
+    fn clone_request(&mut self, request: &http::Request<B>) -> Option<http::Request<B>> {
+        let mut clone = http::Request::new(request.body().clone());
+        *clone.method_mut() = request.method().clone();
+        *clone.uri_mut() = request.uri().clone();
+        *clone.version_mut() = request.version();
+        *clone.headers_mut() = request.headers().clone();
+        *clone.extensions_mut() = request.extensions().clone();
+        Some(clone)
+    }
+}
+
+/// Builds a [`RetryPolicy`]; starts from the defaults.
+#[derive(Debug, Clone)]
+pub struct RetryPolicyBuilder {
+    max_attempts: u32,
+    deadline: Option<Duration>,
+    max_delay: Duration,
+    hint_trust: HintTrust,
+    rules: [ClassRule; OutcomeClass::COUNT],
+    budget: Option<(f64, u32, u32)>,
+    seed: Option<u64>,
+}
+
+impl Default for RetryPolicyBuilder {
+    fn default() -> Self {
+        let mut rules = [ClassRule::never(); OutcomeClass::COUNT];
+        let secs = Duration::from_secs;
+        let ms = Duration::from_millis;
+        for (class, backoff) in [
+            (
+                OutcomeClass::RateLimited,
+                Backoff::exponential(secs(2), secs(60)),
+            ),
+            (
+                OutcomeClass::ServerError,
+                Backoff::exponential(secs(2), secs(20)),
+            ),
+            (
+                OutcomeClass::Overloaded,
+                Backoff::exponential(secs(5), secs(60)),
+            ),
+            (
+                OutcomeClass::Timeout,
+                Backoff::exponential(ms(250), secs(10)),
+            ),
+            (
+                OutcomeClass::Network,
+                Backoff::exponential(ms(250), secs(10)),
+            ),
+        ] {
+            rules[class.index()] = ClassRule::retry(backoff);
+        }
+        // Not retried by default, but with a sensible wait for those who turn it on.
+        rules[OutcomeClass::InvalidResponse.index()].backoff =
+            Backoff::exponential(secs(1), secs(10));
+        Self {
+            max_attempts: 3,
+            deadline: Some(secs(300)),
+            max_delay: secs(60),
+            hint_trust: HintTrust::Clamp { slack: secs(5) },
+            rules,
+            budget: Some((0.1, 10, 20)),
+            seed: None,
+        }
+    }
+}
+
+impl RetryPolicyBuilder {
+    /// Total calls per logical request, the first included (default 3; 0 is read as 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The deadline across all attempts and waits (default 5 minutes). No wait that would
+    /// end after it is started.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// No deadline.
+    pub fn no_deadline(mut self) -> Self {
+        self.deadline = None;
+        self
+    }
+
+    /// The hard cap on any wait, after jitter and hints (default 60 s).
+    pub fn max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
+
+    /// How far to trust wait hints (default: clamp to `[backoff, backoff + 5 s]`).
+    pub fn hint_trust(mut self, trust: HintTrust) -> Self {
+        self.hint_trust = trust;
+        self
+    }
+
+    /// Whether to retry `class` at all.
+    pub fn retry_class(mut self, class: OutcomeClass, retry: bool) -> Self {
+        self.rules[class.index()].retry = retry;
+        self
+    }
+
+    /// The backoff for `class`.
+    pub fn backoff(mut self, class: OutcomeClass, backoff: Backoff) -> Self {
+        self.rules[class.index()].backoff = backoff;
+        self
+    }
+
+    /// The whole rule for `class`.
+    pub fn rule(mut self, class: OutcomeClass, rule: ClassRule) -> Self {
+        self.rules[class.index()] = rule;
+        self
+    }
+
+    /// The jitter for every class.
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        for rule in &mut self.rules {
+            rule.jitter = jitter;
+        }
+        self
+    }
+
+    /// A retry budget: `ratio` retries per success, starting with `reserve`, holding at most
+    /// `max_balance` (default 10%, 10, 20). See [`RetryBudget`].
+    pub fn budget(mut self, ratio: f64, reserve: u32, max_balance: u32) -> Self {
+        self.budget = Some((ratio, reserve, max_balance));
+        self
+    }
+
+    /// No retry budget: every retryable failure is retried up to `max_attempts`.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
+    /// Seeds the jitter, for reproducible tests (default: a random seed per policy).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The policy.
+    pub fn build(self) -> RetryPolicy {
+        let seed = self
+            .seed
+            .unwrap_or_else(|| RandomState::new().hash_one(0x5EED_u64));
+        let shared = Arc::new(Shared {
+            config: RetryConfig {
+                max_attempts: self.max_attempts,
+                deadline: self.deadline,
+                max_delay: self.max_delay,
+                hint_trust: self.hint_trust,
+                rules: self.rules,
+            },
+            budget: self
+                .budget
+                .map(|(ratio, reserve, max)| RetryBudget::new(ratio, reserve, max)),
+            seed,
+            sessions: AtomicU64::new(0),
+        });
+        let session = Session::start(&shared);
+        RetryPolicy { shared, session }
+    }
+}
