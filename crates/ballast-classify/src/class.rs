@@ -56,13 +56,16 @@ pub enum OutcomeClass {
     Network,
     /// The response could not be read: a 2xx body that is not JSON, or larger than the cap.
     InvalidResponse,
+    /// A local circuit breaker refused the call: nothing was sent. Not retryable by default,
+    /// so a retry loop does not hammer an open breaker; its error says when the next probe is.
+    CircuitOpen,
     /// Nothing above fits.
     Unknown,
 }
 
 impl OutcomeClass {
     /// Every class, in declaration order (handy for metrics tables and exhaustive tests).
-    pub const ALL: [OutcomeClass; 13] = [
+    pub const ALL: [OutcomeClass; 14] = [
         Self::Success,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -75,6 +78,7 @@ impl OutcomeClass {
         Self::Timeout,
         Self::Network,
         Self::InvalidResponse,
+        Self::CircuitOpen,
         Self::Unknown,
     ];
 
@@ -135,6 +139,7 @@ impl OutcomeClass {
             Self::Timeout => "timeout",
             Self::Network => "network",
             Self::InvalidResponse => "invalid_response",
+            Self::CircuitOpen => "circuit_open",
             Self::Unknown => "unknown",
         }
     }
@@ -230,7 +235,7 @@ mod tests {
         for (i, class) in OutcomeClass::ALL.into_iter().enumerate() {
             assert_eq!(class.index(), i);
         }
-        assert_eq!(OutcomeClass::COUNT, 13);
+        assert_eq!(OutcomeClass::COUNT, 14);
     }
 
     #[test]

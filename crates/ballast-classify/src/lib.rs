@@ -54,6 +54,7 @@
 //! | response body | [`ClassifiedBody`] (buffered bytes) | [`Classify`] | cost (usage) |
 //! | error | [`ClassifiedError`] (transport, unreadable body) | [`Classify`] | all, via [`Outcome::from_error`] |
 //! | request and response extensions | [`Attempt`] | retry | cost, logs |
+//! | request extensions, or the JSON body | [`ModelName`], read by [`model_of`] | callers, the facade | breaker, cost, budget |
 //!
 //! # Modules
 //!
@@ -73,6 +74,7 @@ mod layer;
 mod outcome;
 mod provider;
 mod provider_error;
+mod request;
 mod service;
 
 pub use attempt::Attempt;
@@ -87,4 +89,5 @@ pub use layer::{ClassifyLayer, DEFAULT_BODY_LIMIT};
 pub use outcome::Outcome;
 pub use provider::Provider;
 pub use provider_error::ProviderError;
+pub use request::{InspectBody, ModelName, json_model, model_of};
 pub use service::Classify;

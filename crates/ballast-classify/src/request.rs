@@ -1,0 +1,186 @@
+//! What Ballast may read from a request before sending it: the model, and the body.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// The model a request asks for, as a request extension.
+///
+/// Layers that key or price by model (breaker, cost, budget) read it with [`model_of`].
+/// Set it when the body cannot be read (a streaming body), or to save them the scan.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelName(pub Arc<str>);
+
+impl ModelName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Request bodies whose bytes can be read before sending.
+///
+/// Implemented for the cheap, clonable bodies LLM requests use (`String`, `Bytes`,
+/// `Vec<u8>`, `&'static str`, `&'static [u8]`, `()`); bodies that cannot be inspected
+/// (`Full`, `Empty`, streams) return `None`, and layers then rely on extensions such as
+/// [`ModelName`]. Implement it for your own body type in one line.
+pub trait InspectBody {
+    /// The whole body, when it is in memory.
+    fn inspect(&self) -> Option<&[u8]>;
+}
+
+impl InspectBody for String {
+    fn inspect(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
+    }
+}
+
+impl InspectBody for Bytes {
+    fn inspect(&self) -> Option<&[u8]> {
+        Some(self)
+    }
+}
+
+impl InspectBody for Vec<u8> {
+    fn inspect(&self) -> Option<&[u8]> {
+        Some(self)
+    }
+}
+
+impl InspectBody for &'static str {
+    fn inspect(&self) -> Option<&[u8]> {
+        Some(self.as_bytes())
+    }
+}
+
+impl InspectBody for &'static [u8] {
+    fn inspect(&self) -> Option<&[u8]> {
+        Some(self)
+    }
+}
+
+impl InspectBody for () {
+    fn inspect(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+impl<D> InspectBody for http_body_util::Full<D> {
+    fn inspect(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+impl<D> InspectBody for http_body_util::Empty<D> {
+    fn inspect(&self) -> Option<&[u8]> {
+        None
+    }
+}
+
+/// The model of a request: its [`ModelName`] extension, else the top-level `"model"` string
+/// of its JSON body.
+pub fn model_of<B: InspectBody>(request: &http::Request<B>) -> Option<&str> {
+    if let Some(model) = request.extensions().get::<ModelName>() {
+        return Some(model.as_str());
+    }
+    json_model(request.body().inspect()?)
+}
+
+/// The top-level `"model"` string of a JSON object, found by a structural scan (no parse,
+/// no allocation). `None` for a model with escapes in it, or none at all.
+pub fn json_model(body: &[u8]) -> Option<&str> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    let mut expect_model_value = false;
+    while let Some(&byte) = body.get(i) {
+        match byte {
+            b'{' | b'[' => {
+                depth += 1;
+                expect_model_value = false;
+            }
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b'"' => {
+                let start = i + 1;
+                let end = start + memchr::memchr2(b'"', b'\\', body.get(start..)?)?;
+                let escaped = body[end] == b'\\';
+                if expect_model_value && depth == 1 {
+                    return if escaped {
+                        None
+                    } else {
+                        std::str::from_utf8(&body[start..end]).ok()
+                    };
+                }
+                if escaped {
+                    // Step over escaped characters to the real closing quote.
+                    let mut j = end;
+                    loop {
+                        let rest = body.get(j..)?;
+                        match memchr::memchr2(b'"', b'\\', rest)? {
+                            k if rest[k] == b'\\' => j += k + 2,
+                            k => {
+                                j += k;
+                                break;
+                            }
+                        }
+                    }
+                    i = j;
+                    expect_model_value = false;
+                } else {
+                    let is_model_key = depth == 1
+                        && &body[start..end] == b"model"
+                        && body[end + 1..].trim_ascii_start().first() == Some(&b':');
+                    expect_model_value = is_model_key;
+                    i = end;
+                }
+            }
+            // Between `"model"` and its value only the colon and white space may stand.
+            b':' | b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ => expect_model_value = false,
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_top_level_model() {
+        let cases: [(&[u8], Option<&str>); 8] = [
+            (
+                br#"{"model":"grok-code-fast-1","max_tokens":5}"#,
+                Some("grok-code-fast-1"),
+            ),
+            (
+                br#"{ "messages": [{"model": "inner"}], "model" : "gpt-4o" }"#,
+                Some("gpt-4o"),
+            ),
+            (br#"{"metadata":{"model":"nested"},"stream":true}"#, None),
+            (
+                br#"{"content":"\"model\": \"fake\"","model":"real"}"#,
+                Some("real"),
+            ),
+            (br#"{"model":7,"x":"model"}"#, None),
+            (br#"{"model":"esc\"aped"}"#, None),
+            (b"not json", None),
+            (br#"{"model":"unterminated"#, None),
+        ];
+        for (body, want) in cases {
+            assert_eq!(json_model(body), want, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn extension_wins_over_body() {
+        let mut request = http::Request::new(String::from(r#"{"model":"body"}"#));
+        assert_eq!(model_of(&request), Some("body"));
+        request
+            .extensions_mut()
+            .insert(ModelName(Arc::from("extension")));
+        assert_eq!(model_of(&request), Some("extension"));
+        let full = http::Request::new(http_body_util::Full::new(Bytes::from_static(b"{}")));
+        assert_eq!(model_of(&full), None);
+    }
+}
