@@ -96,6 +96,8 @@ pub enum HintSource {
     RetryInfo,
     /// "try again in 20s" in the error message.
     Message,
+    /// A local circuit breaker: when its next probe will be let through.
+    CircuitBreaker,
 }
 
 impl HintSource {
@@ -108,6 +110,7 @@ impl HintSource {
             Self::AnthropicReset => "anthropic_reset",
             Self::RetryInfo => "retry_info",
             Self::Message => "message",
+            Self::CircuitBreaker => "circuit_breaker",
         }
     }
 }

@@ -1,0 +1,126 @@
+//! [`BreakerConfig`]: when a breaker opens, how long it stays open, how it probes.
+
+use std::time::Duration;
+
+/// Everything a breaker is configured with. Start from [`BreakerConfig::default`] and change
+/// what you need; every field is public.
+///
+/// The defaults are for LLM request rates (a few requests per second per key), where the
+/// 100-call windows of Polly and resilience4j take half a minute to fill or never do:
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | `consecutive_failures` | 5 | a total outage opens after 5 failed calls, 1.5 s at 200 requests/min |
+/// | `window` / `buckets` | 10 s in 10 buckets | about 33 calls at 200 requests/min: enough to judge a rate, short enough to forget a past burst |
+/// | `min_calls` | 10 | a rate over fewer calls is noise; at 200 requests/min the window holds 10 calls after 3 s |
+/// | `failure_rate` | 0.5 | half the calls failing is an outage, not bad luck; with 10 calls it opens within 5 to 10 failed calls |
+/// | `slow_call` / `slow_rate` | 60 s / 0.5 | twice the 30 s average the story calls "complaints"; half the calls that slow is a provider in trouble |
+/// | `open_base` / `open_growth` / `open_cap` | 5 s, x2, 20 s | a probe every 5 s at first, backing off on repeated trips |
+/// | `open_jitter` | 0.2 | up to 20% longer, so breakers of many processes do not probe together; 20 s x 1.2 = 24 s keeps the first success within 30 s of a recovery |
+/// | `max_hint` | 60 s | a 503's `retry-after` may keep the breaker open longer, but not for an absurd time |
+/// | `probes` / `probe_successes` | 1 / 1 | one request finds out whether the provider is back, and its success closes the breaker |
+/// | `latch_on_auth_and_quota` | true | no wait fixes a bad key or an empty account: stop until someone resets |
+/// | `max_keys` / `idle_eviction` | 1000 / 10 min | bounded memory whatever the keys |
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// Opens after this many provider failures in a row.
+    pub consecutive_failures: u32,
+    /// The length of the sliding window.
+    pub window: Duration,
+    /// How many buckets the window is kept in.
+    pub buckets: u32,
+    /// Rates are judged only once the window holds this many calls.
+    pub min_calls: u32,
+    /// Opens when this share of the window's calls failed.
+    pub failure_rate: f64,
+    /// A call that takes at least this long is slow.
+    pub slow_call: Duration,
+    /// Opens when this share of the window's calls was slow.
+    pub slow_rate: f64,
+    /// How long the first trip keeps the breaker open.
+    pub open_base: Duration,
+    /// Growth of the open time on each trip in a row (reset when the breaker closes).
+    pub open_growth: f64,
+    /// The longest open time from backoff.
+    pub open_cap: Duration,
+    /// Up to this share is added at random to each open time.
+    pub open_jitter: f64,
+    /// The longest open time a server's wait hint may ask for.
+    pub max_hint: Duration,
+    /// Probes in flight at once while half-open.
+    pub probes: u32,
+    /// Successful probes that close the breaker.
+    pub probe_successes: u32,
+    /// Whether auth failures and exhausted quota latch the breaker open until a reset.
+    pub latch_on_auth_and_quota: bool,
+    /// The most keys tracked; past it, idle keys are evicted, then new keys share one
+    /// overflow breaker.
+    pub max_keys: usize,
+    /// A key unused this long may be evicted.
+    pub idle_eviction: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            window: Duration::from_secs(10),
+            buckets: 10,
+            min_calls: 10,
+            failure_rate: 0.5,
+            slow_call: Duration::from_secs(60),
+            slow_rate: 0.5,
+            open_base: Duration::from_secs(5),
+            open_growth: 2.0,
+            open_cap: Duration::from_secs(20),
+            open_jitter: 0.2,
+            max_hint: Duration::from_secs(60),
+            probes: 1,
+            probe_successes: 1,
+            latch_on_auth_and_quota: true,
+            max_keys: 1000,
+            idle_eviction: Duration::from_secs(600),
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// The open time for trip number `trip` (1 for the first), before jitter and hints.
+    pub fn open_time(&self, trip: u32) -> Duration {
+        let exponent = i32::try_from(trip.saturating_sub(1)).unwrap_or(i32::MAX);
+        let secs = self.open_base.as_secs_f64() * self.open_growth.max(1.0).powi(exponent);
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(Duration::MAX)
+            .min(self.open_cap)
+    }
+
+    /// The longest the breaker can stay open on backoff alone: the cap plus its jitter.
+    pub fn longest_open(&self) -> Duration {
+        Duration::try_from_secs_f64(self.open_cap.as_secs_f64() * (1.0 + self.open_jitter.max(0.0)))
+            .unwrap_or(Duration::MAX)
+    }
+
+    pub(crate) fn bucket_nanos(&self) -> u64 {
+        let buckets = u128::from(self.buckets.max(1));
+        u64::try_from((self.window.as_nanos() / buckets).max(1)).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_time_grows_and_caps() {
+        let config = BreakerConfig::default();
+        let secs = Duration::from_secs;
+        let times: Vec<_> = (1..=4).map(|t| config.open_time(t)).collect();
+        assert_eq!(times, [secs(5), secs(10), secs(20), secs(20)]);
+        assert_eq!(config.longest_open(), secs(24));
+        assert!(
+            config.longest_open() < secs(30),
+            "first success within 30 s of recovery"
+        );
+        assert_eq!(config.bucket_nanos(), 1_000_000_000);
+    }
+}

@@ -1,0 +1,120 @@
+//! The response future of [`Breaker`](crate::Breaker), and the permit that records its
+//! outcome, even when the call is dropped half way.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use ballast_classify::{BoxError, Outcome};
+use pin_project_lite::pin_project;
+
+use crate::BreakerOpen;
+use crate::registry::emit;
+use crate::state::{KeyBreaker, PermitKind};
+
+/// A call let through. Dropped without an outcome (the caller gave up), it still gives a
+/// half-open probe slot back, so a cancelled probe cannot wedge the breaker.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    breaker: Arc<KeyBreaker>,
+    kind: PermitKind,
+    started: u64,
+    done: bool,
+}
+
+impl Permit {
+    pub(crate) fn new(breaker: Arc<KeyBreaker>, kind: PermitKind, started: u64) -> Self {
+        Self {
+            breaker,
+            kind,
+            started,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, outcome: Option<&Outcome>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let now = self.breaker.now();
+        let elapsed = Duration::from_nanos(now.saturating_sub(self.started));
+        let config = Arc::clone(&self.breaker.config);
+        if let Some(transition) = self
+            .breaker
+            .record(&config, self.kind, outcome, elapsed, now)
+        {
+            emit(self.breaker.key(), &transition);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
+pin_project! {
+    /// The future returned by [`Breaker`](crate::Breaker).
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<F> {
+        Called { #[pin] future: F, permit: Option<Permit> },
+        Refused { refusal: Option<BreakerOpen> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn called(future: F, permit: Option<Permit>) -> Self {
+        Self {
+            kind: Kind::Called { future, permit },
+        }
+    }
+
+    pub(crate) fn refused(refusal: BreakerOpen) -> Self {
+        Self {
+            kind: Kind::Refused {
+                refusal: Some(refusal),
+            },
+        }
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<R>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Called { future, permit } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(mut permit) = permit.take() {
+                    let outcome = match &result {
+                        Ok(response) => Outcome::from_response(response),
+                        Err(error) => Outcome::from_error(&**error),
+                    };
+                    permit.finish(Some(&outcome));
+                }
+                Poll::Ready(result)
+            }
+            KindProj::Refused { refusal } => Poll::Ready(Err(match refusal.take() {
+                Some(refusal) => Box::new(refusal.into_classified()),
+                None => "breaker response future polled after completion".into(),
+            })),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! A circuit breaker layer for LLM API calls, tuned for their request rates.
+//!
+//! tower has no circuit breaker, and the usual defaults elsewhere (100 calls before judging)
+//! take half a minute or forever at 150-250 requests a minute. [`Breaker`] judges a short
+//! time window and runs of failures, counts only what says the provider is unhealthy (server
+//! errors, overload, timeouts, network errors, per `ballast-classify`), and fails fast while
+//! open:
+//!
+//! - **closed** → **open** after `consecutive_failures` provider failures in a row, or when
+//!   the window's failure rate or slow-call rate passes its threshold (once it holds
+//!   `min_calls`);
+//! - **open** for a time that grows on repeated trips, with jitter, capped; a server's wait
+//!   hint can stretch it; calls fail at once with [`BreakerOpen`] (class `CircuitOpen`,
+//!   carrying the key and the time to the next probe);
+//! - **half-open**: exactly `probes` calls go through at once; success closes, failure
+//!   reopens;
+//! - **latched** on a rejected key or an exhausted quota, until [`BreakerHandle::reset`]: no
+//!   wait fixes those;
+//! - **forced open** or **disabled** through the handle.
+//!
+//! Breakers are per key (host and model by default), kept in a bounded map. The closed path
+//! is lock-free (atomics and a sharded map); transitions are rare and take a per-key lock.
+//! Every transition is a `tracing` event and feeds the `metrics` counters
+//! `ballast_breaker_transitions_total{breaker,to}` and gauge `ballast_breaker_closed{breaker}`.
+//!
+//! # Example
+//!
+//! ```
+//! use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerOpen, BreakerState};
+//! use ballast_classify::{Outcome, OutcomeClass};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // A provider that answers 503 to everything.
+//! let provider = tower::service_fn(|_request: http::Request<String>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::builder().status(503).body(()).unwrap())
+//! });
+//! let layer = BreakerLayer::new(BreakerConfig::default());
+//! let handle = layer.handle();
+//! let service = layer.layer(provider);
+//!
+//! let request = || {
+//!     http::Request::post("https://api.x.ai/v1/chat/completions")
+//!         .body(String::from(r#"{"model":"grok-code-fast-1"}"#))
+//!         .unwrap()
+//! };
+//! for _ in 0..5 {
+//!     let response = service.clone().oneshot(request()).await.unwrap();
+//!     assert_eq!(response.status(), 503);
+//! }
+//! // Five failures in a row: the sixth call is refused without reaching the provider.
+//! let error = service.clone().oneshot(request()).await.unwrap_err();
+//! assert_eq!(Outcome::from_error(&*error).class(), OutcomeClass::CircuitOpen);
+//! let snapshot = handle.get("api.x.ai", "grok-code-fast-1").unwrap();
+//! assert!(matches!(snapshot.state, BreakerState::Open { .. }));
+//! # }
+//! ```
+//!
+//! # With retry
+//!
+//! Put the breaker inside the retry layer. Its refusals have class `CircuitOpen`, which
+//! `ballast-retry` does not retry by default: an open breaker ends the call at once rather
+//! than being hammered. Enable the class in the retry policy to wait for the next probe
+//! instead (its wait hint is the time to the probe, so the retry deadline still applies).
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod config;
+mod error;
+mod future;
+mod handle;
+mod key;
+mod layer;
+mod registry;
+mod service;
+mod state;
+mod status;
+mod window;
+
+pub use config::BreakerConfig;
+pub use error::BreakerOpen;
+pub use future::ResponseFuture;
+pub use handle::{BreakerHandle, KeySnapshot};
+pub use key::{BreakerKey, HostAndModel, HostOnly, KeyFn, KeyParts};
+pub use layer::BreakerLayer;
+pub use service::Breaker;
+pub use status::{BreakerState, LatchReason};

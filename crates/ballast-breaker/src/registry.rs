@@ -1,0 +1,154 @@
+//! The breakers of all keys, bounded, and the events their transitions emit.
+
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use crate::state::{KeyBreaker, Transition};
+use crate::{BreakerConfig, BreakerKey, BreakerState, KeyParts};
+
+pub(crate) const NORMAL: u8 = 0;
+pub(crate) const FORCED_OPEN: u8 = 1;
+pub(crate) const DISABLED: u8 = 2;
+
+/// How often a key's last use is written: writing on every call would make every call touch
+/// one shared cache line.
+const TOUCH_EVERY: u64 = 1_000_000_000;
+
+#[derive(Debug)]
+pub(crate) struct Registry {
+    pub(crate) config: Arc<BreakerConfig>,
+    epoch: Instant,
+    mode: AtomicU8,
+    /// Keyed by a hash of (host, model), so a lookup allocates nothing; the breaker checks
+    /// its own key, and a collision falls back to the overflow breaker.
+    keys: DashMap<u64, Arc<KeyBreaker>>,
+    overflow: Arc<KeyBreaker>,
+    seed: u64,
+    created: AtomicU64,
+}
+
+impl Registry {
+    pub(crate) fn new(config: BreakerConfig, seed: u64) -> Self {
+        let config = Arc::new(config);
+        let epoch = Instant::now();
+        let overflow = Arc::new(KeyBreaker::new(
+            BreakerKey::new("(overflow)", ""),
+            Arc::clone(&config),
+            epoch,
+            seed,
+            0,
+        ));
+        Self {
+            config,
+            epoch,
+            mode: AtomicU8::new(NORMAL),
+            keys: DashMap::new(),
+            overflow,
+            seed,
+            created: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn mode(&self) -> u8 {
+        self.mode.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_mode(&self, mode: u8) {
+        self.mode.store(mode, Ordering::Release);
+    }
+
+    /// The breaker for `parts`, created on first use.
+    pub(crate) fn breaker(&self, parts: KeyParts<'_>, now: u64) -> Arc<KeyBreaker> {
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(parts);
+        if let Some(found) = self.keys.get(&hash) {
+            if !found.value().key().matches(&parts) {
+                return Arc::clone(&self.overflow);
+            }
+            if now.saturating_sub(found.value().last_used.load(Ordering::Relaxed)) > TOUCH_EVERY {
+                found.value().last_used.store(now, Ordering::Relaxed);
+            }
+            return Arc::clone(found.value());
+        }
+        if self.keys.len() >= self.config.max_keys {
+            self.evict_idle(now);
+            if self.keys.len() >= self.config.max_keys {
+                return Arc::clone(&self.overflow);
+            }
+        }
+        let seed = self.seed ^ self.created.fetch_add(1, Ordering::Relaxed);
+        let entry = self.keys.entry(hash).or_insert_with(|| {
+            Arc::new(KeyBreaker::new(
+                BreakerKey::new(parts.host, parts.model),
+                Arc::clone(&self.config),
+                self.epoch,
+                seed,
+                now,
+            ))
+        });
+        Arc::clone(&entry)
+    }
+
+    fn evict_idle(&self, now: u64) {
+        let idle = u64::try_from(self.config.idle_eviction.as_nanos()).unwrap_or(u64::MAX);
+        self.keys.retain(|_, breaker| {
+            now.saturating_sub(breaker.last_used.load(Ordering::Relaxed)) < idle
+        });
+    }
+
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&KeyBreaker)) {
+        for entry in self.keys.iter() {
+            f(entry.value());
+        }
+        f(&self.overflow);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// Logs a transition and feeds the metrics.
+pub(crate) fn emit(key: &BreakerKey, transition: &Transition) {
+    let Transition { from, to, totals } = transition;
+    match to {
+        BreakerState::Closed | BreakerState::HalfOpen => tracing::info!(
+            target: "ballast::breaker",
+            breaker = %key,
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker {to}"
+        ),
+        _ => tracing::warn!(
+            target: "ballast::breaker",
+            breaker = %key,
+            from = from.as_str(),
+            to = to.as_str(),
+            calls = totals.calls,
+            failures = totals.failures,
+            slow = totals.slow,
+            "circuit breaker {to}"
+        ),
+    }
+    let label = key.to_string();
+    metrics::counter!(
+        "ballast_breaker_transitions_total",
+        "breaker" => label.clone(),
+        "to" => to.as_str()
+    )
+    .increment(1);
+    metrics::gauge!("ballast_breaker_closed", "breaker" => label).set(
+        if matches!(to, BreakerState::Closed) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+}

@@ -1,0 +1,78 @@
+//! [`Breaker`]: the circuit breaker service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ballast_classify::BoxError;
+use tower_service::Service;
+
+use crate::future::{Permit, ResponseFuture};
+use crate::registry::{DISABLED, FORCED_OPEN, Registry, emit};
+use crate::state::PermitKind;
+use crate::{BreakerOpen, BreakerState, HostAndModel, KeyFn};
+
+/// Fails fast while the provider is unhealthy; lets probes find out when it is back.
+///
+/// Readiness is the inner service's: a refusal happens in `call`, never in `poll_ready`
+/// (tower's `Buffer` treats a readiness error as fatal for the whole service). A refused call
+/// never reaches the inner service and returns [`BreakerOpen`] inside a
+/// [`ClassifiedError`](ballast_classify::ClassifiedError) of class `CircuitOpen`.
+#[derive(Debug, Clone)]
+pub struct Breaker<S, K = HostAndModel> {
+    inner: S,
+    registry: Arc<Registry>,
+    key_fn: K,
+}
+
+impl<S, K> Breaker<S, K> {
+    pub(crate) fn new(inner: S, registry: Arc<Registry>, key_fn: K) -> Self {
+        Self {
+            inner,
+            registry,
+            key_fn,
+        }
+    }
+}
+
+impl<S, K, B, R> Service<http::Request<B>> for Breaker<S, K>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Error: Into<BoxError>,
+    K: KeyFn<B>,
+{
+    type Response = http::Response<R>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let registry = &*self.registry;
+        let mode = registry.mode();
+        if mode == DISABLED {
+            return ResponseFuture::called(self.inner.call(request), None);
+        }
+        let now = registry.now();
+        let breaker = registry.breaker(self.key_fn.key(&request), now);
+        if mode == FORCED_OPEN {
+            let refusal = BreakerOpen::new(breaker.key().clone(), BreakerState::ForcedOpen, None);
+            return ResponseFuture::refused(refusal);
+        }
+        match breaker.admit(&registry.config, now) {
+            Ok((kind, transition)) => {
+                if let Some(transition) = transition {
+                    emit(breaker.key(), &transition);
+                }
+                let permit = (kind != PermitKind::Bypass).then(|| Permit::new(breaker, kind, now));
+                ResponseFuture::called(self.inner.call(request), permit)
+            }
+            Err(refusal) => ResponseFuture::refused(BreakerOpen::new(
+                breaker.key().clone(),
+                refusal.state,
+                refusal.retry_in,
+            )),
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! One key's breaker: the state machine, lock-free on the closed path.
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ballast_classify::{Outcome, OutcomeClass};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use tokio::time::Instant;
+
+use crate::window::{Totals, Window};
+use crate::{BreakerConfig, BreakerKey, BreakerState, LatchReason};
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+const LATCHED_AUTH: u8 = 3;
+const LATCHED_QUOTA: u8 = 4;
+
+/// How a call was let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PermitKind {
+    /// The breaker was closed.
+    Closed,
+    /// A half-open probe: its slot must be given back.
+    Probe,
+    /// The breaker is disabled: nothing is recorded.
+    Bypass,
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) state: BreakerState,
+    pub(crate) retry_in: Option<Duration>,
+}
+
+/// What an outcome means to a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Success,
+    Failure,
+    /// Says nothing about the provider's health (4xx, rate limits).
+    Neutral,
+    Latch(LatchReason),
+}
+
+#[derive(Debug)]
+pub(crate) struct KeyBreaker {
+    key: BreakerKey,
+    pub(crate) config: Arc<BreakerConfig>,
+    epoch: Instant,
+    state: AtomicU8,
+    /// Nanoseconds since the registry's epoch.
+    open_until: AtomicU64,
+    probes_in_flight: AtomicU32,
+    probe_successes: AtomicU32,
+    consecutive: AtomicU32,
+    trips: AtomicU32,
+    window: Window,
+    pub(crate) last_used: AtomicU64,
+    /// Serialises the rare transitions; the closed path never takes it.
+    transitions: Mutex<SmallRng>,
+}
+
+/// What [`KeyBreaker::record`] changed, for events.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Transition {
+    pub(crate) from: BreakerState,
+    pub(crate) to: BreakerState,
+    pub(crate) totals: Totals,
+}
+
+impl KeyBreaker {
+    pub(crate) fn new(
+        key: BreakerKey,
+        config: Arc<BreakerConfig>,
+        epoch: Instant,
+        seed: u64,
+        now: u64,
+    ) -> Self {
+        Self {
+            window: Window::new(config.buckets, config.bucket_nanos()),
+            key,
+            config,
+            epoch,
+            state: AtomicU8::new(CLOSED),
+            open_until: AtomicU64::new(0),
+            probes_in_flight: AtomicU32::new(0),
+            probe_successes: AtomicU32::new(0),
+            consecutive: AtomicU32::new(0),
+            trips: AtomicU32::new(0),
+            last_used: AtomicU64::new(now),
+            transitions: Mutex::new(SmallRng::seed_from_u64(seed)),
+        }
+    }
+
+    pub(crate) fn key(&self) -> &BreakerKey {
+        &self.key
+    }
+
+    /// Nanoseconds since the registry's epoch, on tokio's clock.
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The state at `now`, as a caller would see it.
+    pub(crate) fn state(&self, now: u64) -> BreakerState {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => BreakerState::Closed,
+            OPEN => {
+                let until = self.open_until.load(Ordering::Acquire);
+                if now < until {
+                    BreakerState::Open {
+                        retry_in: Duration::from_nanos(until - now),
+                    }
+                } else {
+                    BreakerState::HalfOpen
+                }
+            }
+            HALF_OPEN => BreakerState::HalfOpen,
+            LATCHED_AUTH => BreakerState::Latched(LatchReason::Auth),
+            _ => BreakerState::Latched(LatchReason::QuotaExhausted),
+        }
+    }
+
+    pub(crate) fn totals(&self, now: u64) -> Totals {
+        self.window.totals(now)
+    }
+
+    pub(crate) fn consecutive_failures(&self) -> u32 {
+        self.consecutive.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn trips(&self) -> u32 {
+        self.trips.load(Ordering::Acquire)
+    }
+
+    /// Lets a call through or refuses it. Closed: one atomic load.
+    pub(crate) fn admit(
+        &self,
+        config: &BreakerConfig,
+        now: u64,
+    ) -> Result<(PermitKind, Option<Transition>), Refusal> {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => Ok((PermitKind::Closed, None)),
+            OPEN => {
+                let until = self.open_until.load(Ordering::Acquire);
+                if now < until {
+                    return Err(Refusal {
+                        state: BreakerState::Open {
+                            retry_in: Duration::from_nanos(until - now),
+                        },
+                        retry_in: Some(Duration::from_nanos(until - now)),
+                    });
+                }
+                let transition = self.to_half_open(now);
+                self.try_probe(config).map(|kind| (kind, transition))
+            }
+            HALF_OPEN => self.try_probe(config).map(|kind| (kind, None)),
+            latched => Err(Refusal {
+                state: BreakerState::Latched(if latched == LATCHED_AUTH {
+                    LatchReason::Auth
+                } else {
+                    LatchReason::QuotaExhausted
+                }),
+                retry_in: None,
+            }),
+        }
+    }
+
+    fn try_probe(&self, config: &BreakerConfig) -> Result<PermitKind, Refusal> {
+        let limit = config.probes.max(1);
+        let admitted = self
+            .probes_in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok();
+        // A trip may have raced the admission: only a half-open breaker lets probes through.
+        if admitted && self.state.load(Ordering::Acquire) == HALF_OPEN {
+            return Ok(PermitKind::Probe);
+        }
+        if admitted {
+            self.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        Err(Refusal {
+            state: BreakerState::HalfOpen,
+            retry_in: None,
+        })
+    }
+
+    fn to_half_open(&self, now: u64) -> Option<Transition> {
+        let _guard = self.lock();
+        if self.state.load(Ordering::Acquire) != OPEN
+            || now < self.open_until.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        self.probes_in_flight.store(0, Ordering::Release);
+        self.probe_successes.store(0, Ordering::Release);
+        self.state.store(HALF_OPEN, Ordering::Release);
+        Some(Transition {
+            from: BreakerState::Open {
+                retry_in: Duration::ZERO,
+            },
+            to: BreakerState::HalfOpen,
+            totals: Totals::default(),
+        })
+    }
+
+    /// Records how a call let through as `kind` ended.
+    pub(crate) fn record(
+        &self,
+        config: &BreakerConfig,
+        kind: PermitKind,
+        outcome: Option<&Outcome>,
+        elapsed: Duration,
+        now: u64,
+    ) -> Option<Transition> {
+        if kind == PermitKind::Bypass {
+            return None;
+        }
+        if kind == PermitKind::Probe {
+            self.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        // A dropped call (no outcome) only gives its probe slot back.
+        let outcome = outcome?;
+        let verdict = verdict(config, outcome);
+        let slow = elapsed >= config.slow_call;
+        match (kind, verdict) {
+            (_, Verdict::Latch(reason)) => self.latch(reason, now),
+            (_, Verdict::Neutral) => None,
+            (PermitKind::Probe, Verdict::Success) => {
+                let successes = self.probe_successes.fetch_add(1, Ordering::AcqRel) + 1;
+                (successes >= config.probe_successes.max(1))
+                    .then(|| self.close(now))
+                    .flatten()
+            }
+            (PermitKind::Probe, Verdict::Failure) => self.trip(config, outcome, now, true),
+            (_, verdict) => {
+                if self.state.load(Ordering::Acquire) != CLOSED {
+                    return None;
+                }
+                let failure = verdict == Verdict::Failure;
+                self.window.record(now, failure, slow);
+                let consecutive = if failure {
+                    self.consecutive.fetch_add(1, Ordering::AcqRel) + 1
+                } else {
+                    self.consecutive.store(0, Ordering::Release);
+                    0
+                };
+                if !failure && !slow {
+                    return None;
+                }
+                let totals = self.window.totals(now);
+                let enough = totals.calls >= config.min_calls.max(1);
+                let rate = |n: u32| f64::from(n) / f64::from(totals.calls.max(1));
+                let trips = consecutive >= config.consecutive_failures.max(1)
+                    || (enough && rate(totals.failures) >= config.failure_rate)
+                    || (enough && rate(totals.slow) >= config.slow_rate);
+                trips
+                    .then(|| self.trip(config, outcome, now, false))
+                    .flatten()
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SmallRng> {
+        self.transitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn trip(
+        &self,
+        config: &BreakerConfig,
+        outcome: &Outcome,
+        now: u64,
+        from_probe: bool,
+    ) -> Option<Transition> {
+        let mut rng = self.lock();
+        let state = self.state.load(Ordering::Acquire);
+        let expected = if from_probe { HALF_OPEN } else { CLOSED };
+        if state != expected {
+            return None;
+        }
+        let totals = self.window.totals(now);
+        let trip = self.trips.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let jitter = 1.0 + config.open_jitter.max(0.0) * rng.random::<f64>();
+        let mut open = Duration::try_from_secs_f64(config.open_time(trip).as_secs_f64() * jitter)
+            .unwrap_or(Duration::MAX);
+        if let Some(hint) = outcome.wait_hint() {
+            open = open.max(hint.delay().min(config.max_hint));
+        }
+        let until = now.saturating_add(u64::try_from(open.as_nanos()).unwrap_or(u64::MAX));
+        self.open_until.store(until, Ordering::Release);
+        self.consecutive.store(0, Ordering::Release);
+        self.window.clear();
+        self.state.store(OPEN, Ordering::Release);
+        Some(Transition {
+            from: if from_probe {
+                BreakerState::HalfOpen
+            } else {
+                BreakerState::Closed
+            },
+            to: BreakerState::Open { retry_in: open },
+            totals,
+        })
+    }
+
+    fn close(&self, now: u64) -> Option<Transition> {
+        let _guard = self.lock();
+        if self.state.load(Ordering::Acquire) != HALF_OPEN {
+            return None;
+        }
+        self.trips.store(0, Ordering::Release);
+        self.consecutive.store(0, Ordering::Release);
+        self.window.clear();
+        self.state.store(CLOSED, Ordering::Release);
+        Some(Transition {
+            from: BreakerState::HalfOpen,
+            to: BreakerState::Closed,
+            totals: self.window.totals(now),
+        })
+    }
+
+    fn latch(&self, reason: LatchReason, now: u64) -> Option<Transition> {
+        let _guard = self.lock();
+        let from = self.state(now);
+        let code = match reason {
+            LatchReason::Auth => LATCHED_AUTH,
+            LatchReason::QuotaExhausted => LATCHED_QUOTA,
+        };
+        if self.state.swap(code, Ordering::AcqRel) == code {
+            return None;
+        }
+        Some(Transition {
+            from,
+            to: BreakerState::Latched(reason),
+            totals: self.window.totals(now),
+        })
+    }
+
+    /// Back to closed, forgetting everything (a handle's reset).
+    pub(crate) fn reset(&self, now: u64) -> Option<Transition> {
+        let _guard = self.lock();
+        let from = self.state(now);
+        self.trips.store(0, Ordering::Release);
+        self.consecutive.store(0, Ordering::Release);
+        self.window.clear();
+        self.probes_in_flight.store(0, Ordering::Release);
+        let was = self.state.swap(CLOSED, Ordering::AcqRel);
+        (was != CLOSED).then_some(Transition {
+            from,
+            to: BreakerState::Closed,
+            totals: Totals::default(),
+        })
+    }
+}
+
+fn verdict(config: &BreakerConfig, outcome: &Outcome) -> Verdict {
+    match outcome.class() {
+        OutcomeClass::Success => Verdict::Success,
+        OutcomeClass::Auth if config.latch_on_auth_and_quota => Verdict::Latch(LatchReason::Auth),
+        OutcomeClass::QuotaExhausted if config.latch_on_auth_and_quota => {
+            Verdict::Latch(LatchReason::QuotaExhausted)
+        }
+        class if class.is_provider_failure() => Verdict::Failure,
+        _ => Verdict::Neutral,
+    }
+}
