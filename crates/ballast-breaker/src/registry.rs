@@ -4,7 +4,9 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use dashmap::DashMap;
+use std::collections::HashMap;
+
+use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use crate::state::{KeyBreaker, Transition};
@@ -24,8 +26,9 @@ pub(crate) struct Registry {
     epoch: Instant,
     mode: AtomicU8,
     /// Keyed by a hash of (host, model), so a lookup allocates nothing; the breaker checks
-    /// its own key, and a collision falls back to the overflow breaker.
-    keys: DashMap<u64, Arc<KeyBreaker>>,
+    /// its own key, and a collision falls back to the overflow breaker. Read-mostly: a lookup
+    /// is a lock-free snapshot load, and the rare new key copies the map.
+    keys: ArcSwap<HashMap<u64, Arc<KeyBreaker>>>,
     overflow: Arc<KeyBreaker>,
     seed: u64,
     created: AtomicU64,
@@ -46,7 +49,7 @@ impl Registry {
             config,
             epoch,
             mode: AtomicU8::new(NORMAL),
-            keys: DashMap::new(),
+            keys: ArcSwap::from_pointee(HashMap::new()),
             overflow,
             seed,
             created: AtomicU64::new(1),
@@ -68,50 +71,60 @@ impl Registry {
     /// The breaker for `parts`, created on first use.
     pub(crate) fn breaker(&self, parts: KeyParts<'_>, now: u64) -> Arc<KeyBreaker> {
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(parts);
-        if let Some(found) = self.keys.get(&hash) {
-            if !found.value().key().matches(&parts) {
+        if let Some(found) = self.keys.load().get(&hash) {
+            if !found.key().matches(&parts) {
                 return Arc::clone(&self.overflow);
             }
-            if now.saturating_sub(found.value().last_used.load(Ordering::Relaxed)) > TOUCH_EVERY {
-                found.value().last_used.store(now, Ordering::Relaxed);
+            if now.saturating_sub(found.last_used.load(Ordering::Relaxed)) > TOUCH_EVERY {
+                found.last_used.store(now, Ordering::Relaxed);
             }
-            return Arc::clone(found.value());
+            return Arc::clone(found);
         }
-        if self.keys.len() >= self.config.max_keys {
-            self.evict_idle(now);
-            if self.keys.len() >= self.config.max_keys {
-                return Arc::clone(&self.overflow);
-            }
-        }
-        let seed = self.seed ^ self.created.fetch_add(1, Ordering::Relaxed);
-        let entry = self.keys.entry(hash).or_insert_with(|| {
-            Arc::new(KeyBreaker::new(
-                BreakerKey::new(parts.host, parts.model),
-                Arc::clone(&self.config),
-                self.epoch,
-                seed,
-                now,
-            ))
-        });
-        Arc::clone(&entry)
+        self.insert(hash, parts, now)
     }
 
-    fn evict_idle(&self, now: u64) {
+    /// Adds a key; when the map is full, evicts idle keys first, and past that hands out
+    /// the overflow breaker.
+    fn insert(&self, hash: u64, parts: KeyParts<'_>, now: u64) -> Arc<KeyBreaker> {
+        let seed = self.seed ^ self.created.fetch_add(1, Ordering::Relaxed);
+        let fresh = Arc::new(KeyBreaker::new(
+            BreakerKey::new(parts.host, parts.model),
+            Arc::clone(&self.config),
+            self.epoch,
+            seed,
+            now,
+        ));
         let idle = u64::try_from(self.config.idle_eviction.as_nanos()).unwrap_or(u64::MAX);
-        self.keys.retain(|_, breaker| {
-            now.saturating_sub(breaker.last_used.load(Ordering::Relaxed)) < idle
+        let mut chosen = Arc::clone(&self.overflow);
+        self.keys.rcu(|keys| {
+            let mut keys = HashMap::clone(keys);
+            if let Some(existing) = keys.get(&hash) {
+                chosen = Arc::clone(existing);
+                return keys;
+            }
+            if keys.len() >= self.config.max_keys {
+                keys.retain(|_, b| now.saturating_sub(b.last_used.load(Ordering::Relaxed)) < idle);
+            }
+            chosen = if keys.len() < self.config.max_keys {
+                keys.insert(hash, Arc::clone(&fresh));
+                Arc::clone(&fresh)
+            } else {
+                Arc::clone(&self.overflow)
+            };
+            keys
         });
+        chosen
     }
 
     pub(crate) fn for_each(&self, mut f: impl FnMut(&KeyBreaker)) {
-        for entry in self.keys.iter() {
-            f(entry.value());
+        for breaker in self.keys.load().values() {
+            f(breaker);
         }
         f(&self.overflow);
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.load().len()
     }
 }
 

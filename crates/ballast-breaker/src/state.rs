@@ -248,7 +248,11 @@ impl KeyBreaker {
                 let consecutive = if failure {
                     self.consecutive.fetch_add(1, Ordering::AcqRel) + 1
                 } else {
-                    self.consecutive.store(0, Ordering::Release);
+                    // Read first: a store on every success would bounce the cache line
+                    // between threads even when the run is already zero.
+                    if self.consecutive.load(Ordering::Acquire) != 0 {
+                        self.consecutive.store(0, Ordering::Release);
+                    }
                     0
                 };
                 if !failure && !slow {

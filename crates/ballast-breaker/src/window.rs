@@ -14,13 +14,32 @@ pub(crate) struct Window {
     bucket_nanos: u64,
 }
 
+/// Counters are striped so that threads recording successes at the same time do not fight
+/// over one cache line.
+const STRIPES: usize = 4;
+
 #[derive(Debug, Default)]
 struct Bucket {
     /// The period this bucket counts, plus one (0: never used).
     period: AtomicU64,
+    stripes: [Stripe; STRIPES],
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Stripe {
     calls: AtomicU32,
     failures: AtomicU32,
     slow: AtomicU32,
+}
+
+/// This thread's stripe, assigned round-robin on first use.
+fn stripe_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static INDEX: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES as u64) as usize;
+    }
+    INDEX.with(|i| *i)
 }
 
 /// What the window holds now.
@@ -54,16 +73,19 @@ impl Window {
                 .compare_exchange(seen, period, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            bucket.calls.store(0, Ordering::Release);
-            bucket.failures.store(0, Ordering::Release);
-            bucket.slow.store(0, Ordering::Release);
+            for stripe in &bucket.stripes {
+                stripe.calls.store(0, Ordering::Release);
+                stripe.failures.store(0, Ordering::Release);
+                stripe.slow.store(0, Ordering::Release);
+            }
         }
-        bucket.calls.fetch_add(1, Ordering::AcqRel);
+        let stripe = &bucket.stripes[stripe_index()];
+        stripe.calls.fetch_add(1, Ordering::AcqRel);
         if failure {
-            bucket.failures.fetch_add(1, Ordering::AcqRel);
+            stripe.failures.fetch_add(1, Ordering::AcqRel);
         }
         if slow {
-            bucket.slow.fetch_add(1, Ordering::AcqRel);
+            stripe.slow.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -74,9 +96,11 @@ impl Window {
         for bucket in self.buckets.iter() {
             let period = bucket.period.load(Ordering::Acquire);
             if period >= oldest && period <= current {
-                totals.calls += bucket.calls.load(Ordering::Acquire);
-                totals.failures += bucket.failures.load(Ordering::Acquire);
-                totals.slow += bucket.slow.load(Ordering::Acquire);
+                for stripe in &bucket.stripes {
+                    totals.calls += stripe.calls.load(Ordering::Acquire);
+                    totals.failures += stripe.failures.load(Ordering::Acquire);
+                    totals.slow += stripe.slow.load(Ordering::Acquire);
+                }
             }
         }
         totals

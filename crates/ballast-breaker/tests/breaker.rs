@@ -1,0 +1,443 @@
+//! The breaker in use: probes, cancellation, keys, latches, retry, and a provider outage.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState};
+use ballast_classify::{BoxError, ClassifyLayer, ModelName, Outcome, OutcomeClass, Provider};
+use ballast_retry::{RetryLayer, RetryPolicy};
+use ballast_sim::{Scenario, SimOutcome, Simulator};
+use futures::future::join_all;
+use proptest::prelude::*;
+use tokio::time::Instant;
+use tower::{Layer, ServiceBuilder, ServiceExt};
+
+fn request(model: &str) -> http::Request<String> {
+    http::Request::post("https://api.x.ai/v1/chat/completions")
+        .body(format!(r#"{{"model":"{model}","max_tokens":20}}"#))
+        .unwrap()
+}
+
+/// A provider whose answers the test steers: 500 while `failing`, else 200 after `delay`.
+#[derive(Clone)]
+struct Steered {
+    failing: Arc<AtomicBool>,
+    delay: Duration,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Steered {
+    fn new(delay: Duration) -> Self {
+        Self {
+            failing: Arc::new(AtomicBool::new(true)),
+            delay,
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn service(
+        &self,
+    ) -> tower::util::BoxCloneService<
+        http::Request<String>,
+        http::Response<()>,
+        std::convert::Infallible,
+    > {
+        let this = self.clone();
+        tower::service_fn(move |_request: http::Request<String>| {
+            this.calls.fetch_add(1, Ordering::SeqCst);
+            let failing = this.failing.load(Ordering::SeqCst);
+            let delay = this.delay;
+            async move {
+                tokio::time::sleep(delay).await;
+                let status = if failing { 500 } else { 200 };
+                Ok(http::Response::builder().status(status).body(()).unwrap())
+            }
+        })
+        .boxed_clone()
+    }
+}
+
+fn quiet_config() -> BreakerConfig {
+    BreakerConfig {
+        open_jitter: 0.0,
+        ..BreakerConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_admits_exactly_n_probes_and_closes_after_success() {
+    let provider = Steered::new(Duration::from_secs(1));
+    let layer = BreakerLayer::new(BreakerConfig {
+        probes: 2,
+        ..quiet_config()
+    });
+    let handle = layer.handle();
+    let service = layer.layer(provider.service());
+    for _ in 0..5 {
+        service.clone().oneshot(request("m")).await.unwrap();
+    }
+    assert!(matches!(
+        handle.get("api.x.ai", "m").unwrap().state,
+        BreakerState::Open { .. }
+    ));
+    provider.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = provider.calls.load(Ordering::SeqCst);
+    let results = join_all((0..10).map(|_| service.clone().oneshot(request("m")))).await;
+    assert_eq!(
+        provider.calls.load(Ordering::SeqCst) - before,
+        2,
+        "two probes in flight"
+    );
+    let refused = results
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_err_and(|e| Outcome::from_error(&**e).class() == OutcomeClass::CircuitOpen)
+        })
+        .count();
+    assert_eq!(refused, 8);
+    assert_eq!(
+        handle.get("api.x.ai", "m").unwrap().state,
+        BreakerState::Closed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_probe_gives_its_slot_back() {
+    let provider = Steered::new(Duration::from_secs(10));
+    let layer = BreakerLayer::new(BreakerConfig {
+        consecutive_failures: 1,
+        ..quiet_config()
+    });
+    let service = layer.layer(provider.service());
+    service.clone().oneshot(request("m")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The probe is abandoned by its caller after a second.
+    let abandoned = tokio::time::timeout(
+        Duration::from_secs(1),
+        service.clone().oneshot(request("m")),
+    )
+    .await;
+    assert!(abandoned.is_err());
+    let before = provider.calls.load(Ordering::SeqCst);
+    provider.failing.store(false, Ordering::SeqCst);
+    let response = service.clone().oneshot(request("m")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        provider.calls.load(Ordering::SeqCst) - before,
+        1,
+        "the next probe was let through"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_are_per_host_and_model() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = Arc::clone(&calls);
+        tower::service_fn(move |request: http::Request<String>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let status = if request.body().contains("\"bad\"") {
+                503
+            } else {
+                200
+            };
+            async move { Ok::<_, BoxError>(http::Response::builder().status(status).body(()).unwrap()) }
+        })
+    };
+    let layer = BreakerLayer::new(quiet_config());
+    let handle = layer.handle();
+    let service = layer.layer(provider);
+    for _ in 0..8 {
+        let _ = service.clone().oneshot(request("bad")).await;
+        service.clone().oneshot(request("good")).await.unwrap();
+    }
+    assert!(matches!(
+        handle.get("api.x.ai", "bad").unwrap().state,
+        BreakerState::Open { .. }
+    ));
+    assert_eq!(
+        handle.get("api.x.ai", "good").unwrap().state,
+        BreakerState::Closed
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        5 + 8,
+        "bad stopped after 5, good never"
+    );
+
+    // A ModelName extension names the key when the body cannot be read.
+    let mut named = request("ignored");
+    named.extensions_mut().insert(ModelName(Arc::from("bad")));
+    let error = service.clone().oneshot(named).await.unwrap_err();
+    assert_eq!(
+        Outcome::from_error(&*error).class(),
+        OutcomeClass::CircuitOpen
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_key_map_is_bounded() {
+    let provider = tower::service_fn(|_request: http::Request<String>| async {
+        Ok::<_, BoxError>(http::Response::new(()))
+    });
+    let layer = BreakerLayer::new(BreakerConfig {
+        max_keys: 10,
+        idle_eviction: Duration::from_secs(60),
+        ..quiet_config()
+    });
+    let handle = layer.handle();
+    let service = layer.layer(provider);
+    for i in 0..50 {
+        service
+            .clone()
+            .oneshot(request(&format!("model-{i}")))
+            .await
+            .unwrap();
+        assert!(handle.len() <= 10);
+    }
+    // Once the first keys sit idle past the eviction time, new keys take their places.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    service.clone().oneshot(request("fresh")).await.unwrap();
+    assert!(handle.get("api.x.ai", "fresh").is_some());
+    assert!(handle.len() <= 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn auth_latches_until_reset_and_the_handle_steers() {
+    let status = Arc::new(AtomicUsize::new(401));
+    let provider = {
+        let status = Arc::clone(&status);
+        tower::service_fn(move |_request: http::Request<String>| {
+            let code = status.load(Ordering::SeqCst) as u16;
+            async move { Ok::<_, BoxError>(http::Response::builder().status(code).body(()).unwrap()) }
+        })
+    };
+    let layer = BreakerLayer::new(quiet_config());
+    let handle = layer.handle();
+    let service = layer.layer(provider);
+    service.clone().oneshot(request("m")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let error = service.clone().oneshot(request("m")).await.unwrap_err();
+    assert!(error.to_string().contains("API key"), "{error}");
+    assert_eq!(Outcome::from_error(&*error).wait_hint(), None);
+
+    status.store(200, Ordering::SeqCst);
+    handle.reset();
+    assert_eq!(
+        service
+            .clone()
+            .oneshot(request("m"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    handle.force_open();
+    assert!(service.clone().oneshot(request("m")).await.is_err());
+    assert_eq!(
+        handle.get("api.x.ai", "m").unwrap().state,
+        BreakerState::ForcedOpen
+    );
+    handle.disable();
+    status.store(500, Ordering::SeqCst);
+    for _ in 0..20 {
+        assert_eq!(
+            service
+                .clone()
+                .oneshot(request("m"))
+                .await
+                .unwrap()
+                .status(),
+            500
+        );
+    }
+    handle.resume();
+    assert_eq!(
+        handle.get("api.x.ai", "m").unwrap().state,
+        BreakerState::Closed,
+        "disabled counts nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_does_not_hammer_an_open_breaker() {
+    let provider = Steered::new(Duration::from_millis(100));
+    let breaker = BreakerLayer::new(quiet_config());
+    let service = ServiceBuilder::new()
+        .layer(RetryLayer::new(
+            RetryPolicy::builder().no_budget().max_attempts(3).build(),
+        ))
+        .layer(breaker)
+        .service(provider.service());
+    // Two logical calls of three attempts each: the fifth failure opens the breaker, and the
+    // sixth attempt is refused without reaching the provider.
+    for _ in 0..2 {
+        let _ = service.clone().oneshot(request("m")).await;
+    }
+    assert_eq!(provider.calls.load(Ordering::SeqCst), 5);
+    let started = Instant::now();
+    let error = service.clone().oneshot(request("m")).await.unwrap_err();
+    assert_eq!(
+        Outcome::from_error(&*error).class(),
+        OutcomeClass::CircuitOpen
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "refused at once, not retried"
+    );
+    assert_eq!(provider.calls.load(Ordering::SeqCst), 5);
+}
+
+/// A ten-minute outage at 200 requests/min through classify and the breaker.
+#[test]
+fn outage_opens_fast_and_recovery_is_found_within_30_seconds() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let outage_start = Duration::from_secs(60);
+        let outage = Duration::from_secs(600);
+        let sim = Simulator::new(Scenario::outage_then_recovery(outage_start, outage));
+        let layer = BreakerLayer::new(BreakerConfig::default());
+        let handle = layer.handle();
+        let service = ServiceBuilder::new()
+            .layer(layer)
+            .timeout(Duration::from_secs(90))
+            .layer(ClassifyLayer::new(Provider::XAi))
+            .service(sim.clone());
+        let start = Instant::now();
+        let mut first_refusal = None;
+        let mut tasks = Vec::new();
+        // 200 requests/min: one every 300 ms, for 15 minutes.
+        for i in 0..3000u32 {
+            tokio::time::sleep_until(start + Duration::from_millis(300) * i).await;
+            let service = service.clone();
+            tasks.push(tokio::spawn(async move {
+                let result = service
+                    .oneshot(
+                        http::Request::post("http://sim/v1/chat/completions")
+                            .body(String::from(r#"{"model":"grok-code-fast-1","max_tokens":50}"#))
+                            .unwrap(),
+                    )
+                    .await;
+                (Instant::now(), Outcome::from_result(&result).class())
+            }));
+            if first_refusal.is_none()
+                && handle
+                    .get("sim", "grok-code-fast-1")
+                    .is_some_and(|s| matches!(s.state, BreakerState::Open { .. }))
+            {
+                first_refusal = Some(start.elapsed());
+            }
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        assert_eq!(results.len(), 3000, "every call answered");
+        let ledger = sim.ledger();
+        // Opened within 10 failed calls and 5 s of the outage's start. (More than the 5 in a
+        // row can reach the provider: successes sent just before the outage finish after the
+        // first failures and reset the run.)
+        let opened = first_refusal.expect("the breaker opened");
+        assert!(opened - outage_start <= Duration::from_secs(5), "opened after {:?}", opened - outage_start);
+        let failed_before_open = ledger
+            .entries()
+            .iter()
+            .filter(|e| e.outcome == SimOutcome::Outage && e.at <= opened)
+            .count();
+        assert!(failed_before_open <= 10, "{failed_before_open} failed calls before opening");
+        // While open, only probes reach the provider: about one per open period.
+        let during = ledger.entries().iter().filter(|e| e.outcome == SimOutcome::Outage).count();
+        assert!(during <= 10 + 600 / 5, "{during} calls reached the provider during the outage");
+        // The first success after recovery comes within 30 s.
+        let recovered = outage_start + outage;
+        let first_success = ledger
+            .entries()
+            .iter()
+            .find(|e| e.at >= recovered && e.outcome == SimOutcome::Success)
+            .expect("a success after recovery");
+        assert!(first_success.at - recovered <= Duration::from_secs(30), "first success {:?} after recovery", first_success.at - recovered);
+        println!(
+            "outage: opened {:.1}s after it began, {failed_before_open} failed calls first, {during} calls in 10 min, first success {:.1}s after recovery",
+            (opened - outage_start).as_secs_f64(),
+            (first_success.at - recovered).as_secs_f64()
+        );
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Over random flaky providers, with callers that give up at random: every call gets a
+    /// response or a typed error, and no breaker is left wedged (a non-latched breaker lets
+    /// a call through once its longest open time has passed).
+    #[test]
+    fn nothing_is_lost_and_nothing_wedges(
+        scenario in ballast_sim::strategy::flaky_scenario(),
+        calls in 1usize..80,
+        concurrency in 1usize..10,
+        patience in prop::option::of(1u64..120),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async move {
+            let sim = Simulator::new(scenario);
+            let layer = BreakerLayer::new(BreakerConfig::default());
+            let handle = layer.handle();
+            let service = ServiceBuilder::new()
+                .layer(layer)
+                .timeout(Duration::from_secs(90))
+                .layer(ClassifyLayer::new(Provider::XAi))
+                .service(sim.clone());
+            let mut answered = 0;
+            let ids: Vec<usize> = (0..calls).collect();
+            for wave in ids.chunks(concurrency) {
+                let batch = wave.iter().map(|_| {
+                    let call = service.clone().oneshot(
+                        http::Request::post("http://sim/v1/chat/completions")
+                            .body(String::from(r#"{"model":"m","max_tokens":30}"#))
+                            .unwrap(),
+                    );
+                    async move {
+                        match patience {
+                            Some(secs) => tokio::time::timeout(Duration::from_secs(secs), call).await.ok(),
+                            None => Some(call.await),
+                        }
+                    }
+                });
+                for result in join_all(batch).await {
+                    if let Some(result) = result {
+                        let class = Outcome::from_result(&result).class();
+                        prop_assert!(class != OutcomeClass::Unknown, "{:?}", result.err());
+                    }
+                    answered += 1;
+                }
+            }
+            prop_assert_eq!(answered, calls);
+            let config = BreakerConfig::default();
+            tokio::time::sleep(config.longest_open() + config.max_hint).await;
+            let latched = handle.snapshot().iter().any(|s| matches!(s.state, BreakerState::Latched(_)));
+            if !latched {
+                let before = sim.ledger().len();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    service.clone().oneshot(
+                        http::Request::post("http://sim/v1/chat/completions")
+                            .body(String::from(r#"{"model":"m","max_tokens":30}"#))
+                            .unwrap(),
+                    ),
+                )
+                .await;
+                prop_assert_eq!(sim.ledger().len(), before + 1, "the breaker let a call through");
+            }
+            Ok(())
+        })?;
+    }
+}

@@ -1,0 +1,307 @@
+//! The breaker against a small reference model, step by step, under the paused clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState};
+use ballast_classify::{Outcome, OutcomeClass};
+use proptest::prelude::*;
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Success,
+    Failure,
+    Neutral,
+    Auth,
+}
+
+impl Kind {
+    fn class(self) -> OutcomeClass {
+        match self {
+            Kind::Success => OutcomeClass::Success,
+            Kind::Failure => OutcomeClass::ServerError,
+            Kind::Neutral => OutcomeClass::RateLimited,
+            Kind::Auth => OutcomeClass::Auth,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Call { kind: Kind, millis: u64 },
+    Advance { millis: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let kind = prop_oneof![
+        6 => Just(Kind::Success),
+        6 => Just(Kind::Failure),
+        2 => Just(Kind::Neutral),
+        1 => Just(Kind::Auth),
+    ];
+    prop_oneof![
+        4 => (kind, 0u64..4000).prop_map(|(kind, millis)| Op::Call { kind, millis }),
+        1 => (0u64..30_000).prop_map(|millis| Op::Advance { millis }),
+    ]
+}
+
+fn config() -> impl Strategy<Value = BreakerConfig> {
+    (
+        (1u32..8, 1u64..20, 1u32..10, 1u32..15, 0.1..1.0f64),
+        (1u64..5, 0.1..1.0f64, 1u64..10, 1.0..3.0f64, 1u64..40),
+        (1u32..3, 1u32..3, any::<bool>()),
+    )
+        .prop_map(
+            |(
+                (consecutive, window, buckets, min_calls, failure_rate),
+                (slow, slow_rate, base, growth, cap),
+                (probes, probe_successes, latch),
+            )| BreakerConfig {
+                consecutive_failures: consecutive,
+                window: Duration::from_secs(window),
+                buckets,
+                min_calls,
+                failure_rate,
+                slow_call: Duration::from_secs(slow),
+                slow_rate,
+                open_base: Duration::from_secs(base),
+                open_growth: growth,
+                open_cap: Duration::from_secs(cap),
+                open_jitter: 0.0,
+                probes,
+                probe_successes,
+                latch_on_auth_and_quota: latch,
+                ..BreakerConfig::default()
+            },
+        )
+}
+
+/// The rules, written as plainly as possible.
+#[derive(Debug)]
+struct Model {
+    config: BreakerConfig,
+    state: ModelState,
+    /// (time, failure, slow) of calls counted while closed.
+    events: Vec<(u64, bool, bool)>,
+    consecutive: u32,
+    trips: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ModelState {
+    Closed,
+    Open { until: u64 },
+    HalfOpen { successes: u32 },
+    Latched,
+}
+
+impl Model {
+    fn bucket(&self) -> u64 {
+        (self.config.window.as_nanos() / u128::from(self.config.buckets.max(1))).max(1) as u64
+    }
+
+    fn totals(&self, now: u64) -> (u32, u32, u32) {
+        let period = |t: u64| t / self.bucket() + 1;
+        let current = period(now);
+        let oldest = current.saturating_sub(u64::from(self.config.buckets.max(1)) - 1);
+        let mut totals = (0, 0, 0);
+        for &(t, failure, slow) in &self.events {
+            if period(t) >= oldest && period(t) <= current {
+                totals.0 += 1;
+                totals.1 += u32::from(failure);
+                totals.2 += u32::from(slow);
+            }
+        }
+        totals
+    }
+
+    /// Whether a call at `now` goes through (and as a probe).
+    fn admit(&mut self, now: u64) -> Option<bool> {
+        match self.state {
+            ModelState::Closed => Some(false),
+            ModelState::Open { until } if now < until => None,
+            ModelState::Open { .. } => {
+                self.state = ModelState::HalfOpen { successes: 0 };
+                Some(true)
+            }
+            ModelState::HalfOpen { .. } => Some(true),
+            ModelState::Latched => None,
+        }
+    }
+
+    fn trip(&mut self, now: u64) {
+        self.trips += 1;
+        let open = self.config.open_time(self.trips);
+        self.state = ModelState::Open {
+            until: now + open.as_nanos() as u64,
+        };
+        self.events.clear();
+        self.consecutive = 0;
+    }
+
+    fn record(&mut self, probe: bool, kind: Kind, elapsed: Duration, now: u64) {
+        let slow = elapsed >= self.config.slow_call;
+        match kind {
+            Kind::Auth if self.config.latch_on_auth_and_quota => self.state = ModelState::Latched,
+            Kind::Auth | Kind::Neutral => {}
+            Kind::Success if probe => {
+                if let ModelState::HalfOpen { successes } = self.state {
+                    let successes = successes + 1;
+                    if successes >= self.config.probe_successes {
+                        self.state = ModelState::Closed;
+                        self.trips = 0;
+                        self.events.clear();
+                        self.consecutive = 0;
+                    } else {
+                        self.state = ModelState::HalfOpen { successes };
+                    }
+                }
+            }
+            Kind::Failure if probe => {
+                if matches!(self.state, ModelState::HalfOpen { .. }) {
+                    self.trip(now);
+                }
+            }
+            Kind::Success | Kind::Failure => {
+                if self.state != ModelState::Closed {
+                    return;
+                }
+                let failure = kind == Kind::Failure;
+                self.events.push((now, failure, slow));
+                self.consecutive = if failure { self.consecutive + 1 } else { 0 };
+                if !failure && !slow {
+                    return;
+                }
+                let (calls, failures, slows) = self.totals(now);
+                let enough = calls >= self.config.min_calls;
+                let rate = |n: u32| f64::from(n) / f64::from(calls.max(1));
+                if self.consecutive >= self.config.consecutive_failures
+                    || (enough && rate(failures) >= self.config.failure_rate)
+                    || (enough && rate(slows) >= self.config.slow_rate)
+                {
+                    self.trip(now);
+                }
+            }
+        }
+    }
+
+    fn observed(&self, now: u64) -> &'static str {
+        match self.state {
+            ModelState::Closed => "closed",
+            ModelState::Open { until } if now < until => "open",
+            ModelState::Open { .. } | ModelState::HalfOpen { .. } => "half_open",
+            ModelState::Latched => "latched",
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn breaker_follows_the_reference_model(config in config(), ops in prop::collection::vec(op(), 1..120)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async move {
+            let start = Instant::now();
+            let inner_calls = Arc::new(AtomicUsize::new(0));
+            let inner = {
+                let inner_calls = Arc::clone(&inner_calls);
+                tower::service_fn(move |request: http::Request<String>| {
+                    inner_calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let class: u8 = request.headers()["x-class"].to_str().unwrap().parse().unwrap();
+                        let millis: u64 = request.headers()["x-millis"].to_str().unwrap().parse().unwrap();
+                        tokio::time::sleep(Duration::from_millis(millis)).await;
+                        let mut response = http::Response::new(());
+                        response.extensions_mut().insert(Outcome::new(OutcomeClass::ALL[class as usize]));
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                })
+            };
+            let layer = BreakerLayer::with_seed(config.clone(), 1);
+            let handle = layer.handle();
+            let service = layer.layer(inner);
+            let mut model = Model { config, state: ModelState::Closed, events: Vec::new(), consecutive: 0, trips: 0 };
+            for (step, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Advance { millis } => tokio::time::sleep(Duration::from_millis(millis)).await,
+                    Op::Call { kind, millis } => {
+                        let now = start.elapsed().as_nanos() as u64;
+                        let expected = model.admit(now);
+                        let before = inner_calls.load(Ordering::SeqCst);
+                        let request = http::Request::post("https://api.x.ai/v1/chat/completions")
+                            .header("x-class", kind.class().index().to_string())
+                            .header("x-millis", millis.to_string())
+                            .body(String::from(r#"{"model":"m"}"#))
+                            .unwrap();
+                        let result = service.clone().oneshot(request).await;
+                        let admitted = inner_calls.load(Ordering::SeqCst) > before;
+                        prop_assert_eq!(admitted, expected.is_some(), "step {}: {:?}", step, op);
+                        match expected {
+                            Some(probe) => {
+                                prop_assert!(result.is_ok());
+                                let now = start.elapsed().as_nanos() as u64;
+                                model.record(probe, kind, Duration::from_millis(millis), now);
+                            }
+                            None => {
+                                let error = result.unwrap_err();
+                                prop_assert_eq!(Outcome::from_error(&*error).class(), OutcomeClass::CircuitOpen);
+                            }
+                        }
+                    }
+                }
+                let now = start.elapsed().as_nanos() as u64;
+                let snapshot = handle.get("api.x.ai", "m");
+                let state = snapshot.map(|s| s.state.as_str()).unwrap_or("closed");
+                prop_assert_eq!(state, model.observed(now), "after step {}: {:?}", step, op);
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[test]
+fn open_state_reports_time_to_the_next_probe() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let failing = tower::service_fn(|_: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder().status(500).body(()).unwrap(),
+            )
+        });
+        let config = BreakerConfig {
+            open_jitter: 0.0,
+            ..BreakerConfig::default()
+        };
+        let layer = BreakerLayer::new(config);
+        let service = layer.layer(failing);
+        let request = || {
+            http::Request::post("http://h/")
+                .body(String::new())
+                .unwrap()
+        };
+        for _ in 0..5 {
+            service.clone().oneshot(request()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let error = service.clone().oneshot(request()).await.unwrap_err();
+        let outcome = Outcome::from_error(&*error);
+        assert_eq!(outcome.wait_hint().unwrap().delay(), Duration::from_secs(3));
+        let refusal = error
+            .downcast_ref::<ballast_classify::ClassifiedError>()
+            .and_then(|e| std::error::Error::source(e))
+            .and_then(|e| e.downcast_ref::<ballast_breaker::BreakerOpen>())
+            .unwrap();
+        assert_eq!(refusal.key().host(), "h");
+        assert_eq!(refusal.retry_in(), Some(Duration::from_secs(3)));
+        assert!(matches!(refusal.state(), BreakerState::Open { .. }));
+        assert!(error.to_string().contains("circuit_open"), "{error}");
+    });
+}
