@@ -59,6 +59,7 @@
 //! # Modules
 //!
 //! - [`hint`]: wait-hint parsing for every header and body style, safe on bad input.
+//! - [`json`]: one top-level value out of a JSON body, without parsing the rest.
 //! - [`ApiKey`]: checks a key's shape before the first request.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -69,6 +70,7 @@ mod classify;
 mod error;
 mod future;
 pub mod hint;
+pub mod json;
 mod key;
 mod layer;
 mod outcome;

@@ -86,60 +86,16 @@ pub fn model_of<B: InspectBody>(request: &http::Request<B>) -> Option<&str> {
     json_model(request.body().inspect()?)
 }
 
-/// The top-level `"model"` string of a JSON object, found by a structural scan (no parse,
-/// no allocation). `None` for a model with escapes in it, or none at all.
+/// The top-level `"model"` string of a JSON object, found without parsing the body (see
+/// [`json::top_level`](crate::json::top_level)). `None` for a model with escapes in it, or
+/// none at all.
 pub fn json_model(body: &[u8]) -> Option<&str> {
-    let mut depth = 0usize;
-    let mut i = 0;
-    let mut expect_model_value = false;
-    while let Some(&byte) = body.get(i) {
-        match byte {
-            b'{' | b'[' => {
-                depth += 1;
-                expect_model_value = false;
-            }
-            b'}' | b']' => depth = depth.checked_sub(1)?,
-            b'"' => {
-                let start = i + 1;
-                let end = start + memchr::memchr2(b'"', b'\\', body.get(start..)?)?;
-                let escaped = body[end] == b'\\';
-                if expect_model_value && depth == 1 {
-                    return if escaped {
-                        None
-                    } else {
-                        std::str::from_utf8(&body[start..end]).ok()
-                    };
-                }
-                if escaped {
-                    // Step over escaped characters to the real closing quote.
-                    let mut j = end;
-                    loop {
-                        let rest = body.get(j..)?;
-                        match memchr::memchr2(b'"', b'\\', rest)? {
-                            k if rest[k] == b'\\' => j += k + 2,
-                            k => {
-                                j += k;
-                                break;
-                            }
-                        }
-                    }
-                    i = j;
-                    expect_model_value = false;
-                } else {
-                    let is_model_key = depth == 1
-                        && &body[start..end] == b"model"
-                        && body[end + 1..].trim_ascii_start().first() == Some(&b':');
-                    expect_model_value = is_model_key;
-                    i = end;
-                }
-            }
-            // Between `"model"` and its value only the colon and white space may stand.
-            b':' | b' ' | b'\t' | b'\n' | b'\r' => {}
-            _ => expect_model_value = false,
-        }
-        i += 1;
+    let raw = crate::json::top_level(body, "model")?;
+    let name = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if name.contains(&b'\\') {
+        return None;
     }
-    None
+    std::str::from_utf8(name).ok()
 }
 
 #[cfg(test)]
