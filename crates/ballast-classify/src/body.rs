@@ -60,6 +60,12 @@ impl<B> ClassifiedBody<B> {
     }
 }
 
+impl<B> crate::InspectBody for ClassifiedBody<B> {
+    fn inspect(&self) -> Option<&[u8]> {
+        self.bytes().map(|b| &b[..])
+    }
+}
+
 impl<B> Body for ClassifiedBody<B>
 where
     B: Body,

@@ -18,7 +18,8 @@ impl ModelName {
     }
 }
 
-/// Request bodies whose bytes can be read before sending.
+/// Bodies whose bytes can be read in place: request bodies before sending (to find the model,
+/// estimate cost), and buffered response bodies (to read usage).
 ///
 /// Implemented for the cheap, clonable bodies LLM requests use (`String`, `Bytes`,
 /// `Vec<u8>`, `&'static str`, `&'static [u8]`, `()`); bodies that cannot be inspected

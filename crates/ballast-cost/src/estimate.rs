@@ -1,0 +1,129 @@
+//! Request-side estimates: the worst case a call can cost, before it is sent.
+
+use ballast_classify::json;
+
+use crate::{CostSource, PriceTable, Usage, Usd};
+
+/// Counts (or bounds) the prompt tokens of a request body.
+pub trait TokenEstimator {
+    /// The prompt tokens in `body`, rounded up.
+    fn prompt_tokens(&self, body: &[u8]) -> u64;
+}
+
+/// The default estimator: a cheap, safe upper bound of one token per two bytes of the body.
+///
+/// Tokenizers average about four bytes per token on English text and code, and rarely fewer
+/// than two even on dense text; counting the whole body (JSON and role names included) as
+/// prompt adds more margin. A budget reserved from this bound is rarely short. For tighter
+/// estimates, implement [`TokenEstimator`] over a real tokenizer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HalfByteCount;
+
+impl TokenEstimator for HalfByteCount {
+    fn prompt_tokens(&self, body: &[u8]) -> u64 {
+        (body.len() as u64).div_ceil(2)
+    }
+}
+
+/// The most a request can cost: its whole prompt at the uncached input price plus its output
+/// cap at the output price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestEstimate {
+    /// Prompt tokens, an upper bound.
+    pub prompt_tokens: u64,
+    /// The output cap: the request's own, or the default.
+    pub max_output_tokens: u64,
+    /// Whether the cap came from the request (`false`: the default was assumed).
+    pub cap_in_request: bool,
+    /// The worst-case cost.
+    pub cost: Usd,
+    /// `Estimated` for a known model, `UnknownPrice` (priced at the fallback) otherwise.
+    pub source: CostSource,
+}
+
+/// The output cap a request sets: `max_tokens`, `max_completion_tokens`,
+/// `max_output_tokens`, or Gemini's `generationConfig.maxOutputTokens`.
+pub fn output_cap(body: &[u8]) -> Option<u64> {
+    let number = |raw: &[u8]| std::str::from_utf8(raw).ok()?.parse::<u64>().ok();
+    ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|key| number(json::top_level(body, key)?))
+        .or_else(|| {
+            number(json::top_level(
+                json::top_level(body, "generationConfig")?,
+                "maxOutputTokens",
+            )?)
+        })
+}
+
+/// Estimates the worst-case cost of a request body for `model`.
+pub fn estimate(
+    table: &PriceTable,
+    model: Option<&str>,
+    body: &[u8],
+    estimator: &dyn TokenEstimator,
+    default_max_tokens: u64,
+) -> RequestEstimate {
+    let prompt_tokens = estimator.prompt_tokens(body);
+    let cap = output_cap(body);
+    let max_output_tokens = cap.unwrap_or(default_max_tokens);
+    let usage = Usage {
+        input_tokens: prompt_tokens,
+        output_tokens: max_output_tokens,
+        ..Usage::default()
+    };
+    let (cost, source) = table.cost(model, &usage);
+    RequestEstimate {
+        prompt_tokens,
+        max_output_tokens,
+        cap_in_request: cap.is_some(),
+        cost,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_in_every_dialect() {
+        assert_eq!(output_cap(br#"{"model":"m","max_tokens":500}"#), Some(500));
+        assert_eq!(output_cap(br#"{"max_completion_tokens":64}"#), Some(64));
+        assert_eq!(output_cap(br#"{"max_output_tokens":7}"#), Some(7));
+        assert_eq!(
+            output_cap(
+                br#"{"contents":[],"generationConfig":{"temperature":0.2,"maxOutputTokens":900}}"#
+            ),
+            Some(900)
+        );
+        assert_eq!(output_cap(br#"{"max_tokens":-1}"#), None);
+        assert_eq!(output_cap(br#"{"messages":[{"max_tokens":5}]}"#), None);
+    }
+
+    #[test]
+    fn worst_case_for_grok_code_fast_1() {
+        let table = PriceTable::builtin();
+        let body = br#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}],"max_tokens":1000}"#;
+        let e = estimate(&table, Some("grok-code-fast-1"), body, &HalfByteCount, 500);
+        assert_eq!(e.prompt_tokens, (body.len() as u64).div_ceil(2));
+        assert_eq!(e.max_output_tokens, 1000);
+        assert!(e.cap_in_request);
+        let expected = "0.20".parse::<Usd>().unwrap().per_million(e.prompt_tokens)
+            + "1.50".parse::<Usd>().unwrap().per_million(1000);
+        assert_eq!(e.cost, expected);
+        assert_eq!(e.source, CostSource::Estimated);
+
+        let e = estimate(
+            &table,
+            Some("grok-code-fast-1"),
+            br#"{"model":"grok-code-fast-1"}"#,
+            &HalfByteCount,
+            500,
+        );
+        assert_eq!((e.max_output_tokens, e.cap_in_request), (500, false));
+        let e = estimate(&table, Some("who-knows"), body, &HalfByteCount, 500);
+        assert_eq!(e.source, CostSource::UnknownPrice);
+        assert!(e.cost > Usd::ZERO);
+    }
+}

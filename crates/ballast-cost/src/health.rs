@@ -1,0 +1,242 @@
+//! [`HealthMonitor`]: error rate and latency over a rolling window, with warnings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// When a [`HealthMonitor`] calls the provider unhealthy.
+///
+/// The defaults are the story's: above 20% errors means trouble, an average latency above
+/// 30 s means complaints; judged over the last five minutes once it holds 10 calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    /// The rolling window.
+    pub window: Duration,
+    /// How many buckets the window is kept in.
+    pub buckets: u32,
+    /// Calls needed before a verdict.
+    pub min_calls: u64,
+    /// Error rate above which the provider is unhealthy.
+    pub max_error_rate: f64,
+    /// Average latency above which the provider is unhealthy.
+    pub max_avg_latency: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(300),
+            buckets: 30,
+            min_calls: 10,
+            max_error_rate: 0.2,
+            max_avg_latency: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The monitor's verdict now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthStatus {
+    /// Calls in the window.
+    pub calls: u64,
+    /// Failed calls in the window.
+    pub errors: u64,
+    /// `errors / calls`.
+    pub error_rate: f64,
+    /// Mean latency of the window's calls.
+    pub avg_latency: Duration,
+    /// The error rate is over its threshold.
+    pub error_rate_high: bool,
+    /// The average latency is over its threshold.
+    pub latency_high: bool,
+}
+
+impl HealthStatus {
+    /// Neither threshold is passed (or there are too few calls to judge).
+    pub fn is_healthy(&self) -> bool {
+        !self.error_rate_high && !self.latency_high
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} calls, {:.1}% errors, {:.1}s average latency",
+            self.calls,
+            self.error_rate * 100.0,
+            self.avg_latency.as_secs_f64()
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    period: AtomicU64,
+    calls: AtomicU64,
+    errors: AtomicU64,
+    latency_ms: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: HealthConfig,
+    epoch: Instant,
+    bucket_nanos: u64,
+    buckets: Box<[Bucket]>,
+    alerting_errors: AtomicBool,
+    alerting_latency: AtomicBool,
+}
+
+/// Error rate and average latency of logical calls over a rolling window.
+///
+/// Fed by [`CostLogLayer`](crate::CostLogLayer) at call scope (or by hand with
+/// [`record`](Self::record)). Crossing a threshold logs one warning (and one info when it
+/// clears), not one per call; [`status`](Self::status) answers at any time. Clones share
+/// the window.
+#[derive(Debug, Clone)]
+pub struct HealthMonitor {
+    inner: Arc<Inner>,
+}
+
+impl HealthMonitor {
+    /// A monitor with `config`, its clock starting now.
+    pub fn new(config: HealthConfig) -> Self {
+        let buckets = config.buckets.max(1);
+        let bucket_nanos = u64::try_from((config.window.as_nanos() / u128::from(buckets)).max(1))
+            .unwrap_or(u64::MAX);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                epoch: Instant::now(),
+                bucket_nanos,
+                buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+                alerting_errors: AtomicBool::new(false),
+                alerting_latency: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn period(&self) -> u64 {
+        let nanos = u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        nanos / self.inner.bucket_nanos + 1
+    }
+
+    /// Records one logical call.
+    pub fn record(&self, error: bool, latency: Duration) {
+        let period = self.period();
+        let buckets = &self.inner.buckets;
+        let bucket = &buckets[(period % buckets.len() as u64) as usize];
+        let seen = bucket.period.load(Ordering::Acquire);
+        if seen != period
+            && bucket
+                .period
+                .compare_exchange(seen, period, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            bucket.calls.store(0, Ordering::Release);
+            bucket.errors.store(0, Ordering::Release);
+            bucket.latency_ms.store(0, Ordering::Release);
+        }
+        bucket.calls.fetch_add(1, Ordering::AcqRel);
+        if error {
+            bucket.errors.fetch_add(1, Ordering::AcqRel);
+        }
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        bucket.latency_ms.fetch_add(ms, Ordering::AcqRel);
+        self.alert(&self.status());
+    }
+
+    /// The verdict now.
+    pub fn status(&self) -> HealthStatus {
+        let current = self.period();
+        let oldest = current.saturating_sub(self.inner.buckets.len() as u64 - 1);
+        let (mut calls, mut errors, mut latency_ms) = (0u64, 0u64, 0u64);
+        for bucket in self.inner.buckets.iter() {
+            let period = bucket.period.load(Ordering::Acquire);
+            if period >= oldest && period <= current {
+                calls += bucket.calls.load(Ordering::Acquire);
+                errors += bucket.errors.load(Ordering::Acquire);
+                latency_ms = latency_ms.saturating_add(bucket.latency_ms.load(Ordering::Acquire));
+            }
+        }
+        let config = &self.inner.config;
+        let error_rate = if calls == 0 {
+            0.0
+        } else {
+            errors as f64 / calls as f64
+        };
+        let avg_latency = Duration::from_millis(latency_ms.checked_div(calls).unwrap_or(0));
+        let enough = calls >= config.min_calls.max(1);
+        HealthStatus {
+            calls,
+            errors,
+            error_rate,
+            avg_latency,
+            error_rate_high: enough && error_rate > config.max_error_rate,
+            latency_high: enough && avg_latency > config.max_avg_latency,
+        }
+    }
+
+    fn alert(&self, status: &HealthStatus) {
+        let inner = &self.inner;
+        if inner
+            .alerting_errors
+            .swap(status.error_rate_high, Ordering::AcqRel)
+            != status.error_rate_high
+        {
+            if status.error_rate_high {
+                tracing::warn!(target: "ballast::health", error_rate = status.error_rate, calls = status.calls, "provider error rate above {:.0}%: {status}", inner.config.max_error_rate * 100.0);
+            } else {
+                tracing::info!(target: "ballast::health", error_rate = status.error_rate, "provider error rate back to normal: {status}");
+            }
+        }
+        if inner
+            .alerting_latency
+            .swap(status.latency_high, Ordering::AcqRel)
+            != status.latency_high
+        {
+            if status.latency_high {
+                tracing::warn!(target: "ballast::health", avg_latency_s = status.avg_latency.as_secs_f64(), "provider latency above {:.0}s on average: {status}", inner.config.max_avg_latency.as_secs_f64());
+            } else {
+                tracing::info!(target: "ballast::health", avg_latency_s = status.avg_latency.as_secs_f64(), "provider latency back to normal: {status}");
+            }
+        }
+    }
+}
+
+impl Default for HealthMonitor {
+    fn default() -> Self {
+        Self::new(HealthConfig::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn thresholds_from_the_story() {
+        let monitor = HealthMonitor::default();
+        for i in 0..10 {
+            monitor.record(i < 2, Duration::from_secs(5));
+        }
+        let status = monitor.status();
+        assert_eq!((status.calls, status.errors), (10, 2));
+        assert!(status.is_healthy(), "20% is not above 20%");
+        monitor.record(true, Duration::from_secs(5));
+        assert!(monitor.status().error_rate_high);
+        for _ in 0..20 {
+            monitor.record(false, Duration::from_secs(120));
+        }
+        let status = monitor.status();
+        assert!(!status.error_rate_high && status.latency_high, "{status}");
+        // Five minutes later the window has forgotten all of it.
+        tokio::time::sleep(Duration::from_secs(301)).await;
+        assert_eq!(monitor.status().calls, 0);
+        assert!(monitor.status().is_healthy());
+    }
+}

@@ -1,0 +1,194 @@
+//! One finished call: its figures, the event it logs and the metrics it feeds.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use ballast_classify::Outcome;
+use tokio::time::Instant;
+
+use crate::layer::{Scope, Shared};
+use crate::{CallSpend, CostSource, Usage, Usd};
+
+/// Content excerpts are capped: a log line is not a transcript store.
+const EXCERPT: usize = 4096;
+
+pub(crate) fn excerpt(bytes: &[u8]) -> Box<str> {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT)]);
+    text.into_owned().into_boxed_str()
+}
+
+/// What is known when the call starts.
+#[derive(Debug)]
+pub(crate) struct Started {
+    pub(crate) model: Option<Box<str>>,
+    pub(crate) request_bytes: usize,
+    pub(crate) attempt: u32,
+    pub(crate) at: Instant,
+    pub(crate) call_spend: Option<CallSpend>,
+    pub(crate) prompt: Option<Box<str>>,
+}
+
+/// What is known when it ends.
+pub(crate) struct Finished {
+    started: Started,
+    outcome: Outcome,
+    duration: Duration,
+    usage: Option<Usage>,
+    cost: Usd,
+    source: Option<CostSource>,
+    response_bytes: usize,
+    attempts: u32,
+    completion: Option<Box<str>>,
+}
+
+impl Finished {
+    pub(crate) fn new(
+        shared: &Shared,
+        started: Started,
+        outcome: Outcome,
+        body: Option<&[u8]>,
+        attempts: u32,
+    ) -> Self {
+        let usage = body.and_then(Usage::from_body);
+        let (cost, source) = match &usage {
+            Some(usage) => {
+                let (cost, source) = shared.prices.cost(started.model.as_deref(), usage);
+                (cost, Some(source))
+            }
+            None => (Usd::ZERO, None),
+        };
+        Self {
+            duration: started.at.elapsed(),
+            completion: shared.log_content.then(|| body.map(excerpt)).flatten(),
+            response_bytes: body.map_or(0, <[u8]>::len),
+            started,
+            outcome,
+            usage,
+            cost,
+            source,
+            attempts,
+        }
+    }
+
+    pub(crate) fn emit(self, shared: &Shared) {
+        let scope = shared.scope;
+        // At call scope, the attempts below already counted their tokens and spend.
+        let counted_below = scope == Scope::Call
+            && self
+                .started
+                .call_spend
+                .as_ref()
+                .is_some_and(CallSpend::attempts_logged);
+        let cost = if counted_below {
+            self.started
+                .call_spend
+                .as_ref()
+                .map_or(self.cost, CallSpend::total)
+        } else {
+            self.cost
+        };
+        if scope == Scope::Attempt
+            && let Some(spend) = &self.started.call_spend
+        {
+            spend.add(self.cost);
+        }
+        let model = self.started.model.as_deref().unwrap_or("");
+        if self.source == Some(CostSource::UnknownPrice) {
+            warn_unknown_price(model);
+        }
+        let today = if counted_below {
+            shared.spend.total()
+        } else {
+            self.count(shared, model)
+        };
+        if scope == Scope::Call
+            && let Some(health) = &shared.health
+        {
+            health.record(!self.outcome.is_success(), self.duration);
+        }
+        self.log(shared, model, cost, today);
+    }
+
+    /// Feeds the metrics with tokens and spend; returns today's spend.
+    fn count(&self, shared: &Shared, model: &str) -> Usd {
+        let class = self.outcome.class().as_str();
+        let usage = self.usage.unwrap_or_default();
+        let model = model.to_owned();
+        metrics::counter!("ballast_tokens_total", "model" => model.clone(), "kind" => "input")
+            .increment(usage.input_tokens);
+        metrics::counter!("ballast_tokens_total", "model" => model.clone(), "kind" => "cached_input")
+            .increment(usage.cached_input_tokens);
+        metrics::counter!("ballast_tokens_total", "model" => model.clone(), "kind" => "output")
+            .increment(usage.output_tokens);
+        metrics::counter!("ballast_cost_picousd_total", "model" => model.clone())
+            .increment(self.cost.picos());
+        metrics::counter!("ballast_requests_total", "model" => model, "class" => class, "scope" => shared.scope.as_str())
+            .increment(1);
+        metrics::histogram!("ballast_request_duration_seconds", "class" => class, "scope" => shared.scope.as_str())
+            .record(self.duration.as_secs_f64());
+        let today = shared.spend.add(self.cost);
+        metrics::gauge!("ballast_spend_today_usd").set(today.as_f64());
+        today
+    }
+
+    fn log(&self, shared: &Shared, model: &str, cost: Usd, today: Usd) {
+        let usage = self.usage.unwrap_or_default();
+        let status = self.outcome.status().map_or(0, |s| s.as_u16());
+        let source = self.source.map_or("none", CostSource::as_str);
+        let prompt = self.started.prompt.as_deref().unwrap_or("");
+        let completion = self.completion.as_deref().unwrap_or("");
+        macro_rules! event {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "ballast::cost",
+                    $level,
+                    "gen_ai.system" = shared.provider.name(),
+                    "gen_ai.operation.name" = "chat",
+                    "gen_ai.request.model" = model,
+                    "gen_ai.usage.input_tokens" = usage.prompt_tokens(),
+                    "gen_ai.usage.output_tokens" = usage.output_tokens,
+                    "ballast.usage.cached_input_tokens" = usage.cached_input_tokens,
+                    "ballast.usage.reasoning_tokens" = usage.reasoning_tokens,
+                    "ballast.cost_usd" = cost.as_f64(),
+                    "ballast.cost_source" = source,
+                    "ballast.spend_today_usd" = today.as_f64(),
+                    "ballast.duration_ms" = self.duration.as_millis() as u64,
+                    "ballast.request_bytes" = self.started.request_bytes as u64,
+                    "ballast.response_bytes" = self.response_bytes as u64,
+                    "ballast.outcome" = self.outcome.class().as_str(),
+                    "ballast.attempt" = self.started.attempt,
+                    "ballast.attempts" = self.attempts,
+                    "ballast.scope" = shared.scope.as_str(),
+                    "http.response.status_code" = status,
+                    "gen_ai.prompt" = prompt,
+                    "gen_ai.completion" = completion,
+                    "llm {} {} in {} ms, {}",
+                    shared.scope.as_str(),
+                    self.outcome.class(),
+                    self.duration.as_millis(),
+                    cost
+                )
+            };
+        }
+        if self.outcome.is_success() {
+            event!(tracing::Level::INFO);
+        } else {
+            event!(tracing::Level::WARN);
+        }
+    }
+}
+
+/// Warns once per model per process, not once per call.
+fn warn_unknown_price(model: &str) {
+    static WARNED: OnceLock<Mutex<HashSet<Box<str>>>> = OnceLock::new();
+    let warned = WARNED.get_or_init(Default::default);
+    let mut warned = warned.lock().unwrap_or_else(PoisonError::into_inner);
+    if warned.len() < 1024 && warned.insert(Box::from(model)) {
+        tracing::warn!(
+            target: "ballast::cost",
+            model,
+            "no price for model {model:?}: costs are estimated at the fallback (dearest) price; add it to the price table"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! [`CostLog`]: the service that logs and counts every call.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use ballast_classify::{Attempt, BoxError, InspectBody, Outcome, model_of};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::CallSpend;
+use crate::layer::{Scope, Shared};
+use crate::record::{Finished, Started};
+
+/// Logs and counts every call through it; see [`CostLogLayer`](crate::CostLogLayer).
+#[derive(Debug, Clone)]
+pub struct CostLog<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> CostLog<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+}
+
+impl<S, B, R> Service<http::Request<B>> for CostLog<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Error: Into<BoxError>,
+    B: InspectBody,
+    R: InspectBody,
+{
+    type Response = http::Response<R>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        let body = request.body().inspect();
+        let prompt = shared
+            .log_content
+            .then(|| body.map(crate::record::excerpt))
+            .flatten();
+        let started = Started {
+            model: model_of(&request).map(Box::from),
+            request_bytes: body.map_or(0, <[u8]>::len),
+            attempt: Attempt::of_request(&request).get(),
+            at: Instant::now(),
+            call_spend: None,
+            prompt,
+        };
+        let call_spend = match shared.scope {
+            Scope::Call => {
+                let spend = CallSpend::default();
+                request.extensions_mut().insert(spend.clone());
+                Some(spend)
+            }
+            Scope::Attempt => request.extensions().get::<CallSpend>().cloned(),
+        };
+        ResponseFuture {
+            inner: self.inner.call(request),
+            started: Some(Started {
+                call_spend,
+                ..started
+            }),
+            shared,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`CostLog`]: logs when the inner call ends.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        started: Option<Started>,
+        shared: Arc<Shared>,
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+    E: Into<BoxError>,
+    R: InspectBody,
+{
+    type Output = Result<http::Response<R>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx)).map_err(Into::into);
+        if let Some(started) = this.started.take() {
+            let outcome = Outcome::from_result(&result);
+            let (body, attempts) = match &result {
+                Ok(response) => (
+                    response.body().inspect(),
+                    Attempt::of_response(response).get(),
+                ),
+                Err(_) => (None, started.attempt),
+            };
+            Finished::new(this.shared, started, outcome, body, attempts).emit(this.shared);
+        }
+        Poll::Ready(result)
+    }
+}
