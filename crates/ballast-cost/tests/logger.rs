@@ -1,0 +1,207 @@
+//! The cost logger against the simulator's ledger, and what reaches the logs.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ballast_classify::{ClassifyLayer, Outcome, Provider};
+use ballast_cost::{CostLogLayer, HealthMonitor, Scope, Usd};
+use ballast_retry::{RetryLayer, RetryPolicy};
+use ballast_sim::{ExpectedKey, Flavor, Scenario, Simulator};
+use futures::future::join_all;
+use proptest::prelude::*;
+use tower::{ServiceBuilder, ServiceExt};
+
+fn provider_for(flavor: Flavor) -> Provider {
+    match flavor {
+        Flavor::XAi => Provider::XAi,
+        Flavor::OpenAi => Provider::OpenAi,
+        Flavor::Anthropic => Provider::Anthropic,
+        Flavor::Gemini => Provider::Gemini,
+    }
+}
+
+fn request(i: usize, model: &str) -> http::Request<String> {
+    http::Request::post("/v1/chat/completions")
+        .header("authorization", "Bearer xai-CANARYKEY123")
+        .body(format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"PROMPT-CANARY {i}"}}],"max_tokens":{}}}"#,
+            20 + i % 300
+        ))
+        .unwrap()
+}
+
+/// Runs `calls` logical calls through call logger, retry, attempt logger, timeout, classify
+/// and the simulator. Returns what the two loggers counted today and the ledger.
+fn run(scenario: Scenario, calls: usize, concurrency: usize) -> (Usd, Usd, ballast_sim::Ledger) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let provider = provider_for(scenario.flavor);
+        let sim = Simulator::new(scenario);
+        let call_log = CostLogLayer::new(provider, Scope::Call);
+        let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
+        let service = ServiceBuilder::new()
+            .layer(call_log.clone())
+            .layer(RetryLayer::new(RetryPolicy::builder().no_budget().build()))
+            .layer(attempt_log.clone())
+            .timeout(Duration::from_secs(90))
+            .layer(ClassifyLayer::new(provider))
+            .service(sim.clone());
+        let ids: Vec<usize> = (0..calls).collect();
+        for wave in ids.chunks(concurrency) {
+            join_all(
+                wave.iter()
+                    .map(|i| service.clone().oneshot(request(*i, "grok-code-fast-1"))),
+            )
+            .await;
+        }
+        (
+            attempt_log.daily_spend().total(),
+            call_log.daily_spend().total(),
+            sim.ledger(),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Over random flaky providers in every dialect, what the attempt logger counted equals
+    /// what the provider billed for the answers the client received, to the picodollar; the
+    /// call logger, seeing only what the attempts told it, counts nothing twice.
+    #[test]
+    fn logged_cost_equals_what_the_ledger_billed(
+        scenario in ballast_sim::strategy::flaky_scenario(),
+        cached_share in 0.0..0.9f64,
+        calls in 1usize..50,
+        concurrency in 1usize..8,
+    ) {
+        let scenario = Scenario { cached_share, ..scenario };
+        let (attempts, call, ledger) = run(scenario, calls, concurrency);
+        prop_assert_eq!(attempts, Usd::from_xai_ticks(ledger.delivered_billed_ticks()));
+        prop_assert_eq!(call, Usd::ZERO, "the call logger left the counting to the attempts");
+    }
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn logs_of(log_content: bool, model: &str, scenario: Scenario) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sim = Simulator::new(scenario);
+            let service = ServiceBuilder::new()
+                .layer(
+                    CostLogLayer::new(Provider::XAi, Scope::Call)
+                        .health(HealthMonitor::default())
+                        .log_content(log_content),
+                )
+                .layer(RetryLayer::new(RetryPolicy::default()))
+                .layer(CostLogLayer::new(Provider::XAi, Scope::Attempt).log_content(log_content))
+                .timeout(Duration::from_secs(90))
+                .layer(ClassifyLayer::new(Provider::XAi))
+                .service(sim);
+            for i in 0..30 {
+                let _ = service.clone().oneshot(request(i, model)).await;
+            }
+        });
+    });
+    captured.text()
+}
+
+#[test]
+fn no_key_and_no_prompt_in_the_logs_by_default() {
+    let scenario = Scenario {
+        api_key: Some(ExpectedKey("xai-CANARYKEY123".into())),
+        ..Scenario::bad_day()
+    };
+    let logs = logs_of(false, "grok-code-fast-1", scenario.clone());
+    assert!(
+        logs.contains("gen_ai.request.model=\"grok-code-fast-1\""),
+        "{logs}"
+    );
+    assert!(logs.contains("ballast.cost_source=\"reported\""), "{logs}");
+    assert!(logs.contains("ballast.scope=\"attempt\"") && logs.contains("ballast.scope=\"call\""));
+    assert!(!logs.contains("CANARYKEY"), "a key reached the logs");
+    assert!(!logs.contains("PROMPT-CANARY"), "a prompt reached the logs");
+
+    // Content logging shows prompts, and still never the key.
+    let logs = logs_of(true, "grok-code-fast-1", scenario);
+    assert!(logs.contains("PROMPT-CANARY"));
+    assert!(!logs.contains("CANARYKEY"));
+}
+
+#[test]
+fn unknown_models_are_flagged_and_never_free() {
+    let scenario = Scenario {
+        flavor: Flavor::OpenAi,
+        ..Scenario::healthy()
+    };
+    let logs = logs_of(false, "mystery-model-9", scenario);
+    assert!(
+        logs.contains("no price for model \\\"mystery-model-9\\\"")
+            || logs.contains("no price for model"),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("no price for model").count(),
+        1,
+        "warned once, not per call"
+    );
+    assert!(logs.contains("ballast.cost_source=\"unknown_price\""));
+    assert!(!logs.contains("ballast.cost_usd=0.0 ballast.cost_source=\"unknown_price\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_health_monitor_sees_logical_calls() {
+    let monitor = HealthMonitor::default();
+    let sim = Simulator::new(Scenario::total_outage());
+    let service = ServiceBuilder::new()
+        .layer(CostLogLayer::new(Provider::XAi, Scope::Call).health(monitor.clone()))
+        .layer(ClassifyLayer::new(Provider::XAi))
+        .service(sim);
+    for i in 0..12 {
+        let response = service
+            .clone()
+            .oneshot(request(i, "grok-code-fast-1"))
+            .await
+            .unwrap();
+        assert!(!Outcome::from_response(&response).is_success());
+    }
+    let status = monitor.status();
+    assert_eq!((status.calls, status.errors), (12, 12));
+    assert!(status.error_rate_high && !status.is_healthy());
+}
