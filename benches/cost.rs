@@ -20,6 +20,9 @@ fn usage(c: &mut Criterion) {
     group.bench_function("usage_from_2kb_body", |b| {
         b.iter(|| black_box(Usage::from_body(black_box(&body))))
     });
+    group.bench_function("find_usage_object_only", |b| {
+        b.iter(|| black_box(ballast_classify::json::top_level(black_box(&body), "usage")))
+    });
     group.bench_function("usage_and_price", |b| {
         b.iter(|| {
             let usage = Usage::from_body(black_box(&body)).unwrap_or_default();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ballast_classify::Provider;
 use tower_layer::Layer;
 
+use crate::meters::Meters;
 use crate::service::CostLog;
 use crate::{DailySpend, HealthMonitor, PriceTable};
 
@@ -35,6 +36,7 @@ pub(crate) struct Shared {
     pub(crate) log_content: bool,
     pub(crate) health: Option<HealthMonitor>,
     pub(crate) spend: Arc<DailySpend>,
+    pub(crate) meters: Meters,
 }
 
 /// Logs every call with its tokens, cost, duration and outcome, and feeds `metrics`.
@@ -58,6 +60,7 @@ impl CostLogLayer {
                 log_content: false,
                 health: None,
                 spend: Arc::new(DailySpend::default()),
+                meters: Meters::new(scope),
             }),
         }
     }
@@ -74,6 +77,7 @@ impl CostLogLayer {
                 log_content: old.log_content,
                 health: old.health.clone(),
                 spend: Arc::clone(&old.spend),
+                meters: Meters::new(old.scope),
             };
             f(&mut shared);
             self.shared = Arc::new(shared);

@@ -44,6 +44,7 @@
 mod estimate;
 mod health;
 mod layer;
+mod meters;
 mod money;
 mod price;
 mod record;

@@ -112,20 +112,17 @@ impl Finished {
 
     /// Feeds the metrics with tokens and spend; returns today's spend.
     fn count(&self, shared: &Shared, model: &str) -> Usd {
-        let class = self.outcome.class().as_str();
+        let class = self.outcome.class();
         let usage = self.usage.unwrap_or_default();
-        let model = model.to_owned();
-        metrics::counter!("ballast_tokens_total", "model" => model.clone(), "kind" => "input")
-            .increment(usage.input_tokens);
-        metrics::counter!("ballast_tokens_total", "model" => model.clone(), "kind" => "cached_input")
-            .increment(usage.cached_input_tokens);
-        metrics::counter!("ballast_tokens_total", "model" => model.clone(), "kind" => "output")
-            .increment(usage.output_tokens);
-        metrics::counter!("ballast_cost_picousd_total", "model" => model.clone())
-            .increment(self.cost.picos());
-        metrics::counter!("ballast_requests_total", "model" => model, "class" => class, "scope" => shared.scope.as_str())
-            .increment(1);
-        metrics::histogram!("ballast_request_duration_seconds", "class" => class, "scope" => shared.scope.as_str())
+        let meters = shared.meters.model(model);
+        meters.input.increment(usage.input_tokens);
+        meters.cached_input.increment(usage.cached_input_tokens);
+        meters.output.increment(usage.output_tokens);
+        meters.cost_picos.increment(self.cost.picos());
+        meters.requests(class).increment(1);
+        shared
+            .meters
+            .duration(class)
             .record(self.duration.as_secs_f64());
         let today = shared.spend.add(self.cost);
         metrics::gauge!("ballast_spend_today_usd").set(today.as_f64());
