@@ -25,6 +25,45 @@ impl TokenEstimator for HalfByteCount {
     }
 }
 
+/// A tokenizer-backed estimate (feature `tokenizer`): OpenAI's `o200k_base` encoding of the
+/// whole body, plus a quarter for the other providers' tokenizers (Anthropic's and xAI's
+/// count somewhat more tokens for the same text) and the JSON around the messages.
+///
+/// Tighter than [`HalfByteCount`] by about half on English text, at the price of running the
+/// tokenizer on every request.
+#[cfg(feature = "tokenizer")]
+#[derive(Clone)]
+pub struct Tokenizer {
+    bpe: std::sync::Arc<tiktoken_rs::CoreBPE>,
+}
+
+#[cfg(feature = "tokenizer")]
+impl Tokenizer {
+    /// Loads the encoding (it ships inside the crate; no download).
+    pub fn o200k() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let bpe = tiktoken_rs::o200k_base().map_err(|e| e.to_string())?;
+        Ok(Self {
+            bpe: std::sync::Arc::new(bpe),
+        })
+    }
+}
+
+#[cfg(feature = "tokenizer")]
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokenizer(o200k_base)")
+    }
+}
+
+#[cfg(feature = "tokenizer")]
+impl TokenEstimator for Tokenizer {
+    fn prompt_tokens(&self, body: &[u8]) -> u64 {
+        let text = String::from_utf8_lossy(body);
+        let tokens = self.bpe.encode_ordinary(&text).len() as u64;
+        tokens + tokens.div_ceil(4)
+    }
+}
+
 /// The most a request can cost: its whole prompt at the uncached input price plus its output
 /// cap at the output price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +124,20 @@ pub fn estimate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "tokenizer")]
+    #[test]
+    fn the_tokenizer_is_tighter_than_the_byte_bound_and_still_above_the_truth() {
+        let tokenizer = Tokenizer::o200k().unwrap();
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(50);
+        let body =
+            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{text}"}}]}}"#);
+        let tight = tokenizer.prompt_tokens(body.as_bytes());
+        let loose = HalfByteCount.prompt_tokens(body.as_bytes());
+        // 50 sentences of 10 tokens each, give or take the JSON.
+        assert!(tight >= 500, "{tight}");
+        assert!(tight < loose, "{tight} vs {loose}");
+    }
 
     #[test]
     fn caps_in_every_dialect() {

@@ -1,0 +1,121 @@
+//! What reaches the logs. Its own test binary: `tracing` caches each call site's interest
+//! process-wide, so a test running without a subscriber on another thread could hide events
+//! from the scoped subscriber these tests install.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ballast_classify::{ClassifyLayer, Provider};
+use ballast_cost::{CostLogLayer, HealthMonitor, Scope};
+use ballast_retry::{RetryLayer, RetryPolicy};
+use ballast_sim::{ExpectedKey, Flavor, Scenario, Simulator};
+use tower::{ServiceBuilder, ServiceExt};
+
+fn request(i: usize, model: &str) -> http::Request<String> {
+    http::Request::post("/v1/chat/completions")
+        .header("authorization", "Bearer xai-CANARYKEY123")
+        .body(format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"PROMPT-CANARY {i}"}}],"max_tokens":{}}}"#,
+            20 + i % 300
+        ))
+        .unwrap()
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn logs_of(log_content: bool, model: &str, scenario: Scenario) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sim = Simulator::new(scenario);
+            let service = ServiceBuilder::new()
+                .layer(
+                    CostLogLayer::new(Provider::XAi, Scope::Call)
+                        .health(HealthMonitor::default())
+                        .log_content(log_content),
+                )
+                .layer(RetryLayer::new(RetryPolicy::default()))
+                .layer(CostLogLayer::new(Provider::XAi, Scope::Attempt).log_content(log_content))
+                .timeout(Duration::from_secs(90))
+                .layer(ClassifyLayer::new(Provider::XAi))
+                .service(sim);
+            for i in 0..30 {
+                let _ = service.clone().oneshot(request(i, model)).await;
+            }
+        });
+    });
+    captured.text()
+}
+
+#[test]
+fn no_key_and_no_prompt_in_the_logs_by_default() {
+    let scenario = Scenario {
+        api_key: Some(ExpectedKey("xai-CANARYKEY123".into())),
+        ..Scenario::bad_day()
+    };
+    let logs = logs_of(false, "grok-code-fast-1", scenario.clone());
+    assert!(
+        logs.contains("gen_ai.request.model=\"grok-code-fast-1\""),
+        "{logs}"
+    );
+    assert!(logs.contains("ballast.cost_source=\"reported\""), "{logs}");
+    assert!(logs.contains("ballast.scope=\"attempt\"") && logs.contains("ballast.scope=\"call\""));
+    assert!(!logs.contains("CANARYKEY"), "a key reached the logs");
+    assert!(!logs.contains("PROMPT-CANARY"), "a prompt reached the logs");
+
+    // Content logging shows prompts, and still never the key.
+    let logs = logs_of(true, "grok-code-fast-1", scenario);
+    assert!(logs.contains("PROMPT-CANARY"));
+    assert!(!logs.contains("CANARYKEY"));
+}
+
+#[test]
+fn unknown_models_are_flagged_and_never_free() {
+    let scenario = Scenario {
+        flavor: Flavor::OpenAi,
+        ..Scenario::healthy()
+    };
+    let logs = logs_of(false, "mystery-model-9", scenario);
+    assert!(
+        logs.contains("no price for model \\\"mystery-model-9\\\"")
+            || logs.contains("no price for model"),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("no price for model").count(),
+        1,
+        "warned once, not per call"
+    );
+    assert!(logs.contains("ballast.cost_source=\"unknown_price\""));
+    assert!(!logs.contains("ballast.cost_usd=0.0 ballast.cost_source=\"unknown_price\""));
+}
