@@ -119,3 +119,79 @@ fn unknown_models_are_flagged_and_never_free() {
     assert!(logs.contains("ballast.cost_source=\"unknown_price\""));
     assert!(!logs.contains("ballast.cost_usd=0.0 ballast.cost_source=\"unknown_price\""));
 }
+
+#[test]
+fn metrics_count_tokens_cost_and_requests() {
+    use metrics_util::MetricKind;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let ledger = metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let sim = Simulator::new(Scenario {
+                cached_share: 0.5,
+                ..Scenario::healthy()
+            });
+            let service = ServiceBuilder::new()
+                .layer(CostLogLayer::new(Provider::XAi, Scope::Attempt))
+                .layer(ClassifyLayer::new(Provider::XAi))
+                .service(sim.clone());
+            for i in 0..10 {
+                service
+                    .clone()
+                    .oneshot(request(i, "grok-code-fast-1"))
+                    .await
+                    .unwrap();
+            }
+            sim.ledger()
+        })
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |kind: MetricKind, name: &str, labels: &[(&str, &str)]| {
+        snapshot.iter().find_map(|(key, _, _, value)| {
+            let key_labels: Vec<(&str, &str)> =
+                key.key().labels().map(|l| (l.key(), l.value())).collect();
+            (key.kind() == kind
+                && key.key().name() == name
+                && labels.iter().all(|l| key_labels.contains(l)))
+            .then_some(value)
+        })
+    };
+    let counter =
+        |name: &str, labels: &[(&str, &str)]| match value(MetricKind::Counter, name, labels) {
+            Some(DebugValue::Counter(n)) => *n,
+            other => panic!("{name} {labels:?}: {other:?}"),
+        };
+    let model = ("model", "grok-code-fast-1");
+    let output: u64 = ledger.entries().iter().map(|e| e.completion_tokens).sum();
+    let cached: u64 = ledger.entries().iter().map(|e| e.cached_tokens).sum();
+    assert_eq!(
+        counter("ballast_tokens_total", &[model, ("kind", "output")]),
+        output
+    );
+    assert_eq!(
+        counter("ballast_tokens_total", &[model, ("kind", "cached_input")]),
+        cached
+    );
+    assert_eq!(
+        counter("ballast_cost_picousd_total", &[model]),
+        ledger.billed_ticks() * 100
+    );
+    assert_eq!(
+        counter(
+            "ballast_requests_total",
+            &[model, ("class", "success"), ("scope", "attempt")]
+        ),
+        10
+    );
+    match value(MetricKind::Gauge, "ballast_spend_today_usd", &[]) {
+        Some(DebugValue::Gauge(usd)) => assert!(usd.into_inner() >= ledger.billed_usd() * 0.999),
+        other => panic!("spend gauge: {other:?}"),
+    }
+}
