@@ -296,11 +296,7 @@ async fn retry_does_not_hammer_an_open_breaker() {
 /// A ten-minute outage at 200 requests/min through classify and the breaker.
 #[test]
 fn outage_opens_fast_and_recovery_is_found_within_30_seconds() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let rt = ballast_sim::paused_runtime().unwrap();
     rt.block_on(async {
         let outage_start = Duration::from_secs(60);
         let outage = Duration::from_secs(600);
@@ -386,7 +382,7 @@ proptest! {
         concurrency in 1usize..10,
         patience in prop::option::of(1u64..120),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async move {
             let sim = Simulator::new(scenario);
             let layer = BreakerLayer::new(BreakerConfig::default());

@@ -36,11 +36,7 @@ fn every_transition_is_logged_and_counted() {
         .finish();
     tracing::subscriber::with_default(subscriber, || {
         metrics::with_local_recorder(&recorder, || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .start_paused(true)
-                .build()
-                .unwrap();
+            let rt = ballast_sim::paused_runtime().unwrap();
             rt.block_on(async {
                 let status = Arc::new(AtomicU64::new(500));
                 let provider = {

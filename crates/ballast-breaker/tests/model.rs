@@ -203,7 +203,7 @@ proptest! {
 
     #[test]
     fn breaker_follows_the_reference_model(config in config(), ops in prop::collection::vec(op(), 1..120)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async move {
             let start = Instant::now();
             let inner_calls = Arc::new(AtomicUsize::new(0));
@@ -265,11 +265,7 @@ proptest! {
 
 #[test]
 fn open_state_reports_time_to_the_next_probe() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let rt = ballast_sim::paused_runtime().unwrap();
     rt.block_on(async {
         let failing = tower::service_fn(|_: http::Request<String>| async {
             Ok::<_, std::convert::Infallible>(

@@ -74,7 +74,7 @@ proptest! {
     #[test]
     fn classes_match_the_simulators_ground_truth(scenario in arb_scenario(), n in 1usize..80, concurrency in 1usize..8) {
         let provider = provider_for(scenario.flavor);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let rt = ballast_sim::paused_runtime().unwrap();
         let (results, ledger) = rt.block_on(async move {
             let sim = Simulator::new(scenario);
             let service = ServiceBuilder::new()
@@ -129,7 +129,7 @@ proptest! {
             ..Scenario::healthy()
         };
         let provider = provider_for(flavor);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let rt = ballast_sim::paused_runtime().unwrap();
         let outcome = rt.block_on(async move {
             let service = ClassifyLayer::new(provider).layer(Simulator::new(scenario));
             service.clone().oneshot(request(0)).await.unwrap();

@@ -32,11 +32,7 @@ fn request(i: usize, model: &str) -> http::Request<String> {
 /// Runs `calls` logical calls through call logger, retry, attempt logger, timeout, classify
 /// and the simulator. Returns what the two loggers counted today and the ledger.
 fn run(scenario: Scenario, calls: usize, concurrency: usize) -> (Usd, Usd, ballast_sim::Ledger) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let rt = ballast_sim::paused_runtime().unwrap();
     rt.block_on(async move {
         let provider = provider_for(scenario.flavor);
         let sim = Simulator::new(scenario);

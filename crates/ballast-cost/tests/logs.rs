@@ -51,11 +51,7 @@ fn logs_of(log_content: bool, model: &str, scenario: Scenario) -> String {
         .with_ansi(false)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async {
             let sim = Simulator::new(scenario);
             let service = ServiceBuilder::new()
@@ -128,11 +124,7 @@ fn metrics_count_tokens_cost_and_requests() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let ledger = metrics::with_local_recorder(&recorder, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async {
             let sim = Simulator::new(Scenario {
                 cached_share: 0.5,

@@ -65,7 +65,8 @@ pub enum Jitter {
 }
 
 impl Jitter {
-    /// Applies the jitter to retry `k` of `backoff`, given the previous wait of this call.
+    /// Applies the jitter to retry `k` of `backoff`, given the previous wait of this call:
+    /// every jitter is uniform between its [`bounds`](Self::bounds).
     pub fn apply(
         self,
         backoff: &Backoff,
@@ -73,23 +74,8 @@ impl Jitter {
         previous: Option<Duration>,
         rng: &mut SmallRng,
     ) -> Duration {
-        let raw = backoff.raw(k);
-        let unit: f64 = rng.random();
-        match self {
-            Self::None => raw,
-            Self::Full => raw.mul_f64(unit),
-            Self::Equal => raw / 2 + (raw / 2).mul_f64(unit),
-            Self::Decorrelated => {
-                let low = backoff.first.min(backoff.ceiling);
-                let high = previous
-                    .unwrap_or(low)
-                    .saturating_mul(3)
-                    .min(backoff.ceiling)
-                    .max(low);
-                low + (high - low).mul_f64(unit)
-            }
-            Self::Add(extra) => raw.saturating_add(extra.mul_f64(unit)),
-        }
+        let (low, high) = self.bounds(backoff, k, previous);
+        low + (high - low).mul_f64(rng.random::<f64>())
     }
 
     /// The bounds `[low, high]` a wait from [`apply`](Self::apply) falls in.

@@ -39,11 +39,7 @@ fn run(
     calls: usize,
     concurrency: usize,
 ) -> (Vec<Result<Response, BoxError>>, Vec<Record>, usize) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let rt = ballast_sim::paused_runtime().unwrap();
     rt.block_on(async move {
         let provider = Provider::XAi;
         let sim = Simulator::new(scenario);

@@ -67,3 +67,12 @@ pub use scenario::{
 };
 pub use server::SimServer;
 pub use simulator::{BoxError, Simulator};
+
+/// A current-thread tokio runtime with its clock paused, for driving a [`Simulator`]: waits
+/// take no real time, so a simulated hour runs in milliseconds, the same way every run.
+pub fn paused_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+}

@@ -48,18 +48,10 @@ async fn send(mut sim: Simulator, request: http::Request<Full<Bytes>>) -> Observ
     Observed { status, id, body }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
-
 /// Sends `n` requests in waves of `concurrency`, each with a 200 s client timeout. Returns
 /// what the client saw (`None`: it gave up) and the ledger.
 fn run(scenario: Scenario, n: usize, concurrency: usize) -> (Vec<Option<Observed>>, Ledger) {
-    runtime().block_on(async move {
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
         let sim = Simulator::new(scenario);
         let mut observed = Vec::new();
         let indices: Vec<usize> = (0..n).collect();
@@ -120,7 +112,7 @@ proptest! {
 
 /// Sends at `rps` for `secs` simulated seconds; returns how many were accepted.
 fn accepted_at(scenario: Scenario, rps: u32, secs: u32) -> usize {
-    runtime().block_on(async move {
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
         let sim = Simulator::new(scenario);
         let mut calls = Vec::new();
         for i in 0..rps * secs {
@@ -147,7 +139,7 @@ fn hidden_limit_is_enforced_per_second_and_moves() {
     let accepted = accepted_at(scenario.clone(), 10, 60);
     assert!((245..=260).contains(&accepted), "accepted {accepted}");
     // Per-second enforcement: a burst of 20 in one instant gets only a second's worth.
-    let burst = runtime().block_on(async {
+    let burst = ballast_sim::paused_runtime().unwrap().block_on(async {
         let sim = Simulator::new(Scenario::lying_rate_limits());
         let calls = (0..20).map(|_| send(sim.clone(), chat(10)));
         join_all(calls)
@@ -158,7 +150,7 @@ fn hidden_limit_is_enforced_per_second_and_moves() {
     });
     assert_eq!(burst, 4, "250/min is 4.17/s");
     // After ten minutes the limit drops to 150.
-    let ledger = runtime().block_on(async {
+    let ledger = ballast_sim::paused_runtime().unwrap().block_on(async {
         let sim = Simulator::new(Scenario::lying_rate_limits());
         tokio::time::sleep(Duration::from_secs(600)).await;
         send(sim.clone(), chat(10)).await;
@@ -259,7 +251,7 @@ fn wrong_key_gets_the_providers_bad_key_answer() {
 #[test]
 fn latency_grows_with_output_tokens() {
     let elapsed = |max_tokens| {
-        runtime().block_on(async move {
+        ballast_sim::paused_runtime().unwrap().block_on(async move {
             let sim = Simulator::new(Scenario::healthy());
             let start = tokio::time::Instant::now();
             send(sim, chat(max_tokens)).await;
@@ -392,7 +384,7 @@ fn spoiled_successes() {
 #[test]
 fn outage_answers_503_then_recovers() {
     let scenario = Scenario::outage_then_recovery(Duration::from_secs(10), Duration::from_secs(60));
-    let statuses = runtime().block_on(async {
+    let statuses = ballast_sim::paused_runtime().unwrap().block_on(async {
         let sim = Simulator::new(scenario);
         let mut statuses = Vec::new();
         for _ in 0..10 {
@@ -408,7 +400,7 @@ fn outage_answers_503_then_recovers() {
 
 #[test]
 fn bad_requests_and_long_prompts() {
-    let (observed, ledger) = runtime().block_on(async {
+    let (observed, ledger) = ballast_sim::paused_runtime().unwrap().block_on(async {
         let sim = Simulator::new(Scenario::healthy());
         let broken = http::Request::post("/")
             .body(Full::new(Bytes::from("{not json")))
