@@ -59,13 +59,16 @@ pub enum OutcomeClass {
     /// A local circuit breaker refused the call: nothing was sent. Not retryable by default,
     /// so a retry loop does not hammer an open breaker; its error says when the next probe is.
     CircuitOpen,
+    /// A local spend cap refused the call: nothing was sent. Its error says when the budget
+    /// window turns.
+    BudgetExceeded,
     /// Nothing above fits.
     Unknown,
 }
 
 impl OutcomeClass {
     /// Every class, in declaration order (handy for metrics tables and exhaustive tests).
-    pub const ALL: [OutcomeClass; 14] = [
+    pub const ALL: [OutcomeClass; 15] = [
         Self::Success,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -79,6 +82,7 @@ impl OutcomeClass {
         Self::Network,
         Self::InvalidResponse,
         Self::CircuitOpen,
+        Self::BudgetExceeded,
         Self::Unknown,
     ];
 
@@ -140,6 +144,7 @@ impl OutcomeClass {
             Self::Network => "network",
             Self::InvalidResponse => "invalid_response",
             Self::CircuitOpen => "circuit_open",
+            Self::BudgetExceeded => "budget_exceeded",
             Self::Unknown => "unknown",
         }
     }
@@ -235,7 +240,7 @@ mod tests {
         for (i, class) in OutcomeClass::ALL.into_iter().enumerate() {
             assert_eq!(class.index(), i);
         }
-        assert_eq!(OutcomeClass::COUNT, 14);
+        assert_eq!(OutcomeClass::COUNT, 15);
     }
 
     #[test]

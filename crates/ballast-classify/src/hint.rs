@@ -98,6 +98,8 @@ pub enum HintSource {
     Message,
     /// A local circuit breaker: when its next probe will be let through.
     CircuitBreaker,
+    /// A local spend cap: when its budget window turns.
+    BudgetWindow,
 }
 
 impl HintSource {
@@ -111,6 +113,7 @@ impl HintSource {
             Self::RetryInfo => "retry_info",
             Self::Message => "message",
             Self::CircuitBreaker => "circuit_breaker",
+            Self::BudgetWindow => "budget_window",
         }
     }
 }

@@ -1,0 +1,112 @@
+//! [`BudgetConfig`]: limits, window, estimates and failure policy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast_cost::{HalfByteCount, PriceTable, TokenEstimator, Usd};
+
+use crate::BudgetWindow;
+
+/// What the budget guard enforces. Build with [`BudgetConfig::daily`] and the setters.
+#[derive(Clone)]
+pub struct BudgetConfig {
+    pub(crate) global: Usd,
+    pub(crate) window: BudgetWindow,
+    pub(crate) scope_default: Option<Usd>,
+    pub(crate) scope_limits: HashMap<Arc<str>, Usd>,
+    pub(crate) default_max_tokens: u64,
+    pub(crate) lease: Duration,
+    pub(crate) fail_open: bool,
+    pub(crate) prices: Arc<PriceTable>,
+    pub(crate) estimator: Arc<dyn TokenEstimator + Send + Sync>,
+}
+
+impl std::fmt::Debug for BudgetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetConfig")
+            .field("global", &self.global)
+            .field("window", &self.window)
+            .field("scope_default", &self.scope_default)
+            .field("scope_limits", &self.scope_limits)
+            .field("default_max_tokens", &self.default_max_tokens)
+            .field("lease", &self.lease)
+            .field("fail_open", &self.fail_open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BudgetConfig {
+    /// `limit` per UTC day (the story's `DAILY_BUDGET_USD=50` is `BudgetConfig::daily(Usd::from_dollars(50))`).
+    ///
+    /// Defaults: requests without an output cap are assumed to produce 500 tokens (the
+    /// story's `MAX_TOKENS_DEFAULT`); reservations are leased for 10 minutes (longer than
+    /// any sane attempt); a store failure refuses calls (fail closed); built-in prices; the
+    /// byte-count prompt bound.
+    pub fn daily(limit: Usd) -> Self {
+        Self {
+            global: limit,
+            window: BudgetWindow::daily(),
+            scope_default: None,
+            scope_limits: HashMap::new(),
+            default_max_tokens: 500,
+            lease: Duration::from_secs(600),
+            fail_open: false,
+            prices: Arc::new(PriceTable::builtin()),
+            estimator: Arc::new(HalfByteCount),
+        }
+    }
+
+    /// The window (daily at UTC midnight by default; monthly, or shifted).
+    pub fn window(mut self, window: BudgetWindow) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Every scope (a [`BudgetScope`](crate::BudgetScope) on the request) gets `limit` too.
+    pub fn per_scope(mut self, limit: Usd) -> Self {
+        self.scope_default = Some(limit);
+        self
+    }
+
+    /// `scope` gets `limit` (over the per-scope default).
+    pub fn scope_limit(mut self, scope: &str, limit: Usd) -> Self {
+        self.scope_limits.insert(Arc::from(scope), limit);
+        self
+    }
+
+    /// Output tokens assumed for a request without a cap (default 500).
+    pub fn default_max_tokens(mut self, tokens: u64) -> Self {
+        self.default_max_tokens = tokens;
+        self
+    }
+
+    /// How long a reservation may be held in a shared store (default 10 minutes).
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// When the store fails: `true` lets calls through with a loud warning, `false` (the
+    /// default) refuses them.
+    pub fn fail_open(mut self, open: bool) -> Self {
+        self.fail_open = open;
+        self
+    }
+
+    /// Prices from `table`.
+    pub fn prices(mut self, table: PriceTable) -> Self {
+        self.prices = Arc::new(table);
+        self
+    }
+
+    /// Prompt estimates from `estimator`.
+    pub fn estimator(mut self, estimator: impl TokenEstimator + Send + Sync + 'static) -> Self {
+        self.estimator = Arc::new(estimator);
+        self
+    }
+
+    pub(crate) fn scope_limit_of(&self, scope: &Arc<str>) -> Option<Usd> {
+        self.scope_limits.get(scope).copied().or(self.scope_default)
+    }
+}

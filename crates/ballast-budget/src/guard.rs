@@ -1,0 +1,254 @@
+//! [`BudgetGuard`]: reserve before the call, settle after.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use ballast_classify::{BoxError, InspectBody, Outcome, OutcomeClass, model_of};
+use ballast_cost::{Usage, Usd, estimate};
+use tower_service::Service;
+
+use crate::{
+    BudgetConfig, BudgetExceeded, BudgetScope, BudgetUnavailable, Limits, Reservation, Reserve,
+    SpendStore,
+};
+
+pub(crate) struct Shared<St> {
+    pub(crate) store: Arc<St>,
+    pub(crate) config: BudgetConfig,
+    /// Settlements the store refused, kept and retried: spend is never dropped. Touched only
+    /// when a store fails.
+    pending: Mutex<Vec<(Reservation, Usd)>>,
+    has_pending: AtomicBool,
+}
+
+impl<St> Shared<St> {
+    pub(crate) fn new(store: Arc<St>, config: BudgetConfig) -> Self {
+        Self {
+            store,
+            config,
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+        }
+    }
+
+    /// How many settlements wait for the store.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+impl<St: SpendStore> Shared<St> {
+    async fn settle(&self, reservation: Reservation, actual: Usd) {
+        if let Err(error) = self.store.settle(&reservation, actual).await {
+            tracing::warn!(target: "ballast::budget", %error, "settlement kept for retry: the budget store failed");
+            self.pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((reservation, actual));
+            self.has_pending.store(true, Ordering::Release);
+        }
+    }
+
+    /// Retries kept settlements (one pass; what fails again stays kept).
+    pub(crate) async fn flush(&self) {
+        if !self.has_pending.load(Ordering::Acquire) {
+            return;
+        }
+        let kept =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        self.has_pending.store(false, Ordering::Release);
+        for (reservation, actual) in kept {
+            self.settle(reservation, actual).await;
+        }
+    }
+}
+
+/// Holds a reservation until the call settles; dropped unsettled (the caller gave up), it
+/// releases the reservation from a spawned task.
+struct Held<St: SpendStore> {
+    shared: Arc<Shared<St>>,
+    reservation: Option<Reservation>,
+}
+
+impl<St: SpendStore> Held<St> {
+    async fn settle(mut self, actual: Usd) {
+        if let Some(reservation) = self.reservation.take() {
+            self.shared.settle(reservation, actual).await;
+        }
+    }
+}
+
+impl<St: SpendStore> Drop for Held<St> {
+    fn drop(&mut self) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move { shared.settle(reservation, Usd::ZERO).await });
+            }
+            // No runtime to release from: keep it, the next call's flush releases it.
+            Err(_) => {
+                shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((reservation, Usd::ZERO));
+                shared.has_pending.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Reserves each call's worst case before it is sent and settles the actual cost after.
+///
+/// - The worst case is the prompt bound plus the output cap (the request's, or the
+///   configured default) at the model's prices. If it does not fit, the call fails with
+///   [`BudgetExceeded`] and is never sent.
+/// - After the call: a response with usage settles to its cost (reported, or usage times
+///   price). A success without readable usage (a stream) settles at the estimate. A timeout
+///   settles at the estimate too: the provider may well have billed it. Any other failure
+///   releases the reservation. A call dropped by its caller releases it.
+/// - A settlement the store cannot take is kept and retried on later calls, never dropped.
+#[derive(Debug)]
+pub struct BudgetGuard<S, St> {
+    inner: S,
+    shared: Arc<Shared<St>>,
+}
+
+impl<St> std::fmt::Debug for Shared<St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetGuard")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Clone, St> Clone for BudgetGuard<S, St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S, St> BudgetGuard<S, St> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<St>>) -> Self {
+        Self { inner, shared }
+    }
+}
+
+impl<S, St, B, R> Service<http::Request<B>> for BudgetGuard<S, St>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    St: SpendStore,
+    B: InspectBody + Send + 'static,
+    R: InspectBody + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<R>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        // The ready service goes with this call; a clone takes its place (tower's pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = &shared.config;
+        let model = model_of(&request).map(Box::<str>::from);
+        let body = request.body().inspect().unwrap_or_default();
+        let worst = estimate(
+            &config.prices,
+            model.as_deref(),
+            body,
+            config.estimator.as_ref(),
+            config.default_max_tokens,
+        );
+        let scope = request
+            .extensions()
+            .get::<BudgetScope>()
+            .map(|s| Arc::clone(&s.0));
+        let limits = Limits {
+            global: config.global,
+            scope: scope.and_then(|s| config.scope_limit_of(&s).map(|limit| (s, limit))),
+        };
+        let now = SystemTime::now();
+        let window = config.window.at(now);
+        Box::pin(async move {
+            shared.flush().await;
+            let config = &shared.config;
+            let held = match shared
+                .store
+                .reserve(window, &limits, worst.cost, config.lease)
+                .await
+            {
+                Ok(Reserve::Granted(reservation)) => Some(Held {
+                    shared: Arc::clone(&shared),
+                    reservation: Some(reservation),
+                }),
+                Ok(Reserve::Refused {
+                    scope,
+                    limit,
+                    committed,
+                }) => {
+                    let refusal = BudgetExceeded {
+                        scope,
+                        limit,
+                        committed,
+                        asked: worst.cost,
+                        resets_in: window.remaining(now),
+                    };
+                    return Err(Box::new(refusal.into_classified()) as BoxError);
+                }
+                Err(error) if config.fail_open => {
+                    tracing::error!(target: "ballast::budget", %error, "budget store failed; the call goes through UNCOUNTED (fail open)");
+                    None
+                }
+                Err(error) => {
+                    return Err(Box::new(BudgetUnavailable(error).into_classified()) as BoxError);
+                }
+            };
+            let result = inner.call(request).await.map_err(Into::into);
+            if let Some(held) = held {
+                let actual = actual_cost(&shared, model.as_deref(), &result, worst.cost);
+                held.settle(actual).await;
+            }
+            result
+        })
+    }
+}
+
+/// What a finished call is settled at.
+fn actual_cost<St, R: InspectBody>(
+    shared: &Shared<St>,
+    model: Option<&str>,
+    result: &Result<http::Response<R>, BoxError>,
+    estimate: Usd,
+) -> Usd {
+    let outcome = Outcome::from_result(result);
+    let usage = result
+        .as_ref()
+        .ok()
+        .and_then(|response| response.body().inspect())
+        .and_then(Usage::from_body);
+    match usage {
+        Some(usage) => shared.config.prices.cost(model, &usage).0,
+        None if outcome.is_success() || outcome.class() == OutcomeClass::Timeout => estimate,
+        None => Usd::ZERO,
+    }
+}

@@ -1,0 +1,136 @@
+//! [`SpendStore`]: where reservations and spend are kept.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast_cost::Usd;
+
+use crate::WindowId;
+
+/// The accounts one call reserves against: the global budget, and the caller's scope
+/// (tenant, user, key) when it has a budget of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The global limit for the window.
+    pub global: Usd,
+    /// The scope and its limit, if any.
+    pub scope: Option<(Arc<str>, Usd)>,
+}
+
+/// Budget held for one call until it settles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// Unique per store and process.
+    pub id: u64,
+    /// The window it counts in.
+    pub window: WindowId,
+    /// The scope it was also reserved against.
+    pub scope: Option<Arc<str>>,
+    /// How much was reserved.
+    pub amount: Usd,
+    /// How long it may be held before a shared store frees it (a crashed process does not
+    /// hold budget for ever).
+    pub lease: Duration,
+}
+
+/// What a reservation attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserve {
+    /// Reserved.
+    Granted(Reservation),
+    /// It did not fit in `scope` (`None`: the global budget).
+    Refused {
+        /// The account that was full.
+        scope: Option<Arc<str>>,
+        /// Its limit.
+        limit: Usd,
+        /// Spent plus reserved in it.
+        committed: Usd,
+    },
+}
+
+/// One account's state in one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readout {
+    /// Settled spend.
+    pub spent: Usd,
+    /// Held by calls in flight.
+    pub reserved: Usd,
+    /// The limit last reserved against.
+    pub limit: Usd,
+}
+
+impl Readout {
+    /// What is left: limit minus spent and reserved.
+    pub fn remaining(&self) -> Usd {
+        self.limit
+            .saturating_sub(self.spent.saturating_add(self.reserved))
+    }
+}
+
+/// A store could not be reached or answered nonsense.
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error saying `message`, caused by `source`.
+    pub fn new(
+        message: impl Into<String>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Where budgets live. Every operation is atomic: a reservation either fits in every account
+/// it names or is refused, so concurrent calls cannot overshoot.
+pub trait SpendStore: Send + Sync + 'static {
+    /// Reserves `amount` against the accounts in `limits` for `window`.
+    fn reserve(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Reserve, StoreError>> + Send;
+
+    /// Replaces a reservation by the actual cost (zero releases it).
+    fn settle(
+        &self,
+        reservation: &Reservation,
+        actual: Usd,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// An account's state: `scope` `None` is the global budget.
+    fn readout(
+        &self,
+        window: WindowId,
+        scope: Option<&str>,
+    ) -> impl Future<Output = Result<Readout, StoreError>> + Send;
+}

@@ -1,0 +1,346 @@
+//! The budget guard under concurrency, cancellation, scopes, windows and failing stores.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use ballast_budget::{
+    BudgetConfig, BudgetExceeded, BudgetLayer, BudgetScope, BudgetUnavailable, BudgetWindow,
+    Limits, MemoryStore, Readout, Reservation, Reserve, SpendStore, StoreError, WindowId,
+};
+use ballast_classify::{ClassifiedError, ClassifyLayer, Outcome, OutcomeClass, Provider};
+use ballast_cost::Usd;
+use ballast_sim::{Scenario, Simulator};
+use futures::future::join_all;
+use proptest::prelude::*;
+use tower::{Layer, ServiceBuilder, ServiceExt};
+
+fn usd(s: &str) -> Usd {
+    s.parse().unwrap()
+}
+
+fn chat(i: usize) -> http::Request<String> {
+    http::Request::post("/v1/chat/completions")
+        .body(format!(
+            r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"task {i}"}}],"max_tokens":{}}}"#,
+            50 + (i * 37) % 450
+        ))
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Many concurrent callers against a flaky provider and a small budget: what the provider
+    /// billed never exceeds the budget (usage always stays within the output cap here), and
+    /// when everything has settled nothing is left reserved.
+    #[test]
+    fn the_provider_never_bills_past_the_budget(
+        scenario in ballast_sim::strategy::flaky_scenario(),
+        budget_micros in 100u64..20_000,
+        calls in 1usize..200,
+        concurrency in 1usize..64,
+    ) {
+        let budget = Usd::from_picos(budget_micros * 1_000_000);
+        let rt = ballast_sim::paused_runtime().unwrap();
+        let (billed, readout, refused) = rt.block_on(async move {
+            let sim = Simulator::new(Scenario { quota_ticks: None, ..scenario });
+            let layer = BudgetLayer::new(BudgetConfig::daily(budget));
+            let service = ServiceBuilder::new()
+                .layer(layer.clone())
+                .timeout(Duration::from_secs(90))
+                .layer(ClassifyLayer::new(Provider::XAi))
+                .service(sim.clone());
+            let mut refused = 0;
+            let ids: Vec<usize> = (0..calls).collect();
+            for wave in ids.chunks(concurrency) {
+                for result in join_all(wave.iter().map(|i| service.clone().oneshot(chat(*i)))).await {
+                    if let Err(error) = result
+                        && Outcome::from_error(&*error).class() == OutcomeClass::BudgetExceeded
+                    {
+                        refused += 1;
+                    }
+                }
+            }
+            // Let hung requests finish on the provider's side, and releases run.
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            (Usd::from_xai_ticks(sim.ledger().billed_ticks()), layer.readout(None).await.unwrap(), refused)
+        });
+        prop_assert!(billed <= budget, "billed {billed} over a budget of {budget} ({refused} refused)");
+        prop_assert_eq!(readout.reserved, Usd::ZERO);
+        prop_assert!(readout.spent <= budget);
+    }
+}
+
+/// A provider that ignores the output cap: it bills `factor` times the cap.
+fn overrunning(
+    factor: u64,
+) -> impl tower::Service<
+    http::Request<String>,
+    Response = http::Response<String>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(move |request: http::Request<String>| {
+        let cap = ballast_cost::output_cap(request.body().as_bytes()).unwrap_or(500);
+        async move {
+            let body = format!(
+                r#"{{"usage":{{"prompt_tokens":1,"completion_tokens":{}}}}}"#,
+                cap * factor
+            );
+            Ok::<_, Infallible>(http::Response::new(body))
+        }
+    })
+}
+
+/// When usage overruns the cap, the overshoot is exactly bounded: spend never exceeds the
+/// budget plus the sum of each call's overrun (actual minus reserved).
+#[tokio::test]
+async fn overrun_is_bounded_by_the_sum_of_overruns() {
+    let budget = usd("0.01");
+    let layer = BudgetLayer::new(BudgetConfig::daily(budget));
+    let service = layer.layer(overrunning(3));
+    let price = usd("1.50");
+    let mut overruns = Usd::ZERO;
+    let mut granted = 0;
+    for i in 0..40 {
+        let request = chat(i);
+        let cap = ballast_cost::output_cap(request.body().as_bytes()).unwrap();
+        if service.clone().oneshot(request).await.is_ok() {
+            granted += 1;
+            // Billed 3x the cap's output; reserved the cap (plus the prompt bound).
+            overruns = overruns + price.per_million(2 * cap);
+        }
+    }
+    let spent = layer.readout(None).await.unwrap().spent;
+    assert!(granted > 0);
+    assert!(spent > budget, "the provider overran, so did the spend");
+    assert!(
+        spent <= budget + overruns,
+        "{spent} > {budget} + {overruns}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_releases_its_reservation() {
+    let slow = tower::service_fn(|_request: http::Request<String>| async {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<_, Infallible>(http::Response::new(String::new()))
+    });
+    let layer = BudgetLayer::new(BudgetConfig::daily(usd("1")));
+    let service = layer.layer(slow);
+    let abandoned =
+        tokio::time::timeout(Duration::from_secs(1), service.clone().oneshot(chat(0))).await;
+    assert!(abandoned.is_err());
+    tokio::task::yield_now().await;
+    let readout = layer.readout(None).await.unwrap();
+    assert_eq!((readout.reserved, readout.spent), (Usd::ZERO, Usd::ZERO));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_release_and_timeouts_keep_the_estimate() {
+    let failing = tower::service_fn(|_request: http::Request<String>| async {
+        Ok::<_, Infallible>(
+            http::Response::builder()
+                .status(503)
+                .body(String::new())
+                .unwrap(),
+        )
+    });
+    let layer = BudgetLayer::new(BudgetConfig::daily(usd("1")));
+    let service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(ClassifyLayer::new(Provider::XAi))
+        .service(failing);
+    let response = service.oneshot(chat(0)).await.unwrap();
+    assert_eq!(
+        Outcome::from_response(&response).class(),
+        OutcomeClass::ServerError
+    );
+    assert_eq!(
+        layer.readout(None).await.unwrap().spent,
+        Usd::ZERO,
+        "a 503 is not billed"
+    );
+
+    let hanging = tower::service_fn(|_request: http::Request<String>| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, Infallible>(http::Response::new(String::new()))
+    });
+    let layer = BudgetLayer::new(BudgetConfig::daily(usd("1")));
+    let service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .timeout(Duration::from_secs(90))
+        .service(hanging);
+    assert!(service.oneshot(chat(0)).await.is_err());
+    let readout = layer.readout(None).await.unwrap();
+    assert!(
+        readout.spent > Usd::ZERO,
+        "a timed-out call may have been billed: its estimate stays spent"
+    );
+    assert_eq!(readout.reserved, Usd::ZERO);
+}
+
+#[tokio::test]
+async fn scopes_have_budgets_of_their_own() {
+    let layer = BudgetLayer::new(
+        BudgetConfig::daily(usd("1"))
+            .per_scope(usd("0.002"))
+            .scope_limit("big", usd("0.5")),
+    );
+    let service = layer.layer(overrunning(1));
+    let scoped = |scope: &str, i| {
+        let mut request = chat(i);
+        request
+            .extensions_mut()
+            .insert(BudgetScope(Arc::from(scope)));
+        request
+    };
+    // tenant-a's worst case (up to 500 tokens at $1.50 a million) is under $0.001: two fit.
+    let mut a_refused = None;
+    for i in 0..10 {
+        if let Err(error) = service.clone().oneshot(scoped("tenant-a", 9)).await {
+            a_refused = Some((i, error));
+            break;
+        }
+    }
+    let (i, error) = a_refused.expect("tenant-a hit its budget");
+    assert!(i >= 2);
+    let refusal = error
+        .downcast_ref::<ClassifiedError>()
+        .and_then(|e| std::error::Error::source(e))
+        .and_then(|e| e.downcast_ref::<BudgetExceeded>())
+        .unwrap();
+    assert_eq!(refusal.scope.as_deref(), Some("tenant-a"));
+    assert!(error.to_string().contains("budget of tenant-a"), "{error}");
+    assert!(
+        Outcome::from_error(&*error).wait_hint().is_some(),
+        "says when it resets"
+    );
+    // Other scopes and unscoped calls go on.
+    service
+        .clone()
+        .oneshot(scoped("tenant-b", 9))
+        .await
+        .unwrap();
+    service.clone().oneshot(scoped("big", 9)).await.unwrap();
+    service.clone().oneshot(chat(9)).await.unwrap();
+    let a = layer.readout(Some("tenant-a")).await.unwrap();
+    assert_eq!(a.limit, usd("0.002"));
+    assert!(a.spent <= a.limit);
+    let global = layer.readout(None).await.unwrap();
+    assert!(global.spent >= a.spent);
+}
+
+#[tokio::test]
+async fn windows_are_separate_accounts() {
+    let store = MemoryStore::new();
+    let window = BudgetWindow::daily();
+    let today = window.at(SystemTime::now());
+    let tomorrow = window.at(SystemTime::UNIX_EPOCH + Duration::from_secs(today.end));
+    let limits = Limits {
+        global: usd("1"),
+        scope: None,
+    };
+    let full = store
+        .reserve(today, &limits, usd("1"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(full, Reserve::Granted(_)));
+    let refused = store
+        .reserve(today, &limits, usd("0.000001"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(refused, Reserve::Refused { .. }));
+    // At midnight the whole budget is back, exactly.
+    let next = store
+        .reserve(tomorrow, &limits, usd("1"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(next, Reserve::Granted(_)));
+}
+
+/// A store that fails its first `n` settlements, or everything.
+#[derive(Default)]
+struct Flaky {
+    memory: MemoryStore,
+    fail_reserve: bool,
+    settle_failures: AtomicU32,
+}
+
+impl SpendStore for Flaky {
+    async fn reserve(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+    ) -> Result<Reserve, StoreError> {
+        if self.fail_reserve {
+            return Err(StoreError::new("connection refused", None));
+        }
+        self.memory.reserve(window, limits, amount, lease).await
+    }
+
+    async fn settle(&self, reservation: &Reservation, actual: Usd) -> Result<(), StoreError> {
+        let left = self.settle_failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.settle_failures.store(left - 1, Ordering::SeqCst);
+            return Err(StoreError::new("connection reset", None));
+        }
+        self.memory.settle(reservation, actual).await
+    }
+
+    async fn readout(&self, window: WindowId, scope: Option<&str>) -> Result<Readout, StoreError> {
+        self.memory.readout(window, scope).await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_fails_closed_by_default_and_open_when_asked() {
+    let store = Flaky {
+        fail_reserve: true,
+        ..Flaky::default()
+    };
+    let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
+    let error = layer
+        .layer(overrunning(1))
+        .oneshot(chat(0))
+        .await
+        .unwrap_err();
+    assert!(
+        std::error::Error::source(error.downcast_ref::<ClassifiedError>().unwrap())
+            .unwrap()
+            .is::<BudgetUnavailable>()
+    );
+
+    let store = Flaky {
+        fail_reserve: true,
+        ..Flaky::default()
+    };
+    let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")).fail_open(true), store);
+    assert!(layer.layer(overrunning(1)).oneshot(chat(0)).await.is_ok());
+}
+
+#[tokio::test]
+async fn settlements_the_store_refuses_are_kept_and_retried() {
+    let store = Flaky {
+        settle_failures: AtomicU32::new(2),
+        ..Flaky::default()
+    };
+    let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
+    let service = layer.layer(overrunning(1));
+    service.clone().oneshot(chat(0)).await.unwrap();
+    assert_eq!(layer.pending_settlements(), 1);
+    assert!(layer.readout(None).await.unwrap().reserved > Usd::ZERO);
+    layer.flush().await; // fails once more: still kept
+    assert_eq!(layer.pending_settlements(), 1);
+    // The next call flushes it first.
+    service.clone().oneshot(chat(1)).await.unwrap();
+    assert_eq!(layer.pending_settlements(), 0);
+    let readout = layer.readout(None).await.unwrap();
+    assert_eq!(readout.reserved, Usd::ZERO);
+    // 2 calls x (1 prompt token at $0.20 + up to 500 output tokens at $1.50, per million).
+    assert!(readout.spent > Usd::ZERO);
+}
