@@ -51,7 +51,7 @@ fn memory(c: &mut Criterion) {
         ))
     };
     group.bench_function("bare_service", |b| {
-        b.iter(|| runtime.block_on(provider.clone().oneshot(request())))
+        b.iter(|| runtime.block_on(provider.oneshot(request())))
     });
     group.bench_function("guarded_service", |b| {
         b.iter(|| runtime.block_on(guarded.clone().oneshot(request())))
