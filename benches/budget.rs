@@ -30,7 +30,13 @@ fn memory(c: &mut Criterion) {
         b.iter(|| {
             runtime.block_on(async {
                 if let Ok(Reserve::Granted(reservation)) = store
-                    .reserve(window, &limits, amount, Duration::from_secs(600))
+                    .reserve(
+                        window,
+                        &limits,
+                        amount,
+                        Duration::from_secs(600),
+                        SystemTime::now(),
+                    )
                     .await
                 {
                     let _ = store.settle(&reservation, amount).await;

@@ -194,7 +194,7 @@ where
             let config = &shared.config;
             let held = match shared
                 .store
-                .reserve(window, &limits, worst.cost, config.lease)
+                .reserve(window, &limits, worst.cost, config.lease, now)
                 .await
             {
                 Ok(Reserve::Granted(reservation)) => Some(Held {

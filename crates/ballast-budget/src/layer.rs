@@ -39,8 +39,9 @@ impl<St: SpendStore> BudgetLayer<St> {
 
     /// The current window's state of the global budget (`scope` `None`) or a scope's.
     pub async fn readout(&self, scope: Option<&str>) -> Result<Readout, StoreError> {
-        let window = self.shared.config.window.at(SystemTime::now());
-        let mut readout = self.shared.store.readout(window, scope).await?;
+        let now = SystemTime::now();
+        let window = self.shared.config.window.at(now);
+        let mut readout = self.shared.store.readout(window, scope, now).await?;
         // A scope not seen yet this window still has its limit.
         if readout.limit.picos() == 0 {
             readout.limit = match scope {

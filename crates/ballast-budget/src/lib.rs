@@ -9,7 +9,8 @@
 //!
 //! - Windows: daily at UTC midnight (or an offset), or monthly ([`BudgetWindow`]).
 //! - Scopes: a global budget plus per-scope budgets for a [`BudgetScope`] on the request.
-//! - Stores: [`SpendStore`]; [`MemoryStore`] (the default, lock-free) ships today.
+//! - Stores: [`SpendStore`]; [`MemoryStore`] (the default, lock-free), and with the `sqlite`
+//!   feature `SqliteStore` (persistent, shared by the processes of one host).
 //! - A store failure fails closed ([`BudgetUnavailable`]) unless configured to fail open; a
 //!   settlement the store cannot take is kept and retried.
 //!
@@ -51,6 +52,8 @@ mod error;
 mod guard;
 mod layer;
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 mod window;
 
@@ -61,6 +64,8 @@ pub use error::{BudgetExceeded, BudgetUnavailable};
 pub use guard::BudgetGuard;
 pub use layer::BudgetLayer;
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 pub use store::{Limits, Readout, Reservation, Reserve, SpendStore, StoreError};
 pub use window::{BudgetWindow, Period, WindowId};
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use ballast_cost::Usd;
@@ -86,6 +86,7 @@ impl SpendStore for MemoryStore {
         limits: &Limits,
         amount: Usd,
         lease: Duration,
+        _now: SystemTime,
     ) -> Result<Reserve, StoreError> {
         let global = self.account(window, None);
         if let Err(committed) = global.try_commit(amount.picos(), limits.global.picos()) {
@@ -126,7 +127,12 @@ impl SpendStore for MemoryStore {
         Ok(())
     }
 
-    async fn readout(&self, window: WindowId, scope: Option<&str>) -> Result<Readout, StoreError> {
+    async fn readout(
+        &self,
+        window: WindowId,
+        scope: Option<&str>,
+        _now: SystemTime,
+    ) -> Result<Readout, StoreError> {
         let scope: Option<Arc<str>> = scope.map(Arc::from);
         let account = self.account(window, scope.as_ref());
         let committed = account.committed.load(Ordering::Acquire);

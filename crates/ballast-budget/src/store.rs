@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ballast_cost::Usd;
 
@@ -111,13 +111,15 @@ impl std::error::Error for StoreError {
 /// Where budgets live. Every operation is atomic: a reservation either fits in every account
 /// it names or is refused, so concurrent calls cannot overshoot.
 pub trait SpendStore: Send + Sync + 'static {
-    /// Reserves `amount` against the accounts in `limits` for `window`.
+    /// Reserves `amount` against the accounts in `limits` for `window`, at wall-clock time
+    /// `now` (leases run from it).
     fn reserve(
         &self,
         window: WindowId,
         limits: &Limits,
         amount: Usd,
         lease: Duration,
+        now: SystemTime,
     ) -> impl Future<Output = Result<Reserve, StoreError>> + Send;
 
     /// Replaces a reservation by the actual cost (zero releases it).
@@ -127,10 +129,11 @@ pub trait SpendStore: Send + Sync + 'static {
         actual: Usd,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// An account's state: `scope` `None` is the global budget.
+    /// An account's state at `now`: `scope` `None` is the global budget.
     fn readout(
         &self,
         window: WindowId,
         scope: Option<&str>,
+        now: SystemTime,
     ) -> impl Future<Output = Result<Readout, StoreError>> + Send;
 }

@@ -244,18 +244,36 @@ async fn windows_are_separate_accounts() {
         scope: None,
     };
     let full = store
-        .reserve(today, &limits, usd("1"), Duration::from_secs(60))
+        .reserve(
+            today,
+            &limits,
+            usd("1"),
+            Duration::from_secs(60),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert!(matches!(full, Reserve::Granted(_)));
     let refused = store
-        .reserve(today, &limits, usd("0.000001"), Duration::from_secs(60))
+        .reserve(
+            today,
+            &limits,
+            usd("0.000001"),
+            Duration::from_secs(60),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert!(matches!(refused, Reserve::Refused { .. }));
     // At midnight the whole budget is back, exactly.
     let next = store
-        .reserve(tomorrow, &limits, usd("1"), Duration::from_secs(60))
+        .reserve(
+            tomorrow,
+            &limits,
+            usd("1"),
+            Duration::from_secs(60),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert!(matches!(next, Reserve::Granted(_)));
@@ -276,11 +294,14 @@ impl SpendStore for Flaky {
         limits: &Limits,
         amount: Usd,
         lease: Duration,
+        now: SystemTime,
     ) -> Result<Reserve, StoreError> {
         if self.fail_reserve {
             return Err(StoreError::new("connection refused", None));
         }
-        self.memory.reserve(window, limits, amount, lease).await
+        self.memory
+            .reserve(window, limits, amount, lease, now)
+            .await
     }
 
     async fn settle(&self, reservation: &Reservation, actual: Usd) -> Result<(), StoreError> {
@@ -292,8 +313,13 @@ impl SpendStore for Flaky {
         self.memory.settle(reservation, actual).await
     }
 
-    async fn readout(&self, window: WindowId, scope: Option<&str>) -> Result<Readout, StoreError> {
-        self.memory.readout(window, scope).await
+    async fn readout(
+        &self,
+        window: WindowId,
+        scope: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Readout, StoreError> {
+        self.memory.readout(window, scope, now).await
     }
 }
 
