@@ -16,6 +16,7 @@ pub struct BudgetConfig {
     pub(crate) scope_default: Option<Usd>,
     pub(crate) scope_limits: HashMap<Arc<str>, Usd>,
     pub(crate) default_max_tokens: u64,
+    pub(crate) write_cap: Option<&'static str>,
     pub(crate) lease: Duration,
     pub(crate) fail_open: bool,
     pub(crate) prices: Arc<PriceTable>,
@@ -30,6 +31,7 @@ impl std::fmt::Debug for BudgetConfig {
             .field("scope_default", &self.scope_default)
             .field("scope_limits", &self.scope_limits)
             .field("default_max_tokens", &self.default_max_tokens)
+            .field("write_cap", &self.write_cap)
             .field("lease", &self.lease)
             .field("fail_open", &self.fail_open)
             .finish_non_exhaustive()
@@ -50,6 +52,7 @@ impl BudgetConfig {
             scope_default: None,
             scope_limits: HashMap::new(),
             default_max_tokens: 500,
+            write_cap: None,
             lease: Duration::from_secs(600),
             fail_open: false,
             prices: Arc::new(PriceTable::builtin()),
@@ -78,6 +81,16 @@ impl BudgetConfig {
     /// Output tokens assumed for a request without a cap (default 500).
     pub fn default_max_tokens(mut self, tokens: u64) -> Self {
         self.default_max_tokens = tokens;
+        self
+    }
+
+    /// Writes the default cap into requests that have none, under `field` (`"max_tokens"`
+    /// for xAI, Anthropic and most OpenAI-compatible APIs; `"max_completion_tokens"` for
+    /// OpenAI's reasoning models), so the provider cannot produce more than was reserved.
+    /// Only bodies that can be rewritten in place (`String`, `Bytes`, `Vec<u8>`) and are a
+    /// JSON object get it; others are reserved at the default all the same.
+    pub fn write_default_cap(mut self, field: &'static str) -> Self {
+        self.write_cap = Some(field);
         self
     }
 

@@ -164,7 +164,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         // The ready service goes with this call; a clone takes its place (tower's pattern).
         let clone = self.inner.clone();
@@ -179,6 +179,11 @@ where
             config.estimator.as_ref(),
             config.default_max_tokens,
         );
+        if !worst.cap_in_request
+            && let Some(field) = config.write_cap
+        {
+            write_cap(request.body_mut(), field, config.default_max_tokens);
+        }
         let scope = request
             .extensions()
             .get::<BudgetScope>()
@@ -231,6 +236,29 @@ where
             result
         })
     }
+}
+
+/// Writes `"field": tokens` as the first member of a JSON object body.
+fn write_cap<B: InspectBody>(body: &mut B, field: &str, tokens: u64) {
+    let Some(bytes) = body.inspect() else {
+        return;
+    };
+    let Some(open) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return;
+    };
+    if bytes[open] != b'{' {
+        return;
+    }
+    let empty = bytes[open + 1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'}');
+    let member = format!("\"{field}\":{tokens}{}", if empty { "" } else { "," });
+    let mut rewritten = Vec::with_capacity(bytes.len() + member.len());
+    rewritten.extend_from_slice(&bytes[..=open]);
+    rewritten.extend_from_slice(member.as_bytes());
+    rewritten.extend_from_slice(&bytes[open + 1..]);
+    body.replace(rewritten);
 }
 
 /// What a finished call is settled at.

@@ -10,7 +10,8 @@
 //! - Windows: daily at UTC midnight (or an offset), or monthly ([`BudgetWindow`]).
 //! - Scopes: a global budget plus per-scope budgets for a [`BudgetScope`] on the request.
 //! - Stores: [`SpendStore`]; [`MemoryStore`] (the default, lock-free), and with the `sqlite`
-//!   feature `SqliteStore` (persistent, shared by the processes of one host).
+//!   feature `SqliteStore` (persistent, shared by the processes of one host), and with the
+//!   `redis` feature `RedisStore` (shared by a fleet).
 //! - A store failure fails closed ([`BudgetUnavailable`]) unless configured to fail open; a
 //!   settlement the store cannot take is kept and retried.
 //!
@@ -52,6 +53,8 @@ mod error;
 mod guard;
 mod layer;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
@@ -64,6 +67,8 @@ pub use error::{BudgetExceeded, BudgetUnavailable};
 pub use guard::BudgetGuard;
 pub use layer::BudgetLayer;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{Limits, Readout, Reservation, Reserve, SpendStore, StoreError};

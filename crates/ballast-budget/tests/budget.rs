@@ -370,3 +370,41 @@ async fn settlements_the_store_refuses_are_kept_and_retried() {
     // 2 calls x (1 prompt token at $0.20 + up to 500 output tokens at $1.50, per million).
     assert!(readout.spent > Usd::ZERO);
 }
+
+#[tokio::test]
+async fn the_default_cap_can_be_written_into_the_request() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let provider = {
+        let seen = Arc::clone(&seen);
+        tower::service_fn(move |request: http::Request<String>| {
+            seen.lock().unwrap().push(request.into_body());
+            async { Ok::<_, Infallible>(http::Response::new(String::new())) }
+        })
+    };
+    let layer = BudgetLayer::new(
+        BudgetConfig::daily(usd("1"))
+            .default_max_tokens(321)
+            .write_default_cap("max_tokens"),
+    );
+    let service = layer.layer(provider);
+    for body in [
+        r#"{"model":"grok-code-fast-1"}"#,
+        " {}",
+        r#"{"model":"m","max_tokens":9}"#,
+        "[1]",
+    ] {
+        service
+            .clone()
+            .oneshot(http::Request::new(body.to_owned()))
+            .await
+            .unwrap();
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0], r#"{"max_tokens":321,"model":"grok-code-fast-1"}"#);
+    assert_eq!(seen[1], r#" {"max_tokens":321}"#);
+    assert_eq!(
+        seen[2], r#"{"model":"m","max_tokens":9}"#,
+        "a cap already there is kept"
+    );
+    assert_eq!(seen[3], "[1]", "not an object: left alone");
+}

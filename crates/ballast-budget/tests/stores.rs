@@ -108,6 +108,32 @@ async fn suite<St: SpendStore>(store: St) {
     assert_eq!((fresh.spent, fresh.reserved), (Usd::ZERO, Usd::ZERO));
 }
 
+/// Two clients of one store (two processes on one file, two connections to one server)
+/// race 40 reservations of a tenth of the budget: exactly 10 fit.
+async fn no_overshoot_across_clients<St: SpendStore + Clone>(first: St, second: St) {
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .reserve(today(), &global("1"), usd("0.1"), LEASE, noon())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap(), Reserve::Granted(_)) {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 10);
+}
+
 #[tokio::test]
 async fn memory_store() {
     suite(MemoryStore::new()).await;
@@ -166,31 +192,11 @@ mod sqlite {
     #[tokio::test]
     async fn two_processes_on_one_file_cannot_overshoot() {
         let path = temp_db("shared");
-        let first = SqliteStore::open(&path).unwrap();
-        let second = SqliteStore::open(&path).unwrap();
-        let limits = global("1");
-        let mut tasks = Vec::new();
-        for i in 0..40 {
-            let store = if i % 2 == 0 {
-                first.clone()
-            } else {
-                second.clone()
-            };
-            let limits = limits.clone();
-            tasks.push(tokio::spawn(async move {
-                store
-                    .reserve(today(), &limits, usd("0.1"), LEASE, noon())
-                    .await
-                    .unwrap()
-            }));
-        }
-        let mut granted = 0;
-        for task in tasks {
-            if matches!(task.await.unwrap(), Reserve::Granted(_)) {
-                granted += 1;
-            }
-        }
-        assert_eq!(granted, 10);
+        no_overshoot_across_clients(
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -220,5 +226,180 @@ mod sqlite {
                 .spent,
             usd("0.5")
         );
+    }
+}
+
+/// Redis tests start their own `redis-server` on a free loopback port. Outside CI they skip,
+/// saying why, when the binary is missing; in CI (`CI` set) they must run.
+#[cfg(feature = "redis")]
+mod redis {
+    use super::*;
+    use ballast_budget::{BudgetConfig, BudgetLayer, RedisStore};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use tower::{Layer, ServiceExt};
+
+    struct RedisServer {
+        child: Child,
+        port: u16,
+        dir: PathBuf,
+    }
+
+    impl RedisServer {
+        fn start(name: &str) -> Option<Self> {
+            let dir =
+                std::env::temp_dir().join(format!("ballast-redis-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            Self::launch(dir, port)
+        }
+
+        fn launch(dir: PathBuf, port: u16) -> Option<Self> {
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                ])
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(error) if std::env::var_os("CI").is_none() => {
+                    eprintln!(
+                        "skipping the Redis tests: cannot start redis-server ({error}); install the Debian package redis-server"
+                    );
+                    return None;
+                }
+                Err(error) => {
+                    panic!("CI must run the Redis tests, but redis-server did not start: {error}")
+                }
+            };
+            // Wait for the external process to accept connections (bounded: 5 s).
+            for _ in 0..250 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(Self { child, port, dir });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("redis-server did not come up on port {port}");
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
+
+        fn kill(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+
+        fn restart(mut self) -> Self {
+            self.kill();
+            let (dir, port) = (self.dir.clone(), self.port);
+            std::mem::forget(self);
+            Self::launch(dir, port).expect("redis-server restarts")
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    #[tokio::test]
+    async fn redis_store() {
+        let Some(server) = RedisServer::start("suite") else {
+            return;
+        };
+        suite(RedisStore::connect(&server.url(), "suite").await.unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_clients_of_one_server_cannot_overshoot() {
+        let Some(server) = RedisServer::start("race") else {
+            return;
+        };
+        let first = RedisStore::connect(&server.url(), "race").await.unwrap();
+        let second = RedisStore::connect(&server.url(), "race").await.unwrap();
+        no_overshoot_across_clients(first, second).await;
+    }
+
+    #[tokio::test]
+    async fn redis_spend_survives_a_restart_and_settles_once() {
+        let Some(server) = RedisServer::start("restart") else {
+            return;
+        };
+        let store = RedisStore::connect(&server.url(), "restart").await.unwrap();
+        let r = granted(&store, &global("50"), "1").await;
+        store.settle(&r, usd("0.75")).await.unwrap();
+        store.settle(&r, usd("0.75")).await.unwrap();
+        granted(&store, &global("50"), "2").await;
+        let server = server.restart();
+        let store = RedisStore::connect(&server.url(), "restart").await.unwrap();
+        let readout = store.readout(today(), None, noon()).await.unwrap();
+        assert_eq!((readout.spent, readout.reserved), (usd("0.75"), usd("2")));
+        let later = noon() + LEASE + Duration::from_secs(1);
+        assert_eq!(
+            store.readout(today(), None, later).await.unwrap().reserved,
+            Usd::ZERO
+        );
+    }
+
+    #[tokio::test]
+    async fn redis_killed_mid_run_loses_no_settlement() {
+        let Some(server) = RedisServer::start("killed") else {
+            return;
+        };
+        let store = RedisStore::connect(&server.url(), "killed").await.unwrap();
+        let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
+        let server = Arc::new(std::sync::Mutex::new(Some(server)));
+        let provider = {
+            let server = Arc::clone(&server);
+            tower::service_fn(move |_request: http::Request<String>| {
+                // Redis dies while the call is with the provider.
+                if let Some(server) = server.lock().unwrap().as_mut() {
+                    server.kill();
+                }
+                async {
+                    let body = String::from(
+                        r#"{"usage":{"prompt_tokens":1000,"completion_tokens":1000}}"#,
+                    );
+                    Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                }
+            })
+        };
+        let request = http::Request::new(String::from(
+            r#"{"model":"grok-code-fast-1","max_tokens":1000}"#,
+        ));
+        layer.layer(provider).oneshot(request).await.unwrap();
+        assert_eq!(layer.pending_settlements(), 1, "kept, not dropped");
+        let back = server.lock().unwrap().take().unwrap().restart();
+        for _ in 0..100 {
+            layer.flush().await;
+            if layer.pending_settlements() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(layer.pending_settlements(), 0);
+        let readout = layer.readout(None).await.unwrap();
+        // 1000 x $0.20 + 1000 x $1.50, per million.
+        assert_eq!(readout.spent, usd("0.0017"));
+        assert_eq!(readout.reserved, Usd::ZERO);
+        drop(back);
     }
 }

@@ -28,11 +28,29 @@ impl ModelName {
 pub trait InspectBody {
     /// The whole body, when it is in memory.
     fn inspect(&self) -> Option<&[u8]>;
+
+    /// Replaces the body with `bytes`, when this body type can be rewritten in place
+    /// (`String`, `Bytes`, `Vec<u8>`); returns whether it did. Used to write a default
+    /// output cap into requests that have none.
+    fn replace(&mut self, bytes: Vec<u8>) -> bool {
+        let _ = bytes;
+        false
+    }
 }
 
 impl InspectBody for String {
     fn inspect(&self) -> Option<&[u8]> {
         Some(self.as_bytes())
+    }
+
+    fn replace(&mut self, bytes: Vec<u8>) -> bool {
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                *self = text;
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -40,11 +58,21 @@ impl InspectBody for Bytes {
     fn inspect(&self) -> Option<&[u8]> {
         Some(self)
     }
+
+    fn replace(&mut self, bytes: Vec<u8>) -> bool {
+        *self = Bytes::from(bytes);
+        true
+    }
 }
 
 impl InspectBody for Vec<u8> {
     fn inspect(&self) -> Option<&[u8]> {
         Some(self)
+    }
+
+    fn replace(&mut self, bytes: Vec<u8>) -> bool {
+        *self = bytes;
+        true
     }
 }
 
