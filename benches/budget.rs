@@ -18,32 +18,13 @@ fn memory(c: &mut Criterion) {
         .enable_time()
         .build()
         .expect("a runtime");
-    let store = MemoryStore::new();
-    let window = BudgetWindow::daily().at(SystemTime::now());
-    let limits = Limits {
-        global: Usd::from_dollars(1_000_000),
-        scope: None,
-    };
-    let amount: Usd = "0.001".parse().unwrap_or_default();
+    store_round_trip(
+        c,
+        "budget_memory/reserve_and_settle",
+        &runtime,
+        MemoryStore::new(),
+    );
     let mut group = c.benchmark_group("budget_memory");
-    group.bench_function("reserve_and_settle", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                if let Ok(Reserve::Granted(reservation)) = store
-                    .reserve(
-                        window,
-                        &limits,
-                        amount,
-                        Duration::from_secs(600),
-                        SystemTime::now(),
-                    )
-                    .await
-                {
-                    let _ = store.settle(&reservation, amount).await;
-                }
-            })
-        })
-    });
     let provider = tower::service_fn(|_request: http::Request<String>| async {
         Ok::<_, Infallible>(http::Response::new(String::from(
             r#"{"usage":{"prompt_tokens":800,"completion_tokens":400}}"#,
