@@ -218,7 +218,8 @@ fn to(url: &str) -> http::Request<Full<Bytes>> {
 async fn over_hyper_util_against_the_loopback_simulator() {
     let scenario = Scenario {
         latency: ballast_sim::Latency::INSTANT,
-        hidden_limit: vec![LimitStep::new(Duration::ZERO, 60)],
+        // One request a minute: the second, a moment later, is always refused.
+        hidden_limit: vec![LimitStep::new(Duration::ZERO, 1)],
         ..Scenario::healthy()
     };
     let server = SimServer::start(Simulator::new(scenario)).await.unwrap();

@@ -24,9 +24,9 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use ballast_classify::{Attempt, ClassifyLayer, Outcome, Provider};
-//! use ballast_retry::{RetryLayer, RetryPolicy};
-//! use ballast_sim::{Latency, LimitStep, Scenario, SimServer, Simulator};
+//! use ballast_classify::{Attempt, ClassifyLayer, Outcome, OutcomeClass, Provider};
+//! use ballast_retry::{Backoff, RetryLayer, RetryPolicy};
+//! use ballast_sim::{BurstModel, Latency, Scenario, SimServer, Simulator};
 //! use bytes::Bytes;
 //! use http_body_util::Full;
 //! use hyper_util::client::legacy::Client;
@@ -36,17 +36,17 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! // A provider that takes one request per second and says so truthfully.
+//! // A provider that fails half its calls with a 5xx; with this seed, the first one.
 //! let provider = SimServer::start(Simulator::new(Scenario {
-//!     hidden_limit: vec![LimitStep::new(Duration::ZERO, 60)],
+//!     seed: 3,
+//!     server_errors: BurstModel { enter_bad: 0.0, leave_bad: 1.0, fail_when_good: 0.5, fail_when_bad: 0.5 },
 //!     latency: Latency::INSTANT,
 //!     ..Scenario::healthy()
 //! }))
 //! .await?;
 //!
 //! let policy = RetryPolicy::builder()
-//!     .backoff(ballast_classify::OutcomeClass::RateLimited,
-//!              ballast_retry::Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2)))
+//!     .backoff(OutcomeClass::ServerError, Backoff::exponential(Duration::from_millis(100), Duration::from_secs(2)))
 //!     .build();
 //! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 //! let service = ServiceBuilder::new()
@@ -55,18 +55,12 @@
 //!     .layer(ClassifyLayer::new(Provider::XAi))
 //!     .service(client);
 //!
-//! let url = format!("{}/v1/chat/completions", provider.url());
-//! let request = || {
-//!     http::Request::post(url.as_str())
-//!         .body(Full::new(Bytes::from_static(br#"{"model":"grok-code-fast-1","max_tokens":10}"#)))
-//!         .unwrap()
-//! };
-//! // The first call uses up the second's quota; the second is rate limited, waits for the
-//! // hint (within the clamp) and succeeds on a later attempt.
-//! service.clone().oneshot(request()).await?;
-//! let response = service.oneshot(request()).await?;
+//! let request = http::Request::post(format!("{}/v1/chat/completions", provider.url()))
+//!     .body(Full::new(Bytes::from_static(br#"{"model":"grok-code-fast-1","max_tokens":10}"#)))?;
+//! // The first attempt gets a 503, is classified retryable, and the second succeeds.
+//! let response = service.oneshot(request).await?;
 //! assert!(Outcome::from_response(&response).is_success());
-//! assert!(Attempt::of_response(&response).get() >= 2);
+//! assert_eq!(Attempt::of_response(&response).get(), 2);
 //! # Ok(())
 //! # }
 //! ```

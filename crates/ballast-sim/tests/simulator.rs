@@ -430,7 +430,8 @@ async fn loopback_http_face_serves_the_same_provider() {
 
     let scenario = Scenario {
         latency: Latency::INSTANT,
-        hidden_limit: vec![LimitStep::new(Duration::ZERO, 60)],
+        // One request a minute: the next ones, a moment later, are always refused.
+        hidden_limit: vec![LimitStep::new(Duration::ZERO, 1)],
         ..Scenario::healthy()
     };
     let server = SimServer::start(Simulator::new(scenario)).await.unwrap();
