@@ -1,0 +1,276 @@
+//! [`Config`]: the story's knobs, from the environment, checked.
+
+use std::fmt;
+use std::time::Duration;
+
+use ballast_classify::{ApiKey, KeyError};
+use ballast_cost::Usd;
+
+use crate::Preset;
+
+/// How a Ballast client is set up. The defaults are the story's: a 90 s timeout per attempt,
+/// 3 attempts, $50 a day, 500 output tokens when a request sets no cap.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The provider.
+    pub preset: Preset,
+    /// The API key, checked; `None` when the environment has none (demos then use the
+    /// simulated provider).
+    pub api_key: Option<ApiKey>,
+    /// The API's base URL.
+    pub base_url: http::Uri,
+    /// The daily budget (`DAILY_BUDGET_USD`).
+    pub daily_budget: Usd,
+    /// Output tokens assumed when a request sets no cap (`MAX_TOKENS_DEFAULT`).
+    pub max_tokens_default: u64,
+    /// The per-attempt timeout (`REQUEST_TIMEOUT`: seconds, or `90s`, `2m`).
+    pub request_timeout: Duration,
+    /// Calls per logical request, the first included.
+    pub max_attempts: u32,
+}
+
+/// A configuration value that cannot be used. Names the variable and what it expected;
+/// never shows a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    variable: &'static str,
+    problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Problem {
+    Invalid {
+        value: String,
+        expected: &'static str,
+    },
+    Key(KeyError),
+    Missing {
+        expected: &'static str,
+    },
+}
+
+impl ConfigError {
+    /// The variable at fault.
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.problem {
+            Problem::Invalid { value, expected } => {
+                write!(
+                    f,
+                    "{}={value:?} is not valid: expected {expected}",
+                    self.variable
+                )
+            }
+            Problem::Key(error) => write!(f, "{}: {error}", self.variable),
+            Problem::Missing { expected } => {
+                write!(f, "{} is not set: expected {expected}", self.variable)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Values longer than this are cut in error messages.
+const SHOWN: usize = 64;
+
+fn invalid(variable: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: Problem::Invalid {
+            value: value.chars().take(SHOWN).collect(),
+            expected,
+        },
+    }
+}
+
+impl Config {
+    /// The defaults for `preset`, with no key.
+    pub fn new(preset: Preset) -> Self {
+        Self {
+            preset,
+            api_key: None,
+            base_url: preset
+                .default_base_url()
+                .and_then(|url| url.parse().ok())
+                .unwrap_or_else(|| http::Uri::from_static("http://127.0.0.1:8080/v1")),
+            daily_budget: Usd::from_dollars(50),
+            max_tokens_default: 500,
+            request_timeout: Duration::from_secs(90),
+            max_attempts: 3,
+        }
+    }
+
+    /// Reads the preset's key and base URL variables (`XAI_API_KEY`, `XAI_BASE_URL`, ...),
+    /// `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT` and `REQUEST_TIMEOUT` from the environment.
+    /// Unset variables keep their defaults; a bad value is an error naming the variable.
+    pub fn from_env(preset: Preset) -> Result<Self, ConfigError> {
+        Self::from_vars(preset, |name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `var` (for tests and other
+    /// sources).
+    pub fn from_vars(
+        preset: Preset,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::new(preset);
+        if let Some(key) = var(preset.key_var()) {
+            let key = ApiKey::parse(preset.provider(), key).map_err(|error| ConfigError {
+                variable: preset.key_var(),
+                problem: Problem::Key(error),
+            })?;
+            config.api_key = Some(key);
+        }
+        if let Some(url) = var(preset.base_url_var()) {
+            let expected = "an http or https URL such as https://api.x.ai/v1";
+            let parsed: http::Uri = url
+                .trim()
+                .parse()
+                .map_err(|_| invalid(preset.base_url_var(), &url, expected))?;
+            if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
+                return Err(invalid(preset.base_url_var(), &url, expected));
+            }
+            config.base_url = parsed;
+        } else if preset.default_base_url().is_none() {
+            return Err(ConfigError {
+                variable: preset.base_url_var(),
+                problem: Problem::Missing {
+                    expected: "the base URL of the OpenAI-compatible API",
+                },
+            });
+        }
+        if let Some(value) = var("DAILY_BUDGET_USD") {
+            config.daily_budget = value.trim().parse().map_err(|_| {
+                invalid(
+                    "DAILY_BUDGET_USD",
+                    &value,
+                    "a dollar amount such as 50 or 12.5",
+                )
+            })?;
+        }
+        if let Some(value) = var("MAX_TOKENS_DEFAULT") {
+            config.max_tokens_default =
+                value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        invalid(
+                            "MAX_TOKENS_DEFAULT",
+                            &value,
+                            "a whole number of tokens above 0, such as 500",
+                        )
+                    })?;
+        }
+        if let Some(value) = var("REQUEST_TIMEOUT") {
+            config.request_timeout = ballast_classify::hint::parse_go_duration(&value)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    invalid(
+                        "REQUEST_TIMEOUT",
+                        &value,
+                        "seconds (90) or a duration such as 90s or 2m",
+                    )
+                })?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_story() {
+        let config = Config::from_vars(Preset::XAi, vars(&[])).unwrap();
+        assert_eq!(config.daily_budget, Usd::from_dollars(50));
+        assert_eq!(config.max_tokens_default, 500);
+        assert_eq!(config.request_timeout, Duration::from_secs(90));
+        assert_eq!(config.max_attempts, 3);
+        assert_eq!(config.base_url, "https://api.x.ai/v1");
+        assert!(config.api_key.is_none());
+    }
+
+    #[test]
+    fn values_are_read_and_checked() {
+        let config = Config::from_vars(
+            Preset::XAi,
+            vars(&[
+                ("XAI_API_KEY", "xai-secret123"),
+                ("XAI_BASE_URL", "http://127.0.0.1:9000/v1"),
+                ("DAILY_BUDGET_USD", "12.5"),
+                ("MAX_TOKENS_DEFAULT", "800"),
+                ("REQUEST_TIMEOUT", "2m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.api_key.unwrap().expose(), "xai-secret123");
+        assert_eq!(config.base_url, "http://127.0.0.1:9000/v1");
+        assert_eq!(config.daily_budget, "12.5".parse().unwrap());
+        assert_eq!(config.max_tokens_default, 800);
+        assert_eq!(config.request_timeout, Duration::from_secs(120));
+        let config = Config::from_vars(Preset::XAi, vars(&[("REQUEST_TIMEOUT", "30")])).unwrap();
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_never_the_key() {
+        // (variables, the variable blamed, a word the message must contain)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case<'_>; 7] = [
+            (
+                &[("DAILY_BUDGET_USD", "fifty")],
+                "DAILY_BUDGET_USD",
+                "dollar amount",
+            ),
+            (
+                &[("DAILY_BUDGET_USD", "-5")],
+                "DAILY_BUDGET_USD",
+                "dollar amount",
+            ),
+            (
+                &[("MAX_TOKENS_DEFAULT", "0")],
+                "MAX_TOKENS_DEFAULT",
+                "whole number",
+            ),
+            (
+                &[("REQUEST_TIMEOUT", "soon")],
+                "REQUEST_TIMEOUT",
+                "duration",
+            ),
+            (&[("XAI_BASE_URL", "api.x.ai")], "XAI_BASE_URL", "URL"),
+            (
+                &[("XAI_API_KEY", "xai-secret123\n")],
+                "XAI_API_KEY",
+                "whitespace",
+            ),
+            (&[("XAI_API_KEY", "sk-secret123")], "XAI_API_KEY", "xai-"),
+        ];
+        for (pairs, variable, hint) in cases {
+            let error = Config::from_vars(Preset::XAi, vars(pairs)).unwrap_err();
+            assert_eq!(error.variable(), variable);
+            let text = error.to_string();
+            assert!(text.contains(variable) && text.contains(hint), "{text}");
+            assert!(!text.contains("secret123"), "{text}");
+        }
+        let error = Config::from_vars(Preset::OpenAiCompatible, vars(&[])).unwrap_err();
+        assert_eq!(error.variable(), "LLM_BASE_URL");
+    }
+}

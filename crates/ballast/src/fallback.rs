@@ -1,0 +1,182 @@
+//! [`Fallback`]: any Ballast failure as a user-safe HTTP answer for web apps.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use ballast_classify::{Outcome, OutcomeClass};
+use http::StatusCode;
+
+/// What a web app should answer when an LLM call failed: a status, a message safe to show a
+/// user (no provider detail, no key, no prompt), and `Retry-After` when waiting helps.
+///
+/// The detail is logged (`tracing`, target `ballast::fallback`) when the fallback is made.
+///
+/// ```
+/// use ballast::Fallback;
+/// use ballast_classify::{Outcome, OutcomeClass};
+///
+/// let fallback = Fallback::from_outcome(&Outcome::new(OutcomeClass::Timeout));
+/// assert_eq!(fallback.status, http::StatusCode::GATEWAY_TIMEOUT);
+/// let response = fallback.into_response();
+/// assert!(response.body().contains("took too long"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// A message safe to show a user.
+    pub message: &'static str,
+    /// The outcome class, for the body's `type` and for logs.
+    pub class: OutcomeClass,
+    /// When to come back, if waiting helps.
+    pub retry_after: Option<Duration>,
+}
+
+impl Fallback {
+    /// The fallback for an outcome (of a response or an error).
+    pub fn from_outcome(outcome: &Outcome) -> Self {
+        use OutcomeClass::*;
+        let class = outcome.class();
+        let (status, message) = match class {
+            CircuitOpen => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The AI service is temporarily unavailable. Please try again shortly.",
+            ),
+            BudgetExceeded => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "The AI budget for today is used up. Please try again later.",
+            ),
+            RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "The AI service is busy. Please try again in a moment.",
+            ),
+            Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "The AI service took too long to answer. Please try again.",
+            ),
+            ServerError | Overloaded | Network | InvalidResponse => (
+                StatusCode::BAD_GATEWAY,
+                "The AI service failed to answer. Please try again.",
+            ),
+            // The operator must act (fix the key, top up); the user can only wait.
+            Auth | QuotaExhausted => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The AI service is not available right now.",
+            ),
+            ContextTooLong => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request is too long for the AI model. Please shorten it.",
+            ),
+            ContentFiltered => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The AI service declined this request.",
+            ),
+            BadRequest => (
+                StatusCode::BAD_REQUEST,
+                "The request could not be processed.",
+            ),
+            _ => (
+                StatusCode::BAD_GATEWAY,
+                "The AI service failed to answer. Please try again.",
+            ),
+        };
+        let retry_after = match class {
+            CircuitOpen | BudgetExceeded | RateLimited | Overloaded | ServerError => outcome
+                .wait_hint()
+                .map(|hint| hint.delay())
+                .or((class == CircuitOpen).then_some(Duration::from_secs(5))),
+            _ => None,
+        };
+        Self {
+            status,
+            message,
+            class,
+            retry_after,
+        }
+    }
+
+    /// The fallback for an error from a Ballast stack; logs the error's detail.
+    pub fn from_error(error: &(dyn StdError + 'static)) -> Self {
+        let outcome = Outcome::from_error(error);
+        tracing::warn!(target: "ballast::fallback", class = %outcome.class(), %error, "LLM call failed; answering with a fallback");
+        Self::from_outcome(&outcome)
+    }
+
+    /// An HTTP response: the status, `Retry-After` in whole seconds (rounded up), and a
+    /// JSON body `{"error": {"message", "type"}}` in the OpenAI shape clients expect.
+    pub fn into_response(self) -> http::Response<String> {
+        let body = format!(
+            r#"{{"error":{{"message":"{}","type":"{}"}}}}"#,
+            self.message,
+            self.class.as_str()
+        );
+        let mut response = http::Response::new(body);
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(secs.max(1)),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballast_classify::{ClassifiedError, HintSource, WaitHint};
+
+    #[test]
+    fn open_breaker_and_spent_budget_say_when_to_come_back() {
+        let hint = WaitHint::new(Duration::from_millis(4200), HintSource::CircuitBreaker);
+        let fallback = Fallback::from_outcome(
+            &Outcome::new(OutcomeClass::CircuitOpen).with_wait_hint(Some(hint)),
+        );
+        let response = fallback.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "5");
+
+        let hint = WaitHint::new(Duration::from_secs(3600), HintSource::BudgetWindow);
+        let response = Fallback::from_outcome(
+            &Outcome::new(OutcomeClass::BudgetExceeded).with_wait_hint(Some(hint)),
+        )
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "3600");
+        assert!(response.body().contains(r#""type":"budget_exceeded""#));
+    }
+
+    #[test]
+    fn every_class_has_a_safe_answer() {
+        for class in OutcomeClass::ALL {
+            let fallback = Fallback::from_outcome(&Outcome::new(class));
+            if class.is_success() {
+                continue;
+            }
+            assert!(
+                fallback.status.is_client_error() || fallback.status.is_server_error(),
+                "{class}"
+            );
+            assert!(!fallback.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn errors_keep_their_detail_out_of_the_answer() {
+        let error = ClassifiedError::new(
+            Outcome::new(OutcomeClass::Auth),
+            Some("Incorrect API key provided: xai-SECRET".into()),
+        );
+        let response = Fallback::from_error(&error).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!response.body().contains("SECRET"));
+        assert!(!response.body().contains("key"));
+    }
+}
