@@ -1,12 +1,34 @@
 //! Keep LLM API calls alive, cheap and observable when the provider is flaky.
 //!
-//! The facade over the Ballast layers. So far it holds what every app needs around them:
-//! provider [`Preset`]s, a checked [`Config`] read from the environment (the story's
-//! `XAI_API_KEY`, `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT`), and the
-//! [`Fallback`] that turns any failure into a user-safe HTTP answer. The layers themselves
-//! are re-exported; `examples/custom_stack.rs` composes them.
+//! The facade over the Ballast layers: provider [`Preset`]s, a checked [`Config`] read from
+//! the environment (the story's `XAI_API_KEY`, `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT`,
+//! `REQUEST_TIMEOUT`), a [`StackBuilder`] that composes every layer in the right order over
+//! any HTTP client service, and the [`Fallback`] that turns any failure into a user-safe HTTP
+//! answer. The layer crates are re-exported for custom stacks.
 //!
 //! # Example
+//!
+//! ```
+//! use ballast::{Config, Preset, StackBuilder};
+//! use ballast_classify::Outcome;
+//! use ballast_sim::{Scenario, Simulator};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! // Any `Service<http::Request<String>>` client: hyper-util's in production, the
+//! // simulated provider here.
+//! let client = Simulator::new(Scenario::bad_day());
+//! let stack = StackBuilder::new(Config::new(Preset::XAi)).build(client);
+//! let request = http::Request::post("https://api.x.ai/v1/chat/completions")
+//!     .body(String::from(r#"{"model":"grok-code-fast-1","max_tokens":200}"#))?;
+//! let result = stack.service.clone().oneshot(request).await;
+//! println!("{}; spent today {}", Outcome::from_result(&result).class(), stack.spend.total());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Configuration
 //!
 //! ```
 //! use ballast::{Config, Preset};
@@ -31,10 +53,12 @@
 mod config;
 mod fallback;
 mod preset;
+mod stack;
 
 pub use config::{Config, ConfigError};
 pub use fallback::Fallback;
 pub use preset::Preset;
+pub use stack::{Stack, StackBuilder, StackService};
 
 pub use ballast_breaker as breaker;
 pub use ballast_budget as budget;

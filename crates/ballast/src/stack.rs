@@ -1,0 +1,153 @@
+//! [`StackBuilder`]: the whole Ballast stack over any HTTP client, in the right order.
+
+use std::sync::Arc;
+
+use ballast_breaker::{BreakerConfig, BreakerHandle, BreakerLayer};
+use ballast_budget::{BudgetConfig, BudgetLayer, MemoryStore, SpendStore};
+use ballast_classify::{BoxError, ClassifiedBody, ClassifyLayer};
+use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope};
+use ballast_retry::{RetryLayer, RetryPolicy};
+use http_body::Body;
+use tower::util::BoxCloneService;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use crate::Config;
+
+/// The composed service: requests with `String` bodies (JSON), responses with the
+/// classifier's body. Clone it freely; clones share breakers, budget, retry budget and logs.
+pub type StackService<R> =
+    BoxCloneService<http::Request<String>, http::Response<ClassifiedBody<R>>, BoxError>;
+
+/// Builds the whole stack, outermost first:
+///
+/// ```text
+/// cost log (call) -> retry -> breaker -> budget -> cost log (attempt) -> timeout -> classify -> auth -> client
+/// ```
+///
+/// The call logger sees what the caller sees; retry decides on each attempt's outcome; the
+/// breaker answers at once while open (before any budget is reserved); the budget guard
+/// reserves each attempt's worst case and settles its cost; the attempt logger counts every
+/// billed attempt; the timeout bounds each attempt including its body; the classifier gives
+/// every layer above its verdict; the API key is set last, on the wire only.
+#[derive(Debug)]
+pub struct StackBuilder<St = MemoryStore> {
+    config: Config,
+    breaker: BreakerConfig,
+    retry: Option<RetryPolicy>,
+    store: St,
+    health: HealthMonitor,
+}
+
+/// What a built stack exposes besides the service: the handles to watch and steer it.
+#[derive(Debug)]
+pub struct Stack<R, St = MemoryStore> {
+    /// The service.
+    pub service: StackService<R>,
+    /// The breakers.
+    pub breaker: BreakerHandle,
+    /// The budget (read-outs, kept settlements).
+    pub budget: BudgetLayer<St>,
+    /// Error rate and latency of logical calls.
+    pub health: HealthMonitor,
+    /// Today's spend as the attempt logger counted it.
+    pub spend: Arc<DailySpend>,
+}
+
+impl StackBuilder<MemoryStore> {
+    /// A builder from `config`, with the budget in memory.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            breaker: BreakerConfig::default(),
+            retry: None,
+            store: MemoryStore::new(),
+            health: HealthMonitor::default(),
+        }
+    }
+}
+
+impl<St: SpendStore> StackBuilder<St> {
+    /// Keeps the budget in `store` (SQLite for one host, Redis for a fleet).
+    pub fn budget_store<St2: SpendStore>(self, store: St2) -> StackBuilder<St2> {
+        StackBuilder {
+            config: self.config,
+            breaker: self.breaker,
+            retry: self.retry,
+            store,
+            health: self.health,
+        }
+    }
+
+    /// Breaker settings (defaults: see `BreakerConfig`).
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// The retry policy (default: `RetryPolicy` defaults with the config's attempts).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// The health monitor to feed.
+    pub fn health(mut self, monitor: HealthMonitor) -> Self {
+        self.health = monitor;
+        self
+    }
+
+    /// Composes the stack over `client`.
+    pub fn build<C, R>(self, client: C) -> Stack<R, St>
+    where
+        C: Service<http::Request<String>, Response = http::Response<R>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        C::Error: Into<BoxError>,
+        C::Future: Send + 'static,
+        R: Body + Send + Sync + 'static,
+        R::Data: Send,
+        R::Error: Into<BoxError>,
+    {
+        let config = self.config;
+        let provider = config.preset.provider();
+        let auth = config.api_key.as_ref().map(|key| key.header(provider));
+        let budget = BudgetLayer::with_store(
+            BudgetConfig::daily(config.daily_budget).default_max_tokens(config.max_tokens_default),
+            self.store,
+        );
+        let breaker = BreakerLayer::new(self.breaker);
+        let retry = self.retry.unwrap_or_else(|| {
+            RetryPolicy::builder()
+                .max_attempts(config.max_attempts)
+                .build()
+        });
+        let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
+        let spend = attempt_log.daily_spend();
+        let service = ServiceBuilder::new()
+            .layer(CostLogLayer::new(provider, Scope::Call).health(self.health.clone()))
+            .layer(RetryLayer::new(retry))
+            .layer(breaker.clone())
+            .layer(budget.clone())
+            .layer(attempt_log)
+            .timeout(config.request_timeout)
+            .layer(ClassifyLayer::new(provider))
+            .map_request(move |mut request: http::Request<String>| {
+                if let Some((name, value)) = &auth
+                    && !request.headers().contains_key(name)
+                {
+                    request.headers_mut().insert(name.clone(), value.clone());
+                }
+                request
+            })
+            .service(client.map_err(Into::into));
+        Stack {
+            service: BoxCloneService::new(service),
+            breaker: breaker.handle(),
+            budget,
+            health: self.health,
+            spend,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The whole stack from `StackBuilder` against each simulator scenario, under the paused
+//! clock: nothing lost, every billed and delivered attempt counted, the budget never
+//! exceeded, the breaker opening in an outage.
+
+use std::time::Duration;
+
+use ballast::{Config, Preset, StackBuilder};
+use ballast_classify::{Outcome, OutcomeClass};
+use ballast_cost::Usd;
+use ballast_sim::{ExpectedKey, Scenario, Simulator};
+use futures::future::join_all;
+use tower::ServiceExt;
+
+struct Run {
+    calls: usize,
+    classes: Vec<OutcomeClass>,
+    billed: Usd,
+    delivered: Usd,
+    counted: Usd,
+    budget: Usd,
+    bad_keys: usize,
+}
+
+fn run(scenario: Scenario, budget: &str, calls: usize, workers: usize) -> Run {
+    let budget: Usd = budget.parse().unwrap();
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let sim = Simulator::new(Scenario {
+            api_key: Some(ExpectedKey("xai-test-key".into())),
+            ..scenario
+        });
+        let config = Config::from_vars(Preset::XAi, |name| match name {
+            "XAI_API_KEY" => Some("xai-test-key".into()),
+            "DAILY_BUDGET_USD" => Some(budget.to_string().trim_start_matches('$').to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let stack = StackBuilder::new(config).build(sim.clone());
+        let mut classes = Vec::new();
+        let ids: Vec<usize> = (0..calls).collect();
+        for wave in ids.chunks(workers) {
+            let batch = wave.iter().map(|i| {
+                let request = http::Request::post("http://sim.invalid/v1/chat/completions").body(format!(
+                    r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"job {i}"}}],"max_tokens":{}}}"#,
+                    100 + i % 300
+                ));
+                stack.service.clone().oneshot(request.unwrap())
+            });
+            for result in join_all(batch).await {
+                classes.push(Outcome::from_result(&result).class());
+            }
+            // A caller's pace: one wave every two seconds.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        // Let hung requests finish on the provider's side.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let ledger = sim.ledger();
+        Run {
+            calls,
+            classes,
+            billed: Usd::from_xai_ticks(ledger.billed_ticks()),
+            delivered: Usd::from_xai_ticks(ledger.delivered_billed_ticks()),
+            counted: stack.spend.total(),
+            budget,
+            bad_keys: ledger.count(ballast_sim::SimOutcome::BadKey),
+        }
+    })
+}
+
+fn check(run: &Run) {
+    assert_eq!(run.classes.len(), run.calls, "every call answered");
+    assert!(
+        !run.classes.contains(&OutcomeClass::Unknown),
+        "{:?}",
+        run.classes
+    );
+    assert!(
+        run.billed <= run.budget,
+        "billed {} over the budget {}",
+        run.billed,
+        run.budget
+    );
+    assert_eq!(
+        run.counted, run.delivered,
+        "every billed, delivered attempt counted"
+    );
+    assert_eq!(run.bad_keys, 0, "the key went on the wire");
+}
+
+#[test]
+fn bad_day() {
+    let run = run(Scenario::bad_day(), "0.05", 240, 8);
+    check(&run);
+    let successes = run.classes.iter().filter(|c| c.is_success()).count();
+    assert!(successes > run.calls / 2, "{successes} of {}", run.calls);
+}
+
+#[test]
+fn healthy_provider_and_a_small_budget() {
+    let run = run(Scenario::healthy(), "0.01", 200, 8);
+    check(&run);
+    assert!(
+        run.classes.contains(&OutcomeClass::BudgetExceeded),
+        "the budget ran out"
+    );
+    assert!(
+        run.billed > "0.005".parse().unwrap(),
+        "and most of it was used"
+    );
+}
+
+#[test]
+fn outage_opens_the_breaker() {
+    let run = run(
+        Scenario::outage_then_recovery(Duration::from_secs(20), Duration::from_secs(40)),
+        "1",
+        200,
+        4,
+    );
+    check(&run);
+    assert!(
+        run.classes.contains(&OutcomeClass::CircuitOpen),
+        "the breaker opened"
+    );
+    assert!(run.classes.last().unwrap().is_success(), "recovered");
+}
+
+#[test]
+fn lying_rate_limits() {
+    let run = run(Scenario::lying_rate_limits(), "1", 200, 8);
+    check(&run);
+}
