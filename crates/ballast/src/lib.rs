@@ -50,11 +50,13 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod chat;
 mod config;
 mod fallback;
 mod preset;
 mod stack;
 
+pub use chat::{ChatClient, ChatError, ChatReply};
 pub use config::{Config, ConfigError};
 pub use fallback::Fallback;
 pub use preset::Preset;

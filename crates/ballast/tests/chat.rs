@@ -1,0 +1,74 @@
+//! The typed chat helper in every dialect, through the whole stack, against the simulator.
+
+use ballast::{ChatClient, Config, Preset, StackBuilder};
+use ballast_classify::OutcomeClass;
+use ballast_cost::{CostSource, Usd};
+use ballast_sim::{Flavor, Scenario, Simulator};
+
+fn config(preset: Preset) -> Config {
+    Config::from_vars(preset, |name| {
+        name.ends_with("_BASE_URL")
+            .then(|| "http://provider.invalid/v1".to_owned())
+    })
+    .unwrap()
+}
+
+#[test]
+fn one_prompt_in_every_dialect() {
+    for (preset, flavor) in [
+        (Preset::XAi, Flavor::XAi),
+        (Preset::OpenAi, Flavor::OpenAi),
+        (Preset::Anthropic, Flavor::Anthropic),
+        (Preset::Gemini, Flavor::Gemini),
+    ] {
+        ballast_sim::paused_runtime().unwrap().block_on(async {
+            let sim = Simulator::new(Scenario {
+                flavor,
+                cached_share: 0.5,
+                ..Scenario::healthy()
+            });
+            let config = config(preset);
+            let stack = StackBuilder::new(config.clone()).build(sim.clone());
+            let chat = ChatClient::new(stack.service, &config, preset.default_model());
+            let reply = chat
+                .chat("Explain the borrow checker in one line.")
+                .await
+                .unwrap();
+            let entry = sim.ledger().entries()[0].clone();
+            assert!(!reply.text.is_empty(), "{preset:?}");
+            let usage = reply.usage.unwrap();
+            assert_eq!(usage.output_tokens, entry.completion_tokens, "{preset:?}");
+            assert_eq!(usage.prompt_tokens(), entry.prompt_tokens, "{preset:?}");
+            assert_eq!(reply.attempts, 1);
+            if preset == Preset::XAi {
+                assert_eq!(reply.cost, Usd::from_xai_ticks(entry.billed_ticks));
+                assert_eq!(reply.cost_source, Some(CostSource::Reported));
+            } else {
+                assert!(reply.cost > Usd::ZERO);
+            }
+        });
+    }
+}
+
+#[test]
+fn failures_come_back_typed_with_a_fallback() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let config = config(Preset::XAi);
+        let stack =
+            StackBuilder::new(config.clone()).build(Simulator::new(Scenario::total_outage()));
+        let chat = ChatClient::new(stack.service, &config, "grok-code-fast-1");
+        let mut classes = Vec::new();
+        for _ in 0..5 {
+            let error = chat.chat("hi").await.unwrap_err();
+            classes.push(error.outcome().class());
+            let fallback = error.fallback();
+            assert!(fallback.status.is_server_error());
+        }
+        assert_eq!(classes[0], OutcomeClass::ServerError);
+        assert_eq!(
+            *classes.last().unwrap(),
+            OutcomeClass::CircuitOpen,
+            "{classes:?}"
+        );
+    });
+}
