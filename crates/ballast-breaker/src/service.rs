@@ -8,7 +8,6 @@ use tower_service::Service;
 
 use crate::future::{Permit, ResponseFuture};
 use crate::registry::{DISABLED, FORCED_OPEN, Registry, emit};
-use crate::state::PermitKind;
 use crate::{BreakerOpen, BreakerState, HostAndModel, KeyFn};
 
 /// Fails fast while the provider is unhealthy; lets probes find out when it is back.
@@ -65,7 +64,7 @@ where
                 if let Some(transition) = transition {
                     emit(breaker.key(), &transition);
                 }
-                let permit = (kind != PermitKind::Bypass).then(|| Permit::new(breaker, kind, now));
+                let permit = Some(Permit::new(breaker, kind, now));
                 ResponseFuture::called(self.inner.call(request), permit)
             }
             Err(refusal) => ResponseFuture::refused(BreakerOpen::new(

@@ -25,8 +25,6 @@ pub(crate) enum PermitKind {
     Closed,
     /// A half-open probe: its slot must be given back.
     Probe,
-    /// The breaker is disabled: nothing is recorded.
-    Bypass,
 }
 
 /// Why a call was refused.
@@ -219,9 +217,6 @@ impl KeyBreaker {
         elapsed: Duration,
         now: u64,
     ) -> Option<Transition> {
-        if kind == PermitKind::Bypass {
-            return None;
-        }
         if kind == PermitKind::Probe {
             self.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
         }

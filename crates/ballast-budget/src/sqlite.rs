@@ -110,28 +110,28 @@ impl SqliteStore {
     }
 }
 
-/// Spent plus unexpired reservations of one account.
-fn committed(
-    tx: &rusqlite::Transaction<'_>,
+/// One account's (spent, limit, unexpired reservations), in picodollars.
+fn account_state(
+    connection: &Connection,
     window: &WindowId,
     account: &str,
     now: i64,
-) -> Result<i64, rusqlite::Error> {
-    let spent: i64 = tx
+) -> Result<(i64, i64, i64), rusqlite::Error> {
+    let (spent, limit): (i64, i64) = connection
         .query_row(
-            "SELECT spent FROM ballast_accounts WHERE window_start = ?1 AND account = ?2",
+            "SELECT spent, spend_limit FROM ballast_accounts WHERE window_start = ?1 AND account = ?2",
             params![window.start as i64, account],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?
-        .unwrap_or(0);
-    let reserved: i64 = tx.query_row(
+        .unwrap_or((0, 0));
+    let reserved: i64 = connection.query_row(
         "SELECT COALESCE(SUM(amount), 0) FROM ballast_reservations
          WHERE window_start = ?1 AND account = ?2 AND lease_until >= ?3 AND settled = 0",
         params![window.start as i64, account, now],
         |row| row.get(0),
     )?;
-    Ok(spent.saturating_add(reserved))
+    Ok((spent, limit, reserved))
 }
 
 fn ensure_account(
@@ -176,7 +176,8 @@ impl SpendStore for SqliteStore {
                 accounts.push((account_name(Some(scope)), Some(Arc::clone(scope)), *limit));
             }
             for (account, scope, limit) in &accounts {
-                let committed = committed(&tx, &window, account, now)?;
+                let (spent, _, reserved) = account_state(&tx, &window, account, now)?;
+                let committed = spent.saturating_add(reserved);
                 if committed.saturating_add(picos(amount)) > picos(*limit) {
                     return Ok(Reserve::Refused {
                         scope: scope.clone(),
@@ -252,20 +253,7 @@ impl SpendStore for SqliteStore {
         let account = account_name(scope);
         let now = millis(now);
         self.run(move |connection| {
-            let (spent, limit): (i64, i64) = connection
-                .query_row(
-                    "SELECT spent, spend_limit FROM ballast_accounts WHERE window_start = ?1 AND account = ?2",
-                    params![window.start as i64, account],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?
-                .unwrap_or((0, 0));
-            let reserved: i64 = connection.query_row(
-                "SELECT COALESCE(SUM(amount), 0) FROM ballast_reservations
-                 WHERE window_start = ?1 AND account = ?2 AND lease_until >= ?3 AND settled = 0",
-                params![window.start as i64, account, now],
-                |row| row.get(0),
-            )?;
+            let (spent, limit, reserved) = account_state(connection, &window, &account, now)?;
             let usd = |v: i64| Usd::from_picos(u64::try_from(v).unwrap_or(0));
             Ok(Readout {
                 spent: usd(spent),

@@ -207,12 +207,8 @@ impl Simulator {
         let request = match parse_request(parts, body, flavor) {
             Ok(request) => request,
             Err(message) => {
-                return record(
-                    state,
-                    entry,
-                    wire::error_response(flavor, WireError::BadRequest(message)),
-                    error_delay,
-                );
+                let response = wire::error_response(flavor, WireError::BadRequest(message));
+                return answer(state, entry, SimOutcome::BadRequest, response, error_delay);
             }
         };
         entry.model.clone_from(&request.model);
@@ -220,20 +216,20 @@ impl Simulator {
         if let Some(expected) = &scenario.api_key
             && request.key.as_deref() != Some(expected.0.as_str())
         {
-            entry.outcome = SimOutcome::BadKey;
-            return record(
+            return answer(
                 state,
                 entry,
+                SimOutcome::BadKey,
                 wire::error_response(flavor, WireError::BadKey),
                 error_delay,
             );
         }
 
         if scenario.in_outage(now) {
-            entry.outcome = SimOutcome::Outage;
-            return record(
+            return answer(
                 state,
                 entry,
+                SimOutcome::Outage,
                 wire::error_response(flavor, WireError::Server(503)),
                 error_delay,
             );
@@ -257,10 +253,10 @@ impl Simulator {
                     }
                     HintStyle::Fixed(hint) => Some(hint),
                 };
-                entry.outcome = SimOutcome::RateLimited;
-                return record(
+                return answer(
                     state,
                     entry,
+                    SimOutcome::RateLimited,
                     wire::error_response(flavor, WireError::RateLimited { hint }),
                     error_delay,
                 );
@@ -271,10 +267,10 @@ impl Simulator {
             .quota_ticks
             .is_some_and(|quota| state.billed >= quota)
         {
-            entry.outcome = SimOutcome::QuotaExhausted;
-            return record(
+            return answer(
                 state,
                 entry,
+                SimOutcome::QuotaExhausted,
                 wire::error_response(flavor, WireError::Quota),
                 error_delay,
             );
@@ -283,16 +279,17 @@ impl Simulator {
         // A quarter of the request's bytes: a stable stand-in for a tokenizer.
         let prompt = (body.len() as u64).div_ceil(4);
         if prompt > u64::from(scenario.context_window) {
-            entry.outcome = SimOutcome::ContextTooLong;
             entry.prompt_tokens = prompt;
             let error = WireError::ContextTooLong {
                 tokens: prompt,
                 window: scenario.context_window,
             };
-            return record(
+            let response = wire::error_response(flavor, error);
+            return answer(
                 state,
                 entry,
-                wire::error_response(flavor, error),
+                SimOutcome::ContextTooLong,
+                response,
                 error_delay,
             );
         }
@@ -315,10 +312,10 @@ impl Simulator {
                 _ => [500, 502, 503],
             };
             let status = codes[state.rng.random_range(0..codes.len())];
-            entry.outcome = SimOutcome::ServerError;
-            return record(
+            return answer(
                 state,
                 entry,
+                SimOutcome::ServerError,
                 wire::error_response(flavor, WireError::Server(status)),
                 error_delay,
             );
@@ -357,14 +354,19 @@ impl Simulator {
         if spoil < scenario.malformed_probability {
             let body = wire::success_body(flavor, id, &request.model, usage);
             let broken = body.slice(..body.len() / 2);
-            entry.outcome = SimOutcome::Malformed;
-            return record(state, entry, json_response(200, broken), Some(latency));
-        }
-        if spoil < scenario.malformed_probability + scenario.error_in_ok_probability {
-            entry.outcome = SimOutcome::ErrorInOk;
-            return record(
+            return answer(
                 state,
                 entry,
+                SimOutcome::Malformed,
+                json_response(200, broken),
+                Some(latency),
+            );
+        }
+        if spoil < scenario.malformed_probability + scenario.error_in_ok_probability {
+            return answer(
+                state,
+                entry,
+                SimOutcome::ErrorInOk,
                 wire::error_response(flavor, WireError::ErrorInOk),
                 Some(latency),
             );
@@ -408,6 +410,18 @@ impl Simulator {
 /// `duration * factor`, saturating instead of panicking on overflow.
 fn scale_duration(duration: Duration, factor: f64) -> Duration {
     Duration::try_from_secs_f64(duration.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+}
+
+/// Records `entry` as `outcome`, answered with `response` after `delay`.
+fn answer(
+    state: &mut State,
+    mut entry: LedgerEntry,
+    outcome: SimOutcome,
+    response: Response<Full<Bytes>>,
+    delay: Option<Duration>,
+) -> Plan {
+    entry.outcome = outcome;
+    record(state, entry, response, delay)
 }
 
 fn record(
