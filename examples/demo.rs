@@ -1,39 +1,46 @@
-//! The main demo: a busy client against the simulated bad-day provider, over loopback HTTP,
-//! with every response classified.
+//! The main demo: one workload through the whole Ballast stack, then through the story's
+//! naive retry loop, side by side.
 //!
 //! ```text
 //! cargo run --release --example demo
 //! ```
 //!
-//! No key and no network needed: the provider is `ballast-sim`'s bad day (a hidden rate
-//! limit under the documented one, wrong wait hints, 5xx bursts, hangs, broken bodies),
-//! served on 127.0.0.1 with simulated time running 60 times faster than real time. The
-//! client is hyper-util's, with tower's per-attempt timeout and Ballast's classifier. There
-//! is no retry yet: this shows what each attempt came to, which is what every later layer
-//! decides on.
+//! With no `XAI_API_KEY`, no key and no network are needed: the provider is `ballast-sim`'s
+//! bad day (a hidden rate limit under the documented 480/min, wrong wait hints, 5xx bursts,
+//! hangs, broken bodies) served on 127.0.0.1 with simulated time running 60 times faster, and
+//! the stack is time-scaled to match (`StackBuilder::time_scale`). Each pass gets a fresh
+//! provider with the same seed, so both face the same day.
 //!
-//! Knobs (environment): `DEMO_REQUESTS` (default 400), `DEMO_WORKERS` (default 12).
+//! With `XAI_API_KEY` set it talks to the real API (`XAI_BASE_URL`, `DAILY_BUDGET_USD`,
+//! `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT` are read as the facade documents) with a small
+//! workload, and spends real money: a few cents at the defaults.
+//!
+//! Knobs: `DEMO_REQUESTS` (400 simulated, 10 live), `DEMO_WORKERS` (12 simulated, 2 live).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ballast_classify::{BoxError, ClassifyLayer, Outcome, OutcomeClass, Provider};
-use ballast_examples::percentile;
-use ballast_sim::{Scenario, SimOutcome, SimServer, Simulator};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use tower::{ServiceBuilder, ServiceExt};
+use ballast::classify::{BoxError, ClassifyLayer, OutcomeClass};
+use ballast::cost::{CostLogLayer, Scope, Usd};
+use ballast::retry::{RetryLayer, RetryPolicy};
+use ballast::{ChatClient, ChatError, ChatReply, Config, Preset, StackBuilder, StackService};
+use ballast_examples::{WireCounts, percentile};
+use ballast_sim::{Outage, Scenario, SimServer, Simulator};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::time::Instant;
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
 
-/// Simulated seconds per real second.
+/// Simulated seconds per real second against the simulated provider.
 const TIME_SCALE: f64 = 60.0;
-/// The per-attempt timeout the story's team used: 90 s.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(90);
-/// What each worker waits between requests, in simulated time.
-const THINK_TIME: Duration = Duration::from_millis(500);
+/// What each worker waits between its requests, in provider time.
+const THINK_TIME: Duration = Duration::from_secs(1);
+/// How long a job may keep going back on the queue (provider time).
+const JOB_DEADLINE: Duration = Duration::from_secs(600);
+/// When the simulated provider goes down, and for how long (provider time).
+const OUTAGE: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(90));
 
 fn env_count(name: &str, default: usize) -> usize {
     match std::env::var(name) {
@@ -45,144 +52,301 @@ fn env_count(name: &str, default: usize) -> usize {
     }
 }
 
+/// Where the requests go: a fresh simulated provider per pass, or the real one.
+enum Upstream {
+    Simulated,
+    Live,
+}
+
+/// What one pass came to.
+struct Pass {
+    name: &'static str,
+    replies: Vec<(Duration, Result<ChatReply, ChatError>)>,
+    wire: Arc<WireCounts>,
+    trips: Option<u64>,
+    requeued: usize,
+    spend: Usd,
+    budget: Option<Usd>,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let requests = env_count("DEMO_REQUESTS", 400);
-    let workers = env_count("DEMO_WORKERS", 12).max(1);
-
-    let scenario = Scenario {
-        time_scale: TIME_SCALE,
-        ..Scenario::bad_day()
+    let live = std::env::var_os("XAI_API_KEY").is_some();
+    let upstream = if live {
+        Upstream::Live
+    } else {
+        Upstream::Simulated
     };
-    let simulator = Simulator::new(scenario);
-    let server = SimServer::start(simulator.clone()).await?;
-    let url: http::Uri = format!("{}/v1/chat/completions", server.url()).parse()?;
+    let requests = env_count("DEMO_REQUESTS", if live { 10 } else { 1500 });
+    let workers = env_count("DEMO_WORKERS", if live { 2 } else { 24 }).max(1);
+    let config = Config::from_env(Preset::XAi)?;
+    match upstream {
+        Upstream::Live => println!(
+            "Ballast demo: {requests} requests from {workers} workers to {} (live, real money)\n",
+            config.base_url
+        ),
+        Upstream::Simulated => println!(
+            "Ballast demo: {requests} requests from {workers} workers to a simulated bad day over \
+             loopback HTTP\n(documents 480 requests/min, enforces 250, lies in its hints, fails \
+             in bursts, hangs; simulated time x{TIME_SCALE})\n"
+        ),
+    }
 
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let service = ServiceBuilder::new()
-        .timeout(simulator.real_duration(ATTEMPT_TIMEOUT))
-        .layer(ClassifyLayer::new(Provider::XAi))
-        .service(client);
+    let ballast = run(&upstream, &config, "ballast", requests, workers).await?;
+    let naive = run(&upstream, &config, "naive retry", requests, workers).await?;
+    summary(&[ballast, naive], requests);
+    Ok(())
+}
 
-    println!(
-        "Ballast demo: {requests} requests from {workers} workers to a simulated bad day at {} \
-         (documents 480 requests/min, enforces 250; simulated time x{TIME_SCALE})\n",
-        server.url()
+/// Runs the workload once through the stack named `name`.
+async fn run(
+    upstream: &Upstream,
+    config: &Config,
+    name: &'static str,
+    requests: usize,
+    workers: usize,
+) -> Result<Pass, BoxError> {
+    let mut config = config.clone();
+    let (scale, _server) = match upstream {
+        Upstream::Live => (1.0, None),
+        Upstream::Simulated => {
+            let scenario = Scenario {
+                time_scale: TIME_SCALE,
+                outages: vec![Outage {
+                    start: OUTAGE.0,
+                    duration: OUTAGE.1,
+                }],
+                ..Scenario::bad_day()
+            };
+            let server = SimServer::start(Simulator::new(scenario)).await?;
+            config.base_url = format!("{}/v1", server.url()).parse()?;
+            (TIME_SCALE, Some(server))
+        }
+    };
+    let wire = Arc::new(WireCounts::default());
+    let client = WireCounts::wrap(&wire, ballast::https_client()?);
+
+    let (service, breaker, spend) = if name == "ballast" {
+        let stack = StackBuilder::new(config.clone())
+            .time_scale(scale)
+            .build(client);
+        (stack.service, Some(stack.breaker), stack.spend)
+    } else {
+        // The story's loop: per-attempt timeout, naive retry, nothing else; an attempt
+        // logger only to count what it spends.
+        let provider = config.preset.provider();
+        let auth = config.api_key.as_ref().map(|key| key.header(provider));
+        let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
+        let spend = attempt_log.daily_spend();
+        let service: StackService<_> = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(RetryLayer::new(
+                    RetryPolicy::naive_builder().time_scale(scale).build(),
+                ))
+                .layer(attempt_log)
+                .timeout(config.request_timeout.div_f64(scale))
+                .layer(ClassifyLayer::new(provider))
+                .map_request(move |mut request: http::Request<String>| {
+                    if let Some((name, value)) = &auth {
+                        request.headers_mut().insert(name.clone(), value.clone());
+                    }
+                    request
+                })
+                .service(tower::ServiceExt::map_err(client, BoxError::from)),
+        );
+        (service, None, spend)
+    };
+    let chat = ChatClient::new(service, &config, config.preset.default_model());
+
+    let progress = ProgressBar::new(requests as u64).with_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
-    println!("  sim time  request  class              status  latency  wait hint");
-
+    progress.set_prefix(name);
     let next = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let requeued = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..workers {
-        let service = service.clone();
-        let simulator = simulator.clone();
+        let chat = chat.clone();
         let next = Arc::clone(&next);
-        let url = url.clone();
+        let failed = Arc::clone(&failed);
+        let requeued = Arc::clone(&requeued);
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
+            let mut replies = Vec::new();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= requests {
-                    return seen;
+                    return replies;
                 }
-                let body = format!(
-                    r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"Refactor function {n}"}}],"max_tokens":{}}}"#,
-                    100 + (n * 53) % 400
-                );
-                let request = http::Request::post(url.clone())
-                    .header("content-type", "application/json")
-                    .header("authorization", "Bearer xai-demo")
-                    .body(Full::new(Bytes::from(body)))
-                    .expect("a valid request");
-                let started = simulator.now();
-                let result = service.clone().oneshot(request).await;
-                let latency = simulator.now().saturating_sub(started);
-                let outcome = Outcome::from_result(&result);
-                let status = outcome
-                    .status()
-                    .map_or_else(|| "-".to_owned(), |s| s.as_u16().to_string());
-                let hint = outcome.wait_hint().map_or_else(String::new, |h| {
-                    format!("{:.1}s ({})", h.delay().as_secs_f64(), h.source().as_str())
-                });
-                println!(
-                    "  {:>7.1}s  #{n:<6}  {:<17}  {status:>6}  {:>6.1}s  {hint}",
-                    started.as_secs_f64(),
-                    outcome.class().as_str(),
-                    latency.as_secs_f64(),
-                );
-                seen.push((outcome.class(), latency));
-                tokio::time::sleep(simulator.real_duration(THINK_TIME)).await;
+                // A job queue's worker: a job the stack gave up on for now goes back on
+                // the queue after the wait the fallback names, until the job's deadline.
+                let started = Instant::now();
+                let reply = loop {
+                    let reply = chat.chat(&prompt(n)).await;
+                    let Err(error) = &reply else { break reply };
+                    let class = error.outcome().class();
+                    let again = class.is_retryable() || class == OutcomeClass::CircuitOpen;
+                    if !again || started.elapsed().mul_f64(scale) > JOB_DEADLINE {
+                        break reply;
+                    }
+                    requeued.fetch_add(1, Ordering::Relaxed);
+                    let wait = error
+                        .fallback()
+                        .retry_after
+                        .unwrap_or(Duration::from_secs(1));
+                    tokio::time::sleep(wait.div_f64(scale)).await;
+                };
+                let latency = started.elapsed().mul_f64(scale);
+                if reply.is_err() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                progress.inc(1);
+                progress.set_message(format!("{} failed", failed.load(Ordering::Relaxed)));
+                replies.push((latency, reply));
+                tokio::time::sleep(THINK_TIME.div_f64(scale)).await;
             }
         }));
     }
-
-    let mut by_class: BTreeMap<OutcomeClass, usize> = BTreeMap::new();
-    let mut latencies = Vec::new();
+    let mut replies = Vec::with_capacity(requests);
     for task in tasks {
-        for (class, latency) in task.await? {
-            *by_class.entry(class).or_default() += 1;
-            if class.is_success() {
-                latencies.push(latency);
+        replies.extend(task.await?);
+    }
+    progress.finish();
+    Ok(Pass {
+        name,
+        replies,
+        wire,
+        requeued: requeued.load(Ordering::Relaxed),
+        trips: breaker.map(|b| b.snapshot().iter().map(|k| k.opened_total).sum()),
+        spend: spend.total(),
+        budget: (name == "ballast").then_some(config.daily_budget),
+    })
+}
+
+/// A coding-assistant prompt of varying length.
+fn prompt(n: usize) -> String {
+    let context = "fn parse(input: &str) -> Result<Ast, Error> { todo!() }\n".repeat(1 + n % 7);
+    format!("Review this code and suggest one fix (ticket {n}):\n{context}")
+}
+
+fn summary(passes: &[Pass], requests: usize) {
+    let rows: Vec<(&str, Vec<String>)> = vec![
+        (
+            "requests",
+            passes.iter().map(|_| requests.to_string()).collect(),
+        ),
+        (
+            "succeeded",
+            passes
+                .iter()
+                .map(|p| {
+                    let ok = p.replies.iter().filter(|(_, r)| r.is_ok()).count();
+                    format!("{ok} ({:.1}%)", 100.0 * ok as f64 / requests.max(1) as f64)
+                })
+                .collect(),
+        ),
+        (
+            "jobs put back by workers",
+            passes.iter().map(|p| p.requeued.to_string()).collect(),
+        ),
+        (
+            "calls to the provider",
+            passes.iter().map(|p| p.wire.calls().to_string()).collect(),
+        ),
+        (
+            "calls per job",
+            passes
+                .iter()
+                .map(|p| format!("{:.2}", p.wire.calls() as f64 / requests.max(1) as f64))
+                .collect(),
+        ),
+        (
+            "429s received",
+            passes
+                .iter()
+                .map(|p| p.wire.rate_limited().to_string())
+                .collect(),
+        ),
+        (
+            "5xx received",
+            passes
+                .iter()
+                .map(|p| p.wire.server_errors().to_string())
+                .collect(),
+        ),
+        (
+            "breaker trips",
+            passes
+                .iter()
+                .map(|p| p.trips.map_or("-".into(), |t| t.to_string()))
+                .collect(),
+        ),
+        (
+            "spend / budget",
+            passes
+                .iter()
+                .map(|p| match p.budget {
+                    Some(budget) => format!("${:.4} / {budget}", p.spend.as_f64()),
+                    None => format!("${:.4} / none", p.spend.as_f64()),
+                })
+                .collect(),
+        ),
+        (
+            "latency p50 / p95",
+            passes
+                .iter()
+                .map(|p| {
+                    let mut latencies: Vec<Duration> = p.replies.iter().map(|(l, _)| *l).collect();
+                    format!(
+                        "{:.1}s / {:.1}s",
+                        percentile(&mut latencies, 0.50).as_secs_f64(),
+                        percentile(&mut latencies, 0.95).as_secs_f64()
+                    )
+                })
+                .collect(),
+        ),
+    ];
+    println!();
+    print!("  {:<22}", "");
+    for pass in passes {
+        print!("  {:>18}", pass.name);
+    }
+    println!();
+    for (label, cells) in rows {
+        print!("  {label:<22}");
+        for cell in cells {
+            print!("  {cell:>18}");
+        }
+        println!();
+    }
+    for pass in passes {
+        let mut failures: BTreeMap<OutcomeClass, usize> = BTreeMap::new();
+        for (_, reply) in &pass.replies {
+            if let Err(error) = reply {
+                *failures.entry(error.outcome().class()).or_default() += 1;
             }
         }
-    }
-
-    println!("\nWhat the client saw, by outcome class:\n");
-    println!("  class              count   share  retryable  provider failure");
-    for (class, count) in &by_class {
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(class, n)| format!("{class} {n}"))
+            .collect();
         println!(
-            "  {:<17}  {count:>5}  {:>5.1}%  {:<9}  {}",
-            class.as_str(),
-            100.0 * *count as f64 / requests as f64,
-            if class.is_retryable() { "yes" } else { "no" },
-            if class.is_provider_failure() {
-                "yes"
+            "\n  {} failures by class: {}",
+            pass.name,
+            if list.is_empty() {
+                "none".into()
             } else {
-                "no"
-            },
+                list.join(", ")
+            }
         );
     }
-    let p50 = percentile(&mut latencies, 0.50);
-    let p95 = percentile(&mut latencies, 0.95);
     println!(
-        "\n  successful latency (simulated): p50 {:.1}s, p95 {:.1}s",
-        p50.as_secs_f64(),
-        p95.as_secs_f64()
+        "\n  Each job is done when it succeeds or fails for good; a job the stack gives up on for \
+         now (a retryable\n  failure, an open breaker) goes back on the queue after the wait the \
+         fallback names, for up to {} min.\n  Latency is per job, in provider time.",
+        JOB_DEADLINE.as_secs() / 60
     );
-
-    let ledger = simulator.ledger();
-    println!("\nWhat the provider's ledger says:\n");
-    for outcome in [
-        SimOutcome::Success,
-        SimOutcome::RateLimited,
-        SimOutcome::ServerError,
-        SimOutcome::Hung,
-        SimOutcome::Malformed,
-        SimOutcome::ErrorInOk,
-    ] {
-        println!(
-            "  {:<13} {:>5}",
-            format!("{outcome:?}"),
-            ledger.count(outcome)
-        );
-    }
-    let undelivered = ledger.entries().iter().filter(|e| !e.delivered).count();
-    println!(
-        "\n  {} requests received, ${:.4} billed, of which ${:.4} for answers the client never \
-         got ({undelivered} abandoned after the {}s timeout).",
-        ledger.len(),
-        ledger.billed_usd(),
-        (ledger.billed_ticks() - ledger.delivered_billed_ticks()) as f64
-            / ballast_sim::TICKS_PER_USD as f64,
-        ATTEMPT_TIMEOUT.as_secs(),
-    );
-    let rate_limited = by_class
-        .get(&OutcomeClass::RateLimited)
-        .copied()
-        .unwrap_or(0);
-    println!(
-        "\n  {rate_limited} attempts were rate limited well below the documented 480/min, and their \
-         hints were random. The retry and throttle layers exist for exactly this."
-    );
-    Ok(())
 }

@@ -100,6 +100,28 @@ impl BreakerConfig {
             .unwrap_or(Duration::MAX)
     }
 
+    /// The same settings for a provider whose clock runs `scale` times faster than real time
+    /// (a simulation's `time_scale`): every duration divided by `scale`. A server's wait hint
+    /// is still read in its own time, so it is capped by the scaled `max_hint`. Values that
+    /// are not finite and positive leave the settings as they are.
+    pub fn time_scaled(mut self, scale: f64) -> Self {
+        if !(scale.is_finite() && scale > 0.0) || scale == 1.0 {
+            return self;
+        }
+        for duration in [
+            &mut self.window,
+            &mut self.slow_call,
+            &mut self.open_base,
+            &mut self.open_cap,
+            &mut self.max_hint,
+            &mut self.idle_eviction,
+        ] {
+            *duration =
+                Duration::try_from_secs_f64(duration.as_secs_f64() / scale).unwrap_or(*duration);
+        }
+        self
+    }
+
     pub(crate) fn bucket_nanos(&self) -> u64 {
         let buckets = u128::from(self.buckets.max(1));
         u64::try_from((self.window.as_nanos() / buckets).max(1)).unwrap_or(u64::MAX)
@@ -122,5 +144,24 @@ mod tests {
             "first success within 30 s of recovery"
         );
         assert_eq!(config.bucket_nanos(), 1_000_000_000);
+    }
+
+    #[test]
+    fn time_scaled_divides_every_duration_and_ignores_bad_scales() {
+        let config = BreakerConfig::default().time_scaled(10.0);
+        let ms = Duration::from_millis;
+        assert_eq!(config.window, ms(1000));
+        assert_eq!(config.slow_call, ms(6000));
+        assert_eq!(config.open_base, ms(500));
+        assert_eq!(config.open_cap, ms(2000));
+        assert_eq!(config.max_hint, ms(6000));
+        assert_eq!(config.idle_eviction, ms(60_000));
+        assert_eq!(config.consecutive_failures, 5);
+        for bad in [0.0, -2.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                BreakerConfig::default().time_scaled(bad),
+                BreakerConfig::default()
+            );
+        }
     }
 }

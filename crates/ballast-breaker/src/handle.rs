@@ -31,6 +31,8 @@ pub struct KeySnapshot {
     pub consecutive_failures: u32,
     /// Trips in a row since it last closed.
     pub trips: u32,
+    /// Times it opened or latched since it was created.
+    pub opened_total: u64,
 }
 
 impl BreakerHandle {
@@ -63,6 +65,7 @@ impl BreakerHandle {
                 },
                 consecutive_failures: breaker.consecutive_failures(),
                 trips: breaker.trips(),
+                opened_total: breaker.opened(),
             });
         });
         out

@@ -56,6 +56,8 @@ pub(crate) struct KeyBreaker {
     probe_successes: AtomicU32,
     consecutive: AtomicU32,
     trips: AtomicU32,
+    /// Times opened or latched, ever.
+    opened: AtomicU64,
     window: Window,
     pub(crate) last_used: AtomicU64,
     /// Serialises the rare transitions; the closed path never takes it.
@@ -89,6 +91,7 @@ impl KeyBreaker {
             probe_successes: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
             trips: AtomicU32::new(0),
+            opened: AtomicU64::new(0),
             last_used: AtomicU64::new(now),
             transitions: Mutex::new(SmallRng::seed_from_u64(seed)),
         }
@@ -133,6 +136,10 @@ impl KeyBreaker {
 
     pub(crate) fn trips(&self) -> u32 {
         self.trips.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// Lets a call through or refuses it. Closed: one atomic load.
@@ -287,6 +294,7 @@ impl KeyBreaker {
         }
         let totals = self.window.totals(now);
         let trip = self.trips.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         let jitter = 1.0 + config.open_jitter.max(0.0) * rng.random::<f64>();
         let mut open = Duration::try_from_secs_f64(config.open_time(trip).as_secs_f64() * jitter)
             .unwrap_or(Duration::MAX);
@@ -335,6 +343,7 @@ impl KeyBreaker {
         if self.state.swap(code, Ordering::AcqRel) == code {
             return None;
         }
+        self.opened.fetch_add(1, Ordering::Relaxed);
         Some(Transition {
             from,
             to: BreakerState::Latched(reason),

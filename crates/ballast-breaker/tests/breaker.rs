@@ -98,10 +98,10 @@ async fn half_open_admits_exactly_n_probes_and_closes_after_success() {
         })
         .count();
     assert_eq!(refused, 8);
-    assert_eq!(
-        handle.get("api.x.ai", "m").unwrap().state,
-        BreakerState::Closed
-    );
+    let snapshot = handle.get("api.x.ai", "m").unwrap();
+    assert_eq!(snapshot.state, BreakerState::Closed);
+    assert_eq!(snapshot.trips, 0, "trips in a row reset on closing");
+    assert_eq!(snapshot.opened_total, 1, "but the lifetime count stays");
 }
 
 #[tokio::test(start_paused = true)]

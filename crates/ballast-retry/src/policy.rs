@@ -55,6 +55,7 @@ pub struct RetryConfig {
     max_delay: Duration,
     hint_trust: HintTrust,
     rules: [ClassRule; OutcomeClass::COUNT],
+    time_scale: f64,
 }
 
 impl RetryConfig {
@@ -81,6 +82,31 @@ impl RetryConfig {
     /// How far hints are trusted.
     pub fn hint_trust(&self) -> HintTrust {
         self.hint_trust
+    }
+
+    /// Provider seconds per real second (1.0 unless set for a simulation).
+    pub fn time_scale(&self) -> f64 {
+        self.time_scale
+    }
+
+    /// `wait`, in provider time, as a real duration.
+    fn real(&self, wait: Duration) -> Duration {
+        if self.time_scale == 1.0 {
+            wait
+        } else {
+            Duration::try_from_secs_f64(wait.as_secs_f64() / self.time_scale).unwrap_or(wait)
+        }
+    }
+
+    /// Real time elapsed since `started`, in provider time.
+    fn elapsed_since(&self, started: Instant) -> Duration {
+        let elapsed = started.elapsed();
+        if self.time_scale == 1.0 {
+            elapsed
+        } else {
+            Duration::try_from_secs_f64(elapsed.as_secs_f64() * self.time_scale)
+                .unwrap_or(Duration::MAX)
+        }
     }
 }
 
@@ -204,6 +230,11 @@ impl RetryPolicy {
     /// rate limits wait `2^n + U(0, 1)` s; 500/502/503 wait `5 + U(0, 5)` s; everything
     /// else fails at once; hints ignored; no budget, no deadline.
     pub fn naive() -> Self {
+        Self::naive_builder().build()
+    }
+
+    /// [`naive`](Self::naive)'s settings as a builder, to seed or time-scale the baseline.
+    pub fn naive_builder() -> RetryPolicyBuilder {
         let mut builder = RetryPolicyBuilder {
             rules: [ClassRule::never(); OutcomeClass::COUNT],
             ..RetryPolicyBuilder::default()
@@ -224,7 +255,6 @@ impl RetryPolicy {
             .hint_trust(HintTrust::Ignore)
             .no_deadline()
             .no_budget()
-            .build()
     }
 
     /// The configuration.
@@ -268,7 +298,7 @@ impl RetryPolicy {
         let (wait, hint_driven) = config.hint_trust.apply(backoff, hint);
         let wait = wait.min(config.max_delay);
         if let (Some(deadline), Some(started)) = (config.deadline, session.started) {
-            let remaining = deadline.saturating_sub(started.elapsed());
+            let remaining = deadline.saturating_sub(config.elapsed_since(started));
             if wait > remaining {
                 return match hint {
                     Some(asked) if hint_driven && asked > remaining => {
@@ -309,7 +339,7 @@ where
             Decision::Retry(wait) => {
                 let next = Attempt::new(self.attempts().saturating_add(1));
                 request.extensions_mut().insert(next);
-                Some(tokio::time::sleep(wait))
+                Some(tokio::time::sleep(self.shared.config.real(wait)))
             }
             Decision::Stop(_) => {
                 let attempts = self.attempts();
@@ -350,6 +380,7 @@ pub struct RetryPolicyBuilder {
     rules: [ClassRule; OutcomeClass::COUNT],
     budget: Option<(f64, u32, u32)>,
     seed: Option<u64>,
+    time_scale: f64,
 }
 
 impl Default for RetryPolicyBuilder {
@@ -392,6 +423,7 @@ impl Default for RetryPolicyBuilder {
             rules,
             budget: Some((0.1, 10, 20)),
             seed: None,
+            time_scale: 1.0,
         }
     }
 }
@@ -473,6 +505,19 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// Runs the policy against a simulated provider whose clock goes `scale` times faster
+    /// than real time (`ballast-sim`'s `time_scale`): every wait, deadline and hint stays in
+    /// provider time, and each sleep lasts `wait / scale` real time. Default 1.0; values
+    /// that are not finite and positive are read as 1.0.
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        self
+    }
+
     /// The policy.
     pub fn build(self) -> RetryPolicy {
         let seed = self
@@ -485,6 +530,7 @@ impl RetryPolicyBuilder {
                 max_delay: self.max_delay,
                 hint_trust: self.hint_trust,
                 rules: self.rules,
+                time_scale: self.time_scale,
             },
             budget: self
                 .budget

@@ -435,3 +435,53 @@ fn full_jitter_needs_far_fewer_calls_than_none_under_contention() {
         "full jitter {full} calls, no jitter {none}"
     );
 }
+
+/// Against a provider whose clock runs 60 times faster, waits and the deadline stay in
+/// provider time and each sleep lasts a sixtieth of it.
+#[tokio::test(start_paused = true)]
+async fn time_scale_divides_sleeps_and_scales_the_deadline() {
+    use tower::retry::Policy;
+    let mut policy = RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .no_budget()
+        .max_attempts(5)
+        .deadline(Duration::from_secs(120))
+        .time_scale(60.0)
+        .build();
+    assert_eq!(policy.config().time_scale(), 60.0);
+    let mut request = http::Request::new(String::new());
+    let failed = || -> Result<http::Response<()>, BoxError> {
+        Err(Box::new(ClassifiedError::new(
+            Outcome::new(OutcomeClass::ServerError),
+            None,
+        )))
+    };
+    let start = Instant::now();
+    // Server errors back off 2 s, then 4 s, in provider time: 2/60 s and 4/60 s real.
+    Policy::retry(&mut policy, &mut request, &mut failed())
+        .unwrap()
+        .await;
+    // (tokio's timer rounds up to the millisecond)
+    let near = |real: Duration, expected: Duration| {
+        real >= expected && real <= expected + Duration::from_millis(1)
+    };
+    assert!(near(Instant::now() - start, Duration::from_secs(2) / 60));
+    Policy::retry(&mut policy, &mut request, &mut failed())
+        .unwrap()
+        .await;
+    assert!(
+        near(Instant::now() - start, Duration::from_secs(6) / 60)
+            || near(
+                Instant::now() - start,
+                Duration::from_secs(6) / 60 + Duration::from_millis(1)
+            )
+    );
+    // Two real seconds are 120 provider seconds: the deadline has passed.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(Policy::retry(&mut policy, &mut request, &mut failed()).is_none());
+    // Bad scales are read as 1.0.
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let policy = RetryPolicy::builder().time_scale(bad).build();
+        assert_eq!(policy.config().time_scale(), 1.0);
+    }
+}

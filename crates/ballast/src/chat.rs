@@ -16,7 +16,7 @@ use crate::{Config, Fallback, Preset, StackService};
 /// prompts); this covers the common call and speaks each preset's dialect: OpenAI-style
 /// `chat/completions` (xAI, OpenAI, compatibles), Anthropic `messages`, Gemini
 /// `generateContent`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ChatClient<R> {
     service: StackService<R>,
     preset: Preset,
@@ -24,6 +24,19 @@ pub struct ChatClient<R> {
     model: Arc<str>,
     max_tokens: u64,
     prices: Arc<PriceTable>,
+}
+
+impl<R> Clone for ChatClient<R> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            preset: self.preset,
+            base_url: Arc::clone(&self.base_url),
+            model: Arc::clone(&self.model),
+            max_tokens: self.max_tokens,
+            prices: Arc::clone(&self.prices),
+        }
+    }
 }
 
 /// A reply.

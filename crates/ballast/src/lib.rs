@@ -51,12 +51,16 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod chat;
+#[cfg(feature = "rustls")]
+mod client;
 mod config;
 mod fallback;
 mod preset;
 mod stack;
 
 pub use chat::{ChatClient, ChatError, ChatReply};
+#[cfg(feature = "rustls")]
+pub use client::{HttpsClient, https_client};
 pub use config::{Config, ConfigError};
 pub use fallback::Fallback;
 pub use preset::Preset;

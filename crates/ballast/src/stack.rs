@@ -1,6 +1,7 @@
 //! [`StackBuilder`]: the whole Ballast stack over any HTTP client, in the right order.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballast_breaker::{BreakerConfig, BreakerHandle, BreakerLayer};
 use ballast_budget::{BudgetConfig, BudgetLayer, MemoryStore, SpendStore};
@@ -8,7 +9,7 @@ use ballast_classify::{BoxError, ClassifiedBody, ClassifyLayer};
 use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope};
 use ballast_retry::{RetryLayer, RetryPolicy};
 use http_body::Body;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::Config;
@@ -16,7 +17,7 @@ use crate::Config;
 /// The composed service: requests with `String` bodies (JSON), responses with the
 /// classifier's body. Clone it freely; clones share breakers, budget, retry budget and logs.
 pub type StackService<R> =
-    BoxCloneService<http::Request<String>, http::Response<ClassifiedBody<R>>, BoxError>;
+    BoxCloneSyncService<http::Request<String>, http::Response<ClassifiedBody<R>>, BoxError>;
 
 /// Builds the whole stack, outermost first:
 ///
@@ -36,6 +37,7 @@ pub struct StackBuilder<St = MemoryStore> {
     retry: Option<RetryPolicy>,
     store: St,
     health: HealthMonitor,
+    time_scale: f64,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -62,6 +64,7 @@ impl StackBuilder<MemoryStore> {
             retry: None,
             store: MemoryStore::new(),
             health: HealthMonitor::default(),
+            time_scale: 1.0,
         }
     }
 }
@@ -75,6 +78,7 @@ impl<St: SpendStore> StackBuilder<St> {
             retry: self.retry,
             store,
             health: self.health,
+            time_scale: self.time_scale,
         }
     }
 
@@ -87,6 +91,20 @@ impl<St: SpendStore> StackBuilder<St> {
     /// The retry policy (default: `RetryPolicy` defaults with the config's attempts).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// For demos and tests against a simulated provider whose clock runs `scale` times faster
+    /// than real time (`ballast-sim`'s `time_scale`): the attempt timeout, the default retry
+    /// policy's waits and deadline, and the breaker's windows and open times all shrink by
+    /// `scale`. A policy given to [`retry`](Self::retry) keeps its own scale
+    /// (`RetryPolicyBuilder::time_scale`). Default 1.0; leave it there against a real provider.
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
         self
     }
 
@@ -117,12 +135,16 @@ impl<St: SpendStore> StackBuilder<St> {
             BudgetConfig::daily(config.daily_budget).default_max_tokens(config.max_tokens_default),
             self.store,
         );
-        let breaker = BreakerLayer::new(self.breaker);
+        let scale = self.time_scale;
+        let breaker = BreakerLayer::new(self.breaker.time_scaled(scale));
         let retry = self.retry.unwrap_or_else(|| {
             RetryPolicy::builder()
                 .max_attempts(config.max_attempts)
+                .time_scale(scale)
                 .build()
         });
+        let timeout = Duration::try_from_secs_f64(config.request_timeout.as_secs_f64() / scale)
+            .unwrap_or(config.request_timeout);
         let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
         let spend = attempt_log.daily_spend();
         let service = ServiceBuilder::new()
@@ -131,7 +153,7 @@ impl<St: SpendStore> StackBuilder<St> {
             .layer(breaker.clone())
             .layer(budget.clone())
             .layer(attempt_log)
-            .timeout(config.request_timeout)
+            .timeout(timeout)
             .layer(ClassifyLayer::new(provider))
             .map_request(move |mut request: http::Request<String>| {
                 if let Some((name, value)) = &auth
@@ -143,11 +165,19 @@ impl<St: SpendStore> StackBuilder<St> {
             })
             .service(client.map_err(Into::into));
         Stack {
-            service: BoxCloneService::new(service),
+            service: BoxCloneSyncService::new(service),
             breaker: breaker.handle(),
             budget,
             health: self.health,
             spend,
         }
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl<St: SpendStore> StackBuilder<St> {
+    /// Composes the stack over the default client, [`https_client`](crate::https_client).
+    pub fn build_https(self) -> std::io::Result<Stack<hyper::body::Incoming, St>> {
+        Ok(self.build(crate::https_client()?))
     }
 }
