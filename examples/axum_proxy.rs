@@ -1,0 +1,206 @@
+//! An OpenAI-compatible proxy served by axum and backed by the Ballast stack.
+//!
+//! ```text
+//! cargo run --release --example axum_proxy
+//! curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \
+//!   -d '{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}]}'
+//! curl -s localhost:8080/healthz
+//! curl -s localhost:8080/metrics
+//! ```
+//!
+//! - `POST /v1/chat/completions`: the body goes upstream as it is, through retry, breaker,
+//!   budget, cost logging, timeout and classification; the answer comes back as it is
+//!   (streamed when the upstream streams). Point an OpenAI SDK at `http://127.0.0.1:8080/v1`
+//!   with any API key: the proxy drops the caller's credentials and uses its own.
+//!   Failures the caller can fix (bad request, context too long, content filtered) pass
+//!   through with the provider's own message; every other failure becomes the `Fallback`
+//!   answer (503, or 429 with `Retry-After` when the breaker is open or the budget spent),
+//!   with the detail in the log, never in the answer.
+//! - `GET /healthz`: breaker states, budget left, error rate and latency, as JSON; 503 when
+//!   a breaker is open or the budget is spent.
+//! - `GET /metrics`: Prometheus text (every `ballast_*` metric the layers record).
+//!
+//! Environment: `BALLAST_LISTEN` (default `127.0.0.1:8080`); with `XAI_API_KEY` the upstream
+//! is `XAI_BASE_URL` (default `https://api.x.ai/v1`), without it the simulated provider's bad
+//! day on loopback, in real time. `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT`
+//! as the facade reads them; `RUST_LOG` for the log (default `info`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ballast::breaker::{BreakerHandle, BreakerState};
+use ballast::budget::{BudgetLayer, MemoryStore};
+use ballast::classify::{BoxError, Outcome, OutcomeClass};
+use ballast::cost::HealthMonitor;
+use ballast::{Config, Fallback, Preset, StackBuilder, StackService};
+use ballast_sim::{Scenario, SimServer, Simulator};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tower::ServiceExt;
+
+struct App {
+    stack: StackService<hyper::body::Incoming>,
+    upstream: http::Uri,
+    breaker: BreakerHandle,
+    budget: BudgetLayer<MemoryStore>,
+    health: HealthMonitor,
+    prometheus: PrometheusHandle,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let listen: SocketAddr = match std::env::var("BALLAST_LISTEN") {
+        Ok(value) => value.trim().parse().map_err(|_| {
+            format!("BALLAST_LISTEN: expected an address such as 127.0.0.1:8080, got {value:?}")
+        })?,
+        Err(_) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
+
+    let mut config = Config::from_env(Preset::XAi)?;
+    // Kept alive for as long as the proxy runs.
+    let _simulated = if config.api_key.is_none() {
+        let server = SimServer::start(Simulator::new(Scenario::bad_day())).await?;
+        config.base_url = format!("{}/v1", server.url()).parse()?;
+        tracing::info!(upstream = %config.base_url, "no XAI_API_KEY: the upstream is the simulated provider's bad day");
+        Some(server)
+    } else {
+        tracing::info!(upstream = %config.base_url, "live upstream");
+        None
+    };
+    let upstream = format!(
+        "{}/chat/completions",
+        config.base_url.to_string().trim_end_matches('/')
+    )
+    .parse()?;
+    let stack = StackBuilder::new(config).build_https()?;
+    let app = Arc::new(App {
+        stack: stack.service,
+        upstream,
+        breaker: stack.breaker,
+        budget: stack.budget,
+        health: stack.health,
+        prometheus,
+    });
+    let router = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "ballast proxy listening");
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
+/// Forwards the body upstream through the stack and answers with what came back.
+async fn chat_completions(State(app): State<Arc<App>>, body: String) -> Response {
+    let mut request = http::Request::new(body);
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = app.upstream.clone();
+    request.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let result = app.stack.clone().oneshot(request).await;
+    let outcome = Outcome::from_result(&result);
+    match result {
+        Ok(response) if outcome.is_success() || is_callers_fault(outcome.class()) => {
+            let (mut parts, body) = response.into_parts();
+            for hop in [http::header::CONNECTION, http::header::TRANSFER_ENCODING] {
+                parts.headers.remove(hop);
+            }
+            Response::from_parts(parts, Body::new(body))
+        }
+        Ok(_) => {
+            tracing::warn!(class = %outcome.class(), status = ?outcome.status(), "upstream failed; answering with a fallback");
+            Fallback::from_outcome(&outcome)
+                .into_response()
+                .map(Body::from)
+        }
+        Err(error) => Fallback::from_error(&*error).into_response().map(Body::from),
+    }
+}
+
+/// Failures only the caller can fix: they get the provider's own answer.
+fn is_callers_fault(class: OutcomeClass) -> bool {
+    matches!(
+        class,
+        OutcomeClass::BadRequest | OutcomeClass::ContextTooLong | OutcomeClass::ContentFiltered
+    )
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let breakers: Vec<_> = app
+        .breaker
+        .snapshot()
+        .into_iter()
+        .map(|b| {
+            json!({
+                "key": b.key.to_string(),
+                "state": b.state.as_str(),
+                "calls": b.calls,
+                "failure_rate": b.failure_rate,
+                "opened_total": b.opened_total,
+            })
+        })
+        .collect();
+    let open = app
+        .breaker
+        .snapshot()
+        .iter()
+        .any(|b| !matches!(b.state, BreakerState::Closed | BreakerState::HalfOpen));
+    let (budget, spent_out) = match app.budget.readout(None).await {
+        Ok(readout) => (
+            json!({
+                "limit_usd": readout.limit.as_f64(),
+                "spent_usd": readout.spent.as_f64(),
+                "reserved_usd": readout.reserved.as_f64(),
+                "remaining_usd": readout.remaining().as_f64(),
+            }),
+            readout.remaining().picos() == 0,
+        ),
+        Err(error) => (json!({ "error": error.to_string() }), false),
+    };
+    let health = app.health.status();
+    let ok = !open && !spent_out;
+    let body = json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "breakers": breakers,
+        "budget": budget,
+        "calls": {
+            "in_window": health.calls,
+            "error_rate": health.error_rate,
+            "avg_latency_ms": health.avg_latency.as_millis() as u64,
+            "healthy": health.is_healthy(),
+        },
+    });
+    let status = if ok {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.prometheus.render(),
+    )
+        .into_response()
+}
