@@ -129,7 +129,9 @@ async fn chat_completions(State(app): State<Arc<App>>, body: String) -> Response
                 .into_response()
                 .map(Body::from)
         }
-        Err(error) => Fallback::from_error(&*error).into_response().map(Body::from),
+        Err(error) => Fallback::from_error(&*error)
+            .into_response()
+            .map(Body::from),
     }
 }
 

@@ -3,8 +3,10 @@
 //! The facade over the Ballast layers: provider [`Preset`]s, a checked [`Config`] read from
 //! the environment (the story's `XAI_API_KEY`, `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT`,
 //! `REQUEST_TIMEOUT`), a [`StackBuilder`] that composes every layer in the right order over
-//! any HTTP client service, and the [`Fallback`] that turns any failure into a user-safe HTTP
-//! answer. The layer crates are re-exported for custom stacks.
+//! any HTTP client service (hyper-util's with rustls by default: [`https_client`],
+//! [`StackBuilder::build_https`]), a typed [`ChatClient`] on top, and the [`Fallback`] that
+//! turns any failure into a user-safe HTTP answer. The layer crates are re-exported for
+//! custom stacks.
 //!
 //! # Example
 //!
