@@ -1,0 +1,316 @@
+//! Per-request overhead of each Ballast layer and of the whole stack over a ready in-process
+//! service answering a 2 KB chat completion, side by side with the bare service, tower's own
+//! Retry + TpsBudget + Timeout, and the peers people would pick instead: `tower-resilience`
+//! (circuit breaker + retry), `recloser` and `failsafe` (breakers). At 1 and 2 worker
+//! threads, 64 tasks each. Before the timings, allocations per request of each stack (a
+//! counting global allocator, one thread).
+//!
+//! ```text
+//! cargo bench -p ballast-benches --bench stack
+//! ```
+// criterion's macros define public, undocumented functions.
+#![allow(missing_docs)]
+
+use std::alloc::System;
+use std::convert::Infallible;
+use std::future::Ready;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ballast::{Config, Preset, StackBuilder};
+use ballast_benches::{response, success_body_2kb};
+use ballast_breaker::{BreakerConfig, BreakerLayer};
+use ballast_budget::{BudgetConfig, BudgetLayer};
+use ballast_classify::{BoxError, ClassifyLayer, Provider};
+use ballast_cost::{CostLogLayer, Scope, Usd};
+use ballast_retry::{RetryLayer, RetryPolicy};
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use failsafe::futures::CircuitBreaker as _;
+use http_body_util::Full;
+use recloser::{AsyncRecloser, Recloser};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const TASKS: u64 = 64;
+const URL: &str = "https://api.x.ai/v1/chat/completions";
+const BODY: &str = r#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"Refactor this"}],"max_tokens":500}"#;
+
+type Request = http::Request<String>;
+type Stack = BoxCloneSyncService<Request, (), BoxError>;
+
+fn request() -> Request {
+    http::Request::post(URL)
+        .header("content-type", "application/json")
+        .body(String::from(BODY))
+        .unwrap_or_default()
+}
+
+/// The provider: ready at once, a 2 KB chat completion every time.
+fn bare() -> impl Service<
+    Request,
+    Response = http::Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<Full<Bytes>>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let body = success_body_2kb();
+    tower::service_fn(move |_request: Request| {
+        let body = body.clone();
+        async move { Ok::<_, Infallible>(response(200, body).map(Full::new)) }
+    })
+}
+
+/// Boxes a stack, dropping its response after reading it (every stack pays the same box).
+fn boxed<S, R: 'static>(service: S) -> Stack
+where
+    S: Service<Request, Response = R> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(service.map_response(drop).map_err(Into::into))
+}
+
+/// A tower retry policy over tower's `TpsBudget`: retry errors while the budget allows.
+#[derive(Clone)]
+struct TowerPolicy(Arc<TpsBudget>);
+
+impl<Res, E> tower::retry::Policy<Request, Res, E> for TowerPolicy {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Request, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Ok(_) => {
+                self.0.deposit();
+                None
+            }
+            Err(_) => self.0.withdraw().then(|| std::future::ready(())),
+        }
+    }
+
+    fn clone_request(&mut self, request: &Request) -> Option<Request> {
+        let mut clone = http::Request::new(request.body().clone());
+        *clone.method_mut() = request.method().clone();
+        *clone.uri_mut() = request.uri().clone();
+        *clone.headers_mut() = request.headers().clone();
+        Some(clone)
+    }
+}
+
+/// `http::Request` is not `Clone`; tower-resilience's retry needs a request that is.
+#[derive(Clone)]
+struct CloneableRequest(Arc<(http::Method, http::Uri, http::HeaderMap, String)>);
+
+impl From<Request> for CloneableRequest {
+    fn from(request: Request) -> Self {
+        let (parts, body) = request.into_parts();
+        Self(Arc::new((parts.method, parts.uri, parts.headers, body)))
+    }
+}
+
+impl CloneableRequest {
+    fn to_request(&self) -> Request {
+        let (method, uri, headers, body) = &*self.0;
+        let mut request = http::Request::new(body.clone());
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers.clone();
+        request
+    }
+}
+
+/// Every stack measured, by name.
+fn stacks() -> Vec<(&'static str, Stack)> {
+    let provider = Provider::XAi;
+    let budget = || BudgetLayer::new(BudgetConfig::daily(Usd::from_dollars(1_000_000)));
+    let retry = || RetryLayer::new(RetryPolicy::default());
+    let breaker = || BreakerLayer::new(BreakerConfig::default());
+    let classify = || ClassifyLayer::new(provider);
+    let mut out: Vec<(&'static str, Stack)> = vec![
+        ("bare", boxed(bare())),
+        ("classify", boxed(classify().layer(bare()))),
+        (
+            "classify+cost_log",
+            boxed(
+                ServiceBuilder::new()
+                    .layer(CostLogLayer::new(provider, Scope::Attempt))
+                    .layer(classify())
+                    .service(bare()),
+            ),
+        ),
+        (
+            "retry",
+            boxed(
+                ServiceBuilder::new()
+                    .layer(retry())
+                    .map_err(|never: Infallible| -> BoxError { match never {} })
+                    .service(bare()),
+            ),
+        ),
+        (
+            "breaker",
+            boxed(ServiceBuilder::new().layer(breaker()).service(bare())),
+        ),
+        (
+            "budget",
+            boxed(ServiceBuilder::new().layer(budget()).service(bare())),
+        ),
+        (
+            "ballast_bookkeeping",
+            boxed(
+                ServiceBuilder::new()
+                    .layer(CostLogLayer::new(provider, Scope::Call))
+                    .layer(retry())
+                    .layer(breaker())
+                    .layer(budget())
+                    .layer(CostLogLayer::new(provider, Scope::Attempt))
+                    .layer(classify())
+                    .service(bare()),
+            ),
+        ),
+    ];
+    let mut config = Config::new(Preset::XAi);
+    config.daily_budget = Usd::from_dollars(1_000_000);
+    out.push((
+        "ballast_facade",
+        boxed(StackBuilder::new(config).build(bare()).service),
+    ));
+    out.push((
+        "tower_retry_tpsbudget_timeout",
+        boxed(
+            ServiceBuilder::new()
+                .retry(TowerPolicy(Arc::new(TpsBudget::default())))
+                .timeout(Duration::from_secs(90))
+                .service(bare()),
+        ),
+    ));
+    let resilience_breaker = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .build()
+        .ok();
+    let resilience_retry = tower_resilience::retry::RetryLayer::<
+        CloneableRequest,
+        http::Response<Full<Bytes>>,
+        Infallible,
+    >::builder()
+    .max_attempts(3)
+    .exponential_backoff(Duration::from_millis(100))
+    .build();
+    if let Some(resilience_breaker) = resilience_breaker {
+        let inner = ServiceBuilder::new()
+            .layer(resilience_retry)
+            .map_request(|request: CloneableRequest| request.to_request())
+            .service(bare());
+        out.push((
+            "tower_resilience_breaker_retry",
+            boxed(
+                ServiceBuilder::new()
+                    .map_request(CloneableRequest::from)
+                    .layer(resilience_breaker)
+                    .service(inner),
+            ),
+        ));
+    }
+    let recloser = AsyncRecloser::from(Recloser::default());
+    out.push((
+        "recloser",
+        boxed(tower::service_fn(move |request: Request| {
+            let mut inner = bare();
+            let call = recloser.call(async move { inner.call(request).await });
+            async move { call.await.map_err(|e| BoxError::from(format!("{e:?}"))) }
+        })),
+    ));
+    let failsafe = failsafe::Config::new().build();
+    out.push((
+        "failsafe",
+        boxed(tower::service_fn(move |request: Request| {
+            let mut inner = bare();
+            let call = failsafe.call(async move { inner.call(request).await });
+            async move { call.await.map_err(|e| BoxError::from(format!("{e:?}"))) }
+        })),
+    ));
+    out
+}
+
+/// Runs `iters` calls split over `TASKS` tasks on `threads` workers; returns the wall time.
+fn run(threads: usize, service: &Stack, iters: u64) -> Duration {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| panic!("a runtime: {e}"));
+    let per_task = iters.div_ceil(TASKS);
+    let service = service.clone();
+    runtime.block_on(async move {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let _ = service.clone().oneshot(request()).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        start.elapsed()
+    })
+}
+
+/// Allocations and bytes per request, one thread, after a warm-up.
+fn allocations() {
+    const CALLS: u64 = 2_000;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| panic!("a runtime: {e}"));
+    eprintln!("\nallocations per request (one thread, {CALLS} calls after a warm-up):");
+    eprintln!("  {:<32} {:>8} {:>10}", "stack", "allocs", "bytes");
+    for (name, service) in stacks() {
+        let (allocs, bytes) = runtime.block_on(async {
+            for _ in 0..100 {
+                let _ = service.clone().oneshot(request()).await;
+            }
+            let region = Region::new(GLOBAL);
+            for _ in 0..CALLS {
+                let _ = service.clone().oneshot(request()).await;
+            }
+            let change = region.change();
+            (change.allocations, change.bytes_allocated)
+        });
+        eprintln!(
+            "  {name:<32} {:>8.1} {:>10.0}",
+            allocs as f64 / CALLS as f64,
+            bytes as f64 / CALLS as f64
+        );
+    }
+    eprintln!();
+}
+
+fn overhead(c: &mut Criterion) {
+    allocations();
+    let stacks = stacks();
+    for threads in [1, 2] {
+        let mut group = c.benchmark_group(format!("stack_{threads}_threads"));
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(3));
+        for (name, service) in &stacks {
+            group.bench_function(*name, |b| {
+                b.iter_custom(|iters| run(threads, service, iters))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);
