@@ -269,11 +269,7 @@ fn actual_cost<St, R: InspectBody>(
     estimate: Usd,
 ) -> Usd {
     let outcome = Outcome::from_result(result);
-    let usage = result
-        .as_ref()
-        .ok()
-        .and_then(|response| response.body().inspect())
-        .and_then(Usage::from_body);
+    let usage = result.as_ref().ok().and_then(Usage::of_response);
     match usage {
         Some(usage) => shared.config.prices.cost(model, &usage).0,
         None if outcome.is_success() || outcome.class() == OutcomeClass::Timeout => estimate,

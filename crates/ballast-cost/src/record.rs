@@ -47,10 +47,10 @@ impl Finished {
         shared: &Shared,
         started: Started,
         outcome: Outcome,
+        usage: Option<Usage>,
         body: Option<&[u8]>,
         attempts: u32,
     ) -> Self {
-        let usage = body.and_then(Usage::from_body);
         let (cost, source) = match &usage {
             Some(usage) => {
                 let (cost, source) = shared.prices.cost(started.model.as_deref(), usage);

@@ -10,9 +10,9 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use crate::CallSpend;
 use crate::layer::{Scope, Shared};
 use crate::record::{Finished, Started};
+use crate::{CallSpend, Usage};
 
 /// Logs and counts every call through it; see [`CostLogLayer`](crate::CostLogLayer).
 #[derive(Debug, Clone)]
@@ -102,17 +102,25 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx)).map_err(Into::into);
+        let mut result = ready!(this.inner.poll(cx)).map_err(Into::into);
         if let Some(started) = this.started.take() {
             let outcome = Outcome::from_result(&result);
-            let (body, attempts) = match &result {
-                Ok(response) => (
-                    response.body().inspect(),
-                    Attempt::of_response(response).get(),
-                ),
-                Err(_) => (None, started.attempt),
+            let (usage, body, attempts) = match &mut result {
+                Ok(response) => {
+                    let usage = Usage::of_response(response);
+                    if let Some(usage) = usage {
+                        // Read once: the layers above take it from here.
+                        response.extensions_mut().insert(usage);
+                    }
+                    (
+                        usage,
+                        response.body().inspect(),
+                        Attempt::of_response(response).get(),
+                    )
+                }
+                Err(_) => (None, None, started.attempt),
             };
-            Finished::new(this.shared, started, outcome, body, attempts).emit(this.shared);
+            Finished::new(this.shared, started, outcome, usage, body, attempts).emit(this.shared);
         }
         Poll::Ready(result)
     }

@@ -1,6 +1,6 @@
 //! [`Usage`]: token counts from a response body, in every provider's convention.
 
-use ballast_classify::json;
+use ballast_classify::{InspectBody, json};
 use serde::Deserialize;
 
 use crate::Usd;
@@ -42,7 +42,19 @@ impl Usage {
             .saturating_add(self.cache_write_tokens)
     }
 
-    /// Reads usage from a response body, parsing only the usage object.
+    /// The usage of `response`: the one an inner layer already read (a `Usage` in the
+    /// response's extensions), else read from its buffered body. The first Ballast layer to
+    /// read it (the attempt logger, in the facade's order) stores it there, so a 2 KB body is
+    /// parsed once per attempt, not once per layer.
+    pub fn of_response<B: InspectBody>(response: &http::Response<B>) -> Option<Self> {
+        if let Some(usage) = response.extensions().get::<Usage>() {
+            return Some(*usage);
+        }
+        response.body().inspect().and_then(Self::from_body)
+    }
+
+    /// Reads usage from a response body, parsing only the usage object; `None` when the
+    /// body has none or it cannot be read.
     pub fn from_body(body: &[u8]) -> Option<Self> {
         if let Some(raw) = json::top_level(body, "usage") {
             let usage: RawUsage = serde_json::from_slice(raw).ok()?;
@@ -237,6 +249,23 @@ mod tests {
             (odd.input_tokens, odd.cached_input_tokens),
             (0, 5),
             "cached never exceeds prompt"
+        );
+    }
+
+    #[test]
+    fn a_usage_read_by_an_inner_layer_is_not_read_again() {
+        let body = br#"{"usage":{"prompt_tokens":10,"completion_tokens":5}}"#;
+        let mut response = http::Response::new(&body[..]);
+        assert_eq!(Usage::of_response(&response).unwrap().output_tokens, 5);
+        let stored = Usage {
+            output_tokens: 7,
+            ..Usage::default()
+        };
+        response.extensions_mut().insert(stored);
+        assert_eq!(
+            Usage::of_response(&response),
+            Some(stored),
+            "the extension wins"
         );
     }
 }
