@@ -33,6 +33,7 @@ async fn main() -> Result<(), BoxError> {
             leave_bad: 1.0,
             fail_when_good: 0.1,
             fail_when_bad: 0.1,
+            step: None,
         },
         latency: Latency {
             base: Duration::from_millis(20),

@@ -91,7 +91,8 @@ impl Window {
 
     pub(crate) fn totals(&self, now: u64) -> Totals {
         let current = self.period(now);
-        let oldest = current.saturating_sub(self.buckets.len() as u64 - 1);
+        // Periods start at 1: 0 marks a bucket cleared (its counters are stale until reused).
+        let oldest = current.saturating_sub(self.buckets.len() as u64 - 1).max(1);
         let mut totals = Totals::default();
         for bucket in self.buckets.iter() {
             let period = bucket.period.load(Ordering::Acquire);
@@ -118,6 +119,22 @@ mod tests {
     use super::*;
 
     const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_cleared_window_counts_nothing_from_before() {
+        let window = Window::new(3, 5 * SEC);
+        window.record(0, true, false);
+        window.clear();
+        window.record(6 * SEC, false, true);
+        assert_eq!(
+            window.totals(6 * SEC),
+            Totals {
+                calls: 1,
+                failures: 0,
+                slow: 1,
+            }
+        );
+    }
 
     #[test]
     fn old_buckets_fall_out() {

@@ -39,7 +39,7 @@
 //! // A provider that fails half its calls with a 5xx; with this seed, the first one.
 //! let provider = SimServer::start(Simulator::new(Scenario {
 //!     seed: 3,
-//!     server_errors: BurstModel { enter_bad: 0.0, leave_bad: 1.0, fail_when_good: 0.5, fail_when_bad: 0.5 },
+//!     server_errors: BurstModel { enter_bad: 0.0, leave_bad: 1.0, fail_when_good: 0.5, fail_when_bad: 0.5, step: None },
 //!     latency: Latency::INSTANT,
 //!     ..Scenario::healthy()
 //! }))

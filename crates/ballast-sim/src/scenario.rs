@@ -150,6 +150,7 @@ impl Scenario {
                 leave_bad: 0.15,
                 fail_when_good: 0.02,
                 fail_when_bad: 0.6,
+                step: None,
             },
             hangs: Hangs {
                 probability: 0.01,
@@ -228,8 +229,11 @@ pub enum HintStyle {
     Fixed(Duration),
 }
 
-/// Server errors as a two-state Markov chain, stepped once per request: in the good state
-/// requests fail with `fail_when_good`, in the bad state with `fail_when_bad`.
+/// Server errors as a two-state Markov chain: in the good state requests fail with
+/// `fail_when_good`, in the bad state with `fail_when_bad`. The chain steps once per request
+/// (`step: None`), or once per `step` of simulated time, as a provider's bad spells last
+/// whether or not anyone is calling (a client that stops calling does not end a burst
+/// sooner, nor make it last longer).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BurstModel {
     /// Chance per request of moving from good to bad.
@@ -240,6 +244,9 @@ pub struct BurstModel {
     pub fail_when_good: f64,
     /// Failure chance in the bad state.
     pub fail_when_bad: f64,
+    /// `None`: the chain steps on each request (the probabilities are per request).
+    /// `Some(d)`: it steps every `d` of simulated time (the probabilities are per `d`).
+    pub step: Option<Duration>,
 }
 
 impl BurstModel {
@@ -249,6 +256,7 @@ impl BurstModel {
         leave_bad: 1.0,
         fail_when_good: 0.0,
         fail_when_bad: 0.0,
+        step: None,
     };
 }
 

@@ -49,6 +49,8 @@ struct State {
     rng: StdRng,
     bucket: Bucket,
     burst_bad: bool,
+    /// Simulated time the burst chain has been stepped to.
+    burst_stepped: Duration,
     billed: u64,
     entries: Vec<LedgerEntry>,
     /// Arrival times of the last minute's requests, for the (lying) advertised headers.
@@ -104,6 +106,7 @@ impl Simulator {
                 rpm: None,
             },
             burst_bad: false,
+            burst_stepped: Duration::ZERO,
             billed: 0,
             entries: Vec::new(),
             recent: VecDeque::new(),
@@ -295,12 +298,25 @@ impl Simulator {
         }
 
         let burst = scenario.server_errors;
-        let roll: f64 = state.rng.random();
-        state.burst_bad = if state.burst_bad {
-            roll >= burst.leave_bad
-        } else {
-            roll < burst.enter_bad
+        let steps = match burst.step {
+            None => 1,
+            Some(step) => {
+                let step = step.max(Duration::from_millis(1));
+                let due = now.saturating_sub(state.burst_stepped);
+                let steps = due.as_nanos() / step.as_nanos();
+                state.burst_stepped += step * u32::try_from(steps).unwrap_or(u32::MAX);
+                // A long quiet spell has long forgotten the state it started in.
+                steps.min(10_000) as u32
+            }
         };
+        for _ in 0..steps {
+            let roll: f64 = state.rng.random();
+            state.burst_bad = if state.burst_bad {
+                roll >= burst.leave_bad
+            } else {
+                roll < burst.enter_bad
+            };
+        }
         let fail_chance = if state.burst_bad {
             burst.fail_when_bad
         } else {

@@ -68,6 +68,7 @@ pub fn flaky_scenario() -> impl Strategy<Value = Scenario> {
                     leave_bad: 0.3,
                     fail_when_good: fail / 5.0,
                     fail_when_bad: fail,
+                    step: None,
                 },
                 hangs: Hangs {
                     probability: hang,

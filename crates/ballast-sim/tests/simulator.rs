@@ -477,3 +477,38 @@ fn extreme_knobs_saturate_instead_of_panicking() {
         assert_eq!(ledger.entries()[0].billed_ticks, u64::MAX);
     }
 }
+
+/// A burst chain stepped by time flips with the clock, not with the requests: here it
+/// changes state every second (both probabilities 1), whoever calls.
+#[test]
+fn time_stepped_bursts_follow_the_clock_not_the_requests() {
+    let scenario = Scenario {
+        server_errors: ballast_sim::BurstModel {
+            enter_bad: 1.0,
+            leave_bad: 1.0,
+            fail_when_good: 0.0,
+            fail_when_bad: 1.0,
+            step: Some(Duration::from_secs(1)),
+        },
+        latency: Latency::INSTANT,
+        ..Scenario::healthy()
+    };
+    let statuses = ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let sim = Simulator::new(scenario);
+        let mut statuses = Vec::new();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for _ in 0..4 {
+            // Two requests in the same second see the same state.
+            statuses.push(send(sim.clone(), chat(10)).await.status);
+            statuses.push(send(sim.clone(), chat(10)).await.status);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        statuses
+    });
+    let failed: Vec<bool> = statuses.iter().map(|s| *s >= 500).collect();
+    assert_eq!(
+        failed,
+        [false, false, true, true, false, false, true, true],
+        "{statuses:?}"
+    );
+}

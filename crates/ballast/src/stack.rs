@@ -38,6 +38,7 @@ pub struct StackBuilder<St = MemoryStore> {
     store: St,
     health: HealthMonitor,
     time_scale: f64,
+    seed: Option<u64>,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -65,6 +66,7 @@ impl StackBuilder<MemoryStore> {
             store: MemoryStore::new(),
             health: HealthMonitor::default(),
             time_scale: 1.0,
+            seed: None,
         }
     }
 }
@@ -79,6 +81,7 @@ impl<St: SpendStore> StackBuilder<St> {
             store,
             health: self.health,
             time_scale: self.time_scale,
+            seed: self.seed,
         }
     }
 
@@ -105,6 +108,13 @@ impl<St: SpendStore> StackBuilder<St> {
         } else {
             1.0
         };
+        self
+    }
+
+    /// Seeds the breaker's and the default retry policy's jitter, for reproducible runs
+    /// (tests, the scoreboard). Default: random.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
         self
     }
 
@@ -136,12 +146,21 @@ impl<St: SpendStore> StackBuilder<St> {
             self.store,
         );
         let scale = self.time_scale;
-        let breaker = BreakerLayer::new(self.breaker.time_scaled(scale));
+        let breaker_config = self.breaker.time_scaled(scale);
+        let breaker = match self.seed {
+            Some(seed) => BreakerLayer::with_seed(breaker_config, seed),
+            None => BreakerLayer::new(breaker_config),
+        };
+        let seed = self.seed;
         let retry = self.retry.unwrap_or_else(|| {
-            RetryPolicy::builder()
+            let builder = RetryPolicy::builder()
                 .max_attempts(config.max_attempts)
-                .time_scale(scale)
-                .build()
+                .time_scale(scale);
+            match seed {
+                Some(seed) => builder.seed(seed),
+                None => builder,
+            }
+            .build()
         });
         let timeout = Duration::try_from_secs_f64(config.request_timeout.as_secs_f64() / scale)
             .unwrap_or(config.request_timeout);
