@@ -14,7 +14,8 @@
 //! `Fallback` names (at least 1 s), for up to 15 minutes; any other failure, or running out
 //! of those 15 minutes, loses the item. A spent budget refuses items (counted apart).
 //!
-//! Policies: Ballast's defaults (the facade's `StackBuilder`); the story's naive retry;
+//! Policies: Ballast's defaults (the facade's `StackBuilder`, with the adaptive throttle the
+//! xAI preset turns on), and the same without the throttle; the story's naive retry;
 //! tower's `Retry` with its default `TpsBudget` (no backoff, as tower ships it); no retry;
 //! `tower-resilience` as its docs show (retry: 3 attempts, exponential from 100 ms; circuit
 //! breaker: 50% of 100 calls, 30 s open), and its AIMD adaptive limiter (initial 10, 1 to
@@ -143,6 +144,7 @@ fn cases() -> Vec<Case> {
 #[derive(Clone, Copy, PartialEq)]
 enum Policy {
     Ballast,
+    BallastNoThrottle,
     Naive,
     TowerRetry,
     TowerResilience,
@@ -152,8 +154,9 @@ enum Policy {
 }
 
 impl Policy {
-    const ALL: [Policy; 7] = [
+    const ALL: [Policy; 8] = [
         Policy::Ballast,
+        Policy::BallastNoThrottle,
         Policy::Naive,
         Policy::TowerRetry,
         Policy::TowerResilience,
@@ -165,6 +168,7 @@ impl Policy {
     fn name(self) -> &'static str {
         match self {
             Policy::Ballast => "ballast",
+            Policy::BallastNoThrottle => "ballast_no_throttle",
             Policy::Naive => "naive_retry",
             Policy::TowerRetry => "tower_retry_tpsbudget",
             Policy::TowerResilience => "tower_resilience",
@@ -337,10 +341,17 @@ fn limit_at(schedule: &[LimitStep], at: Duration) -> Option<u32> {
 fn stack(policy: Policy, case: &Case, sim: &Simulator, seed: u64) -> Stack {
     let scale = policy.scale();
     match policy {
-        Policy::Ballast | Policy::Oracle => {
+        Policy::Ballast | Policy::BallastNoThrottle | Policy::Oracle => {
             let mut config = Config::new(Preset::XAi);
             config.daily_budget = case.budget;
-            let stack = StackBuilder::new(config).seed(seed).build(sim.clone());
+            let builder = StackBuilder::new(config).seed(seed);
+            // The oracle paces itself: the learned throttle would only get in its way.
+            let builder = if policy == Policy::Ballast {
+                builder
+            } else {
+                builder.no_throttle()
+            };
+            let stack = builder.build(sim.clone());
             let stack = outcomes(stack.service, ballast_outcome);
             if policy == Policy::Oracle {
                 paced(stack, case.scenario.hidden_limit.clone(), Instant::now())
@@ -740,6 +751,8 @@ fn main() {
                         "calls": row.calls,
                         "items": row.items,
                         "clock": if policy.scale() == 1.0 { "paused" } else { "real x600" },
+                        "successes_per_minute": row.minutes.iter().map(|m| m.0).collect::<Vec<_>>(),
+                        "rate_limited_per_minute": row.minutes.iter().map(|m| m.1).collect::<Vec<_>>(),
                     })
                 );
             }

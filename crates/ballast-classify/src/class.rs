@@ -62,13 +62,17 @@ pub enum OutcomeClass {
     /// A local spend cap refused the call: nothing was sent. Its error says when the budget
     /// window turns.
     BudgetExceeded,
+    /// A local rate limiter refused the call: its queue was full, or the call would have
+    /// waited longer than allowed for its turn. Nothing was sent. Its error says when a turn
+    /// is likely.
+    Throttled,
     /// Nothing above fits.
     Unknown,
 }
 
 impl OutcomeClass {
     /// Every class, in declaration order (handy for metrics tables and exhaustive tests).
-    pub const ALL: [OutcomeClass; 15] = [
+    pub const ALL: [OutcomeClass; 16] = [
         Self::Success,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -83,6 +87,7 @@ impl OutcomeClass {
         Self::InvalidResponse,
         Self::CircuitOpen,
         Self::BudgetExceeded,
+        Self::Throttled,
         Self::Unknown,
     ];
 
@@ -145,6 +150,7 @@ impl OutcomeClass {
             Self::InvalidResponse => "invalid_response",
             Self::CircuitOpen => "circuit_open",
             Self::BudgetExceeded => "budget_exceeded",
+            Self::Throttled => "throttled",
             Self::Unknown => "unknown",
         }
     }
@@ -240,7 +246,7 @@ mod tests {
         for (i, class) in OutcomeClass::ALL.into_iter().enumerate() {
             assert_eq!(class.index(), i);
         }
-        assert_eq!(OutcomeClass::COUNT, 15);
+        assert_eq!(OutcomeClass::COUNT, 16);
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub enum HintSource {
     CircuitBreaker,
     /// A local spend cap: when its budget window turns.
     BudgetWindow,
+    /// A local rate limiter: when its queue is likely to have a turn.
+    Throttle,
 }
 
 impl HintSource {
@@ -114,6 +116,7 @@ impl HintSource {
             Self::Message => "message",
             Self::CircuitBreaker => "circuit_breaker",
             Self::BudgetWindow => "budget_window",
+            Self::Throttle => "throttle",
         }
     }
 }

@@ -46,7 +46,7 @@ impl Fallback {
                 StatusCode::TOO_MANY_REQUESTS,
                 "The AI budget for today is used up. Please try again later.",
             ),
-            RateLimited => (
+            RateLimited | Throttled => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "The AI service is busy. Please try again in a moment.",
             ),
@@ -81,10 +81,12 @@ impl Fallback {
             ),
         };
         let retry_after = match class {
-            CircuitOpen | BudgetExceeded | RateLimited | Overloaded | ServerError => outcome
-                .wait_hint()
-                .map(|hint| hint.delay())
-                .or((class == CircuitOpen).then_some(Duration::from_secs(5))),
+            CircuitOpen | BudgetExceeded | RateLimited | Throttled | Overloaded | ServerError => {
+                outcome
+                    .wait_hint()
+                    .map(|hint| hint.delay())
+                    .or((class == CircuitOpen).then_some(Duration::from_secs(5)))
+            }
             _ => None,
         };
         Self {

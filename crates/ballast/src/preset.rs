@@ -81,6 +81,15 @@ impl Preset {
     pub const fn limits_lie(self) -> bool {
         matches!(self, Self::XAi)
     }
+
+    /// The request rate the provider documents for the default model, where it publishes
+    /// one for everyone: where the throttle starts before it learns the real one.
+    pub const fn documented_rpm(self) -> Option<u32> {
+        match self {
+            Self::XAi => Some(480),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +112,7 @@ mod tests {
             }
         }
         assert!(Preset::XAi.limits_lie());
+        assert_eq!(Preset::XAi.documented_rpm(), Some(480));
         assert_eq!(Preset::Gemini.provider(), Provider::Gemini);
     }
 }

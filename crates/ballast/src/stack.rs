@@ -8,6 +8,7 @@ use ballast_budget::{BudgetConfig, BudgetLayer, MemoryStore, SpendStore};
 use ballast_classify::{BoxError, ClassifiedBody, ClassifyLayer};
 use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope};
 use ballast_retry::{RetryLayer, RetryPolicy};
+use ballast_throttle::{ThrottleConfig, ThrottleHandle, ThrottleLayer};
 use http_body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -22,11 +23,13 @@ pub type StackService<R> =
 /// Builds the whole stack, outermost first:
 ///
 /// ```text
-/// cost log (call) -> retry -> breaker -> budget -> cost log (attempt) -> timeout -> classify -> auth -> client
+/// cost log (call) -> retry -> breaker -> throttle -> budget -> cost log (attempt) -> timeout -> classify -> auth -> client
 /// ```
 ///
 /// The call logger sees what the caller sees; retry decides on each attempt's outcome; the
-/// breaker answers at once while open (before any budget is reserved); the budget guard
+/// breaker answers at once while open (before any budget is reserved or turn taken); the
+/// throttle sends each attempt at its turn and learns the real rate limit from the
+/// answers (on by default for presets whose documented limits lie); the budget guard
 /// reserves each attempt's worst case and settles its cost; the attempt logger counts every
 /// billed attempt; the timeout bounds each attempt including its body; the classifier gives
 /// every layer above its verdict; the API key is set last, on the wire only.
@@ -39,6 +42,7 @@ pub struct StackBuilder<St = MemoryStore> {
     health: HealthMonitor,
     time_scale: f64,
     seed: Option<u64>,
+    throttle: Option<ThrottleConfig>,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -54,12 +58,20 @@ pub struct Stack<R, St = MemoryStore> {
     pub health: HealthMonitor,
     /// Today's spend as the attempt logger counted it.
     pub spend: Arc<DailySpend>,
+    /// The throttle's pace and queue, when there is a throttle.
+    pub throttle: Option<ThrottleHandle>,
 }
 
 impl StackBuilder<MemoryStore> {
     /// A builder from `config`, with the budget in memory.
     pub fn new(config: Config) -> Self {
+        let throttle = config
+            .preset
+            .documented_rpm()
+            .filter(|_| config.preset.limits_lie())
+            .map(|rpm| ThrottleConfig::starting_at(f64::from(rpm)));
         Self {
+            throttle,
             config,
             breaker: BreakerConfig::default(),
             retry: None,
@@ -82,7 +94,21 @@ impl<St: SpendStore> StackBuilder<St> {
             health: self.health,
             time_scale: self.time_scale,
             seed: self.seed,
+            throttle: self.throttle,
         }
+    }
+
+    /// Paces attempts with an adaptive throttle (on by default, starting at the documented
+    /// rate, for presets whose limits lie: `Preset::limits_lie`).
+    pub fn throttle(mut self, config: ThrottleConfig) -> Self {
+        self.throttle = Some(config);
+        self
+    }
+
+    /// No throttle.
+    pub fn no_throttle(mut self) -> Self {
+        self.throttle = None;
+        self
     }
 
     /// Breaker settings (defaults: see `BreakerConfig`).
@@ -164,12 +190,16 @@ impl<St: SpendStore> StackBuilder<St> {
         });
         let timeout = Duration::try_from_secs_f64(config.request_timeout.as_secs_f64() / scale)
             .unwrap_or(config.request_timeout);
+        let throttle = self
+            .throttle
+            .map(|config| ThrottleLayer::new(config.time_scaled(scale)));
         let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
         let spend = attempt_log.daily_spend();
         let service = ServiceBuilder::new()
             .layer(CostLogLayer::new(provider, Scope::Call).health(self.health.clone()))
             .layer(RetryLayer::new(retry))
             .layer(breaker.clone())
+            .option_layer(throttle.clone())
             .layer(budget.clone())
             .layer(attempt_log)
             .timeout(timeout)
@@ -189,6 +219,7 @@ impl<St: SpendStore> StackBuilder<St> {
             budget,
             health: self.health,
             spend,
+            throttle: throttle.map(|layer| layer.handle()),
         }
     }
 }

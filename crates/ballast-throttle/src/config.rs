@@ -1,0 +1,116 @@
+//! [`ThrottleConfig`]: where the pace starts, how it learns, how long callers may wait.
+
+use std::time::Duration;
+
+/// Everything a throttle is configured with. Rates are in requests per minute, the unit
+/// providers publish their limits in. Start from [`ThrottleConfig::starting_at`] and change
+/// what you need; every field is public.
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | `start_rpm` | given | the advertised limit, or what you know; the pace comes down within seconds if it is too high |
+/// | `min_rpm` / `max_rpm` | 1 / `start_rpm` x 4 | the pace never leaves these bounds |
+/// | `decrease` | 0.9 | on a 429 the pace drops by 10%: under a limit it just crossed, and under one that fell by a third after four 429 episodes |
+/// | `pause` | 1.5 s | and no turn is given for this long: a provider that counts rejected calls against the limit has gone into debt, and sending on at any rate keeps it there (1.5 s refills one second of tokens plus one) |
+/// | `cooldown` | 3 s | 429s within this time of a decrease answer calls sent before it took effect: answered once |
+/// | `recover_per_sec` | 0.08 | before the first 429 the pace climbs 8% a second: a start below the limit finds it within seconds |
+/// | `hold` / `probe_per_sec` | 10 s / 0.005 | after a 429 the pace holds for 10 s, then probes 0.5% a second: a limit that rose by a third is found within about a minute, at about one 429 every half minute while the limit stays |
+/// | `max_wait` / `max_queue` | 60 s / 1024 | a call waits in line at most this long, and at most this many wait; past either it is refused (`throttled`) at once |
+/// | `use_headers` | true | `x-ratelimit-remaining-*` / `-reset-*` and `anthropic-ratelimit-*` slow the pace before the 429 (never speed it up: they may lie) |
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThrottleConfig {
+    /// The pace at the start.
+    pub start_rpm: f64,
+    /// The slowest pace.
+    pub min_rpm: f64,
+    /// The fastest pace, whatever the provider seems to accept.
+    pub max_rpm: f64,
+    /// The pace is multiplied by this on a rate-limited answer.
+    pub decrease: f64,
+    /// No turn is given for this long after a rate-limited answer.
+    pub pause: Duration,
+    /// Rate-limited answers within this time of a decrease do not decrease again.
+    pub cooldown: Duration,
+    /// Growth per second of successes before the first rate-limited answer.
+    pub recover_per_sec: f64,
+    /// After a decrease, how long the pace holds before probing again.
+    pub hold: Duration,
+    /// Growth per second of successes after `hold`.
+    pub probe_per_sec: f64,
+    /// The longest a call may wait for its turn.
+    pub max_wait: Duration,
+    /// The most calls waiting at once.
+    pub max_queue: usize,
+    /// Whether the provider's rate-limit headers may slow the pace.
+    pub use_headers: bool,
+}
+
+impl ThrottleConfig {
+    /// The defaults, starting at `rpm` requests per minute.
+    pub fn starting_at(rpm: f64) -> Self {
+        let start = if rpm.is_finite() && rpm >= 1.0 {
+            rpm
+        } else {
+            60.0
+        };
+        Self {
+            start_rpm: start,
+            min_rpm: 1.0,
+            max_rpm: start * 4.0,
+            decrease: 0.9,
+            pause: Duration::from_millis(1500),
+            cooldown: Duration::from_secs(3),
+            recover_per_sec: 0.08,
+            hold: Duration::from_secs(10),
+            probe_per_sec: 0.005,
+            max_wait: Duration::from_secs(60),
+            max_queue: 1024,
+            use_headers: true,
+        }
+    }
+
+    /// The same throttle against a simulated provider whose clock runs `scale` times faster
+    /// (a simulation's `time_scale`): rates in the provider's minutes, waits in real time.
+    /// Values that are not finite and positive leave the settings as they are.
+    pub fn time_scaled(mut self, scale: f64) -> Self {
+        if !(scale.is_finite() && scale > 0.0) || scale == 1.0 {
+            return self;
+        }
+        self.start_rpm *= scale;
+        self.min_rpm *= scale;
+        self.max_rpm *= scale;
+        self.recover_per_sec *= scale;
+        self.probe_per_sec *= scale;
+        for duration in [
+            &mut self.cooldown,
+            &mut self.max_wait,
+            &mut self.pause,
+            &mut self.hold,
+        ] {
+            *duration =
+                Duration::try_from_secs_f64(duration.as_secs_f64() / scale).unwrap_or(*duration);
+        }
+        self
+    }
+
+    /// The bounds and factors made safe: positive finite rates with `min <= start <= max`,
+    /// a decrease in `(0, 1)`, growth rates `>= 0`.
+    pub(crate) fn sanitised(mut self) -> Self {
+        let finite = |x: f64, default: f64| if x.is_finite() { x } else { default };
+        self.min_rpm = finite(self.min_rpm, 1.0).max(0.001);
+        self.max_rpm = finite(self.max_rpm, self.min_rpm).max(self.min_rpm);
+        self.start_rpm = finite(self.start_rpm, self.min_rpm).clamp(self.min_rpm, self.max_rpm);
+        self.decrease = finite(self.decrease, 0.85).clamp(0.05, 0.99);
+        self.recover_per_sec = finite(self.recover_per_sec, 0.0).max(0.0);
+        self.probe_per_sec = finite(self.probe_per_sec, 0.0).max(0.0);
+        self.max_queue = self.max_queue.max(1);
+        self
+    }
+}
+
+impl Default for ThrottleConfig {
+    /// Sixty requests per minute to start: set `start_rpm` to the limit you know.
+    fn default() -> Self {
+        Self::starting_at(60.0)
+    }
+}

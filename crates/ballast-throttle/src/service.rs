@@ -1,0 +1,171 @@
+//! [`Throttle`]: waits for the call's turn, sends it, learns from the answer.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use ballast_classify::hint::{parse_go_duration, parse_rfc3339_delay};
+use ballast_classify::{BoxError, Outcome, OutcomeClass};
+use tower_service::Service;
+
+use crate::Throttled;
+use crate::limiter::Limiter;
+
+/// A service that sends each call at its turn: turns come at the learned pace, in arrival
+/// order across every clone and caller. A call whose turn is too far off, or that finds the
+/// queue full, is refused at once with [`Throttled`].
+///
+/// It learns from the answers of the service it wraps: a 429 (class `rate_limited` with a
+/// status) lowers the pace; successes raise it while the pace is what holds calls back; the
+/// provider's remaining/reset headers cap it until their reset. Put it below retry and the
+/// breaker and above the budget guard, so each attempt takes a turn and a reservation is
+/// taken only when the attempt is sent.
+#[derive(Debug, Clone)]
+pub struct Throttle<S> {
+    inner: S,
+    limiter: Arc<Limiter>,
+}
+
+impl<S> Throttle<S> {
+    pub(crate) fn new(inner: S, limiter: Arc<Limiter>) -> Self {
+        Self { inner, limiter }
+    }
+}
+
+/// Counts a call as waiting while it exists.
+struct InLine(Arc<Limiter>);
+
+impl Drop for InLine {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S, B, R> Service<http::Request<B>> for Throttle<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Readiness is awaited at the call's turn, not before it.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let limiter = Arc::clone(&self.limiter);
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            loop {
+                let slowed = limiter.slowed.notified();
+                tokio::pin!(slowed);
+                // Listen before reading the generation, so no decrease slips between.
+                slowed.as_mut().enable();
+                let generation = limiter.generation();
+                let now = limiter.now();
+                let turn = limiter.acquire(now).map_err(|refusal| -> BoxError {
+                    Box::new(Throttled::from_refusal(refusal).into_error())
+                })?;
+                if turn > now {
+                    limiter.queued.fetch_add(1, Ordering::AcqRel);
+                    let in_line = InLine(Arc::clone(&limiter));
+                    tokio::select! {
+                        () = tokio::time::sleep_until(limiter.instant(turn)) => {}
+                        () = &mut slowed => {}
+                    }
+                    drop(in_line);
+                }
+                // The pace came down while this call waited: its turn was given at the old
+                // pace, into a provider that is refusing calls. Take a new one.
+                if limiter.generation() == generation {
+                    break;
+                }
+            }
+            poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            let result = inner.call(request).await.map_err(Into::into);
+            learn(&limiter, &result);
+            result
+        })
+    }
+}
+
+/// What an answer teaches the limiter.
+fn learn<R>(limiter: &Limiter, result: &Result<http::Response<R>, BoxError>) {
+    let now = limiter.now();
+    let outcome = Outcome::from_result(result);
+    match outcome.class() {
+        OutcomeClass::RateLimited if outcome.status().is_some() => limiter.on_rate_limited(now),
+        OutcomeClass::Success => {
+            limiter.on_success(now);
+            if limiter.config.use_headers
+                && let Ok(response) = result
+                && let Some((remaining, reset)) = remaining_and_reset(response.headers())
+            {
+                limiter.on_headers(now, remaining, reset);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Requests left and time to the reset, from OpenAI-style or Anthropic headers.
+fn remaining_and_reset(headers: &http::HeaderMap) -> Option<(u64, std::time::Duration)> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let (Some(remaining), Some(reset)) = (
+        text("x-ratelimit-remaining-requests"),
+        text("x-ratelimit-reset-requests"),
+    ) {
+        return Some((remaining.trim().parse().ok()?, parse_go_duration(reset)?));
+    }
+    let remaining = text("anthropic-ratelimit-requests-remaining")?;
+    let reset = text("anthropic-ratelimit-requests-reset")?;
+    Some((
+        remaining.trim().parse().ok()?,
+        parse_rfc3339_delay(reset, SystemTime::now())?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_in_both_dialects() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(remaining_and_reset(&headers), None);
+        headers.insert("x-ratelimit-remaining-requests", "12".parse().unwrap());
+        headers.insert("x-ratelimit-reset-requests", "6m0s".parse().unwrap());
+        assert_eq!(
+            remaining_and_reset(&headers),
+            Some((12, std::time::Duration::from_secs(360)))
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-ratelimit-remaining-requests", "lots".parse().unwrap());
+        headers.insert("x-ratelimit-reset-requests", "1s".parse().unwrap());
+        assert_eq!(remaining_and_reset(&headers), None, "garbage is ignored");
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "anthropic-ratelimit-requests-remaining",
+            "3".parse().unwrap(),
+        );
+        headers.insert(
+            "anthropic-ratelimit-requests-reset",
+            "2999-01-01T00:00:00Z".parse().unwrap(),
+        );
+        let (remaining, reset) = remaining_and_reset(&headers).unwrap();
+        assert_eq!(remaining, 3);
+        assert!(reset > std::time::Duration::ZERO);
+    }
+}

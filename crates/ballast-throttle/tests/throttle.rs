@@ -1,0 +1,229 @@
+//! The throttle over the simulated provider, under tokio's paused clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ballast_classify::{BoxError, ClassifyLayer, Outcome, OutcomeClass, Provider};
+use ballast_sim::{LimitStep, Scenario, SimOutcome, Simulator};
+use ballast_throttle::{ThrottleConfig, ThrottleHandle, ThrottleLayer, Throttled};
+use proptest::prelude::*;
+use tower::util::BoxCloneService;
+use tower::{ServiceBuilder, ServiceExt};
+
+type Stack = BoxCloneService<http::Request<String>, Outcome, BoxError>;
+type Response =
+    http::Response<ballast_classify::ClassifiedBody<http_body_util::Full<bytes::Bytes>>>;
+
+fn request() -> http::Request<String> {
+    http::Request::post("http://sim.invalid/v1/chat/completions")
+        .body(String::from(
+            r#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#,
+        ))
+        .unwrap()
+}
+
+fn stack(sim: &Simulator, config: ThrottleConfig) -> (Stack, ThrottleHandle) {
+    let layer = ThrottleLayer::new(config);
+    let handle = layer.handle();
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .timeout(Duration::from_secs(90))
+        .layer(ClassifyLayer::new(Provider::XAi))
+        .service(sim.clone());
+    let service = ServiceExt::<http::Request<String>>::map_result(
+        service,
+        |result: Result<Response, BoxError>| Ok::<_, BoxError>(Outcome::from_result(&result)),
+    );
+    (BoxCloneService::new(service), handle)
+}
+
+/// `workers` callers sending back to back for `run`; returns each caller's outcomes.
+async fn drive(stack: &Stack, workers: usize, run: Duration) -> Vec<Vec<OutcomeClass>> {
+    let start = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let stack = stack.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while start.elapsed() < run {
+                    let outcome = stack.clone().oneshot(request()).await.unwrap();
+                    if outcome.class() == OutcomeClass::Throttled {
+                        // A refused caller comes back after the hinted wait.
+                        let wait = outcome
+                            .wait_hint()
+                            .map_or(Duration::from_secs(1), |h| h.delay());
+                        tokio::time::sleep(wait.max(Duration::from_millis(100))).await;
+                    }
+                    seen.push(outcome.class());
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+/// The most calls the provider received in any `window`.
+fn peak(sim: &Simulator, window: Duration) -> usize {
+    let times: Vec<Duration> = sim.ledger().entries().iter().map(|e| e.at).collect();
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..times.len() {
+        while times[hi] - times[lo] >= window {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
+#[test]
+fn it_learns_a_lying_limit_and_follows_it_down_and_up() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            rejections_count: true,
+            ..Scenario::lying_rate_limits()
+        });
+        let (stack, handle) = stack(&sim, ThrottleConfig::starting_at(480.0));
+        let mut paces = Vec::new();
+        for minute in [5, 15, 25] {
+            let until = Duration::from_secs(60 * minute);
+            drive(&stack, 16, until.saturating_sub(sim.now())).await;
+            paces.push(handle.rate_rpm());
+        }
+        // 250, then 150, then 200 requests/min.
+        for (pace, limit) in paces.iter().zip([250.0, 150.0, 200.0]) {
+            assert!(
+                (limit * 0.85..=limit * 1.15).contains(pace),
+                "pace {pace:.0} for a limit of {limit}: {paces:?}"
+            );
+        }
+        let ledger = sim.ledger();
+        let share = ledger.count(SimOutcome::RateLimited) as f64 / ledger.len() as f64;
+        assert!(share < 0.03, "{:.1}% of calls answered 429", 100.0 * share);
+    });
+}
+
+#[test]
+fn callers_are_served_fairly() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            hidden_limit: vec![LimitStep::new(Duration::ZERO, 120)],
+            ..Scenario::healthy()
+        });
+        let (stack, _) = stack(&sim, ThrottleConfig::starting_at(120.0));
+        let seen = drive(&stack, 8, Duration::from_secs(600)).await;
+        let successes: Vec<usize> = seen
+            .iter()
+            .map(|s| s.iter().filter(|c| c.is_success()).count())
+            .collect();
+        let (min, max) = (
+            *successes.iter().min().unwrap(),
+            *successes.iter().max().unwrap(),
+        );
+        assert!(min > 0 && max as f64 <= min as f64 * 1.15, "{successes:?}");
+    });
+}
+
+#[test]
+fn the_queue_is_bounded_and_refusals_are_typed() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario::healthy());
+        let config = ThrottleConfig {
+            max_queue: 4,
+            max_wait: Duration::from_secs(600),
+            ..ThrottleConfig::starting_at(6.0)
+        };
+        let (stack, handle) = stack(&sim, config);
+        let peak_queue = Arc::new(AtomicUsize::new(0));
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let stack = stack.clone();
+                let handle = handle.clone();
+                let peak_queue = Arc::clone(&peak_queue);
+                tokio::spawn(async move {
+                    let outcome = stack.oneshot(request()).await.unwrap();
+                    peak_queue.fetch_max(handle.queued(), Ordering::Relaxed);
+                    outcome
+                })
+            })
+            .collect();
+        let mut throttled = 0;
+        for call in calls {
+            let outcome = call.await.unwrap();
+            if outcome.class() == OutcomeClass::Throttled {
+                throttled += 1;
+                assert!(outcome.wait_hint().is_some());
+            }
+        }
+        assert!(peak_queue.load(Ordering::Relaxed) <= 4);
+        assert_eq!(
+            throttled, 15,
+            "one sent at once, four waited, the rest refused"
+        );
+        // The error itself says why.
+        let refused = ServiceBuilder::new()
+            .layer(ThrottleLayer::new(ThrottleConfig {
+                max_wait: Duration::ZERO,
+                ..ThrottleConfig::starting_at(1.0)
+            }))
+            .service(sim.clone());
+        let _ = ServiceExt::<http::Request<String>>::oneshot(refused.clone(), request()).await;
+        let error = ServiceExt::<http::Request<String>>::oneshot(refused, request())
+            .await
+            .unwrap_err();
+        let throttled = std::error::Error::source(&*error)
+            .and_then(|e| e.downcast_ref::<Throttled>())
+            .unwrap();
+        assert!(!throttled.queue_full());
+        assert!(error.to_string().contains("throttled"), "{error}");
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Whatever the provider does, the throttle never sends faster than its maximum, and
+    /// never holds more calls than its queue allows.
+    #[test]
+    fn never_faster_than_the_maximum(
+        scenario in ballast_sim::strategy::flaky_scenario(),
+        max_rpm in 30.0f64..600.0,
+        start in 0.2f64..1.0,
+        workers in 1usize..24,
+    ) {
+        ballast_sim::paused_runtime().unwrap().block_on(async {
+            let sim = Simulator::new(scenario);
+            let config = ThrottleConfig {
+                max_rpm,
+                max_queue: 8,
+                ..ThrottleConfig::starting_at(max_rpm * start)
+            };
+            let (stack, handle) = stack(&sim, config);
+            let queued = Arc::new(AtomicUsize::new(0));
+            let watcher = {
+                let queued = Arc::clone(&queued);
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    loop {
+                        queued.fetch_max(handle.queued(), Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                })
+            };
+            drive(&stack, workers, Duration::from_secs(180)).await;
+            watcher.abort();
+            let allowed = (max_rpm).ceil() as usize + 1;
+            let seen = peak(&sim, Duration::from_secs(60));
+            prop_assert!(seen <= allowed, "{seen} calls in a minute, max {max_rpm:.0}/min");
+            prop_assert!(queued.load(Ordering::Relaxed) <= 8);
+            prop_assert!(handle.rate_rpm() <= max_rpm + 1e-9);
+            Ok(())
+        })?;
+    }
+}
