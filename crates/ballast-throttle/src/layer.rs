@@ -13,6 +13,7 @@ use crate::{Throttle, ThrottleConfig};
 #[derive(Debug, Clone)]
 pub struct ThrottleLayer {
     limiter: Arc<Limiter>,
+    fleet: Option<crate::service::Fleet>,
 }
 
 impl ThrottleLayer {
@@ -20,6 +21,17 @@ impl ThrottleLayer {
     pub fn new(config: ThrottleConfig) -> Self {
         Self {
             limiter: Arc::new(Limiter::new(config)),
+            fleet: None,
+        }
+    }
+
+    /// A throttle whose turns come from a timeline shared by every process using `fleet`
+    /// (feature `redis`): several processes with one API key keep to one pace.
+    #[cfg(feature = "redis")]
+    pub fn fleet(config: ThrottleConfig, fleet: crate::Fleet) -> Self {
+        Self {
+            limiter: Arc::new(Limiter::new(config)),
+            fleet: Some(fleet),
         }
     }
 
@@ -35,7 +47,7 @@ impl<S> Layer<S> for ThrottleLayer {
     type Service = Throttle<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Throttle::new(inner, Arc::clone(&self.limiter))
+        Throttle::new(inner, Arc::clone(&self.limiter), self.fleet.clone())
     }
 }
 

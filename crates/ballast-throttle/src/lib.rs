@@ -10,6 +10,11 @@
 //! congestion. A call whose turn is too far off, or that finds the queue full, is refused at
 //! once with [`Throttled`] (class `throttled`, with the wait as its hint).
 //!
+//! Fleet mode (feature `redis`): `ThrottleLayer::fleet` takes turns from one timeline in
+//! Redis (a GCRA in a Lua script, on the server's clock) shared by every process with the
+//! same API key; a 429 in one process pauses them all. Without Redis a process falls back to
+//! its local limiter and logs a warning.
+//!
 //! # Example
 //!
 //! ```
@@ -38,11 +43,15 @@
 
 mod config;
 mod error;
+#[cfg(feature = "redis")]
+mod fleet;
 mod layer;
 mod limiter;
 mod service;
 
 pub use config::ThrottleConfig;
 pub use error::Throttled;
+#[cfg(feature = "redis")]
+pub use fleet::{Fleet, FleetError};
 pub use layer::{ThrottleHandle, ThrottleLayer};
 pub use service::Throttle;

@@ -45,6 +45,9 @@ pub(crate) struct Limiter {
     generation: AtomicU64,
     /// Wakes the calls waiting for a turn when the pace comes down.
     pub(crate) slowed: tokio::sync::Notify,
+    /// Whether the fleet store's failure was logged (once, until it answers again).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fleet_down: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -81,16 +84,13 @@ impl Limiter {
             queued: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             slowed: tokio::sync::Notify::new(),
+            fleet_down: std::sync::atomic::AtomicBool::new(false),
             config,
         }
     }
 
     pub(crate) fn now(&self) -> u64 {
         nanos(self.epoch.elapsed())
-    }
-
-    pub(crate) fn instant(&self, at: u64) -> Instant {
-        self.epoch + Duration::from_nanos(at)
     }
 
     /// The pace calls are given turns at now: the learned pace, or slower while the
@@ -108,6 +108,12 @@ impl Limiter {
     /// generation takes a new one (the pause and the slower pace apply to it too).
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The time between turns at the pace now.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn interval_now(&self, now: u64) -> Duration {
+        Duration::from_nanos(interval(self.effective_rpm(now)))
     }
 
     pub(crate) fn rate_rpm(&self) -> f64 {
@@ -147,18 +153,18 @@ impl Limiter {
     }
 
     /// The provider rate-limited a call that ended at `now`: pause, slow down, and
-    /// remember the pace that drew it (once per cooldown).
-    pub(crate) fn on_rate_limited(&self, now: u64) {
+    /// remember the pace that drew it (once per cooldown). Returns whether it did.
+    pub(crate) fn on_rate_limited(&self, now: u64) -> bool {
         let last = self.last_decrease.load(Ordering::Acquire);
         if last != 0 && now.saturating_sub(last) < nanos(self.config.cooldown) {
-            return;
+            return false;
         }
         if self
             .last_decrease
             .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            return;
+            return false;
         }
         let rate = self.rate_rpm();
         let lowered = (rate * self.config.decrease).max(self.config.min_rpm);
@@ -179,6 +185,7 @@ impl Limiter {
             to_rpm = lowered,
             "rate limited: pace lowered"
         );
+        true
     }
 
     /// A call that ended at `now` succeeded: grow the pace, if the pace is what holds calls

@@ -12,7 +12,12 @@ use ballast_classify::{BoxError, Outcome, OutcomeClass};
 use tower_service::Service;
 
 use crate::Throttled;
-use crate::limiter::Limiter;
+use crate::limiter::{Limiter, Refusal};
+
+#[cfg(feature = "redis")]
+pub(crate) use crate::fleet::Fleet;
+#[cfg(not(feature = "redis"))]
+pub(crate) type Fleet = std::convert::Infallible;
 
 /// A service that sends each call at its turn: turns come at the learned pace, in arrival
 /// order across every clone and caller. A call whose turn is too far off, or that finds the
@@ -27,11 +32,16 @@ use crate::limiter::Limiter;
 pub struct Throttle<S> {
     inner: S,
     limiter: Arc<Limiter>,
+    fleet: Option<Fleet>,
 }
 
 impl<S> Throttle<S> {
-    pub(crate) fn new(inner: S, limiter: Arc<Limiter>) -> Self {
-        Self { inner, limiter }
+    pub(crate) fn new(inner: S, limiter: Arc<Limiter>, fleet: Option<Fleet>) -> Self {
+        Self {
+            inner,
+            limiter,
+            fleet,
+        }
     }
 }
 
@@ -63,9 +73,12 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let limiter = Arc::clone(&self.limiter);
+        let fleet = self.fleet.clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
+            let refused =
+                |refusal| -> BoxError { Box::new(Throttled::from_refusal(refusal).into_error()) };
             loop {
                 let slowed = limiter.slowed.notified();
                 tokio::pin!(slowed);
@@ -73,14 +86,18 @@ where
                 slowed.as_mut().enable();
                 let generation = limiter.generation();
                 let now = limiter.now();
-                let turn = limiter.acquire(now).map_err(|refusal| -> BoxError {
-                    Box::new(Throttled::from_refusal(refusal).into_error())
-                })?;
-                if turn > now {
+                let wait = match shared_turn(&limiter, fleet.as_ref(), now).await {
+                    Some(turn) => turn.map_err(refused)?,
+                    None => {
+                        let turn = limiter.acquire(now).map_err(refused)?;
+                        std::time::Duration::from_nanos(turn - now)
+                    }
+                };
+                if !wait.is_zero() {
                     limiter.queued.fetch_add(1, Ordering::AcqRel);
                     let in_line = InLine(Arc::clone(&limiter));
                     tokio::select! {
-                        () = tokio::time::sleep_until(limiter.instant(turn)) => {}
+                        () = tokio::time::sleep(wait) => {}
                         () = &mut slowed => {}
                     }
                     drop(in_line);
@@ -95,18 +112,74 @@ where
                 .await
                 .map_err(Into::into)?;
             let result = inner.call(request).await.map_err(Into::into);
-            learn(&limiter, &result);
+            if learn(&limiter, &result) {
+                pause_fleet(&limiter, fleet.as_ref()).await;
+            }
             result
         })
     }
 }
 
-/// What an answer teaches the limiter.
-fn learn<R>(limiter: &Limiter, result: &Result<http::Response<R>, BoxError>) {
+/// A turn on the fleet's shared timeline, when there is a fleet and it answers: `None`
+/// means "use the local limiter".
+#[cfg(feature = "redis")]
+async fn shared_turn(
+    limiter: &Limiter,
+    fleet: Option<&Fleet>,
+    now: u64,
+) -> Option<Result<std::time::Duration, Refusal>> {
+    let fleet = fleet?;
+    if limiter.queued.load(Ordering::Acquire) >= limiter.config.max_queue {
+        return Some(Err(Refusal::QueueFull(std::time::Duration::ZERO)));
+    }
+    match fleet
+        .turn(limiter.interval_now(now), limiter.config.max_wait)
+        .await
+    {
+        Ok(crate::fleet::FleetTurn::After(wait)) => {
+            limiter.fleet_down.store(false, Ordering::Relaxed);
+            Some(Ok(wait))
+        }
+        Ok(crate::fleet::FleetTurn::TooLong(wait)) => Some(Err(Refusal::TooLong(wait))),
+        Err(error) => {
+            if !limiter.fleet_down.swap(true, Ordering::Relaxed) {
+                tracing::warn!(target: "ballast::throttle", %error, "fleet store unreachable: pacing with the local limiter until it answers");
+            }
+            None
+        }
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+async fn shared_turn(
+    _: &Limiter,
+    fleet: Option<&Fleet>,
+    _: u64,
+) -> Option<Result<std::time::Duration, Refusal>> {
+    match *fleet? {}
+}
+
+/// Pushes the fleet's timeline past this process's pause, so the whole fleet pauses.
+#[cfg(feature = "redis")]
+async fn pause_fleet(limiter: &Limiter, fleet: Option<&Fleet>) {
+    if let Some(fleet) = fleet
+        && let Err(error) = fleet.pause(limiter.config.pause).await
+    {
+        tracing::debug!(target: "ballast::throttle", %error, "fleet pause not shared");
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+async fn pause_fleet(_: &Limiter, _: Option<&Fleet>) {}
+
+/// What an answer teaches the limiter; `true` when the pace came down.
+fn learn<R>(limiter: &Limiter, result: &Result<http::Response<R>, BoxError>) -> bool {
     let now = limiter.now();
     let outcome = Outcome::from_result(result);
     match outcome.class() {
-        OutcomeClass::RateLimited if outcome.status().is_some() => limiter.on_rate_limited(now),
+        OutcomeClass::RateLimited if outcome.status().is_some() => {
+            return limiter.on_rate_limited(now);
+        }
         OutcomeClass::Success => {
             limiter.on_success(now);
             if limiter.config.use_headers
@@ -118,6 +191,7 @@ fn learn<R>(limiter: &Limiter, result: &Result<http::Response<R>, BoxError>) {
         }
         _ => {}
     }
+    false
 }
 
 /// Requests left and time to the reset, from OpenAI-style or Anthropic headers.

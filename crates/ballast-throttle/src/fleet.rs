@@ -1,0 +1,141 @@
+//! [`Fleet`]: one limiter for several processes sharing an API key, in Redis.
+//!
+//! The provider limits the key, not the process. With a fleet, every process takes its
+//! turns from one shared timeline: a GCRA in a Lua script on the Redis server's clock. Each
+//! process still learns the pace from its own answers (they are answers to the fleet's
+//! combined traffic, so the processes learn alike), takes turns one of its intervals apart
+//! on the shared timeline, and on a 429 pushes the shared timeline past its pause, so the
+//! whole fleet pauses. When Redis cannot be reached, the process falls back to its local
+//! limiter and logs a warning: it keeps sending at its own learned pace rather than stop.
+
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{Client, Script};
+
+/// Takes the next turn on the shared timeline: `{wait_us}` or `{-1, wait_us}` when it
+/// would wait longer than allowed. KEYS[1]: the timeline. ARGV: interval_us, max_wait_us.
+static TURN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local turn = math.max(now, tat)
+local wait = turn - now
+if wait > tonumber(ARGV[2]) then
+  return {-1, wait}
+end
+redis.call('SET', KEYS[1], turn + tonumber(ARGV[1]), 'PX', 3600000)
+return {wait, 0}
+",
+    )
+});
+
+/// Pushes the shared timeline to at least now + ARGV[1] microseconds (a fleet-wide pause).
+static PAUSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local until_ = now + tonumber(ARGV[1])
+if until_ > tat then
+  redis.call('SET', KEYS[1], until_, 'PX', 3600000)
+end
+return 1
+",
+    )
+});
+
+/// A shared timeline in Redis. Clone it freely.
+#[derive(Clone)]
+pub struct Fleet {
+    connection: ConnectionManager,
+    key: Arc<str>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Redis could not be reached or answered nonsense.
+#[derive(Debug)]
+pub struct FleetError(redis::RedisError);
+
+impl std::fmt::Display for FleetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "throttle fleet store: {}", self.0)
+    }
+}
+
+impl std::error::Error for FleetError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// A turn from the shared timeline.
+pub(crate) enum FleetTurn {
+    /// Wait this long, then go.
+    After(Duration),
+    /// Refused: the turn is this far off, past the longest wait.
+    TooLong(Duration),
+}
+
+impl Fleet {
+    /// Connects to `url` (`redis://host:port/`); the timeline lives at `key` (name it after
+    /// the API key's owner, never the key itself).
+    pub async fn connect(url: &str, key: &str) -> Result<Self, FleetError> {
+        let client = Client::open(url).map_err(FleetError)?;
+        let connection = ConnectionManager::new(client).await.map_err(FleetError)?;
+        Ok(Self {
+            connection,
+            key: Arc::from(key),
+        })
+    }
+
+    pub(crate) async fn turn(
+        &self,
+        interval: Duration,
+        max_wait: Duration,
+    ) -> Result<FleetTurn, FleetError> {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let (wait, refused): (i64, i64) = {
+            let answer: Vec<i64> = TURN
+                .key(&*self.key)
+                .arg(micros(interval))
+                .arg(micros(max_wait))
+                .invoke_async(&mut self.connection.clone())
+                .await
+                .map_err(FleetError)?;
+            match answer.as_slice() {
+                [-1, wait] => (*wait, 1),
+                [wait, _] => (*wait, 0),
+                _ => (0, 0),
+            }
+        };
+        let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
+        Ok(if refused == 1 {
+            FleetTurn::TooLong(wait)
+        } else {
+            FleetTurn::After(wait)
+        })
+    }
+
+    pub(crate) async fn pause(&self, pause: Duration) -> Result<(), FleetError> {
+        let _: i64 = PAUSE
+            .key(&*self.key)
+            .arg(u64::try_from(pause.as_micros()).unwrap_or(u64::MAX))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(FleetError)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! Fleet mode: two "processes" (two throttles with their own limiters) share one Redis
+//! timeline and keep to one pace between them. Real time: Redis keeps its own clock. Starts
+//! its own `redis-server` on a free loopback port; outside CI it skips, saying why, when the
+//! binary is missing; in CI (`CI` set) it must run.
+#![cfg(feature = "redis")]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ballast_throttle::{Fleet, ThrottleConfig, ThrottleLayer};
+use tower::{Layer, ServiceExt};
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(error) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipping the fleet test: cannot start redis-server ({error})");
+                return None;
+            }
+            Err(error) => {
+                panic!("CI must run the fleet test, but redis-server did not start: {error}")
+            }
+        };
+        for _ in 0..250 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Self { child, port });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not come up on port {port}");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn request() -> http::Request<String> {
+    http::Request::post("http://provider.invalid/v1/chat/completions")
+        .body(String::new())
+        .unwrap()
+}
+
+/// Sends from `callers` callers through `layer` for `run`; counts what reached the provider.
+/// Only calls sent within `run` of `start` are counted.
+async fn send(
+    layer: ThrottleLayer,
+    callers: usize,
+    start: Instant,
+    run: Duration,
+    sent: Arc<AtomicUsize>,
+) {
+    let provider = tower::service_fn(move |_: http::Request<String>| {
+        let sent = Arc::clone(&sent);
+        async move {
+            if start.elapsed() < run {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        }
+    });
+    let service = layer.layer(provider);
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                while start.elapsed() < run {
+                    let _ = service.clone().oneshot(request()).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_redis_hold_the_shared_rate() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    // 1200 requests/min: 20 a second, shared; each process alone would send 20 a second.
+    let config = || ThrottleConfig {
+        max_rpm: 1200.0,
+        ..ThrottleConfig::starting_at(1200.0)
+    };
+    let run = Duration::from_secs(2);
+    let shared = Arc::new(AtomicUsize::new(0));
+    let a = ThrottleLayer::fleet(config(), Fleet::connect(&url, "test:key").await.unwrap());
+    let b = ThrottleLayer::fleet(config(), Fleet::connect(&url, "test:key").await.unwrap());
+    let start = Instant::now();
+    tokio::join!(
+        send(a, 8, start, run, Arc::clone(&shared)),
+        send(b, 8, start, run, Arc::clone(&shared)),
+    );
+    let together = shared.load(Ordering::Relaxed);
+
+    // The same two without the fleet send twice as much.
+    let alone = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    tokio::join!(
+        send(
+            ThrottleLayer::new(config()),
+            8,
+            start,
+            run,
+            Arc::clone(&alone)
+        ),
+        send(
+            ThrottleLayer::new(config()),
+            8,
+            start,
+            run,
+            Arc::clone(&alone)
+        ),
+    );
+    let apart = alone.load(Ordering::Relaxed);
+    // 2 s at 20 a second is 40 turns, one more at the start.
+    assert!(together <= 42, "{together} calls through the fleet in 2 s");
+    assert!(together >= 30, "{together} calls through the fleet in 2 s");
+    assert!(apart >= 70, "{apart} calls without the fleet");
+}
+
+#[tokio::test]
+async fn without_redis_a_process_paces_locally() {
+    // Nothing listens on port 1: the fleet cannot connect, so the caller learns it at once.
+    assert!(Fleet::connect("redis://127.0.0.1:1/", "k").await.is_err());
+}
