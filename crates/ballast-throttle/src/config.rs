@@ -16,6 +16,7 @@ use std::time::Duration;
 /// | `recover_per_sec` | 0.08 | before the first 429 the pace climbs 8% a second: a start below the limit finds it within seconds |
 /// | `hold` / `probe_per_sec` | 10 s / 0.005 | after a 429 the pace holds for 10 s, then probes 0.5% a second: a limit that rose by a third is found within about a minute, at about one 429 every half minute while the limit stays |
 /// | `max_wait` / `max_queue` | 60 s / 1024 | a call waits in line at most this long, and at most this many wait; past either it is refused (`throttled`) at once |
+/// | `tokens_per_minute` | none | when set, each call also takes its estimated tokens (prompt bytes / 2, an upper bound, plus its `max_tokens` or `default_max_tokens`) from a token timeline at this rate: the provider's TPM limit, which counts the output cap when the call is made |
 /// | `use_headers` | true | `x-ratelimit-remaining-*` / `-reset-*` and `anthropic-ratelimit-*` slow the pace before the 429 (never speed it up: they may lie) |
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThrottleConfig {
@@ -43,6 +44,10 @@ pub struct ThrottleConfig {
     pub max_queue: usize,
     /// Whether the provider's rate-limit headers may slow the pace.
     pub use_headers: bool,
+    /// A tokens-per-minute limit to pace by as well, if known.
+    pub tokens_per_minute: Option<f64>,
+    /// The output cap assumed for a call that names none (for the token estimate).
+    pub default_max_tokens: u64,
 }
 
 impl ThrottleConfig {
@@ -66,6 +71,8 @@ impl ThrottleConfig {
             max_wait: Duration::from_secs(60),
             max_queue: 1024,
             use_headers: true,
+            tokens_per_minute: None,
+            default_max_tokens: 500,
         }
     }
 
@@ -80,6 +87,7 @@ impl ThrottleConfig {
         self.min_rpm *= scale;
         self.max_rpm *= scale;
         self.recover_per_sec *= scale;
+        self.tokens_per_minute = self.tokens_per_minute.map(|tpm| tpm * scale);
         self.probe_per_sec *= scale;
         for duration in [
             &mut self.cooldown,
@@ -104,6 +112,9 @@ impl ThrottleConfig {
         self.recover_per_sec = finite(self.recover_per_sec, 0.0).max(0.0);
         self.probe_per_sec = finite(self.probe_per_sec, 0.0).max(0.0);
         self.max_queue = self.max_queue.max(1);
+        self.tokens_per_minute = self
+            .tokens_per_minute
+            .filter(|tpm| tpm.is_finite() && *tpm > 0.0);
         self
     }
 }

@@ -7,6 +7,8 @@
 //! on the shared timeline, and on a 429 pushes the shared timeline past its pause, so the
 //! whole fleet pauses. When Redis cannot be reached, the process falls back to its local
 //! limiter and logs a warning: it keeps sending at its own learned pace rather than stop.
+//! A tokens-per-minute limit (`ThrottleConfig::tokens_per_minute`) is paced per process
+//! only: share it out between the processes in their configurations.
 
 use std::sync::Arc;
 use std::sync::LazyLock;

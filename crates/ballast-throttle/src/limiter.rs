@@ -27,6 +27,8 @@ pub(crate) struct Limiter {
     epoch: Instant,
     /// The next free turn, in nanoseconds since `epoch`.
     next_turn: AtomicU64,
+    /// The next free moment on the token timeline (with `tokens_per_minute`).
+    next_tokens: AtomicU64,
     /// The pace, requests per minute (`f64` bits).
     rate: AtomicU64,
     /// The pace that last drew a rate-limited answer (`f64` bits), or `NO_CEILING`.
@@ -75,6 +77,7 @@ impl Limiter {
         Self {
             epoch: Instant::now(),
             next_turn: AtomicU64::new(0),
+            next_tokens: AtomicU64::new(0),
             rate: AtomicU64::new(config.start_rpm.to_bits()),
             ceiling: AtomicU64::new(NO_CEILING),
             last_decrease: AtomicU64::new(0),
@@ -125,9 +128,41 @@ impl Limiter {
         (bits != NO_CEILING).then(|| f64::from_bits(bits))
     }
 
-    /// Takes the next turn: when the call may go. Turns are handed out in arrival order, one
-    /// interval apart; an idle limiter gives the next caller its turn at once, with no burst.
-    pub(crate) fn acquire(&self, now: u64) -> Result<u64, Refusal> {
+    /// Takes the next turn for a call of about `tokens` tokens: when the call may go. Turns
+    /// are handed out in arrival order, one interval apart; an idle limiter gives the next
+    /// caller its turn at once, with no burst. With a tokens-per-minute limit, the call also
+    /// waits until its tokens are free on the token timeline.
+    pub(crate) fn acquire(&self, now: u64, tokens: u64) -> Result<u64, Refusal> {
+        let now = match self.config.tokens_per_minute {
+            Some(tpm) => self.take_tokens(now, tokens, tpm)?,
+            None => now,
+        };
+        self.take_turn(now)
+    }
+
+    /// Reserves `tokens` on the token timeline; returns when they are free.
+    fn take_tokens(&self, now: u64, tokens: u64, tpm: f64) -> Result<u64, Refusal> {
+        let span = (tokens as f64 * 60e9 / tpm).min(u64::MAX as f64) as u64;
+        let max_wait = nanos(self.config.max_wait);
+        let mut next = self.next_tokens.load(Ordering::Acquire);
+        loop {
+            let at = next.max(now);
+            if at - now > max_wait {
+                return Err(Refusal::TooLong(Duration::from_nanos(at - now)));
+            }
+            match self.next_tokens.compare_exchange_weak(
+                next,
+                at.saturating_add(span),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(at),
+                Err(seen) => next = seen,
+            }
+        }
+    }
+
+    fn take_turn(&self, now: u64) -> Result<u64, Refusal> {
         let step = interval(self.effective_rpm(now));
         let max_wait = nanos(self.config.max_wait);
         let mut next = self.next_turn.load(Ordering::Acquire);
@@ -263,11 +298,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn turns_are_one_interval_apart_in_order() {
         let limiter = Limiter::new(ThrottleConfig::starting_at(60.0));
-        let turns: Vec<u64> = (0..3).map(|_| limiter.acquire(0).unwrap()).collect();
+        let turns: Vec<u64> = (0..3).map(|_| limiter.acquire(0, 0).unwrap()).collect();
         assert_eq!(turns, [0, SEC, 2 * SEC]);
         // Idle time is not saved up: no burst after a pause.
-        assert_eq!(limiter.acquire(10 * SEC).unwrap(), 10 * SEC);
-        assert_eq!(limiter.acquire(10 * SEC).unwrap(), 11 * SEC);
+        assert_eq!(limiter.acquire(10 * SEC, 0).unwrap(), 10 * SEC);
+        assert_eq!(limiter.acquire(10 * SEC, 0).unwrap(), 11 * SEC);
     }
 
     #[tokio::test(start_paused = true)]
@@ -278,10 +313,10 @@ mod tests {
         };
         let limiter = Limiter::new(config);
         for _ in 0..3 {
-            limiter.acquire(0).unwrap();
+            limiter.acquire(0, 0).unwrap();
         }
         assert_eq!(
-            limiter.acquire(0),
+            limiter.acquire(0, 0),
             Err(Refusal::TooLong(Duration::from_secs(3)))
         );
     }
@@ -294,7 +329,7 @@ mod tests {
         assert!((limiter.rate_rpm() - 90.0).abs() < 1e-9);
         assert_eq!(limiter.ceiling_rpm(), Some(100.0));
         // No turn during the pause.
-        assert_eq!(limiter.acquire(SEC).unwrap(), SEC + 1_500_000_000);
+        assert_eq!(limiter.acquire(SEC, 0).unwrap(), SEC + 1_500_000_000);
         limiter.on_rate_limited(5 * SEC);
         assert!((limiter.rate_rpm() - 81.0).abs() < 1e-9);
         assert_eq!(
@@ -306,13 +341,13 @@ mod tests {
         let mut now = 5 * SEC;
         for _ in 0..9 {
             now += SEC;
-            let _ = limiter.acquire(now);
+            let _ = limiter.acquire(now, 0);
             limiter.on_success(now);
         }
         assert!((limiter.rate_rpm() - 81.0).abs() < 1e-9, "held");
         for _ in 0..20 {
             now += SEC;
-            let _ = limiter.acquire(now);
+            let _ = limiter.acquire(now, 0);
             limiter.on_success(now);
         }
         let probed = limiter.rate_rpm();
@@ -325,10 +360,24 @@ mod tests {
         let mut now = 0;
         for _ in 0..10 {
             now += SEC;
-            let _ = limiter.acquire(now);
+            let _ = limiter.acquire(now, 0);
             limiter.on_success(now);
         }
         assert!(limiter.rate_rpm() > 60.0 * 1.5, "{}", limiter.rate_rpm());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_limit_spaces_big_calls_apart() {
+        let config = ThrottleConfig {
+            tokens_per_minute: Some(6000.0),
+            ..ThrottleConfig::starting_at(600.0)
+        };
+        let limiter = Limiter::new(config);
+        // 1000 tokens at 6000 a minute: one call every 10 s, whatever the request pace.
+        assert_eq!(limiter.acquire(0, 1000).unwrap(), 0);
+        assert_eq!(limiter.acquire(0, 1000).unwrap(), 10 * SEC);
+        assert_eq!(limiter.acquire(0, 100).unwrap(), 20 * SEC);
+        assert_eq!(limiter.acquire(0, 100).unwrap(), 21 * SEC);
     }
 
     #[tokio::test(start_paused = true)]
@@ -349,6 +398,6 @@ mod tests {
         limiter.on_headers(0, 1000, Duration::from_secs(60));
         assert_eq!(limiter.effective_rpm(61 * SEC), 120.0);
         limiter.on_headers(62 * SEC, 0, Duration::from_secs(5));
-        assert_eq!(limiter.acquire(62 * SEC).unwrap(), 67 * SEC);
+        assert_eq!(limiter.acquire(62 * SEC, 0).unwrap(), 67 * SEC);
     }
 }

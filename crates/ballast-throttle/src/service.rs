@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use ballast_classify::hint::{parse_go_duration, parse_rfc3339_delay};
-use ballast_classify::{BoxError, Outcome, OutcomeClass};
+use ballast_classify::{BoxError, InspectBody, Outcome, OutcomeClass};
 use tower_service::Service;
 
 use crate::Throttled;
@@ -59,7 +59,7 @@ where
     S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send,
-    B: Send + 'static,
+    B: InspectBody + Send + 'static,
     R: Send + 'static,
 {
     type Response = http::Response<R>;
@@ -73,6 +73,10 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let limiter = Arc::clone(&self.limiter);
+        let tokens = match limiter.config.tokens_per_minute {
+            Some(_) => estimate_tokens(request.body().inspect(), limiter.config.default_max_tokens),
+            None => 0,
+        };
         let fleet = self.fleet.clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -89,7 +93,7 @@ where
                 let wait = match shared_turn(&limiter, fleet.as_ref(), now).await {
                     Some(turn) => turn.map_err(refused)?,
                     None => {
-                        let turn = limiter.acquire(now).map_err(refused)?;
+                        let turn = limiter.acquire(now, tokens).map_err(refused)?;
                         std::time::Duration::from_nanos(turn - now)
                     }
                 };
@@ -194,6 +198,20 @@ fn learn<R>(limiter: &Limiter, result: &Result<http::Response<R>, BoxError>) -> 
     false
 }
 
+/// An upper bound of a call's tokens as a provider's TPM limit counts them: prompt bytes / 2
+/// plus the output cap it names (or `default_max_tokens`).
+fn estimate_tokens(body: Option<&[u8]>, default_max_tokens: u64) -> u64 {
+    let Some(body) = body else {
+        return default_max_tokens;
+    };
+    let number = |raw: &[u8]| std::str::from_utf8(raw).ok()?.trim().parse::<u64>().ok();
+    let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|key| number(ballast_classify::json::top_level(body, key)?))
+        .unwrap_or(default_max_tokens);
+    (body.len() as u64).div_ceil(2).saturating_add(cap)
+}
+
 /// Requests left and time to the reset, from OpenAI-style or Anthropic headers.
 fn remaining_and_reset(headers: &http::HeaderMap) -> Option<(u64, std::time::Duration)> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -214,6 +232,18 @@ fn remaining_and_reset(headers: &http::HeaderMap) -> Option<(u64, std::time::Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_estimates_count_the_prompt_and_the_cap() {
+        let body = br#"{"model":"m","max_tokens":300,"messages":[]}"#;
+        assert_eq!(
+            estimate_tokens(Some(body), 500),
+            300 + (body.len() as u64).div_ceil(2)
+        );
+        let body = br#"{"model":"m"}"#;
+        assert_eq!(estimate_tokens(Some(body), 500), 500 + 7);
+        assert_eq!(estimate_tokens(None, 500), 500);
+    }
 
     #[test]
     fn headers_in_both_dialects() {
