@@ -180,7 +180,22 @@ fn stacks() -> Vec<(&'static str, Stack)> {
     config.daily_budget = Usd::from_dollars(1_000_000);
     out.push((
         "ballast_facade",
-        boxed(StackBuilder::new(config).build(bare()).service),
+        boxed(
+            StackBuilder::new(config.clone())
+                .no_throttle()
+                .build(bare())
+                .service,
+        ),
+    ));
+    // The throttle's bookkeeping without its pacing: a pace no benchmark reaches.
+    out.push((
+        "ballast_facade_with_throttle",
+        boxed(
+            StackBuilder::new(config)
+                .throttle(ballast::throttle::ThrottleConfig::starting_at(1e12))
+                .build(bare())
+                .service,
+        ),
     ));
     out.push((
         "tower_retry_tpsbudget_timeout",
