@@ -16,8 +16,10 @@ use crate::limiter::{Limiter, Refusal};
 
 #[cfg(feature = "redis")]
 pub(crate) use crate::fleet::Fleet;
+/// Without the `redis` feature there is no fleet.
 #[cfg(not(feature = "redis"))]
-pub(crate) type Fleet = std::convert::Infallible;
+#[derive(Debug, Clone)]
+pub(crate) enum Fleet {}
 
 /// A service that sends each call at its turn: turns come at the learned pace, in arrival
 /// order across every clone and caller. A call whose turn is too far off, or that finds the
