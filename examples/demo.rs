@@ -257,6 +257,13 @@ fn summary(passes: &[Pass], requests: usize) {
             passes.iter().map(|p| p.wire.calls().to_string()).collect(),
         ),
         (
+            "retries (calls - jobs)",
+            passes
+                .iter()
+                .map(|p| p.wire.calls().saturating_sub(requests as u64).to_string())
+                .collect(),
+        ),
+        (
             "calls per job",
             passes
                 .iter()
