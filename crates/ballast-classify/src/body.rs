@@ -7,7 +7,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::BoxError;
+use crate::{BoxError, UsageSpan};
 
 pin_project! {
     /// The body of a classified response: either the buffered bytes the classifier read, or,
@@ -26,7 +26,7 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<B> {
-        Buffered { data: Option<Bytes> },
+        Buffered { data: Option<Bytes>, usage: Option<UsageSpan> },
         Streaming { #[pin] body: B },
     }
 }
@@ -35,8 +35,20 @@ impl<B> ClassifiedBody<B> {
     /// A body of already-read bytes.
     pub fn buffered(data: Bytes) -> Self {
         Self {
-            kind: Kind::Buffered { data: Some(data) },
+            kind: Kind::Buffered {
+                data: Some(data),
+                usage: None,
+            },
         }
+    }
+
+    /// Notes where the buffered body's usage object sits (the classifier found it on its
+    /// pass over the body); ignored for a streaming body.
+    pub fn with_usage_span(mut self, span: Option<UsageSpan>) -> Self {
+        if let Kind::Buffered { usage, .. } = &mut self.kind {
+            *usage = span;
+        }
+        self
     }
 
     /// A body passed through unread.
@@ -49,7 +61,7 @@ impl<B> ClassifiedBody<B> {
     /// The whole body, when it was buffered and not yet consumed. Cloning the `Bytes` is cheap.
     pub fn bytes(&self) -> Option<&Bytes> {
         match &self.kind {
-            Kind::Buffered { data } => data.as_ref(),
+            Kind::Buffered { data, .. } => data.as_ref(),
             Kind::Streaming { .. } => None,
         }
     }
@@ -63,6 +75,16 @@ impl<B> ClassifiedBody<B> {
 impl<B> crate::InspectBody for ClassifiedBody<B> {
     fn inspect(&self) -> Option<&[u8]> {
         self.bytes().map(|b| &b[..])
+    }
+
+    fn usage_span(&self) -> Option<UsageSpan> {
+        match &self.kind {
+            Kind::Buffered {
+                data: Some(_),
+                usage,
+            } => *usage,
+            _ => None,
+        }
     }
 }
 
@@ -79,7 +101,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Buffered { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Buffered { data, .. } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Streaming { body } => body.poll_frame(cx).map(|frame| {
                 frame.map(|result| {
                     result
@@ -92,14 +114,14 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Buffered { data } => data.is_none(),
+            Kind::Buffered { data, .. } => data.is_none(),
             Kind::Streaming { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Buffered { data } => {
+            Kind::Buffered { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Streaming { body } => body.size_hint(),

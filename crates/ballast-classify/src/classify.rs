@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, StatusCode};
 
-use crate::{Outcome, ProviderError};
+use crate::{Outcome, ProviderError, UsageSpan};
 
 /// What a classifier gets to look at: status, headers and, unless the response streams, the
 /// whole body.
@@ -63,6 +63,9 @@ pub struct Verdict {
     pub outcome: Outcome,
     /// The provider's error object, when the body held one. Boxed: only failures pay for it.
     pub detail: Option<Box<ProviderError>>,
+    /// Where the usage object sits in the body, when the classifier noted it on its way
+    /// (the stock classifier does, for 2xx JSON bodies); `None` leaves it to the reader.
+    pub usage: Option<UsageSpan>,
 }
 
 impl Verdict {
@@ -71,6 +74,7 @@ impl Verdict {
         Self {
             outcome,
             detail: None,
+            usage: None,
         }
     }
 }

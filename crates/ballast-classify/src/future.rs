@@ -128,8 +128,9 @@ where
                     };
                     let view = ResponseView::new(parts.status, &parts.headers, Some(&bytes));
                     let verdict = this.classifier.classify(&view);
+                    let usage = verdict.usage;
                     attach(&mut parts, verdict);
-                    let body = ClassifiedBody::buffered(bytes);
+                    let body = ClassifiedBody::buffered(bytes).with_usage_span(usage);
                     return Poll::Ready(Ok(Response::from_parts(parts, body)));
                 }
             }

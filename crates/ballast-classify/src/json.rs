@@ -15,34 +15,120 @@
 /// assert_eq!(ballast_classify::json::top_level(body, "missing"), None);
 /// ```
 pub fn top_level<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    let mut i = skip_ws(body, 0);
-    if body.get(i) != Some(&b'{') {
-        return None;
+    members(body)
+        .find_map(|member| match member {
+            Ok((name, value)) => (name == key.as_bytes()).then_some(Some(value)),
+            Err(Malformed) => Some(None),
+        })
+        .flatten()
+}
+
+/// The members of the JSON object `object`, in order: each key's raw text (between its
+/// quotes, escapes as written) and the raw bytes of its value. Values are skipped, not
+/// checked; a body that is not an object, or ends early, yields one [`Malformed`] and stops.
+///
+/// ```
+/// use ballast_classify::json::members;
+///
+/// let object = br#"{"prompt_tokens":12, "details":{"cached_tokens":3}}"#;
+/// let found: Vec<_> = members(object).collect::<Result<_, _>>().unwrap();
+/// assert_eq!(found, [(&b"prompt_tokens"[..], &b"12"[..]), (&b"details"[..], &br#"{"cached_tokens":3}"#[..])]);
+/// assert!(members(br#"{"cut":"#).any(|m| m.is_err()));
+/// ```
+pub fn members(object: &[u8]) -> Members<'_> {
+    let start = skip_ws(object, 0);
+    let state = if object.get(start) == Some(&b'{') {
+        State::Open(start + 1)
+    } else {
+        State::Broken
+    };
+    Members {
+        body: object,
+        state,
     }
-    i += 1;
-    loop {
-        i = skip_ws(body, i);
-        match body.get(i)? {
-            b'}' => return None,
-            b',' => {
-                i += 1;
-                continue;
+}
+
+/// The iterator of [`members`].
+#[derive(Debug, Clone)]
+pub struct Members<'a> {
+    body: &'a [u8],
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Inside the object, at this index.
+    Open(usize),
+    /// Not an object, or cut short: one `Malformed` to yield.
+    Broken,
+    /// Closed, or the error yielded.
+    Done,
+}
+
+/// A body that is not a complete JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a complete JSON object")
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = Result<(&'a [u8], &'a [u8]), Malformed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.state {
+            State::Done => None,
+            State::Broken => {
+                self.state = State::Done;
+                Some(Err(Malformed))
             }
-            b'"' => {}
-            _ => return None,
+            State::Open(at) => match self.member(at) {
+                Ok(Some((name, value, next))) => {
+                    self.state = State::Open(next);
+                    Some(Ok((name, value)))
+                }
+                Ok(None) => {
+                    self.state = State::Done;
+                    None
+                }
+                Err(Malformed) => {
+                    self.state = State::Done;
+                    Some(Err(Malformed))
+                }
+            },
         }
-        let key_end = string_end(body, i)?;
+    }
+}
+
+impl<'a> Members<'a> {
+    /// The member at or after `i`: key, value and the index past the value; `None` at the
+    /// closing brace.
+    #[allow(clippy::type_complexity)]
+    fn member(&self, mut i: usize) -> Result<Option<(&'a [u8], &'a [u8], usize)>, Malformed> {
+        let body = self.body;
+        loop {
+            i = skip_ws(body, i);
+            match body.get(i).ok_or(Malformed)? {
+                b'}' => return Ok(None),
+                b',' => i += 1,
+                b'"' => break,
+                _ => return Err(Malformed),
+            }
+        }
+        let key_end = string_end(body, i).ok_or(Malformed)?;
         let name = &body[i + 1..key_end];
         i = skip_ws(body, key_end + 1);
         if body.get(i) != Some(&b':') {
-            return None;
+            return Err(Malformed);
         }
         let start = skip_ws(body, i + 1);
-        let end = value_end(body, start)?;
-        if name == key.as_bytes() {
-            return Some(&body[start..end]);
-        }
-        i = end;
+        let end = value_end(body, start).ok_or(Malformed)?;
+        Ok(Some((name, &body[start..end], end)))
     }
 }
 
@@ -54,7 +140,7 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
 }
 
 /// The index of the quote closing the string that opens at `start`.
-fn string_end(body: &[u8], start: usize) -> Option<usize> {
+pub(crate) fn string_end(body: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
         let rest = body.get(i..)?;

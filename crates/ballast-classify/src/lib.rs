@@ -78,6 +78,7 @@ mod provider;
 mod provider_error;
 mod request;
 mod service;
+mod usage_span;
 
 pub use attempt::Attempt;
 pub use body::ClassifiedBody;
@@ -93,3 +94,4 @@ pub use provider::Provider;
 pub use provider_error::ProviderError;
 pub use request::{InspectBody, ModelName, json_model, model_of};
 pub use service::Classify;
+pub use usage_span::UsageSpan;

@@ -4,7 +4,9 @@ use http::header::CONTENT_TYPE;
 use serde::Deserialize;
 
 use crate::hint::{self, HintSource, WaitHint};
-use crate::{ClassifyResponse, Outcome, OutcomeClass, ProviderError, ResponseView, Verdict};
+use crate::{
+    ClassifyResponse, Outcome, OutcomeClass, ProviderError, ResponseView, UsageSpan, Verdict,
+};
 
 /// The LLM providers Ballast knows by name.
 ///
@@ -94,6 +96,7 @@ fn finish(view: &ResponseView<'_>, outcome: Outcome, detail: Option<ProviderErro
     Verdict {
         outcome: outcome.with_wait_hint(hint),
         detail: detail.map(Box::new),
+        usage: None,
     }
 }
 
@@ -145,7 +148,14 @@ fn classify_success_body(view: &ResponseView<'_>, outcome: Outcome, body: &[u8])
     if scan.filter_mark && is_content_filtered(body) {
         return Verdict::new(outcome.with_class(OutcomeClass::ContentFiltered));
     }
-    Verdict::new(outcome)
+    // The scan ran over the trimmed body; the span is into the whole one.
+    let offset = trimmed.as_ptr() as usize - body.as_ptr() as usize;
+    Verdict {
+        usage: scan
+            .usage
+            .map(|(start, end, key)| UsageSpan::new(start + offset, end + offset, key)),
+        ..Verdict::new(outcome)
+    }
 }
 
 /// What one pass over a 2xx JSON body found.
@@ -156,6 +166,21 @@ struct JsonScan {
     /// A content-filter marker: a `"content_filter"`, `"refusal"` or `"SAFETY"` value, or a
     /// `"blockReason"` key.
     filter_mark: bool,
+    /// The first top-level `"usage"` or `"usageMetadata"` object: start, end, key.
+    usage: Option<(usize, usize, &'static str)>,
+}
+
+/// Where the scan stands with the usage object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UsageMark {
+    /// Not seen yet (or seen, not an object).
+    Looking,
+    /// Its key was just read: an object may open next.
+    Key(&'static str),
+    /// Inside it, opened at this index.
+    Inside(usize, &'static str),
+    /// Found, or no longer looked for.
+    Done,
 }
 
 /// One pass over a body that should be one complete JSON object or array.
@@ -170,37 +195,64 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
         return None;
     }
     let mut scan = JsonScan::default();
+    let mut usage = UsageMark::Looking;
     let mut depth = 0usize;
     let mut i = 0;
     while let Some(&byte) = body.get(i) {
         match byte {
-            b'{' | b'[' => depth += 1,
+            b'{' | b'[' => {
+                if let UsageMark::Key(key) = usage {
+                    usage = if byte == b'{' {
+                        UsageMark::Inside(i, key)
+                    } else {
+                        UsageMark::Looking
+                    };
+                }
+                depth += 1;
+            }
             b'}' | b']' => {
                 depth = depth.checked_sub(1)?;
+                if depth == 1
+                    && let UsageMark::Inside(start, key) = usage
+                {
+                    scan.usage = Some((start, i + 1, key));
+                    usage = UsageMark::Done;
+                }
                 if depth == 0 {
                     return body[i + 1..].trim_ascii().is_empty().then_some(scan);
                 }
             }
             b'"' => {
+                if let UsageMark::Key(_) = usage {
+                    usage = UsageMark::Looking;
+                }
                 let start = i + 1;
-                i = start;
                 // Jump to the closing quote, stepping over escapes.
-                loop {
-                    let rest = body.get(i..)?;
-                    match memchr::memchr2(b'"', b'\\', rest)? {
-                        j if rest[j] == b'\\' => i += j + 2,
-                        j => {
-                            i += j;
-                            break;
-                        }
+                i = crate::json::string_end(body, i)?;
+                let after = &body[i + 1..];
+                let text = &body[start..i];
+                let is_key = || after.trim_ascii_start().first() == Some(&b':');
+                if depth == 1 && usage == UsageMark::Looking {
+                    let key = match text {
+                        b"usage" => Some("usage"),
+                        b"usageMetadata" => Some("usageMetadata"),
+                        _ => None,
+                    };
+                    if let Some(key) = key
+                        && is_key()
+                    {
+                        usage = UsageMark::Key(key);
                     }
                 }
-                let after = &body[i + 1..];
-                note_string(&mut scan, &body[start..i], depth, || {
-                    after.trim_ascii_start().first() == Some(&b':')
-                });
+                note_string(&mut scan, text, depth, is_key);
             }
-            _ => {}
+            byte => {
+                if let UsageMark::Key(_) = usage
+                    && !(byte == b':' || byte.is_ascii_whitespace())
+                {
+                    usage = UsageMark::Looking;
+                }
+            }
         }
         i += 1;
     }
@@ -508,5 +560,86 @@ mod tests {
             let cut = cut.index(body.len());
             prop_assert!(scan_json(body[..cut].trim_ascii()).is_none());
         }
+
+        /// The usage span the scan notes is exactly the first top-level `usage` (else
+        /// `usageMetadata`) object a walk of the body finds, with any other values, keys
+        /// and white space around it.
+        #[test]
+        fn usage_span_is_the_top_level_usage_object(
+            members in prop::collection::vec(
+                (prop_oneof![Just("usage".to_owned()), Just("usageMetadata".to_owned()), "[a-z]{1,8}"], arb_json()),
+                0..6,
+            ),
+            pretty in any::<bool>(),
+            padding in "[ \n]{0,3}",
+        ) {
+            let mut body = padding.clone().into_bytes();
+            let object: serde_json::Map<_, _> = members.into_iter().collect();
+            let json = if pretty {
+                serde_json::to_vec_pretty(&object).unwrap()
+            } else {
+                serde_json::to_vec(&object).unwrap()
+            };
+            body.extend_from_slice(&json);
+            body.extend_from_slice(padding.as_bytes());
+            let headers = http::HeaderMap::new();
+            let view = ResponseView::new(http::StatusCode::OK, &headers, Some(&body));
+            let span = Provider::OpenAi.classify(&view).usage;
+            let object_at = |key| {
+                crate::json::top_level(&body, key).filter(|raw| raw.starts_with(b"{"))
+            };
+            let want = match object_at("usage") {
+                Some(raw) => Some((raw, "usage")),
+                None => object_at("usageMetadata").map(|raw| (raw, "usageMetadata")),
+            };
+            // The scan takes the first of the two keys whose value is an object.
+            let first = object.iter().find(|(k, v)| (k.as_str() == "usage" || k.as_str() == "usageMetadata") && v.is_object());
+            match (span, first) {
+                (None, None) => prop_assert!(want.is_none()),
+                (Some(span), Some((key, _))) => {
+                    prop_assert_eq!(span.key(), key.as_str());
+                    prop_assert_eq!(span.slice(&body), crate::json::top_level(&body, key));
+                }
+                (span, first) => prop_assert!(false, "span {:?}, first usage {:?}", span, first),
+            }
+        }
+    }
+
+    #[test]
+    fn usage_span_cases() {
+        let span = |body: &[u8]| {
+            let headers = http::HeaderMap::new();
+            let view = ResponseView::new(http::StatusCode::OK, &headers, Some(body));
+            Provider::XAi
+                .classify(&view)
+                .usage
+                .and_then(|s| s.slice(body))
+                .map(|raw| String::from_utf8_lossy(raw).into_owned())
+        };
+        assert_eq!(
+            span(br#"{"usage":{"a":{"b":1}},"x":2}"#).as_deref(),
+            Some(r#"{"a":{"b":1}}"#)
+        );
+        assert_eq!(
+            span(br#"{"usage":null,"x":{"a":1}}"#),
+            None,
+            "not the next object"
+        );
+        assert_eq!(
+            span(br#"{"usage":[{"a":1}]}"#),
+            None,
+            "an array is not usage"
+        );
+        assert_eq!(span(br#"{"m":{"usage":{"a":1}}}"#), None, "not top level");
+        assert_eq!(
+            span(br#"{"t":"usage","o":{"a":1}}"#),
+            None,
+            "a value, not a key"
+        );
+        assert_eq!(span(br#"[{"usage":{"a":1}}]"#), None, "inside an array");
+        assert_eq!(
+            span(br#"{"usage" : {"a":1}}"#).as_deref(),
+            Some(r#"{"a":1}"#)
+        );
     }
 }

@@ -36,6 +36,13 @@ pub trait InspectBody {
         let _ = bytes;
         false
     }
+
+    /// Where the body's usage object sits, when a classifier noted it (a
+    /// [`ClassifiedBody`](crate::ClassifiedBody) from the stock classifier); `None`: read
+    /// the body.
+    fn usage_span(&self) -> Option<crate::UsageSpan> {
+        None
+    }
 }
 
 impl InspectBody for String {

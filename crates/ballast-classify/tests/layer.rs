@@ -252,3 +252,26 @@ async fn over_hyper_util_against_the_loopback_simulator() {
         .unwrap_err();
     assert_eq!(err.class(), OutcomeClass::Network, "{err}");
 }
+
+#[tokio::test]
+async fn a_success_hands_up_where_its_usage_sits() {
+    let inner = respond_with(|| {
+        http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(
+                b"  {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n",
+            )))
+            .unwrap()
+    });
+    let service = ServiceBuilder::new()
+        .layer(ClassifyLayer::new(Provider::XAi))
+        .service(inner);
+    let response = service.oneshot(request()).await.unwrap();
+    let body = response.body();
+    let span = ballast_classify::InspectBody::usage_span(body).unwrap();
+    assert_eq!(span.key(), "usage");
+    assert_eq!(
+        span.slice(body.bytes().unwrap()),
+        Some(&br#"{"prompt_tokens":3}"#[..])
+    );
+}

@@ -81,17 +81,17 @@ pub struct RequestEstimate {
 }
 
 /// The output cap a request sets: `max_tokens`, `max_completion_tokens`,
-/// `max_output_tokens`, or Gemini's `generationConfig.maxOutputTokens`.
+/// `max_output_tokens`, or Gemini's `generationConfig.maxOutputTokens` (the first of these
+/// found, in the body's order). One pass over the body's top level: a long prompt without a
+/// cap is walked once, not once per name.
 pub fn output_cap(body: &[u8]) -> Option<u64> {
     let number = |raw: &[u8]| std::str::from_utf8(raw).ok()?.parse::<u64>().ok();
-    ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-        .iter()
-        .find_map(|key| number(json::top_level(body, key)?))
-        .or_else(|| {
-            number(json::top_level(
-                json::top_level(body, "generationConfig")?,
-                "maxOutputTokens",
-            )?)
+    json::members(body)
+        .map_while(Result::ok)
+        .find_map(|(key, value)| match key {
+            b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => number(value),
+            b"generationConfig" => number(json::top_level(value, "maxOutputTokens")?),
+            _ => None,
         })
 }
 

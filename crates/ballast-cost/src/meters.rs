@@ -43,6 +43,11 @@ impl ModelMeters {
         }
     }
 
+    /// The model these handles count.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.model
+    }
+
     pub(crate) fn requests(&self, class: OutcomeClass) -> &Counter {
         self.requests[class.index()].get_or_init(|| {
             metrics::counter!(

@@ -1,6 +1,7 @@
 //! One finished call: its figures, the event it logs and the metrics it feeds.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use ballast_classify::Outcome;
 use tokio::time::Instant;
 
 use crate::layer::{Scope, Shared};
+use crate::meters::ModelMeters;
 use crate::{CallSpend, CostSource, Usage, Usd};
 
 /// Content excerpts are capped: a log line is not a transcript store.
@@ -21,7 +23,9 @@ pub(crate) fn excerpt(bytes: &[u8]) -> Box<str> {
 /// What is known when the call starts.
 #[derive(Debug)]
 pub(crate) struct Started {
-    pub(crate) model: Option<Box<str>>,
+    pub(crate) model: Option<Arc<str>>,
+    /// The metric handles of the model, found when the call started.
+    pub(crate) meters: Arc<ModelMeters>,
     pub(crate) request_bytes: usize,
     pub(crate) attempt: u32,
     pub(crate) at: Instant,
@@ -100,7 +104,7 @@ impl Finished {
         let today = if counted_below {
             shared.spend.total()
         } else {
-            self.count(shared, model)
+            self.count(shared)
         };
         if scope == Scope::Call
             && let Some(health) = &shared.health
@@ -111,10 +115,10 @@ impl Finished {
     }
 
     /// Feeds the metrics with tokens and spend; returns today's spend.
-    fn count(&self, shared: &Shared, model: &str) -> Usd {
+    fn count(&self, shared: &Shared) -> Usd {
         let class = self.outcome.class();
         let usage = self.usage.unwrap_or_default();
-        let meters = shared.meters.model(model);
+        let meters = &self.started.meters;
         meters.input.increment(usage.input_tokens);
         meters.cached_input.increment(usage.cached_input_tokens);
         meters.output.increment(usage.output_tokens);

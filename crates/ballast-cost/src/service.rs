@@ -49,8 +49,19 @@ where
             .log_content
             .then(|| body.map(crate::record::excerpt))
             .flatten();
+        let model = model_of(&request);
+        let meters = shared.meters.model(model.unwrap_or(""));
+        // The registered name when there is one: an `Arc` clone, not a copy per call.
+        let model = model.map(|name| {
+            if &**meters.name() == name {
+                Arc::clone(meters.name())
+            } else {
+                Arc::from(name)
+            }
+        });
         let started = Started {
-            model: model_of(&request).map(Box::from),
+            model,
+            meters,
             request_bytes: body.map_or(0, <[u8]>::len),
             attempt: Attempt::of_request(&request).get(),
             at: Instant::now(),

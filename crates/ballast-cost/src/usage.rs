@@ -1,7 +1,7 @@
 //! [`Usage`]: token counts from a response body, in every provider's convention.
 
-use ballast_classify::{InspectBody, json};
-use serde::Deserialize;
+use ballast_classify::InspectBody;
+use ballast_classify::json::{self, Malformed};
 
 use crate::Usd;
 
@@ -43,31 +43,63 @@ impl Usage {
     }
 
     /// The usage of `response`: the one an inner layer already read (a `Usage` in the
-    /// response's extensions), else read from its buffered body. The first Ballast layer to
-    /// read it (the attempt logger, in the facade's order) stores it there, so a 2 KB body is
-    /// parsed once per attempt, not once per layer.
+    /// response's extensions), else read from its buffered body, at the
+    /// [`UsageSpan`](ballast_classify::UsageSpan) the classifier noted when there is one. The first Ballast layer to read it (the attempt
+    /// logger, in the facade's order) stores it there, so a 2 KB body is read once per
+    /// attempt, not once per layer.
     pub fn of_response<B: InspectBody>(response: &http::Response<B>) -> Option<Self> {
         if let Some(usage) = response.extensions().get::<Usage>() {
             return Some(*usage);
         }
-        response.body().inspect().and_then(Self::from_body)
+        let body = response.body().inspect()?;
+        match response.body().usage_span() {
+            Some(span) => Self::from_object(span.key(), span.slice(body)?),
+            None => Self::from_body(body),
+        }
     }
 
-    /// Reads usage from a response body, parsing only the usage object; `None` when the
+    /// Reads usage from a response body, reading only the usage object; `None` when the
     /// body has none or it cannot be read.
     pub fn from_body(body: &[u8]) -> Option<Self> {
         if let Some(raw) = json::top_level(body, "usage") {
-            let usage: RawUsage = serde_json::from_slice(raw).ok()?;
-            return Some(usage.normalise());
+            return Self::from_object("usage", raw);
         }
-        let raw = json::top_level(body, "usageMetadata")?;
-        let gemini: GeminiUsage = serde_json::from_slice(raw).ok()?;
-        Some(gemini.normalise())
+        Self::from_object("usageMetadata", json::top_level(body, "usageMetadata")?)
+    }
+
+    /// Reads the usage object found under the top-level `key` (`"usage"`, or Gemini's
+    /// `"usageMetadata"`).
+    fn from_object(key: &str, object: &[u8]) -> Option<Self> {
+        if key == "usageMetadata" {
+            return GeminiUsage::read(object).map(GeminiUsage::normalise);
+        }
+        RawUsage::read(object).map(RawUsage::normalise)
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// A token count: a JSON unsigned integer, `null` for none; anything else is not a usage.
+fn count(raw: &[u8]) -> Result<Option<u64>, Malformed> {
+    if raw == b"null" {
+        return Ok(None);
+    }
+    if raw.is_empty() || raw.len() > 20 {
+        return Err(Malformed);
+    }
+    raw.iter()
+        .try_fold(0u64, |n, &digit| {
+            if !digit.is_ascii_digit() {
+                return Err(Malformed);
+            }
+            n.checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(digit - b'0')))
+                .ok_or(Malformed)
+        })
+        .map(Some)
+}
+
+/// The usage object's fields, read by hand: a few integers out of a small object, cheaper
+/// than a derived parse on every response.
+#[derive(Default)]
 struct RawUsage {
     // OpenAI chat, xAI
     prompt_tokens: Option<u64>,
@@ -85,11 +117,66 @@ struct RawUsage {
     cache_creation_input_tokens: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+#[derive(Default, Clone, Copy)]
 struct Details {
     cached_tokens: Option<u64>,
     reasoning_tokens: Option<u64>,
+}
+
+impl Details {
+    fn read(raw: &[u8]) -> Result<Option<Self>, Malformed> {
+        if raw == b"null" {
+            return Ok(None);
+        }
+        let mut details = Self::default();
+        for member in json::members(raw) {
+            let (key, value) = member?;
+            match key {
+                b"cached_tokens" => details.cached_tokens = count(value)?,
+                b"reasoning_tokens" => details.reasoning_tokens = count(value)?,
+                _ => {}
+            }
+        }
+        Ok(Some(details))
+    }
+}
+
+impl RawUsage {
+    fn read(object: &[u8]) -> Option<Self> {
+        let mut usage = Self::default();
+        for member in json::members(object) {
+            let (key, value) = member.ok()?;
+            let result = match key {
+                b"prompt_tokens" => count(value).map(|n| usage.prompt_tokens = n),
+                b"completion_tokens" => count(value).map(|n| usage.completion_tokens = n),
+                b"total_tokens" => count(value).map(|n| usage.total_tokens = n),
+                b"cost_in_usd_ticks" => count(value).map(|n| usage.cost_in_usd_ticks = n),
+                b"input_tokens" => count(value).map(|n| usage.input_tokens = n),
+                b"output_tokens" => count(value).map(|n| usage.output_tokens = n),
+                b"cache_read_input_tokens" => {
+                    count(value).map(|n| usage.cache_read_input_tokens = n)
+                }
+                b"cache_creation_input_tokens" => {
+                    count(value).map(|n| usage.cache_creation_input_tokens = n)
+                }
+                b"prompt_tokens_details" => {
+                    Details::read(value).map(|d| usage.prompt_tokens_details = d)
+                }
+                b"completion_tokens_details" => {
+                    Details::read(value).map(|d| usage.completion_tokens_details = d)
+                }
+                b"input_tokens_details" => {
+                    Details::read(value).map(|d| usage.input_tokens_details = d)
+                }
+                b"output_tokens_details" => {
+                    Details::read(value).map(|d| usage.output_tokens_details = d)
+                }
+                _ => Ok(()),
+            };
+            result.ok()?;
+        }
+        Some(usage)
+    }
 }
 
 impl RawUsage {
@@ -155,8 +242,7 @@ impl RawUsage {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Default)]
 struct GeminiUsage {
     prompt_token_count: u64,
     cached_content_token_count: u64,
@@ -165,6 +251,22 @@ struct GeminiUsage {
 }
 
 impl GeminiUsage {
+    fn read(object: &[u8]) -> Option<Self> {
+        let mut usage = Self::default();
+        for member in json::members(object) {
+            let (key, value) = member.ok()?;
+            let field = match key {
+                b"promptTokenCount" => &mut usage.prompt_token_count,
+                b"cachedContentTokenCount" => &mut usage.cached_content_token_count,
+                b"candidatesTokenCount" => &mut usage.candidates_token_count,
+                b"thoughtsTokenCount" => &mut usage.thoughts_token_count,
+                _ => continue,
+            };
+            *field = count(value).ok()?.unwrap_or(0);
+        }
+        Some(usage)
+    }
+
     fn normalise(self) -> Usage {
         let cached = self.cached_content_token_count.min(self.prompt_token_count);
         Usage {
@@ -183,6 +285,7 @@ impl GeminiUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn openai_counts_cached_inside_prompt() {
@@ -250,6 +353,115 @@ mod tests {
             (0, 5),
             "cached never exceeds prompt"
         );
+    }
+
+    /// The same fields read through `serde_json::Value`: what a derived parse would give.
+    fn reference(body: &[u8]) -> Option<Usage> {
+        use serde_json::Value;
+        let value: Value = serde_json::from_slice(body).ok()?;
+        let count = |v: Option<&Value>| -> Result<Option<u64>, ()> {
+            match v {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or(()),
+            }
+        };
+        let details = |v: Option<&Value>| -> Result<Option<Details>, ()> {
+            match v {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Object(o)) => Ok(Some(Details {
+                    cached_tokens: count(o.get("cached_tokens"))?,
+                    reasoning_tokens: count(o.get("reasoning_tokens"))?,
+                })),
+                Some(_) => Err(()),
+            }
+        };
+        let object = value.get("usage")?.as_object()?;
+        let get = |k: &str| object.get(k);
+        let raw = RawUsage {
+            prompt_tokens: count(get("prompt_tokens")).ok()?,
+            completion_tokens: count(get("completion_tokens")).ok()?,
+            total_tokens: count(get("total_tokens")).ok()?,
+            prompt_tokens_details: details(get("prompt_tokens_details")).ok()?,
+            completion_tokens_details: details(get("completion_tokens_details")).ok()?,
+            cost_in_usd_ticks: count(get("cost_in_usd_ticks")).ok()?,
+            input_tokens: count(get("input_tokens")).ok()?,
+            output_tokens: count(get("output_tokens")).ok()?,
+            input_tokens_details: details(get("input_tokens_details")).ok()?,
+            output_tokens_details: details(get("output_tokens_details")).ok()?,
+            cache_read_input_tokens: count(get("cache_read_input_tokens")).ok()?,
+            cache_creation_input_tokens: count(get("cache_creation_input_tokens")).ok()?,
+        };
+        Some(raw.normalise())
+    }
+
+    fn arb_count() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            4 => (0u64..2_000_000).prop_map(serde_json::Value::from),
+            1 => any::<u64>().prop_map(serde_json::Value::from),
+            1 => Just(serde_json::Value::Null),
+            1 => any::<i32>().prop_map(serde_json::Value::from),
+            1 => any::<f32>().prop_map(serde_json::Value::from),
+            1 => "[a-z0-9]{0,4}".prop_map(serde_json::Value::from),
+        ]
+    }
+
+    fn arb_usage() -> impl Strategy<Value = serde_json::Value> {
+        let field = prop_oneof![
+            Just("prompt_tokens"),
+            Just("completion_tokens"),
+            Just("total_tokens"),
+            Just("cost_in_usd_ticks"),
+            Just("input_tokens"),
+            Just("output_tokens"),
+            Just("cache_read_input_tokens"),
+            Just("cache_creation_input_tokens"),
+            Just("other"),
+        ];
+        let details_field = prop_oneof![
+            Just("prompt_tokens_details"),
+            Just("completion_tokens_details"),
+            Just("input_tokens_details"),
+            Just("output_tokens_details"),
+        ];
+        let details = prop::collection::btree_map(
+            prop_oneof![Just("cached_tokens"), Just("reasoning_tokens"), Just("x")],
+            arb_count(),
+            0..3,
+        )
+        .prop_map(|m| serde_json::json!(m));
+        (
+            prop::collection::btree_map(field, arb_count(), 0..8),
+            prop::collection::btree_map(details_field, details, 0..3),
+        )
+            .prop_map(|(counts, details)| {
+                let mut object = serde_json::Map::new();
+                object.extend(counts.into_iter().map(|(k, v)| (k.to_owned(), v)));
+                object.extend(details.into_iter().map(|(k, v)| (k.to_owned(), v)));
+                serde_json::Value::Object(object)
+            })
+    }
+
+    proptest! {
+        /// The hand-written reader agrees with a generic JSON parse on every usage object,
+        /// odd values included, and reading at the classifier's span agrees with a walk.
+        #[test]
+        fn reads_what_a_parser_reads(usage in arb_usage(), pretty in any::<bool>()) {
+            let value = serde_json::json!({"id": "x", "choices": [{"message": {"content": "usage"}}], "usage": usage});
+            let body = if pretty {
+                serde_json::to_vec_pretty(&value).unwrap()
+            } else {
+                serde_json::to_vec(&value).unwrap()
+            };
+            prop_assert_eq!(Usage::from_body(&body), reference(&body));
+            let headers = http::HeaderMap::new();
+            let view = ballast_classify::ResponseView::new(http::StatusCode::OK, &headers, Some(&body));
+            let span = ballast_classify::ClassifyResponse::classify(&ballast_classify::Provider::XAi, &view).usage;
+            prop_assert!(span.is_some());
+            let classified = ballast_classify::ClassifiedBody::<()>::buffered(bytes::Bytes::from(body.clone()))
+                .with_usage_span(span);
+            let response = http::Response::new(classified);
+            prop_assert_eq!(Usage::of_response(&response), reference(&body));
+        }
     }
 
     #[test]
