@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::hint::black_box;
 
 use ballast_benches::success_body_2kb;
-use ballast_classify::Provider;
+use ballast_classify::{ClassifiedBody, ClassifyResponse, Provider, ResponseView};
 use ballast_cost::{CostLogLayer, PriceTable, Scope, Usage};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -19,6 +19,15 @@ fn usage(c: &mut Criterion) {
     let mut group = c.benchmark_group("cost_usage");
     group.bench_function("usage_from_2kb_body", |b| {
         b.iter(|| black_box(Usage::from_body(black_box(&body))))
+    });
+    let classified = {
+        let headers = http::HeaderMap::new();
+        let view = ResponseView::new(http::StatusCode::OK, &headers, Some(&body));
+        let span = Provider::XAi.classify(&view).usage;
+        http::Response::new(ClassifiedBody::<()>::buffered(body.clone()).with_usage_span(span))
+    };
+    group.bench_function("usage_at_classifier_span", |b| {
+        b.iter(|| black_box(Usage::of_response(black_box(&classified))))
     });
     group.bench_function("find_usage_object_only", |b| {
         b.iter(|| black_box(ballast_classify::json::top_level(black_box(&body), "usage")))

@@ -5,6 +5,7 @@
 //! cargo run --release --example scoreboard -- --json       # one JSON object per line
 //! cargo run --release --example scoreboard -- --plot DIR   # SVG charts per scenario
 //! cargo run --release --example scoreboard -- --minutes 10 # a shorter run
+//! cargo run --release --example scoreboard -- --scenario 5xx_bursts --policy ballast --seed 3
 //! ```
 //!
 //! Each (policy, scenario) pair runs a fresh simulated provider for 30 simulated minutes
@@ -713,20 +714,34 @@ fn main() {
         .and_then(|m| m.parse().ok())
         .unwrap_or(30u64)
         .max(1);
+    let only = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let (only_scenario, only_policy) = (only("--scenario"), only("--policy"));
+    let seed = only("--seed").and_then(|s| s.parse().ok()).unwrap_or(7u64);
 
     let mut rows: BTreeMap<&'static str, Vec<Row>> = BTreeMap::new();
     let cases = cases();
-    for case in &cases {
+    for case in cases
+        .iter()
+        .filter(|c| only_scenario.as_deref().is_none_or(|s| s == c.name))
+    {
         let baseline = if case.scenario.hidden_limit.is_empty() {
             let clean = fault_free(case);
-            let items = run_one(Policy::NoRetry, &clean, minutes, 7, 0).items;
+            let items = run_one(Policy::NoRetry, &clean, minutes, seed, 0).items;
             items.max(1)
         } else {
             0
         };
-        for policy in Policy::ALL {
+        for policy in Policy::ALL
+            .into_iter()
+            .filter(|p| only_policy.as_deref().is_none_or(|n| n == p.name()))
+        {
             let started = std::time::Instant::now();
-            let row = run_one(policy, case, minutes, 7, baseline);
+            let row = run_one(policy, case, minutes, seed, baseline);
             eprintln!(
                 "{:>28} {:<27} {:>6.1}s real",
                 case.name,

@@ -6,9 +6,10 @@
 //! errors, overload, timeouts, network errors, per `ballast-classify`), and fails fast while
 //! open:
 //!
-//! - **closed** → **open** after `consecutive_failures` provider failures in a row, or when
-//!   the window's failure rate or slow-call rate passes its threshold (once it holds
-//!   `min_calls`);
+//! - **closed** → **open** after `consecutive_failures` provider failures in a row (a
+//!   success from a call sent before the run began, such as a long completion still in
+//!   flight when an outage starts, does not end the run), or when the window's failure rate
+//!   or slow-call rate passes its threshold (once it holds `min_calls`);
 //! - **open** for a time that grows on repeated trips, with jitter, capped; a server's wait
 //!   hint can stretch it; calls fail at once with [`BreakerOpen`] (class `CircuitOpen`,
 //!   carrying the key and the time to the next probe);

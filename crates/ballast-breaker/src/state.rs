@@ -55,6 +55,10 @@ pub(crate) struct KeyBreaker {
     probes_in_flight: AtomicU32,
     probe_successes: AtomicU32,
     consecutive: AtomicU32,
+    /// When the current run of failures began (nanoseconds since the epoch; the first
+    /// failure's answer): a success from a call sent before then is old news and does not
+    /// end the run.
+    run_since: AtomicU64,
     trips: AtomicU32,
     /// Times opened or latched, ever.
     opened: AtomicU64,
@@ -90,6 +94,7 @@ impl KeyBreaker {
             probes_in_flight: AtomicU32::new(0),
             probe_successes: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
+            run_since: AtomicU64::new(0),
             trips: AtomicU32::new(0),
             opened: AtomicU64::new(0),
             last_used: AtomicU64::new(now),
@@ -248,11 +253,21 @@ impl KeyBreaker {
                 let failure = verdict == Verdict::Failure;
                 self.window.record(now, failure, slow);
                 let consecutive = if failure {
-                    self.consecutive.fetch_add(1, Ordering::AcqRel) + 1
+                    let run = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+                    if run == 1 {
+                        self.run_since.store(now, Ordering::Release);
+                    }
+                    run
                 } else {
                     // Read first: a store on every success would bounce the cache line
-                    // between threads even when the run is already zero.
-                    if self.consecutive.load(Ordering::Acquire) != 0 {
+                    // between threads even when the run is already zero. A call sent
+                    // before the run began (a long success still in flight when an outage
+                    // starts) says nothing about now: the run goes on.
+                    let sent =
+                        now.saturating_sub(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+                    if self.consecutive.load(Ordering::Acquire) != 0
+                        && sent >= self.run_since.load(Ordering::Acquire)
+                    {
                         self.consecutive.store(0, Ordering::Release);
                     }
                     0

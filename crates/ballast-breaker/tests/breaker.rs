@@ -477,3 +477,64 @@ async fn a_server_hint_keeps_the_breaker_open_longer_up_to_the_cap() {
     service.clone().oneshot(request("m")).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A provider answering each request as its headers say: `x-status` after `x-millis`.
+fn scripted() -> tower::util::BoxCloneService<http::Request<String>, http::Response<()>, BoxError> {
+    tower::service_fn(|request: http::Request<String>| {
+        let header =
+            |name: &str| -> u64 { request.headers()[name].to_str().unwrap().parse().unwrap() };
+        let (status, millis) = (header("x-status"), header("x-millis"));
+        async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            let status = u16::try_from(status).unwrap();
+            Ok::<_, BoxError>(http::Response::builder().status(status).body(()).unwrap())
+        }
+    })
+    .boxed_clone()
+}
+
+fn scripted_request(status: u16, millis: u64) -> http::Request<String> {
+    let mut request = request("m");
+    let headers = request.headers_mut();
+    headers.insert("x-status", status.into());
+    headers.insert("x-millis", millis.into());
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_sent_before_a_run_of_failures_does_not_end_it() {
+    let layer = BreakerLayer::with_seed(quiet_config(), 1);
+    let handle = layer.handle();
+    let service = layer.layer(scripted());
+    let state = || handle.get("api.x.ai", "m").unwrap().state.as_str();
+
+    // A long completion is under way when the provider falls over.
+    let long = tokio::spawn(service.clone().oneshot(scripted_request(200, 10_000)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..4 {
+        let _ = service.clone().oneshot(scripted_request(500, 10)).await;
+    }
+    // It ends well, but it was sent before the failures began: old news.
+    assert!(long.await.unwrap().is_ok());
+    assert_eq!(state(), "closed");
+    let _ = service.clone().oneshot(scripted_request(500, 10)).await;
+    assert_eq!(
+        state(),
+        "open",
+        "five failures in a row, whatever finished meanwhile"
+    );
+
+    // A success sent after the run began does end it.
+    let layer = BreakerLayer::with_seed(quiet_config(), 1);
+    let handle = layer.handle();
+    let service = layer.layer(scripted());
+    for _ in 0..4 {
+        let _ = service.clone().oneshot(scripted_request(500, 10)).await;
+    }
+    let _ = service.clone().oneshot(scripted_request(200, 10)).await;
+    let _ = service.clone().oneshot(scripted_request(500, 10)).await;
+    assert_eq!(
+        handle.get("api.x.ai", "m").unwrap().state.as_str(),
+        "closed"
+    );
+}

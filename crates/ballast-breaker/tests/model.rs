@@ -87,6 +87,7 @@ struct Model {
     /// (time, failure, slow) of calls counted while closed.
     events: Vec<(u64, bool, bool)>,
     consecutive: u32,
+    run_since: u64,
     trips: u32,
 }
 
@@ -171,7 +172,18 @@ impl Model {
                 }
                 let failure = kind == Kind::Failure;
                 self.events.push((now, failure, slow));
-                self.consecutive = if failure { self.consecutive + 1 } else { 0 };
+                // A success sent before the current run of failures began does not end it.
+                let sent = now.saturating_sub(elapsed.as_nanos() as u64);
+                self.consecutive = if failure {
+                    if self.consecutive == 0 {
+                        self.run_since = now;
+                    }
+                    self.consecutive + 1
+                } else if sent >= self.run_since {
+                    0
+                } else {
+                    self.consecutive
+                };
                 if !failure && !slow {
                     return;
                 }
@@ -224,7 +236,7 @@ proptest! {
             let layer = BreakerLayer::with_seed(config.clone(), 1);
             let handle = layer.handle();
             let service = layer.layer(inner);
-            let mut model = Model { config, state: ModelState::Closed, events: Vec::new(), consecutive: 0, trips: 0 };
+            let mut model = Model { config, state: ModelState::Closed, events: Vec::new(), consecutive: 0, run_since: 0, trips: 0 };
             for (step, op) in ops.into_iter().enumerate() {
                 match op {
                     Op::Advance { millis } => tokio::time::sleep(Duration::from_millis(millis)).await,
