@@ -345,6 +345,7 @@ fn quick() {
 
 fn overhead(c: &mut Criterion) {
     if std::env::var_os("BALLAST_QUICK").is_some() {
+        allocations();
         quick();
         return;
     }

@@ -1,19 +1,18 @@
 //! [`BudgetGuard`]: reserve before the call, settle after.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use ballast_classify::{BoxError, InspectBody, Outcome, OutcomeClass, model_of};
-use ballast_cost::{Usage, Usd, estimate};
+use ballast_cost::{Rate, Usage, Usd, estimate_at};
 use tower_service::Service;
 
+use crate::future::ResponseFuture;
 use crate::{
     BudgetConfig, BudgetExceeded, BudgetScope, BudgetUnavailable, Limits, Reservation, Reserve,
-    SpendStore,
+    SpendStore, StoreError, WindowId,
 };
 
 pub(crate) struct Shared<St> {
@@ -44,15 +43,22 @@ impl<St> Shared<St> {
     }
 }
 
+impl<St> Shared<St> {
+    /// Keeps a settlement the store could not take, for the next call's flush.
+    fn keep(&self, reservation: Reservation, actual: Usd) {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((reservation, actual));
+        self.has_pending.store(true, Ordering::Release);
+    }
+}
+
 impl<St: SpendStore> Shared<St> {
     async fn settle(&self, reservation: Reservation, actual: Usd) {
         if let Err(error) = self.store.settle(&reservation, actual).await {
             tracing::warn!(target: "ballast::budget", %error, "settlement kept for retry: the budget store failed");
-            self.pending
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((reservation, actual));
-            self.has_pending.store(true, Ordering::Release);
+            self.keep(reservation, actual);
         }
     }
 
@@ -71,40 +77,68 @@ impl<St: SpendStore> Shared<St> {
 }
 
 /// Holds a reservation until the call settles; dropped unsettled (the caller gave up), it
-/// releases the reservation from a spawned task.
-struct Held<St: SpendStore> {
+/// releases the reservation: at once when the store can, else from a spawned task.
+pub(crate) struct Held<St: SpendStore> {
     shared: Arc<Shared<St>>,
     reservation: Option<Reservation>,
 }
 
 impl<St: SpendStore> Held<St> {
+    fn new(shared: &Arc<Shared<St>>, reservation: Reservation) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            reservation: Some(reservation),
+        }
+    }
+
     async fn settle(mut self, actual: Usd) {
         if let Some(reservation) = self.reservation.take() {
             self.shared.settle(reservation, actual).await;
         }
     }
+
+    /// Settles the call's cost without waiting when the store can; else as a drop does.
+    pub(crate) fn settle_now<R: InspectBody>(
+        mut self,
+        rate: &Rate,
+        result: &Result<http::Response<R>, BoxError>,
+        estimate: Usd,
+    ) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let actual = actual_cost(rate, result, estimate);
+        release(&self.shared, reservation, actual);
+    }
 }
 
 impl<St: SpendStore> Drop for Held<St> {
     fn drop(&mut self) {
-        let Some(reservation) = self.reservation.take() else {
-            return;
-        };
-        let shared = Arc::clone(&self.shared);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move { shared.settle(reservation, Usd::ZERO).await });
-            }
-            // No runtime to release from: keep it, the next call's flush releases it.
-            Err(_) => {
-                shared
-                    .pending
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((reservation, Usd::ZERO));
-                shared.has_pending.store(true, Ordering::Release);
-            }
+        if let Some(reservation) = self.reservation.take() {
+            release(&self.shared, reservation, Usd::ZERO);
         }
+    }
+}
+
+/// Settles at `actual` outside an async context: at once when the store can, else from a
+/// spawned task, else (no runtime) kept for the next call's flush.
+fn release<St: SpendStore>(shared: &Arc<Shared<St>>, reservation: Reservation, actual: Usd) {
+    match shared.store.settle_now(&reservation, actual) {
+        Some(Ok(())) => return,
+        Some(Err(error)) => {
+            tracing::warn!(target: "ballast::budget", %error, "settlement kept for retry: the budget store failed");
+            shared.keep(reservation, actual);
+            return;
+        }
+        None => {}
+    }
+    let owned = Arc::clone(shared);
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(async move { owned.settle(reservation, actual).await });
+        }
+        // No runtime to settle from: keep it, the next call's flush settles it.
+        Err(_) => shared.keep(reservation, actual),
     }
 }
 
@@ -158,23 +192,19 @@ where
 {
     type Response = http::Response<R>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<R>, BoxError>> + Send>>;
+    type Future = ResponseFuture<S::Future, St, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
-        // The ready service goes with this call; a clone takes its place (tower's pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = &self.shared;
         let config = &shared.config;
-        let model = model_of(&request).map(Box::<str>::from);
+        let rate = config.prices.rate(model_of(&request));
         let body = request.body().inspect().unwrap_or_default();
-        let worst = estimate(
-            &config.prices,
-            model.as_deref(),
+        let worst = estimate_at(
+            &rate,
             body,
             config.estimator.as_ref(),
             config.default_max_tokens,
@@ -194,47 +224,83 @@ where
         };
         let now = SystemTime::now();
         let window = config.window.at(now);
-        Box::pin(async move {
+        let ask = Ask {
+            cost: worst.cost,
+            window,
+            now,
+        };
+        // A store that answers at once (in memory), with nothing kept to flush: no boxed
+        // future, and the ready inner service is called right here.
+        if !shared.has_pending.load(Ordering::Acquire)
+            && let Some(answer) =
+                shared
+                    .store
+                    .reserve_now(window, &limits, worst.cost, config.lease, now)
+        {
+            return match decide(shared, answer, &ask) {
+                Ok(held) => {
+                    ResponseFuture::direct(self.inner.call(request), held, rate, worst.cost)
+                }
+                Err(refusal) => ResponseFuture::refused(refusal),
+            };
+        }
+        // The ready service goes with this call; a clone takes its place (tower's pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = Arc::clone(shared);
+        ResponseFuture::boxed(Box::pin(async move {
             shared.flush().await;
             let config = &shared.config;
-            let held = match shared
+            let answer = shared
                 .store
                 .reserve(window, &limits, worst.cost, config.lease, now)
-                .await
-            {
-                Ok(Reserve::Granted(reservation)) => Some(Held {
-                    shared: Arc::clone(&shared),
-                    reservation: Some(reservation),
-                }),
-                Ok(Reserve::Refused {
-                    scope,
-                    limit,
-                    committed,
-                }) => {
-                    let refusal = BudgetExceeded {
-                        scope,
-                        limit,
-                        committed,
-                        asked: worst.cost,
-                        resets_in: window.remaining(now),
-                    };
-                    return Err(Box::new(refusal.into_classified()) as BoxError);
-                }
-                Err(error) if config.fail_open => {
-                    tracing::error!(target: "ballast::budget", %error, "budget store failed; the call goes through UNCOUNTED (fail open)");
-                    None
-                }
-                Err(error) => {
-                    return Err(Box::new(BudgetUnavailable(error).into_classified()) as BoxError);
-                }
-            };
+                .await;
+            let held = decide(&shared, answer, &ask)?;
             let result = inner.call(request).await.map_err(Into::into);
             if let Some(held) = held {
-                let actual = actual_cost(&shared, model.as_deref(), &result, worst.cost);
+                let actual = actual_cost(&rate, &result, worst.cost);
                 held.settle(actual).await;
             }
             result
-        })
+        }))
+    }
+}
+
+/// What one call asks of the store.
+struct Ask {
+    cost: Usd,
+    window: WindowId,
+    now: SystemTime,
+}
+
+/// The store's answer as the guard acts on it: a reservation to hold (`None` when failing
+/// open), or the typed refusal.
+fn decide<St: SpendStore>(
+    shared: &Arc<Shared<St>>,
+    answer: Result<Reserve, StoreError>,
+    ask: &Ask,
+) -> Result<Option<Held<St>>, BoxError> {
+    match answer {
+        Ok(Reserve::Granted(reservation)) => Ok(Some(Held::new(shared, reservation))),
+        Ok(Reserve::Refused {
+            scope,
+            limit,
+            committed,
+        }) => {
+            let refusal = BudgetExceeded {
+                scope,
+                limit,
+                committed,
+                asked: ask.cost,
+                resets_in: ask.window.remaining(ask.now),
+            };
+            Err(Box::new(refusal.into_classified()))
+        }
+        Err(error) if shared.config.fail_open => {
+            tracing::error!(target: "ballast::budget", %error, "budget store failed; the call goes through UNCOUNTED (fail open)");
+            Ok(None)
+        }
+        Err(error) => Err(Box::new(BudgetUnavailable(error).into_classified())),
     }
 }
 
@@ -262,16 +328,15 @@ fn write_cap<B: InspectBody>(body: &mut B, field: &str, tokens: u64) {
 }
 
 /// What a finished call is settled at.
-fn actual_cost<St, R: InspectBody>(
-    shared: &Shared<St>,
-    model: Option<&str>,
+fn actual_cost<R: InspectBody>(
+    rate: &Rate,
     result: &Result<http::Response<R>, BoxError>,
     estimate: Usd,
 ) -> Usd {
     let outcome = Outcome::from_result(result);
     let usage = result.as_ref().ok().and_then(Usage::of_response);
     match usage {
-        Some(usage) => shared.config.prices.cost(model, &usage).0,
+        Some(usage) => rate.cost(&usage).0,
         None if outcome.is_success() || outcome.class() == OutcomeClass::Timeout => estimate,
         None => Usd::ZERO,
     }

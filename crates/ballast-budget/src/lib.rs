@@ -50,6 +50,7 @@
 
 mod config;
 mod error;
+mod future;
 mod guard;
 mod layer;
 mod memory;
@@ -64,6 +65,7 @@ use std::sync::Arc;
 
 pub use config::BudgetConfig;
 pub use error::{BudgetExceeded, BudgetUnavailable};
+pub use future::ResponseFuture;
 pub use guard::BudgetGuard;
 pub use layer::BudgetLayer;
 pub use memory::MemoryStore;

@@ -79,6 +79,53 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn reserve_at_once(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+    ) -> Reserve {
+        let global = self.account(window, None);
+        if let Err(committed) = global.try_commit(amount.picos(), limits.global.picos()) {
+            return Reserve::Refused {
+                scope: None,
+                limit: limits.global,
+                committed: Usd::from_picos(committed),
+            };
+        }
+        if let Some((scope, limit)) = &limits.scope {
+            let account = self.account(window, Some(scope));
+            if let Err(committed) = account.try_commit(amount.picos(), limit.picos()) {
+                global.settle(amount.picos(), 0);
+                return Reserve::Refused {
+                    scope: Some(Arc::clone(scope)),
+                    limit: *limit,
+                    committed: Usd::from_picos(committed),
+                };
+            }
+        }
+        Reserve::Granted(Reservation {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            window,
+            scope: limits.scope.as_ref().map(|(s, _)| Arc::clone(s)),
+            amount,
+            lease,
+        })
+    }
+
+    fn settle_at_once(&self, reservation: &Reservation, actual: Usd) {
+        let (reserved, actual) = (reservation.amount.picos(), actual.picos());
+        self.account(reservation.window, None)
+            .settle(reserved, actual);
+        if let Some(scope) = &reservation.scope {
+            self.account(reservation.window, Some(scope))
+                .settle(reserved, actual);
+        }
+    }
+}
+
 impl SpendStore for MemoryStore {
     async fn reserve(
         &self,
@@ -88,43 +135,28 @@ impl SpendStore for MemoryStore {
         lease: Duration,
         _now: SystemTime,
     ) -> Result<Reserve, StoreError> {
-        let global = self.account(window, None);
-        if let Err(committed) = global.try_commit(amount.picos(), limits.global.picos()) {
-            return Ok(Reserve::Refused {
-                scope: None,
-                limit: limits.global,
-                committed: Usd::from_picos(committed),
-            });
-        }
-        if let Some((scope, limit)) = &limits.scope {
-            let account = self.account(window, Some(scope));
-            if let Err(committed) = account.try_commit(amount.picos(), limit.picos()) {
-                global.settle(amount.picos(), 0);
-                return Ok(Reserve::Refused {
-                    scope: Some(Arc::clone(scope)),
-                    limit: *limit,
-                    committed: Usd::from_picos(committed),
-                });
-            }
-        }
-        Ok(Reserve::Granted(Reservation {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            window,
-            scope: limits.scope.as_ref().map(|(s, _)| Arc::clone(s)),
-            amount,
-            lease,
-        }))
+        Ok(self.reserve_at_once(window, limits, amount, lease))
     }
 
     async fn settle(&self, reservation: &Reservation, actual: Usd) -> Result<(), StoreError> {
-        let (reserved, actual) = (reservation.amount.picos(), actual.picos());
-        self.account(reservation.window, None)
-            .settle(reserved, actual);
-        if let Some(scope) = &reservation.scope {
-            self.account(reservation.window, Some(scope))
-                .settle(reserved, actual);
-        }
+        self.settle_at_once(reservation, actual);
         Ok(())
+    }
+
+    fn reserve_now(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+        _now: SystemTime,
+    ) -> Option<Result<Reserve, StoreError>> {
+        Some(Ok(self.reserve_at_once(window, limits, amount, lease)))
+    }
+
+    fn settle_now(&self, reservation: &Reservation, actual: Usd) -> Option<Result<(), StoreError>> {
+        self.settle_at_once(reservation, actual);
+        Some(Ok(()))
     }
 
     async fn readout(

@@ -129,6 +129,29 @@ pub trait SpendStore: Send + Sync + 'static {
         actual: Usd,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Reserves without waiting, when this store can (its accounts are in this process);
+    /// `None` (the default) means: await [`reserve`](Self::reserve). The guard calls it
+    /// first, so a store that answers here costs no boxed future per call. A store that
+    /// answers here must answer [`settle_now`](Self::settle_now) too.
+    fn reserve_now(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Option<Result<Reserve, StoreError>> {
+        let _ = (window, limits, amount, lease, now);
+        None
+    }
+
+    /// Settles without waiting, when this store can; `None` (the default) means: await
+    /// [`settle`](Self::settle).
+    fn settle_now(&self, reservation: &Reservation, actual: Usd) -> Option<Result<(), StoreError>> {
+        let _ = (reservation, actual);
+        None
+    }
+
     /// An account's state at `now`: `scope` `None` is the global budget.
     fn readout(
         &self,

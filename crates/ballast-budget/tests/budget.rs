@@ -35,42 +35,64 @@ proptest! {
     /// Many concurrent callers against a flaky provider and a small budget: what the provider
     /// billed never exceeds the budget (usage always stays within the output cap here), and
     /// when everything has settled nothing is left reserved.
+    /// Both ways through the guard: a store that answers at once (in memory) and one that
+    /// is awaited.
     #[test]
     fn the_provider_never_bills_past_the_budget(
         scenario in ballast_sim::strategy::flaky_scenario(),
         budget_micros in 100u64..20_000,
         calls in 1usize..200,
         concurrency in 1usize..64,
+        awaited in any::<bool>(),
     ) {
         let budget = Usd::from_picos(budget_micros * 1_000_000);
         let rt = ballast_sim::paused_runtime().unwrap();
+        let sim = Simulator::new(Scenario { quota_ticks: None, ..scenario });
+        let config = BudgetConfig::daily(budget);
         let (billed, readout, refused) = rt.block_on(async move {
-            let sim = Simulator::new(Scenario { quota_ticks: None, ..scenario });
-            let layer = BudgetLayer::new(BudgetConfig::daily(budget));
-            let service = ServiceBuilder::new()
-                .layer(layer.clone())
-                .timeout(Duration::from_secs(90))
-                .layer(ClassifyLayer::new(Provider::XAi))
-                .service(sim.clone());
-            let mut refused = 0;
-            let ids: Vec<usize> = (0..calls).collect();
-            for wave in ids.chunks(concurrency) {
-                for result in join_all(wave.iter().map(|i| service.clone().oneshot(chat(*i)))).await {
-                    if let Err(error) = result
-                        && Outcome::from_error(&*error).class() == OutcomeClass::BudgetExceeded
-                    {
-                        refused += 1;
-                    }
-                }
+            if awaited {
+                bill(BudgetLayer::with_store(config, Flaky::default()), sim, calls, concurrency).await
+            } else {
+                bill(BudgetLayer::new(config), sim, calls, concurrency).await
             }
-            // Let hung requests finish on the provider's side, and releases run.
-            tokio::time::sleep(Duration::from_secs(600)).await;
-            (Usd::from_xai_ticks(sim.ledger().billed_ticks()), layer.readout(None).await.unwrap(), refused)
         });
         prop_assert!(billed <= budget, "billed {billed} over a budget of {budget} ({refused} refused)");
         prop_assert_eq!(readout.reserved, Usd::ZERO);
         prop_assert!(readout.spent <= budget);
     }
+}
+
+/// `calls` calls in waves of `concurrency`; what the provider billed, the budget's readout
+/// once everything settled, and how many calls the guard refused.
+async fn bill<St: SpendStore>(
+    layer: BudgetLayer<St>,
+    sim: Simulator,
+    calls: usize,
+    concurrency: usize,
+) -> (Usd, Readout, usize) {
+    let service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .timeout(Duration::from_secs(90))
+        .layer(ClassifyLayer::new(Provider::XAi))
+        .service(sim.clone());
+    let mut refused = 0;
+    let ids: Vec<usize> = (0..calls).collect();
+    for wave in ids.chunks(concurrency) {
+        for result in join_all(wave.iter().map(|i| service.clone().oneshot(chat(*i)))).await {
+            if let Err(error) = result
+                && Outcome::from_error(&*error).class() == OutcomeClass::BudgetExceeded
+            {
+                refused += 1;
+            }
+        }
+    }
+    // Let hung requests finish on the provider's side, and releases run.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    (
+        Usd::from_xai_ticks(sim.ledger().billed_ticks()),
+        layer.readout(None).await.unwrap(),
+        refused,
+    )
 }
 
 /// A provider that ignores the output cap: it bills `factor` times the cap.
@@ -124,11 +146,16 @@ async fn overrun_is_bounded_by_the_sum_of_overruns() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_call_releases_its_reservation() {
+    dropped_call_releases(BudgetLayer::new(BudgetConfig::daily(usd("1")))).await;
+    let awaited = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), Flaky::default());
+    dropped_call_releases(awaited).await;
+}
+
+async fn dropped_call_releases<St: SpendStore>(layer: BudgetLayer<St>) {
     let slow = tower::service_fn(|_request: http::Request<String>| async {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Ok::<_, Infallible>(http::Response::new(String::new()))
     });
-    let layer = BudgetLayer::new(BudgetConfig::daily(usd("1")));
     let service = layer.layer(slow);
     let abandoned =
         tokio::time::timeout(Duration::from_secs(1), service.clone().oneshot(chat(0))).await;

@@ -2,7 +2,7 @@
 
 use ballast_classify::json;
 
-use crate::{CostSource, PriceTable, Usage, Usd};
+use crate::{CostSource, PriceTable, Rate, Usage, Usd};
 
 /// Counts (or bounds) the prompt tokens of a request body.
 pub trait TokenEstimator {
@@ -103,6 +103,17 @@ pub fn estimate(
     estimator: &dyn TokenEstimator,
     default_max_tokens: u64,
 ) -> RequestEstimate {
+    estimate_at(&table.rate(model), body, estimator, default_max_tokens)
+}
+
+/// [`estimate`] at prices already looked up: the budget guard holds the [`Rate`] from the
+/// estimate to the settlement.
+pub fn estimate_at(
+    rate: &Rate,
+    body: &[u8],
+    estimator: &dyn TokenEstimator,
+    default_max_tokens: u64,
+) -> RequestEstimate {
     let prompt_tokens = estimator.prompt_tokens(body);
     let cap = output_cap(body);
     let max_output_tokens = cap.unwrap_or(default_max_tokens);
@@ -111,7 +122,7 @@ pub fn estimate(
         output_tokens: max_output_tokens,
         ..Usage::default()
     };
-    let (cost, source) = table.cost(model, &usage);
+    let (cost, source) = rate.cost(&usage);
     RequestEstimate {
         prompt_tokens,
         max_output_tokens,

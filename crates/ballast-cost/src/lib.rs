@@ -55,11 +55,13 @@ mod usage;
 
 #[cfg(feature = "tokenizer")]
 pub use estimate::Tokenizer;
-pub use estimate::{HalfByteCount, RequestEstimate, TokenEstimator, estimate, output_cap};
+pub use estimate::{
+    HalfByteCount, RequestEstimate, TokenEstimator, estimate, estimate_at, output_cap,
+};
 pub use health::{HealthConfig, HealthMonitor, HealthStatus};
 pub use layer::{CostLogLayer, Scope};
 pub use money::{ParseUsdError, Usd};
-pub use price::{CostSource, ModelPrice, Price, PriceFileError, PriceTable, PriceTier};
+pub use price::{CostSource, ModelPrice, Price, PriceFileError, PriceTable, PriceTier, Rate};
 pub use service::{CostLog, ResponseFuture};
 pub use spend::{CallSpend, DailySpend};
 pub use usage::Usage;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -153,8 +154,48 @@ struct PriceFile {
 /// [`CostSource::UnknownPrice`]; it is never silently free.
 #[derive(Debug, Clone)]
 pub struct PriceTable {
-    models: HashMap<String, ModelPrice>,
+    models: HashMap<String, Arc<ModelPrice>>,
     fallback: Price,
+}
+
+/// One model's prices as a call holds them from its estimate to its settlement: the
+/// table's entry (shared, not copied) or the fallback.
+///
+/// ```
+/// use ballast_cost::{CostSource, PriceTable, Usage};
+///
+/// let rate = PriceTable::builtin().rate(Some("grok-code-fast-1"));
+/// let usage = Usage { input_tokens: 1_000, output_tokens: 500, ..Usage::default() };
+/// assert_eq!(rate.cost(&usage).1, CostSource::Estimated);
+/// assert_eq!(PriceTable::builtin().rate(Some("no-such-model")).cost(&usage).1, CostSource::UnknownPrice);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Rate {
+    entry: Option<Arc<ModelPrice>>,
+    fallback: Price,
+}
+
+impl Rate {
+    /// The model's entry, or `None` when it is priced at the fallback.
+    pub fn entry(&self) -> Option<&ModelPrice> {
+        self.entry.as_deref()
+    }
+
+    /// The cost of `usage`, and where the figure came from, as [`PriceTable::cost`] says.
+    pub fn cost(&self, usage: &Usage) -> (Usd, CostSource) {
+        cost_at(self.entry.as_deref(), &self.fallback, usage)
+    }
+}
+
+/// The reported cost, else usage at `entry`'s price, else at the fallback.
+fn cost_at(entry: Option<&ModelPrice>, fallback: &Price, usage: &Usage) -> (Usd, CostSource) {
+    if let Some(reported) = usage.reported_cost {
+        return (reported, CostSource::Reported);
+    }
+    match entry {
+        Some(price) => (price.cost(usage), CostSource::Estimated),
+        None => (fallback.cost(usage), CostSource::UnknownPrice),
+    }
 }
 
 const BUILTIN: &str = include_str!("prices.json");
@@ -193,7 +234,7 @@ impl PriceTable {
 
     /// Adds or replaces one entry.
     pub fn insert(&mut self, price: ModelPrice) {
-        self.models.insert(price.model.clone(), price);
+        self.models.insert(price.model.clone(), Arc::new(price));
     }
 
     /// Sets the price used for unknown models.
@@ -209,6 +250,10 @@ impl PriceTable {
     /// The entry for `model`: an exact match, else the longest known name it starts with
     /// followed by `-` (a dated or suffixed variant).
     pub fn get(&self, model: &str) -> Option<&ModelPrice> {
+        self.entry(model).map(|price| &**price)
+    }
+
+    fn entry(&self, model: &str) -> Option<&Arc<ModelPrice>> {
         if let Some(found) = self.models.get(model) {
             return Some(found);
         }
@@ -225,18 +270,21 @@ impl PriceTable {
     /// The cost of `usage` for `model`, and where the figure came from: the reported cost
     /// when there is one, else usage times the model's price, else the fallback price.
     pub fn cost(&self, model: Option<&str>, usage: &Usage) -> (Usd, CostSource) {
-        if let Some(reported) = usage.reported_cost {
-            return (reported, CostSource::Reported);
-        }
-        match model.and_then(|m| self.get(m)) {
-            Some(price) => (price.cost(usage), CostSource::Estimated),
-            None => (self.fallback.cost(usage), CostSource::UnknownPrice),
+        cost_at(model.and_then(|m| self.get(m)), &self.fallback, usage)
+    }
+
+    /// The prices for `model`, looked up once to cost a call before and after it (see
+    /// [`Rate`]).
+    pub fn rate(&self, model: Option<&str>) -> Rate {
+        Rate {
+            entry: model.and_then(|m| self.entry(m)).cloned(),
+            fallback: self.fallback,
         }
     }
 
     /// Every entry.
     pub fn models(&self) -> impl Iterator<Item = &ModelPrice> {
-        self.models.values()
+        self.models.values().map(|price| &**price)
     }
 
     fn dearest(&self) -> Price {
