@@ -7,10 +7,9 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use http::response::Parts;
 use http_body::Body;
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 
+use crate::read::{ReadBody, ReadError};
 use crate::service::{declared_length, is_event_stream};
 use crate::{
     BodyTooLarge, BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Outcome,
@@ -40,7 +39,7 @@ pin_project! {
         B::Error: Into<BoxError>,
     {
         Calling { #[pin] future: F },
-        Reading { parts: Option<Parts>, #[pin] collect: Collect<Limited<B>> },
+        Reading { parts: Option<Parts>, #[pin] read: ReadBody<B> },
     }
 }
 
@@ -104,14 +103,13 @@ where
                         return Poll::Ready(Err(too_large(&response, limit)));
                     }
                     let (parts, body) = response.into_parts();
-                    let collect = Limited::new(body, limit).collect();
                     this.state.set(State::Reading {
                         parts: Some(parts),
-                        collect,
+                        read: ReadBody::new(body, limit),
                     });
                 }
-                StateProj::Reading { parts, collect } => {
-                    let result = ready!(collect.poll(cx));
+                StateProj::Reading { parts, read } => {
+                    let result = ready!(read.poll_read(cx));
                     let Some(mut parts) = parts.take() else {
                         // Polled again after completion: a caller bug, answered without a panic.
                         return Poll::Ready(Err(ClassifiedError::new(
@@ -120,7 +118,7 @@ where
                         )));
                     };
                     let bytes = match result {
-                        Ok(collected) => collected.to_bytes(),
+                        Ok(bytes) => bytes,
                         Err(err) => {
                             let status = parts.status;
                             return Poll::Ready(Err(body_error(err, status, *this.body_limit)));
@@ -150,13 +148,17 @@ fn too_large<B>(response: &Response<B>, limit: usize) -> ClassifiedError {
     ClassifiedError::new(outcome, Some(Box::new(BodyTooLarge::new(limit))))
 }
 
-fn body_error(err: BoxError, status: http::StatusCode, limit: usize) -> ClassifiedError {
-    if err.is::<LengthLimitError>() {
-        let outcome = Outcome::new(OutcomeClass::InvalidResponse).with_status(status);
-        return ClassifiedError::new(outcome, Some(Box::new(BodyTooLarge::new(limit))));
+fn body_error(err: ReadError, status: http::StatusCode, limit: usize) -> ClassifiedError {
+    match err {
+        ReadError::TooLarge => {
+            let outcome = Outcome::new(OutcomeClass::InvalidResponse).with_status(status);
+            ClassifiedError::new(outcome, Some(Box::new(BodyTooLarge::new(limit))))
+        }
+        // The headers arrived but the body did not: the connection failed mid-response.
+        ReadError::Body(err) => {
+            let classified = ClassifiedError::transport(err);
+            let outcome = classified.outcome().with_status(status);
+            classified.with_outcome(outcome)
+        }
     }
-    // The headers arrived but the body did not: the connection failed mid-response.
-    let classified = ClassifiedError::transport(err);
-    let outcome = classified.outcome().with_status(status);
-    classified.with_outcome(outcome)
 }

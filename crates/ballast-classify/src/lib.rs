@@ -76,6 +76,7 @@ mod layer;
 mod outcome;
 mod provider;
 mod provider_error;
+mod read;
 mod request;
 mod service;
 mod usage_span;
