@@ -32,6 +32,17 @@ fn usage(c: &mut Criterion) {
     group.bench_function("find_usage_object_only", |b| {
         b.iter(|| black_box(ballast_classify::json::top_level(black_box(&body), "usage")))
     });
+    let prompt = {
+        let turn = r#"{"role":"user","content":"Refactor this function so that it borrows instead of cloning, and explain why. "},"#;
+        let turns = turn.repeat(32 * 1024 / turn.len());
+        format!(
+            r#"{{"model":"grok-code-fast-1","messages":[{}],"max_tokens":500}}"#,
+            turns.trim_end_matches(',')
+        )
+    };
+    group.bench_function("output_cap_of_32kb_prompt", |b| {
+        b.iter(|| black_box(ballast_cost::output_cap(black_box(prompt.as_bytes()))))
+    });
     group.bench_function("usage_and_price", |b| {
         b.iter(|| {
             let usage = Usage::from_body(black_box(&body)).unwrap_or_default();

@@ -7,6 +7,8 @@
 //!
 //! ```text
 //! cargo bench -p ballast-benches --bench stack
+//! BALLAST_QUICK=1 cargo bench -p ballast-benches --bench stack     # allocations, then a quick table
+//! BALLAST_QUICK=1 BALLAST_PROMPT_KB=32 cargo bench -p ballast-benches --bench stack   # a 32 KB prompt
 //! ```
 // criterion's macros define public, undocumented functions.
 #![allow(missing_docs)]
@@ -44,10 +46,31 @@ const BODY: &str = r#"{"model":"grok-code-fast-1","messages":[{"role":"user","co
 type Request = http::Request<String>;
 type Stack = BoxCloneSyncService<Request, (), BoxError>;
 
+/// The request body: `BODY`, or with `BALLAST_PROMPT_KB=n` a prompt of about n KB with the
+/// cap at the end (the request-side scans then walk the whole prompt).
+fn body() -> &'static str {
+    static BODY_OF_SIZE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BODY_OF_SIZE.get_or_init(|| {
+        let kb: usize = std::env::var("BALLAST_PROMPT_KB")
+            .ok()
+            .and_then(|kb| kb.parse().ok())
+            .unwrap_or(0);
+        if kb == 0 {
+            return String::from(BODY);
+        }
+        let turn = r#"{"role":"user","content":"Refactor this function so that it borrows instead of cloning, and explain why. "},"#;
+        let turns = turn.repeat(kb * 1024 / turn.len());
+        format!(
+            r#"{{"model":"grok-code-fast-1","messages":[{}],"max_tokens":500}}"#,
+            turns.trim_end_matches(',')
+        )
+    })
+}
+
 fn request() -> Request {
     http::Request::post(URL)
         .header("content-type", "application/json")
-        .body(String::from(BODY))
+        .body(String::from(body()))
         .unwrap_or_default()
 }
 

@@ -93,6 +93,6 @@ pub use layer::{ClassifyLayer, DEFAULT_BODY_LIMIT};
 pub use outcome::Outcome;
 pub use provider::Provider;
 pub use provider_error::ProviderError;
-pub use request::{InspectBody, ModelName, json_model, model_of};
+pub use request::{InspectBody, ModelName, json_model, model_of, output_cap};
 pub use service::Classify;
 pub use usage_span::UsageSpan;

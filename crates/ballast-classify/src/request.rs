@@ -134,9 +134,39 @@ pub fn json_model(body: &[u8]) -> Option<&str> {
     std::str::from_utf8(name).ok()
 }
 
+/// The output cap a request sets: `max_tokens`, `max_completion_tokens`,
+/// `max_output_tokens`, or Gemini's `generationConfig.maxOutputTokens` (the first of these
+/// found, in the body's order). One pass over the body's top level: a long prompt without a
+/// cap is walked once, not once per name.
+pub fn output_cap(body: &[u8]) -> Option<u64> {
+    let number = |raw: &[u8]| std::str::from_utf8(raw).ok()?.parse::<u64>().ok();
+    crate::json::members(body)
+        .map_while(Result::ok)
+        .find_map(|(key, value)| match key {
+            b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => number(value),
+            b"generationConfig" => number(crate::json::top_level(value, "maxOutputTokens")?),
+            _ => None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caps_in_every_dialect() {
+        assert_eq!(output_cap(br#"{"model":"m","max_tokens":500}"#), Some(500));
+        assert_eq!(output_cap(br#"{"max_completion_tokens":64}"#), Some(64));
+        assert_eq!(output_cap(br#"{"max_output_tokens":7}"#), Some(7));
+        assert_eq!(
+            output_cap(
+                br#"{"contents":[],"generationConfig":{"temperature":0.2,"maxOutputTokens":900}}"#
+            ),
+            Some(900)
+        );
+        assert_eq!(output_cap(br#"{"max_tokens":-1}"#), None);
+        assert_eq!(output_cap(br#"{"messages":[{"max_tokens":5}]}"#), None);
+    }
 
     #[test]
     fn finds_the_top_level_model() {

@@ -53,11 +53,12 @@ mod service;
 mod spend;
 mod usage;
 
+/// The output cap a request names (see [`ballast_classify::output_cap`]); here too, beside
+/// the estimates that use it.
+pub use ballast_classify::output_cap;
 #[cfg(feature = "tokenizer")]
 pub use estimate::Tokenizer;
-pub use estimate::{
-    HalfByteCount, RequestEstimate, TokenEstimator, estimate, estimate_at, output_cap,
-};
+pub use estimate::{HalfByteCount, RequestEstimate, TokenEstimator, estimate, estimate_at};
 pub use health::{HealthConfig, HealthMonitor, HealthStatus};
 pub use layer::{CostLogLayer, Scope};
 pub use money::{ParseUsdError, Usd};

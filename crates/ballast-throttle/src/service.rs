@@ -206,11 +206,7 @@ fn estimate_tokens(body: Option<&[u8]>, default_max_tokens: u64) -> u64 {
     let Some(body) = body else {
         return default_max_tokens;
     };
-    let number = |raw: &[u8]| std::str::from_utf8(raw).ok()?.trim().parse::<u64>().ok();
-    let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-        .iter()
-        .find_map(|key| number(ballast_classify::json::top_level(body, key)?))
-        .unwrap_or(default_max_tokens);
+    let cap = ballast_classify::output_cap(body).unwrap_or(default_max_tokens);
     (body.len() as u64).div_ceil(2).saturating_add(cap)
 }
 
