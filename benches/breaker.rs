@@ -4,7 +4,7 @@
 #![allow(missing_docs)]
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ballast_breaker::{BreakerConfig, BreakerLayer};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -36,31 +36,19 @@ fn request() -> http::Request<String> {
 /// Runs `iters` calls split over `TASKS` tasks on `threads` workers; returns the wall time.
 fn run<S>(threads: usize, service: S, iters: u64) -> Duration
 where
-    S: Service<http::Request<String>, Response = http::Response<()>> + Clone + Send + 'static,
+    S: Service<http::Request<String>, Response = http::Response<()>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     S::Future: Send,
     S::Error: std::fmt::Debug,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .build()
-        .expect("a runtime");
-    let per_task = iters.div_ceil(TASKS);
-    runtime.block_on(async move {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let service = service.clone();
-                tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        let _ = service.clone().oneshot(request()).await;
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            let _ = task.await;
+    ballast_benches::run_tasks(threads, TASKS, iters, move || {
+        let call = service.clone().oneshot(request());
+        async move {
+            let _ = call.await;
         }
-        start.elapsed()
     })
 }
 

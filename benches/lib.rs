@@ -5,7 +5,41 @@
 //! assert_eq!(response.status(), 200);
 //! ```
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
+
+/// Runs `iters` calls of `call` split over `tasks` tasks on a runtime of `threads` workers
+/// (timers on); returns the wall time, for criterion's `iter_custom`.
+pub fn run_tasks<F, Fut>(threads: usize, tasks: u64, iters: u64, call: F) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| panic!("a runtime: {e}"));
+    let per_task = iters.div_ceil(tasks.max(1));
+    runtime.block_on(async move {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        call().await;
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            let _ = handle.await;
+        }
+        start.elapsed()
+    })
+}
 
 /// A chat completion of about 2 KB, as xAI returns it (OpenAI shape, cost in ticks).
 pub fn success_body_2kb() -> Bytes {

@@ -278,29 +278,12 @@ fn stacks() -> Vec<(&'static str, Stack)> {
 
 /// Runs `iters` calls split over `TASKS` tasks on `threads` workers; returns the wall time.
 fn run(threads: usize, service: &Stack, iters: u64) -> Duration {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_time()
-        .build()
-        .unwrap_or_else(|e| panic!("a runtime: {e}"));
-    let per_task = iters.div_ceil(TASKS);
     let service = service.clone();
-    runtime.block_on(async move {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let service = service.clone();
-                tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        let _ = service.clone().oneshot(request()).await;
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            let _ = task.await;
+    ballast_benches::run_tasks(threads, TASKS, iters, move || {
+        let call = service.clone().oneshot(request());
+        async move {
+            let _ = call.await;
         }
-        start.elapsed()
     })
 }
 
@@ -334,10 +317,10 @@ fn allocations() {
     eprintln!();
 }
 
-/// With `BALLAST_QUICK` set: per stack, the best of nine rounds of 20 000 calls on one
-/// current-thread runtime, in ns per request; the stacks take turns within each round, so a
-/// noisy moment on a shared VM hits them all alike. For comparing one change; the tables in
-/// BENCHMARKS.md come from the criterion groups.
+/// With `BALLAST_QUICK` set: per stack, the best of nine rounds of 20 000 calls, in ns per
+/// request, one thread (one task after another) and two threads (`TASKS` tasks); the stacks
+/// take turns within each round, so a noisy moment on a shared VM hits them all alike. The
+/// tables in BENCHMARKS.md come from this mode.
 fn quick() {
     const CALLS: u32 = 20_000;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -345,24 +328,25 @@ fn quick() {
         .build()
         .unwrap_or_else(|e| panic!("a runtime: {e}"));
     let stacks = stacks();
-    let mut best = vec![Duration::MAX; stacks.len()];
-    runtime.block_on(async {
-        for _ in 0..9 {
-            for ((_, service), best) in stacks.iter().zip(&mut best) {
+    let mut best = vec![(Duration::MAX, Duration::MAX); stacks.len()];
+    for _ in 0..9 {
+        for ((_, service), best) in stacks.iter().zip(&mut best) {
+            let one = runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..CALLS {
                     let _ = service.clone().oneshot(request()).await;
                 }
-                *best = (*best).min(start.elapsed());
-            }
+                start.elapsed()
+            });
+            let two = run(2, service, u64::from(CALLS));
+            *best = (best.0.min(one), best.1.min(two));
         }
-    });
-    eprintln!("\nbest of 9 x {CALLS} calls, one thread, ns per request:");
-    for ((name, _), best) in stacks.iter().zip(best) {
-        eprintln!(
-            "  {name:<32} {:>8.0}",
-            best.as_nanos() as f64 / f64::from(CALLS)
-        );
+    }
+    eprintln!("\nbest of 9 rounds of {CALLS} calls, ns per request:");
+    eprintln!("  {:<32} {:>9} {:>9}", "stack", "1 thread", "2 threads");
+    for ((name, _), (one, two)) in stacks.iter().zip(best) {
+        let ns = |d: Duration| d.as_nanos() as f64 / f64::from(CALLS);
+        eprintln!("  {name:<32} {:>9.0} {:>9.0}", ns(one), ns(two));
     }
 }
 

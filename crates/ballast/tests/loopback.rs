@@ -17,14 +17,9 @@ use tower::ServiceExt;
 const SCALE: f64 = 60.0;
 const KEY: &str = "xai-loopback-test-key";
 
-struct Run {
-    classes: Vec<OutcomeClass>,
-    billed: Usd,
-    delivered: Usd,
-    counted: Usd,
-    budget: Usd,
-    bad_keys: usize,
-}
+mod common;
+
+use common::{Run, check, job};
 
 async fn run(scenario: Scenario, budget: &str, calls: usize, workers: usize) -> Run {
     let budget: Usd = budget.parse().unwrap();
@@ -50,48 +45,16 @@ async fn run(scenario: Scenario, budget: &str, calls: usize, workers: usize) -> 
     let mut classes = Vec::new();
     let ids: Vec<usize> = (0..calls).collect();
     for wave in ids.chunks(workers) {
-        let batch = wave.iter().map(|i| {
-            let request = http::Request::post(&url).body(format!(
-                r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"job {i}"}}],"max_tokens":{}}}"#,
-                50 + i % 200
-            ));
-            stack.service.clone().oneshot(request.unwrap())
-        });
+        let batch = wave
+            .iter()
+            .map(|i| stack.service.clone().oneshot(job(&url, *i, 50 + i % 200)));
         for result in join_all(batch).await {
             classes.push(Outcome::from_result(&result).class());
         }
         // The callers' pace: a wave per simulated second.
         tokio::time::sleep(Duration::from_secs(1).div_f64(SCALE)).await;
     }
-    let ledger = sim.ledger();
-    Run {
-        classes,
-        billed: Usd::from_xai_ticks(ledger.billed_ticks()),
-        delivered: Usd::from_xai_ticks(ledger.delivered_billed_ticks()),
-        counted: stack.spend.total(),
-        budget,
-        bad_keys: ledger.count(SimOutcome::BadKey),
-    }
-}
-
-fn check(run: &Run, calls: usize) {
-    assert_eq!(run.classes.len(), calls, "every call answered");
-    assert!(
-        !run.classes.contains(&OutcomeClass::Unknown),
-        "{:?}",
-        run.classes
-    );
-    assert!(
-        run.billed <= run.budget,
-        "billed {} over {}",
-        run.billed,
-        run.budget
-    );
-    assert_eq!(
-        run.counted, run.delivered,
-        "every delivered attempt counted"
-    );
-    assert_eq!(run.bad_keys, 0, "the key went on the wire, clean");
+    Run::new(classes, &sim.ledger(), stack.spend.total(), budget)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

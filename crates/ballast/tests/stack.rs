@@ -11,15 +11,9 @@ use ballast_sim::{ExpectedKey, Scenario, Simulator};
 use futures::future::join_all;
 use tower::ServiceExt;
 
-struct Run {
-    calls: usize,
-    classes: Vec<OutcomeClass>,
-    billed: Usd,
-    delivered: Usd,
-    counted: Usd,
-    budget: Usd,
-    bad_keys: usize,
-}
+mod common;
+
+use common::{Run, check, job};
 
 fn run(scenario: Scenario, budget: &str, calls: usize, workers: usize) -> Run {
     let budget: Usd = budget.parse().unwrap();
@@ -39,11 +33,8 @@ fn run(scenario: Scenario, budget: &str, calls: usize, workers: usize) -> Run {
         let ids: Vec<usize> = (0..calls).collect();
         for wave in ids.chunks(workers) {
             let batch = wave.iter().map(|i| {
-                let request = http::Request::post("http://sim.invalid/v1/chat/completions").body(format!(
-                    r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"job {i}"}}],"max_tokens":{}}}"#,
-                    100 + i % 300
-                ));
-                stack.service.clone().oneshot(request.unwrap())
+                let request = job("http://sim.invalid/v1/chat/completions", *i, 100 + i % 300);
+                stack.service.clone().oneshot(request)
             });
             for result in join_all(batch).await {
                 classes.push(Outcome::from_result(&result).class());
@@ -53,43 +44,14 @@ fn run(scenario: Scenario, budget: &str, calls: usize, workers: usize) -> Run {
         }
         // Let hung requests finish on the provider's side.
         tokio::time::sleep(Duration::from_secs(600)).await;
-        let ledger = sim.ledger();
-        Run {
-            calls,
-            classes,
-            billed: Usd::from_xai_ticks(ledger.billed_ticks()),
-            delivered: Usd::from_xai_ticks(ledger.delivered_billed_ticks()),
-            counted: stack.spend.total(),
-            budget,
-            bad_keys: ledger.count(ballast_sim::SimOutcome::BadKey),
-        }
+        Run::new(classes, &sim.ledger(), stack.spend.total(), budget)
     })
-}
-
-fn check(run: &Run) {
-    assert_eq!(run.classes.len(), run.calls, "every call answered");
-    assert!(
-        !run.classes.contains(&OutcomeClass::Unknown),
-        "{:?}",
-        run.classes
-    );
-    assert!(
-        run.billed <= run.budget,
-        "billed {} over the budget {}",
-        run.billed,
-        run.budget
-    );
-    assert_eq!(
-        run.counted, run.delivered,
-        "every billed, delivered attempt counted"
-    );
-    assert_eq!(run.bad_keys, 0, "the key went on the wire");
 }
 
 #[test]
 fn bad_day() {
     let run = run(Scenario::bad_day(), "0.05", 240, 8);
-    check(&run);
+    check(&run, 240);
     let successes = run.classes.iter().filter(|c| c.is_success()).count();
     assert!(successes > run.calls / 2, "{successes} of {}", run.calls);
 }
@@ -97,7 +59,7 @@ fn bad_day() {
 #[test]
 fn healthy_provider_and_a_small_budget() {
     let run = run(Scenario::healthy(), "0.01", 200, 8);
-    check(&run);
+    check(&run, 200);
     assert!(
         run.classes.contains(&OutcomeClass::BudgetExceeded),
         "the budget ran out"
@@ -116,7 +78,7 @@ fn outage_opens_the_breaker() {
         200,
         4,
     );
-    check(&run);
+    check(&run, 200);
     assert!(
         run.classes.contains(&OutcomeClass::CircuitOpen),
         "the breaker opened"
@@ -127,5 +89,5 @@ fn outage_opens_the_breaker() {
 #[test]
 fn lying_rate_limits() {
     let run = run(Scenario::lying_rate_limits(), "1", 200, 8);
-    check(&run);
+    check(&run, 200);
 }

@@ -1,0 +1,64 @@
+//! What the end-to-end tests share: the request each call sends, one run's figures, and the
+//! invariants every run keeps.
+
+use ballast_classify::OutcomeClass;
+use ballast_cost::Usd;
+use ballast_sim::{Ledger, SimOutcome};
+
+/// Job `i`: a short chat completion with an output cap of `cap`.
+pub(crate) fn job(url: &str, i: usize, cap: usize) -> http::Request<String> {
+    http::Request::post(url)
+        .body(format!(
+            r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"job {i}"}}],"max_tokens":{cap}}}"#
+        ))
+        .unwrap()
+}
+
+/// What one run came to.
+pub(crate) struct Run {
+    pub(crate) calls: usize,
+    pub(crate) classes: Vec<OutcomeClass>,
+    pub(crate) billed: Usd,
+    pub(crate) delivered: Usd,
+    pub(crate) counted: Usd,
+    pub(crate) budget: Usd,
+    pub(crate) bad_keys: usize,
+}
+
+impl Run {
+    /// The run's figures: what the callers saw, what the provider's ledger says, what the
+    /// stack counted.
+    pub(crate) fn new(classes: Vec<OutcomeClass>, ledger: &Ledger, counted: Usd, budget: Usd) -> Self {
+        Self {
+            calls: classes.len(),
+            classes,
+            billed: Usd::from_xai_ticks(ledger.billed_ticks()),
+            delivered: Usd::from_xai_ticks(ledger.delivered_billed_ticks()),
+            counted,
+            budget,
+            bad_keys: ledger.count(SimOutcome::BadKey),
+        }
+    }
+}
+
+/// Every call answered with a known class, nothing billed past the budget, every billed and
+/// delivered attempt counted, and the key on the wire as given.
+pub(crate) fn check(run: &Run, calls: usize) {
+    assert_eq!(run.calls, calls, "every call answered");
+    assert!(
+        !run.classes.contains(&OutcomeClass::Unknown),
+        "{:?}",
+        run.classes
+    );
+    assert!(
+        run.billed <= run.budget,
+        "billed {} over the budget {}",
+        run.billed,
+        run.budget
+    );
+    assert_eq!(
+        run.counted, run.delivered,
+        "every billed, delivered attempt counted"
+    );
+    assert_eq!(run.bad_keys, 0, "the key went on the wire, clean");
+}
