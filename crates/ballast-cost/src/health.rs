@@ -121,13 +121,23 @@ impl HealthMonitor {
     }
 
     fn period(&self) -> u64 {
-        let nanos = u64::try_from(self.inner.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.period_at(Instant::now())
+    }
+
+    fn period_at(&self, now: Instant) -> u64 {
+        let nanos = u64::try_from(now.saturating_duration_since(self.inner.epoch).as_nanos())
+            .unwrap_or(u64::MAX);
         nanos / self.inner.bucket_nanos + 1
     }
 
     /// Records one logical call.
     pub fn record(&self, error: bool, latency: Duration) {
-        let period = self.period();
+        self.record_at(Instant::now(), error, latency);
+    }
+
+    /// [`record`](Self::record) for a logger that has just read the clock.
+    pub(crate) fn record_at(&self, now: Instant, error: bool, latency: Duration) {
+        let period = self.period_at(now);
         let buckets = &self.inner.buckets;
         let bucket = &buckets[(period % buckets.len() as u64) as usize];
         let seen = bucket.period.load(Ordering::Acquire);

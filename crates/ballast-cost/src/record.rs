@@ -36,6 +36,8 @@ pub(crate) struct Started {
 /// What is known when it ends.
 pub(crate) struct Finished {
     started: Started,
+    /// When it ended: the one clock read of the ending, shared by duration, spend and health.
+    ended: Instant,
     outcome: Outcome,
     duration: Duration,
     usage: Option<Usage>,
@@ -62,8 +64,10 @@ impl Finished {
             }
             None => (Usd::ZERO, None),
         };
+        let ended = Instant::now();
         Self {
-            duration: started.at.elapsed(),
+            ended,
+            duration: ended.saturating_duration_since(started.at),
             completion: shared.log_content.then(|| body.map(excerpt)).flatten(),
             response_bytes: body.map_or(0, <[u8]>::len),
             started,
@@ -102,14 +106,14 @@ impl Finished {
             warn_unknown_price(model);
         }
         let today = if counted_below {
-            shared.spend.total()
+            shared.spend.total_at(self.ended)
         } else {
             self.count(shared)
         };
         if scope == Scope::Call
             && let Some(health) = &shared.health
         {
-            health.record(!self.outcome.is_success(), self.duration);
+            health.record_at(self.ended, !self.outcome.is_success(), self.duration);
         }
         self.log(shared, model, cost, today);
     }
@@ -128,7 +132,7 @@ impl Finished {
             .meters
             .duration(class)
             .record(self.duration.as_secs_f64());
-        let today = shared.spend.add(self.cost);
+        let today = shared.spend.add_at(self.ended, self.cost);
         metrics::gauge!("ballast_spend_today_usd").set(today.as_f64());
         today
     }

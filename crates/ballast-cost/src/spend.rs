@@ -2,17 +2,38 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use crate::Usd;
 
 const SECS_PER_DAY: u64 = 86_400;
 
+/// How long the loggers go without looking at the wall clock for a new day: a suspended
+/// host or a clock step is noticed within this.
+const WALL_CLOCK_EVERY: Duration = Duration::from_secs(60);
+
 /// Spend since UTC midnight, lock-free; it starts again at zero on the first call of a new day.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DailySpend {
     day: AtomicU64,
     picos: AtomicU64,
+    /// When the loggers next look at the wall clock, in nanoseconds after `epoch` on the
+    /// monotonic clock they already read: the next midnight, or a minute, whichever is first.
+    check_at: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for DailySpend {
+    fn default() -> Self {
+        Self {
+            day: AtomicU64::new(0),
+            picos: AtomicU64::new(0),
+            check_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl DailySpend {
@@ -25,14 +46,50 @@ impl DailySpend {
     /// Adds `cost` to today's spend; returns the new total.
     pub fn add(&self, cost: Usd) -> Usd {
         self.roll(Self::today());
-        let total = self.picos.fetch_add(cost.picos(), Ordering::AcqRel);
-        Usd::from_picos(total.saturating_add(cost.picos()))
+        self.add_unrolled(cost)
     }
 
     /// Spend so far today.
     pub fn total(&self) -> Usd {
         self.roll(Self::today());
         Usd::from_picos(self.picos.load(Ordering::Acquire))
+    }
+
+    /// [`add`](Self::add) for a logger that has just read the monotonic clock (`now`): the
+    /// wall clock is read only when a new day may have begun, or a minute has passed.
+    pub(crate) fn add_at(&self, now: Instant, cost: Usd) -> Usd {
+        self.roll_at(now);
+        self.add_unrolled(cost)
+    }
+
+    /// [`total`](Self::total), as [`add_at`](Self::add_at) reads the clock.
+    pub(crate) fn total_at(&self, now: Instant) -> Usd {
+        self.roll_at(now);
+        Usd::from_picos(self.picos.load(Ordering::Acquire))
+    }
+
+    fn add_unrolled(&self, cost: Usd) -> Usd {
+        let total = self.picos.fetch_add(cost.picos(), Ordering::AcqRel);
+        Usd::from_picos(total.saturating_add(cost.picos()))
+    }
+
+    fn roll_at(&self, now: Instant) {
+        let at =
+            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        if at < self.check_at.load(Ordering::Acquire) {
+            return;
+        }
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.roll(wall.as_secs() / SECS_PER_DAY);
+        let day = Duration::from_secs(SECS_PER_DAY);
+        let into_day =
+            Duration::from_nanos(u64::try_from(wall.as_nanos() % day.as_nanos()).unwrap_or(0));
+        let wait = day.saturating_sub(into_day).min(WALL_CLOCK_EVERY);
+        let wait = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        self.check_at
+            .store(at.saturating_add(wait), Ordering::Release);
     }
 
     fn roll(&self, today: u64) {
@@ -76,5 +133,38 @@ impl CallSpend {
     /// Whether an attempt-scope logger added to it.
     pub fn attempts_logged(&self) -> bool {
         self.inner.attempts_logged.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_day_starts_at_zero_and_the_wall_clock_is_read_once_a_minute_at_most() {
+        let spend = DailySpend::default();
+        let start = Instant::now();
+        assert_eq!(spend.add_at(start, Usd::from_picos(5)), Usd::from_picos(5));
+        // Pretend the day the spend was made in is long gone: within the minute the wall
+        // clock is not read, so nothing rolls...
+        spend.day.store(1, Ordering::Release);
+        assert_eq!(
+            spend.add_at(start + Duration::from_secs(59), Usd::from_picos(1)),
+            Usd::from_picos(6)
+        );
+        // ...a minute on it is, and the new day starts from zero.
+        assert_eq!(
+            spend.add_at(start + Duration::from_secs(61), Usd::from_picos(2)),
+            Usd::from_picos(2)
+        );
+        assert_eq!(
+            spend.total_at(start + Duration::from_secs(62)),
+            Usd::from_picos(2)
+        );
+        assert_eq!(
+            spend.total(),
+            Usd::from_picos(2),
+            "the same day by the wall clock"
+        );
     }
 }

@@ -28,7 +28,12 @@ pub(crate) struct Run {
 impl Run {
     /// The run's figures: what the callers saw, what the provider's ledger says, what the
     /// stack counted.
-    pub(crate) fn new(classes: Vec<OutcomeClass>, ledger: &Ledger, counted: Usd, budget: Usd) -> Self {
+    pub(crate) fn new(
+        classes: Vec<OutcomeClass>,
+        ledger: &Ledger,
+        counted: Usd,
+        budget: Usd,
+    ) -> Self {
         Self {
             calls: classes.len(),
             classes,
