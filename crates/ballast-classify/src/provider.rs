@@ -149,7 +149,7 @@ fn classify_success_body(view: &ResponseView<'_>, outcome: Outcome, body: &[u8])
         return Verdict::new(outcome.with_class(OutcomeClass::ContentFiltered));
     }
     // The scan ran over the trimmed body; the span is into the whole one.
-    let offset = trimmed.as_ptr() as usize - body.as_ptr() as usize;
+    let offset = body.len() - body.trim_ascii_start().len();
     Verdict {
         usage: scan
             .usage

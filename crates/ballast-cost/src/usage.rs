@@ -52,10 +52,12 @@ impl Usage {
             return Some(*usage);
         }
         let body = response.body().inspect()?;
-        match response.body().usage_span() {
-            Some(span) => Self::from_object(span.key(), span.slice(body)?),
-            None => Self::from_body(body),
-        }
+        let noted = response.body().usage_span().and_then(|span| {
+            let object = span.slice(body)?;
+            Self::from_object(span.key(), object)
+        });
+        // A span that does not read (a body rewritten since) falls back to the walk.
+        noted.or_else(|| Self::from_body(body))
     }
 
     /// Reads usage from a response body, reading only the usage object; `None` when the
