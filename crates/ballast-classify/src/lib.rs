@@ -51,7 +51,7 @@
 //! |---|---|---|---|
 //! | response extensions | [`Outcome`] | [`Classify`] | retry, breaker, budget, cost |
 //! | response extensions | [`ProviderError`] (failures with an error body) | [`Classify`] | logging, fallbacks |
-//! | response body | [`ClassifiedBody`] (buffered bytes) | [`Classify`] | cost (usage) |
+//! | response body | [`ClassifiedBody`] (buffered bytes, and where the usage object sits: [`UsageSpan`]) | [`Classify`] | cost (usage) |
 //! | error | [`ClassifiedError`] (transport, unreadable body) | [`Classify`] | all, via [`Outcome::from_error`] |
 //! | request and response extensions | [`Attempt`] | retry | cost, logs |
 //! | request extensions, or the JSON body | [`ModelName`], read by [`model_of`] | callers, the facade | breaker, cost, budget |
@@ -59,7 +59,8 @@
 //! # Modules
 //!
 //! - [`hint`]: wait-hint parsing for every header and body style, safe on bad input.
-//! - [`json`]: one top-level value out of a JSON body, without parsing the rest.
+//! - [`json`]: one top-level value, or an object's members, out of a JSON body, without
+//!   parsing the rest.
 //! - [`ApiKey`]: checks a key's shape before the first request.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

@@ -37,8 +37,8 @@
 //! CostLogLayer(Scope::Call) -> retry -> ... -> CostLogLayer(Scope::Attempt) -> timeout -> classify -> client
 //! ```
 //!
-//! The attempt logger reads usage from the classifier's buffered body, so it sits above the
-//! classifier; the call logger puts a [`CallSpend`] in the request's extensions, the attempt
+//! The attempt logger reads usage from the classifier's buffered body (just the usage object,
+//! at the span the classifier noted), so it sits above the classifier; the call logger puts a [`CallSpend`] in the request's extensions, the attempt
 //! loggers add to it, and the call's event carries the total.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
