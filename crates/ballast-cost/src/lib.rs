@@ -9,7 +9,7 @@
 //!   the dearest known price and flagged, never silently free.
 //! - [`estimate`]: the worst case of a request before it is sent (prompt bound plus output
 //!   cap), for budget guards; the prompt bound is a cheap byte count, or with the
-//!   `tokenizer` feature a real tokenizer ([`Tokenizer`], `o200k_base` plus a margin).
+//!   `tokenizer` feature a real tokenizer (`Tokenizer`, `o200k_base` plus a margin).
 //! - [`CostLogLayer`]: one `tracing` event per attempt and per logical call with OpenTelemetry
 //!   GenAI names, `metrics` for requests, tokens, cost, duration and today's spend, and a
 //!   [`HealthMonitor`] over error rate and latency. No prompt text and no key are logged
