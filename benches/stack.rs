@@ -1,9 +1,9 @@
 //! Per-request overhead of each Ballast layer and of the whole stack over a ready in-process
 //! service answering a 2 KB chat completion, side by side with the bare service, tower's own
 //! Retry + TpsBudget + Timeout, and the peers people would pick instead: `tower-resilience`
-//! (circuit breaker + retry), `recloser` and `failsafe` (breakers). At 1 and 2 worker
-//! threads, 64 tasks each. Before the timings, allocations per request of each stack (a
-//! counting global allocator, one thread).
+//! (circuit breaker + retry; adaptive limiter), `recloser` and `failsafe` (breakers). At 1
+//! and 2 worker threads, 64 tasks each. Before the timings, allocations per request of each
+//! stack (a counting global allocator, one thread).
 //!
 //! ```text
 //! cargo bench -p ballast-benches --bench stack
@@ -252,6 +252,22 @@ fn stacks() -> Vec<(&'static str, Stack)> {
                     .map_request(CloneableRequest::from)
                     .layer(resilience_breaker)
                     .service(inner),
+            ),
+        ));
+    }
+    // tower-resilience's adaptive limiter (AIMD on latency), limits its docs show.
+    let aimd = tower_resilience::adaptive::Aimd::builder()
+        .initial_limit(10)
+        .min_limit(1)
+        .max_limit(100)
+        .build();
+    if let Ok(aimd) = aimd {
+        out.push((
+            "tower_resilience_adaptive",
+            boxed(
+                ServiceBuilder::new()
+                    .layer(tower_resilience::adaptive::AdaptiveLimiterLayer::new(aimd))
+                    .service(bare()),
             ),
         ));
     }
