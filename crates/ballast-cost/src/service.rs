@@ -118,8 +118,9 @@ where
             let outcome = Outcome::from_result(&result);
             let (usage, body, attempts) = match &mut result {
                 Ok(response) => {
-                    let usage = Usage::of_response(response);
-                    if let Some(usage) = usage {
+                    let noted = response.extensions().get::<Usage>().copied();
+                    let usage = noted.or_else(|| Usage::of_response(response));
+                    if let (None, Some(usage)) = (noted, usage) {
                         // Read once: the layers above take it from here.
                         response.extensions_mut().insert(usage);
                     }
