@@ -306,12 +306,26 @@ async fn windows_are_separate_accounts() {
     assert!(matches!(next, Reserve::Granted(_)));
 }
 
-/// A store that fails its first `n` settlements, or everything.
+/// A store that fails its first `n` settlements, or everything; with `at_once`, it answers
+/// without being awaited, as the memory store does.
 #[derive(Default)]
 struct Flaky {
     memory: MemoryStore,
     fail_reserve: bool,
     settle_failures: AtomicU32,
+    at_once: bool,
+    /// Reservations answered at once.
+    reserved_at_once: AtomicU32,
+}
+
+impl Flaky {
+    fn settle_fails(&self) -> bool {
+        let left = self.settle_failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.settle_failures.store(left - 1, Ordering::SeqCst);
+        }
+        left > 0
+    }
 }
 
 impl SpendStore for Flaky {
@@ -332,12 +346,38 @@ impl SpendStore for Flaky {
     }
 
     async fn settle(&self, reservation: &Reservation, actual: Usd) -> Result<(), StoreError> {
-        let left = self.settle_failures.load(Ordering::SeqCst);
-        if left > 0 {
-            self.settle_failures.store(left - 1, Ordering::SeqCst);
+        if self.settle_fails() {
             return Err(StoreError::new("connection reset", None));
         }
         self.memory.settle(reservation, actual).await
+    }
+
+    fn reserve_now(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Option<Result<Reserve, StoreError>> {
+        if !self.at_once {
+            return None;
+        }
+        self.reserved_at_once.fetch_add(1, Ordering::SeqCst);
+        if self.fail_reserve {
+            return Some(Err(StoreError::new("connection refused", None)));
+        }
+        self.memory.reserve_now(window, limits, amount, lease, now)
+    }
+
+    fn settle_now(&self, reservation: &Reservation, actual: Usd) -> Option<Result<(), StoreError>> {
+        if !self.at_once {
+            return None;
+        }
+        if self.settle_fails() {
+            return Some(Err(StoreError::new("connection reset", None)));
+        }
+        self.memory.settle_now(reservation, actual)
     }
 
     async fn readout(
@@ -352,36 +392,45 @@ impl SpendStore for Flaky {
 
 #[tokio::test]
 async fn a_failing_store_fails_closed_by_default_and_open_when_asked() {
-    let store = Flaky {
-        fail_reserve: true,
-        ..Flaky::default()
-    };
-    let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
-    let error = layer
-        .layer(overrunning(1))
-        .oneshot(chat(0))
-        .await
-        .unwrap_err();
-    assert!(
-        std::error::Error::source(error.downcast_ref::<ClassifiedError>().unwrap())
-            .unwrap()
-            .is::<BudgetUnavailable>()
-    );
+    for at_once in [false, true] {
+        let failing = || Flaky {
+            fail_reserve: true,
+            at_once,
+            ..Flaky::default()
+        };
+        let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), failing());
+        let error = layer
+            .layer(overrunning(1))
+            .oneshot(chat(0))
+            .await
+            .unwrap_err();
+        assert!(
+            std::error::Error::source(error.downcast_ref::<ClassifiedError>().unwrap())
+                .unwrap()
+                .is::<BudgetUnavailable>()
+        );
 
-    let store = Flaky {
-        fail_reserve: true,
-        ..Flaky::default()
-    };
-    let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")).fail_open(true), store);
-    assert!(layer.layer(overrunning(1)).oneshot(chat(0)).await.is_ok());
+        let config = BudgetConfig::daily(usd("1")).fail_open(true);
+        let layer = BudgetLayer::with_store(config, failing());
+        assert!(layer.layer(overrunning(1)).oneshot(chat(0)).await.is_ok());
+    }
 }
 
 #[tokio::test]
 async fn settlements_the_store_refuses_are_kept_and_retried() {
-    let store = Flaky {
-        settle_failures: AtomicU32::new(2),
-        ..Flaky::default()
-    };
+    // Awaited, and answering at once (the guard's other path): nothing is lost either way.
+    for at_once in [false, true] {
+        kept_and_retried(Flaky {
+            settle_failures: AtomicU32::new(2),
+            at_once,
+            ..Flaky::default()
+        })
+        .await;
+    }
+}
+
+async fn kept_and_retried(store: Flaky) {
+    let at_once = store.at_once;
     let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
     let service = layer.layer(overrunning(1));
     service.clone().oneshot(chat(0)).await.unwrap();
@@ -396,6 +445,10 @@ async fn settlements_the_store_refuses_are_kept_and_retried() {
     assert_eq!(readout.reserved, Usd::ZERO);
     // 2 calls x (1 prompt token at $0.20 + up to 500 output tokens at $1.50, per million).
     assert!(readout.spent > Usd::ZERO);
+    // The first call went the way the store allows (the second, with a settlement kept,
+    // is always awaited: it flushes first).
+    let answered = layer.store().reserved_at_once.load(Ordering::SeqCst);
+    assert_eq!(answered, u32::from(at_once));
 }
 
 #[tokio::test]
