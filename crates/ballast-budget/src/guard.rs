@@ -52,13 +52,18 @@ impl<St> Shared<St> {
             .push((reservation, actual));
         self.has_pending.store(true, Ordering::Release);
     }
+
+    /// Keeps a settlement the store refused with `error`, and says so.
+    fn keep_refused(&self, error: StoreError, reservation: Reservation, actual: Usd) {
+        tracing::warn!(target: "ballast::budget", %error, "settlement kept for retry: the budget store failed");
+        self.keep(reservation, actual);
+    }
 }
 
 impl<St: SpendStore> Shared<St> {
     async fn settle(&self, reservation: Reservation, actual: Usd) {
         if let Err(error) = self.store.settle(&reservation, actual).await {
-            tracing::warn!(target: "ballast::budget", %error, "settlement kept for retry: the budget store failed");
-            self.keep(reservation, actual);
+            self.keep_refused(error, reservation, actual);
         }
     }
 
@@ -126,8 +131,7 @@ fn release<St: SpendStore>(shared: &Arc<Shared<St>>, reservation: Reservation, a
     match shared.store.settle_now(&reservation, actual) {
         Some(Ok(())) => return,
         Some(Err(error)) => {
-            tracing::warn!(target: "ballast::budget", %error, "settlement kept for retry: the budget store failed");
-            shared.keep(reservation, actual);
+            shared.keep_refused(error, reservation, actual);
             return;
         }
         None => {}

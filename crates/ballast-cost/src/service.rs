@@ -119,7 +119,7 @@ where
             let (usage, body, attempts) = match &mut result {
                 Ok(response) => {
                     let noted = response.extensions().get::<Usage>().copied();
-                    let usage = noted.or_else(|| Usage::of_response(response));
+                    let usage = noted.or_else(|| Usage::of_body(response.body()));
                     if let (None, Some(usage)) = (noted, usage) {
                         // Read once: the layers above take it from here.
                         response.extensions_mut().insert(usage);

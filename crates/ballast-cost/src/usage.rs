@@ -43,21 +43,27 @@ impl Usage {
     }
 
     /// The usage of `response`: the one an inner layer already read (a `Usage` in the
-    /// response's extensions), else read from its buffered body, at the
-    /// [`UsageSpan`](ballast_classify::UsageSpan) the classifier noted when there is one. The first Ballast layer to read it (the attempt
-    /// logger, in the facade's order) stores it there, so a 2 KB body is read once per
-    /// attempt, not once per layer.
+    /// response's extensions), else [`of_body`](Self::of_body). The first Ballast layer to
+    /// read it (the attempt logger, in the facade's order) stores it there, so a 2 KB body
+    /// is read once per attempt, not once per layer.
     pub fn of_response<B: InspectBody>(response: &http::Response<B>) -> Option<Self> {
         if let Some(usage) = response.extensions().get::<Usage>() {
             return Some(*usage);
         }
-        let body = response.body().inspect()?;
-        let noted = response.body().usage_span().and_then(|span| {
-            let object = span.slice(body)?;
+        Self::of_body(response.body())
+    }
+
+    /// The usage in a buffered body: the object at the
+    /// [`UsageSpan`](ballast_classify::UsageSpan) the classifier noted when there is one,
+    /// else found by a walk of the body.
+    pub fn of_body<B: InspectBody>(body: &B) -> Option<Self> {
+        let bytes = body.inspect()?;
+        let noted = body.usage_span().and_then(|span| {
+            let object = span.slice(bytes)?;
             Self::from_object(span.key(), object)
         });
         // A span that does not read (a body rewritten since) falls back to the walk.
-        noted.or_else(|| Self::from_body(body))
+        noted.or_else(|| Self::from_body(bytes))
     }
 
     /// Reads usage from a response body, reading only the usage object; `None` when the
