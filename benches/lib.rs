@@ -51,6 +51,15 @@ pub fn success_body_2kb() -> Bytes {
     ))
 }
 
+/// The smallest chat completion that still carries everything the stack reads (a finish
+/// reason and the usage object): with it, a stack's time over the bare service is its
+/// control bookkeeping, the body work (a few dozen bytes) left out.
+pub fn success_body_small() -> Bytes {
+    Bytes::from_static(
+        br#"{"choices":[{"finish_reason":"stop"}],"usage":{"prompt_tokens":812,"completion_tokens":421}}"#,
+    )
+}
+
 /// xAI's 429 with a hint in the message.
 pub fn rate_limited_body() -> Bytes {
     Bytes::from_static(

@@ -9,6 +9,8 @@
 //! cargo bench -p ballast-benches --bench stack
 //! BALLAST_QUICK=1 cargo bench -p ballast-benches --bench stack     # allocations, then a quick table
 //! BALLAST_QUICK=1 BALLAST_PROMPT_KB=32 cargo bench -p ballast-benches --bench stack   # a 32 KB prompt
+//! BALLAST_QUICK=1 BALLAST_SMALL_RESPONSE=1 cargo bench -p ballast-benches --bench stack # control bookkeeping only
+//! BALLAST_QUICK=1 BALLAST_ONLY=bare,ballast_bookkeeping cargo bench -p ballast-benches --bench stack
 //! ```
 // criterion's macros define public, undocumented functions.
 #![allow(missing_docs)]
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ballast::{Config, Preset, StackBuilder};
-use ballast_benches::{response, success_body_2kb};
+use ballast_benches::{response, success_body_2kb, success_body_small};
 use ballast_breaker::{BreakerConfig, BreakerLayer};
 use ballast_budget::{BudgetConfig, BudgetLayer};
 use ballast_classify::{BoxError, ClassifyLayer, Provider};
@@ -84,7 +86,11 @@ fn bare() -> impl Service<
 + Send
 + Sync
 + 'static {
-    let body = success_body_2kb();
+    let body = if std::env::var_os("BALLAST_SMALL_RESPONSE").is_some() {
+        success_body_small()
+    } else {
+        success_body_2kb()
+    };
     tower::service_fn(move |_request: Request| {
         let body = body.clone();
         async move { Ok::<_, Infallible>(response(200, body).map(Full::new)) }
@@ -343,7 +349,14 @@ fn quick() {
         .enable_time()
         .build()
         .unwrap_or_else(|e| panic!("a runtime: {e}"));
-    let stacks = stacks();
+    let only = std::env::var("BALLAST_ONLY").ok();
+    let stacks: Vec<_> = stacks()
+        .into_iter()
+        .filter(|(name, _)| {
+            only.as_deref()
+                .is_none_or(|only| only.split(',').any(|o| o == *name))
+        })
+        .collect();
     let mut best = vec![(Duration::MAX, Duration::MAX); stacks.len()];
     for _ in 0..9 {
         for ((_, service), best) in stacks.iter().zip(&mut best) {
@@ -366,7 +379,35 @@ fn quick() {
     }
 }
 
+/// With `BALLAST_CALLS=n`: n calls of each stack `BALLAST_ONLY` names, on one thread,
+/// nothing printed. Run under `valgrind --tool=callgrind` at two values of n: the difference
+/// in instructions over the difference in calls is a stack's instructions per request, a
+/// figure a noisy machine does not move.
+fn calls(n: u64) {
+    let only = std::env::var("BALLAST_ONLY").unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| panic!("a runtime: {e}"));
+    for (name, service) in stacks() {
+        if only.split(',').any(|o| o == name) {
+            runtime.block_on(async {
+                for _ in 0..n {
+                    let _ = service.clone().oneshot(request()).await;
+                }
+            });
+        }
+    }
+}
+
 fn overhead(c: &mut Criterion) {
+    if let Some(n) = std::env::var("BALLAST_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        calls(n);
+        return;
+    }
     if std::env::var_os("BALLAST_QUICK").is_some() {
         allocations();
         quick();

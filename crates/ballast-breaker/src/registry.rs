@@ -1,10 +1,10 @@
 //! The breakers of all keys, bounded, and the events their transitions emit.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
@@ -31,6 +31,8 @@ pub(crate) struct Registry {
     keys: ArcSwap<HashMap<u64, Arc<KeyBreaker>>>,
     overflow: Arc<KeyBreaker>,
     seed: u64,
+    /// Hashes a key's parts to the map's key (a collision is caught by `matches`).
+    hasher: foldhash::fast::FixedState,
     created: AtomicU64,
 }
 
@@ -49,9 +51,10 @@ impl Registry {
             config,
             epoch,
             mode: AtomicU8::new(NORMAL),
-            keys: ArcSwap::from_pointee(HashMap::new()),
+            keys: ArcSwap::from_pointee(HashMap::default()),
             overflow,
             seed,
+            hasher: foldhash::fast::FixedState::with_seed(seed),
             created: AtomicU64::new(1),
         }
     }
@@ -70,7 +73,7 @@ impl Registry {
 
     /// The breaker for `parts`, created on first use.
     pub(crate) fn breaker(&self, parts: KeyParts<'_>, now: u64) -> Arc<KeyBreaker> {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(parts);
+        let hash = self.hasher.hash_one(parts);
         if let Some(found) = self.keys.load().get(&hash) {
             if !found.key().matches(&parts) {
                 return Arc::clone(&self.overflow);

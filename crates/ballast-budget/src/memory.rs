@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: budgets in this process's memory, lock-free.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};

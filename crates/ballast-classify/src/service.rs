@@ -89,12 +89,14 @@ where
 
 /// Whether a response streams server-sent events, and so must not be buffered.
 pub(crate) fn is_event_stream<B>(response: &Response<B>) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
+    response.headers().get(CONTENT_TYPE).is_some_and(|value| {
+        let essence = value.as_bytes().split(|b| *b == b';').next();
+        essence.is_some_and(|essence| {
+            essence
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"text/event-stream")
+        })
+    })
 }
 
 /// The declared length, when the response declares one.

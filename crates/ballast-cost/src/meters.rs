@@ -5,12 +5,13 @@
 //! model names cannot blow up label cardinality. Install the metrics recorder before the
 //! first call: handles registered earlier stay with the no-op recorder.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use ballast_classify::OutcomeClass;
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 
 use crate::layer::Scope;
 
@@ -26,6 +27,8 @@ pub(crate) struct ModelMeters {
     requests: [OnceLock<Counter>; OutcomeClass::COUNT],
     model: Arc<str>,
     scope: Scope,
+    /// Set once the missing price of this model has been warned about.
+    unknown_price_warned: AtomicBool,
 }
 
 impl ModelMeters {
@@ -40,12 +43,28 @@ impl ModelMeters {
             requests: std::array::from_fn(|_| OnceLock::new()),
             model,
             scope,
+            unknown_price_warned: AtomicBool::new(false),
         }
     }
 
     /// The model these handles count.
     pub(crate) fn name(&self) -> &Arc<str> {
         &self.model
+    }
+
+    /// Warns once per model (once for all models past the cap) that `model` has no price:
+    /// a flag on the model's meters, no lock and no allocation on later calls.
+    pub(crate) fn warn_unknown_price(&self, model: &str) {
+        if self.unknown_price_warned.load(Ordering::Relaxed)
+            || self.unknown_price_warned.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        tracing::warn!(
+            target: "ballast::cost",
+            model,
+            "no price for model {model:?}: costs are estimated at the fallback (dearest) price; add it to the price table"
+        );
     }
 
     pub(crate) fn requests(&self, class: OutcomeClass) -> &Counter {
@@ -66,15 +85,17 @@ pub(crate) struct Meters {
     models: ArcSwap<HashMap<Box<str>, Arc<ModelMeters>>>,
     other: OnceLock<Arc<ModelMeters>>,
     durations: [OnceLock<Histogram>; OutcomeClass::COUNT],
+    spend_today: OnceLock<Gauge>,
 }
 
 impl Meters {
     pub(crate) fn new(scope: Scope) -> Self {
         Self {
             scope,
-            models: ArcSwap::from_pointee(HashMap::new()),
+            models: ArcSwap::from_pointee(HashMap::default()),
             other: OnceLock::new(),
             durations: std::array::from_fn(|_| OnceLock::new()),
+            spend_today: OnceLock::new(),
         }
     }
 
@@ -101,6 +122,12 @@ impl Meters {
                     .get_or_init(|| Arc::new(ModelMeters::new("other", self.scope))),
             )
         })
+    }
+
+    /// The day's spend, registered on first use (not once per call).
+    pub(crate) fn spend_today(&self) -> &Gauge {
+        self.spend_today
+            .get_or_init(|| metrics::gauge!("ballast_spend_today_usd"))
     }
 
     pub(crate) fn duration(&self, class: OutcomeClass) -> &Histogram {

@@ -58,6 +58,11 @@ impl Usd {
 
     /// The cost of `tokens` at `self` per million tokens, rounded up to the picodollar.
     pub fn per_million(self, tokens: u64) -> Self {
+        // In 64 bits when the product fits (every real call): a division by a constant the
+        // compiler turns into a multiplication, where the 128-bit one is a library call.
+        if let Some(product) = tokens.checked_mul(self.0) {
+            return Self(product.div_ceil(1_000_000));
+        }
         let picos = (u128::from(tokens) * u128::from(self.0)).div_ceil(1_000_000);
         Self(u64::try_from(picos).unwrap_or(u64::MAX))
     }
@@ -163,6 +168,23 @@ impl<'de> serde::Deserialize<'de> for Usd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn per_million_agrees_with_128_bit_arithmetic(price: u64, tokens: u64) {
+            let want = (u128::from(tokens) * u128::from(price)).div_ceil(1_000_000);
+            let want = u64::try_from(want).unwrap_or(u64::MAX);
+            prop_assert_eq!(Usd::from_picos(price).per_million(tokens).picos(), want);
+        }
+
+        #[test]
+        fn per_million_agrees_near_the_64_bit_edge(price in 1_000u64..100_000_000_000_000, tokens in 0u64..20_000_000) {
+            let want = (u128::from(tokens) * u128::from(price)).div_ceil(1_000_000);
+            let want = u64::try_from(want).unwrap_or(u64::MAX);
+            prop_assert_eq!(Usd::from_picos(price).per_million(tokens).picos(), want);
+        }
+    }
 
     #[test]
     fn parses_exactly_and_prints_every_digit() {

@@ -1,7 +1,7 @@
 //! Prices: [`Price`], [`ModelPrice`] with context tiers and provenance, and the
 //! [`PriceTable`] that finds them.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -204,7 +204,7 @@ impl PriceTable {
     /// An empty table, with `fallback` for unknown models.
     pub fn empty(fallback: Price) -> Self {
         Self {
-            models: HashMap::new(),
+            models: HashMap::default(),
             fallback,
         }
     }

@@ -1,8 +1,6 @@
 //! One finished call: its figures, the event it logs and the metrics it feeds.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use ballast_classify::Outcome;
@@ -102,8 +100,8 @@ impl Finished {
             spend.add(self.cost);
         }
         let model = self.started.model.as_deref().unwrap_or("");
-        if self.source == Some(CostSource::UnknownPrice) {
-            warn_unknown_price(model);
+        if self.source == Some(CostSource::UnknownPrice) && !counted_below {
+            self.started.meters.warn_unknown_price(model);
         }
         let today = if counted_below {
             shared.spend.total_at(self.ended)
@@ -133,7 +131,7 @@ impl Finished {
             .duration(class)
             .record(self.duration.as_secs_f64());
         let today = shared.spend.add_at(self.ended, self.cost);
-        metrics::gauge!("ballast_spend_today_usd").set(today.as_f64());
+        shared.meters.spend_today().set(today.as_f64());
         today
     }
 
@@ -181,19 +179,5 @@ impl Finished {
         } else {
             event!(tracing::Level::WARN);
         }
-    }
-}
-
-/// Warns once per model per process, not once per call.
-fn warn_unknown_price(model: &str) {
-    static WARNED: OnceLock<Mutex<HashSet<Box<str>>>> = OnceLock::new();
-    let warned = WARNED.get_or_init(Default::default);
-    let mut warned = warned.lock().unwrap_or_else(PoisonError::into_inner);
-    if warned.len() < 1024 && warned.insert(Box::from(model)) {
-        tracing::warn!(
-            target: "ballast::cost",
-            model,
-            "no price for model {model:?}: costs are estimated at the fallback (dearest) price; add it to the price table"
-        );
     }
 }

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use ballast_classify::{Attempt, BoxError, InspectBody, Outcome, model_of};
+use ballast_classify::{Attempt, BoxError, InspectBody, ModelName, Outcome, model_of};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -71,7 +71,15 @@ where
         let call_spend = match shared.scope {
             Scope::Call => {
                 let spend = CallSpend::default();
-                request.extensions_mut().insert(spend.clone());
+                let extensions = request.extensions_mut();
+                extensions.insert(spend.clone());
+                // Read from the body once per call: the layers below (every attempt's
+                // breaker, budget guard and logger) take the name from here.
+                if let Some(model) = &started.model
+                    && extensions.get::<ModelName>().is_none()
+                {
+                    extensions.insert(ModelName(Arc::clone(model)));
+                }
                 Some(spend)
             }
             Scope::Attempt => request.extensions().get::<CallSpend>().cloned(),

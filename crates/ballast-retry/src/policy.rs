@@ -123,18 +123,27 @@ struct Session {
     attempts: u32,
     started: Option<Instant>,
     previous: Option<Duration>,
-    rng: SmallRng,
+    /// Seeded at the first backoff: a call that never retries touches no shared counter.
+    rng: Option<SmallRng>,
 }
 
 impl Session {
     fn start(shared: &Shared) -> Self {
-        let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
         Self {
             attempts: 0,
             started: shared.config.deadline.map(|_| Instant::now()),
             previous: None,
-            rng: SmallRng::seed_from_u64(shared.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            rng: None,
         }
+    }
+
+    /// This call's random stream, seeded from the policy's seed and a count of the calls
+    /// that needed one.
+    fn rng(&mut self, shared: &Shared) -> &mut SmallRng {
+        self.rng.get_or_insert_with(|| {
+            let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
+            SmallRng::seed_from_u64(shared.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        })
     }
 }
 
@@ -292,7 +301,12 @@ impl RetryPolicy {
         }
         let backoff = rule
             .jitter
-            .apply(&rule.backoff, attempts, session.previous, &mut session.rng)
+            .apply(
+                &rule.backoff,
+                attempts,
+                session.previous,
+                session.rng(shared),
+            )
             .min(config.max_delay);
         let hint = outcome.wait_hint().map(|h| h.delay());
         let (wait, hint_driven) = config.hint_trust.apply(backoff, hint);
