@@ -171,25 +171,6 @@ pub(crate) fn string_end(body: &[u8], start: usize) -> Option<usize> {
 
 /// The high bit of each byte of `word` (little-endian) that may be a `"` or a `\`; the
 /// lowest one set always is (the usual zero-byte test: bits above a match can be false).
-/// Whether a byte matters to a structural walk: brackets, braces and quotes.
-const STRUCTURAL: [bool; 256] = {
-    let mut table = [false; 256];
-    table[b'{' as usize] = true;
-    table[b'}' as usize] = true;
-    table[b'[' as usize] = true;
-    table[b']' as usize] = true;
-    table[b'"' as usize] = true;
-    table
-};
-
-/// The index of the first structural byte at or after `from`, or the body's length: numbers,
-/// literals, commas and white space are stepped over by table, a few instructions a byte.
-pub(crate) fn next_structural(body: &[u8], from: usize) -> usize {
-    body.get(from..)
-        .and_then(|rest| rest.iter().position(|b| STRUCTURAL[usize::from(*b)]))
-        .map_or(body.len(), |at| from + at)
-}
-
 fn quote_or_backslash(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -205,7 +186,6 @@ fn value_end(body: &[u8], start: usize) -> Option<usize> {
             let mut depth = 0usize;
             let mut i = start;
             loop {
-                i = next_structural(body, i);
                 match body.get(i)? {
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => {

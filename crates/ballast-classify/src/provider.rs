@@ -247,14 +247,10 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
                 note_string(&mut scan, text, depth, is_key);
             }
             byte => {
-                if let UsageMark::Key(_) = usage {
-                    if !(byte == b':' || byte.is_ascii_whitespace()) {
-                        usage = UsageMark::Looking;
-                    }
-                } else {
-                    // Numbers, literals, commas and colons: on to the next bracket or quote.
-                    i = crate::json::next_structural(body, i + 1);
-                    continue;
+                if let UsageMark::Key(_) = usage
+                    && !(byte == b':' || byte.is_ascii_whitespace())
+                {
+                    usage = UsageMark::Looking;
                 }
             }
         }
