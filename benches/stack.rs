@@ -155,6 +155,161 @@ impl CloneableRequest {
     }
 }
 
+/// One stand-in layer of the design's floor: `before` on the request, `after` on the response
+/// (taken and handed back),
+/// nothing else (no state, no body reading).
+#[derive(Clone)]
+struct StandIn<S, F, G> {
+    inner: S,
+    before: F,
+    after: G,
+}
+
+impl<S, F, G, R> Service<Request> for StandIn<S, F, G>
+where
+    S: Service<Request, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    F: Fn(&mut Request),
+    G: Fn(http::Response<R>) -> http::Response<R> + Clone + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = futures::future::MapOk<S::Future, G>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        (self.before)(&mut request);
+        futures::TryFutureExt::map_ok(self.inner.call(request), self.after.clone())
+    }
+}
+
+/// Wraps `inner` in a [`StandIn`].
+fn stand_in<S, F, G>(before: F, after: G) -> impl Fn(S) -> StandIn<S, F, G> + Clone
+where
+    F: Clone,
+    G: Clone,
+{
+    move |inner| StandIn {
+        inner,
+        before: before.clone(),
+        after: after.clone(),
+    }
+}
+
+/// tower's `Retry` as Ballast uses it (the request cloned with its extensions before the
+/// first attempt), never retrying.
+#[derive(Clone)]
+struct CloneOnly;
+
+impl<Res, E> tower::retry::Policy<Request, Res, E> for CloneOnly {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Request, _: &mut Result<Res, E>) -> Option<Self::Future> {
+        None
+    }
+
+    fn clone_request(&mut self, request: &Request) -> Option<Request> {
+        let mut clone = http::Request::new(request.body().clone());
+        *clone.method_mut() = request.method().clone();
+        *clone.uri_mut() = request.uri().clone();
+        *clone.headers_mut() = request.headers().clone();
+        *clone.extensions_mut() = request.extensions().clone();
+        Some(clone)
+    }
+}
+
+/// The design's floor: Ballast's six layers as stand-ins that do only what the contract
+/// between them asks (the clock reads each layer needs, the extensions they exchange, tower's
+/// `Retry` cloning the request), with no body reading and no state. What is left above this
+/// row is the layers' own work.
+fn design_floor() -> Stack {
+    use std::hint::black_box;
+    use tokio::time::Instant as Clock;
+
+    #[derive(Clone, Default)]
+    struct Spend(Arc<std::sync::atomic::AtomicU64>);
+    #[derive(Clone, Copy)]
+    struct Outcome(u16);
+    #[derive(Clone, Copy)]
+    struct Usage(u64, u64);
+    type Response = http::Response<Full<Bytes>>;
+
+    let model: Arc<str> = Arc::from("grok-code-fast-1");
+    let call_logger = stand_in(
+        move |request: &mut Request| {
+            black_box(Clock::now());
+            let extensions = request.extensions_mut();
+            extensions.insert(Spend::default());
+            extensions.insert(ballast_classify::ModelName(Arc::clone(&model)));
+        },
+        |response: Response| {
+            black_box(Clock::now());
+            black_box(response.extensions().get::<Usage>().map(|u| u.0 + u.1));
+            response
+        },
+    );
+    let breaker = stand_in(
+        |request: &mut Request| {
+            black_box(Clock::now());
+            black_box(request.extensions().get::<ballast_classify::ModelName>());
+        },
+        |response: Response| {
+            black_box(Clock::now());
+            black_box(response.extensions().get::<Outcome>().map(|o| o.0));
+            response
+        },
+    );
+    let budget = stand_in(
+        |request: &mut Request| {
+            black_box(std::time::SystemTime::now());
+            black_box(request.extensions().get::<ballast_classify::ModelName>());
+        },
+        |response: Response| {
+            black_box(response.extensions().get::<Usage>().map(|u| u.0 + u.1));
+            response
+        },
+    );
+    let attempt_logger = stand_in(
+        |request: &mut Request| {
+            black_box(Clock::now());
+            black_box(
+                request
+                    .extensions()
+                    .get::<Spend>()
+                    .map(|s| Arc::clone(&s.0)),
+            );
+        },
+        |mut response: Response| {
+            black_box(Clock::now());
+            response.extensions_mut().insert(Usage(812, 421));
+            response
+        },
+    );
+    let classify = stand_in(
+        |_: &mut Request| {},
+        |mut response: Response| {
+            response.extensions_mut().insert(Outcome(200));
+            response
+        },
+    );
+    boxed(
+        ServiceBuilder::new()
+            .layer_fn(call_logger)
+            .retry(CloneOnly)
+            .layer_fn(breaker)
+            .layer_fn(budget)
+            .layer_fn(attempt_logger)
+            .layer_fn(classify)
+            .service(bare()),
+    )
+}
+
 /// Every stack measured, by name.
 fn stacks() -> Vec<(&'static str, Stack)> {
     let provider = Provider::XAi;
@@ -226,6 +381,7 @@ fn stacks() -> Vec<(&'static str, Stack)> {
                 .service,
         ),
     ));
+    out.push(("design_floor", design_floor()));
     out.push((
         "tower_retry_tpsbudget_timeout",
         boxed(
