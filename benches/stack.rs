@@ -125,12 +125,17 @@ impl<Res, E> tower::retry::Policy<Request, Res, E> for TowerPolicy {
     }
 
     fn clone_request(&mut self, request: &Request) -> Option<Request> {
-        let mut clone = http::Request::new(request.body().clone());
-        *clone.method_mut() = request.method().clone();
-        *clone.uri_mut() = request.uri().clone();
-        *clone.headers_mut() = request.headers().clone();
-        Some(clone)
+        Some(copy_request(request))
     }
+}
+
+/// A copy of `request`'s method, URI, headers and body (`http::Request` is not `Clone`).
+fn copy_request(request: &Request) -> Request {
+    let mut clone = http::Request::new(request.body().clone());
+    *clone.method_mut() = request.method().clone();
+    *clone.uri_mut() = request.uri().clone();
+    *clone.headers_mut() = request.headers().clone();
+    clone
 }
 
 /// `http::Request` is not `Clone`; tower-resilience's retry needs a request that is.
@@ -215,10 +220,7 @@ impl<Res, E> tower::retry::Policy<Request, Res, E> for CloneOnly {
     }
 
     fn clone_request(&mut self, request: &Request) -> Option<Request> {
-        let mut clone = http::Request::new(request.body().clone());
-        *clone.method_mut() = request.method().clone();
-        *clone.uri_mut() = request.uri().clone();
-        *clone.headers_mut() = request.headers().clone();
+        let mut clone = copy_request(request);
         *clone.extensions_mut() = request.extensions().clone();
         Some(clone)
     }
