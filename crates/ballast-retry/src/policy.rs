@@ -123,27 +123,18 @@ struct Session {
     attempts: u32,
     started: Option<Instant>,
     previous: Option<Duration>,
-    /// Seeded at the first backoff: a call that never retries touches no shared counter.
-    rng: Option<SmallRng>,
+    rng: SmallRng,
 }
 
 impl Session {
     fn start(shared: &Shared) -> Self {
+        let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
         Self {
             attempts: 0,
             started: shared.config.deadline.map(|_| Instant::now()),
             previous: None,
-            rng: None,
+            rng: SmallRng::seed_from_u64(shared.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         }
-    }
-
-    /// This call's random stream, seeded from the policy's seed and a count of the calls
-    /// that needed one.
-    fn rng(&mut self, shared: &Shared) -> &mut SmallRng {
-        self.rng.get_or_insert_with(|| {
-            let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
-            SmallRng::seed_from_u64(shared.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        })
     }
 }
 
@@ -301,12 +292,7 @@ impl RetryPolicy {
         }
         let backoff = rule
             .jitter
-            .apply(
-                &rule.backoff,
-                attempts,
-                session.previous,
-                session.rng(shared),
-            )
+            .apply(&rule.backoff, attempts, session.previous, &mut session.rng)
             .min(config.max_delay);
         let hint = outcome.wait_hint().map(|h| h.delay());
         let (wait, hint_driven) = config.hint_trust.apply(backoff, hint);
