@@ -470,10 +470,7 @@ fn run(threads: usize, service: &Stack, iters: u64) -> Duration {
 /// Allocations and bytes per request, one thread, after a warm-up.
 fn allocations() {
     const CALLS: u64 = 2_000;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap_or_else(|e| panic!("a runtime: {e}"));
+    let runtime = one_thread();
     eprintln!("\nallocations per request (one thread, {CALLS} calls after a warm-up):");
     eprintln!("  {:<32} {:>8} {:>10}", "stack", "allocs", "bytes");
     for (name, service) in stacks() {
@@ -503,18 +500,8 @@ fn allocations() {
 /// tables in BENCHMARKS.md come from this mode.
 fn quick() {
     const CALLS: u32 = 20_000;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap_or_else(|e| panic!("a runtime: {e}"));
-    let only = std::env::var("BALLAST_ONLY").ok();
-    let stacks: Vec<_> = stacks()
-        .into_iter()
-        .filter(|(name, _)| {
-            only.as_deref()
-                .is_none_or(|only| only.split(',').any(|o| o == *name))
-        })
-        .collect();
+    let runtime = one_thread();
+    let stacks = chosen_stacks();
     let mut best = vec![(Duration::MAX, Duration::MAX); stacks.len()];
     for _ in 0..9 {
         for ((_, service), best) in stacks.iter().zip(&mut best) {
@@ -537,25 +524,39 @@ fn quick() {
     }
 }
 
-/// With `BALLAST_CALLS=n`: n calls of each stack `BALLAST_ONLY` names, on one thread,
+/// With `BALLAST_CALLS=n`: n calls of each chosen stack (`BALLAST_ONLY`), on one thread,
 /// nothing printed. Run under `valgrind --tool=callgrind` at two values of n: the difference
 /// in instructions over the difference in calls is a stack's instructions per request, a
 /// figure a noisy machine does not move.
 fn calls(n: u64) {
-    let only = std::env::var("BALLAST_ONLY").unwrap_or_default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = one_thread();
+    for (_, service) in chosen_stacks() {
+        runtime.block_on(async {
+            for _ in 0..n {
+                let _ = service.clone().oneshot(request()).await;
+            }
+        });
+    }
+}
+
+/// The stacks `BALLAST_ONLY` names (comma-separated), or every stack without it.
+fn chosen_stacks() -> Vec<(&'static str, Stack)> {
+    let only = std::env::var("BALLAST_ONLY").ok();
+    stacks()
+        .into_iter()
+        .filter(|(name, _)| {
+            only.as_deref()
+                .is_none_or(|only| only.split(',').any(|o| o == *name))
+        })
+        .collect()
+}
+
+/// A current-thread runtime with timers: the one-thread measurements run on it.
+fn one_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .unwrap_or_else(|e| panic!("a runtime: {e}"));
-    for (name, service) in stacks() {
-        if only.split(',').any(|o| o == name) {
-            runtime.block_on(async {
-                for _ in 0..n {
-                    let _ = service.clone().oneshot(request()).await;
-                }
-            });
-        }
-    }
+        .unwrap_or_else(|e| panic!("a runtime: {e}"))
 }
 
 fn overhead(c: &mut Criterion) {

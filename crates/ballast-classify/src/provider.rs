@@ -1,6 +1,5 @@
 //! [`Provider`]: the stock classifier, and the rules it applies.
 
-use http::header::CONTENT_TYPE;
 use serde::Deserialize;
 
 use crate::hint::{self, HintSource, WaitHint};
@@ -277,7 +276,7 @@ enum BodyKind {
 }
 
 fn body_kind(view: &ResponseView<'_>) -> BodyKind {
-    let Some(content_type) = view.headers().get(CONTENT_TYPE) else {
+    let Some(essence) = crate::service::media_type(view.headers()) else {
         // No content type: judge by the first byte.
         let first = view
             .body()
@@ -288,12 +287,6 @@ fn body_kind(view: &ResponseView<'_>) -> BodyKind {
             BodyKind::Json
         };
     };
-    let content_type = content_type.as_bytes();
-    let essence = content_type
-        .split(|b| *b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
     if essence.eq_ignore_ascii_case(b"application/json") || essence.ends_with(b"+json") {
         BodyKind::Json
     } else if essence.eq_ignore_ascii_case(b"text/html") {

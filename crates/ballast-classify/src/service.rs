@@ -89,14 +89,16 @@ where
 
 /// Whether a response streams server-sent events, and so must not be buffered.
 pub(crate) fn is_event_stream<B>(response: &Response<B>) -> bool {
-    response.headers().get(CONTENT_TYPE).is_some_and(|value| {
-        let essence = value.as_bytes().split(|b| *b == b';').next();
-        essence.is_some_and(|essence| {
-            essence
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"text/event-stream")
-        })
-    })
+    media_type(response.headers())
+        .is_some_and(|media| media.eq_ignore_ascii_case(b"text/event-stream"))
+}
+
+/// The content type's media type, without parameters (`application/json` of
+/// `application/json; charset=utf-8`); `None` without a content type.
+pub(crate) fn media_type(headers: &http::HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(CONTENT_TYPE)?.as_bytes();
+    let essence = value.split(|b| *b == b';').next().unwrap_or_default();
+    Some(essence.trim_ascii())
 }
 
 /// The declared length, when the response declares one.
