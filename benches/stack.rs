@@ -21,6 +21,7 @@ use std::future::Ready;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ballast::throttle::{ThrottleConfig, ThrottleLayer};
 use ballast::{Config, Preset, StackBuilder};
 use ballast_benches::{response, success_body_2kb, success_body_small};
 use ballast_breaker::{BreakerConfig, BreakerLayer};
@@ -349,6 +350,14 @@ fn stacks() -> Vec<(&'static str, Stack)> {
             boxed(ServiceBuilder::new().layer(budget()).service(bare())),
         ),
         (
+            "throttle",
+            boxed(
+                ServiceBuilder::new()
+                    .layer(ThrottleLayer::new(ThrottleConfig::starting_at(1e12)))
+                    .service(bare()),
+            ),
+        ),
+        (
             "ballast_bookkeeping",
             boxed(
                 ServiceBuilder::new()
@@ -378,7 +387,7 @@ fn stacks() -> Vec<(&'static str, Stack)> {
         "ballast_facade_with_throttle",
         boxed(
             StackBuilder::new(config)
-                .throttle(ballast::throttle::ThrottleConfig::starting_at(1e12))
+                .throttle(ThrottleConfig::starting_at(1e12))
                 .build(bare())
                 .service,
         ),

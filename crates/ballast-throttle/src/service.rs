@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use ballast_classify::hint::{parse_go_duration, parse_rfc3339_delay};
 use ballast_classify::{BoxError, InspectBody, Outcome, OutcomeClass};
+use http::HeaderName;
 use tower_service::Service;
 
 use crate::Throttled;
@@ -86,10 +87,11 @@ where
             let refused =
                 |refusal| -> BoxError { Box::new(Throttled::from_refusal(refusal).into_error()) };
             loop {
+                // Listen before reading the generation, so no decrease slips between. A
+                // `Notified` sees `notify_waiters` from the moment it is made; it takes the
+                // `Notify`'s lock only once polled, so a call that does not wait never does.
                 let slowed = limiter.slowed.notified();
                 tokio::pin!(slowed);
-                // Listen before reading the generation, so no decrease slips between.
-                slowed.as_mut().enable();
                 let generation = limiter.generation();
                 let now = limiter.now();
                 let wait = match shared_turn(&limiter, fleet.as_ref(), now).await {
@@ -210,17 +212,23 @@ fn estimate_tokens(body: Option<&[u8]>, default_max_tokens: u64) -> u64 {
     (body.len() as u64).div_ceil(2).saturating_add(cap)
 }
 
+/// The remaining/reset header pairs, parsed once: a lookup by `&str` parses the name on
+/// every call, and this runs on every success.
+const OPENAI_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const OPENAI_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const ANTHROPIC_REMAINING: HeaderName =
+    HeaderName::from_static("anthropic-ratelimit-requests-remaining");
+const ANTHROPIC_RESET: HeaderName = HeaderName::from_static("anthropic-ratelimit-requests-reset");
+
 /// Requests left and time to the reset, from OpenAI-style or Anthropic headers.
 fn remaining_and_reset(headers: &http::HeaderMap) -> Option<(u64, std::time::Duration)> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let (Some(remaining), Some(reset)) = (
-        text("x-ratelimit-remaining-requests"),
-        text("x-ratelimit-reset-requests"),
-    ) {
+    let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(remaining) = text(&OPENAI_REMAINING) {
+        let reset = text(&OPENAI_RESET)?;
         return Some((remaining.trim().parse().ok()?, parse_go_duration(reset)?));
     }
-    let remaining = text("anthropic-ratelimit-requests-remaining")?;
-    let reset = text("anthropic-ratelimit-requests-reset")?;
+    let remaining = text(&ANTHROPIC_REMAINING)?;
+    let reset = text(&ANTHROPIC_RESET)?;
     Some((
         remaining.trim().parse().ok()?,
         parse_rfc3339_delay(reset, SystemTime::now())?,
