@@ -157,12 +157,17 @@ impl HealthMonitor {
         }
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         bucket.latency_ms.fetch_add(ms, Ordering::AcqRel);
-        self.alert(&self.status());
+        self.alert(&self.status_at(period));
     }
 
     /// The verdict now.
     pub fn status(&self) -> HealthStatus {
-        let current = self.period();
+        self.status_at(self.period())
+    }
+
+    /// The verdict with `current` as the newest bucket's period (the caller has just read
+    /// the clock: a logger reads it once per call).
+    fn status_at(&self, current: u64) -> HealthStatus {
         let oldest = current.saturating_sub(self.inner.buckets.len() as u64 - 1);
         let (mut calls, mut errors, mut latency_ms) = (0u64, 0u64, 0u64);
         for bucket in self.inner.buckets.iter() {
