@@ -19,6 +19,7 @@ use std::time::Duration;
 /// | `open_jitter` | 0.2 | up to 20% longer, so breakers of many processes do not probe together; 5 s x 1.2 = 6 s keeps the first success within 6 s of a recovery |
 /// | `max_hint` | 60 s | a 503's `retry-after` may keep the breaker open longer, but not for an absurd time |
 /// | `probes` / `probe_successes` | 1 / 1 | one request finds out whether the provider is back, and its success closes the breaker |
+/// | `half_open_wait` | 1 s | a call refused while the probe is out is told to come back this soon: the probe answers in about a call's time, and a caller sent away for a whole open time stays away after the breaker closes (the scoreboard's 5xx bursts: 59% goodput with 1 s, 51% with no hint, when callers fall back to 5 s) |
 /// | `latch_on_auth_and_quota` | true | no wait fixes a bad key or an empty account: stop until someone resets |
 /// | `max_keys` / `idle_eviction` | 1000 / 10 min | bounded memory whatever the keys |
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,9 @@ pub struct BreakerConfig {
     pub probes: u32,
     /// Successful probes that close the breaker.
     pub probe_successes: u32,
+    /// The wait hint of a call refused while half-open (the probes are out): their answers
+    /// decide, so come back soon.
+    pub half_open_wait: Duration,
     /// Whether auth failures and exhausted quota latch the breaker open until a reset.
     pub latch_on_auth_and_quota: bool,
     /// The most keys tracked; past it, idle keys are evicted, then new keys share one
@@ -77,6 +81,7 @@ impl Default for BreakerConfig {
             max_hint: Duration::from_secs(60),
             probes: 1,
             probe_successes: 1,
+            half_open_wait: Duration::from_secs(1),
             latch_on_auth_and_quota: true,
             max_keys: 1000,
             idle_eviction: Duration::from_secs(600),
@@ -113,6 +118,7 @@ impl BreakerConfig {
             &mut self.slow_call,
             &mut self.open_base,
             &mut self.open_cap,
+            &mut self.half_open_wait,
             &mut self.max_hint,
             &mut self.idle_eviction,
         ] {
@@ -160,6 +166,7 @@ mod tests {
         assert_eq!(config.slow_call, ms(6000));
         assert_eq!(config.open_base, ms(500));
         assert_eq!(config.open_cap, ms(500));
+        assert_eq!(config.half_open_wait, ms(100));
         assert_eq!(config.max_hint, ms(6000));
         assert_eq!(config.idle_eviction, ms(60_000));
         assert_eq!(config.consecutive_failures, 5);

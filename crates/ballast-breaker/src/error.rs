@@ -40,7 +40,8 @@ impl BreakerOpen {
         self.state
     }
 
-    /// Time until the next probe, when known (not while latched or forced open).
+    /// When to come back: the time to the next probe while open, the configured
+    /// `half_open_wait` while the probes are out; `None` while latched or forced open.
     pub fn retry_in(&self) -> Option<Duration> {
         self.retry_in
     }

@@ -195,9 +195,11 @@ impl KeyBreaker {
         if admitted {
             self.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
         }
+        // The probes out decide soon: a caller told "come back after an open time" would
+        // stay away after the breaker closes.
         Err(Refusal {
             state: BreakerState::HalfOpen,
-            retry_in: None,
+            retry_in: Some(config.half_open_wait),
         })
     }
 

@@ -104,6 +104,44 @@ async fn half_open_admits_exactly_n_probes_and_closes_after_success() {
     assert_eq!(snapshot.opened_total, 1, "but the lifetime count stays");
 }
 
+/// While the probe is out, a refused caller is told to come back soon, not after a whole
+/// open time: the probe decides in about a call's time.
+#[tokio::test(start_paused = true)]
+async fn a_call_refused_while_the_probe_is_out_is_told_to_come_back_soon() {
+    let provider = Steered::new(Duration::from_secs(2));
+    let service = BreakerLayer::new(BreakerConfig {
+        consecutive_failures: 1,
+        ..quiet_config()
+    })
+    .layer(provider.service());
+    service.clone().oneshot(request("m")).await.unwrap();
+    let hint_of = |result: Result<http::Response<()>, BoxError>| {
+        let outcome = Outcome::from_error(&*result.unwrap_err());
+        assert_eq!(outcome.class(), OutcomeClass::CircuitOpen);
+        outcome.wait_hint().map(|hint| hint.delay())
+    };
+    let open = hint_of(service.clone().oneshot(request("m")).await);
+    assert_eq!(
+        open,
+        Some(Duration::from_secs(5)),
+        "open: the time to the probe"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    provider.failing.store(false, Ordering::SeqCst);
+    let probe = tokio::spawn(service.clone().oneshot(request("m")));
+    tokio::task::yield_now().await;
+    let refused = hint_of(service.clone().oneshot(request("m")).await);
+    assert_eq!(
+        refused,
+        Some(Duration::from_secs(1)),
+        "half-open: come back soon"
+    );
+    assert_eq!(probe.await.unwrap().unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let back = service.clone().oneshot(request("m")).await.unwrap();
+    assert_eq!(back.status(), 200, "closed by the time it came back");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_probe_gives_its_slot_back() {
     let provider = Steered::new(Duration::from_secs(10));
