@@ -313,6 +313,32 @@ fn design_floor() -> Stack {
     )
 }
 
+/// The floor of any design that retries, fused or not: one layer that keeps a copy of the
+/// request for a retry (the inner service consumes the original), reads the clock when the
+/// attempt starts and ends, and counts the answer in one shared atomic. No extensions, no
+/// body reading, no other state. Whatever a stack does on top of this costs more.
+fn fused_floor() -> Stack {
+    use std::hint::black_box;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::time::Instant as Clock;
+
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut inner = bare();
+    boxed(tower::service_fn(move |request: Request| {
+        let copy = copy_request(&request);
+        let started = Clock::now();
+        let call = inner.call(request);
+        let answered = Arc::clone(&answered);
+        async move {
+            let response = call.await;
+            answered.fetch_add(1, Ordering::Relaxed);
+            black_box(started.elapsed());
+            drop(black_box(copy));
+            response
+        }
+    }))
+}
+
 /// Every stack measured, by name.
 fn stacks() -> Vec<(&'static str, Stack)> {
     let provider = Provider::XAi;
@@ -393,6 +419,7 @@ fn stacks() -> Vec<(&'static str, Stack)> {
         ),
     ));
     out.push(("design_floor", design_floor()));
+    out.push(("fused_floor", fused_floor()));
     out.push((
         "tower_retry_tpsbudget_timeout",
         boxed(
