@@ -193,11 +193,14 @@ async fn run(
                         break reply;
                     }
                     requeued.fetch_add(1, Ordering::Relaxed);
-                    let wait = error
-                        .fallback()
-                        .retry_after
-                        .unwrap_or(Duration::from_secs(1));
-                    tokio::time::sleep(wait.div_f64(scale)).await;
+                    // The provider's hints are in provider time; the breaker's come
+                    // from its own scaled clock and are real time already.
+                    let outcome = error.outcome();
+                    let wait = match (error.fallback().retry_after, outcome.wait_hint()) {
+                        (Some(wait), Some(hint)) if !hint.source().is_provider() => wait,
+                        (wait, _) => wait.unwrap_or(Duration::from_secs(1)).div_f64(scale),
+                    };
+                    tokio::time::sleep(wait).await;
                 };
                 let latency = started.elapsed().mul_f64(scale);
                 if reply.is_err() {

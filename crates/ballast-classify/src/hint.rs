@@ -105,6 +105,28 @@ pub enum HintSource {
 }
 
 impl HintSource {
+    /// Whether the provider said it (a header or its body), rather than a Ballast layer
+    /// from its own clock. Under a simulation's time scale the two differ in unit: the
+    /// provider's hints are in provider time, a time-scaled local layer's in real time.
+    ///
+    /// ```
+    /// use ballast_classify::HintSource;
+    ///
+    /// assert!(HintSource::RetryAfter.is_provider());
+    /// assert!(!HintSource::CircuitBreaker.is_provider());
+    /// ```
+    pub const fn is_provider(self) -> bool {
+        match self {
+            Self::RetryAfter
+            | Self::RetryAfterMs
+            | Self::RateLimitReset
+            | Self::AnthropicReset
+            | Self::RetryInfo
+            | Self::Message => true,
+            Self::CircuitBreaker | Self::BudgetWindow | Self::Throttle => false,
+        }
+    }
+
     /// A stable `snake_case` name, for logs.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -127,7 +127,10 @@ impl<St: SpendStore> StackBuilder<St> {
     /// than real time (`ballast-sim`'s `time_scale`): the attempt timeout, the default retry
     /// policy's waits and deadline, and the breaker's windows and open times all shrink by
     /// `scale`. A policy given to [`retry`](Self::retry) keeps its own scale
-    /// (`RetryPolicyBuilder::time_scale`). Default 1.0; leave it there against a real provider.
+    /// (`RetryPolicyBuilder::time_scale`). The provider's wait hints stay in provider time,
+    /// while the breaker's and the throttle's are in the scaled, real time they run on
+    /// ([`HintSource::is_provider`](crate::classify::HintSource::is_provider) tells them
+    /// apart). Default 1.0; leave it there against a real provider.
     pub fn time_scale(mut self, scale: f64) -> Self {
         self.time_scale = if scale.is_finite() && scale > 0.0 {
             scale
