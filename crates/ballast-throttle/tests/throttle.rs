@@ -227,3 +227,83 @@ proptest! {
         })?;
     }
 }
+
+/// A 429 while calls wait for their turns: none of them goes out at the turn it was given
+/// at the old pace, and they are woken to take new turns at once, ahead of a call that
+/// arrives after the 429. (A call that does not wait takes no lock to listen for this; the
+/// wake must still reach the ones that do.)
+#[test]
+fn waiting_calls_take_new_turns_after_a_429() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let start = tokio::time::Instant::now();
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let provider = {
+            let sent = Arc::clone(&sent);
+            tower::service_fn(move |request: http::Request<String>| {
+                let at = start.elapsed();
+                let first = {
+                    let mut sent = sent.lock().unwrap();
+                    sent.push((at, request.into_body()));
+                    sent.len() == 1
+                };
+                async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let (status, body) = if first {
+                        (429, r#"{"error":"rate limited"}"#)
+                    } else {
+                        (
+                            200,
+                            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+                        )
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                body.as_bytes(),
+                            )))
+                            .unwrap(),
+                    )
+                }
+            })
+        };
+        let config = ThrottleConfig {
+            max_wait: Duration::from_secs(60),
+            ..ThrottleConfig::starting_at(60.0)
+        };
+        let pause = config.pause;
+        let service = ServiceBuilder::new()
+            .layer(ThrottleLayer::new(config))
+            .layer(ClassifyLayer::new(Provider::XAi))
+            .service(provider);
+        let call = |name: &str| {
+            let request = http::Request::post("http://sim.invalid/v1/chat/completions")
+                .body(name.to_owned())
+                .unwrap();
+            tokio::spawn(service.clone().oneshot(request))
+        };
+        // Turns at 0, 1, 2 and 3 s at 60 a minute; the first is answered 429 at 0.1 s.
+        let mut calls: Vec<_> = ["a", "b", "c", "d"].into_iter().map(call).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        calls.push(call("late"));
+        for call in calls {
+            let _ = call.await.unwrap();
+        }
+        let sent = sent.lock().unwrap().clone();
+        let order: Vec<&str> = sent.iter().map(|(_, name)| name.as_str()).collect();
+        assert_eq!(
+            order,
+            ["a", "b", "c", "d", "late"],
+            "woken callers first: {sent:?}"
+        );
+        assert_eq!(sent[0].0, Duration::ZERO);
+        let answered = Duration::from_millis(100);
+        for (at, name) in &sent[1..] {
+            assert!(
+                *at >= answered + pause,
+                "{name} sent at {at:?}, inside the pause after the 429: {sent:?}"
+            );
+        }
+    });
+}
