@@ -19,7 +19,7 @@ use std::time::Duration;
 /// | `open_jitter` | 0.2 | up to 20% longer, so breakers of many processes do not probe together; 5 s x 1.2 = 6 s keeps the first success within 6 s of a recovery |
 /// | `max_hint` | 60 s | a 503's `retry-after` may keep the breaker open longer, but not for an absurd time |
 /// | `probes` / `probe_successes` | 1 / 1 | one request finds out whether the provider is back, and its success closes the breaker |
-/// | `half_open_wait` | 1 s | a call refused while the probe is out is told to come back this soon: the probe answers in about a call's time, and a caller sent away for a whole open time stays away after the breaker closes (the scoreboard's 5xx bursts: 59% goodput with 1 s, 51% with no hint, when callers fall back to 5 s) |
+/// | `half_open_wait` | 1 s | a call refused while the probe is out is told to come back this soon: the probe answers in about a call's time, and a caller sent away for a whole open time stays away after the breaker closes (the scoreboard's 5xx bursts, six seeds: 60% goodput with 1 s, 52% with no hint, callers falling back to 5 s) |
 /// | `latch_on_auth_and_quota` | true | no wait fixes a bad key or an empty account: stop until someone resets |
 /// | `max_keys` / `idle_eviction` | 1000 / 10 min | bounded memory whatever the keys |
 #[derive(Debug, Clone, PartialEq)]
