@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ballast_classify::{Attempt, BoxError, ClassifiedError, Outcome, OutcomeClass};
+use ballast_classify::{Attempt, BoxError, ClassifiedError, Outcome, OutcomeClass, WaitHint};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::time::{Instant, Sleep};
@@ -95,6 +95,17 @@ impl RetryConfig {
             wait
         } else {
             Duration::try_from_secs_f64(wait.as_secs_f64() / self.time_scale).unwrap_or(wait)
+        }
+    }
+
+    /// A wait hint in provider time. The provider's hints are; a local layer's (breaker,
+    /// throttle) come from its own clock, which a time-scaled stack runs in real time.
+    fn hint_in_provider_time(&self, hint: &WaitHint) -> Duration {
+        if self.time_scale == 1.0 || hint.source().is_provider() {
+            hint.delay()
+        } else {
+            Duration::try_from_secs_f64(hint.delay().as_secs_f64() * self.time_scale)
+                .unwrap_or(Duration::MAX)
         }
     }
 
@@ -294,7 +305,9 @@ impl RetryPolicy {
             .jitter
             .apply(&rule.backoff, attempts, session.previous, &mut session.rng)
             .min(config.max_delay);
-        let hint = outcome.wait_hint().map(|h| h.delay());
+        let hint = outcome
+            .wait_hint()
+            .map(|h| config.hint_in_provider_time(&h));
         let (wait, hint_driven) = config.hint_trust.apply(backoff, hint);
         let wait = wait.min(config.max_delay);
         if let (Some(deadline), Some(started)) = (config.deadline, session.started) {
@@ -507,7 +520,9 @@ impl RetryPolicyBuilder {
 
     /// Runs the policy against a simulated provider whose clock goes `scale` times faster
     /// than real time (`ballast-sim`'s `time_scale`): every wait, deadline and hint stays in
-    /// provider time, and each sleep lasts `wait / scale` real time. Default 1.0; values
+    /// provider time, and each sleep lasts `wait / scale` real time. The hints of local
+    /// layers (an open breaker's time to its probe, a throttle's turn) are read as real
+    /// time, as a stack scaled with them (`StackBuilder::time_scale`) gives them. Default 1.0; values
     /// that are not finite and positive are read as 1.0.
     pub fn time_scale(mut self, scale: f64) -> Self {
         self.time_scale = if scale.is_finite() && scale > 0.0 {

@@ -436,6 +436,37 @@ fn full_jitter_needs_far_fewer_calls_than_none_under_contention() {
     );
 }
 
+/// Time-scaled, the provider's hints are in provider time, while a local layer's (here an
+/// open breaker's, from its own scaled clock) are real time and count `scale` times more.
+#[test]
+fn time_scale_reads_local_hints_as_real_time() {
+    let mut policy = RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .no_budget()
+        .deadline(Duration::from_secs(600))
+        .hint_trust(HintTrust::Honour)
+        .retry_class(OutcomeClass::CircuitOpen, true)
+        .time_scale(10.0)
+        .build();
+    let hinted = |class, source| {
+        Outcome::new(class).with_wait_hint(Some(WaitHint::new(Duration::from_millis(500), source)))
+    };
+    let breaker = hinted(OutcomeClass::CircuitOpen, HintSource::CircuitBreaker);
+    assert_eq!(
+        policy.decide(&breaker),
+        Decision::Retry(Duration::from_secs(5)),
+        "half a real second is five provider seconds"
+    );
+    let provider = hinted(OutcomeClass::RateLimited, HintSource::RetryAfter);
+    let Decision::Retry(wait) = policy.decide(&provider) else {
+        panic!("a 429 is retried")
+    };
+    assert!(
+        wait < Duration::from_secs(5),
+        "the provider's hint stays as it is: {wait:?}"
+    );
+}
+
 /// Against a provider whose clock runs 60 times faster, waits and the deadline stay in
 /// provider time and each sleep lasts a sixtieth of it.
 #[tokio::test(start_paused = true)]
