@@ -212,8 +212,8 @@ fn estimate_tokens(body: Option<&[u8]>, default_max_tokens: u64) -> u64 {
     (body.len() as u64).div_ceil(2).saturating_add(cap)
 }
 
-/// The remaining/reset header pairs, parsed once: a lookup by `&str` parses the name on
-/// every call, and this runs on every success.
+// The remaining/reset header names, parsed once: a lookup by `&str` parses the name on
+// every call, and this runs on every success.
 const OPENAI_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
 const OPENAI_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
 const ANTHROPIC_REMAINING: HeaderName =
