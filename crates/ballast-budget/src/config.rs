@@ -1,6 +1,7 @@
 //! [`BudgetConfig`]: limits, window, estimates and failure policy.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ pub struct BudgetConfig {
     pub(crate) write_cap: Option<&'static str>,
     pub(crate) lease: Duration,
     pub(crate) fail_open: bool,
+    pub(crate) store_deadline: Duration,
+    pub(crate) outbox: Option<PathBuf>,
     pub(crate) prices: Arc<PriceTable>,
     pub(crate) estimator: Arc<dyn TokenEstimator + Send + Sync>,
 }
@@ -34,6 +37,8 @@ impl std::fmt::Debug for BudgetConfig {
             .field("write_cap", &self.write_cap)
             .field("lease", &self.lease)
             .field("fail_open", &self.fail_open)
+            .field("store_deadline", &self.store_deadline)
+            .field("outbox", &self.outbox)
             .finish_non_exhaustive()
     }
 }
@@ -43,8 +48,9 @@ impl BudgetConfig {
     ///
     /// Defaults: requests without an output cap are assumed to produce 500 tokens (the
     /// story's `MAX_TOKENS_DEFAULT`); reservations are leased for 10 minutes (longer than
-    /// any sane attempt); a store failure refuses calls (fail closed); built-in prices; the
-    /// byte-count prompt bound.
+    /// any sane attempt); a store failure, or a store call taking over 250 ms, refuses calls
+    /// (fail closed); settlements the store refuses are kept in memory (no outbox file);
+    /// built-in prices; the byte-count prompt bound.
     pub fn daily(limit: Usd) -> Self {
         Self {
             global: limit,
@@ -55,6 +61,8 @@ impl BudgetConfig {
             write_cap: None,
             lease: Duration::from_secs(600),
             fail_open: false,
+            store_deadline: Duration::from_millis(250),
+            outbox: None,
             prices: Arc::new(PriceTable::builtin()),
             estimator: Arc::new(HalfByteCount),
         }
@@ -84,11 +92,14 @@ impl BudgetConfig {
         self
     }
 
-    /// Writes the default cap into requests that have none, under `field` (`"max_tokens"`
-    /// for xAI, Anthropic and most OpenAI-compatible APIs; `"max_completion_tokens"` for
-    /// OpenAI's reasoning models), so the provider cannot produce more than was reserved.
-    /// Only bodies that can be rewritten in place (`String`, `Bytes`, `Vec<u8>`) and are a
-    /// JSON object get it; others are reserved at the default all the same.
+    /// Writes the default cap into requests that have none, so the provider cannot produce
+    /// more than was reserved, in the field of the request's dialect, told by its path:
+    /// Anthropic's `/messages` get `max_tokens`, OpenAI's `/responses` `max_output_tokens`,
+    /// Gemini's `:generateContent` `generationConfig.maxOutputTokens`, and chat completions
+    /// `field` (`"max_tokens"` for xAI and most OpenAI-compatible APIs,
+    /// `"max_completion_tokens"` for OpenAI). Only bodies that can be rewritten in place
+    /// (`String`, `Bytes`, `Vec<u8>`) and are a JSON object get it; others are reserved at
+    /// the default all the same.
     pub fn write_default_cap(mut self, field: &'static str) -> Self {
         self.write_cap = Some(field);
         self
@@ -104,6 +115,23 @@ impl BudgetConfig {
     /// default) refuses them.
     pub fn fail_open(mut self, open: bool) -> Self {
         self.fail_open = open;
+        self
+    }
+
+    /// How long a store call may take (default 250 ms). Past it a reservation counts as a
+    /// store failure (refused, or let through when failing open), and a settlement is kept
+    /// for retry, so callers never stall on a store that is down.
+    pub fn store_deadline(mut self, deadline: Duration) -> Self {
+        self.store_deadline = deadline.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Keeps settlements the store refused in the file at `path` too (append-only, synced
+    /// on each write), so they survive the process: the guard replays the file when it is
+    /// built and lands its settlements once the store answers. Put it on a disk of its
+    /// own host (next to the process), not on the store's.
+    pub fn outbox(mut self, path: impl Into<PathBuf>) -> Self {
+        self.outbox = Some(path.into());
         self
     }
 

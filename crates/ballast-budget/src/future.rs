@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use ballast_classify::{BoxError, InspectBody};
-use ballast_cost::{Rate, Usd};
+use ballast_cost::Rate;
 use pin_project_lite::pin_project;
 
 use crate::SpendStore;
@@ -37,7 +37,6 @@ pin_project! {
             inner: F,
             held: Option<Held<St>>,
             rate: Rate,
-            estimate: Usd,
         },
         /// Refused before the call.
         Refused { error: Option<BoxError> },
@@ -47,14 +46,9 @@ pin_project! {
 }
 
 impl<F, St: SpendStore, R> ResponseFuture<F, St, R> {
-    pub(crate) fn direct(inner: F, held: Option<Held<St>>, rate: Rate, estimate: Usd) -> Self {
+    pub(crate) fn direct(inner: F, held: Option<Held<St>>, rate: Rate) -> Self {
         Self {
-            kind: Kind::Direct {
-                inner,
-                held,
-                rate,
-                estimate,
-            },
+            kind: Kind::Direct { inner, held, rate },
         }
     }
 
@@ -88,15 +82,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Direct {
-                inner,
-                held,
-                rate,
-                estimate,
-            } => {
+            KindProj::Direct { inner, held, rate } => {
                 let result = ready!(inner.poll(cx)).map_err(Into::into);
                 if let Some(held) = held.take() {
-                    held.settle_now(rate, &result, *estimate);
+                    held.settle_now(rate, &result);
                 }
                 Poll::Ready(result)
             }

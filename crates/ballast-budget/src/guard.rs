@@ -3,89 +3,172 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use ballast_classify::{BoxError, InspectBody, Outcome, OutcomeClass, model_of};
+use ballast_classify::{BoxError, InspectBody, Outcome, model_of, never_sent};
 use ballast_cost::{Rate, Usage, Usd, estimate_at};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
+use crate::outbox::{Kept, Outbox};
 use crate::{
     BudgetConfig, BudgetExceeded, BudgetScope, BudgetUnavailable, Limits, Reservation, Reserve,
     SpendStore, StoreError, WindowId,
 };
+
+/// Settlements the store refused, and the outbox that keeps them on disk.
+#[derive(Debug, Default)]
+struct KeptList {
+    list: Vec<Kept>,
+    outbox: Option<Outbox>,
+}
 
 pub(crate) struct Shared<St> {
     pub(crate) store: Arc<St>,
     pub(crate) config: BudgetConfig,
     /// Settlements the store refused, kept and retried: spend is never dropped. Touched only
     /// when a store fails.
-    pending: Mutex<Vec<(Reservation, Usd)>>,
+    kept: Mutex<KeptList>,
     has_pending: AtomicBool,
+    /// A flush is running (at most one at a time).
+    flushing: AtomicBool,
 }
 
 impl<St> Shared<St> {
     pub(crate) fn new(store: Arc<St>, config: BudgetConfig) -> Self {
+        let mut kept = KeptList::default();
+        if let Some(path) = &config.outbox {
+            let (outbox, list) = Outbox::open(path);
+            kept = KeptList {
+                list,
+                outbox: Some(outbox),
+            };
+        }
         Self {
             store,
             config,
-            pending: Mutex::new(Vec::new()),
-            has_pending: AtomicBool::new(false),
+            has_pending: AtomicBool::new(!kept.list.is_empty()),
+            kept: Mutex::new(kept),
+            flushing: AtomicBool::new(false),
         }
+    }
+
+    fn lock_kept(&self) -> std::sync::MutexGuard<'_, KeptList> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many settlements wait for the store.
     pub(crate) fn pending(&self) -> usize {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.lock_kept().list.len()
     }
-}
 
-impl<St> Shared<St> {
-    /// Keeps a settlement the store could not take, for the next call's flush.
+    /// Keeps a settlement the store could not take, on disk too when there is an outbox,
+    /// for the next flush.
     fn keep(&self, reservation: Reservation, actual: Usd) {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((reservation, actual));
+        let entry = (reservation, actual);
+        let mut kept = self.lock_kept();
+        if let Some(outbox) = kept.outbox.as_mut()
+            && let Err(error) = outbox.append(&entry)
+        {
+            tracing::error!(target: "ballast::budget", path = %outbox.path().display(), %error, "outbox write failed: the settlement is kept in memory only");
+        }
+        kept.list.push(entry);
         self.has_pending.store(true, Ordering::Release);
     }
 
     /// Keeps a settlement the store refused with `error`, and says so.
-    fn keep_refused(&self, error: StoreError, reservation: Reservation, actual: Usd) {
+    fn keep_refused(&self, error: &StoreError, reservation: Reservation, actual: Usd) {
         tracing::warn!(target: "ballast::budget", %error, "settlement kept for retry: the budget store failed");
         self.keep(reservation, actual);
+    }
+
+    /// The store failed or did not answer in time: the typed refusal, or (failing open)
+    /// no reservation.
+    fn store_failed<T>(&self, error: StoreError) -> Result<Option<T>, BoxError> {
+        if self.config.fail_open {
+            tracing::error!(target: "ballast::budget", %error, "budget store failed; the call goes through UNCOUNTED (fail open)");
+            return Ok(None);
+        }
+        Err(Box::new(BudgetUnavailable(error).into_classified()))
+    }
+
+    fn too_slow(&self) -> StoreError {
+        StoreError::new(
+            format!(
+                "the budget store did not answer within {:?}",
+                self.config.store_deadline
+            ),
+            None,
+        )
     }
 }
 
 impl<St: SpendStore> Shared<St> {
+    /// Settles with the store, within the store deadline.
+    async fn settle_within(
+        &self,
+        reservation: &Reservation,
+        actual: Usd,
+    ) -> Result<(), StoreError> {
+        tokio::time::timeout(
+            self.config.store_deadline,
+            self.store.settle(reservation, actual),
+        )
+        .await
+        .unwrap_or_else(|_| Err(self.too_slow()))
+    }
+
     async fn settle(&self, reservation: Reservation, actual: Usd) {
-        if let Err(error) = self.store.settle(&reservation, actual).await {
-            self.keep_refused(error, reservation, actual);
+        if let Err(error) = self.settle_within(&reservation, actual).await {
+            self.keep_refused(&error, reservation, actual);
         }
     }
 
-    /// Retries kept settlements (one pass; what fails again stays kept).
+    /// Retries kept settlements (one pass; what fails again stays kept), then writes the
+    /// outbox anew with what is still waiting.
     pub(crate) async fn flush(&self) {
-        if !self.has_pending.load(Ordering::Acquire) {
+        if !self.has_pending.load(Ordering::Acquire) || self.flushing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let kept =
-            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let taken = std::mem::take(&mut self.lock_kept().list);
         self.has_pending.store(false, Ordering::Release);
-        for (reservation, actual) in kept {
+        for (reservation, actual) in taken {
             self.settle(reservation, actual).await;
+        }
+        let mut kept = self.lock_kept();
+        let KeptList { list, outbox } = &mut *kept;
+        if let Some(outbox) = outbox
+            && let Err(error) = outbox.rewrite(list)
+        {
+            tracing::warn!(target: "ballast::budget", path = %outbox.path().display(), %error, "outbox not rewritten: settled entries stay in it (they land once all the same)");
+        }
+        drop(kept);
+        self.flushing.store(false, Ordering::Release);
+    }
+}
+
+impl<St: SpendStore> Shared<St> {
+    /// Flushes kept settlements from a task of their own, so no caller waits on a store
+    /// that may still be down.
+    fn flush_in_background(self: &Arc<Self>) {
+        if !self.has_pending.load(Ordering::Acquire) || self.flushing.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let shared = Arc::clone(self);
+            handle.spawn(async move { shared.flush().await });
         }
     }
 }
 
-/// Holds a reservation until the call settles; dropped unsettled (the caller gave up), it
-/// releases the reservation: at once when the store can, else from a spawned task.
+/// Holds a reservation until the call settles. Dropped unsettled (the caller gave up), it
+/// settles at `on_drop`: nothing while the attempt cannot have reached the provider, the
+/// whole reservation once it may have (the provider may be billing it), or the actual cost
+/// once that is known; at once when the store can, else from a spawned task.
 pub(crate) struct Held<St: SpendStore> {
     shared: Arc<Shared<St>>,
     reservation: Option<Reservation>,
+    on_drop: Usd,
 }
 
 impl<St: SpendStore> Held<St> {
@@ -93,12 +176,35 @@ impl<St: SpendStore> Held<St> {
         Self {
             shared: Arc::clone(shared),
             reservation: Some(reservation),
+            on_drop: Usd::ZERO,
         }
     }
 
+    /// The attempt is about to be sent: from here a drop charges the reservation.
+    fn sent(&mut self) {
+        if let Some(reservation) = &self.reservation {
+            self.on_drop = reservation.amount;
+        }
+    }
+
+    fn reserved(&self) -> Usd {
+        self.reservation.as_ref().map_or(Usd::ZERO, |r| r.amount)
+    }
+
+    /// Settles at `actual`, awaiting the store. Dropped while the store works, the
+    /// settlement is sent again from a task (stores settle once by id).
     async fn settle(mut self, actual: Usd) {
-        if let Some(reservation) = self.reservation.take() {
-            self.shared.settle(reservation, actual).await;
+        self.on_drop = actual;
+        let Some(reservation) = &self.reservation else {
+            return;
+        };
+        match self.shared.settle_within(reservation, actual).await {
+            Ok(()) => self.reservation = None,
+            Err(error) => {
+                if let Some(reservation) = self.reservation.take() {
+                    self.shared.keep_refused(&error, reservation, actual);
+                }
+            }
         }
     }
 
@@ -107,31 +213,29 @@ impl<St: SpendStore> Held<St> {
         mut self,
         rate: &Rate,
         result: &Result<http::Response<R>, BoxError>,
-        estimate: Usd,
     ) {
-        let Some(reservation) = self.reservation.take() else {
-            return;
-        };
-        let actual = actual_cost(rate, result, estimate);
-        release(&self.shared, reservation, actual);
+        let actual = charge(rate, result, self.reserved());
+        if let Some(reservation) = self.reservation.take() {
+            release(&self.shared, reservation, actual);
+        }
     }
 }
 
 impl<St: SpendStore> Drop for Held<St> {
     fn drop(&mut self) {
         if let Some(reservation) = self.reservation.take() {
-            release(&self.shared, reservation, Usd::ZERO);
+            release(&self.shared, reservation, self.on_drop);
         }
     }
 }
 
 /// Settles at `actual` outside an async context: at once when the store can, else from a
-/// spawned task, else (no runtime) kept for the next call's flush.
+/// spawned task, else (no runtime) kept for the next flush.
 fn release<St: SpendStore>(shared: &Arc<Shared<St>>, reservation: Reservation, actual: Usd) {
     match shared.store.settle_now(&reservation, actual) {
         Some(Ok(())) => return,
         Some(Err(error)) => {
-            shared.keep_refused(error, reservation, actual);
+            shared.keep_refused(&error, reservation, actual);
             return;
         }
         None => {}
@@ -141,7 +245,7 @@ fn release<St: SpendStore>(shared: &Arc<Shared<St>>, reservation: Reservation, a
         Ok(handle) => {
             handle.spawn(async move { owned.settle(reservation, actual).await });
         }
-        // No runtime to settle from: keep it, the next call's flush settles it.
+        // No runtime to settle from: keep it, the next flush settles it.
         Err(_) => shared.keep(reservation, actual),
     }
 }
@@ -151,11 +255,17 @@ fn release<St: SpendStore>(shared: &Arc<Shared<St>>, reservation: Reservation, a
 /// - The worst case is the prompt bound plus the output cap (the request's, or the
 ///   configured default) at the model's prices. If it does not fit, the call fails with
 ///   [`BudgetExceeded`] and is never sent.
-/// - After the call: a response with usage settles to its cost (reported, or usage times
-///   price). A success without readable usage (a stream) settles at the estimate. A timeout
-///   settles at the estimate too: the provider may well have billed it. Any other failure
-///   releases the reservation. A call dropped by its caller releases it.
-/// - A settlement the store cannot take is kept and retried on later calls, never dropped.
+/// - After the call (see [`charge`]): a response with usage settles to its cost. Without
+///   usage, an attempt that may have reached the provider settles at its reservation: a
+///   success (a stream), a 2xx with an error inside, a timeout, a reset or cut body, an
+///   unreadable answer. An error status from the provider (4xx, 5xx) and an attempt that
+///   provably never left (refused locally, connection refused) release it.
+/// - A call dropped by its caller after its attempt was sent settles at its reservation,
+///   the provider may be billing it; dropped before (waiting on the store), it releases.
+/// - Store calls have a deadline ([`BudgetConfig::store_deadline`], 250 ms): past it the
+///   call is refused with [`BudgetUnavailable`] (or let through, failing open).
+/// - A settlement the store cannot take is kept (in the outbox file too, when configured)
+///   and retried, never dropped.
 #[derive(Debug)]
 pub struct BudgetGuard<S, St> {
     inner: S,
@@ -216,7 +326,7 @@ where
         if !worst.cap_in_request
             && let Some(field) = config.write_cap
         {
-            write_cap(request.body_mut(), field, config.default_max_tokens);
+            crate::cap::write_default_cap(&mut request, field, config.default_max_tokens);
         }
         let scope = request
             .extensions()
@@ -232,6 +342,7 @@ where
             cost: worst.cost,
             window,
             now,
+            lease: config.lease,
         };
         // A store that answers at once (in memory), with nothing kept to flush: no boxed
         // future, and the ready inner service is called right here.
@@ -242,8 +353,11 @@ where
                     .reserve_now(window, &limits, worst.cost, config.lease, now)
         {
             return match decide(shared, answer, &ask) {
-                Ok(held) => {
-                    ResponseFuture::direct(self.inner.call(request), held, rate, worst.cost)
+                Ok(mut held) => {
+                    if let Some(held) = held.as_mut() {
+                        held.sent();
+                    }
+                    ResponseFuture::direct(self.inner.call(request), held, rate)
                 }
                 Err(refusal) => ResponseFuture::refused(refusal),
             };
@@ -253,16 +367,14 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = Arc::clone(shared);
         ResponseFuture::boxed(Box::pin(async move {
-            shared.flush().await;
-            let config = &shared.config;
-            let answer = shared
-                .store
-                .reserve(window, &limits, worst.cost, config.lease, now)
-                .await;
-            let held = decide(&shared, answer, &ask)?;
+            shared.flush_in_background();
+            let mut held = reserve_within(&shared, limits, ask).await?;
+            if let Some(held) = held.as_mut() {
+                held.sent();
+            }
             let result = inner.call(request).await.map_err(Into::into);
             if let Some(held) = held {
-                let actual = actual_cost(&rate, &result, worst.cost);
+                let actual = charge(&rate, &result, held.reserved());
                 held.settle(actual).await;
             }
             result
@@ -271,10 +383,58 @@ where
 }
 
 /// What one call asks of the store.
+#[derive(Debug, Clone, Copy)]
 struct Ask {
     cost: Usd,
     window: WindowId,
     now: SystemTime,
+    lease: Duration,
+}
+
+/// Reserves with a store that must be awaited, within the store deadline.
+///
+/// The store call runs in a task of its own, and a granted reservation comes back as a
+/// [`Held`]: if this future is dropped or the deadline passes while the store works, the
+/// reservation it grants later is dropped with the channel, which releases it. Nothing stays
+/// reserved for a caller that left.
+async fn reserve_within<St: SpendStore>(
+    shared: &Arc<Shared<St>>,
+    limits: Limits,
+    ask: Ask,
+) -> Result<Option<Held<St>>, BoxError> {
+    let deadline = shared.config.store_deadline;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // No runtime to spawn on (the guard driven by hand): ask in line.
+        let answer = tokio::time::timeout(
+            deadline,
+            shared
+                .store
+                .reserve(ask.window, &limits, ask.cost, ask.lease, ask.now),
+        )
+        .await;
+        return match answer {
+            Ok(answer) => decide(shared, answer, &ask),
+            Err(_) => shared.store_failed(shared.too_slow()),
+        };
+    };
+    let (send, receive) = tokio::sync::oneshot::channel();
+    let task = Arc::clone(shared);
+    runtime.spawn(async move {
+        let answer = task
+            .store
+            .reserve(ask.window, &limits, ask.cost, ask.lease, ask.now)
+            .await;
+        // A refusal is built here too; a grant dropped with an unread channel releases.
+        let _ = send.send(decide(&task, answer, &ask));
+    });
+    match tokio::time::timeout(deadline, receive).await {
+        Ok(Ok(decided)) => decided,
+        Ok(Err(_)) => shared.store_failed(StoreError::new(
+            "the budget store's task ended without an answer",
+            None,
+        )),
+        Err(_) => shared.store_failed(shared.too_slow()),
+    }
 }
 
 /// The store's answer as the guard acts on it: a reservation to hold (`None` when failing
@@ -300,48 +460,32 @@ fn decide<St: SpendStore>(
             };
             Err(Box::new(refusal.into_classified()))
         }
-        Err(error) if shared.config.fail_open => {
-            tracing::error!(target: "ballast::budget", %error, "budget store failed; the call goes through UNCOUNTED (fail open)");
-            Ok(None)
-        }
-        Err(error) => Err(Box::new(BudgetUnavailable(error).into_classified())),
+        Err(error) => shared.store_failed(error),
     }
 }
 
-/// Writes `"field": tokens` as the first member of a JSON object body.
-fn write_cap<B: InspectBody>(body: &mut B, field: &str, tokens: u64) {
-    let Some(bytes) = body.inspect() else {
-        return;
-    };
-    let Some(open) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
-        return;
-    };
-    if bytes[open] != b'{' {
-        return;
-    }
-    let empty = bytes[open + 1..]
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'}');
-    let member = format!("\"{field}\":{tokens}{}", if empty { "" } else { "," });
-    let mut rewritten = Vec::with_capacity(bytes.len() + member.len());
-    rewritten.extend_from_slice(&bytes[..=open]);
-    rewritten.extend_from_slice(member.as_bytes());
-    rewritten.extend_from_slice(&bytes[open + 1..]);
-    body.replace(rewritten);
-}
-
-/// What a finished call is settled at.
-fn actual_cost<R: InspectBody>(
+/// What a finished attempt is settled at, given what was `reserved` for it.
+///
+/// - Usage in the response: its cost.
+/// - An error status from the provider (not 2xx): nothing; providers do not bill them.
+/// - An error that proves the request never left ([`never_sent`]): nothing.
+/// - Anything else may have been billed (a success without usage, an error inside a 2xx, a
+///   timeout, a reset, a cut body, an unreadable answer): the reservation, the worst case.
+pub(crate) fn charge<R: InspectBody>(
     rate: &Rate,
     result: &Result<http::Response<R>, BoxError>,
-    estimate: Usd,
+    reserved: Usd,
 ) -> Usd {
-    let outcome = Outcome::from_result(result);
-    let usage = result.as_ref().ok().and_then(Usage::of_response);
-    match usage {
-        Some(usage) => rate.cost(&usage).0,
-        None if outcome.is_success() || outcome.class() == OutcomeClass::Timeout => estimate,
-        None => Usd::ZERO,
+    if let Some(usage) = result.as_ref().ok().and_then(Usage::of_response) {
+        return rate.cost(&usage).0;
+    }
+    if let Some(status) = Outcome::from_result(result).status()
+        && !status.is_success()
+    {
+        return Usd::ZERO;
+    }
+    match result {
+        Err(error) if never_sent(error.as_ref()) => Usd::ZERO,
+        _ => reserved,
     }
 }

@@ -48,12 +48,15 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod cap;
 mod config;
 mod error;
 mod future;
 mod guard;
+mod id;
 mod layer;
 mod memory;
+mod outbox;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
@@ -70,7 +73,7 @@ pub use guard::BudgetGuard;
 pub use layer::BudgetLayer;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{Persistence, PersistenceCheck, RedisStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{Limits, Readout, Reservation, Reserve, SpendStore, StoreError};

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use ballast_cost::Usd;
 
+use crate::id::IdSource;
 use crate::{Limits, Readout, Reservation, Reserve, SpendStore, StoreError, WindowId};
 
 type Key = (u64, Option<Arc<str>>);
@@ -47,10 +48,19 @@ impl Account {
 /// Budgets in memory: the default store, for one process. Each account is a pair of atomics
 /// updated by compare-and-swap; accounts of past windows are dropped when a new window
 /// starts. Leases do not apply: a reservation lives as long as its call, and the process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     accounts: ArcSwap<HashMap<Key, Arc<Account>>>,
-    next_id: AtomicU64,
+    ids: IdSource,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            accounts: ArcSwap::default(),
+            ids: IdSource::new(),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -107,7 +117,7 @@ impl MemoryStore {
             }
         }
         Reserve::Granted(Reservation {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: self.ids.next(),
             window,
             scope: limits.scope.as_ref().map(|(s, _)| Arc::clone(s)),
             amount,
@@ -116,7 +126,14 @@ impl MemoryStore {
     }
 
     fn settle_at_once(&self, reservation: &Reservation, actual: Usd) {
-        let (reserved, actual) = (reservation.amount.picos(), actual.picos());
+        // A reservation of another instance (an outbox replayed after a restart) holds
+        // nothing here: its cost is added, not swapped for a reservation.
+        let reserved = if self.ids.issued(reservation.id) {
+            reservation.amount.picos()
+        } else {
+            0
+        };
+        let actual = actual.picos();
         self.account(reservation.window, None)
             .settle(reserved, actual);
         if let Some(scope) = &reservation.scope {

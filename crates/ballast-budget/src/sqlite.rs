@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS ballast_reservations (
     account      TEXT    NOT NULL,
     amount       INTEGER NOT NULL,
     lease_until  INTEGER NOT NULL,
+    -- 0 live, 1 settled, 2 reclaimed (its lease ran out: counted as spent at its amount)
     settled      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS ballast_reservations_by_account
@@ -40,10 +41,13 @@ CREATE INDEX IF NOT EXISTS ballast_reservations_by_account
 /// Budgets in a SQLite file: spend survives restarts, and several processes on one host can
 /// share the file (SQLite's own locking; every reservation is one `IMMEDIATE` transaction).
 ///
-/// A reservation is a row with a lease: rows whose lease has run out (their process crashed
-/// mid-call) stop counting. Settling marks the rows settled and adds the actual cost to the
-/// accounts' spend in the same transaction, once: a late settlement (past midnight, past its
-/// lease) still counts, and a repeated one does not count twice. Settled rows, rows a day past
+/// A reservation is a row with a lease. A row whose lease has run out (its process was
+/// killed mid-call) is **reclaimed at its amount**: counted as spent, since the provider
+/// may have billed the call up to its worst case; never simply released. Settling marks the
+/// rows settled and adds the actual cost to the accounts' spend in the same transaction,
+/// once: a late settlement (past midnight, past its lease) still counts, replacing a
+/// reclaimed amount by the actual cost, and a repeated one does not count twice. Row ids
+/// come from `AUTOINCREMENT`, which never hands out an id twice in one file. Settled rows, rows a day past
 /// their lease, and accounts of windows that ended a week ago are deleted as time goes on.
 ///
 /// SQLite serialises writers, so calls into the store take turns on one connection, on
@@ -110,6 +114,32 @@ impl SqliteStore {
     }
 }
 
+/// Counts every reservation whose lease ran out before `now` as spent at its amount, and
+/// marks it reclaimed.
+fn reclaim(tx: &rusqlite::Transaction<'_>, now: i64) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "UPDATE ballast_accounts SET spent = spent + (
+             SELECT COALESCE(SUM(r.amount), 0) FROM ballast_reservations r
+             WHERE r.window_start = ballast_accounts.window_start
+               AND r.account = ballast_accounts.account
+               AND r.settled = 0 AND r.lease_until < ?1)
+         WHERE EXISTS (
+             SELECT 1 FROM ballast_reservations r
+             WHERE r.window_start = ballast_accounts.window_start
+               AND r.account = ballast_accounts.account
+               AND r.settled = 0 AND r.lease_until < ?1)",
+        params![now],
+    )?;
+    let reclaimed = tx.execute(
+        "UPDATE ballast_reservations SET settled = 2 WHERE settled = 0 AND lease_until < ?1",
+        params![now],
+    )?;
+    if reclaimed > 0 {
+        tracing::warn!(target: "ballast::budget", reservations = reclaimed, "reservations past their lease (a process died mid-call?) counted as spent at their worst case");
+    }
+    Ok(())
+}
+
 /// One account's (spent, limit, unexpired reservations), in picodollars.
 fn account_state(
     connection: &Connection,
@@ -171,6 +201,7 @@ impl SpendStore for SqliteStore {
                 "DELETE FROM ballast_reservations WHERE settled = 1 OR lease_until < ?1",
                 params![now.saturating_sub(86_400_000)],
             )?;
+            reclaim(&tx, now)?;
             let mut accounts = vec![(GLOBAL.to_owned(), None, limits.global)];
             if let Some((scope, limit)) = &limits.scope {
                 accounts.push((account_name(Some(scope)), Some(Arc::clone(scope)), *limit));
@@ -201,7 +232,7 @@ impl SpendStore for SqliteStore {
             }
             tx.commit()?;
             Ok(Reserve::Granted(Reservation {
-                id: u64::try_from(id.unwrap_or(0)).unwrap_or(0),
+                id: u128::from(u64::try_from(id.unwrap_or(0)).unwrap_or(0)),
                 window,
                 scope: limits.scope.as_ref().map(|(s, _)| Arc::clone(s)),
                 amount,
@@ -222,9 +253,20 @@ impl SpendStore for SqliteStore {
                  WHERE id >= ?1 AND id < ?1 + ?2 AND settled = 0",
                 params![first, rows],
             )?;
+            // A reclaimed reservation already counts its amount: the actual cost replaces it.
+            let reclaimed = tx.execute(
+                "UPDATE ballast_reservations SET settled = 1
+                 WHERE id >= ?1 AND id < ?1 + ?2 AND settled = 2",
+                params![first, rows],
+            )?;
+            let added = if marked > 0 {
+                picos(actual)
+            } else {
+                picos(actual).saturating_sub(picos(reservation.amount))
+            };
             // Settling twice (a retried settlement that had in fact been written) must not
             // count the spend twice: only the call that marked the rows adds it.
-            if marked > 0 {
+            if marked > 0 || reclaimed > 0 {
                 for scope in [None, reservation.scope.as_deref()].into_iter().take(rows as usize) {
                     tx.execute(
                         "INSERT INTO ballast_accounts (window_start, account, window_end, spent)
@@ -234,7 +276,7 @@ impl SpendStore for SqliteStore {
                             reservation.window.start as i64,
                             account_name(scope),
                             reservation.window.end as i64,
-                            picos(actual)
+                            added
                         ],
                     )?;
                 }
@@ -253,7 +295,10 @@ impl SpendStore for SqliteStore {
         let account = account_name(scope);
         let now = millis(now);
         self.run(move |connection| {
-            let (spent, limit, reserved) = account_state(connection, &window, &account, now)?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            reclaim(&tx, now)?;
+            let (spent, limit, reserved) = account_state(&tx, &window, &account, now)?;
+            tx.commit()?;
             let usd = |v: i64| Usd::from_picos(u64::try_from(v).unwrap_or(0));
             Ok(Readout {
                 spent: usd(spent),

@@ -22,8 +22,9 @@ pub struct Limits {
 /// Budget held for one call until it settles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    /// Unique per store and process.
-    pub id: u64,
+    /// Unique across processes, restarts and a store's data loss (stores make it from a
+    /// random per-instance nonce and a counter, never from a server counter alone).
+    pub id: u128,
     /// The window it counts in.
     pub window: WindowId,
     /// The scope it was also reserved against.

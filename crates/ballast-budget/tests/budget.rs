@@ -145,24 +145,214 @@ async fn overrun_is_bounded_by_the_sum_of_overruns() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_dropped_call_releases_its_reservation() {
-    dropped_call_releases(BudgetLayer::new(BudgetConfig::daily(usd("1")))).await;
+async fn a_call_dropped_after_it_was_sent_is_charged_its_reservation() {
+    dropped_call_charged(BudgetLayer::new(BudgetConfig::daily(usd("1")))).await;
     let awaited = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), Flaky::default());
-    dropped_call_releases(awaited).await;
+    dropped_call_charged(awaited).await;
 }
 
-async fn dropped_call_releases<St: SpendStore>(layer: BudgetLayer<St>) {
+async fn dropped_call_charged<St: SpendStore>(layer: BudgetLayer<St>) {
     let slow = tower::service_fn(|_request: http::Request<String>| async {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Ok::<_, Infallible>(http::Response::new(String::new()))
     });
     let service = layer.layer(slow);
-    let abandoned =
-        tokio::time::timeout(Duration::from_secs(1), service.clone().oneshot(chat(0))).await;
-    assert!(abandoned.is_err());
+    let mut call = Box::pin(service.clone().oneshot(chat(0)));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut call)
+            .await
+            .is_err()
+    );
+    let in_flight = layer.readout(None).await.unwrap();
+    assert!(in_flight.reserved > Usd::ZERO);
+    // The caller gives up while the provider works on it: the provider may bill it.
+    drop(call);
     tokio::task::yield_now().await;
     let readout = layer.readout(None).await.unwrap();
+    assert_eq!(
+        (readout.reserved, readout.spent),
+        (Usd::ZERO, in_flight.reserved)
+    );
+}
+
+/// A store whose reservations take `delay` (a Redis far away, or down).
+struct Slow {
+    memory: MemoryStore,
+    delay: Duration,
+}
+
+impl SpendStore for Slow {
+    async fn reserve(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Result<Reserve, StoreError> {
+        tokio::time::sleep(self.delay).await;
+        self.memory
+            .reserve(window, limits, amount, lease, now)
+            .await
+    }
+
+    async fn settle(&self, reservation: &Reservation, actual: Usd) -> Result<(), StoreError> {
+        self.memory.settle(reservation, actual).await
+    }
+
+    async fn readout(
+        &self,
+        window: WindowId,
+        scope: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Readout, StoreError> {
+        self.memory.readout(window, scope, now).await
+    }
+}
+
+fn ok_provider() -> impl tower::Service<
+    http::Request<String>,
+    Response = http::Response<String>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(|_request: http::Request<String>| async {
+        Ok::<_, Infallible>(http::Response::new(String::new()))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_while_the_store_reserves_leaves_nothing_reserved() {
+    let store = Slow {
+        memory: MemoryStore::new(),
+        delay: Duration::from_millis(100),
+    };
+    let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
+    let service = layer.layer(ok_provider());
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(50), service.clone().oneshot(chat(0))).await;
+    assert!(abandoned.is_err());
+    // The store grants the reservation after the caller left; nothing was sent.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let readout = layer.readout(None).await.unwrap();
     assert_eq!((readout.reserved, readout.spent), (Usd::ZERO, Usd::ZERO));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_past_its_deadline_is_refused_at_the_deadline_not_waited_for() {
+    let store = Slow {
+        memory: MemoryStore::new(),
+        delay: Duration::from_secs(25),
+    };
+    let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
+    let service = layer.layer(ok_provider());
+    let started = tokio::time::Instant::now();
+    let error = service.clone().oneshot(chat(0)).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_millis(250));
+    let unavailable = std::error::Error::source(error.downcast_ref::<ClassifiedError>().unwrap())
+        .unwrap()
+        .downcast_ref::<BudgetUnavailable>()
+        .expect("BudgetUnavailable, not BudgetExceeded");
+    assert!(
+        unavailable
+            .to_string()
+            .contains("did not answer within 250ms"),
+        "{unavailable}"
+    );
+    // Failing open, the call goes through at the same deadline.
+    let open = BudgetLayer::with_store(
+        BudgetConfig::daily(usd("1"))
+            .fail_open(true)
+            .store_deadline(Duration::from_millis(40)),
+        Slow {
+            memory: MemoryStore::new(),
+            delay: Duration::from_secs(25),
+        },
+    );
+    let started = tokio::time::Instant::now();
+    open.layer(ok_provider()).oneshot(chat(0)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(40));
+    // The late grants are released when they arrive: nothing stays reserved.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for layer in [&layer, &open] {
+        let readout = layer.readout(None).await.unwrap();
+        assert_eq!((readout.reserved, readout.spent), (Usd::ZERO, Usd::ZERO));
+    }
+}
+
+/// How each way an attempt can end is charged: the provider's error statuses and attempts
+/// that provably never left release; anything the provider may have billed keeps the
+/// reservation; usage gives the actual cost.
+#[tokio::test(start_paused = true)]
+async fn each_ending_is_charged_as_the_provider_may_have_billed_it() {
+    type End = fn() -> Result<http::Response<String>, ballast_classify::BoxError>;
+    fn status(code: u16, body: &str) -> Result<http::Response<String>, ballast_classify::BoxError> {
+        Ok(http::Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .unwrap())
+    }
+    fn io(kind: std::io::ErrorKind) -> Result<http::Response<String>, ballast_classify::BoxError> {
+        Err(Box::new(std::io::Error::from(kind)))
+    }
+    const USAGE: &str = r#"{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":100}}"#;
+    // (what happened, how it ended, charged: None = the reservation, Some = that figure)
+    let cases: [(&str, End, Option<Usd>); 9] = [
+        (
+            "200 with usage",
+            || status(200, USAGE),
+            Some(usd("0.00035")),
+        ),
+        ("200 without usage", || status(200, "{}"), None),
+        (
+            "200 with an error inside",
+            || status(200, r#"{"error":{"message":"boom","type":"server_error"}}"#),
+            None,
+        ),
+        (
+            "200 not JSON",
+            || status(200, r#"{"choices":[{"mess"#),
+            None,
+        ),
+        ("503", || status(503, "{}"), Some(Usd::ZERO)),
+        ("429", || status(429, "{}"), Some(Usd::ZERO)),
+        (
+            "connection refused",
+            || io(std::io::ErrorKind::ConnectionRefused),
+            Some(Usd::ZERO),
+        ),
+        (
+            "connection reset",
+            || io(std::io::ErrorKind::ConnectionReset),
+            None,
+        ),
+        ("timed out", || io(std::io::ErrorKind::TimedOut), None),
+    ];
+    for (what, end, charged) in cases {
+        let layer = BudgetLayer::new(BudgetConfig::daily(usd("1")));
+        let provider =
+            tower::service_fn(move |_request: http::Request<String>| async move { end() });
+        let service = ServiceBuilder::new()
+            .layer(layer.clone())
+            .layer(ClassifyLayer::new(Provider::XAi))
+            .service(provider);
+        // The reservation of this request, seen by a provider that never answers.
+        let probe = BudgetLayer::new(BudgetConfig::daily(usd("1")));
+        let mut pending = Box::pin(
+            probe
+                .layer(tower::service_fn(|_r: http::Request<String>| {
+                    std::future::pending::<Result<http::Response<String>, Infallible>>()
+                }))
+                .oneshot(chat(7)),
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(1), &mut pending).await;
+        let reservation = probe.readout(None).await.unwrap().reserved;
+        let _ = service.oneshot(chat(7)).await;
+        let readout = layer.readout(None).await.unwrap();
+        assert_eq!(readout.reserved, Usd::ZERO, "{what}");
+        assert_eq!(readout.spent, charged.unwrap_or(reservation), "{what}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -438,8 +628,12 @@ async fn kept_and_retried(store: Flaky) {
     assert!(layer.readout(None).await.unwrap().reserved > Usd::ZERO);
     layer.flush().await; // fails once more: still kept
     assert_eq!(layer.pending_settlements(), 1);
-    // The next call flushes it first.
+    // The next call flushes it, from a task of its own (no caller waits on a store that
+    // may still be down).
     service.clone().oneshot(chat(1)).await.unwrap();
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
     assert_eq!(layer.pending_settlements(), 0);
     let readout = layer.readout(None).await.unwrap();
     assert_eq!(readout.reserved, Usd::ZERO);

@@ -134,6 +134,28 @@ async fn no_overshoot_across_clients<St: SpendStore + Clone>(first: St, second: 
     assert_eq!(granted, 10);
 }
 
+/// A reservation whose process died is reclaimed at its amount once its lease ends, not
+/// released; a late settlement then replaces the amount by the actual cost, once.
+#[allow(dead_code)]
+async fn reclaim_suite<St: SpendStore>(store: St) {
+    let limits = global("1");
+    let dead = granted(&store, &limits, "0.4").await;
+    let later = noon() + LEASE + Duration::from_secs(1);
+    let readout = store.readout(today(), None, later).await.unwrap();
+    assert_eq!((readout.spent, readout.reserved), (usd("0.4"), Usd::ZERO));
+    // The next reservation sees it as spent: 0.6 is left, 0.7 does not fit.
+    let refused = store
+        .reserve(today(), &limits, usd("0.7"), LEASE, later)
+        .await
+        .unwrap();
+    assert!(matches!(refused, Reserve::Refused { .. }), "{refused:?}");
+    // Not dead after all, only slow: its settlement replaces the worst case.
+    store.settle(&dead, usd("0.1")).await.unwrap();
+    store.settle(&dead, usd("0.1")).await.unwrap();
+    let readout = store.readout(today(), None, later).await.unwrap();
+    assert_eq!((readout.spent, readout.reserved), (usd("0.1"), Usd::ZERO));
+}
+
 #[tokio::test]
 async fn memory_store() {
     suite(MemoryStore::new()).await;
@@ -200,6 +222,11 @@ mod sqlite {
     }
 
     #[tokio::test]
+    async fn sqlite_leases_are_reclaimed_at_their_worst_case() {
+        reclaim_suite(SqliteStore::in_memory().unwrap()).await;
+    }
+
+    #[tokio::test]
     async fn settlements_count_once_and_late_ones_still_count() {
         let store = SqliteStore::in_memory().unwrap();
         let r = granted(&store, &global("1"), "0.5").await;
@@ -243,6 +270,7 @@ mod redis {
         child: Child,
         port: u16,
         dir: PathBuf,
+        persistent: bool,
     }
 
     impl RedisServer {
@@ -256,10 +284,21 @@ mod redis {
                 .local_addr()
                 .unwrap()
                 .port();
-            Self::launch(dir, port)
+            Self::launch(dir, port, true)
         }
 
-        fn launch(dir: PathBuf, port: u16) -> Option<Self> {
+        /// A server with Redis's stock persistence for a fresh install without a config
+        /// file: none (no AOF, no snapshots).
+        fn start_forgetful(name: &str) -> Option<Self> {
+            let mut server = Self::start(name)?;
+            server.kill();
+            let (dir, port) = (server.dir.clone(), server.port);
+            std::mem::forget(server);
+            Self::launch(dir, port, false)
+        }
+
+        fn launch(dir: PathBuf, port: u16, persistent: bool) -> Option<Self> {
+            let aof = if persistent { "yes" } else { "no" };
             let child = Command::new("redis-server")
                 .args([
                     "--port",
@@ -269,7 +308,7 @@ mod redis {
                     "--save",
                     "",
                 ])
-                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .args(["--appendonly", aof, "--appendfsync", "always"])
                 .arg("--dir")
                 .arg(&dir)
                 .stdout(Stdio::null())
@@ -290,7 +329,12 @@ mod redis {
             // Wait for the external process to accept connections (bounded: 5 s).
             for _ in 0..250 {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Some(Self { child, port, dir });
+                    return Some(Self {
+                        child,
+                        port,
+                        dir,
+                        persistent,
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -308,9 +352,9 @@ mod redis {
 
         fn restart(mut self) -> Self {
             self.kill();
-            let (dir, port) = (self.dir.clone(), self.port);
+            let (dir, port, persistent) = (self.dir.clone(), self.port, self.persistent);
             std::mem::forget(self);
-            Self::launch(dir, port).expect("redis-server restarts")
+            Self::launch(dir, port, persistent).expect("redis-server restarts")
         }
     }
 
@@ -353,9 +397,195 @@ mod redis {
         let readout = store.readout(today(), None, noon()).await.unwrap();
         assert_eq!((readout.spent, readout.reserved), (usd("0.75"), usd("2")));
         let later = noon() + LEASE + Duration::from_secs(1);
+        let readout = store.readout(today(), None, later).await.unwrap();
         assert_eq!(
-            store.readout(today(), None, later).await.unwrap().reserved,
-            Usd::ZERO
+            (readout.spent, readout.reserved),
+            (usd("2.75"), Usd::ZERO),
+            "past its lease, a reservation counts as spent at its amount"
+        );
+    }
+
+    #[tokio::test]
+    async fn redis_leases_are_reclaimed_at_their_worst_case() {
+        let Some(server) = RedisServer::start("reclaim") else {
+            return;
+        };
+        reclaim_suite(RedisStore::connect(&server.url(), "reclaim").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn redis_reports_its_persistence() {
+        let Some(durable) = RedisServer::start("durable") else {
+            return;
+        };
+        let store = RedisStore::connect(&durable.url(), "p").await.unwrap();
+        assert!(store.persistence().unwrap().is_durable());
+        let Some(forgetful) = RedisServer::start_forgetful("forgetful") else {
+            return;
+        };
+        let store = RedisStore::connect(&forgetful.url(), "p").await.unwrap();
+        assert_eq!(
+            store.persistence(),
+            Some(&ballast_budget::Persistence {
+                append_only: false,
+                snapshots: String::new()
+            })
+        );
+        let refused = RedisStore::connect_with(
+            &forgetful.url(),
+            "p",
+            ballast_budget::PersistenceCheck::RequireAppendOnly,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("no append-only persistence"),
+            "{refused}"
+        );
+    }
+
+    /// What one run against a Redis that is killed mid-run came to.
+    #[derive(Debug, PartialEq, Eq)]
+    struct FaultRun {
+        billed: Usd,
+        spent: Usd,
+        reserved: Usd,
+        granted_before: u32,
+        granted_after: u32,
+    }
+
+    /// 30 calls of up to 1000 output tokens against a $0.01 budget, one at a time, through a
+    /// provider that bills every call it gets in full; Redis is killed -9 and restarted
+    /// after the 15th (when the day's budget is already spent), then 15 more.
+    async fn kill_mid_run(server: RedisServer, prefix: &str) -> FaultRun {
+        let store = RedisStore::connect(&server.url(), prefix).await.unwrap();
+        let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("0.01")), store);
+        let billed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let provider = {
+            let billed = Arc::clone(&billed);
+            tower::service_fn(move |_request: http::Request<String>| {
+                // 10 prompt tokens at $0.20 and 1000 output tokens at $1.50, per million.
+                billed.fetch_add(usd("0.001502").picos(), std::sync::atomic::Ordering::SeqCst);
+                async {
+                    let body =
+                        String::from(r#"{"usage":{"prompt_tokens":10,"completion_tokens":1000}}"#);
+                    Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                }
+            })
+        };
+        let service = layer.layer(provider);
+        let request = || {
+            http::Request::new(String::from(
+                r#"{"model":"grok-code-fast-1","max_tokens":1000}"#,
+            ))
+        };
+        let mut granted = [0u32; 2];
+        let mut server = Some(server);
+        for (half, count) in granted.iter_mut().enumerate() {
+            for _ in 0..15 {
+                // A refusal while Redis comes back is a refusal too (fail closed).
+                if service.clone().oneshot(request()).await.is_ok() {
+                    *count += 1;
+                }
+            }
+            if half == 0 {
+                server = server.take().map(RedisServer::restart);
+                // Let the connection manager find the new server.
+                for _ in 0..100 {
+                    if layer.readout(None).await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        let readout = layer.readout(None).await.unwrap();
+        drop(server);
+        FaultRun {
+            billed: Usd::from_picos(billed.load(std::sync::atomic::Ordering::SeqCst)),
+            spent: readout.spent,
+            reserved: readout.reserved,
+            granted_before: granted[0],
+            granted_after: granted[1],
+        }
+    }
+
+    /// Each call reserves 18 prompt-bound tokens at $0.20 and 1000 at $1.50 a million,
+    /// $0.0015036, and bills $0.001502: six fit in $0.01 ($0.009012 spent), a seventh does
+    /// not. A server that forgot the day must not hand the budget out again: the process
+    /// adds back what it settled, so the six after the restart are refused too.
+    #[tokio::test]
+    async fn redis_killed_without_persistence_does_not_hand_out_the_day_again() {
+        let Some(server) = RedisServer::start_forgetful("forgetful-kill") else {
+            return;
+        };
+        let run = kill_mid_run(server, "forgetful-kill").await;
+        assert_eq!(
+            run,
+            FaultRun {
+                billed: usd("0.009012"),
+                spent: usd("0.009012"),
+                reserved: Usd::ZERO,
+                granted_before: 6,
+                granted_after: 0,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn redis_killed_with_aof_keeps_the_day() {
+        let Some(server) = RedisServer::start("aof-kill") else {
+            return;
+        };
+        let run = kill_mid_run(server, "aof-kill").await;
+        assert_eq!(
+            run,
+            FaultRun {
+                billed: usd("0.009012"),
+                spent: usd("0.009012"),
+                reserved: Usd::ZERO,
+                granted_before: 6,
+                granted_after: 0,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn redis_down_refuses_callers_within_the_store_deadline() {
+        let Some(mut server) = RedisServer::start("down") else {
+            return;
+        };
+        let store = RedisStore::connect(&server.url(), "down").await.unwrap();
+        let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
+        let provider = tower::service_fn(|_request: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+        });
+        let service = layer.layer(provider);
+        server.kill();
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            let error = service
+                .clone()
+                .oneshot(http::Request::new(String::from(
+                    r#"{"model":"grok-code-fast-1"}"#,
+                )))
+                .await
+                .unwrap_err();
+            slowest = slowest.max(started.elapsed());
+            let source = std::error::Error::source(
+                error
+                    .downcast_ref::<ballast_classify::ClassifiedError>()
+                    .unwrap(),
+            )
+            .unwrap();
+            assert!(source.is::<ballast_budget::BudgetUnavailable>(), "{error}");
+        }
+        // The deadline is 250 ms; the bound leaves room for a loaded machine, not for the
+        // many seconds of a reconnect loop.
+        assert!(
+            slowest < Duration::from_secs(1),
+            "a caller waited {slowest:?}"
         );
     }
 

@@ -25,6 +25,8 @@ use http::StatusCode;
 /// | `Timeout` | yes | yes | tower's `Elapsed`, 408, I/O timeouts |
 /// | `Network` | yes | yes | connection refused or reset, body cut off |
 /// | `InvalidResponse` | no | yes | a 2xx body that is not JSON, or larger than the cap |
+/// | `CircuitOpen`, `BudgetExceeded`, `Throttled` | no | no | a local layer refused: nothing was sent |
+/// | `Cancelled` | no | no | the caller dropped the call before it ended (logs and metrics only) |
 /// | `Unknown` | no | no | anything else (1xx, 3xx, unrecognised errors) |
 ///
 /// `InvalidResponse` is not retryable by default because the provider usually billed the
@@ -66,13 +68,17 @@ pub enum OutcomeClass {
     /// waited longer than allowed for its turn. Nothing was sent. Its error says when a turn
     /// is likely.
     Throttled,
+    /// The caller dropped the call before it ended. No layer returns it: the cost logger
+    /// logs and counts a dropped call under it, and the budget guard charges such an
+    /// attempt as the provider may have billed it.
+    Cancelled,
     /// Nothing above fits.
     Unknown,
 }
 
 impl OutcomeClass {
     /// Every class, in declaration order (handy for metrics tables and exhaustive tests).
-    pub const ALL: [OutcomeClass; 16] = [
+    pub const ALL: [OutcomeClass; 17] = [
         Self::Success,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -88,6 +94,7 @@ impl OutcomeClass {
         Self::CircuitOpen,
         Self::BudgetExceeded,
         Self::Throttled,
+        Self::Cancelled,
         Self::Unknown,
     ];
 
@@ -133,6 +140,15 @@ impl OutcomeClass {
         )
     }
 
+    /// Whether a local layer refused the call before anything was sent (an open breaker,
+    /// a spent budget, a full throttle queue).
+    pub const fn is_local_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::CircuitOpen | Self::BudgetExceeded | Self::Throttled
+        )
+    }
+
     /// A stable `snake_case` name, for logs and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -151,6 +167,7 @@ impl OutcomeClass {
             Self::CircuitOpen => "circuit_open",
             Self::BudgetExceeded => "budget_exceeded",
             Self::Throttled => "throttled",
+            Self::Cancelled => "cancelled",
             Self::Unknown => "unknown",
         }
     }
@@ -246,7 +263,7 @@ mod tests {
         for (i, class) in OutcomeClass::ALL.into_iter().enumerate() {
             assert_eq!(class.index(), i);
         }
-        assert_eq!(OutcomeClass::COUNT, 16);
+        assert_eq!(OutcomeClass::COUNT, 17);
     }
 
     #[test]

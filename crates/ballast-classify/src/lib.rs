@@ -91,7 +91,7 @@ pub use future::ResponseFuture;
 pub use hint::{HintSource, MAX_WAIT_HINT, WaitHint};
 pub use key::{ApiKey, KeyError};
 pub use layer::{ClassifyLayer, DEFAULT_BODY_LIMIT};
-pub use outcome::Outcome;
+pub use outcome::{Outcome, never_sent};
 pub use provider::Provider;
 pub use provider_error::ProviderError;
 pub use request::{InspectBody, ModelName, json_model, model_of, output_cap};

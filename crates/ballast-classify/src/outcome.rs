@@ -127,6 +127,31 @@ impl Outcome {
     }
 }
 
+/// Whether `error` proves that its request never reached the provider, so nothing can have
+/// been billed: a local layer refused it ([`OutcomeClass::is_local_refusal`]), or the
+/// connection was refused (`ConnectionRefused` anywhere in the source chain).
+///
+/// Anything else may have reached the provider: a timeout, a reset, a body cut off, an
+/// unreadable answer, an error we do not know. The budget guard charges those at the
+/// attempt's reservation, as a provider that did the work would bill them.
+pub fn never_sent(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(err) = current {
+        if let Some(classified) = err.downcast_ref::<ClassifiedError>()
+            && classified.class().is_local_refusal()
+        {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 /// The class of one error in a chain, when it is a transport error we know.
 pub(crate) fn transport_class(err: &(dyn StdError + 'static)) -> Option<OutcomeClass> {
     if err.is::<tower::timeout::error::Elapsed>() {
@@ -200,6 +225,28 @@ mod tests {
         assert_eq!(Outcome::from_error(&*other).class(), OutcomeClass::Unknown);
 
         let result: Result<http::Response<()>, BoxError> = Err(elapsed);
+        assert!(!never_sent(result.as_ref().unwrap_err().as_ref()));
         assert_eq!(Outcome::from_result(&result).class(), OutcomeClass::Timeout);
+    }
+
+    #[test]
+    fn only_local_refusals_and_refused_connections_were_never_sent() {
+        let refused = ClassifiedError::transport(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(never_sent(&refused));
+        let reset = ClassifiedError::transport(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(
+            !never_sent(&reset),
+            "a reset may come after the request left"
+        );
+        for class in OutcomeClass::ALL {
+            let error = ClassifiedError::new(Outcome::new(class), None);
+            assert_eq!(never_sent(&error), class.is_local_refusal(), "{class}");
+        }
+        let timeout = tower::timeout::error::Elapsed::new();
+        assert!(!never_sent(&timeout));
     }
 }
