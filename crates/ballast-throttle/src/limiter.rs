@@ -140,6 +140,50 @@ impl Limiter {
         self.take_turn(now)
     }
 
+    /// A call that held the turn `turn` (taken `step` apart from the next) and `span` of the
+    /// token timeline gave up before its turn came: give them back, so the next caller does
+    /// not wait for a turn nobody will use.
+    ///
+    /// The last call in line takes its turn back exactly. One further ahead cannot take its
+    /// slot out of the middle of the line without moving every call behind it, so the line's
+    /// end moves one step earlier instead: the next arrival may share a moment with a call
+    /// already waiting (two calls at once, never more than the pace over the line's span),
+    /// and no turn is left unused.
+    /// A turn taken before the pace last came down (`generation`) was dropped with its line.
+    pub(crate) fn give_back(&self, turn: u64, step: u64, span: u64, generation: u64) {
+        let now = self.now();
+        if turn <= now || self.generation() != generation {
+            return;
+        }
+        Self::rewind(&self.next_turn, turn, step, now);
+        if span > 0 {
+            Self::rewind(&self.next_tokens, turn, span, now);
+        }
+    }
+
+    fn rewind(timeline: &AtomicU64, turn: u64, step: u64, now: u64) {
+        let last = turn.saturating_add(step);
+        if timeline
+            .compare_exchange(last, turn, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return;
+        }
+        let _ = timeline.fetch_update(Ordering::AcqRel, Ordering::Acquire, |next| {
+            Some(next.saturating_sub(step).max(now))
+        });
+    }
+
+    /// The interval between turns at the pace now (ns) and the span `tokens` take on the
+    /// token timeline: what a call that gives up gives back.
+    pub(crate) fn steps(&self, now: u64, tokens: u64) -> (u64, u64) {
+        let span = match self.config.tokens_per_minute {
+            Some(tpm) => (tokens as f64 * 60e9 / tpm).min(u64::MAX as f64) as u64,
+            None => 0,
+        };
+        (interval(self.effective_rpm(now)), span)
+    }
+
     /// Reserves `tokens` on the token timeline; returns when they are free.
     fn take_tokens(&self, now: u64, tokens: u64, tpm: f64) -> Result<u64, Refusal> {
         let span = (tokens as f64 * 60e9 / tpm).min(u64::MAX as f64) as u64;
@@ -303,6 +347,36 @@ mod tests {
         // Idle time is not saved up: no burst after a pause.
         assert_eq!(limiter.acquire(10 * SEC, 0).unwrap(), 10 * SEC);
         assert_eq!(limiter.acquire(10 * SEC, 0).unwrap(), 11 * SEC);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn turns_given_back_are_taken_by_the_next_caller() {
+        let limiter = Limiter::new(ThrottleConfig::starting_at(60.0));
+        let turns: Vec<u64> = (0..4).map(|_| limiter.acquire(0, 0).unwrap()).collect();
+        assert_eq!(turns, [0, SEC, 2 * SEC, 3 * SEC]);
+        // The last in line leaves: its turn is the next caller's.
+        limiter.give_back(3 * SEC, SEC, 0, 0);
+        assert_eq!(limiter.acquire(0, 0).unwrap(), 3 * SEC);
+        // One in the middle leaves: the line's end moves one step earlier.
+        limiter.give_back(SEC, SEC, 0, 0);
+        assert_eq!(limiter.acquire(0, 0).unwrap(), 3 * SEC);
+        // A turn whose moment has passed is spent, not given back.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let now = limiter.now();
+        let turn = limiter.acquire(now, 0).unwrap();
+        limiter.give_back(turn, SEC, 0, 0);
+        assert_eq!(
+            limiter.acquire(now, 0).unwrap(),
+            now + SEC,
+            "a turn taken at once is spent"
+        );
+        // A turn that a 429's restart has already dropped gives nothing back.
+        let fresh = Limiter::new(ThrottleConfig::starting_at(60.0));
+        let held = fresh.acquire(0, 0).unwrap();
+        let _ = fresh.acquire(0, 0).unwrap();
+        fresh.on_rate_limited(SEC / 2);
+        fresh.give_back(held + 10 * SEC, SEC, 0, 0);
+        assert_eq!(fresh.acquire(SEC / 2, 0).unwrap(), SEC / 2 + 1_500_000_000);
     }
 
     #[tokio::test(start_paused = true)]

@@ -48,10 +48,41 @@ impl<S> Throttle<S> {
     }
 }
 
-/// Counts a call as waiting while it exists.
-struct InLine(Arc<Limiter>);
+/// Counts a call as waiting while it exists; dropped before its turn came (the caller gave
+/// up, or a 429 sent it to take a new one), it gives the turn back.
+struct InLine {
+    limiter: Arc<Limiter>,
+    turn: u64,
+    step: u64,
+    span: u64,
+    generation: u64,
+}
+
+impl InLine {
+    fn new(limiter: &Arc<Limiter>, turn: u64, (step, span): (u64, u64), generation: u64) -> Self {
+        limiter.queued.fetch_add(1, Ordering::AcqRel);
+        Self {
+            limiter: Arc::clone(limiter),
+            turn,
+            step,
+            span,
+            generation,
+        }
+    }
+}
 
 impl Drop for InLine {
+    fn drop(&mut self) {
+        self.limiter.queued.fetch_sub(1, Ordering::AcqRel);
+        self.limiter
+            .give_back(self.turn, self.step, self.span, self.generation);
+    }
+}
+
+/// Counts a call waiting for a fleet turn while it exists.
+struct Queued(Arc<Limiter>);
+
+impl Drop for Queued {
     fn drop(&mut self) {
         self.0.queued.fetch_sub(1, Ordering::AcqRel);
     }
@@ -94,21 +125,39 @@ where
                 tokio::pin!(slowed);
                 let generation = limiter.generation();
                 let now = limiter.now();
-                let wait = match shared_turn(&limiter, fleet.as_ref(), now).await {
-                    Some(turn) => turn.map_err(refused)?,
+                // Turns on the fleet's shared timeline are not given back (the fleet's line is
+                // in Redis); the local limiter's are.
+                let (wait, local_turn) = match shared_turn(&limiter, fleet.as_ref(), now).await {
+                    Some(turn) => (turn.map_err(refused)?, None),
                     None => {
                         let turn = limiter.acquire(now, tokens).map_err(refused)?;
-                        std::time::Duration::from_nanos(turn - now)
+                        (std::time::Duration::from_nanos(turn - now), Some(turn))
                     }
                 };
                 if !wait.is_zero() {
-                    limiter.queued.fetch_add(1, Ordering::AcqRel);
-                    let in_line = InLine(Arc::clone(&limiter));
+                    // Dropped here, by a caller that gave up, the turn goes back.
+                    let in_line = local_turn.map(|turn| {
+                        InLine::new(&limiter, turn, limiter.steps(now, tokens), generation)
+                    });
+                    let counted = in_line.is_none().then(|| {
+                        limiter.queued.fetch_add(1, Ordering::AcqRel);
+                        Queued(Arc::clone(&limiter))
+                    });
                     tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = &mut slowed => {}
+                        () = tokio::time::sleep(wait) => {
+                            // The turn came: it is this call's, nothing to give back.
+                            if let Some(mut in_line) = in_line {
+                                in_line.turn = 0;
+                            }
+                        }
+                        () = &mut slowed => {
+                            // A 429 restarted the line: the turn is gone already.
+                            if let Some(mut in_line) = in_line {
+                                in_line.turn = 0;
+                            }
+                        }
                     }
-                    drop(in_line);
+                    drop(counted);
                 }
                 // The pace came down while this call waited: its turn was given at the old
                 // pace, into a provider that is refusing calls. Take a new one.

@@ -307,3 +307,46 @@ fn waiting_calls_take_new_turns_after_a_429() {
         }
     });
 }
+
+/// 200 callers queue for turns at 480 a minute and give up 50 ms later: their turns go back,
+/// so a real call that comes next waits its fair turn (at once here, the line being empty),
+/// not the 25 s the abandoned line would have held it.
+#[tokio::test(start_paused = true)]
+async fn callers_that_give_up_waiting_give_their_turns_back() {
+    let sim = Simulator::new(Scenario::healthy());
+    let config = ThrottleConfig {
+        max_queue: 1000,
+        max_wait: Duration::from_secs(60),
+        ..ThrottleConfig::starting_at(480.0)
+    };
+    let (stack, handle) = stack(&sim, config);
+    let abandoned: Vec<_> = (0..200)
+        .map(|_| {
+            let stack = stack.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_millis(50), stack.oneshot(request())).await
+            })
+        })
+        .collect();
+    let mut gave_up = 0;
+    for call in abandoned {
+        if call.await.unwrap().is_err() {
+            gave_up += 1;
+        }
+    }
+    // At 8 a second, the first call went at once (and was with the provider when its
+    // caller left); 199 were waiting for turns up to 24.875 s away.
+    assert_eq!(gave_up, 200);
+    assert_eq!(handle.queued(), 0, "nobody is left in the line");
+    let outcome = stack.clone().oneshot(request()).await.unwrap();
+    assert_eq!(outcome.class(), OutcomeClass::Success);
+    let ledger = sim.ledger();
+    assert_eq!(
+        ledger.len(),
+        2,
+        "the abandoned calls never reached the provider"
+    );
+    // It arrived at 50 ms and went at its fair turn: one interval (125 ms) after the one
+    // call that went, not 25 s later.
+    assert_eq!(ledger.entries()[1].at, Duration::from_millis(125));
+}
