@@ -108,7 +108,9 @@ impl Finished {
         } else {
             self.count(shared)
         };
+        // A call its caller dropped says nothing of the provider's health.
         if scope == Scope::Call
+            && self.outcome.class() != ballast_classify::OutcomeClass::Cancelled
             && let Some(health) = &shared.health
         {
             health.record_at(self.ended, !self.outcome.is_success(), self.duration);

@@ -5,7 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use ballast_classify::{Attempt, BoxError, InspectBody, ModelName, Outcome, model_of};
+use ballast_classify::{
+    Attempt, BoxError, InspectBody, ModelName, Outcome, OutcomeClass, model_of,
+};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -96,12 +98,24 @@ where
 }
 
 pin_project! {
-    /// The future of [`CostLog`]: logs when the inner call ends.
+    /// The future of [`CostLog`]: logs when the inner call ends, or, dropped before (the
+    /// caller gave up), logs and counts the call as `cancelled`.
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
         started: Option<Started>,
         shared: Arc<Shared>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(started) = this.started.take() {
+                let attempts = started.attempt;
+                let outcome = Outcome::new(OutcomeClass::Cancelled);
+                Finished::new(this.shared, started, outcome, None, None, attempts).emit(this.shared);
+            }
+        }
     }
 }
 

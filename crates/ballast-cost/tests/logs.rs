@@ -187,3 +187,75 @@ fn metrics_count_tokens_cost_and_requests() {
         other => panic!("spend gauge: {other:?}"),
     }
 }
+
+/// A call its caller drops is logged and counted as `cancelled`, at both scopes, and the
+/// health monitor does not count it as an error.
+#[test]
+fn dropped_calls_are_logged_and_counted_as_cancelled() {
+    use metrics_util::MetricKind;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let health = HealthMonitor::default();
+    let monitor = health.clone();
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&recorder, || {
+            let rt = ballast_sim::paused_runtime().unwrap();
+            rt.block_on(async {
+                let sim = Simulator::new(Scenario::healthy());
+                let service = ServiceBuilder::new()
+                    .layer(CostLogLayer::new(Provider::XAi, Scope::Call).health(monitor))
+                    .layer(CostLogLayer::new(Provider::XAi, Scope::Attempt))
+                    .layer(ClassifyLayer::new(Provider::XAi))
+                    .service(sim.clone());
+                for i in 0..3 {
+                    let call = service.clone().oneshot(request(i, "grok-code-fast-1"));
+                    // The caller gives up while the provider works.
+                    assert!(
+                        tokio::time::timeout(Duration::from_millis(1), call)
+                            .await
+                            .is_err()
+                    );
+                }
+            });
+        });
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let count = |scope: &str| {
+        snapshot
+            .iter()
+            .find_map(|(key, _, _, value)| {
+                let labels: Vec<(&str, &str)> =
+                    key.key().labels().map(|l| (l.key(), l.value())).collect();
+                (key.kind() == MetricKind::Counter
+                    && key.key().name() == "ballast_requests_total"
+                    && labels.contains(&("class", "cancelled"))
+                    && labels.contains(&("scope", scope)))
+                .then_some(value)
+            })
+            .map(|value| match value {
+                DebugValue::Counter(n) => *n,
+                other => panic!("{other:?}"),
+            })
+    };
+    assert_eq!(count("attempt"), Some(3));
+    assert_eq!(count("call"), Some(3));
+    let logs = captured.text();
+    assert_eq!(
+        logs.matches("ballast.outcome=\"cancelled\"").count(),
+        6,
+        "{logs}"
+    );
+    assert_eq!(
+        health.status().calls,
+        0,
+        "a dropped call is not a provider error"
+    );
+}
