@@ -76,7 +76,7 @@ proptest! {
     ) {
         let scenario = Scenario { cached_share, ..scenario };
         let (attempts, call, ledger) = run(scenario, calls, concurrency);
-        prop_assert_eq!(attempts, Usd::from_xai_ticks(ledger.delivered_billed_ticks()));
+        prop_assert_eq!(attempts, Usd::from_xai_ticks(ledger.delivered_usage_ticks()));
         prop_assert_eq!(call, Usd::ZERO, "the call logger left the counting to the attempts");
     }
 }

@@ -9,7 +9,8 @@ use crate::TICKS_PER_USD;
 pub enum SimOutcome {
     /// A normal answer with usage (billed).
     Success,
-    /// A success that hung first; billed if it ever answered.
+    /// A success that hung first: billed in full if it ever answered, else for the prompt
+    /// and the tokens generated until the client left.
     Hung,
     /// 429 from the hidden rate limit.
     RateLimited,
@@ -25,9 +26,10 @@ pub enum SimOutcome {
     ServerError,
     /// A 503 during an outage window.
     Outage,
-    /// A 200 whose body is broken JSON (not billed).
+    /// A 200 whose body is broken JSON (billed in full: the work was done).
     Malformed,
-    /// A 200 with an error object inside (not billed).
+    /// A 200 with an error object inside (its prompt billed, per
+    /// [`Scenario::bills_errors_in_ok`](crate::Scenario::bills_errors_in_ok)).
     ErrorInOk,
 }
 
@@ -51,7 +53,7 @@ pub struct LedgerEntry {
     /// Output tokens.
     pub completion_tokens: u64,
     /// What the provider bills for it, in ticks; billed when generated, whether or not the
-    /// client waited for the answer.
+    /// client waited for the answer (a request that hangs for ever: when the client leaves).
     pub billed_ticks: u64,
     /// Whether the answer was handed to the client (false if the client gave up first).
     pub delivered: bool,
@@ -108,6 +110,17 @@ impl Ledger {
         self.entries
             .iter()
             .filter(|e| e.delivered)
+            .map(|e| e.billed_ticks)
+            .sum()
+    }
+
+    /// Billed for answers the client received with their usage readable (successes, and
+    /// hangs that answered): what a logger that reads usage can count. Broken bodies and
+    /// errors inside a 200 are billed too, but say nothing of their cost.
+    pub fn delivered_usage_ticks(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.delivered && matches!(e.outcome, SimOutcome::Success | SimOutcome::Hung))
             .map(|e| e.billed_ticks)
             .sum()
     }

@@ -46,10 +46,14 @@ pub struct Scenario {
     pub hangs: Hangs,
     /// How long answers take.
     pub latency: Latency,
-    /// Share of successes whose body arrives as broken JSON (not billed).
+    /// Share of successes whose body arrives as broken JSON. Billed in full, as a real
+    /// provider bills the work it did whatever reached the client.
     pub malformed_probability: f64,
-    /// Share of successes answered with status 200 and an error object (not billed).
+    /// Share of successes answered with status 200 and an error object.
     pub error_in_ok_probability: f64,
+    /// Whether an error inside a 200 body bills the prompt (the provider read it before it
+    /// failed). Default `true`: pessimistic, as the ground truth must be.
+    pub bills_errors_in_ok: bool,
     /// Spend after which every request gets the provider's "out of credits" error, in ticks
     /// ([`TICKS_PER_USD`]).
     pub quota_ticks: Option<u64>,
@@ -91,6 +95,7 @@ impl Scenario {
             latency: Latency::default(),
             malformed_probability: 0.0,
             error_in_ok_probability: 0.0,
+            bills_errors_in_ok: true,
             quota_ticks: None,
             api_key: None,
             price: Price::GROK_CODE_FAST_1,
@@ -274,7 +279,9 @@ pub struct Outage {
 pub struct Hangs {
     /// Chance that an otherwise successful request hangs.
     pub probability: f64,
-    /// When the hung request finally answers (and is billed); `None`: never.
+    /// When the hung request finally answers (and is billed in full); `None`: never. A
+    /// request that never answers is billed for its prompt and the tokens generated until
+    /// the client went away (at `Latency::per_output_token`, up to the completion drawn).
     pub answer_after: Option<Duration>,
 }
 

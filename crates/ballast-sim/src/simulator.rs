@@ -87,6 +87,51 @@ struct Plan {
     response: Response<Full<Bytes>>,
     /// How long to wait before answering, in simulated time; `None`: never answer.
     delay: Option<Duration>,
+    /// A request that never answers: what it bills when the client leaves.
+    hang: Option<HangBill>,
+}
+
+/// What a request that never answers bills by the time its client leaves: its prompt, and
+/// the tokens generated so far.
+#[derive(Debug, Clone, Copy)]
+struct HangBill {
+    decided: Duration,
+    prompt_ticks: u64,
+    output_price: u64,
+    per_output_token: Duration,
+    completion: u64,
+}
+
+/// Bills a hung request when its client goes away (the future is dropped).
+struct OnLeave<'a> {
+    sim: &'a Simulator,
+    id: u64,
+    bill: Option<HangBill>,
+}
+
+impl Drop for OnLeave<'_> {
+    fn drop(&mut self) {
+        let Some(bill) = self.bill else {
+            return;
+        };
+        let elapsed = self.sim.now().saturating_sub(bill.decided);
+        let generated = match bill.per_output_token.as_nanos() {
+            0 => bill.completion,
+            per => (elapsed.as_nanos() / per).min(u128::from(bill.completion)) as u64,
+        };
+        let ticks = bill
+            .prompt_ticks
+            .saturating_add(generated.saturating_mul(bill.output_price));
+        let mut state = self.sim.lock();
+        if let Some(entry) = usize::try_from(self.id)
+            .ok()
+            .and_then(|i| state.entries.get_mut(i))
+        {
+            entry.completion_tokens = generated;
+            entry.billed_ticks = ticks;
+        }
+        state.billed = state.billed.saturating_add(ticks);
+    }
 }
 
 struct Parsed {
@@ -151,6 +196,11 @@ impl Simulator {
     pub async fn respond(&self, request: Request<Bytes>) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
         let plan = self.decide(&parts, &body);
+        let _billing = OnLeave {
+            sim: self,
+            id: plan.id,
+            bill: plan.hang,
+        };
         match plan.delay {
             Some(delay) => tokio::time::sleep(self.real_duration(delay)).await,
             None => std::future::pending::<()>().await,
@@ -370,6 +420,8 @@ impl Simulator {
         if spoil < scenario.malformed_probability {
             let body = wire::success_body(flavor, id, &request.model, usage);
             let broken = body.slice(..body.len() / 2);
+            entry.billed_ticks = ticks;
+            state.billed = state.billed.saturating_add(ticks);
             return answer(
                 state,
                 entry,
@@ -379,6 +431,14 @@ impl Simulator {
             );
         }
         if spoil < scenario.malformed_probability + scenario.error_in_ok_probability {
+            entry.completion_tokens = 0;
+            if scenario.bills_errors_in_ok {
+                let read = (prompt - cached)
+                    .saturating_mul(price.input)
+                    .saturating_add(cached.saturating_mul(price.cached_input));
+                entry.billed_ticks = read;
+                state.billed = state.billed.saturating_add(read);
+            }
             return answer(
                 state,
                 entry,
@@ -394,10 +454,22 @@ impl Simulator {
             entry.outcome = SimOutcome::Hung;
             delay = scenario.hangs.answer_after;
         }
-        if delay.is_some() {
-            entry.billed_ticks = ticks;
-            state.billed = state.billed.saturating_add(ticks);
-        }
+        let hang = match delay {
+            Some(_) => {
+                entry.billed_ticks = ticks;
+                state.billed = state.billed.saturating_add(ticks);
+                None
+            }
+            None => Some(HangBill {
+                decided: now,
+                prompt_ticks: (prompt - cached)
+                    .saturating_mul(price.input)
+                    .saturating_add(cached.saturating_mul(price.cached_input)),
+                output_price: price.output,
+                per_output_token: scenario.latency.per_output_token,
+                completion,
+            }),
+        };
         state.recent.push_back(now);
         while state
             .recent
@@ -419,7 +491,9 @@ impl Simulator {
             "x-ratelimit-remaining-requests",
             HeaderValue::from(remaining),
         );
-        record(state, entry, response, delay)
+        let mut plan = record(state, entry, response, delay);
+        plan.hang = hang;
+        plan
     }
 }
 
@@ -456,6 +530,7 @@ fn record(
         id,
         response,
         delay,
+        hang: None,
     }
 }
 

@@ -90,7 +90,11 @@ proptest! {
                 }
                 None => prop_assert!(!entry.delivered),
             }
-            let billable = matches!(entry.outcome, SimOutcome::Success | SimOutcome::Hung);
+            // The provider bills the work it did: answers, broken ones and errors in a 200.
+            let billable = matches!(
+                entry.outcome,
+                SimOutcome::Success | SimOutcome::Hung | SimOutcome::Malformed | SimOutcome::ErrorInOk
+            );
             if !billable {
                 prop_assert_eq!(entry.billed_ticks, 0);
             }
@@ -265,7 +269,7 @@ fn latency_grows_with_output_tokens() {
 }
 
 #[test]
-fn hangs_for_ever_are_not_delivered_nor_billed() {
+fn hangs_for_ever_are_not_delivered_and_bill_the_work_done() {
     let scenario = Scenario {
         hangs: Hangs {
             probability: 1.0,
@@ -276,7 +280,14 @@ fn hangs_for_ever_are_not_delivered_nor_billed() {
     let (observed, ledger) = run(scenario, 3, 3);
     assert!(observed.iter().all(Option::is_none));
     assert_eq!(ledger.count(SimOutcome::Hung), 3);
-    assert_eq!(ledger.billed_ticks(), 0);
+    // Billed for the prompt and the tokens made until the client left.
+    let work: u64 = ledger
+        .entries()
+        .iter()
+        .map(|e| e.prompt_tokens * 2_000 + e.completion_tokens * 15_000)
+        .sum();
+    assert_eq!(ledger.billed_ticks(), work);
+    assert!(ledger.entries().iter().all(|e| e.completion_tokens > 0));
     assert!(
         ledger
             .entries()
@@ -366,8 +377,13 @@ fn spoiled_successes() {
     let (observed, ledger) = run(scenario, 1, 1);
     let body = &observed[0].as_ref().unwrap().body;
     assert!(serde_json::from_slice::<Value>(body).is_err());
-    assert_eq!(ledger.entries()[0].outcome, SimOutcome::Malformed);
-    assert_eq!(ledger.billed_ticks(), 0);
+    let entry = &ledger.entries()[0];
+    assert_eq!(entry.outcome, SimOutcome::Malformed);
+    assert_eq!(
+        ledger.billed_ticks(),
+        entry.prompt_tokens * 2_000 + entry.completion_tokens * 15_000,
+        "billed in full"
+    );
 
     let scenario = Scenario {
         error_in_ok_probability: 1.0,
@@ -511,4 +527,65 @@ fn time_stepped_bursts_follow_the_clock_not_the_requests() {
         [false, false, true, true, false, false, true, true],
         "{statuses:?}"
     );
+}
+
+/// The ground truth is pessimistic: the provider bills the work it did, whatever reached
+/// the client. A request that hangs for ever is billed for its prompt and the tokens made
+/// until the client left; a broken 200 is billed in full; an error inside a 200 bills its
+/// prompt (unless the scenario says it does not).
+#[tokio::test(start_paused = true)]
+async fn the_provider_bills_the_work_done_before_the_client_left() {
+    let latency = Latency {
+        base: Duration::ZERO,
+        per_output_token: Duration::from_millis(10),
+        error: Duration::ZERO,
+    };
+    let hangs = Scenario {
+        hangs: Hangs {
+            probability: 1.0,
+            answer_after: None,
+        },
+        latency,
+        ..Scenario::healthy()
+    };
+    let sim = Simulator::new(hangs);
+    let request = chat(1000);
+    let prompt = http_body::Body::size_hint(request.body())
+        .exact()
+        .unwrap()
+        .div_ceil(4);
+    let left = tokio::time::timeout(Duration::from_secs(1), send(sim.clone(), request)).await;
+    assert!(left.is_err(), "it hangs");
+    let entry = sim.ledger().entries()[0].clone();
+    assert_eq!(entry.outcome, SimOutcome::Hung);
+    // 1 s at 10 ms a token: 100 tokens made, at 15 000 ticks each, plus the prompt at 2 000.
+    assert_eq!(entry.completion_tokens, 100);
+    assert_eq!(entry.billed_ticks, prompt * 2_000 + 100 * 15_000);
+    assert!(!entry.delivered);
+
+    let broken = Simulator::new(Scenario {
+        malformed_probability: 1.0,
+        ..Scenario::healthy()
+    });
+    send(broken.clone(), chat(50)).await;
+    let entry = broken.ledger().entries()[0].clone();
+    assert_eq!(entry.outcome, SimOutcome::Malformed);
+    assert_eq!(
+        entry.billed_ticks,
+        entry.prompt_tokens * 2_000 + entry.completion_tokens * 15_000
+    );
+    assert!(entry.completion_tokens > 0);
+
+    for bills in [true, false] {
+        let error_in_ok = Simulator::new(Scenario {
+            error_in_ok_probability: 1.0,
+            bills_errors_in_ok: bills,
+            ..Scenario::healthy()
+        });
+        send(error_in_ok.clone(), chat(50)).await;
+        let entry = error_in_ok.ledger().entries()[0].clone();
+        assert_eq!(entry.outcome, SimOutcome::ErrorInOk);
+        let prompt_ticks = entry.prompt_tokens * 2_000;
+        assert_eq!(entry.billed_ticks, if bills { prompt_ticks } else { 0 });
+    }
 }

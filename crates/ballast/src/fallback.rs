@@ -101,6 +101,15 @@ impl Fallback {
     pub fn from_error(error: &(dyn StdError + 'static)) -> Self {
         let outcome = Outcome::from_error(error);
         tracing::warn!(target: "ballast::fallback", class = %outcome.class(), %error, "LLM call failed; answering with a fallback");
+        if store_unavailable(error) {
+            // Not "the budget is used up": the store that keeps it did not answer.
+            return Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "The AI budget could not be checked right now. Please try again shortly.",
+                class: outcome.class(),
+                retry_after: Some(Duration::from_secs(1)),
+            };
+        }
         Self::from_outcome(&outcome)
     }
 
@@ -128,6 +137,18 @@ impl Fallback {
         }
         response
     }
+}
+
+/// Whether the budget guard refused the call because its store failed.
+fn store_unavailable(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(err) = current {
+        if err.is::<ballast_budget::BudgetUnavailable>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

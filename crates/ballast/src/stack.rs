@@ -170,8 +170,16 @@ impl<St: SpendStore> StackBuilder<St> {
         let config = self.config;
         let provider = config.preset.provider();
         let auth = config.api_key.as_ref().map(|key| key.header(provider));
+        // Requests without an output cap get the default one, in their dialect's field, so
+        // the reservation bounds what the provider can bill.
+        let chat_cap = match config.preset {
+            crate::Preset::OpenAi => "max_completion_tokens",
+            _ => "max_tokens",
+        };
         let budget = BudgetLayer::with_store(
-            BudgetConfig::daily(config.daily_budget).default_max_tokens(config.max_tokens_default),
+            BudgetConfig::daily(config.daily_budget)
+                .default_max_tokens(config.max_tokens_default)
+                .write_default_cap(chat_cap),
             self.store,
         );
         let scale = self.time_scale;

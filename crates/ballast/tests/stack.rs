@@ -91,3 +91,65 @@ fn lying_rate_limits() {
     let run = run(Scenario::lying_rate_limits(), "1", 200, 8);
     check(&run, 200);
 }
+
+/// A request with no output cap reaches the provider with the default one
+/// (`MAX_TOKENS_DEFAULT`, 500) in its dialect's field, so the reservation bounds the bill;
+/// a request with a cap keeps its own.
+#[test]
+fn requests_without_a_cap_get_the_default_one_in_their_dialect() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let provider = {
+        let seen = std::sync::Arc::clone(&seen);
+        tower::service_fn(move |request: http::Request<String>| {
+            seen.lock().unwrap().push(request.into_body());
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("{}"))) }
+        })
+    };
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
+        for (preset, path, body) in [
+            (
+                Preset::XAi,
+                "/v1/chat/completions",
+                r#"{"model":"grok-code-fast-1"}"#,
+            ),
+            (
+                Preset::OpenAi,
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o"}"#,
+            ),
+            (
+                Preset::Anthropic,
+                "/v1/messages",
+                r#"{"model":"claude-sonnet-4-5"}"#,
+            ),
+            (
+                Preset::Gemini,
+                "/v1beta/models/gemini-2.5-flash:generateContent",
+                r#"{"contents":[]}"#,
+            ),
+            (
+                Preset::XAi,
+                "/v1/chat/completions",
+                r#"{"model":"grok-code-fast-1","max_tokens":7}"#,
+            ),
+        ] {
+            let stack = StackBuilder::new(Config::new(preset))
+                .no_throttle()
+                .build(provider.clone());
+            let request = http::Request::post(format!("http://provider.invalid{path}"))
+                .body(body.to_owned())
+                .unwrap();
+            stack.service.oneshot(request).await.unwrap();
+        }
+    });
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            r#"{"max_tokens":500,"model":"grok-code-fast-1"}"#,
+            r#"{"max_completion_tokens":500,"model":"gpt-4o"}"#,
+            r#"{"max_tokens":500,"model":"claude-sonnet-4-5"}"#,
+            r#"{"generationConfig":{"maxOutputTokens":500},"contents":[]}"#,
+            r#"{"model":"grok-code-fast-1","max_tokens":7}"#,
+        ]
+    );
+}

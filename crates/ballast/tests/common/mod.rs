@@ -38,7 +38,7 @@ impl Run {
             calls: classes.len(),
             classes,
             billed: Usd::from_xai_ticks(ledger.billed_ticks()),
-            delivered: Usd::from_xai_ticks(ledger.delivered_billed_ticks()),
+            delivered: Usd::from_xai_ticks(ledger.delivered_usage_ticks()),
             counted,
             budget,
             bad_keys: ledger.count(SimOutcome::BadKey),
@@ -63,7 +63,7 @@ pub(crate) fn check(run: &Run, calls: usize) {
     );
     assert_eq!(
         run.counted, run.delivered,
-        "every billed, delivered attempt counted"
+        "every billed, delivered attempt with usage counted"
     );
     assert_eq!(run.bad_keys, 0, "the key went on the wire, clean");
 }
