@@ -103,6 +103,9 @@ impl Finished {
         if self.source == Some(CostSource::UnknownPrice) && !counted_below {
             self.started.meters.warn_unknown_price(model);
         }
+        // Every call is counted in requests and durations at its own scope; tokens and
+        // spend only where they were not counted already (by the attempts below).
+        self.count_request(shared);
         let today = if counted_below {
             shared.spend.total_at(self.ended)
         } else {
@@ -118,20 +121,24 @@ impl Finished {
         self.log(shared, model, cost, today);
     }
 
+    /// Counts the call and its duration, by class.
+    fn count_request(&self, shared: &Shared) {
+        let class = self.outcome.class();
+        self.started.meters.requests(class).increment(1);
+        shared
+            .meters
+            .duration(class)
+            .record(self.duration.as_secs_f64());
+    }
+
     /// Feeds the metrics with tokens and spend; returns today's spend.
     fn count(&self, shared: &Shared) -> Usd {
-        let class = self.outcome.class();
         let usage = self.usage.unwrap_or_default();
         let meters = &self.started.meters;
         meters.input.increment(usage.input_tokens);
         meters.cached_input.increment(usage.cached_input_tokens);
         meters.output.increment(usage.output_tokens);
         meters.cost_picos.increment(self.cost.picos());
-        meters.requests(class).increment(1);
-        shared
-            .meters
-            .duration(class)
-            .record(self.duration.as_secs_f64());
         let today = shared.spend.add_at(self.ended, self.cost);
         shared.meters.spend_today().set(today.as_f64());
         today
