@@ -12,8 +12,14 @@
 //! - Stores: [`SpendStore`]; [`MemoryStore`] (the default, lock-free), and with the `sqlite`
 //!   feature `SqliteStore` (persistent, shared by the processes of one host), and with the
 //!   `redis` feature `RedisStore` (shared by a fleet).
-//! - A store failure fails closed ([`BudgetUnavailable`]) unless configured to fail open; a
-//!   settlement the store cannot take is kept and retried.
+//! - An attempt the provider may have billed is charged at its reservation unless its usage
+//!   is known, also when its caller drops it after it was sent; only provider error statuses
+//!   and attempts that provably never left are released (see [`BudgetGuard`]).
+//! - A store failure, or a store call past its deadline (250 ms), fails closed
+//!   ([`BudgetUnavailable`]) unless configured to fail open; a settlement the store cannot
+//!   take is kept (in an outbox file too, with [`BudgetConfig::outbox`]) and retried.
+//! - Shared stores survive crashes: reservations of a dead process are reclaimed at their
+//!   worst case when their lease ends, and ids are unique across a store's data loss.
 //!
 //! # Example
 //!

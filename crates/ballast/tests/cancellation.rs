@@ -11,7 +11,14 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use proptest::prelude::*;
 use tower::ServiceExt;
 
-mod common;
+/// Job `i`: a short chat completion with an output cap of `cap`.
+fn job(i: usize, cap: usize) -> http::Request<String> {
+    http::Request::post("http://sim.invalid/v1/chat/completions")
+        .body(format!(
+            r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"job {i}"}}],"max_tokens":{cap}}}"#
+        ))
+        .unwrap()
+}
 
 /// What one run came to.
 #[derive(Debug)]
@@ -43,8 +50,7 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)]) -> Outcome
                     let service = stack.service.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(start_ms)).await;
-                        let request =
-                            common::job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
+                        let request = job(i, 50 + i % 400);
                         let call = service.oneshot(request);
                         match cancel_ms {
                             // The caller gives up after `ms`, wherever the call is.
