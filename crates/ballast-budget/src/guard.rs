@@ -255,7 +255,7 @@ fn release<St: SpendStore>(shared: &Arc<Shared<St>>, reservation: Reservation, a
 /// - The worst case is the prompt bound plus the output cap (the request's, or the
 ///   configured default) at the model's prices. If it does not fit, the call fails with
 ///   [`BudgetExceeded`] and is never sent.
-/// - After the call (see [`charge`]): a response with usage settles to its cost. Without
+/// - After the call: a response with usage settles to its cost. Without
 ///   usage, an attempt that may have reached the provider settles at its reservation: a
 ///   success (a stream), a 2xx with an error inside, a timeout, a reset or cut body, an
 ///   unreadable answer. An error status from the provider (4xx, 5xx) and an attempt that
