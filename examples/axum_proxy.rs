@@ -85,6 +85,7 @@ async fn main() -> Result<(), BoxError> {
     )
     .parse()?;
     let stack = StackBuilder::new(config).build_https()?;
+    let budget = stack.budget.clone();
     let app = Arc::new(App {
         stack: stack.service,
         upstream,
@@ -100,8 +101,35 @@ async fn main() -> Result<(), BoxError> {
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, "ballast proxy listening");
-    axum::serve(listener, router).await?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    // Settlements a store refused land before the process goes (and stay in the outbox
+    // file, when one is configured, if they still cannot).
+    budget.flush().await;
     Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: flushing kept settlements");
 }
 
 /// Forwards the body upstream through the stack and answers with what came back.
