@@ -17,8 +17,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 
-/// Takes the next turn on the shared timeline: `{wait_us}` or `{-1, wait_us}` when it
-/// would wait longer than allowed. KEYS[1]: the timeline. ARGV: interval_us, max_wait_us.
+/// Takes the next turn on the shared timeline: `{wait_us, turn_us}` or `{-1, wait_us}` when
+/// it would wait longer than allowed. KEYS[1]: the timeline. ARGV: interval_us, max_wait_us.
 static TURN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -31,7 +31,7 @@ if wait > tonumber(ARGV[2]) then
   return {-1, wait}
 end
 redis.call('SET', KEYS[1], turn + tonumber(ARGV[1]), 'PX', 3600000)
-return {wait, 0}
+return {wait, turn}
 ",
     )
 });
@@ -46,6 +46,28 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local until_ = now + tonumber(ARGV[1])
 if until_ > tat then
   redis.call('SET', KEYS[1], until_, 'PX', 3600000)
+end
+return 1
+",
+    )
+});
+
+/// Gives back a turn whose caller left before it came: KEYS[1] the timeline; ARGV turn_us,
+/// interval_us. The last in line takes its turn back exactly; else the line's end moves
+/// one interval earlier (never before now), as the local limiter does.
+static GIVE_BACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local turn = tonumber(ARGV[1])
+if turn <= now then return 0 end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local interval = tonumber(ARGV[2])
+if tat == turn + interval then
+  redis.call('SET', KEYS[1], turn, 'PX', 3600000)
+elseif tat > now then
+  redis.call('SET', KEYS[1], math.max(tat - interval, now), 'PX', 3600000)
 end
 return 1
 ",
@@ -85,8 +107,8 @@ impl std::error::Error for FleetError {
 
 /// A turn from the shared timeline.
 pub(crate) enum FleetTurn {
-    /// Wait this long, then go.
-    After(Duration),
+    /// Wait this long, then go; the turn on the server's clock (µs), to give it back.
+    After(Duration, u64),
     /// Refused: the turn is this far off, past the longest wait.
     TooLong(Duration),
 }
@@ -109,26 +131,40 @@ impl Fleet {
         max_wait: Duration,
     ) -> Result<FleetTurn, FleetError> {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let (wait, refused): (i64, i64) = {
-            let answer: Vec<i64> = TURN
-                .key(&*self.key)
-                .arg(micros(interval))
-                .arg(micros(max_wait))
-                .invoke_async(&mut self.connection.clone())
-                .await
-                .map_err(FleetError)?;
-            match answer.as_slice() {
-                [-1, wait] => (*wait, 1),
-                [wait, _] => (*wait, 0),
-                _ => (0, 0),
-            }
-        };
-        let wait = Duration::from_micros(u64::try_from(wait).unwrap_or(0));
-        Ok(if refused == 1 {
-            FleetTurn::TooLong(wait)
-        } else {
-            FleetTurn::After(wait)
+        let answer: Vec<i64> = TURN
+            .key(&*self.key)
+            .arg(micros(interval))
+            .arg(micros(max_wait))
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(FleetError)?;
+        let micros = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(match answer.as_slice() {
+            [-1, wait] => FleetTurn::TooLong(Duration::from_micros(micros(*wait))),
+            [wait, turn] => FleetTurn::After(Duration::from_micros(micros(*wait)), micros(*turn)),
+            _ => FleetTurn::After(Duration::ZERO, 0),
         })
+    }
+
+    /// Gives `turn` back (its caller left before it came), from a task of its own: a drop
+    /// cannot wait for Redis. Best effort: a lost give-back only leaves the turn unused.
+    pub(crate) fn give_back(&self, turn: u64, interval: Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let fleet = self.clone();
+        let interval = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX);
+        runtime.spawn(async move {
+            let result: Result<i64, _> = GIVE_BACK
+                .key(&*fleet.key)
+                .arg(turn)
+                .arg(interval)
+                .invoke_async(&mut fleet.connection.clone())
+                .await;
+            if let Err(error) = result {
+                tracing::debug!(target: "ballast::throttle", %error, "fleet turn not given back");
+            }
+        });
     }
 
     pub(crate) async fn pause(&self, pause: Duration) -> Result<(), FleetError> {

@@ -79,12 +79,21 @@ impl Drop for InLine {
     }
 }
 
-/// Counts a call waiting for a fleet turn while it exists.
-struct Queued(Arc<Limiter>);
+/// Counts a call waiting for a fleet turn while it exists; dropped before the turn came,
+/// it gives the turn back on the shared timeline.
+struct Queued {
+    limiter: Arc<Limiter>,
+    /// The fleet, the turn (server µs) and the interval, until the turn comes.
+    turn: Option<(Fleet, u64, std::time::Duration)>,
+}
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+        self.limiter.queued.fetch_sub(1, Ordering::AcqRel);
+        #[cfg(feature = "redis")]
+        if let Some((fleet, turn, interval)) = self.turn.take() {
+            fleet.give_back(turn, interval);
+        }
     }
 }
 
@@ -125,23 +134,37 @@ where
                 tokio::pin!(slowed);
                 let generation = limiter.generation();
                 let now = limiter.now();
-                // Turns on the fleet's shared timeline are not given back (the fleet's line is
-                // in Redis); the local limiter's are.
-                let (wait, local_turn) = match shared_turn(&limiter, fleet.as_ref(), now).await {
-                    Some(turn) => (turn.map_err(refused)?, None),
-                    None => {
-                        let turn = limiter.acquire(now, tokens).map_err(refused)?;
-                        (std::time::Duration::from_nanos(turn - now), Some(turn))
-                    }
-                };
+                // A turn that is not taken is given back: on the local limiter, or on the
+                // fleet's shared timeline in Redis.
+                let (wait, local_turn, fleet_turn) =
+                    match shared_turn(&limiter, fleet.as_ref(), now).await {
+                        Some(turn) => {
+                            let (wait, at) = turn.map_err(refused)?;
+                            (wait, None, at)
+                        }
+                        None => {
+                            let turn = limiter.acquire(now, tokens).map_err(refused)?;
+                            (
+                                std::time::Duration::from_nanos(turn - now),
+                                Some(turn),
+                                None,
+                            )
+                        }
+                    };
                 if !wait.is_zero() {
                     // Dropped here, by a caller that gave up, the turn goes back.
                     let in_line = local_turn.map(|turn| {
                         InLine::new(&limiter, turn, limiter.steps(now, tokens), generation)
                     });
-                    let counted = in_line.is_none().then(|| {
+                    let mut counted = in_line.is_none().then(|| {
                         limiter.queued.fetch_add(1, Ordering::AcqRel);
-                        Queued(Arc::clone(&limiter))
+                        Queued {
+                            limiter: Arc::clone(&limiter),
+                            turn: fleet
+                                .clone()
+                                .zip(fleet_turn)
+                                .map(|(fleet, at)| (fleet, at, limiter.interval_now(now))),
+                        }
                     });
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {
@@ -149,11 +172,17 @@ where
                             if let Some(mut in_line) = in_line {
                                 in_line.turn = 0;
                             }
+                            if let Some(counted) = counted.as_mut() {
+                                counted.turn = None;
+                            }
                         }
                         () = &mut slowed => {
                             // A 429 restarted the line: the turn is gone already.
                             if let Some(mut in_line) = in_line {
                                 in_line.turn = 0;
+                            }
+                            if let Some(counted) = counted.as_mut() {
+                                counted.turn = None;
                             }
                         }
                     }
@@ -184,7 +213,7 @@ async fn shared_turn(
     limiter: &Limiter,
     fleet: Option<&Fleet>,
     now: u64,
-) -> Option<Result<std::time::Duration, Refusal>> {
+) -> Option<Result<(std::time::Duration, Option<u64>), Refusal>> {
     let fleet = fleet?;
     if limiter.queued.load(Ordering::Acquire) >= limiter.config.max_queue {
         return Some(Err(Refusal::QueueFull(std::time::Duration::ZERO)));
@@ -193,9 +222,9 @@ async fn shared_turn(
         .turn(limiter.interval_now(now), limiter.config.max_wait)
         .await
     {
-        Ok(crate::fleet::FleetTurn::After(wait)) => {
+        Ok(crate::fleet::FleetTurn::After(wait, turn)) => {
             limiter.fleet_down.store(false, Ordering::Relaxed);
-            Some(Ok(wait))
+            Some(Ok((wait, Some(turn))))
         }
         Ok(crate::fleet::FleetTurn::TooLong(wait)) => Some(Err(Refusal::TooLong(wait))),
         Err(error) => {
@@ -212,7 +241,7 @@ async fn shared_turn(
     _: &Limiter,
     fleet: Option<&Fleet>,
     _: u64,
-) -> Option<Result<std::time::Duration, Refusal>> {
+) -> Option<Result<(std::time::Duration, Option<u64>), Refusal>> {
     match *fleet? {}
 }
 

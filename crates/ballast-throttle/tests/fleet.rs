@@ -156,3 +156,47 @@ async fn without_redis_a_process_paces_locally() {
     // Nothing listens on port 1: the fleet cannot connect, so the caller learns it at once.
     assert!(Fleet::connect("redis://127.0.0.1:1/", "k").await.is_err());
 }
+
+/// Callers that give up waiting for a turn on the shared timeline give it back: after 20
+/// callers at 60 a minute (turns 1 s apart, up to 20 s off) leave 100 ms into their wait,
+/// the next caller goes at about its fair turn, not 20 s later. Real time (Redis's clock),
+/// so the bound is loose: the 20 s an untaken line would hold, not a speed goal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_callers_that_give_up_give_their_turns_back() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let config = ThrottleConfig {
+        max_rpm: 60.0,
+        ..ThrottleConfig::starting_at(60.0)
+    };
+    let layer = ThrottleLayer::fleet(
+        config,
+        Fleet::connect(&url, "test:give-back").await.unwrap(),
+    );
+    let provider = tower::service_fn(|_: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    });
+    let service = layer.layer(provider);
+    // The first takes the turn at once and goes.
+    service.clone().oneshot(request()).await.unwrap();
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let call = service.clone().oneshot(request());
+            tokio::spawn(tokio::time::timeout(Duration::from_millis(100), call))
+        })
+        .collect();
+    for call in waiting {
+        assert!(call.await.unwrap().is_err(), "each was still waiting");
+    }
+    // The give-backs go from tasks of their own: let them land.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    service.clone().oneshot(request()).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "the next caller waited {waited:?}"
+    );
+}
