@@ -32,6 +32,11 @@ impl IdSource {
         (u128::from(self.nonce) << 64) | u128::from(counter)
     }
 
+    /// The nonce, the high half of every id it hands out.
+    pub(crate) fn nonce(&self) -> u64 {
+        self.nonce
+    }
+
     /// Whether `id` came from this source.
     pub(crate) fn issued(&self, id: u128) -> bool {
         (id >> 64) as u64 == self.nonce

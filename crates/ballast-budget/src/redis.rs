@@ -20,8 +20,9 @@ const KEEP_SECS: u64 = 7 * 86_400;
 /// end), their amounts (hash id -> amount), the reclaimed ones (hash id -> amount); then the
 /// window's epoch key.
 /// ARGV: id, amount, now (ms), lease end (ms), expire-at (s), the epoch this process knows
-/// (`""`: none yet), a fresh epoch token, this process's nonce, then per account its limit
-/// and what this process settled in it.
+/// (`""`: none yet), this process's nonce, then per account its limit and what this process
+/// settled in it. A new epoch is named after the reservation id that found the old one
+/// gone (ids never repeat).
 ///
 /// The epoch tells a server that lost the window's data (a restart without persistence):
 /// its epoch key is gone. The first process to see that makes a new epoch, and every
@@ -37,16 +38,16 @@ local now = tonumber(ARGV[3])
 local epoch_key = KEYS[#KEYS]
 local epoch = redis.call('GET', epoch_key)
 if not epoch then
-  epoch = ARGV[7]
+  epoch = id
   redis.call('SET', epoch_key, epoch)
   redis.call('EXPIREAT', epoch_key, ARGV[5])
 end
 if ARGV[6] ~= '' and epoch ~= ARGV[6] then
   local seeded = epoch_key .. ':seeded'
-  if redis.call('SADD', seeded, ARGV[8]) == 1 then
+  if redis.call('SADD', seeded, ARGV[7]) == 1 then
     redis.call('EXPIREAT', seeded, ARGV[5])
     for i = 0, accounts - 1 do
-      local mine = ARGV[10 + i*2]
+      local mine = ARGV[9 + i*2]
       if tonumber(mine) > 0 then
         redis.call('HINCRBY', KEYS[i*4+1], 'spent', mine)
         redis.call('EXPIREAT', KEYS[i*4+1], ARGV[5])
@@ -73,14 +74,14 @@ for i = 0, accounts - 1 do
   end
   local committed = tonumber(redis.call('HGET', account, 'spent') or '0')
   for _, v in ipairs(redis.call('HVALS', amounts)) do committed = committed + tonumber(v) end
-  local limit = tonumber(ARGV[9 + i*2])
+  local limit = tonumber(ARGV[8 + i*2])
   if committed + amount > limit then
     return {0, i, string.format('%.0f', committed), epoch}
   end
 end
 for i = 0, accounts - 1 do
   local account, live, amounts = KEYS[i*4+1], KEYS[i*4+2], KEYS[i*4+3]
-  redis.call('HSET', account, 'limit', ARGV[9 + i*2])
+  redis.call('HSET', account, 'limit', ARGV[8 + i*2])
   redis.call('HSETNX', account, 'spent', '0')
   redis.call('ZADD', live, ARGV[4], id)
   redis.call('HSET', amounts, id, ARGV[2])
@@ -377,8 +378,7 @@ impl SpendStore for RedisStore {
             .arg(lease_end)
             .arg(window.end.saturating_add(KEEP_SECS))
             .arg(&known)
-            .arg(format!("{:x}", self.ids.next()))
-            .arg(format!("{:x}", id >> 64))
+            .arg(self.ids.nonce())
             .arg(picos(limits.global))
             .arg(mine_global);
         if let (Some((_, limit)), Some(mine)) = (&limits.scope, mine_scope) {
@@ -440,10 +440,8 @@ impl SpendStore for RedisStore {
         let mut local = self.lock_local();
         // Counted in the epoch this process knows: it is what a lost window gets back.
         if counted == 1 && local.epochs.get(&window.start) == Some(&epoch) {
-            for scope in [None, reservation.scope.clone()]
-                .into_iter()
-                .take(1 + usize::from(reservation.scope.is_some()))
-            {
+            let scopes = reservation.scope.iter().cloned().map(Some);
+            for scope in std::iter::once(None).chain(scopes) {
                 let total = local.settled.entry((window.start, scope)).or_default();
                 *total = total.saturating_add(picos(actual));
             }

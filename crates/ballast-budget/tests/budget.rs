@@ -175,41 +175,6 @@ async fn dropped_call_charged<St: SpendStore>(layer: BudgetLayer<St>) {
     );
 }
 
-/// A store whose reservations take `delay` (a Redis far away, or down).
-struct Slow {
-    memory: MemoryStore,
-    delay: Duration,
-}
-
-impl SpendStore for Slow {
-    async fn reserve(
-        &self,
-        window: WindowId,
-        limits: &Limits,
-        amount: Usd,
-        lease: Duration,
-        now: SystemTime,
-    ) -> Result<Reserve, StoreError> {
-        tokio::time::sleep(self.delay).await;
-        self.memory
-            .reserve(window, limits, amount, lease, now)
-            .await
-    }
-
-    async fn settle(&self, reservation: &Reservation, actual: Usd) -> Result<(), StoreError> {
-        self.memory.settle(reservation, actual).await
-    }
-
-    async fn readout(
-        &self,
-        window: WindowId,
-        scope: Option<&str>,
-        now: SystemTime,
-    ) -> Result<Readout, StoreError> {
-        self.memory.readout(window, scope, now).await
-    }
-}
-
 fn ok_provider() -> impl tower::Service<
     http::Request<String>,
     Response = http::Response<String>,
@@ -223,9 +188,9 @@ fn ok_provider() -> impl tower::Service<
 
 #[tokio::test(start_paused = true)]
 async fn a_call_dropped_while_the_store_reserves_leaves_nothing_reserved() {
-    let store = Slow {
-        memory: MemoryStore::new(),
-        delay: Duration::from_millis(100),
+    let store = Flaky {
+        reserve_delay: Duration::from_millis(100),
+        ..Flaky::default()
     };
     let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
     let service = layer.layer(ok_provider());
@@ -240,9 +205,9 @@ async fn a_call_dropped_while_the_store_reserves_leaves_nothing_reserved() {
 
 #[tokio::test(start_paused = true)]
 async fn a_store_past_its_deadline_is_refused_at_the_deadline_not_waited_for() {
-    let store = Slow {
-        memory: MemoryStore::new(),
-        delay: Duration::from_secs(25),
+    let store = Flaky {
+        reserve_delay: Duration::from_secs(25),
+        ..Flaky::default()
     };
     let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
     let service = layer.layer(ok_provider());
@@ -264,9 +229,9 @@ async fn a_store_past_its_deadline_is_refused_at_the_deadline_not_waited_for() {
         BudgetConfig::daily(usd("1"))
             .fail_open(true)
             .store_deadline(Duration::from_millis(40)),
-        Slow {
-            memory: MemoryStore::new(),
-            delay: Duration::from_secs(25),
+        Flaky {
+            reserve_delay: Duration::from_secs(25),
+            ..Flaky::default()
         },
     );
     let started = tokio::time::Instant::now();
@@ -496,12 +461,14 @@ async fn windows_are_separate_accounts() {
     assert!(matches!(next, Reserve::Granted(_)));
 }
 
-/// A store that fails its first `n` settlements, or everything; with `at_once`, it answers
-/// without being awaited, as the memory store does.
+/// A store that fails its first `n` settlements, or everything, or takes `reserve_delay` to
+/// reserve (a Redis far away, or down); with `at_once`, it answers without being awaited,
+/// as the memory store does.
 #[derive(Default)]
 struct Flaky {
     memory: MemoryStore,
     fail_reserve: bool,
+    reserve_delay: Duration,
     settle_failures: AtomicU32,
     at_once: bool,
     /// Reservations answered at once.
@@ -527,6 +494,9 @@ impl SpendStore for Flaky {
         lease: Duration,
         now: SystemTime,
     ) -> Result<Reserve, StoreError> {
+        if !self.reserve_delay.is_zero() {
+            tokio::time::sleep(self.reserve_delay).await;
+        }
         if self.fail_reserve {
             return Err(StoreError::new("connection refused", None));
         }

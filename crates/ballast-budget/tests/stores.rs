@@ -512,24 +512,25 @@ mod redis {
 
     /// Each call reserves 18 prompt-bound tokens at $0.20 and 1000 at $1.50 a million,
     /// $0.0015036, and bills $0.001502: six fit in $0.01 ($0.009012 spent), a seventh does
-    /// not. A server that forgot the day must not hand the budget out again: the process
-    /// adds back what it settled, so the six after the restart are refused too.
+    /// not, before the kill or after it.
+    fn the_day_kept() -> FaultRun {
+        FaultRun {
+            billed: usd("0.009012"),
+            spent: usd("0.009012"),
+            reserved: Usd::ZERO,
+            granted_before: 6,
+            granted_after: 0,
+        }
+    }
+
+    /// A server that forgot the day must not hand the budget out again: the process adds
+    /// back what it settled, so the six after the restart are refused too.
     #[tokio::test]
     async fn redis_killed_without_persistence_does_not_hand_out_the_day_again() {
         let Some(server) = RedisServer::start_forgetful("forgetful-kill") else {
             return;
         };
-        let run = kill_mid_run(server, "forgetful-kill").await;
-        assert_eq!(
-            run,
-            FaultRun {
-                billed: usd("0.009012"),
-                spent: usd("0.009012"),
-                reserved: Usd::ZERO,
-                granted_before: 6,
-                granted_after: 0,
-            }
-        );
+        assert_eq!(kill_mid_run(server, "forgetful-kill").await, the_day_kept());
     }
 
     #[tokio::test]
@@ -537,17 +538,7 @@ mod redis {
         let Some(server) = RedisServer::start("aof-kill") else {
             return;
         };
-        let run = kill_mid_run(server, "aof-kill").await;
-        assert_eq!(
-            run,
-            FaultRun {
-                billed: usd("0.009012"),
-                spent: usd("0.009012"),
-                reserved: Usd::ZERO,
-                granted_before: 6,
-                granted_after: 0,
-            }
-        );
+        assert_eq!(kill_mid_run(server, "aof-kill").await, the_day_kept());
     }
 
     #[tokio::test]

@@ -116,6 +116,30 @@ fn unknown_models_are_flagged_and_never_free() {
     assert!(!logs.contains("ballast.cost_usd=0.0 ballast.cost_source=\"unknown_price\""));
 }
 
+type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    metrics_util::debugging::DebugValue,
+)>;
+
+/// The value of the metric `name` of `kind` carrying all of `labels`.
+fn metric<'a>(
+    snapshot: &'a Snapshot,
+    kind: metrics_util::MetricKind,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a metrics_util::debugging::DebugValue> {
+    snapshot.iter().find_map(|(key, _, _, value)| {
+        let key_labels: Vec<(&str, &str)> =
+            key.key().labels().map(|l| (l.key(), l.value())).collect();
+        (key.kind() == kind
+            && key.key().name() == name
+            && labels.iter().all(|l| key_labels.contains(l)))
+        .then_some(value)
+    })
+}
+
 #[test]
 fn metrics_count_tokens_cost_and_requests() {
     use metrics_util::MetricKind;
@@ -145,16 +169,7 @@ fn metrics_count_tokens_cost_and_requests() {
         })
     });
     let snapshot = snapshotter.snapshot().into_vec();
-    let value = |kind: MetricKind, name: &str, labels: &[(&str, &str)]| {
-        snapshot.iter().find_map(|(key, _, _, value)| {
-            let key_labels: Vec<(&str, &str)> =
-                key.key().labels().map(|l| (l.key(), l.value())).collect();
-            (key.kind() == kind
-                && key.key().name() == name
-                && labels.iter().all(|l| key_labels.contains(l)))
-            .then_some(value)
-        })
-    };
+    let value = |kind, name: &str, labels: &[(&str, &str)]| metric(&snapshot, kind, name, labels);
     let counter =
         |name: &str, labels: &[(&str, &str)]| match value(MetricKind::Counter, name, labels) {
             Some(DebugValue::Counter(n)) => *n,
@@ -229,21 +244,17 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
     });
     let snapshot = snapshotter.snapshot().into_vec();
     let count = |scope: &str| {
-        snapshot
-            .iter()
-            .find_map(|(key, _, _, value)| {
-                let labels: Vec<(&str, &str)> =
-                    key.key().labels().map(|l| (l.key(), l.value())).collect();
-                (key.kind() == MetricKind::Counter
-                    && key.key().name() == "ballast_requests_total"
-                    && labels.contains(&("class", "cancelled"))
-                    && labels.contains(&("scope", scope)))
-                .then_some(value)
-            })
-            .map(|value| match value {
-                DebugValue::Counter(n) => *n,
-                other => panic!("{other:?}"),
-            })
+        let labels = [("class", "cancelled"), ("scope", scope)];
+        metric(
+            &snapshot,
+            MetricKind::Counter,
+            "ballast_requests_total",
+            &labels,
+        )
+        .map(|value| match value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("{other:?}"),
+        })
     };
     assert_eq!(count("attempt"), Some(3));
     assert_eq!(count("call"), Some(3));

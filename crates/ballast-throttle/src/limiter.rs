@@ -66,6 +66,11 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The time `tokens` take on the token timeline at `tpm`, in nanoseconds.
+fn token_span(tokens: u64, tpm: f64) -> u64 {
+    (tokens as f64 * 60e9 / tpm).min(u64::MAX as f64) as u64
+}
+
 /// The time between turns at `rpm`.
 fn interval(rpm: f64) -> u64 {
     (60e9 / rpm.max(0.001)).min(u64::MAX as f64) as u64
@@ -177,16 +182,16 @@ impl Limiter {
     /// The interval between turns at the pace now (ns) and the span `tokens` take on the
     /// token timeline: what a call that gives up gives back.
     pub(crate) fn steps(&self, now: u64, tokens: u64) -> (u64, u64) {
-        let span = match self.config.tokens_per_minute {
-            Some(tpm) => (tokens as f64 * 60e9 / tpm).min(u64::MAX as f64) as u64,
-            None => 0,
-        };
+        let span = self
+            .config
+            .tokens_per_minute
+            .map_or(0, |tpm| token_span(tokens, tpm));
         (interval(self.effective_rpm(now)), span)
     }
 
     /// Reserves `tokens` on the token timeline; returns when they are free.
     fn take_tokens(&self, now: u64, tokens: u64, tpm: f64) -> Result<u64, Refusal> {
-        let span = (tokens as f64 * 60e9 / tpm).min(u64::MAX as f64) as u64;
+        let span = token_span(tokens, tpm);
         let max_wait = nanos(self.config.max_wait);
         let mut next = self.next_tokens.load(Ordering::Acquire);
         loop {

@@ -48,51 +48,53 @@ impl<S> Throttle<S> {
     }
 }
 
+/// The turn a waiting call holds, to give back if it leaves before the turn comes.
+enum Held {
+    /// On the local limiter: the turn, its step and token span, the pace's generation.
+    Local {
+        turn: u64,
+        steps: (u64, u64),
+        generation: u64,
+    },
+    /// On the fleet's shared timeline: the turn (server µs) and the interval.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Fleet(Fleet, u64, std::time::Duration),
+}
+
 /// Counts a call as waiting while it exists; dropped before its turn came (the caller gave
-/// up, or a 429 sent it to take a new one), it gives the turn back.
+/// up), it gives the turn back.
 struct InLine {
     limiter: Arc<Limiter>,
-    turn: u64,
-    step: u64,
-    span: u64,
-    generation: u64,
+    held: Option<Held>,
 }
 
 impl InLine {
-    fn new(limiter: &Arc<Limiter>, turn: u64, (step, span): (u64, u64), generation: u64) -> Self {
+    fn new(limiter: &Arc<Limiter>, held: Option<Held>) -> Self {
         limiter.queued.fetch_add(1, Ordering::AcqRel);
         Self {
             limiter: Arc::clone(limiter),
-            turn,
-            step,
-            span,
-            generation,
+            held,
         }
+    }
+
+    /// The wait ended (the turn came, or a 429 restarted the line): nothing to give back.
+    fn leave(mut self) {
+        self.held = None;
     }
 }
 
 impl Drop for InLine {
     fn drop(&mut self) {
         self.limiter.queued.fetch_sub(1, Ordering::AcqRel);
-        self.limiter
-            .give_back(self.turn, self.step, self.span, self.generation);
-    }
-}
-
-/// Counts a call waiting for a fleet turn while it exists; dropped before the turn came,
-/// it gives the turn back on the shared timeline.
-struct Queued {
-    limiter: Arc<Limiter>,
-    /// The fleet, the turn (server µs) and the interval, until the turn comes.
-    turn: Option<(Fleet, u64, std::time::Duration)>,
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.limiter.queued.fetch_sub(1, Ordering::AcqRel);
-        #[cfg(feature = "redis")]
-        if let Some((fleet, turn, interval)) = self.turn.take() {
-            fleet.give_back(turn, interval);
+        match self.held.take() {
+            Some(Held::Local {
+                turn,
+                steps: (step, span),
+                generation,
+            }) => self.limiter.give_back(turn, step, span, generation),
+            #[cfg(feature = "redis")]
+            Some(Held::Fleet(fleet, turn, interval)) => fleet.give_back(turn, interval),
+            _ => {}
         }
     }
 }
@@ -136,57 +138,33 @@ where
                 let now = limiter.now();
                 // A turn that is not taken is given back: on the local limiter, or on the
                 // fleet's shared timeline in Redis.
-                let (wait, local_turn, fleet_turn) =
-                    match shared_turn(&limiter, fleet.as_ref(), now).await {
-                        Some(turn) => {
-                            let (wait, at) = turn.map_err(refused)?;
-                            (wait, None, at)
-                        }
-                        None => {
-                            let turn = limiter.acquire(now, tokens).map_err(refused)?;
-                            (
-                                std::time::Duration::from_nanos(turn - now),
-                                Some(turn),
-                                None,
-                            )
-                        }
-                    };
+                let (wait, held) = match shared_turn(&limiter, fleet.as_ref(), now).await {
+                    Some(turn) => {
+                        let (wait, at) = turn.map_err(refused)?;
+                        let held = fleet
+                            .clone()
+                            .zip(at)
+                            .map(|(fleet, at)| Held::Fleet(fleet, at, limiter.interval_now(now)));
+                        (wait, held)
+                    }
+                    None => {
+                        let turn = limiter.acquire(now, tokens).map_err(refused)?;
+                        let held = Held::Local {
+                            turn,
+                            steps: limiter.steps(now, tokens),
+                            generation,
+                        };
+                        (std::time::Duration::from_nanos(turn - now), Some(held))
+                    }
+                };
                 if !wait.is_zero() {
                     // Dropped here, by a caller that gave up, the turn goes back.
-                    let in_line = local_turn.map(|turn| {
-                        InLine::new(&limiter, turn, limiter.steps(now, tokens), generation)
-                    });
-                    let mut counted = in_line.is_none().then(|| {
-                        limiter.queued.fetch_add(1, Ordering::AcqRel);
-                        Queued {
-                            limiter: Arc::clone(&limiter),
-                            turn: fleet
-                                .clone()
-                                .zip(fleet_turn)
-                                .map(|(fleet, at)| (fleet, at, limiter.interval_now(now))),
-                        }
-                    });
+                    let in_line = InLine::new(&limiter, held);
                     tokio::select! {
-                        () = tokio::time::sleep(wait) => {
-                            // The turn came: it is this call's, nothing to give back.
-                            if let Some(mut in_line) = in_line {
-                                in_line.turn = 0;
-                            }
-                            if let Some(counted) = counted.as_mut() {
-                                counted.turn = None;
-                            }
-                        }
-                        () = &mut slowed => {
-                            // A 429 restarted the line: the turn is gone already.
-                            if let Some(mut in_line) = in_line {
-                                in_line.turn = 0;
-                            }
-                            if let Some(counted) = counted.as_mut() {
-                                counted.turn = None;
-                            }
-                        }
+                        () = tokio::time::sleep(wait) => {}
+                        () = &mut slowed => {}
                     }
-                    drop(counted);
+                    in_line.leave();
                 }
                 // The pace came down while this call waited: its turn was given at the old
                 // pace, into a provider that is refusing calls. Take a new one.

@@ -11,14 +11,9 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use proptest::prelude::*;
 use tower::ServiceExt;
 
-/// Job `i`: a short chat completion with an output cap of `cap`.
-fn job(i: usize, cap: usize) -> http::Request<String> {
-    http::Request::post("http://sim.invalid/v1/chat/completions")
-        .body(format!(
-            r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"job {i}"}}],"max_tokens":{cap}}}"#
-        ))
-        .unwrap()
-}
+// Only the request builder is shared here; the run figures are the other tests'.
+#[allow(dead_code)]
+mod common;
 
 /// What one run came to.
 #[derive(Debug)]
@@ -50,7 +45,8 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)]) -> Outcome
                     let service = stack.service.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(start_ms)).await;
-                        let request = job(i, 50 + i % 400);
+                        let request =
+                            common::job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
                         let call = service.oneshot(request);
                         match cancel_ms {
                             // The caller gives up after `ms`, wherever the call is.
