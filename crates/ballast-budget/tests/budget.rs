@@ -245,6 +245,33 @@ async fn a_store_past_its_deadline_is_refused_at_the_deadline_not_waited_for() {
     }
 }
 
+/// A caller that leaves while its settlement is with the store does not take the settlement
+/// with it: it is sent again from a task, and lands once.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_while_it_settles_still_settles() {
+    let store = Flaky {
+        settle_delay: Duration::from_millis(100),
+        ..Flaky::default()
+    };
+    let layer = BudgetLayer::with_store(BudgetConfig::daily(usd("1")), store);
+    let provider = tower::service_fn(|_request: http::Request<String>| async {
+        let body = String::from(r#"{"usage":{"prompt_tokens":1000,"completion_tokens":100}}"#);
+        Ok::<_, Infallible>(http::Response::new(body))
+    });
+    let service = layer.layer(provider);
+    // The answer comes at once; the caller leaves 50 ms into the 100 ms settlement.
+    let left = tokio::time::timeout(Duration::from_millis(50), service.oneshot(chat(7))).await;
+    assert!(left.is_err());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let readout = layer.readout(None).await.unwrap();
+    // 1000 x $0.20 + 100 x $1.50, per million.
+    assert_eq!(
+        (readout.spent, readout.reserved),
+        (usd("0.00035"), Usd::ZERO)
+    );
+    assert_eq!(layer.pending_settlements(), 0);
+}
+
 /// How each way an attempt can end is charged: the provider's error statuses and attempts
 /// that provably never left release; anything the provider may have billed keeps the
 /// reservation; usage gives the actual cost.
@@ -462,13 +489,14 @@ async fn windows_are_separate_accounts() {
 }
 
 /// A store that fails its first `n` settlements, or everything, or takes `reserve_delay` to
-/// reserve (a Redis far away, or down); with `at_once`, it answers without being awaited,
+/// reserve and `settle_delay` to settle (a Redis far away, or down); with `at_once`, it answers without being awaited,
 /// as the memory store does.
 #[derive(Default)]
 struct Flaky {
     memory: MemoryStore,
     fail_reserve: bool,
     reserve_delay: Duration,
+    settle_delay: Duration,
     settle_failures: AtomicU32,
     at_once: bool,
     /// Reservations answered at once.
@@ -506,6 +534,9 @@ impl SpendStore for Flaky {
     }
 
     async fn settle(&self, reservation: &Reservation, actual: Usd) -> Result<(), StoreError> {
+        if !self.settle_delay.is_zero() {
+            tokio::time::sleep(self.settle_delay).await;
+        }
         if self.settle_fails() {
             return Err(StoreError::new("connection reset", None));
         }
