@@ -40,8 +40,16 @@ fn usage(c: &mut Criterion) {
             turns.trim_end_matches(',')
         )
     };
-    group.bench_function("output_cap_of_32kb_prompt", |b| {
-        b.iter(|| black_box(ballast_cost::output_cap(black_box(prompt.as_bytes()))))
+    let prompt = Bytes::from(prompt);
+    // The one pass every request gets: model, stream, cap and prompt bound.
+    group.bench_function("request_facts_of_32kb_prompt", |b| {
+        b.iter(|| {
+            black_box(ballast_classify::RequestFacts::read(
+                "/v1/chat/completions",
+                black_box(&prompt),
+                &ballast_classify::HalfByteCount,
+            ))
+        })
     });
     group.bench_function("usage_and_price", |b| {
         b.iter(|| {

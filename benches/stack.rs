@@ -26,7 +26,7 @@ use ballast::{Config, Preset, StackBuilder};
 use ballast_benches::{response, success_body_2kb, success_body_small};
 use ballast_breaker::{BreakerConfig, BreakerLayer};
 use ballast_budget::{BudgetConfig, BudgetLayer};
-use ballast_classify::{BoxError, ClassifyLayer, Provider};
+use ballast_classify::{BoxError, ClassifyLayer, Provider, ReadRequestLayer, RequestBody};
 use ballast_cost::{CostLogLayer, Scope, Usd};
 use ballast_retry::{RetryLayer, RetryPolicy};
 use bytes::Bytes;
@@ -77,9 +77,10 @@ fn request() -> Request {
         .unwrap_or_default()
 }
 
-/// The provider: ready at once, a 2 KB chat completion every time.
-fn bare() -> impl Service<
-    Request,
+/// The provider: ready at once, a 2 KB chat completion every time, for requests with any
+/// body (`String` for the peers, the read body under Ballast's `ReadRequestLayer`).
+fn bare<B: Send + 'static>() -> impl Service<
+    http::Request<B>,
     Response = http::Response<Full<Bytes>>,
     Error = Infallible,
     Future = impl Future<Output = Result<http::Response<Full<Bytes>>, Infallible>> + Send + 'static,
@@ -92,7 +93,7 @@ fn bare() -> impl Service<
     } else {
         success_body_2kb()
     };
-    tower::service_fn(move |_request: Request| {
+    tower::service_fn(move |_request: http::Request<B>| {
         let body = body.clone();
         async move { Ok::<_, Infallible>(response(200, body).map(Full::new)) }
     })
@@ -243,13 +244,18 @@ fn design_floor() -> Stack {
     struct Usage(u64, u64);
     type Response = http::Response<Full<Bytes>>;
 
-    let model: Arc<str> = Arc::from("grok-code-fast-1");
+    // What the read layer leaves: the facts, a reference to the body inside.
+    let facts = ballast_classify::RequestFacts::read(
+        "/v1/chat/completions",
+        &Bytes::from_static(BODY.as_bytes()),
+        &ballast_classify::HalfByteCount,
+    );
     let call_logger = stand_in(
         move |request: &mut Request| {
             black_box(Clock::now());
             let extensions = request.extensions_mut();
             extensions.insert(Spend::default());
-            extensions.insert(ballast_classify::ModelName(Arc::clone(&model)));
+            extensions.insert(facts.clone());
         },
         |response: Response| {
             black_box(Clock::now());
@@ -260,7 +266,7 @@ fn design_floor() -> Stack {
     let breaker = stand_in(
         |request: &mut Request| {
             black_box(Clock::now());
-            black_box(request.extensions().get::<ballast_classify::ModelName>());
+            black_box(request.extensions().get::<ballast_classify::RequestFacts>());
         },
         |response: Response| {
             black_box(Clock::now());
@@ -271,7 +277,7 @@ fn design_floor() -> Stack {
     let budget = stand_in(
         |request: &mut Request| {
             black_box(std::time::SystemTime::now());
-            black_box(request.extensions().get::<ballast_classify::ModelName>());
+            black_box(request.extensions().get::<ballast_classify::RequestFacts>());
         },
         |response: Response| {
             black_box(response.extensions().get::<Usage>().map(|u| u.0 + u.1));
@@ -348,11 +354,21 @@ fn stacks() -> Vec<(&'static str, Stack)> {
     let classify = || ClassifyLayer::new(provider);
     let mut out: Vec<(&'static str, Stack)> = vec![
         ("bare", boxed(bare())),
+        (
+            "read_request",
+            boxed(
+                ServiceBuilder::new()
+                    .layer(ReadRequestLayer::new())
+                    .map_err(|never: Infallible| -> BoxError { match never {} })
+                    .service(bare::<RequestBody>()),
+            ),
+        ),
         ("classify", boxed(classify().layer(bare()))),
         (
             "classify+cost_log",
             boxed(
                 ServiceBuilder::new()
+                    .layer(ReadRequestLayer::new())
                     .layer(CostLogLayer::new(provider, Scope::Attempt))
                     .layer(classify())
                     .service(bare()),
@@ -369,31 +385,43 @@ fn stacks() -> Vec<(&'static str, Stack)> {
         ),
         (
             "breaker",
-            boxed(ServiceBuilder::new().layer(breaker()).service(bare())),
+            boxed(
+                ServiceBuilder::new()
+                    .layer(ReadRequestLayer::new())
+                    .layer(breaker())
+                    .service(bare::<RequestBody>()),
+            ),
         ),
         (
             "budget",
-            boxed(ServiceBuilder::new().layer(budget()).service(bare())),
+            boxed(
+                ServiceBuilder::new()
+                    .layer(ReadRequestLayer::new())
+                    .layer(budget())
+                    .service(bare::<RequestBody>()),
+            ),
         ),
         (
             "throttle",
             boxed(
                 ServiceBuilder::new()
+                    .layer(ReadRequestLayer::new())
                     .layer(ThrottleLayer::new(ThrottleConfig::starting_at(1e12)))
-                    .service(bare()),
+                    .service(bare::<RequestBody>()),
             ),
         ),
         (
             "ballast_bookkeeping",
             boxed(
                 ServiceBuilder::new()
+                    .layer(ReadRequestLayer::new())
                     .layer(CostLogLayer::new(provider, Scope::Call))
                     .layer(retry())
                     .layer(breaker())
                     .layer(budget())
                     .layer(CostLogLayer::new(provider, Scope::Attempt))
                     .layer(classify())
-                    .service(bare()),
+                    .service(bare::<RequestBody>()),
             ),
         ),
     ];

@@ -23,7 +23,9 @@
 //! Environment: `BALLAST_LISTEN` (default `127.0.0.1:8080`); with `XAI_API_KEY` the upstream
 //! is `XAI_BASE_URL` (default `https://api.x.ai/v1`), without it the simulated provider's bad
 //! day on loopback, in real time. `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT`
-//! as the facade reads them; `RUST_LOG` for the log (default `info`).
+//! as the facade reads them; `BALLAST_THROTTLE` = `auto` (default: the preset's throttle,
+//! on for xAI), `off`, or a starting pace in requests per minute; `RUST_LOG` for the log
+//! (default `info`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,7 +86,23 @@ async fn main() -> Result<(), BoxError> {
         config.base_url.to_string().trim_end_matches('/')
     )
     .parse()?;
-    let stack = StackBuilder::new(config).build_https()?;
+    let builder = StackBuilder::new(config);
+    let builder = match std::env::var("BALLAST_THROTTLE").as_deref().map(str::trim) {
+        Err(_) | Ok("" | "auto") => builder,
+        Ok("off") => builder.no_throttle(),
+        Ok(rpm) => match rpm.parse::<f64>() {
+            Ok(rpm) if rpm.is_finite() && rpm > 0.0 => {
+                builder.throttle(ballast::throttle::ThrottleConfig::starting_at(rpm))
+            }
+            _ => {
+                return Err(format!(
+                    "BALLAST_THROTTLE: expected auto, off or requests per minute, got {rpm:?}"
+                )
+                .into());
+            }
+        },
+    };
+    let stack = builder.build_https()?;
     let budget = stack.budget.clone();
     let app = Arc::new(App {
         stack: stack.service,
@@ -132,8 +150,10 @@ async fn shutdown() {
     tracing::info!("shutting down: flushing kept settlements");
 }
 
-/// Forwards the body upstream through the stack and answers with what came back.
-async fn chat_completions(State(app): State<Arc<App>>, body: String) -> Response {
+/// Forwards the body upstream through the stack and answers with what came back. The body
+/// goes in as axum gave it: the stack reads it once, under its size cap (a longer one is
+/// answered 413 in the OpenAI error shape, and nothing is sent).
+async fn chat_completions(State(app): State<Arc<App>>, body: Body) -> Response {
     let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = app.upstream.clone();

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ballast::classify::{BoxError, ClassifyLayer, OutcomeClass};
+use ballast::classify::{BoxError, ClassifyLayer, OutcomeClass, ReadRequestLayer, RequestBody};
 use ballast::cost::{CostLogLayer, Scope, Usd};
 use ballast::retry::{RetryLayer, RetryPolicy};
 use ballast::{ChatClient, ChatError, ChatReply, Config, Preset, StackBuilder, StackService};
@@ -138,21 +138,24 @@ async fn run(
         let auth = config.api_key.as_ref().map(|key| key.header(provider));
         let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
         let spend = attempt_log.daily_spend();
-        let service: StackService<_> = BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .layer(RetryLayer::new(
-                    RetryPolicy::naive_builder().time_scale(scale).build(),
-                ))
-                .layer(attempt_log)
-                .timeout(config.request_timeout.div_f64(scale))
-                .layer(ClassifyLayer::new(provider))
-                .map_request(move |mut request: http::Request<String>| {
-                    if let Some((name, value)) = &auth {
-                        request.headers_mut().insert(name.clone(), value.clone());
-                    }
-                    request
-                })
-                .service(tower::ServiceExt::map_err(client, BoxError::from)),
+        let service: StackService<_> = tower::Layer::layer(
+            &ReadRequestLayer::new(),
+            BoxCloneSyncService::new(
+                ServiceBuilder::new()
+                    .layer(RetryLayer::new(
+                        RetryPolicy::naive_builder().time_scale(scale).build(),
+                    ))
+                    .layer(attempt_log)
+                    .timeout(config.request_timeout.div_f64(scale))
+                    .layer(ClassifyLayer::new(provider))
+                    .map_request(move |mut request: http::Request<RequestBody>| {
+                        if let Some((name, value)) = &auth {
+                            request.headers_mut().insert(name.clone(), value.clone());
+                        }
+                        request
+                    })
+                    .service(tower::ServiceExt::map_err(client, BoxError::from)),
+            ),
         );
         (service, None, spend)
     };

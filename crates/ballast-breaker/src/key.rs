@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ballast_classify::{InspectBody, model_of};
+use ballast_classify::model_of;
 
 /// The name of one breaker: `host` and `model`, shown as `host/model`.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -70,13 +70,13 @@ pub trait KeyFn<B> {
 /// One breaker per host and model (the default): a model that is down or overloaded at a
 /// provider does not stop the provider's other models.
 ///
-/// The host comes from the URI (or the `host` header); the model from a
-/// [`ModelName`](ballast_classify::ModelName) extension, else the JSON body's `model` when
-/// the body can be read ([`InspectBody`]).
+/// The host comes from the URI (or the `host` header); the model from the request's
+/// [`RequestFacts`](ballast_classify::RequestFacts) (read once, by
+/// [`ReadRequestLayer`](ballast_classify::ReadRequestLayer)).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HostAndModel;
 
-impl<B: InspectBody> KeyFn<B> for HostAndModel {
+impl<B> KeyFn<B> for HostAndModel {
     fn key<'a>(&self, request: &'a http::Request<B>) -> KeyParts<'a> {
         KeyParts {
             host: host_of(request),
@@ -85,7 +85,7 @@ impl<B: InspectBody> KeyFn<B> for HostAndModel {
     }
 }
 
-/// One breaker per host, for any body type.
+/// One breaker per host.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HostOnly;
 

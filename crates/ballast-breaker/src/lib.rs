@@ -28,18 +28,22 @@
 //!
 //! ```
 //! use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerOpen, BreakerState};
-//! use ballast_classify::{Outcome, OutcomeClass};
-//! use tower::{Layer, ServiceExt};
+//! use ballast_classify::{Outcome, OutcomeClass, ReadRequestLayer, RequestBody};
+//! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! // A provider that answers 503 to everything.
-//! let provider = tower::service_fn(|_request: http::Request<String>| async {
+//! let provider = tower::service_fn(|_request: http::Request<RequestBody>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::builder().status(503).body(()).unwrap())
 //! });
 //! let layer = BreakerLayer::new(BreakerConfig::default());
 //! let handle = layer.handle();
-//! let service = layer.layer(provider);
+//! // The request read once on top: the breaker keys by the model it names.
+//! let service = ServiceBuilder::new()
+//!     .layer(ReadRequestLayer::new())
+//!     .layer(layer)
+//!     .service(provider);
 //!
 //! let request = || {
 //!     http::Request::post("https://api.x.ai/v1/chat/completions")

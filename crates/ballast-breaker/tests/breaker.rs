@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState};
-use ballast_classify::{BoxError, ClassifyLayer, ModelName, Outcome, OutcomeClass, Provider};
+use ballast_classify::{BoxError, ClassifyLayer, Outcome, OutcomeClass, Provider, RequestFacts};
 use ballast_retry::{RetryLayer, RetryPolicy};
 use ballast_sim::{Scenario, SimOutcome, Simulator};
 use futures::future::join_all;
@@ -13,10 +13,19 @@ use proptest::prelude::*;
 use tokio::time::Instant;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
+/// A request for `model`, with its facts read (as `ReadRequestLayer` would).
 fn request(model: &str) -> http::Request<String> {
-    http::Request::post("https://api.x.ai/v1/chat/completions")
+    let mut request = http::Request::post("https://api.x.ai/v1/chat/completions")
         .body(format!(r#"{{"model":"{model}","max_tokens":20}}"#))
-        .unwrap()
+        .unwrap();
+    RequestFacts::note(&mut request);
+    request
+}
+
+/// `request` with its facts read (as `ReadRequestLayer` would).
+fn noted(mut request: http::Request<String>) -> http::Request<String> {
+    RequestFacts::note(&mut request);
+    request
 }
 
 /// A provider whose answers the test steers: 500 while `failing`, else 200 after `delay`.
@@ -206,9 +215,11 @@ async fn keys_are_per_host_and_model() {
         "bad stopped after 5, good never"
     );
 
-    // A ModelName extension names the key when the body cannot be read.
+    // The facts name the key, not the body.
     let mut named = request("ignored");
-    named.extensions_mut().insert(ModelName(Arc::from("bad")));
+    named
+        .extensions_mut()
+        .insert(RequestFacts::default().with_model("bad"));
     let error = service.clone().oneshot(named).await.unwrap_err();
     assert_eq!(
         Outcome::from_error(&*error).class(),
@@ -355,11 +366,11 @@ fn outage_opens_fast_and_recovery_is_found_within_30_seconds() {
             let service = service.clone();
             tasks.push(tokio::spawn(async move {
                 let result = service
-                    .oneshot(
+                    .oneshot(noted(
                         http::Request::post("http://sim/v1/chat/completions")
                             .body(String::from(r#"{"model":"grok-code-fast-1","max_tokens":50}"#))
                             .unwrap(),
-                    )
+                    ))
                     .await;
                 (Instant::now(), Outcome::from_result(&result).class())
             }));

@@ -56,9 +56,11 @@ fn every_transition_is_logged_and_counted() {
                 });
                 let service = layer.layer(provider);
                 let request = || {
-                    http::Request::post("https://api.x.ai/v1/chat/completions")
+                    let mut request = http::Request::post("https://api.x.ai/v1/chat/completions")
                         .body(String::from(r#"{"model":"m"}"#))
-                        .unwrap()
+                        .unwrap();
+                    ballast_classify::RequestFacts::note(&mut request);
+                    request
                 };
                 for _ in 0..5 {
                     service.clone().oneshot(request()).await.unwrap();

@@ -244,11 +244,12 @@ proptest! {
                         let now = start.elapsed().as_nanos() as u64;
                         let expected = model.admit(now);
                         let before = inner_calls.load(Ordering::SeqCst);
-                        let request = http::Request::post("https://api.x.ai/v1/chat/completions")
+                        let mut request = http::Request::post("https://api.x.ai/v1/chat/completions")
                             .header("x-class", kind.class().index().to_string())
                             .header("x-millis", millis.to_string())
                             .body(String::from(r#"{"model":"m"}"#))
                             .unwrap();
+                        ballast_classify::RequestFacts::note(&mut request);
                         let result = service.clone().oneshot(request).await;
                         let admitted = inner_calls.load(Ordering::SeqCst) > before;
                         prop_assert_eq!(admitted, expected.is_some(), "step {}: {:?}", step, op);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballast_cost::{HalfByteCount, PriceTable, TokenEstimator, Usd};
+use ballast_cost::{PriceTable, Usd};
 
 use crate::BudgetWindow;
 
@@ -17,13 +17,11 @@ pub struct BudgetConfig {
     pub(crate) scope_default: Option<Usd>,
     pub(crate) scope_limits: HashMap<Arc<str>, Usd>,
     pub(crate) default_max_tokens: u64,
-    pub(crate) write_cap: Option<&'static str>,
     pub(crate) lease: Duration,
     pub(crate) fail_open: bool,
     pub(crate) store_deadline: Duration,
     pub(crate) outbox: Option<PathBuf>,
     pub(crate) prices: Arc<PriceTable>,
-    pub(crate) estimator: Arc<dyn TokenEstimator + Send + Sync>,
 }
 
 impl std::fmt::Debug for BudgetConfig {
@@ -34,7 +32,6 @@ impl std::fmt::Debug for BudgetConfig {
             .field("scope_default", &self.scope_default)
             .field("scope_limits", &self.scope_limits)
             .field("default_max_tokens", &self.default_max_tokens)
-            .field("write_cap", &self.write_cap)
             .field("lease", &self.lease)
             .field("fail_open", &self.fail_open)
             .field("store_deadline", &self.store_deadline)
@@ -50,7 +47,7 @@ impl BudgetConfig {
     /// story's `MAX_TOKENS_DEFAULT`); reservations are leased for 10 minutes (longer than
     /// any sane attempt); a store failure, or a store call taking over 250 ms, refuses calls
     /// (fail closed); settlements the store refuses are kept in memory (no outbox file);
-    /// built-in prices; the byte-count prompt bound.
+    /// built-in prices.
     pub fn daily(limit: Usd) -> Self {
         Self {
             global: limit,
@@ -58,13 +55,11 @@ impl BudgetConfig {
             scope_default: None,
             scope_limits: HashMap::new(),
             default_max_tokens: 500,
-            write_cap: None,
             lease: Duration::from_secs(600),
             fail_open: false,
             store_deadline: Duration::from_millis(250),
             outbox: None,
             prices: Arc::new(PriceTable::builtin()),
-            estimator: Arc::new(HalfByteCount),
         }
     }
 
@@ -86,22 +81,12 @@ impl BudgetConfig {
         self
     }
 
-    /// Output tokens assumed for a request without a cap (default 500).
+    /// Output tokens assumed for a request without a cap (default 500). So that the
+    /// provider cannot produce more than was reserved, have the layer that reads requests
+    /// write the same cap into them (`ReadRequestLayer::default_output_cap`; the facade
+    /// does).
     pub fn default_max_tokens(mut self, tokens: u64) -> Self {
         self.default_max_tokens = tokens;
-        self
-    }
-
-    /// Writes the default cap into requests that have none, so the provider cannot produce
-    /// more than was reserved, in the field of the request's dialect, told by its path:
-    /// Anthropic's `/messages` get `max_tokens`, OpenAI's `/responses` `max_output_tokens`,
-    /// Gemini's `:generateContent` `generationConfig.maxOutputTokens`, and chat completions
-    /// `field` (`"max_tokens"` for xAI and most OpenAI-compatible APIs,
-    /// `"max_completion_tokens"` for OpenAI). Only bodies that can be rewritten in place
-    /// (`String`, `Bytes`, `Vec<u8>`) and are a JSON object get it; others are reserved at
-    /// the default all the same.
-    pub fn write_default_cap(mut self, field: &'static str) -> Self {
-        self.write_cap = Some(field);
         self
     }
 
@@ -138,12 +123,6 @@ impl BudgetConfig {
     /// Prices from `table`.
     pub fn prices(mut self, table: PriceTable) -> Self {
         self.prices = Arc::new(table);
-        self
-    }
-
-    /// Prompt estimates from `estimator`.
-    pub fn estimator(mut self, estimator: impl TokenEstimator + Send + Sync + 'static) -> Self {
-        self.estimator = Arc::new(estimator);
         self
     }
 

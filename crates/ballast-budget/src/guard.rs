@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use ballast_classify::{BoxError, InspectBody, Outcome, model_of, never_sent};
+use ballast_classify::{BoxError, InspectBody, Outcome, RequestFacts, never_sent};
 use ballast_cost::{Rate, Usage, Usd, estimate_at};
 use tower_service::Service;
 
@@ -301,7 +301,7 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send,
     St: SpendStore,
-    B: InspectBody + Send + 'static,
+    B: Send + 'static,
     R: InspectBody + Send + 'static,
 {
     type Response = http::Response<R>;
@@ -312,22 +312,12 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let shared = &self.shared;
         let config = &shared.config;
-        let rate = config.prices.rate(model_of(&request));
-        let body = request.body().inspect().unwrap_or_default();
-        let worst = estimate_at(
-            &rate,
-            body,
-            config.estimator.as_ref(),
-            config.default_max_tokens,
-        );
-        if !worst.cap_in_request
-            && let Some(field) = config.write_cap
-        {
-            crate::cap::write_default_cap(&mut request, field, config.default_max_tokens);
-        }
+        let facts = RequestFacts::of(&request);
+        let rate = config.prices.rate(facts.model());
+        let worst = estimate_at(&rate, facts, config.default_max_tokens);
         let scope = request
             .extensions()
             .get::<BudgetScope>()

@@ -32,7 +32,9 @@ impl IdSource {
         (u128::from(self.nonce) << 64) | u128::from(counter)
     }
 
-    /// The nonce, the high half of every id it hands out.
+    /// The nonce, the high half of every id it hands out (the Redis store names its epoch
+    /// by it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn nonce(&self) -> u64 {
         self.nonce
     }

@@ -25,19 +25,24 @@
 //!
 //! ```
 //! use ballast_budget::{BudgetConfig, BudgetLayer};
-//! use ballast_classify::{Outcome, OutcomeClass};
+//! use ballast_classify::{Outcome, OutcomeClass, ReadRequestLayer, RequestBody};
 //! use ballast_cost::Usd;
-//! use tower::{Layer, ServiceExt};
+//! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let provider = tower::service_fn(|_request: http::Request<String>| async {
+//! let provider = tower::service_fn(|_request: http::Request<RequestBody>| async {
 //!     let body = String::from(r#"{"usage":{"prompt_tokens":10,"completion_tokens":100}}"#);
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(body))
 //! });
 //! // One cent a day; each call may produce up to 2 000 tokens at $1.50 a million: $0.003.
 //! let budget = BudgetLayer::new(BudgetConfig::daily("0.01".parse().unwrap()));
-//! let service = budget.layer(provider);
+//! // The request read once on top: the guard prices its model, bounds its prompt, reads
+//! // its cap.
+//! let service = ServiceBuilder::new()
+//!     .layer(ReadRequestLayer::new())
+//!     .layer(budget.clone())
+//!     .service(provider);
 //! let request = || {
 //!     http::Request::post("/v1/chat/completions")
 //!         .body(String::from(r#"{"model":"grok-code-fast-1","max_tokens":2000}"#))
@@ -54,7 +59,6 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
-mod cap;
 mod config;
 mod error;
 mod future;

@@ -9,7 +9,9 @@ use ballast_budget::{
     BudgetConfig, BudgetExceeded, BudgetLayer, BudgetScope, BudgetUnavailable, BudgetWindow,
     Limits, MemoryStore, Readout, Reservation, Reserve, SpendStore, StoreError, WindowId,
 };
-use ballast_classify::{ClassifiedError, ClassifyLayer, Outcome, OutcomeClass, Provider};
+use ballast_classify::{
+    ClassifiedError, ClassifyLayer, Outcome, OutcomeClass, Provider, RequestFacts,
+};
 use ballast_cost::Usd;
 use ballast_sim::{Scenario, Simulator};
 use futures::future::join_all;
@@ -20,13 +22,16 @@ fn usd(s: &str) -> Usd {
     s.parse().unwrap()
 }
 
+/// Chat request `i`, with its facts read (as `ReadRequestLayer` would).
 fn chat(i: usize) -> http::Request<String> {
-    http::Request::post("/v1/chat/completions")
+    let mut request = http::Request::post("/v1/chat/completions")
         .body(format!(
             r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"task {i}"}}],"max_tokens":{}}}"#,
             50 + (i * 37) % 450
         ))
-        .unwrap()
+        .unwrap();
+    RequestFacts::note(&mut request);
+    request
 }
 
 proptest! {
@@ -105,7 +110,7 @@ fn overrunning(
     Future = impl Send,
 > + Clone {
     tower::service_fn(move |request: http::Request<String>| {
-        let cap = ballast_cost::output_cap(request.body().as_bytes()).unwrap_or(500);
+        let cap = RequestFacts::of(&request).output_cap().unwrap_or(500);
         async move {
             let body = format!(
                 r#"{{"usage":{{"prompt_tokens":1,"completion_tokens":{}}}}}"#,
@@ -128,7 +133,7 @@ async fn overrun_is_bounded_by_the_sum_of_overruns() {
     let mut granted = 0;
     for i in 0..40 {
         let request = chat(i);
-        let cap = ballast_cost::output_cap(request.body().as_bytes()).unwrap();
+        let cap = RequestFacts::of(&request).output_cap().unwrap();
         if service.clone().oneshot(request).await.is_ok() {
             granted += 1;
             // Billed 3x the cap's output; reserved the cap (plus the prompt bound).
@@ -644,42 +649,4 @@ async fn kept_and_retried(store: Flaky) {
     // is always awaited: it flushes first).
     let answered = layer.store().reserved_at_once.load(Ordering::SeqCst);
     assert_eq!(answered, u32::from(at_once));
-}
-
-#[tokio::test]
-async fn the_default_cap_can_be_written_into_the_request() {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let provider = {
-        let seen = Arc::clone(&seen);
-        tower::service_fn(move |request: http::Request<String>| {
-            seen.lock().unwrap().push(request.into_body());
-            async { Ok::<_, Infallible>(http::Response::new(String::new())) }
-        })
-    };
-    let layer = BudgetLayer::new(
-        BudgetConfig::daily(usd("1"))
-            .default_max_tokens(321)
-            .write_default_cap("max_tokens"),
-    );
-    let service = layer.layer(provider);
-    for body in [
-        r#"{"model":"grok-code-fast-1"}"#,
-        " {}",
-        r#"{"model":"m","max_tokens":9}"#,
-        "[1]",
-    ] {
-        service
-            .clone()
-            .oneshot(http::Request::new(body.to_owned()))
-            .await
-            .unwrap();
-    }
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen[0], r#"{"max_tokens":321,"model":"grok-code-fast-1"}"#);
-    assert_eq!(seen[1], r#" {"max_tokens":321}"#);
-    assert_eq!(
-        seen[2], r#"{"model":"m","max_tokens":9}"#,
-        "a cap already there is kept"
-    );
-    assert_eq!(seen[3], "[1]", "not an object: left alone");
 }

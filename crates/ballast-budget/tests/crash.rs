@@ -40,10 +40,13 @@ fn config() -> BudgetConfig {
         .store_deadline(Duration::from_secs(10))
 }
 
+/// The request each call sends, with its facts read (as `ReadRequestLayer` would).
 fn request() -> http::Request<String> {
-    http::Request::new(String::from(
+    let mut request = http::Request::new(String::from(
         r#"{"model":"grok-code-fast-1","max_tokens":500}"#,
-    ))
+    ));
+    ballast_classify::RequestFacts::note(&mut request);
+    request
 }
 
 /// Starts this test binary as the child in `role`, its files in `dir`.

@@ -475,9 +475,9 @@ mod redis {
         };
         let service = layer.layer(provider);
         let request = || {
-            http::Request::new(String::from(
+            noted(http::Request::new(String::from(
                 r#"{"model":"grok-code-fast-1","max_tokens":1000}"#,
-            ))
+            )))
         };
         let mut granted = [0u32; 2];
         let mut server = Some(server);
@@ -558,9 +558,9 @@ mod redis {
             let started = std::time::Instant::now();
             let error = service
                 .clone()
-                .oneshot(http::Request::new(String::from(
+                .oneshot(noted(http::Request::new(String::from(
                     r#"{"model":"grok-code-fast-1"}"#,
-                )))
+                ))))
                 .await
                 .unwrap_err();
             slowest = slowest.max(started.elapsed());
@@ -604,9 +604,9 @@ mod redis {
                 }
             })
         };
-        let request = http::Request::new(String::from(
+        let request = noted(http::Request::new(String::from(
             r#"{"model":"grok-code-fast-1","max_tokens":1000}"#,
-        ));
+        )));
         layer.layer(provider).oneshot(request).await.unwrap();
         assert_eq!(layer.pending_settlements(), 1, "kept, not dropped");
         let back = server.lock().unwrap().take().unwrap().restart();
@@ -624,4 +624,11 @@ mod redis {
         assert_eq!(readout.reserved, Usd::ZERO);
         drop(back);
     }
+}
+
+/// `request` with its facts read (as `ReadRequestLayer` would).
+#[cfg(feature = "redis")]
+fn noted(mut request: http::Request<String>) -> http::Request<String> {
+    ballast_classify::RequestFacts::note(&mut request);
+    request
 }

@@ -69,6 +69,7 @@ mod body;
 mod class;
 mod classify;
 mod error;
+mod facts;
 mod future;
 pub mod hint;
 pub mod json;
@@ -78,7 +79,9 @@ mod outcome;
 mod provider;
 mod provider_error;
 mod read;
+mod read_request;
 mod request;
+pub mod rewrite;
 mod service;
 mod usage_span;
 
@@ -87,6 +90,7 @@ pub use body::ClassifiedBody;
 pub use class::OutcomeClass;
 pub use classify::{ClassifyResponse, ResponseView, Verdict};
 pub use error::{BodyTooLarge, BoxError, ClassifiedError};
+pub use facts::{Dialect, HalfByteCount, ModelName, RequestFacts, TokenEstimator};
 pub use future::ResponseFuture;
 pub use hint::{HintSource, MAX_WAIT_HINT, WaitHint};
 pub use key::{ApiKey, KeyError};
@@ -94,6 +98,10 @@ pub use layer::{ClassifyLayer, DEFAULT_BODY_LIMIT};
 pub use outcome::{Outcome, never_sent};
 pub use provider::Provider;
 pub use provider_error::ProviderError;
-pub use request::{InspectBody, ModelName, json_model, model_of, output_cap};
+pub use read_request::{
+    DEFAULT_REQUEST_LIMIT, ReadRequest, ReadRequestLayer, RequestBody, RequestBodyError,
+    RequestTooLarge, ResponseFuture as ReadRequestFuture,
+};
+pub use request::{InspectBody, model_of};
 pub use service::Classify;
 pub use usage_span::UsageSpan;

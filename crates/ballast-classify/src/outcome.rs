@@ -128,8 +128,9 @@ impl Outcome {
 }
 
 /// Whether `error` proves that its request never reached the provider, so nothing can have
-/// been billed: a local layer refused it ([`OutcomeClass::is_local_refusal`]), or the
-/// connection was refused (`ConnectionRefused` anywhere in the source chain).
+/// been billed: a local layer refused it ([`OutcomeClass::is_local_refusal`], or the
+/// request could not be read: [`RequestTooLarge`](crate::RequestTooLarge),
+/// [`RequestBodyError`](crate::RequestBodyError)), or the connection was refused (`ConnectionRefused` anywhere in the source chain).
 ///
 /// Anything else may have reached the provider: a timeout, a reset, a body cut off, an
 /// unreadable answer, an error we do not know. The budget guard charges those at the
@@ -140,6 +141,9 @@ pub fn never_sent(error: &(dyn StdError + 'static)) -> bool {
         if let Some(classified) = err.downcast_ref::<ClassifiedError>()
             && classified.class().is_local_refusal()
         {
+            return true;
+        }
+        if crate::read_request::is_read_refusal(err) {
             return true;
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>()

@@ -1,35 +1,19 @@
 //! Request-side estimates: the worst case a call can cost, before it is sent.
 
-use ballast_classify::output_cap;
+use ballast_classify::RequestFacts;
+#[cfg(feature = "tokenizer")]
+use ballast_classify::TokenEstimator;
 
 use crate::{CostSource, PriceTable, Rate, Usage, Usd};
-
-/// Counts (or bounds) the prompt tokens of a request body.
-pub trait TokenEstimator {
-    /// The prompt tokens in `body`, rounded up.
-    fn prompt_tokens(&self, body: &[u8]) -> u64;
-}
-
-/// The default estimator: a cheap, safe upper bound of one token per two bytes of the body.
-///
-/// Tokenizers average about four bytes per token on English text and code, and rarely fewer
-/// than two even on dense text; counting the whole body (JSON and role names included) as
-/// prompt adds more margin. A budget reserved from this bound is rarely short. For tighter
-/// estimates, implement [`TokenEstimator`] over a real tokenizer.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HalfByteCount;
-
-impl TokenEstimator for HalfByteCount {
-    fn prompt_tokens(&self, body: &[u8]) -> u64 {
-        (body.len() as u64).div_ceil(2)
-    }
-}
 
 /// A tokenizer-backed estimate (feature `tokenizer`): OpenAI's `o200k_base` encoding of the
 /// whole body, plus a quarter for the other providers' tokenizers (Anthropic's and xAI's
 /// count somewhat more tokens for the same text) and the JSON around the messages.
 ///
-/// Tighter than [`HalfByteCount`] by about half on English text, at the price of running the
+/// Give it to the layer that reads requests
+/// (`ReadRequestLayer::estimator`); the facts then carry its count.
+///
+/// Tighter than [`HalfByteCount`](ballast_classify::HalfByteCount) by about half on English text, at the price of running the
 /// tokenizer on every request.
 #[cfg(feature = "tokenizer")]
 #[derive(Clone)]
@@ -80,27 +64,20 @@ pub struct RequestEstimate {
     pub source: CostSource,
 }
 
-/// Estimates the worst-case cost of a request body for `model`.
+/// Estimates the worst-case cost of a request from its facts, at its model's price.
 pub fn estimate(
     table: &PriceTable,
-    model: Option<&str>,
-    body: &[u8],
-    estimator: &dyn TokenEstimator,
+    facts: &RequestFacts,
     default_max_tokens: u64,
 ) -> RequestEstimate {
-    estimate_at(&table.rate(model), body, estimator, default_max_tokens)
+    estimate_at(&table.rate(facts.model()), facts, default_max_tokens)
 }
 
 /// [`estimate`] at prices already looked up: the budget guard holds the [`Rate`] from the
 /// estimate to the settlement.
-pub fn estimate_at(
-    rate: &Rate,
-    body: &[u8],
-    estimator: &dyn TokenEstimator,
-    default_max_tokens: u64,
-) -> RequestEstimate {
-    let prompt_tokens = estimator.prompt_tokens(body);
-    let cap = output_cap(body);
+pub fn estimate_at(rate: &Rate, facts: &RequestFacts, default_max_tokens: u64) -> RequestEstimate {
+    let prompt_tokens = facts.prompt_tokens();
+    let cap = facts.output_cap();
     let max_output_tokens = cap.unwrap_or(default_max_tokens);
     let usage = Usage {
         input_tokens: prompt_tokens,
@@ -120,6 +97,16 @@ pub fn estimate_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ballast_classify::{HalfByteCount, TokenEstimator};
+    use bytes::Bytes;
+
+    fn facts(body: &'static [u8]) -> RequestFacts {
+        RequestFacts::read(
+            "/v1/chat/completions",
+            &Bytes::from_static(body),
+            &HalfByteCount,
+        )
+    }
 
     #[cfg(feature = "tokenizer")]
     #[test]
@@ -139,7 +126,7 @@ mod tests {
     fn worst_case_for_grok_code_fast_1() {
         let table = PriceTable::builtin();
         let body = br#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}],"max_tokens":1000}"#;
-        let e = estimate(&table, Some("grok-code-fast-1"), body, &HalfByteCount, 500);
+        let e = estimate(&table, &facts(body), 500);
         assert_eq!(e.prompt_tokens, (body.len() as u64).div_ceil(2));
         assert_eq!(e.max_output_tokens, 1000);
         assert!(e.cap_in_request);
@@ -148,16 +135,16 @@ mod tests {
         assert_eq!(e.cost, expected);
         assert_eq!(e.source, CostSource::Estimated);
 
-        let e = estimate(
-            &table,
-            Some("grok-code-fast-1"),
-            br#"{"model":"grok-code-fast-1"}"#,
-            &HalfByteCount,
-            500,
-        );
+        let e = estimate(&table, &facts(br#"{"model":"grok-code-fast-1"}"#), 500);
         assert_eq!((e.max_output_tokens, e.cap_in_request), (500, false));
-        let e = estimate(&table, Some("who-knows"), body, &HalfByteCount, 500);
+        let unknown = facts(body).with_model("who-knows");
+        let e = estimate(&table, &unknown, 500);
         assert_eq!(e.source, CostSource::UnknownPrice);
-        assert!(e.cost > Usd::ZERO);
+        let usage = Usage {
+            input_tokens: e.prompt_tokens,
+            output_tokens: e.max_output_tokens,
+            ..Usage::default()
+        };
+        assert_eq!(e.cost, table.rate(None).cost(&usage).0);
     }
 }

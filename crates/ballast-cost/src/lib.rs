@@ -8,8 +8,9 @@
 //!   A provider-reported cost (xAI's `cost_in_usd_ticks`) wins; an unknown model is priced at
 //!   the dearest known price and flagged, never silently free.
 //! - [`estimate`]: the worst case of a request before it is sent (prompt bound plus output
-//!   cap), for budget guards; the prompt bound is a cheap byte count, or with the
-//!   `tokenizer` feature a real tokenizer (`Tokenizer`, `o200k_base` plus a margin).
+//!   cap, from its `RequestFacts`), for budget guards; the prompt bound is a cheap byte
+//!   count, or with the `tokenizer` feature a real tokenizer (`Tokenizer`, `o200k_base` plus
+//!   a margin).
 //! - [`CostLogLayer`]: one `tracing` event per attempt and per logical call with OpenTelemetry
 //!   GenAI names, `metrics` for requests, tokens, cost, duration and today's spend, and a
 //!   [`HealthMonitor`] over error rate and latency. No prompt text and no key are logged
@@ -53,12 +54,11 @@ mod service;
 mod spend;
 mod usage;
 
-/// The output cap a request names (see [`ballast_classify::output_cap`]); here too, beside
-/// the estimates that use it.
-pub use ballast_classify::output_cap;
+/// How prompt tokens are bounded (defined beside the request facts that carry the count).
+pub use ballast_classify::{HalfByteCount, TokenEstimator};
 #[cfg(feature = "tokenizer")]
 pub use estimate::Tokenizer;
-pub use estimate::{HalfByteCount, RequestEstimate, TokenEstimator, estimate, estimate_at};
+pub use estimate::{RequestEstimate, estimate, estimate_at};
 pub use health::{HealthConfig, HealthMonitor, HealthStatus};
 pub use layer::{CostLogLayer, Scope};
 pub use money::{ParseUsdError, Usd};

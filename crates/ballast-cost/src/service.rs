@@ -5,9 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use ballast_classify::{
-    Attempt, BoxError, InspectBody, ModelName, Outcome, OutcomeClass, model_of,
-};
+use ballast_classify::{Attempt, BoxError, InspectBody, Outcome, OutcomeClass, RequestFacts};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -33,7 +31,6 @@ impl<S, B, R> Service<http::Request<B>> for CostLog<S>
 where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Error: Into<BoxError>,
-    B: InspectBody,
     R: InspectBody,
 {
     type Response = http::Response<R>;
@@ -46,12 +43,11 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
-        let body = request.body().inspect();
+        let facts = RequestFacts::of(&request);
         let prompt = shared
             .log_content
-            .then(|| body.map(crate::record::excerpt))
-            .flatten();
-        let model = model_of(&request);
+            .then(|| crate::record::excerpt(facts.body()));
+        let model = facts.model();
         let meters = shared.meters.model(model.unwrap_or(""));
         // The registered name when there is one: an `Arc` clone, not a copy per call.
         let model = model.map(|name| {
@@ -64,7 +60,7 @@ where
         let started = Started {
             model,
             meters,
-            request_bytes: body.map_or(0, <[u8]>::len),
+            request_bytes: facts.body_len() as usize,
             attempt: Attempt::of_request(&request).get(),
             at: Instant::now(),
             call_spend: None,
@@ -73,15 +69,7 @@ where
         let call_spend = match shared.scope {
             Scope::Call => {
                 let spend = CallSpend::default();
-                let extensions = request.extensions_mut();
-                extensions.insert(spend.clone());
-                // Read from the body once per call: the layers below (every attempt's
-                // breaker, budget guard and logger) take the name from here.
-                if let Some(model) = &started.model
-                    && extensions.get::<ModelName>().is_none()
-                {
-                    extensions.insert(ModelName(Arc::clone(model)));
-                }
+                request.extensions_mut().insert(spend.clone());
                 Some(spend)
             }
             Scope::Attempt => request.extensions().get::<CallSpend>().cloned(),

@@ -12,14 +12,17 @@ use ballast_retry::{RetryLayer, RetryPolicy};
 use ballast_sim::{ExpectedKey, Flavor, Scenario, Simulator};
 use tower::{ServiceBuilder, ServiceExt};
 
+/// Request `i` for `model`, with its facts read (as `ReadRequestLayer` would).
 fn request(i: usize, model: &str) -> http::Request<String> {
-    http::Request::post("/v1/chat/completions")
+    let mut request = http::Request::post("/v1/chat/completions")
         .header("authorization", "Bearer xai-CANARYKEY123")
         .body(format!(
             r#"{{"model":"{model}","messages":[{{"role":"user","content":"PROMPT-CANARY {i}"}}],"max_tokens":{}}}"#,
             20 + i % 300
         ))
-        .unwrap()
+        .unwrap();
+    ballast_classify::RequestFacts::note(&mut request);
+    request
 }
 
 /// A `tracing` writer into a shared buffer.

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use ballast_classify::hint::{parse_go_duration, parse_rfc3339_delay};
-use ballast_classify::{BoxError, InspectBody, Outcome, OutcomeClass};
+use ballast_classify::{BoxError, Outcome, OutcomeClass, RequestFacts};
 use http::HeaderName;
 use tower_service::Service;
 
@@ -104,7 +104,7 @@ where
     S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send,
-    B: InspectBody + Send + 'static,
+    B: Send + 'static,
     R: Send + 'static,
 {
     type Response = http::Response<R>;
@@ -119,7 +119,10 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let limiter = Arc::clone(&self.limiter);
         let tokens = match limiter.config.tokens_per_minute {
-            Some(_) => estimate_tokens(request.body().inspect(), limiter.config.default_max_tokens),
+            Some(_) => estimate_tokens(
+                RequestFacts::of(&request),
+                limiter.config.default_max_tokens,
+            ),
             None => 0,
         };
         let fleet = self.fleet.clone();
@@ -258,14 +261,11 @@ fn learn<R>(limiter: &Limiter, result: &Result<http::Response<R>, BoxError>) -> 
     false
 }
 
-/// An upper bound of a call's tokens as a provider's TPM limit counts them: prompt bytes / 2
-/// plus the output cap it names (or `default_max_tokens`).
-fn estimate_tokens(body: Option<&[u8]>, default_max_tokens: u64) -> u64 {
-    let Some(body) = body else {
-        return default_max_tokens;
-    };
-    let cap = ballast_classify::output_cap(body).unwrap_or(default_max_tokens);
-    (body.len() as u64).div_ceil(2).saturating_add(cap)
+/// An upper bound of a call's tokens as a provider's TPM limit counts them: the prompt bound
+/// of its facts plus the output cap it names (or `default_max_tokens`).
+fn estimate_tokens(facts: &RequestFacts, default_max_tokens: u64) -> u64 {
+    let cap = facts.output_cap().unwrap_or(default_max_tokens);
+    facts.prompt_tokens().saturating_add(cap)
 }
 
 // The remaining/reset header names, parsed once: a lookup by `&str` parses the name on
@@ -297,14 +297,21 @@ mod tests {
 
     #[test]
     fn token_estimates_count_the_prompt_and_the_cap() {
+        let read = |body: &'static [u8]| {
+            let body = bytes::Bytes::from_static(body);
+            RequestFacts::read(
+                "/v1/chat/completions",
+                &body,
+                &ballast_classify::HalfByteCount,
+            )
+        };
         let body = br#"{"model":"m","max_tokens":300,"messages":[]}"#;
         assert_eq!(
-            estimate_tokens(Some(body), 500),
+            estimate_tokens(&read(body), 500),
             300 + (body.len() as u64).div_ceil(2)
         );
-        let body = br#"{"model":"m"}"#;
-        assert_eq!(estimate_tokens(Some(body), 500), 500 + 7);
-        assert_eq!(estimate_tokens(None, 500), 500);
+        assert_eq!(estimate_tokens(&read(br#"{"model":"m"}"#), 500), 500 + 7);
+        assert_eq!(estimate_tokens(&RequestFacts::EMPTY, 500), 500);
     }
 
     #[test]

@@ -5,9 +5,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// hyper-util's client with rustls, sending `String` bodies: a
-/// `Service<http::Request<String>>` whose responses stream `hyper::body::Incoming`.
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, String>;
+/// hyper-util's client with rustls, sending the stack's read request bodies: a
+/// `Service<http::Request<RequestBody>>` whose responses stream `hyper::body::Incoming`.
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, ballast_classify::RequestBody>;
 
 /// A pooled HTTP/1.1 and HTTP/2 client that trusts the system's root certificates, speaks
 /// TLS through rustls (ring), and also takes plain `http://` URLs (a local proxy or the

@@ -101,7 +101,15 @@ impl Fallback {
     pub fn from_error(error: &(dyn StdError + 'static)) -> Self {
         let outcome = Outcome::from_error(error);
         tracing::warn!(target: "ballast::fallback", class = %outcome.class(), %error, "LLM call failed; answering with a fallback");
-        if store_unavailable(error) {
+        if in_chain::<ballast_classify::RequestTooLarge>(error) {
+            return Self {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: "The request is too large.",
+                class: outcome.class(),
+                retry_after: None,
+            };
+        }
+        if in_chain::<ballast_budget::BudgetUnavailable>(error) {
             // Not "the budget is used up": the store that keeps it did not answer.
             return Self {
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -139,11 +147,11 @@ impl Fallback {
     }
 }
 
-/// Whether the budget guard refused the call because its store failed.
-fn store_unavailable(error: &(dyn StdError + 'static)) -> bool {
+/// Whether an error of type `E` is in `error`'s source chain.
+fn in_chain<E: StdError + 'static>(error: &(dyn StdError + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(err) = current {
-        if err.is::<ballast_budget::BudgetUnavailable>() {
+        if err.is::<E>() {
             return true;
         }
         current = err.source();

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use ballast_breaker::{BreakerConfig, BreakerHandle, BreakerLayer};
 use ballast_budget::{BudgetConfig, BudgetLayer, MemoryStore, SpendStore};
-use ballast_classify::{BoxError, ClassifiedBody, ClassifyLayer};
+use ballast_classify::rewrite::ChatCapField;
+use ballast_classify::{
+    BoxError, ClassifiedBody, ClassifyLayer, ReadRequest, ReadRequestLayer, RequestBody,
+};
 use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope};
 use ballast_retry::{RetryLayer, RetryPolicy};
 use ballast_throttle::{ThrottleConfig, ThrottleHandle, ThrottleLayer};
@@ -15,18 +18,24 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::Config;
 
-/// The composed service: requests with `String` bodies (JSON), responses with the
-/// classifier's body. Clone it freely; clones share breakers, budget, retry budget and logs.
-pub type StackService<R> =
-    BoxCloneSyncService<http::Request<String>, http::Response<ClassifiedBody<R>>, BoxError>;
+/// The composed service: requests with any body (`String`, `Bytes`, `Full`, axum's `Body`,
+/// hyper's `Incoming`, a `BoxBody`: any [`http_body::Body`]), read once at the top;
+/// responses with the classifier's body. Clone it freely; clones share breakers, budget,
+/// retry budget and logs.
+pub type StackService<R> = ReadRequest<
+    BoxCloneSyncService<http::Request<RequestBody>, http::Response<ClassifiedBody<R>>, BoxError>,
+>;
 
 /// Builds the whole stack, outermost first:
 ///
 /// ```text
-/// cost log (call) -> retry -> breaker -> throttle -> budget -> cost log (attempt) -> timeout -> classify -> auth -> client
+/// read request -> cost log (call) -> retry -> breaker -> throttle -> budget -> cost log (attempt) -> timeout -> classify -> auth -> client
 /// ```
 ///
-/// The call logger sees what the caller sees; retry decides on each attempt's outcome; the
+/// The request is read once: its body collected under a size cap (default
+/// [`DEFAULT_REQUEST_LIMIT`](crate::classify::DEFAULT_REQUEST_LIMIT), 32 MiB), its facts (model, stream, output cap, prompt bound)
+/// noted for every layer below, and the default output cap written into requests without
+/// one, so the reservation bounds what the provider can bill. The call logger sees what the caller sees; retry decides on each attempt's outcome; the
 /// breaker answers at once while open (before any budget is reserved or turn taken); the
 /// throttle sends each attempt at its turn and learns the real rate limit from the
 /// answers (on by default for presets whose documented limits lie); the budget guard
@@ -43,6 +52,7 @@ pub struct StackBuilder<St = MemoryStore> {
     time_scale: f64,
     seed: Option<u64>,
     throttle: Option<ThrottleConfig>,
+    read: ReadRequestLayer,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -79,6 +89,7 @@ impl StackBuilder<MemoryStore> {
             health: HealthMonitor::default(),
             time_scale: 1.0,
             seed: None,
+            read: ReadRequestLayer::new(),
         }
     }
 }
@@ -95,7 +106,27 @@ impl<St: SpendStore> StackBuilder<St> {
             time_scale: self.time_scale,
             seed: self.seed,
             throttle: self.throttle,
+            read: self.read,
         }
+    }
+
+    /// The largest request body read, in bytes (default [`DEFAULT_REQUEST_LIMIT`](crate::classify::DEFAULT_REQUEST_LIMIT), 32 MiB);
+    /// a longer one fails at once as [`RequestTooLarge`](crate::classify::RequestTooLarge)
+    /// (413 through [`Fallback`](crate::Fallback)) and nothing is sent.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.read = self.read.limit(bytes);
+        self
+    }
+
+    /// How prompt tokens are bounded, once per call, for the budget's reservation and the
+    /// throttle's token pace (default: [`HalfByteCount`](crate::classify::HalfByteCount);
+    /// `ballast_cost::Tokenizer` with the `tokenizer` feature is tighter).
+    pub fn estimator(
+        mut self,
+        estimator: impl crate::classify::TokenEstimator + Send + Sync + 'static,
+    ) -> Self {
+        self.read = self.read.estimator(estimator);
+        self
     }
 
     /// Paces attempts with an adaptive throttle (on by default, starting at the documented
@@ -156,7 +187,7 @@ impl<St: SpendStore> StackBuilder<St> {
     /// Composes the stack over `client`.
     pub fn build<C, R>(self, client: C) -> Stack<R, St>
     where
-        C: Service<http::Request<String>, Response = http::Response<R>>
+        C: Service<http::Request<RequestBody>, Response = http::Response<R>>
             + Clone
             + Send
             + Sync
@@ -173,13 +204,15 @@ impl<St: SpendStore> StackBuilder<St> {
         // Requests without an output cap get the default one, in their dialect's field, so
         // the reservation bounds what the provider can bill.
         let chat_cap = match config.preset {
-            crate::Preset::OpenAi => "max_completion_tokens",
-            _ => "max_tokens",
+            crate::Preset::OpenAi => ChatCapField::MaxCompletionTokens,
+            _ => ChatCapField::MaxTokens,
         };
+        let read = self
+            .read
+            .default_output_cap(config.max_tokens_default)
+            .chat_cap_field(chat_cap);
         let budget = BudgetLayer::with_store(
-            BudgetConfig::daily(config.daily_budget)
-                .default_max_tokens(config.max_tokens_default)
-                .write_default_cap(chat_cap),
+            BudgetConfig::daily(config.daily_budget).default_max_tokens(config.max_tokens_default),
             self.store,
         );
         let scale = self.time_scale;
@@ -215,7 +248,7 @@ impl<St: SpendStore> StackBuilder<St> {
             .layer(attempt_log)
             .timeout(timeout)
             .layer(ClassifyLayer::new(provider))
-            .map_request(move |mut request: http::Request<String>| {
+            .map_request(move |mut request: http::Request<RequestBody>| {
                 if let Some((name, value)) = &auth
                     && !request.headers().contains_key(name)
                 {
@@ -225,7 +258,7 @@ impl<St: SpendStore> StackBuilder<St> {
             })
             .service(client.map_err(Into::into));
         Stack {
-            service: BoxCloneSyncService::new(service),
+            service: tower::Layer::layer(&read, BoxCloneSyncService::new(service)),
             breaker: breaker.handle(),
             budget,
             health: self.health,

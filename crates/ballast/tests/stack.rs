@@ -100,10 +100,15 @@ fn requests_without_a_cap_get_the_default_one_in_their_dialect() {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let provider = {
         let seen = std::sync::Arc::clone(&seen);
-        tower::service_fn(move |request: http::Request<String>| {
-            seen.lock().unwrap().push(request.into_body());
-            async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("{}"))) }
-        })
+        tower::service_fn(
+            move |request: http::Request<ballast::classify::RequestBody>| {
+                let body = request.into_body().into_bytes();
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8(body.to_vec()).unwrap());
+                async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("{}"))) }
+            },
+        )
     };
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         for (preset, path, body) in [

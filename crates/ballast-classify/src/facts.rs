@@ -1,0 +1,591 @@
+//! [`RequestFacts`]: what the layers need to know of a request, read from it once.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// The API a request speaks, from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Dialect {
+    /// OpenAI's Chat Completions, and every OpenAI-compatible API (xAI, Groq, DeepSeek,
+    /// OpenRouter...): any path not named below.
+    #[default]
+    Chat,
+    /// OpenAI's Responses API: a path ending in `/responses`.
+    Responses,
+    /// Anthropic's Messages API: a path ending in `/messages`.
+    Messages,
+    /// Gemini's `generateContent` family: `models/{model}:generateContent` or
+    /// `:streamGenerateContent`. The model and the stream flag are in the path.
+    Gemini,
+}
+
+impl Dialect {
+    /// The dialect of a request to `path`.
+    pub fn of_path(path: &str) -> Self {
+        if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+            Self::Gemini
+        } else if path.ends_with("/messages") {
+            Self::Messages
+        } else if path.ends_with("/responses") {
+            Self::Responses
+        } else {
+            Self::Chat
+        }
+    }
+
+    /// A stable `snake_case` name, for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Responses => "responses",
+            Self::Messages => "messages",
+            Self::Gemini => "gemini",
+        }
+    }
+}
+
+/// Counts (or bounds) the prompt tokens of a request body. Run once per request, by the
+/// layer that reads it ([`ReadRequestLayer`](crate::ReadRequestLayer)).
+pub trait TokenEstimator {
+    /// The prompt tokens in `body`, rounded up.
+    fn prompt_tokens(&self, body: &[u8]) -> u64;
+}
+
+/// The default estimator: a cheap, safe upper bound of one token per two bytes of the body.
+///
+/// Tokenizers average about four bytes per token on English text and code, and rarely fewer
+/// than two even on dense text; counting the whole body (JSON and role names included) as
+/// prompt adds more margin. A budget reserved from this bound is rarely short. For tighter
+/// estimates, implement [`TokenEstimator`] over a real tokenizer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HalfByteCount;
+
+impl TokenEstimator for HalfByteCount {
+    fn prompt_tokens(&self, body: &[u8]) -> u64 {
+        (body.len() as u64).div_ceil(2)
+    }
+}
+
+/// A model name, as a slice of the request body it came from (no copy).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ModelName(Bytes);
+
+impl ModelName {
+    /// A model name from a string.
+    pub fn new(name: &str) -> Self {
+        Self(Bytes::copy_from_slice(name.as_bytes()))
+    }
+
+    fn from_cow(body: &Bytes, name: Cow<'_, str>) -> Self {
+        match name {
+            // A borrowed string is a slice of the body: share it.
+            Cow::Borrowed(name) => Self(body.slice_ref(name.as_bytes())),
+            Cow::Owned(name) => Self(Bytes::from(name.into_bytes())),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Only ever built from a `str`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for ModelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// What Ballast's layers know of a request, as a request extension: read in one pass over
+/// the collected body by [`ReadRequestLayer`](crate::ReadRequestLayer), and kept in step
+/// with the body by the [`rewrite`](crate::rewrite) functions.
+///
+/// Every layer that keys, prices, paces or reserves by request (breaker, cost log, throttle,
+/// budget) reads these; none reads the body. A request without them (a custom stack with no
+/// `ReadRequestLayer`) reads as [`RequestFacts::EMPTY`]: no model, no cap, no prompt, which
+/// the layers treat as "unknown" (the breaker keys by host, the budget reserves the default
+/// cap at the dearest price), and a warning is logged once per process.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestFacts {
+    pub(crate) dialect: Dialect,
+    pub(crate) model: Option<ModelName>,
+    pub(crate) stream: bool,
+    pub(crate) output_cap: Option<u64>,
+    pub(crate) body_len: u64,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) json_object: bool,
+    pub(crate) body: Bytes,
+}
+
+static WARNED: AtomicBool = AtomicBool::new(false);
+static EMPTY: RequestFacts = RequestFacts::EMPTY;
+
+impl RequestFacts {
+    /// The facts of a request nothing was read from.
+    pub const EMPTY: Self = Self {
+        dialect: Dialect::Chat,
+        model: None,
+        stream: false,
+        output_cap: None,
+        body_len: 0,
+        prompt_tokens: 0,
+        json_object: false,
+        body: Bytes::new(),
+    };
+
+    /// Reads the facts of a request to `path` with this `body`, in one pass.
+    ///
+    /// The body fields are what a JSON parser (`serde_json`) reads from a top-level object,
+    /// the last of duplicate names winning as it does; a body that is not a JSON object has
+    /// none of them. Per dialect:
+    ///
+    /// | dialect | model | stream | output cap |
+    /// |---|---|---|---|
+    /// | chat | `"model"` | `"stream": true` | the larger of `max_completion_tokens`, `max_tokens` |
+    /// | responses | `"model"` | `"stream": true` | `max_output_tokens` |
+    /// | messages | `"model"` | `"stream": true` | `max_tokens` |
+    /// | gemini | the path's `models/{model}:` | `:streamGenerateContent` in the path | the larger of `maxOutputTokens` and `max_output_tokens` in `generationConfig` and in `generation_config` (protobuf JSON takes both spellings) |
+    ///
+    /// A cap is a non-negative integer that fits `u64`; anything else is no cap.
+    pub fn read(path: &str, body: &Bytes, estimator: &dyn TokenEstimator) -> Self {
+        let dialect = Dialect::of_path(path);
+        let mut found = Found::default();
+        // JSON is UTF-8 (RFC 8259): checked first, for the strings the pass skips unread.
+        if let Ok(text) = std::str::from_utf8(body) {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let parsed = TopLevel { found: &mut found }
+                .deserialize(&mut de)
+                .and_then(|()| de.end());
+            if parsed.is_err() {
+                found = Found::default();
+            }
+        }
+        let (model, stream, output_cap) = match dialect {
+            Dialect::Gemini => (
+                gemini_model(path).map(ModelName::new),
+                path.contains(":streamGenerateContent"),
+                found.generation_config.max(found.generation_config_snake),
+            ),
+            _ => (
+                found.model.map(|name| ModelName::from_cow(body, name)),
+                found.stream,
+                match dialect {
+                    Dialect::Chat => found.max_completion_tokens.max(found.max_tokens),
+                    Dialect::Responses => found.max_output_tokens,
+                    _ => found.max_tokens,
+                },
+            ),
+        };
+        Self {
+            dialect,
+            model,
+            stream,
+            output_cap,
+            body_len: body.len() as u64,
+            prompt_tokens: estimator.prompt_tokens(body),
+            json_object: found.object,
+            body: body.clone(),
+        }
+    }
+
+    /// Reads the facts of a request whose body is already in memory and puts them in its
+    /// extensions: what [`ReadRequestLayer`](crate::ReadRequestLayer) does, for tests and
+    /// for stacks that hold `String` or `Bytes` bodies and want no collecting layer. The
+    /// body is copied once (the facts keep a reference to it).
+    pub fn note<B: crate::InspectBody>(request: &mut http::Request<B>) {
+        let body = Bytes::copy_from_slice(request.body().inspect().unwrap_or_default());
+        let facts = Self::read(request.uri().path(), &body, &HalfByteCount);
+        request.extensions_mut().insert(facts);
+    }
+
+    /// The facts of `request`, or [`EMPTY`](Self::EMPTY) (with a warning, once per process)
+    /// when nothing read it.
+    pub fn of<B>(request: &http::Request<B>) -> &Self {
+        match request.extensions().get::<Self>() {
+            Some(facts) => facts,
+            None => {
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        target: "ballast",
+                        "a request reached a Ballast layer without RequestFacts: put \
+                         ReadRequestLayer outermost, or the layers cannot see its model, cap \
+                         or prompt size"
+                    );
+                }
+                &EMPTY
+            }
+        }
+    }
+
+    /// The API the request speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The model it asks for.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_ref().map(ModelName::as_str)
+    }
+
+    /// Whether it asks for a streamed answer.
+    pub fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    /// The output cap it sets, in its dialect's field.
+    pub fn output_cap(&self) -> Option<u64> {
+        self.output_cap
+    }
+
+    /// The body's length in bytes.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    /// An upper bound of its prompt tokens (the reading layer's [`TokenEstimator`]).
+    pub fn prompt_tokens(&self) -> u64 {
+        self.prompt_tokens
+    }
+
+    /// The body as it is sent (a reference count, not a copy), for what must show the prompt
+    /// itself: content logging. Layers read the facts above, never this, to decide.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Whether the body is a JSON object (only such bodies are rewritten).
+    pub fn is_json_object(&self) -> bool {
+        self.json_object
+    }
+
+    /// These facts with `model` as the model (for callers and tests that set facts by hand).
+    pub fn with_model(mut self, model: &str) -> Self {
+        self.model = Some(ModelName::new(model));
+        self
+    }
+
+    /// These facts with `cap` as the output cap.
+    pub fn with_output_cap(mut self, cap: Option<u64>) -> Self {
+        self.output_cap = cap;
+        self
+    }
+
+    /// These facts with `tokens` as the prompt bound.
+    pub fn with_prompt_tokens(mut self, tokens: u64) -> Self {
+        self.prompt_tokens = tokens;
+        self
+    }
+}
+
+/// The model in a Gemini path: `.../models/{model}:method`.
+fn gemini_model(path: &str) -> Option<&str> {
+    let (_, rest) = path.rsplit_once("models/")?;
+    let (model, _) = rest.split_once(':')?;
+    (!model.is_empty()).then_some(model)
+}
+
+/// What the pass found in a top-level object.
+#[derive(Default)]
+struct Found<'a> {
+    object: bool,
+    model: Option<Cow<'a, str>>,
+    stream: bool,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    max_output_tokens: Option<u64>,
+    generation_config: Option<u64>,
+    generation_config_snake: Option<u64>,
+}
+
+/// Seeds the walk of the top level.
+struct TopLevel<'f, 'a> {
+    found: &'f mut Found<'a>,
+}
+
+impl<'de, 'f> DeserializeSeed<'de> for TopLevel<'f, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, 'f> Visitor<'de> for TopLevel<'f, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON request body")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let found = self.found;
+        found.object = true;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            // The last of duplicate names wins, as in serde_json's own `Value`.
+            match &*key {
+                "model" => found.model = map.next_value::<Loose<'de>>()?.string(),
+                "stream" => found.stream = map.next_value::<Loose<'de>>()?.into_true(),
+                "max_tokens" => found.max_tokens = map.next_value::<Loose<'de>>()?.count(),
+                "max_completion_tokens" => {
+                    found.max_completion_tokens = map.next_value::<Loose<'de>>()?.count();
+                }
+                "max_output_tokens" => {
+                    found.max_output_tokens = map.next_value::<Loose<'de>>()?.count();
+                }
+                "generationConfig" => {
+                    found.generation_config = map.next_value::<GenerationConfig>()?.0;
+                }
+                "generation_config" => {
+                    found.generation_config_snake = map.next_value::<GenerationConfig>()?.0;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        IgnoredAny.visit_seq(seq).map(drop)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Any JSON value, kept only when it is one of the shapes a fact can take.
+enum Loose<'a> {
+    Str(Cow<'a, str>),
+    Bool(bool),
+    Count(Option<u64>),
+    Other,
+}
+
+impl<'a> Loose<'a> {
+    fn string(self) -> Option<Cow<'a, str>> {
+        match self {
+            Self::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn into_true(self) -> bool {
+        matches!(self, Self::Bool(true))
+    }
+
+    fn count(self) -> Option<u64> {
+        match self {
+            Self::Count(n) => n,
+            _ => None,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LooseVisitor)
+    }
+}
+
+struct LooseVisitor;
+
+impl<'de> Visitor<'de> for LooseVisitor {
+    type Value = Loose<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Loose<'de>, E> {
+        Ok(Loose::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Loose<'de>, E> {
+        Ok(Loose::Str(Cow::Owned(s.to_owned())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Loose<'de>, E> {
+        Ok(Loose::Str(Cow::Owned(s)))
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Loose<'de>, E> {
+        Ok(Loose::Bool(b))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Loose<'de>, E> {
+        Ok(Loose::Count(Some(n)))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Loose<'de>, E> {
+        Ok(Loose::Count(u64::try_from(n).ok()))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Loose<'de>, E> {
+        Ok(Loose::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
+        Ok(Loose::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Loose<'de>, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| Loose::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Loose<'de>, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| Loose::Other)
+    }
+}
+
+/// Gemini's `generationConfig`: its output cap, when it is an object that has one.
+struct GenerationConfig(Option<u64>);
+
+impl<'de> de::Deserialize<'de> for GenerationConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(GenerationConfigVisitor)
+    }
+}
+
+struct GenerationConfigVisitor;
+
+impl<'de> Visitor<'de> for GenerationConfigVisitor {
+    type Value = GenerationConfig;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GenerationConfig, A::Error> {
+        let (mut camel, mut snake) = (None, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "maxOutputTokens" => camel = map.next_value::<Loose<'de>>()?.count(),
+                "max_output_tokens" => snake = map.next_value::<Loose<'de>>()?.count(),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(GenerationConfig(camel.max(snake)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<GenerationConfig, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| GenerationConfig(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<GenerationConfig, E> {
+        Ok(GenerationConfig(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<GenerationConfig, E> {
+        Ok(GenerationConfig(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<GenerationConfig, E> {
+        Ok(GenerationConfig(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<GenerationConfig, E> {
+        Ok(GenerationConfig(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<GenerationConfig, E> {
+        Ok(GenerationConfig(None))
+    }
+    fn visit_unit<E>(self) -> Result<GenerationConfig, E> {
+        Ok(GenerationConfig(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(path: &str, body: &str) -> RequestFacts {
+        RequestFacts::read(path, &Bytes::from(body.to_owned()), &HalfByteCount)
+    }
+
+    #[test]
+    fn each_dialect_reads_its_own_fields() {
+        let chat = facts(
+            "/v1/chat/completions",
+            r#"{"model":"grok-code-fast-1","max_tokens":500,"max_output_tokens":9,"stream":true}"#,
+        );
+        assert_eq!(chat.dialect(), Dialect::Chat);
+        assert_eq!(chat.model(), Some("grok-code-fast-1"));
+        assert_eq!(chat.output_cap(), Some(500));
+        assert!(chat.is_stream());
+
+        let both = facts(
+            "/v1/chat/completions",
+            r#"{"max_completion_tokens":64,"max_tokens":32}"#,
+        );
+        assert_eq!(both.output_cap(), Some(64));
+
+        let responses = facts(
+            "/v1/responses",
+            r#"{"model":"gpt-5","max_output_tokens":7,"max_tokens":900}"#,
+        );
+        assert_eq!(responses.output_cap(), Some(7));
+
+        let messages = facts(
+            "/v1/messages",
+            r#"{"model":"claude","max_tokens":1024,"max_completion_tokens":5}"#,
+        );
+        assert_eq!(messages.output_cap(), Some(1024));
+
+        let gemini = facts(
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            r#"{"model":"ignored","contents":[],"generationConfig":{"temperature":0.2,"maxOutputTokens":900}}"#,
+        );
+        assert_eq!(gemini.dialect(), Dialect::Gemini);
+        assert_eq!(gemini.model(), Some("gemini-2.5-flash"));
+        assert!(gemini.is_stream());
+        assert_eq!(gemini.output_cap(), Some(900));
+    }
+
+    #[test]
+    fn what_a_parser_would_not_read_is_not_a_fact() {
+        let bad = facts("/v1/messages", r#"{"model":"m","max_tokens":5"#);
+        assert_eq!(
+            (bad.model(), bad.output_cap(), bad.is_json_object()),
+            (None, None, false)
+        );
+        assert_eq!(facts("/", r#"{"max_tokens":-1}"#).output_cap(), None);
+        assert_eq!(facts("/", r#"{"max_tokens":5.0}"#).output_cap(), None);
+        assert_eq!(
+            facts("/", r#"{"max_tokens":5,"max_tokens":"x"}"#).output_cap(),
+            None
+        );
+        assert!(!facts("/", r#"{"stream":"true"}"#).is_stream());
+        assert_eq!(
+            facts("/", r#"{"messages":[{"model":"inner"}],"model":"outer"}"#).model(),
+            Some("outer")
+        );
+        assert_eq!(
+            facts("/", r#"{"mod\u0065l":"esc\"aped"}"#).model(),
+            Some("esc\"aped")
+        );
+        assert_eq!(facts("/", r#"[{"model":"m"}]"#).model(), None);
+    }
+
+    #[test]
+    fn a_plain_model_name_is_a_slice_of_the_body() {
+        let body = Bytes::from_static(br#"{"model":"grok-code-fast-1"}"#);
+        let facts = RequestFacts::read("/v1/chat/completions", &body, &HalfByteCount);
+        let Some(ModelName(name)) = &facts.model else {
+            panic!("a model");
+        };
+        assert_eq!(name.as_ptr(), body[10..].as_ptr());
+        assert_eq!(facts.body_len(), 28);
+        assert_eq!(facts.prompt_tokens(), 14);
+    }
+}

@@ -1,0 +1,473 @@
+//! [`ReadRequestLayer`]: the request body collected once, under a cap, and its facts read.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::facts::{HalfByteCount, RequestFacts, TokenEstimator};
+use crate::read::{ReadBody, ReadError};
+use crate::rewrite::{self, ChatCapField};
+use crate::{ClassifiedError, Outcome, OutcomeClass};
+
+/// The default cap on a request body: 32 MiB, room for the longest prompts (a 1M-token
+/// context is about 4 MB of text).
+pub const DEFAULT_REQUEST_LIMIT: usize = 32 * 1024 * 1024;
+
+/// The request body as the layers under [`ReadRequestLayer`] pass it on: the caller's body,
+/// collected once. Cloning it (a retry, a hedge) clones a reference count.
+///
+/// It is an [`http_body::Body`] of one frame, so any HTTP client sends it as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestBody {
+    data: Bytes,
+}
+
+impl RequestBody {
+    /// A body of these bytes.
+    pub fn new(data: impl Into<Bytes>) -> Self {
+        Self { data: data.into() }
+    }
+
+    /// The bytes (empty once an HTTP client has sent them).
+    pub fn bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The bytes, taken.
+    pub fn into_bytes(self) -> Bytes {
+        self.data
+    }
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(data: Bytes) -> Self {
+        Self { data }
+    }
+}
+
+impl From<String> for RequestBody {
+    fn from(data: String) -> Self {
+        Self { data: data.into() }
+    }
+}
+
+impl From<&'static str> for RequestBody {
+    fn from(data: &'static str) -> Self {
+        Self { data: data.into() }
+    }
+}
+
+impl crate::InspectBody for RequestBody {
+    fn inspect(&self) -> Option<&[u8]> {
+        Some(&self.data)
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let data = std::mem::take(&mut self.get_mut().data);
+        Poll::Ready((!data.is_empty()).then(|| Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
+/// A request body longer than [`ReadRequestLayer`]'s cap. Nothing was sent. Its class is
+/// [`BadRequest`](OutcomeClass::BadRequest), with status 413.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTooLarge {
+    limit: usize,
+}
+
+impl RequestTooLarge {
+    /// The cap that was exceeded, in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl fmt::Display for RequestTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request body exceeds the {} byte limit", self.limit)
+    }
+}
+
+impl StdError for RequestTooLarge {}
+
+/// The caller's request body failed before it was read whole (its connection broke). Nothing
+/// was sent. Its class is [`BadRequest`](OutcomeClass::BadRequest).
+#[derive(Debug)]
+pub struct RequestBodyError {
+    message: Box<str>,
+}
+
+impl fmt::Display for RequestBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the request body could not be read: {}", self.message)
+    }
+}
+
+impl StdError for RequestBodyError {}
+
+pin_project! {
+    /// The caller's body, its error made a [`RequestBodyError`] (its text kept) as it is
+    /// polled. A named type rather than `MapErr` with a function pointer: a pointer type
+    /// that names `BoxError` makes async callers unable to prove their futures `Send`.
+    struct CallerBody<B> {
+        #[pin]
+        body: B,
+    }
+}
+
+impl<B> Body for CallerBody<B>
+where
+    B: Body,
+    B::Error: fmt::Display,
+{
+    type Data = B::Data;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, RequestBodyError>>> {
+        self.project()
+            .body
+            .poll_frame(cx)
+            .map_err(|error| RequestBodyError {
+                message: error.to_string().into_boxed_str(),
+            })
+    }
+}
+
+/// Reads each request once, outermost: collects its body (any [`http_body::Body`]: axum's,
+/// hyper's `Incoming`, a `BoxBody`, `Full`, `String`) under a size cap into a
+/// [`RequestBody`], reads its [`RequestFacts`] in one pass, writes a default output cap into
+/// requests that name none (when asked), and passes on `http::Request<RequestBody>` with the
+/// facts in its extensions.
+///
+/// ```
+/// use ballast_classify::{ReadRequestLayer, RequestBody, RequestFacts};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let service = ServiceBuilder::new()
+///     .layer(ReadRequestLayer::new().default_output_cap(1024))
+///     .service_fn(|request: http::Request<RequestBody>| async move {
+///         let facts = RequestFacts::of(&request);
+///         assert_eq!(facts.model(), Some("grok-code-fast-1"));
+///         assert_eq!(facts.output_cap(), Some(1024));
+///         Ok::<_, ballast_classify::BoxError>(request.into_body().into_bytes())
+///     });
+/// let body = http_body_util::Full::new(bytes::Bytes::from(r#"{"model":"grok-code-fast-1"}"#));
+/// let request = http::Request::post("/v1/chat/completions").body(body)?;
+/// let sent = service.oneshot(request).await?;
+/// assert_eq!(&sent[..], br#"{"max_tokens":1024,"model":"grok-code-fast-1"}"#);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ReadRequestLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Clone)]
+struct Config {
+    limit: usize,
+    estimator: Arc<dyn TokenEstimator + Send + Sync>,
+    default_cap: Option<u64>,
+    chat_field: ChatCapField,
+}
+
+impl fmt::Debug for ReadRequestLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadRequestLayer")
+            .field("limit", &self.config.limit)
+            .field("default_cap", &self.config.default_cap)
+            .field("chat_field", &self.config.chat_field)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ReadRequestLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReadRequestLayer {
+    /// A layer with the [`DEFAULT_REQUEST_LIMIT`], the [`HalfByteCount`] prompt bound, and
+    /// no default cap.
+    pub fn new() -> Self {
+        Self {
+            config: Arc::new(Config {
+                limit: DEFAULT_REQUEST_LIMIT,
+                estimator: Arc::new(HalfByteCount),
+                default_cap: None,
+                chat_field: ChatCapField::MaxTokens,
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The largest request body read, in bytes; a longer one fails at once as
+    /// [`RequestTooLarge`] and nothing is sent.
+    pub fn limit(mut self, bytes: usize) -> Self {
+        self.config_mut().limit = bytes;
+        self
+    }
+
+    /// How prompt tokens are bounded (default [`HalfByteCount`]; a tokenizer is tighter).
+    pub fn estimator(mut self, estimator: impl TokenEstimator + Send + Sync + 'static) -> Self {
+        self.config_mut().estimator = Arc::new(estimator);
+        self
+    }
+
+    /// Writes `tokens` as the output cap of JSON requests that name none, in their dialect's
+    /// field (see [`rewrite::default_output_cap`]), so a reservation of that cap bounds what the
+    /// provider can bill.
+    pub fn default_output_cap(mut self, tokens: u64) -> Self {
+        self.config_mut().default_cap = Some(tokens);
+        self
+    }
+
+    /// The field a chat request's default cap goes in (default `max_tokens`; OpenAI's
+    /// newer models want `max_completion_tokens`).
+    pub fn chat_cap_field(mut self, field: ChatCapField) -> Self {
+        self.config_mut().chat_field = field;
+        self
+    }
+}
+
+impl<S> Layer<S> for ReadRequestLayer {
+    type Service = ReadRequest<S>;
+
+    fn layer(&self, inner: S) -> ReadRequest<S> {
+        ReadRequest {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service of [`ReadRequestLayer`].
+#[derive(Clone)]
+pub struct ReadRequest<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for ReadRequest<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadRequest")
+            .field("inner", &self.inner)
+            .field("limit", &self.config.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> ReadRequest<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+// No bound here names `BoxError` (`S::Error: Into<BoxError>`, `Error = BoxError`, a body
+// error `Into<BoxError>`): inside an async caller, rustc then cannot prove the caller's
+// future `Send` (it must equate the box's erased lifetime with `'static`). The errors this
+// layer makes go into the inner service's error type through `From<ClassifiedError>`
+// (`BoxError` has it), and the body's error needs only `Display`.
+impl<S, B> Service<http::Request<B>> for ReadRequest<S>
+where
+    S: Service<http::Request<RequestBody>> + Clone,
+    S::Error: From<ClassifiedError>,
+    B: Body,
+    B::Error: fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<B, S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let limit = self.config.limit;
+        // A body that says it is too long is refused before a byte of it is read.
+        if body.size_hint().lower() > limit as u64 {
+            return ResponseFuture::failed(too_large(limit));
+        }
+        // The ready service goes with this call; a clone takes its place (tower's pattern).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture {
+            state: State::Reading {
+                body: ReadBody::new(CallerBody { body }, limit),
+                parts: Some(parts),
+                inner: Some(inner),
+                config: Arc::clone(&self.config),
+            },
+        }
+    }
+}
+
+fn too_large(limit: usize) -> ClassifiedError {
+    let outcome =
+        Outcome::new(OutcomeClass::BadRequest).with_status(http::StatusCode::PAYLOAD_TOO_LARGE);
+    ClassifiedError::new(outcome, Some(Box::new(RequestTooLarge { limit })))
+}
+
+/// The read body with its facts, and the default cap written when asked.
+fn prepare(
+    config: &Config,
+    parts: http::request::Parts,
+    data: Bytes,
+) -> http::Request<RequestBody> {
+    let facts = RequestFacts::read(parts.uri.path(), &data, config.estimator.as_ref());
+    let mut request = http::Request::from_parts(parts, RequestBody { data });
+    request.extensions_mut().insert(facts);
+    if let Some(tokens) = config.default_cap {
+        rewrite::default_output_cap(&mut request, tokens, config.chat_field);
+    }
+    request
+}
+
+pin_project! {
+    /// The future of [`ReadRequest`]: reads the body, then calls the inner service.
+    pub struct ResponseFuture<B, S>
+    where
+        B: Body,
+        S: Service<http::Request<RequestBody>>,
+    {
+        #[pin]
+        state: State<B, S>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<B, S>
+    where
+        B: Body,
+        S: Service<http::Request<RequestBody>>,
+    {
+        Reading {
+            #[pin]
+            body: ReadBody<CallerBody<B>>,
+            parts: Option<http::request::Parts>,
+            inner: Option<S>,
+            config: Arc<Config>,
+        },
+        Calling { #[pin] future: S::Future },
+        Failed { error: Option<ClassifiedError> },
+    }
+}
+
+impl<B, S> ResponseFuture<B, S>
+where
+    B: Body,
+    S: Service<http::Request<RequestBody>>,
+{
+    fn failed(error: ClassifiedError) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<B, S> fmt::Debug for ResponseFuture<B, S>
+where
+    B: Body,
+    S: Service<http::Request<RequestBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<B, S> Future for ResponseFuture<B, S>
+where
+    S: Service<http::Request<RequestBody>>,
+    S::Error: From<ClassifiedError>,
+    B: Body,
+    B::Error: fmt::Display,
+{
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let request = match state.as_mut().project() {
+                StateProj::Reading {
+                    body,
+                    parts,
+                    inner,
+                    config,
+                } => {
+                    let read = ready!(body.poll_read(cx));
+                    let (Some(parts), Some(inner)) = (parts.take(), inner.take()) else {
+                        unreachable!("the body is read once");
+                    };
+                    match read {
+                        Ok(data) => (inner, prepare(config, parts, data)),
+                        Err(ReadError::TooLarge) => {
+                            return Poll::Ready(Err(too_large(config.limit).into()));
+                        }
+                        Err(ReadError::Body(source)) => {
+                            let error = ClassifiedError::new(
+                                Outcome::new(OutcomeClass::BadRequest),
+                                Some(source),
+                            );
+                            return Poll::Ready(Err(error.into()));
+                        }
+                    }
+                }
+                StateProj::Calling { future } => {
+                    return future.poll(cx);
+                }
+                StateProj::Failed { error } => {
+                    let error = error.take().unwrap_or_else(|| {
+                        ClassifiedError::new(Outcome::new(OutcomeClass::Unknown), None)
+                    });
+                    return Poll::Ready(Err(error.into()));
+                }
+            };
+            let (mut inner, request) = request;
+            let future = inner.call(request);
+            state.set(State::Calling { future });
+        }
+    }
+}
+
+/// Whether `error` is one of this layer's refusals (nothing was sent).
+pub(crate) fn is_read_refusal(error: &(dyn StdError + 'static)) -> bool {
+    error.is::<RequestTooLarge>() || error.is::<RequestBodyError>()
+}
