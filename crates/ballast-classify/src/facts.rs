@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The API a request speaks, from its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -156,14 +156,31 @@ impl RequestFacts {
     pub fn read(path: &str, body: &Bytes, estimator: &dyn TokenEstimator) -> Self {
         let dialect = Dialect::of_path(path);
         let mut found = Found::default();
-        // JSON is UTF-8 (RFC 8259): checked first, for the strings the pass skips unread.
-        if let Ok(text) = std::str::from_utf8(body) {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let parsed = TopLevel { found: &mut found }
-                .deserialize(&mut de)
-                .and_then(|()| de.end());
-            if parsed.is_err() {
-                found = Found::default();
+        // JSON is UTF-8 (RFC 8259): checked first, then one validating walk hands over the
+        // top-level members; only the few the facts need are parsed, from their slices.
+        if std::str::from_utf8(body).is_ok() {
+            let walked = crate::scan::members(body, |name, value| {
+                let loose = || serde_json::from_slice::<Loose<'_>>(value).ok();
+                // The last of duplicate names wins, as in serde_json's own `Value`.
+                match name {
+                    "model" => found.model = loose().and_then(Loose::string),
+                    "stream" => found.stream = value == b"true",
+                    "max_tokens" => found.max_tokens = loose().and_then(Loose::count),
+                    "max_completion_tokens" => {
+                        found.max_completion_tokens = loose().and_then(Loose::count);
+                    }
+                    "max_output_tokens" => {
+                        found.max_output_tokens = loose().and_then(Loose::count);
+                    }
+                    "generationConfig" => found.generation_config = gemini_cap(value),
+                    "generation_config" => found.generation_config_snake = gemini_cap(value),
+                    _ => {}
+                }
+            });
+            match walked {
+                Some(crate::scan::Document::Object) => found.object = true,
+                Some(crate::scan::Document::Other) => {}
+                None => found = Found::default(),
             }
         }
         let (model, stream, output_cap) = match dialect {
@@ -303,127 +320,9 @@ struct Found<'a> {
     generation_config_snake: Option<u64>,
 }
 
-/// Seeds the walk of the top level.
-struct TopLevel<'f, 'a> {
-    found: &'f mut Found<'a>,
-}
-
-impl<'de, 'f> DeserializeSeed<'de> for TopLevel<'f, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de, 'f> Visitor<'de> for TopLevel<'f, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON request body")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let found = self.found;
-        found.object = true;
-        while let Some(key) = map.next_key::<Key>()? {
-            // The last of duplicate names wins, as in serde_json's own `Value`.
-            match key {
-                Key::Model => found.model = map.next_value::<Loose<'de>>()?.string(),
-                Key::Stream => found.stream = map.next_value::<Loose<'de>>()?.into_true(),
-                Key::MaxTokens => found.max_tokens = map.next_value::<Loose<'de>>()?.count(),
-                Key::MaxCompletionTokens => {
-                    found.max_completion_tokens = map.next_value::<Loose<'de>>()?.count();
-                }
-                Key::MaxOutputTokens => {
-                    found.max_output_tokens = map.next_value::<Loose<'de>>()?.count();
-                }
-                Key::GenerationConfig => {
-                    found.generation_config = map.next_value::<GenerationConfig>()?.0;
-                }
-                Key::GenerationConfigSnake => {
-                    found.generation_config_snake = map.next_value::<GenerationConfig>()?.0;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        IgnoredAny.visit_seq(seq).map(drop)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-}
-
-/// A member name the pass reads, matched as the deserializer hands it over (borrowed or
-/// unescaped in its scratch buffer): no `String` per key.
-enum Key {
-    Model,
-    Stream,
-    MaxTokens,
-    MaxCompletionTokens,
-    MaxOutputTokens,
-    MaxOutputTokensCamel,
-    GenerationConfig,
-    GenerationConfigSnake,
-    Other,
-}
-
-impl<'de> de::Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_identifier(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl Visitor<'_> for KeyVisitor {
-    type Value = Key;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_str<E>(self, name: &str) -> Result<Key, E> {
-        Ok(match name {
-            "model" => Key::Model,
-            "stream" => Key::Stream,
-            "max_tokens" => Key::MaxTokens,
-            "max_completion_tokens" => Key::MaxCompletionTokens,
-            "max_output_tokens" => Key::MaxOutputTokens,
-            "maxOutputTokens" => Key::MaxOutputTokensCamel,
-            "generationConfig" => Key::GenerationConfig,
-            "generation_config" => Key::GenerationConfigSnake,
-            _ => Key::Other,
-        })
-    }
-}
-
 /// Any JSON value, kept only when it is one of the shapes a fact can take.
 enum Loose<'a> {
     Str(Cow<'a, str>),
-    Bool(bool),
     Count(Option<u64>),
     Other,
 }
@@ -434,10 +333,6 @@ impl<'a> Loose<'a> {
             Self::Str(s) => Some(s),
             _ => None,
         }
-    }
-
-    fn into_true(self) -> bool {
-        matches!(self, Self::Bool(true))
     }
 
     fn count(self) -> Option<u64> {
@@ -473,7 +368,8 @@ impl<'de> Visitor<'de> for LooseVisitor {
         Ok(Loose::Str(Cow::Owned(s)))
     }
     fn visit_bool<E>(self, b: bool) -> Result<Loose<'de>, E> {
-        Ok(Loose::Bool(b))
+        let _ = b;
+        Ok(Loose::Other)
     }
     fn visit_u64<E>(self, n: u64) -> Result<Loose<'de>, E> {
         Ok(Loose::Count(Some(n)))
@@ -493,6 +389,11 @@ impl<'de> Visitor<'de> for LooseVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Loose<'de>, A::Error> {
         IgnoredAny.visit_map(map).map(|_| Loose::Other)
     }
+}
+
+/// The output cap in a Gemini generation config (a valid JSON value's slice).
+fn gemini_cap(value: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<GenerationConfig>(value).ok()?.0
 }
 
 /// Gemini's `generationConfig`: its output cap, when it is an object that has one.
@@ -515,10 +416,11 @@ impl<'de> Visitor<'de> for GenerationConfigVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GenerationConfig, A::Error> {
         let (mut camel, mut snake) = (None, None);
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::MaxOutputTokensCamel => camel = map.next_value::<Loose<'de>>()?.count(),
-                Key::MaxOutputTokens => snake = map.next_value::<Loose<'de>>()?.count(),
+        while let Some(key) = map.next_key::<Loose<'de>>()? {
+            let key = key.string();
+            match key.as_deref() {
+                Some("maxOutputTokens") => camel = map.next_value::<Loose<'de>>()?.count(),
+                Some("max_output_tokens") => snake = map.next_value::<Loose<'de>>()?.count(),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

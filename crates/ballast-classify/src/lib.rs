@@ -82,6 +82,7 @@ mod read;
 mod read_request;
 mod request;
 pub mod rewrite;
+mod scan;
 mod service;
 mod usage_span;
 

@@ -88,6 +88,18 @@ fn value() -> impl Strategy<Value = String> {
         Just("18446744073709551616".to_owned()),
         Just("5e2".to_owned()),
         Just("500.0".to_owned()),
+        // What a parser refuses, or accepts only just.
+        Just("1e400".to_owned()),
+        Just("-1.5E-3".to_owned()),
+        Just("01".to_owned()),
+        Just("1.".to_owned()),
+        Just("tru".to_owned()),
+        Just(r#""\ud800""#.to_owned()),
+        Just(r#""\udc00x""#.to_owned()),
+        Just(r#""\ud83d\ude00""#.to_owned()),
+        Just("\"a\u{1}b\"".to_owned()),
+        Just(r#""\x""#.to_owned()),
+        Just("\"tab\there\"".to_owned()),
         (
             "[a-z0-9\\-\" \\\\é]{0,12}",
             prop::collection::vec(any::<bool>(), 0..12)
