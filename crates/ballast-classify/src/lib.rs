@@ -54,10 +54,12 @@
 //! | response body | [`ClassifiedBody`] (buffered bytes, and where the usage object sits: [`UsageSpan`]) | [`Classify`] | cost (usage) |
 //! | error | [`ClassifiedError`] (transport, unreadable body) | [`Classify`] | all, via [`Outcome::from_error`] |
 //! | request and response extensions | [`Attempt`] | retry | cost, logs |
-//! | request extensions, or the JSON body | [`ModelName`], read by [`model_of`] | callers, the facade | breaker, cost, budget |
+//! | request extensions | [`RequestFacts`] (dialect, model, stream, output cap, prompt bound), read once from the collected [`RequestBody`] | [`ReadRequestLayer`], outermost; [`rewrite`] keeps them in step with the body | breaker, throttle, budget, cost |
 //!
 //! # Modules
 //!
+//! - [`rewrite`]: changes to a read request (default output cap, model) that keep its body
+//!   and its facts in step.
 //! - [`hint`]: wait-hint parsing for every header and body style, safe on bad input.
 //! - [`json`]: one top-level value, or an object's members, out of a JSON body, without
 //!   parsing the rest.
