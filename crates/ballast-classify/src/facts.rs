@@ -117,7 +117,6 @@ pub struct RequestFacts {
     pub(crate) model: Option<ModelName>,
     pub(crate) stream: bool,
     pub(crate) output_cap: Option<u64>,
-    pub(crate) body_len: u64,
     pub(crate) prompt_tokens: u64,
     pub(crate) json_object: bool,
     pub(crate) body: Bytes,
@@ -133,7 +132,6 @@ impl RequestFacts {
         model: None,
         stream: false,
         output_cap: None,
-        body_len: 0,
         prompt_tokens: 0,
         json_object: false,
         body: Bytes::new(),
@@ -158,8 +156,8 @@ impl RequestFacts {
         let mut found = Found::default();
         // JSON is UTF-8 (RFC 8259): checked first, then one validating walk hands over the
         // top-level members; only the few the facts need are parsed, from their slices.
-        if std::str::from_utf8(body).is_ok() {
-            let walked = crate::scan::members(body, |name, value| {
+        if let Ok(text) = std::str::from_utf8(body) {
+            let walked = crate::scan::members(text, |name, value| {
                 let loose = || serde_json::from_slice::<Loose<'_>>(value).ok();
                 // The last of duplicate names wins, as in serde_json's own `Value`.
                 match name {
@@ -204,7 +202,6 @@ impl RequestFacts {
             model,
             stream,
             output_cap,
-            body_len: body.len() as u64,
             prompt_tokens: estimator.prompt_tokens(body),
             json_object: found.object,
             body: body.clone(),
@@ -250,6 +247,11 @@ impl RequestFacts {
         self.model.as_ref().map(ModelName::as_str)
     }
 
+    /// The model it asks for, shared (cloning it is a reference count).
+    pub fn model_name(&self) -> Option<&ModelName> {
+        self.model.as_ref()
+    }
+
     /// Whether it asks for a streamed answer.
     pub fn is_stream(&self) -> bool {
         self.stream
@@ -262,7 +264,7 @@ impl RequestFacts {
 
     /// The body's length in bytes.
     pub fn body_len(&self) -> u64 {
-        self.body_len
+        self.body.len() as u64
     }
 
     /// An upper bound of its prompt tokens (the reading layer's [`TokenEstimator`]).

@@ -351,12 +351,16 @@ fn prepare(
     parts: http::request::Parts,
     data: Bytes,
 ) -> http::Request<RequestBody> {
-    let facts = RequestFacts::read(parts.uri.path(), &data, config.estimator.as_ref());
+    let mut facts = RequestFacts::read(parts.uri.path(), &data, config.estimator.as_ref());
+    // Written before the facts go in the request: no extension lookups on the way.
+    let data = match config.default_cap {
+        Some(tokens) if rewrite::write_output_cap(&mut facts, tokens, config.chat_field) => {
+            facts.body.clone()
+        }
+        _ => data,
+    };
     let mut request = http::Request::from_parts(parts, RequestBody { data });
     request.extensions_mut().insert(facts);
-    if let Some(tokens) = config.default_cap {
-        rewrite::default_output_cap(&mut request, tokens, config.chat_field);
-    }
     request
 }
 

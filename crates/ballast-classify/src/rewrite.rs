@@ -29,87 +29,109 @@ impl ChatCapField {
 
 /// Writes `tokens` as the output cap of a request that names none, in its dialect's field:
 /// chat `chat_field`, Responses `max_output_tokens`, Messages `max_tokens`, Gemini
-/// `generationConfig.maxOutputTokens`. Returns whether it wrote; a request that has a cap,
-/// or whose body is not a JSON object, is left as it is.
+/// `generationConfig.maxOutputTokens`. A field that is there without a valid cap (`null`,
+/// a string) gets the value, so the provider, which reads the last of duplicate names,
+/// reads the cap the facts say. Returns whether it wrote; a request that has a cap, or
+/// whose body is not a JSON object, is left as it is.
 pub fn default_output_cap(
     request: &mut http::Request<RequestBody>,
     tokens: u64,
     chat_field: ChatCapField,
 ) -> bool {
-    let Some(facts) = request.extensions().get::<RequestFacts>() else {
-        return false;
-    };
+    edit(request, |facts| write_output_cap(facts, tokens, chat_field))
+}
+
+/// Sets the model a JSON request asks for (failover to another target's model): the value
+/// of its (last) top-level `"model"` member, or a new one. Returns whether it wrote; a body
+/// that is not a JSON object, or a Gemini request (whose model is in its path), is left as
+/// it is.
+pub fn model(request: &mut http::Request<RequestBody>, name: &str) -> bool {
+    edit(request, |facts| write_model(facts, name))
+}
+
+/// [`default_output_cap`] on facts not yet in a request (they hold the body).
+pub(crate) fn write_output_cap(
+    facts: &mut RequestFacts,
+    tokens: u64,
+    chat_field: ChatCapField,
+) -> bool {
     if facts.output_cap.is_some() || !facts.json_object {
         return false;
     }
-    let body = request.body().bytes();
+    let value = tokens.to_string();
     let rewritten = match facts.dialect {
-        Dialect::Chat => insert_first(body, &format!("\"{}\":{tokens}", chat_field.name())),
-        Dialect::Responses => insert_first(body, &format!("\"max_output_tokens\":{tokens}")),
-        Dialect::Messages => insert_first(body, &format!("\"max_tokens\":{tokens}")),
-        Dialect::Gemini => gemini_cap(body, tokens),
+        Dialect::Gemini => gemini_cap(&facts.body, &value),
+        dialect => {
+            let field = match dialect {
+                Dialect::Chat => chat_field.name(),
+                Dialect::Responses => "max_output_tokens",
+                _ => "max_tokens",
+            };
+            set_member(&facts.body, field, &value)
+        }
     };
     let Some(rewritten) = rewritten else {
         return false;
     };
-    replace(request, rewritten, |facts| facts.output_cap = Some(tokens));
+    facts.body = Bytes::from(rewritten);
+    facts.output_cap = Some(tokens);
     true
 }
 
-/// Sets the model a JSON request asks for (failover to another target's model): its
-/// top-level `"model"` member, replaced or added. Returns whether it wrote; a body that is
-/// not a JSON object, or a Gemini request (whose model is in its path), is left as it is.
-pub fn model(request: &mut http::Request<RequestBody>, name: &str) -> bool {
-    let Some(facts) = request.extensions().get::<RequestFacts>() else {
-        return false;
-    };
+fn write_model(facts: &mut RequestFacts, name: &str) -> bool {
     if !facts.json_object || facts.dialect == Dialect::Gemini {
         return false;
     }
     let Ok(quoted) = serde_json::to_string(name) else {
         return false;
     };
-    let body = request.body().bytes();
-    let rewritten = match crate::json::top_level(body, "model") {
-        Some(old) => {
-            let Some(at) = offset_in(body, old) else {
-                return false;
-            };
-            let mut out = Vec::with_capacity(body.len() + quoted.len());
-            out.extend_from_slice(&body[..at]);
-            out.extend_from_slice(quoted.as_bytes());
-            out.extend_from_slice(&body[at + old.len()..]);
-            Some(out)
-        }
-        None => insert_first(body, &format!("\"model\":{quoted}")),
-    };
-    let Some(rewritten) = rewritten else {
+    let Some(rewritten) = set_member(&facts.body, "model", &quoted) else {
         return false;
     };
-    replace(request, rewritten, |facts| {
-        facts.model = Some(ModelName::new(name));
-    });
+    facts.body = Bytes::from(rewritten);
+    facts.model = Some(ModelName::new(name));
     true
 }
 
-/// Swaps in the rewritten body and updates the facts to match it.
-fn replace(
+/// Runs `change` on the request's facts (they hold the body) and, when it wrote, sends the
+/// rewritten body.
+fn edit(
     request: &mut http::Request<RequestBody>,
-    body: Vec<u8>,
-    update: impl FnOnce(&mut RequestFacts),
-) {
-    let body = Bytes::from(body);
-    *request.body_mut() = RequestBody::from(body.clone());
-    if let Some(facts) = request.extensions_mut().get_mut::<RequestFacts>() {
-        facts.body_len = body.len() as u64;
-        facts.body = body;
-        update(facts);
+    change: impl FnOnce(&mut RequestFacts) -> bool,
+) -> bool {
+    let Some(facts) = request.extensions_mut().get_mut::<RequestFacts>() else {
+        return false;
+    };
+    if !change(facts) {
+        return false;
     }
+    let body = facts.body.clone();
+    *request.body_mut() = RequestBody::from(body);
+    true
 }
 
-/// Where `part` (a slice of `whole`) starts in it.
-fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
-    (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)
+/// `object` with `value` (JSON text) as the value of its member `name`: the last one of
+/// that name when there is one (a parser keeps the last), else a new first member. Only a
+/// body that names the member (quoted, without escapes) is walked for it.
+fn set_member(object: &[u8], name: &str, value: &str) -> Option<Vec<u8>> {
+    let quoted = format!("\"{name}\"");
+    if memchr::memmem::find(object, quoted.as_bytes()).is_some() {
+        let text = std::str::from_utf8(object).ok()?;
+        if let Some(old) = crate::scan::last_member(text, name) {
+            return splice(object, old, value.as_bytes());
+        }
+    }
+    insert_first(object, &format!("{quoted}:{value}"))
+}
+
+/// `whole` with `part` (a slice of it) replaced by `replacement`.
+fn splice(whole: &[u8], part: &[u8], replacement: &[u8]) -> Option<Vec<u8>> {
+    let at = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let mut out = Vec::with_capacity(whole.len() - part.len() + replacement.len());
+    out.extend_from_slice(&whole[..at]);
+    out.extend_from_slice(replacement);
+    out.extend_from_slice(&whole[at + part.len()..]);
+    Some(out)
 }
 
 /// `object` with `member` as its first member, or `None` when it is not an object.
@@ -132,22 +154,28 @@ fn insert_first(object: &[u8], member: &str) -> Option<Vec<u8>> {
     Some(rewritten)
 }
 
-/// Gemini: into the generation config object when there is one (in either spelling), else
-/// a new one.
-fn gemini_cap(body: &[u8], tokens: u64) -> Option<Vec<u8>> {
-    let member = format!("\"maxOutputTokens\":{tokens}");
-    let config = crate::json::top_level(body, "generationConfig")
-        .or_else(|| crate::json::top_level(body, "generation_config"));
-    let Some(config) = config else {
-        return insert_first(body, &format!("\"generationConfig\":{{{member}}}"));
+/// Gemini: `maxOutputTokens` in the (last) generation config object, in either spelling;
+/// a config that is not an object is replaced by one; none: a new one.
+fn gemini_cap(body: &[u8], value: &str) -> Option<Vec<u8>> {
+    let named = |name: &str| memchr::memmem::find(body, name.as_bytes()).is_some();
+    let config = if named("\"generationConfig\"") || named("\"generation_config\"") {
+        let text = std::str::from_utf8(body).ok()?;
+        crate::scan::last_member(text, "generationConfig")
+            .or_else(|| crate::scan::last_member(text, "generation_config"))
+    } else {
+        None
     };
-    let at = offset_in(body, config)?;
-    let inner = insert_first(config, &member)?;
-    let mut rewritten = Vec::with_capacity(body.len() + member.len() + 1);
-    rewritten.extend_from_slice(&body[..at]);
-    rewritten.extend_from_slice(&inner);
-    rewritten.extend_from_slice(&body[at + config.len()..]);
-    Some(rewritten)
+    let Some(config) = config else {
+        return insert_first(
+            body,
+            &format!("\"generationConfig\":{{\"maxOutputTokens\":{value}}}"),
+        );
+    };
+    let inner = match set_member(config, "maxOutputTokens", value) {
+        Some(inner) => inner,
+        None => format!("{{\"maxOutputTokens\":{value}}}").into_bytes(),
+    };
+    splice(body, config, &inner)
 }
 
 #[cfg(test)]
@@ -252,5 +280,54 @@ mod tests {
             &request.body().bytes()[..],
             br#"{"model":"claude","max_tokens":5}"#
         );
+    }
+
+    /// A field the parser would read last is the one rewritten: a `null` cap, a duplicate
+    /// model, a Gemini config that is not an object. The body then says what the facts say.
+    #[test]
+    fn the_member_a_parser_keeps_is_the_one_rewritten() {
+        let cases = [
+            (
+                "/v1/chat/completions",
+                r#"{"max_tokens":null,"model":"m"}"#,
+                r#"{"max_tokens":500,"model":"m"}"#,
+            ),
+            (
+                "/v1/messages",
+                r#"{"max_tokens":7,"max_tokens":"x"}"#,
+                r#"{"max_tokens":7,"max_tokens":500}"#,
+            ),
+            (
+                "/v1beta/models/g:generateContent",
+                r#"{"generationConfig":null}"#,
+                r#"{"generationConfig":{"maxOutputTokens":500}}"#,
+            ),
+            (
+                "/v1beta/models/g:generateContent",
+                r#"{"generation_config":{"maxOutputTokens":null,"x":1}}"#,
+                r#"{"generation_config":{"maxOutputTokens":500,"x":1}}"#,
+            ),
+        ];
+        for (path, body, want) in cases {
+            let mut request = read(path, body);
+            assert!(
+                default_output_cap(&mut request, 500, ChatCapField::MaxTokens),
+                "{body}"
+            );
+            let sent = request.body().bytes().clone();
+            assert_eq!(std::str::from_utf8(&sent).unwrap(), want);
+            let fresh = RequestFacts::read(path, &sent, &HalfByteCount);
+            assert_eq!(fresh.output_cap(), Some(500), "{want}");
+            assert_eq!(
+                request.extensions().get::<RequestFacts>().unwrap().body(),
+                &sent
+            );
+        }
+        let mut request = read("/v1/chat/completions", r#"{"model":"a","model":"b"}"#);
+        assert!(model(&mut request, "c"));
+        let sent = request.body().bytes().clone();
+        assert_eq!(&sent[..], br#"{"model":"a","model":"c"}"#);
+        let fresh = RequestFacts::read("/v1/chat/completions", &sent, &HalfByteCount);
+        assert_eq!(fresh.model(), Some("c"));
     }
 }

@@ -20,64 +20,53 @@ pub(crate) enum Document {
     Other,
 }
 
-/// Walks `bytes` (already checked to be UTF-8). For a top-level object, calls `member` with
-/// each member's name (unescaped) and the raw slice of its value, in order. `None` when the
-/// document is not valid JSON (the callback may have been called for members before the
-/// fault).
+/// A member's name (unescaped) and the raw slice of its value.
+type Member<'m, 'a> = &'m mut dyn FnMut(&str, &'a [u8]);
+
+/// Walks `text`. For a top-level object, calls `member` with each member's name (unescaped)
+/// and the raw slice of its value, in order. `None` when the document is not valid JSON
+/// (the callback may have been called for members before the fault).
 pub(crate) fn members<'a>(
-    bytes: &'a [u8],
+    text: &'a str,
     mut member: impl FnMut(&str, &'a [u8]),
 ) -> Option<Document> {
-    let mut scan = Scan { bytes, at: 0 };
+    let mut scan = Scan { text, at: 0 };
     scan.whitespace();
     let document = if scan.peek() == Some(b'{') {
-        scan.at += 1;
-        scan.whitespace();
-        if scan.peek() == Some(b'}') {
-            scan.at += 1;
-        } else {
-            loop {
-                scan.whitespace();
-                let (start, end, escaped) = scan.string()?;
-                scan.whitespace();
-                scan.expect(b':')?;
-                scan.whitespace();
-                let value_start = scan.at;
-                scan.value(1)?;
-                let value = &bytes[value_start..scan.at];
-                let raw = &bytes[start..end];
-                if escaped {
-                    // Rare: names with escapes are unescaped by the parser itself.
-                    let name: String = serde_json::from_slice(&bytes[start - 1..=end]).ok()?;
-                    member(&name, value);
-                } else {
-                    member(std::str::from_utf8(raw).ok()?, value);
-                }
-                scan.whitespace();
-                match scan.next()? {
-                    b',' => continue,
-                    b'}' => break,
-                    _ => return None,
-                }
-            }
-        }
+        scan.object(0, Some(&mut member))?;
         Document::Object
     } else {
         scan.value(0)?;
         Document::Other
     };
     scan.whitespace();
-    (scan.at == bytes.len()).then_some(document)
+    (scan.at == text.len()).then_some(document)
+}
+
+/// The raw value of the last top-level member named `name` (the one a parser keeps), when
+/// `text` is a valid JSON object that has one.
+pub(crate) fn last_member<'a>(text: &'a str, name: &str) -> Option<&'a [u8]> {
+    let mut last = None;
+    members(text, |key, value| {
+        if key == name {
+            last = Some(value);
+        }
+    })?;
+    last
 }
 
 struct Scan<'a> {
-    bytes: &'a [u8],
+    text: &'a str,
     at: usize,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -101,28 +90,7 @@ impl Scan<'_> {
         match self.peek()? {
             b'"' => self.string().map(drop),
             b'{' | b'[' if depth >= MAX_DEPTH => None,
-            b'{' => {
-                self.at += 1;
-                self.whitespace();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    return Some(());
-                }
-                loop {
-                    self.whitespace();
-                    self.string()?;
-                    self.whitespace();
-                    self.expect(b':')?;
-                    self.whitespace();
-                    self.value(depth + 1)?;
-                    self.whitespace();
-                    match self.next()? {
-                        b',' => continue,
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
+            b'{' => self.object(depth, None),
             b'[' => {
                 self.at += 1;
                 self.whitespace();
@@ -149,9 +117,44 @@ impl Scan<'_> {
         }
     }
 
+    /// An object, `depth` containers deep; each member goes to `member` when there is one.
+    fn object(&mut self, depth: usize, mut member: Option<Member<'_, 'a>>) -> Option<()> {
+        self.expect(b'{')?;
+        self.whitespace();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.whitespace();
+            let (start, end, escaped) = self.string()?;
+            self.whitespace();
+            self.expect(b':')?;
+            self.whitespace();
+            let value_start = self.at;
+            self.value(depth + 1)?;
+            if let Some(member) = member.as_mut() {
+                let value = &self.bytes()[value_start..self.at];
+                if escaped {
+                    // Rare: names with escapes are unescaped by the parser itself.
+                    let name: String = serde_json::from_str(&self.text[start - 1..=end]).ok()?;
+                    member(&name, value);
+                } else {
+                    member(&self.text[start..end], value);
+                }
+            }
+            self.whitespace();
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.at + word.len();
-        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+        (self.bytes().get(self.at..end)? == word).then(|| self.at = end)
     }
 
     /// A number as RFC 8259 writes it, whose value fits an `f64` (`serde_json` refuses
@@ -186,7 +189,7 @@ impl Scan<'_> {
         // Integers of up to 19 digits fit `u64`/`i64`; longer ones and floats are read as
         // `f64`, which must be finite.
         if float || integer_end - start > 19 {
-            let text = std::str::from_utf8(&self.bytes[start..self.at]).ok()?;
+            let text = &self.text[start..self.at];
             if !text.parse::<f64>().ok()?.is_finite() {
                 return None;
             }
@@ -211,7 +214,7 @@ impl Scan<'_> {
         let start = self.at;
         let mut escaped = false;
         loop {
-            self.at += plain_run(&self.bytes[self.at..]);
+            self.at += plain_run(&self.bytes()[self.at..]);
             match self.next()? {
                 b'"' => return Some((start, self.at - 1, escaped)),
                 b'\\' => {
@@ -248,11 +251,11 @@ impl Scan<'_> {
     }
 
     fn hex4(&mut self) -> Option<u16> {
-        let digits = self.bytes.get(self.at..self.at + 4)?;
-        let text = std::str::from_utf8(digits).ok()?;
+        let digits = self.bytes().get(self.at..self.at + 4)?;
         if !digits.iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
+        let text = &self.text[self.at..self.at + 4];
         self.at += 4;
         u16::from_str_radix(text, 16).ok()
     }
@@ -296,7 +299,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn valid(text: &str) -> bool {
-        members(text.as_bytes(), |_, _| {}).is_some()
+        members(text, |_, _| {}).is_some()
     }
 
     #[test]
@@ -340,7 +343,7 @@ mod tests {
     #[test]
     fn members_come_as_names_and_slices() {
         let mut seen = Vec::new();
-        let body = br#"{ "model" : "m", "mod\u0065l":7, "x":{"y":[1]} }"#;
+        let body = r#"{ "model" : "m", "mod\u0065l":7, "x":{"y":[1]} }"#;
         members(body, |name, value| {
             seen.push((name.to_owned(), value.to_vec()))
         });
@@ -351,6 +354,18 @@ mod tests {
                 ("model".to_owned(), b"7".to_vec()),
                 ("x".to_owned(), br#"{"y":[1]}"#.to_vec()),
             ]
+        );
+    }
+
+    #[test]
+    fn the_last_member_of_a_name_is_the_one_found() {
+        let text = r#"{"model":"a","x":{"model":"inner"},"model":"b"}"#;
+        assert_eq!(last_member(text, "model"), Some(&br#""b""#[..]));
+        assert_eq!(last_member(text, "y"), None);
+        assert_eq!(
+            last_member(r#"{"model":"a""#, "model"),
+            None,
+            "not valid JSON"
         );
     }
 

@@ -47,11 +47,6 @@ impl ModelMeters {
         }
     }
 
-    /// The model these handles count.
-    pub(crate) fn name(&self) -> &Arc<str> {
-        &self.model
-    }
-
     /// Warns once per model (once for all models past the cap) that `model` has no price:
     /// a flag on the model's meters, no lock and no allocation on later calls.
     pub(crate) fn warn_unknown_price(&self, model: &str) {

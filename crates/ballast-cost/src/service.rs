@@ -47,16 +47,9 @@ where
         let prompt = shared
             .log_content
             .then(|| crate::record::excerpt(facts.body()));
-        let model = facts.model();
-        let meters = shared.meters.model(model.unwrap_or(""));
-        // The registered name when there is one: an `Arc` clone, not a copy per call.
-        let model = model.map(|name| {
-            if &**meters.name() == name {
-                Arc::clone(meters.name())
-            } else {
-                Arc::from(name)
-            }
-        });
+        let meters = shared.meters.model(facts.model().unwrap_or(""));
+        // The facts' own name: an `Arc` clone, not a copy per call.
+        let model = facts.model_name().map(|name| Arc::clone(name.shared()));
         let started = Started {
             model,
             meters,
