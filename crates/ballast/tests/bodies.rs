@@ -339,3 +339,55 @@ async fn a_body_that_fails_is_refused_and_nothing_is_sent() {
     );
     assert!(sim.ledger().is_empty());
 }
+
+/// A body that sends one chunk and then nothing (a client that stalls mid-upload).
+struct Stalled(bool);
+
+impl Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if std::mem::replace(&mut self.0, true) {
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{\"model\":")))))
+    }
+}
+
+/// Dropped while its body is still arriving: nothing sent, nothing reserved, no turn
+/// held (the throttle's line is empty), nothing spent, and the stack serves the next call.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_while_its_body_arrives_holds_nothing() {
+    let sim = Simulator::new(fast());
+    let seen = Seen::default();
+    let stack =
+        StackBuilder::new(Config::new(Preset::XAi)).build(provider(sim.clone(), Arc::clone(&seen)));
+    let call = stack.service.clone().oneshot(post(Stalled(false)));
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), call)
+            .await
+            .is_err(),
+        "the body never ends"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+    assert!(sim.ledger().is_empty());
+    let readout = stack.budget.readout(None).await.unwrap();
+    assert_eq!(
+        (readout.reserved, readout.spent),
+        (ballast::cost::Usd::ZERO, ballast::cost::Usd::ZERO)
+    );
+    let throttle = stack.throttle.as_ref().expect("the xAI preset throttles");
+    assert_eq!(throttle.queued(), 0);
+    let response = stack
+        .service
+        .clone()
+        .oneshot(post(String::from(BODY)))
+        .await
+        .unwrap();
+    assert!(Outcome::from_response(&response).is_success());
+    assert_eq!(sim.ledger().len(), 1);
+}
