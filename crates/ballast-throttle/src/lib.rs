@@ -54,4 +54,4 @@ pub use error::Throttled;
 #[cfg(feature = "redis")]
 pub use fleet::{Fleet, FleetError};
 pub use layer::{ThrottleHandle, ThrottleLayer};
-pub use service::Throttle;
+pub use service::{ResponseFuture, Throttle};

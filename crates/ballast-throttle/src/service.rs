@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use ballast_classify::hint::{parse_go_duration, parse_rfc3339_delay};
 use ballast_classify::{BoxError, Outcome, OutcomeClass, RequestFacts};
 use http::HeaderName;
+use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::Throttled;
@@ -109,22 +110,72 @@ where
 {
     type Response = http::Response<R>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Future = ResponseFuture<S::Future, R>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Readiness is awaited at the call's turn, not before it.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // The inner service's readiness: a call whose turn is now goes straight to it. A
+        // call that must wait takes a clone and awaits its readiness at its turn.
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let limiter = Arc::clone(&self.limiter);
-        let tokens = match limiter.config.tokens_per_minute {
+        let tokens = match self.limiter.config.tokens_per_minute {
             Some(_) => estimate_tokens(
                 RequestFacts::of(&request),
-                limiter.config.default_max_tokens,
+                self.limiter.config.default_max_tokens,
             ),
             None => 0,
         };
+        if self.fleet.is_some() {
+            return ResponseFuture::waiting(self.wait_for_turn(request, tokens, None));
+        }
+        // The usual case, written out so that it costs no boxed future: the local limiter
+        // gives the turn at once. A turn further off is handed to the waiting future.
+        let limiter = &self.limiter;
+        let generation = limiter.generation();
+        let now = limiter.now();
+        let turn = match limiter.acquire(now, tokens) {
+            Ok(turn) => turn,
+            Err(refusal) => return ResponseFuture::refused(refusal),
+        };
+        if turn <= now && limiter.generation() == generation {
+            return ResponseFuture {
+                state: State::Calling {
+                    future: self.inner.call(request),
+                    limiter: Arc::clone(limiter),
+                },
+            };
+        }
+        let held = Held::Local {
+            turn,
+            steps: limiter.steps(now, tokens),
+            generation,
+        };
+        let wait = std::time::Duration::from_nanos(turn.saturating_sub(now));
+        // In line from here: dropped before its first poll, the future gives the turn back.
+        let in_line = InLine::new(limiter, Some(held));
+        let first = Some((wait, generation, in_line));
+        ResponseFuture::waiting(self.wait_for_turn(request, tokens, first))
+    }
+}
+
+impl<S> Throttle<S> {
+    /// The future of a call that waits for its turn (or asks the fleet for one): boxed, as
+    /// the wait is long beside the allocation. `first` is a local turn already taken.
+    fn wait_for_turn<B, R>(
+        &mut self,
+        request: http::Request<B>,
+        tokens: u64,
+        mut first: Option<(std::time::Duration, u64, InLine)>,
+    ) -> Waiting<R>
+    where
+        S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+        B: Send + 'static,
+        R: Send + 'static,
+    {
+        let limiter = Arc::clone(&self.limiter);
         let fleet = self.fleet.clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -137,38 +188,42 @@ where
                 // `Notify`'s lock only once polled, so a call that does not wait never does.
                 let slowed = limiter.slowed.notified();
                 tokio::pin!(slowed);
-                let generation = limiter.generation();
-                let now = limiter.now();
-                // A turn that is not taken is given back: on the local limiter, or on the
-                // fleet's shared timeline in Redis.
-                let (wait, held) = match shared_turn(&limiter, fleet.as_ref(), now).await {
-                    Some(turn) => {
-                        let (wait, at) = turn.map_err(refused)?;
-                        let held = fleet
-                            .clone()
-                            .zip(at)
-                            .map(|(fleet, at)| Held::Fleet(fleet, at, limiter.interval_now(now)));
-                        (wait, held)
-                    }
+                let (wait, generation, in_line) = match first.take() {
+                    Some(taken) => taken,
                     None => {
-                        let turn = limiter.acquire(now, tokens).map_err(refused)?;
-                        let held = Held::Local {
-                            turn,
-                            steps: limiter.steps(now, tokens),
-                            generation,
+                        let generation = limiter.generation();
+                        let now = limiter.now();
+                        // A turn that is not taken is given back: on the local limiter, or
+                        // on the fleet's shared timeline in Redis.
+                        let (wait, held) = match shared_turn(&limiter, fleet.as_ref(), now).await {
+                            Some(turn) => {
+                                let (wait, at) = turn.map_err(refused)?;
+                                let held = fleet.clone().zip(at).map(|(fleet, at)| {
+                                    Held::Fleet(fleet, at, limiter.interval_now(now))
+                                });
+                                (wait, held)
+                            }
+                            None => {
+                                let turn = limiter.acquire(now, tokens).map_err(refused)?;
+                                let held = Held::Local {
+                                    turn,
+                                    steps: limiter.steps(now, tokens),
+                                    generation,
+                                };
+                                (std::time::Duration::from_nanos(turn - now), Some(held))
+                            }
                         };
-                        (std::time::Duration::from_nanos(turn - now), Some(held))
+                        (wait, generation, InLine::new(&limiter, held))
                     }
                 };
                 if !wait.is_zero() {
                     // Dropped here, by a caller that gave up, the turn goes back.
-                    let in_line = InLine::new(&limiter, held);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = &mut slowed => {}
                     }
-                    in_line.leave();
                 }
+                in_line.leave();
                 // The pace came down while this call waited: its turn was given at the old
                 // pace, into a provider that is refusing calls. Take a new one.
                 if limiter.generation() == generation {
@@ -184,6 +239,65 @@ where
             }
             result
         })
+    }
+}
+
+pin_project! {
+    /// The future of [`Throttle`]: the inner call when the turn was now, else the wait for
+    /// the turn and then the call (boxed), or the refusal.
+    pub struct ResponseFuture<F, R> {
+        #[pin]
+        state: State<F, R>,
+    }
+}
+
+type Waiting<R> = Pin<Box<dyn Future<Output = Result<http::Response<R>, BoxError>> + Send>>;
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, R> {
+        Calling { #[pin] future: F, limiter: Arc<Limiter> },
+        Waiting { future: Waiting<R> },
+        Refused { error: Option<BoxError> },
+    }
+}
+
+impl<F, R> ResponseFuture<F, R> {
+    fn waiting(future: Waiting<R>) -> Self {
+        Self {
+            state: State::Waiting { future },
+        }
+    }
+
+    fn refused(refusal: Refusal) -> Self {
+        Self {
+            state: State::Refused {
+                error: Some(Box::new(Throttled::from_refusal(refusal).into_error())),
+            },
+        }
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F, R>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<http::Response<R>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Calling { future, limiter } => {
+                let result = std::task::ready!(future.poll(cx)).map_err(Into::into);
+                // No fleet on this path: a pace that came down has no one else to tell.
+                learn(limiter, &result);
+                Poll::Ready(result)
+            }
+            StateProj::Waiting { future } => future.as_mut().poll(cx),
+            StateProj::Refused { error } => Poll::Ready(Err(error
+                .take()
+                .expect("a throttle's refusal is polled once"))),
+        }
     }
 }
 

@@ -350,3 +350,42 @@ async fn callers_that_give_up_waiting_give_their_turns_back() {
     // call that went, not 25 s later.
     assert_eq!(ledger.entries()[1].at, Duration::from_millis(125));
 }
+
+/// A call's turn is taken when it is called. A future dropped before its first poll (a
+/// caller that built the call and left) is in line all the same, and gives its turn back:
+/// the queue empties and the next call goes at the turn the dropped one held.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_before_its_first_poll_gives_its_turn_back() {
+    use tower::Service;
+    let sim = Simulator::new(Scenario::healthy());
+    let (mut stack, handle) = stack(&sim, ThrottleConfig::starting_at(480.0));
+    let first = ServiceExt::<http::Request<String>>::ready(&mut stack)
+        .await
+        .unwrap()
+        .call(request());
+    // Its turn is now: it goes straight to the provider when polled.
+    let second = ServiceExt::<http::Request<String>>::ready(&mut stack)
+        .await
+        .unwrap()
+        .call(request());
+    assert_eq!(
+        handle.queued(),
+        1,
+        "the second call waits for its turn, 125 ms off"
+    );
+    drop(second);
+    assert_eq!(handle.queued(), 0, "dropped unpolled, it left the line");
+    let third = stack.clone().oneshot(request());
+    let (first, third) = tokio::join!(first, third);
+    assert_eq!(first.unwrap().class(), OutcomeClass::Success);
+    assert_eq!(third.unwrap().class(), OutcomeClass::Success);
+    let ledger = sim.ledger();
+    assert_eq!(
+        ledger.len(),
+        2,
+        "the dropped call never reached the provider"
+    );
+    // The first went at 0; the third, called at 0 too, took the turn the dropped call gave
+    // back, one interval later (125 ms at 480 a minute), not two (250 ms).
+    assert_eq!(ledger.entries()[1].at, Duration::from_millis(125));
+}
