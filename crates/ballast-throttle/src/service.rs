@@ -296,7 +296,7 @@ where
             StateProj::Waiting { future } => future.as_mut().poll(cx),
             StateProj::Refused { error } => Poll::Ready(Err(error
                 .take()
-                .expect("a throttle's refusal is polled once"))),
+                .unwrap_or_else(|| "throttle future polled after completion".into()))),
         }
     }
 }
