@@ -62,6 +62,42 @@ pub struct BreakerConfig {
     pub max_keys: usize,
     /// A key unused this long may be evicted.
     pub idle_eviction: Duration,
+    /// Admission in proportion to what the provider serves, in place of opening on a
+    /// failure rate (`None`: the classic breaker, which opens on `failure_rate`). With it,
+    /// the breaker opens only for an outage: `consecutive_failures` in a row with no
+    /// success left in the window, or the slow-call rate.
+    pub admission: Option<Admission>,
+}
+
+/// Client-side adaptive throttling (Google's SRE book, "Handling Overload"): over the
+/// window, a call is refused with probability
+/// `(requests - multiplier * accepts) / (requests + 1)`, where requests counts every call
+/// asked for (those refused here too) and accepts the provider's successes. A provider that
+/// serves one call in five keeps getting about `multiplier` calls per success it gives, and
+/// the calls beyond that are refused at once instead of failing upstream; as it recovers,
+/// accepts rise and the refusals fade without waiting for an open time to pass.
+///
+/// ```
+/// use ballast_breaker::{Admission, BreakerConfig};
+///
+/// let config = BreakerConfig::adaptive();
+/// assert_eq!(config.admission, Some(Admission::default()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Admission {
+    /// Calls allowed per success over the window (the book's K; 2.0).
+    pub multiplier: f64,
+    /// The largest share refused (0.9): some calls always go, to see a recovery.
+    pub max_shed: f64,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self {
+            multiplier: 2.0,
+            max_shed: 0.9,
+        }
+    }
 }
 
 impl Default for BreakerConfig {
@@ -85,11 +121,21 @@ impl Default for BreakerConfig {
             latch_on_auth_and_quota: true,
             max_keys: 1000,
             idle_eviction: Duration::from_secs(600),
+            admission: None,
         }
     }
 }
 
 impl BreakerConfig {
+    /// The defaults with [`Admission`]: a provider that still serves a share of calls gets
+    /// calls in proportion, and the breaker opens only for an outage. The facade's default.
+    pub fn adaptive() -> Self {
+        Self {
+            admission: Some(Admission::default()),
+            ..Self::default()
+        }
+    }
+
     /// The open time for trip number `trip` (1 for the first), before jitter and hints.
     pub fn open_time(&self, trip: u32) -> Duration {
         let exponent = i32::try_from(trip.saturating_sub(1)).unwrap_or(i32::MAX);

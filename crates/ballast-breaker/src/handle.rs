@@ -33,6 +33,10 @@ pub struct KeySnapshot {
     pub trips: u32,
     /// Times it opened or latched since it was created.
     pub opened_total: u64,
+    /// Calls refused by admission in the window (not sent).
+    pub refused: u32,
+    /// The share of calls admission refuses now, 0 to 1 (0 without admission).
+    pub shed: f64,
 }
 
 impl BreakerHandle {
@@ -66,6 +70,8 @@ impl BreakerHandle {
                 consecutive_failures: breaker.consecutive_failures(),
                 trips: breaker.trips(),
                 opened_total: breaker.opened(),
+                refused: totals.refused,
+                shed: breaker.shed_share(),
             });
         });
         out

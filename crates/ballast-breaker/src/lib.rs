@@ -82,7 +82,7 @@ mod state;
 mod status;
 mod window;
 
-pub use config::BreakerConfig;
+pub use config::{Admission, BreakerConfig};
 pub use error::BreakerOpen;
 pub use future::ResponseFuture;
 pub use handle::{BreakerHandle, KeySnapshot};

@@ -64,6 +64,12 @@ pub(crate) struct KeyBreaker {
     opened: AtomicU64,
     window: Window,
     pub(crate) last_used: AtomicU64,
+    /// With [`Admission`](crate::Admission): the share of calls refused now, in 2^-32ths
+    /// (0: none, the closed path's one extra load), kept by `record` and by refusals.
+    shed: AtomicU32,
+    /// The admission draws so far, the counter the draws are made from.
+    draws: AtomicU64,
+    seed: u64,
     /// Serialises the rare transitions; the closed path never takes it.
     transitions: Mutex<SmallRng>,
 }
@@ -98,6 +104,9 @@ impl KeyBreaker {
             trips: AtomicU32::new(0),
             opened: AtomicU64::new(0),
             last_used: AtomicU64::new(now),
+            shed: AtomicU32::new(0),
+            draws: AtomicU64::new(0),
+            seed,
             transitions: Mutex::new(SmallRng::seed_from_u64(seed)),
         }
     }
@@ -114,6 +123,7 @@ impl KeyBreaker {
     /// The state at `now`, as a caller would see it.
     pub(crate) fn state(&self, now: u64) -> BreakerState {
         match self.state.load(Ordering::Acquire) {
+            CLOSED if self.shed.load(Ordering::Relaxed) != 0 => BreakerState::Shedding,
             CLOSED => BreakerState::Closed,
             OPEN => {
                 let until = self.open_until.load(Ordering::Acquire);
@@ -154,7 +164,18 @@ impl KeyBreaker {
         now: u64,
     ) -> Result<(PermitKind, Option<Transition>), Refusal> {
         match self.state.load(Ordering::Acquire) {
-            CLOSED => Ok((PermitKind::Closed, None)),
+            CLOSED => {
+                let shed = self.shed.load(Ordering::Relaxed);
+                if shed != 0 && self.draw() < shed {
+                    self.window.record_refused(now);
+                    self.update_shed(config, now);
+                    return Err(Refusal {
+                        state: BreakerState::Shedding,
+                        retry_in: Some(config.half_open_wait),
+                    });
+                }
+                Ok((PermitKind::Closed, None))
+            }
             OPEN => {
                 let until = self.open_until.load(Ordering::Acquire);
                 if now < until {
@@ -178,6 +199,43 @@ impl KeyBreaker {
                 retry_in: None,
             }),
         }
+    }
+
+    /// A uniform 32-bit draw, lock-free and reproducible from the breaker's seed
+    /// (splitmix64 over a counter).
+    fn draw(&self) -> u32 {
+        let n = self.draws.fetch_add(1, Ordering::Relaxed);
+        let mut z = self
+            .seed
+            .wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 32) as u32
+    }
+
+    /// The share to refuse, from the window: none without admission, or before the window
+    /// holds `min_calls` requests.
+    fn update_shed(&self, config: &BreakerConfig, now: u64) {
+        let Some(admission) = config.admission else {
+            return;
+        };
+        let totals = self.window.totals(now);
+        let requests = f64::from(totals.calls) + f64::from(totals.refused);
+        let accepts = f64::from(totals.calls.saturating_sub(totals.failures));
+        let share = if requests < f64::from(config.min_calls.max(1)) {
+            0.0
+        } else {
+            ((requests - admission.multiplier.max(1.0) * accepts) / (requests + 1.0))
+                .clamp(0.0, admission.max_shed.clamp(0.0, 1.0))
+        };
+        // Saturating float-to-int: 1.0 maps to u32::MAX.
+        self.shed
+            .store((share * f64::from(u32::MAX)) as u32, Ordering::Relaxed);
+    }
+
+    /// The share of calls refused now, 0 to 1 (0 without admission).
+    pub(crate) fn shed_share(&self) -> f64 {
+        f64::from(self.shed.load(Ordering::Relaxed)) / f64::from(u32::MAX)
     }
 
     fn try_probe(&self, config: &BreakerConfig) -> Result<PermitKind, Refusal> {
@@ -274,15 +332,25 @@ impl KeyBreaker {
                     }
                     0
                 };
+                // With admission, the share refused follows every answer while any is
+                // refused, and every failure (a success with nothing refused keeps it 0).
+                if config.admission.is_some() && (failure || self.shed.load(Ordering::Relaxed) != 0)
+                {
+                    self.update_shed(config, now);
+                }
                 if !failure && !slow {
                     return None;
                 }
                 let totals = self.window.totals(now);
                 let enough = totals.calls >= config.min_calls.max(1);
                 let rate = |n: u32| f64::from(n) / f64::from(totals.calls.max(1));
-                let trips = consecutive >= config.consecutive_failures.max(1)
-                    || (enough && rate(totals.failures) >= config.failure_rate)
-                    || (enough && rate(totals.slow) >= config.slow_rate);
+                let run = consecutive >= config.consecutive_failures.max(1);
+                let trips = match config.admission {
+                    // Admission handles partial failure; only an outage opens: a run of
+                    // failures with no success left in the window.
+                    Some(_) => run && totals.failures >= totals.calls,
+                    None => run || (enough && rate(totals.failures) >= config.failure_rate),
+                } || (enough && rate(totals.slow) >= config.slow_rate);
                 trips
                     .then(|| self.trip(config, outcome, now, false))
                     .flatten()
@@ -321,6 +389,7 @@ impl KeyBreaker {
         let until = now.saturating_add(u64::try_from(open.as_nanos()).unwrap_or(u64::MAX));
         self.open_until.store(until, Ordering::Release);
         self.consecutive.store(0, Ordering::Release);
+        self.shed.store(0, Ordering::Relaxed);
         self.window.clear();
         self.state.store(OPEN, Ordering::Release);
         Some(Transition {
@@ -341,6 +410,7 @@ impl KeyBreaker {
         }
         self.trips.store(0, Ordering::Release);
         self.consecutive.store(0, Ordering::Release);
+        self.shed.store(0, Ordering::Relaxed);
         self.window.clear();
         self.state.store(CLOSED, Ordering::Release);
         Some(Transition {
@@ -375,6 +445,7 @@ impl KeyBreaker {
         self.trips.store(0, Ordering::Release);
         self.consecutive.store(0, Ordering::Release);
         self.window.clear();
+        self.shed.store(0, Ordering::Relaxed);
         self.probes_in_flight.store(0, Ordering::Release);
         let was = self.state.swap(CLOSED, Ordering::AcqRel);
         (was != CLOSED).then_some(Transition {

@@ -17,6 +17,9 @@ pub enum BreakerState {
     HalfOpen,
     /// Open until a handle resets it: no wait fixes the reason.
     Latched(LatchReason),
+    /// Closed, but sending only a share of calls: the provider serves some and fails the
+    /// rest, and the share refused follows what it serves ([`Admission`](crate::Admission)).
+    Shedding,
     /// Forced open through a handle.
     ForcedOpen,
     /// Disabled through a handle: every call goes through, nothing is counted.
@@ -31,6 +34,7 @@ impl BreakerState {
             Self::Open { .. } => "open",
             Self::HalfOpen => "half_open",
             Self::Latched(_) => "latched",
+            Self::Shedding => "shedding",
             Self::ForcedOpen => "forced_open",
             Self::Disabled => "disabled",
         }

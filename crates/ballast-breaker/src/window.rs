@@ -31,6 +31,7 @@ struct Stripe {
     calls: AtomicU32,
     failures: AtomicU32,
     slow: AtomicU32,
+    refused: AtomicU32,
 }
 
 /// This thread's stripe, assigned round-robin on first use.
@@ -48,6 +49,8 @@ pub(crate) struct Totals {
     pub(crate) calls: u32,
     pub(crate) failures: u32,
     pub(crate) slow: u32,
+    /// Calls refused by admission (not sent).
+    pub(crate) refused: u32,
 }
 
 impl Window {
@@ -63,6 +66,23 @@ impl Window {
     }
 
     pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) {
+        let stripe = self.stripe(now);
+        stripe.calls.fetch_add(1, Ordering::AcqRel);
+        if failure {
+            stripe.failures.fetch_add(1, Ordering::AcqRel);
+        }
+        if slow {
+            stripe.slow.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Counts a call refused by admission.
+    pub(crate) fn record_refused(&self, now: u64) {
+        self.stripe(now).refused.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// This thread's stripe of the bucket for `now`, claimed and zeroed if its period is new.
+    fn stripe(&self, now: u64) -> &Stripe {
         let period = self.period(now);
         let len = self.buckets.len() as u64;
         let bucket = &self.buckets[(period % len) as usize];
@@ -77,16 +97,10 @@ impl Window {
                 stripe.calls.store(0, Ordering::Release);
                 stripe.failures.store(0, Ordering::Release);
                 stripe.slow.store(0, Ordering::Release);
+                stripe.refused.store(0, Ordering::Release);
             }
         }
-        let stripe = &bucket.stripes[stripe_index()];
-        stripe.calls.fetch_add(1, Ordering::AcqRel);
-        if failure {
-            stripe.failures.fetch_add(1, Ordering::AcqRel);
-        }
-        if slow {
-            stripe.slow.fetch_add(1, Ordering::AcqRel);
-        }
+        &bucket.stripes[stripe_index()]
     }
 
     pub(crate) fn totals(&self, now: u64) -> Totals {
@@ -101,6 +115,7 @@ impl Window {
                     totals.calls += stripe.calls.load(Ordering::Acquire);
                     totals.failures += stripe.failures.load(Ordering::Acquire);
                     totals.slow += stripe.slow.load(Ordering::Acquire);
+                    totals.refused += stripe.refused.load(Ordering::Acquire);
                 }
             }
         }
@@ -132,6 +147,7 @@ mod tests {
                 calls: 1,
                 failures: 0,
                 slow: 1,
+                refused: 0,
             }
         );
     }
@@ -147,7 +163,8 @@ mod tests {
             Totals {
                 calls: 3,
                 failures: 2,
-                slow: 1
+                slow: 1,
+                refused: 0,
             }
         );
         // At 10 s the first bucket (0..1 s) is out of the window.

@@ -587,3 +587,111 @@ async fn a_success_sent_before_a_run_of_failures_does_not_end_it() {
         "closed"
     );
 }
+
+/// A provider with room for two calls a second that fails the rest with 503: overload, the
+/// case admission is for (its failures come from the load it is offered).
+#[derive(Clone, Default)]
+struct TwoASecond {
+    served: Arc<std::sync::Mutex<(u64, u32)>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl TwoASecond {
+    fn service(
+        &self,
+        start: Instant,
+    ) -> tower::util::BoxCloneService<
+        http::Request<String>,
+        http::Response<()>,
+        std::convert::Infallible,
+    > {
+        let this = self.clone();
+        tower::service_fn(move |_request: http::Request<String>| {
+            this.calls.fetch_add(1, Ordering::SeqCst);
+            let second = start.elapsed().as_secs();
+            let mut served = this.served.lock().unwrap();
+            if served.0 != second {
+                *served = (second, 0);
+            }
+            let status = if served.1 < 2 {
+                served.1 += 1;
+                200
+            } else {
+                503
+            };
+            async move { Ok(http::Response::builder().status(status).body(()).unwrap()) }
+        })
+        .boxed_clone()
+    }
+}
+
+/// Ten calls a second for a minute into a provider with room for two: the classic breaker
+/// opens and refuses everything while the provider still serves two calls a second;
+/// admission never opens, sends about `multiplier` (2) calls per success, and refuses the
+/// rest at once, so nearly every call it sends past the first seconds is one the provider
+/// has room for.
+#[tokio::test(start_paused = true)]
+async fn admission_sends_in_proportion_to_what_an_overloaded_provider_serves() {
+    async fn run(config: BreakerConfig) -> (usize, usize, usize, ballast_breaker::KeySnapshot) {
+        let provider = TwoASecond::default();
+        let layer = BreakerLayer::with_seed(config, 7);
+        let handle = layer.handle();
+        let service = layer.layer(provider.service(Instant::now()));
+        let (mut served, mut refused) = (0, 0);
+        for _ in 0..600 {
+            match service.clone().oneshot(request("m")).await {
+                Ok(response) if response.status() == 200 => served += 1,
+                Ok(_) => {}
+                Err(error) => {
+                    assert_eq!(
+                        Outcome::from_error(&*error).class(),
+                        OutcomeClass::CircuitOpen
+                    );
+                    refused += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let sent = provider.calls.load(Ordering::SeqCst);
+        (sent, served, refused, handle.get("api.x.ai", "m").unwrap())
+    }
+    let (sent, served, refused, snapshot) = run(BreakerConfig::adaptive()).await;
+    // Room for 120 successes in the minute: admission got 114 of them (seed 7), sending
+    // 249 calls (2.2 per success), and never opened.
+    assert_eq!((sent, served, refused), (249, 114, 351));
+    assert_eq!(snapshot.opened_total, 0);
+    assert_eq!(snapshot.state, BreakerState::Shedding);
+    assert_eq!((snapshot.calls, snapshot.refused), (38, 52));
+    // The classic breaker, same provider: opened ten times and served 40.
+    let (sent, served, refused, snapshot) = run(quiet_config()).await;
+    assert_eq!((sent, served, refused), (110, 40, 490));
+    assert_eq!(snapshot.opened_total, 10);
+}
+
+/// With admission, an outage still opens the breaker: five failures in a row with no
+/// success in the window; a run of five inside a window that still holds a success does not.
+#[tokio::test(start_paused = true)]
+async fn with_admission_an_outage_still_opens() {
+    let provider = Steered::new(Duration::from_millis(10));
+    let layer = BreakerLayer::with_seed(BreakerConfig::adaptive(), 7);
+    let handle = layer.handle();
+    let service = layer.layer(provider.service());
+    provider.failing.store(false, Ordering::SeqCst);
+    service.clone().oneshot(request("m")).await.unwrap();
+    provider.failing.store(true, Ordering::SeqCst);
+    for _ in 0..5 {
+        service.clone().oneshot(request("m")).await.unwrap();
+    }
+    let snapshot = handle.get("api.x.ai", "m").unwrap();
+    assert_eq!(snapshot.opened_total, 0, "a success is still in the window");
+    assert_eq!(snapshot.consecutive_failures, 5);
+    // Ten seconds on, the success has left the window: the next failure opens it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    service.clone().oneshot(request("m")).await.unwrap();
+    let snapshot = handle.get("api.x.ai", "m").unwrap();
+    assert!(
+        matches!(snapshot.state, BreakerState::Open { .. }),
+        "{snapshot:?}"
+    );
+    assert_eq!(snapshot.opened_total, 1);
+}
