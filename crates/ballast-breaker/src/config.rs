@@ -22,6 +22,7 @@ use std::time::Duration;
 /// | `half_open_wait` | 1 s | a call refused while the probe is out is told to come back this soon: the probe answers in about a call's time, and a caller sent away for a whole open time stays away after the breaker closes (the scoreboard's 5xx bursts, six seeds: 60% goodput with 1 s, 52% with no hint, callers falling back to 5 s) |
 /// | `latch_on_auth_and_quota` | true | no wait fixes a bad key or an empty account: stop until someone resets |
 /// | `max_keys` / `idle_eviction` | 1000 / 10 min | bounded memory whatever the keys |
+/// | `admission` | `None` | the classic breaker; [`BreakerConfig::adaptive`] sets [`Admission`] (refuse in proportion to the successes, open only for an outage), for a provider whose failures follow the load it is offered |
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerConfig {
     /// Opens after this many provider failures in a row.
