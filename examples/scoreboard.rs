@@ -46,7 +46,9 @@ use ballast::cost::Usd;
 use ballast::retry::{RetryLayer, RetryPolicy};
 use ballast::{Config, Fallback, Preset, StackBuilder};
 use ballast_examples::percentile;
-use ballast_sim::{BurstModel, Hangs, LimitStep, Scenario, SimOutcome, Simulator, TICKS_PER_USD};
+use ballast_sim::{
+    BurstModel, Hangs, LimitStep, Overload, Scenario, SimOutcome, Simulator, TICKS_PER_USD,
+};
 use serde_json::json;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
@@ -115,6 +117,22 @@ fn cases() -> Vec<Case> {
                 ..Scenario::healthy()
             },
             workers: 8,
+            budget: dollars(50),
+            outage: None,
+        },
+        Case {
+            name: "overload",
+            scenario: Scenario {
+                name: "overload".into(),
+                // Room for 3 calls a second; 16 workers offer about twice that, and every
+                // retry adds to what fails.
+                overload: Some(Overload {
+                    capacity_rpm: 180,
+                    window: Duration::from_secs(10),
+                }),
+                ..Scenario::healthy()
+            },
+            workers: 16,
             budget: dollars(50),
             outage: None,
         },
@@ -590,6 +608,7 @@ fn fault_free(case: &Case) -> Case {
     Case {
         scenario: Scenario {
             server_errors: BurstModel::NONE,
+            overload: None,
             hangs: Hangs::NONE,
             outages: Vec::new(),
             malformed_probability: 0.0,

@@ -62,8 +62,8 @@ mod wire;
 
 pub use ledger::{Ledger, LedgerEntry, SimOutcome};
 pub use scenario::{
-    BurstModel, ExpectedKey, Flavor, Hangs, HintStyle, Latency, LimitStep, Outage, Price, Scenario,
-    TICKS_PER_USD,
+    BurstModel, ExpectedKey, Flavor, Hangs, HintStyle, Latency, LimitStep, Outage, Overload, Price,
+    Scenario, TICKS_PER_USD,
 };
 pub use server::SimServer;
 pub use simulator::{BoxError, Simulator};

@@ -40,6 +40,9 @@ pub struct Scenario {
     pub wait_hint: HintStyle,
     /// Server errors that come in bursts.
     pub server_errors: BurstModel,
+    /// Server errors that grow with the load offered (retries included). `None`: the load
+    /// changes nothing.
+    pub overload: Option<Overload>,
     /// Windows of simulated time in which every request gets a 503.
     pub outages: Vec<Outage>,
     /// Requests that hang.
@@ -90,6 +93,7 @@ impl Scenario {
             rejections_count: false,
             wait_hint: HintStyle::Truthful,
             server_errors: BurstModel::NONE,
+            overload: None,
             outages: Vec::new(),
             hangs: Hangs::NONE,
             latency: Latency::default(),
@@ -263,6 +267,31 @@ impl BurstModel {
         fail_when_bad: 0.0,
         step: None,
     };
+}
+
+/// A provider with room for `capacity_rpm` requests a minute that collapses past it: over
+/// the last `window`, once the arrivals pass what the window holds at capacity, a request
+/// succeeds with probability `(capacity / arrivals)^2` and fails (503, Anthropic's 529)
+/// otherwise. What it serves, `capacity^2 / arrivals`, falls as the load grows (the work
+/// spent on requests it then fails), as an overloaded server's does. Every request that
+/// gets this far counts as an arrival, so retries feed the overload.
+///
+/// ```
+/// use std::time::Duration;
+/// use ballast_sim::{Overload, Scenario};
+///
+/// let scenario = Scenario {
+///     overload: Some(Overload { capacity_rpm: 120, window: Duration::from_secs(10) }),
+///     ..Scenario::healthy()
+/// };
+/// assert!(scenario.overload.is_some());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    /// What the provider serves well, per minute.
+    pub capacity_rpm: u32,
+    /// How far back arrivals count.
+    pub window: Duration,
 }
 
 /// A window of total outage.

@@ -55,6 +55,8 @@ struct State {
     entries: Vec<LedgerEntry>,
     /// Arrival times of the last minute's requests, for the (lying) advertised headers.
     recent: VecDeque<Duration>,
+    /// Arrival times within the overload window.
+    offered: VecDeque<Duration>,
 }
 
 /// The hidden limiter: a token bucket holding one second of the per-minute rate, which is
@@ -155,6 +157,7 @@ impl Simulator {
             billed: 0,
             entries: Vec::new(),
             recent: VecDeque::new(),
+            offered: VecDeque::new(),
         };
         Self {
             shared: Arc::new(Shared {
@@ -345,6 +348,29 @@ impl Simulator {
                 response,
                 error_delay,
             );
+        }
+
+        if let Some(overload) = scenario.overload {
+            let since = now.saturating_sub(overload.window);
+            while state.offered.front().is_some_and(|&at| at < since) {
+                state.offered.pop_front();
+            }
+            state.offered.push_back(now);
+            let capacity = f64::from(overload.capacity_rpm) * overload.window.as_secs_f64() / 60.0;
+            let arrivals = state.offered.len() as f64;
+            if arrivals > capacity && state.rng.random::<f64>() >= (capacity / arrivals).powi(2) {
+                let status = match flavor {
+                    Flavor::Anthropic => 529,
+                    _ => 503,
+                };
+                return answer(
+                    state,
+                    entry,
+                    SimOutcome::ServerError,
+                    wire::error_response(flavor, WireError::Server(status)),
+                    error_delay,
+                );
+            }
         }
 
         let burst = scenario.server_errors;

@@ -589,3 +589,41 @@ async fn the_provider_bills_the_work_done_before_the_client_left() {
         assert_eq!(entry.billed_ticks, if bills { prompt_ticks } else { 0 });
     }
 }
+
+/// An overloaded provider fails what it has no room for, and more as the load grows (what
+/// it is offered includes the retries): at 120 a minute over 10 s it serves the first 20
+/// arrivals of a window, then each request with probability `(20 / arrivals)^2`; once the
+/// old arrivals have left the window, one a second is within capacity and nothing fails.
+#[test]
+fn overload_fails_in_proportion_to_the_load_offered() {
+    let scenario = Scenario {
+        overload: Some(ballast_sim::Overload {
+            capacity_rpm: 120,
+            window: Duration::from_secs(10),
+        }),
+        latency: Latency::INSTANT,
+        ..Scenario::healthy()
+    };
+    let statuses = ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let sim = Simulator::new(scenario);
+        let mut statuses = Vec::new();
+        // 100 requests in 10 s: 10 a second, five times the capacity.
+        for _ in 0..100 {
+            statuses.push(send(sim.clone(), chat(10)).await.status);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Quiet for 10 s, then one a second: within capacity.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for _ in 0..10 {
+            statuses.push(send(sim.clone(), chat(10)).await.status);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        statuses
+    });
+    assert!(statuses[..20].iter().all(|s| *s == 200), "{statuses:?}");
+    let failed = statuses[20..100].iter().filter(|s| **s == 503).count();
+    // Arrival n (21 to 100, all in the window) fails with probability 1 - (20/n)^2:
+    // about 80 - 400 * (1/20.5 - 1/100.5) = 64.5 expected; seed 1 gives 65.
+    assert_eq!(failed, 65, "{statuses:?}");
+    assert!(statuses[100..].iter().all(|s| *s == 200), "{statuses:?}");
+}
