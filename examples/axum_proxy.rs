@@ -206,11 +206,12 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
             })
         })
         .collect();
-    let open = app
-        .breaker
-        .snapshot()
-        .iter()
-        .any(|b| !matches!(b.state, BreakerState::Closed | BreakerState::HalfOpen));
+    let open = app.breaker.snapshot().iter().any(|b| {
+        !matches!(
+            b.state,
+            BreakerState::Closed | BreakerState::HalfOpen | BreakerState::Shedding
+        )
+    });
     let (budget, spent_out) = match app.budget.readout(None).await {
         Ok(readout) => (
             json!({

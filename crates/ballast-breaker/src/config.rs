@@ -129,7 +129,8 @@ impl Default for BreakerConfig {
 
 impl BreakerConfig {
     /// The defaults with [`Admission`]: a provider that still serves a share of calls gets
-    /// calls in proportion, and the breaker opens only for an outage. The facade's default.
+    /// calls in proportion, and the breaker opens only for an outage. Opt-in: the facade
+    /// keeps [`BreakerConfig::default`].
     pub fn adaptive() -> Self {
         Self {
             admission: Some(Admission::default()),

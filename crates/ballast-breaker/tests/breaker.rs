@@ -45,26 +45,42 @@ impl Steered {
         }
     }
 
-    fn service(
-        &self,
-    ) -> tower::util::BoxCloneService<
-        http::Request<String>,
-        http::Response<()>,
-        std::convert::Infallible,
-    > {
-        let this = self.clone();
-        tower::service_fn(move |_request: http::Request<String>| {
-            this.calls.fetch_add(1, Ordering::SeqCst);
-            let failing = this.failing.load(Ordering::SeqCst);
-            let delay = this.delay;
-            async move {
-                tokio::time::sleep(delay).await;
-                let status = if failing { 500 } else { 200 };
-                Ok(http::Response::builder().status(status).body(()).unwrap())
+    fn service(&self) -> TestProvider {
+        let failing = Arc::clone(&self.failing);
+        answering(&self.calls, self.delay, move || {
+            if failing.load(Ordering::SeqCst) {
+                500
+            } else {
+                200
             }
         })
-        .boxed_clone()
     }
+}
+
+/// A test provider: `http::Request<String>` in, an empty response out.
+type TestProvider = tower::util::BoxCloneService<
+    http::Request<String>,
+    http::Response<()>,
+    std::convert::Infallible,
+>;
+
+/// A provider that counts its calls in `calls` and answers each, after `delay`, with the
+/// status `status` gives when the call arrives.
+fn answering(
+    calls: &Arc<AtomicUsize>,
+    delay: Duration,
+    status: impl Fn() -> u16 + Clone + Send + 'static,
+) -> TestProvider {
+    let calls = Arc::clone(calls);
+    tower::service_fn(move |_request: http::Request<String>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let status = status();
+        async move {
+            tokio::time::sleep(delay).await;
+            Ok(http::Response::builder().status(status).body(()).unwrap())
+        }
+    })
+    .boxed_clone()
 }
 
 fn quiet_config() -> BreakerConfig {
@@ -597,31 +613,21 @@ struct TwoASecond {
 }
 
 impl TwoASecond {
-    fn service(
-        &self,
-        start: Instant,
-    ) -> tower::util::BoxCloneService<
-        http::Request<String>,
-        http::Response<()>,
-        std::convert::Infallible,
-    > {
-        let this = self.clone();
-        tower::service_fn(move |_request: http::Request<String>| {
-            this.calls.fetch_add(1, Ordering::SeqCst);
+    fn service(&self, start: Instant) -> TestProvider {
+        let served = Arc::clone(&self.served);
+        answering(&self.calls, Duration::ZERO, move || {
             let second = start.elapsed().as_secs();
-            let mut served = this.served.lock().unwrap();
+            let mut served = served.lock().unwrap();
             if served.0 != second {
                 *served = (second, 0);
             }
-            let status = if served.1 < 2 {
+            if served.1 < 2 {
                 served.1 += 1;
                 200
             } else {
                 503
-            };
-            async move { Ok(http::Response::builder().status(status).body(()).unwrap()) }
+            }
         })
-        .boxed_clone()
     }
 }
 

@@ -133,12 +133,11 @@ where
         // gives the turn at once. A turn further off is handed to the waiting future.
         let limiter = &self.limiter;
         let generation = limiter.generation();
-        let now = limiter.now();
-        let turn = match limiter.acquire(now, tokens) {
+        let (wait, held) = match local_turn(limiter, tokens, generation) {
             Ok(turn) => turn,
             Err(refusal) => return ResponseFuture::refused(refusal),
         };
-        if turn <= now && limiter.generation() == generation {
+        if wait.is_zero() && limiter.generation() == generation {
             return ResponseFuture {
                 state: State::Calling {
                     future: self.inner.call(request),
@@ -146,14 +145,8 @@ where
                 },
             };
         }
-        let held = Held::Local {
-            turn,
-            steps: limiter.steps(now, tokens),
-            generation,
-        };
-        let wait = std::time::Duration::from_nanos(turn.saturating_sub(now));
         // In line from here: dropped before its first poll, the future gives the turn back.
-        let in_line = InLine::new(limiter, Some(held));
+        let in_line = InLine::new(limiter, held);
         let first = Some((wait, generation, in_line));
         ResponseFuture::waiting(self.wait_for_turn(request, tokens, first))
     }
@@ -180,8 +173,6 @@ impl<S> Throttle<S> {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let refused =
-                |refusal| -> BoxError { Box::new(Throttled::from_refusal(refusal).into_error()) };
             loop {
                 // Listen before reading the generation, so no decrease slips between. A
                 // `Notified` sees `notify_waiters` from the moment it is made; it takes the
@@ -197,20 +188,14 @@ impl<S> Throttle<S> {
                         // on the fleet's shared timeline in Redis.
                         let (wait, held) = match shared_turn(&limiter, fleet.as_ref(), now).await {
                             Some(turn) => {
-                                let (wait, at) = turn.map_err(refused)?;
+                                let (wait, at) = turn.map_err(refusal_error)?;
                                 let held = fleet.clone().zip(at).map(|(fleet, at)| {
                                     Held::Fleet(fleet, at, limiter.interval_now(now))
                                 });
                                 (wait, held)
                             }
                             None => {
-                                let turn = limiter.acquire(now, tokens).map_err(refused)?;
-                                let held = Held::Local {
-                                    turn,
-                                    steps: limiter.steps(now, tokens),
-                                    generation,
-                                };
-                                (std::time::Duration::from_nanos(turn - now), Some(held))
+                                local_turn(&limiter, tokens, generation).map_err(refusal_error)?
                             }
                         };
                         (wait, generation, InLine::new(&limiter, held))
@@ -272,7 +257,7 @@ impl<F, R> ResponseFuture<F, R> {
     fn refused(refusal: Refusal) -> Self {
         Self {
             state: State::Refused {
-                error: Some(Box::new(Throttled::from_refusal(refusal).into_error())),
+                error: Some(refusal_error(refusal)),
             },
         }
     }
@@ -299,6 +284,33 @@ where
                 .unwrap_or_else(|| "throttle future polled after completion".into()))),
         }
     }
+}
+
+/// A turn on the local limiter, taken now: how long until it comes, and what to give back
+/// if the call leaves before then (nothing for a turn that is now). `generation` is the
+/// pace's, read before the turn.
+#[inline]
+fn local_turn(
+    limiter: &Limiter,
+    tokens: u64,
+    generation: u64,
+) -> Result<(std::time::Duration, Option<Held>), Refusal> {
+    let now = limiter.now();
+    let turn = limiter.acquire(now, tokens)?;
+    if turn <= now {
+        return Ok((std::time::Duration::ZERO, None));
+    }
+    let held = Held::Local {
+        turn,
+        steps: limiter.steps(now, tokens),
+        generation,
+    };
+    Ok((std::time::Duration::from_nanos(turn - now), Some(held)))
+}
+
+/// The error a refused call ends with.
+fn refusal_error(refusal: Refusal) -> BoxError {
+    Box::new(Throttled::from_refusal(refusal).into_error())
 }
 
 /// A turn on the fleet's shared timeline, when there is a fleet and it answers: `None`
