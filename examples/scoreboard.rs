@@ -6,6 +6,7 @@
 //! cargo run --release --example scoreboard -- --plot DIR   # SVG charts per scenario
 //! cargo run --release --example scoreboard -- --minutes 10 # a shorter run
 //! cargo run --release --example scoreboard -- --scenario 5xx_bursts --policy ballast --seed 3
+//! cargo run --release --example scoreboard -- --once       # plain callers: one call per item
 //! ```
 //!
 //! Each (policy, scenario) pair runs a fresh simulated provider for 30 simulated minutes
@@ -60,6 +61,10 @@ type Stack = BoxCloneSyncService<http::Request<String>, Outcome, Infallible>;
 
 /// How long an item may keep coming back (provider time).
 const ITEM_DEADLINE: Duration = Duration::from_secs(900);
+/// `--once`: plain callers, as an SDK with its retries off: each item gets one call to the
+/// stack, and any failure loses it (the `lost` column is then the share of callers not
+/// served).
+static ONCE: AtomicBool = AtomicBool::new(false);
 /// Provider seconds per real second for the rows that need real time.
 const REAL_SCALE: f64 = 600.0;
 
@@ -532,7 +537,8 @@ async fn drive(stack: Stack, workers: usize, run: Duration, scale: f64) -> Seen 
                         if class == OutcomeClass::CircuitOpen && seen.first_refusal.is_none() {
                             seen.first_refusal = Some(now);
                         }
-                        let again = class.is_retryable() || class == OutcomeClass::CircuitOpen;
+                        let again = !ONCE.load(Ordering::Relaxed)
+                            && (class.is_retryable() || class == OutcomeClass::CircuitOpen);
                         if class.is_success() {
                             seen.done += 1;
                             seen.succeeded += 1;
@@ -721,6 +727,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json_out = args.iter().any(|a| a == "--json");
+    ONCE.store(args.iter().any(|a| a == "--once"), Ordering::Relaxed);
     let plot_dir = args
         .iter()
         .position(|a| a == "--plot")

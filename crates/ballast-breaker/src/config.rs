@@ -22,6 +22,7 @@ use std::time::Duration;
 /// | `half_open_wait` | 1 s | a call refused while the probe is out is told to come back this soon: the probe answers in about a call's time, and a caller sent away for a whole open time stays away after the breaker closes (the scoreboard's 5xx bursts, six seeds: 60% goodput with 1 s, 52% with no hint, callers falling back to 5 s) |
 /// | `latch_on_auth_and_quota` | true | no wait fixes a bad key or an empty account: stop until someone resets |
 /// | `max_keys` / `idle_eviction` | 1000 / 10 min | bounded memory whatever the keys |
+/// | `patience` | `None` | fail fast, for apps with their own fallback; [`Patience`] makes a refused call wait in a bounded line for the breaker's next chance (the facade turns it on) |
 /// | `admission` | `None` | the classic breaker; [`BreakerConfig::adaptive`] sets [`Admission`] (refuse in proportion to the successes, open only for an outage), for a provider whose failures follow the load it is offered |
 #[derive(Debug, Clone, PartialEq)]
 pub struct BreakerConfig {
@@ -68,6 +69,47 @@ pub struct BreakerConfig {
     /// the breaker opens only for an outage: `consecutive_failures` in a row with no
     /// success left in the window, or the slow-call rate.
     pub admission: Option<Admission>,
+    /// Calls refused while open, half-open or shedding wait for the next chance instead of
+    /// failing at once (`None`: fail fast).
+    pub patience: Option<Patience>,
+}
+
+/// A refused call waits for the breaker's next chance, within its
+/// [`Deadline`](ballast_classify::Deadline), instead of failing at once.
+///
+/// While the breaker is open, a waiting call sleeps until the open time ends; while the
+/// probes are out, until their answer (or `half_open_wait`); while shedding, `half_open_wait`
+/// before it draws again. When the probe closes the breaker the waiting calls are let go one
+/// after another in the order they came (each wakes the next: no herd, and a throttle below
+/// gives them turns in that order); a failed probe sends them back to wait for the next one.
+/// A call fails only when its deadline cannot be met (the open time ends after it: the
+/// refusal's hint is that open time, never shorter) or when `max_waiting` calls of its key
+/// wait already. A dropped waiting call holds nothing: its place and any wake-up it was given
+/// pass on.
+///
+/// ```
+/// use std::time::Duration;
+/// use ballast_breaker::{BreakerConfig, Patience};
+///
+/// let config = BreakerConfig::patient();
+/// assert_eq!(config.patience, Some(Patience::default()));
+/// assert_eq!(Patience::default().max_wait, Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// The most calls of one key waiting at once (256); past it, refused at once.
+    pub max_waiting: u32,
+    /// The longest wait of a call with no [`Deadline`](ballast_classify::Deadline) (60 s).
+    pub max_wait: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Self {
+            max_waiting: 256,
+            max_wait: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Client-side adaptive throttling (Google's SRE book, "Handling Overload"): over the
@@ -123,6 +165,7 @@ impl Default for BreakerConfig {
             max_keys: 1000,
             idle_eviction: Duration::from_secs(600),
             admission: None,
+            patience: None,
         }
     }
 }
@@ -134,6 +177,15 @@ impl BreakerConfig {
     pub fn adaptive() -> Self {
         Self {
             admission: Some(Admission::default()),
+            ..Self::default()
+        }
+    }
+
+    /// The defaults with [`Patience`]: refused calls wait for the next chance within their
+    /// deadline.
+    pub fn patient() -> Self {
+        Self {
+            patience: Some(Patience::default()),
             ..Self::default()
         }
     }
@@ -172,6 +224,11 @@ impl BreakerConfig {
         ] {
             *duration =
                 Duration::try_from_secs_f64(duration.as_secs_f64() / scale).unwrap_or(*duration);
+        }
+        if let Some(patience) = &mut self.patience {
+            patience.max_wait =
+                Duration::try_from_secs_f64(patience.max_wait.as_secs_f64() / scale)
+                    .unwrap_or(patience.max_wait);
         }
         self
     }

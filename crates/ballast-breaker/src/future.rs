@@ -57,25 +57,40 @@ impl Drop for Permit {
     }
 }
 
+/// A patient call's future: its wait in line, then the call.
+type Waiting<R> = Pin<Box<dyn Future<Output = Result<http::Response<R>, BoxError>> + Send>>;
+
 pin_project! {
     /// The future returned by [`Breaker`](crate::Breaker).
-    #[derive(Debug)]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, R> {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<F, R>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    #[derive(Debug)]
-    enum Kind<F> {
+    enum Kind<F, R> {
         Called { #[pin] future: F, permit: Option<Permit> },
         Refused { refusal: Option<BreakerOpen> },
+        Waiting { future: Waiting<R> },
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, R> std::fmt::Debug for ResponseFuture<F, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Called { .. } => "called",
+            Kind::Refused { .. } => "refused",
+            Kind::Waiting { .. } => "waiting",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<F, R> ResponseFuture<F, R> {
     pub(crate) fn called(future: F, permit: Option<Permit>) -> Self {
         Self {
             kind: Kind::Called { future, permit },
@@ -89,9 +104,15 @@ impl<F> ResponseFuture<F> {
             },
         }
     }
+
+    pub(crate) fn waiting(future: Waiting<R>) -> Self {
+        Self {
+            kind: Kind::Waiting { future },
+        }
+    }
 }
 
-impl<F, R, E> Future for ResponseFuture<F>
+impl<F, R, E> Future for ResponseFuture<F, R>
 where
     F: Future<Output = Result<http::Response<R>, E>>,
     E: Into<BoxError>,
@@ -115,6 +136,7 @@ where
                 Some(refusal) => Box::new(refusal.into_classified()),
                 None => "breaker response future polled after completion".into(),
             })),
+            KindProj::Waiting { future } => future.as_mut().poll(cx),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct KeySnapshot {
     pub refused: u32,
     /// The share of calls admission refuses now, 0 to 1 (0 without admission).
     pub shed: f64,
+    /// Calls waiting in its line for the next chance now (with [`Patience`](crate::Patience)).
+    pub waiting: u32,
 }
 
 impl BreakerHandle {
@@ -72,6 +74,7 @@ impl BreakerHandle {
                 opened_total: breaker.opened(),
                 refused: totals.refused,
                 shed: breaker.shed_share(),
+                waiting: breaker.waiting.load(std::sync::atomic::Ordering::Acquire),
             });
         });
         out

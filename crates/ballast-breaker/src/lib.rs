@@ -19,6 +19,12 @@
 //!   wait fixes those;
 //! - **forced open** or **disabled** through the handle.
 //!
+//! With [`Patience`] ([`BreakerConfig::patient`]), a refused call does not fail at once: it
+//! waits in its key's bounded line, within its [`Deadline`](ballast_classify::Deadline),
+//! for the next chance (the open time's end, the probe's answer), and the waiters leave in
+//! the order they came once the probe closes the breaker. Only a call whose deadline cannot
+//! be met fails, told the open time.
+//!
 //! Breakers are per key (host and model by default), kept in a bounded map. The closed path
 //! is lock-free (atomics and a sharded map); transitions are rare and take a per-key lock.
 //! Every transition is a `tracing` event and feeds the `metrics` counters
@@ -66,8 +72,8 @@
 //!
 //! Put the breaker inside the retry layer. Its refusals have class `CircuitOpen`, which
 //! `ballast-retry` does not retry by default: an open breaker ends the call at once rather
-//! than being hammered. Enable the class in the retry policy to wait for the next probe
-//! instead (its wait hint is the time to the probe, so the retry deadline still applies).
+//! than being hammered. To wait for the next probe instead, give the breaker [`Patience`]:
+//! the call waits inside the breaker, where the next chance is known, not on a hint.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
@@ -76,13 +82,14 @@ mod future;
 mod handle;
 mod key;
 mod layer;
+mod patience;
 mod registry;
 mod service;
 mod state;
 mod status;
 mod window;
 
-pub use config::{Admission, BreakerConfig};
+pub use config::{Admission, BreakerConfig, Patience};
 pub use error::BreakerOpen;
 pub use future::ResponseFuture;
 pub use handle::{BreakerHandle, KeySnapshot};

@@ -3,10 +3,14 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ballast_classify::BoxError;
+use std::future::poll_fn;
+
+use ballast_classify::{BoxError, Deadline};
+use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::future::{Permit, ResponseFuture};
+use crate::patience::{Place, admitted, worth_waiting};
 use crate::registry::{DISABLED, FORCED_OPEN, Registry, emit};
 use crate::{BreakerOpen, BreakerState, HostAndModel, KeyFn};
 
@@ -35,13 +39,16 @@ impl<S, K> Breaker<S, K> {
 
 impl<S, K, B, R> Service<http::Request<B>> for Breaker<S, K>
 where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
+    S::Future: Send,
     K: KeyFn<B>,
+    B: Send + 'static,
+    R: Send + 'static,
 {
     type Response = http::Response<R>;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -67,11 +74,34 @@ where
                 let permit = Some(Permit::new(breaker, kind, now));
                 ResponseFuture::called(self.inner.call(request), permit)
             }
-            Err(refusal) => ResponseFuture::refused(BreakerOpen::new(
-                breaker.key().clone(),
-                refusal.state,
-                refusal.retry_in,
-            )),
+            Err(refusal) => {
+                // Patient: wait in line for the next chance, when the deadline allows it and
+                // the line has room; else refused at once.
+                if let Some(patience) = registry.config.patience {
+                    let clock = Instant::now();
+                    let deadline = Deadline::of(&request)
+                        .map_or_else(|| clock + patience.max_wait, Deadline::instant);
+                    if worth_waiting(&refusal, clock, deadline, registry.config.half_open_wait)
+                        && let Some(place) = Place::take(&breaker, patience.max_waiting)
+                    {
+                        let mut inner = self.inner.clone();
+                        return ResponseFuture::waiting(Box::pin(async move {
+                            let permit = admitted(breaker, place, deadline).await.map_err(
+                                |refusal| -> BoxError { Box::new(refusal.into_classified()) },
+                            )?;
+                            poll_fn(|cx| inner.poll_ready(cx))
+                                .await
+                                .map_err(Into::into)?;
+                            ResponseFuture::called(inner.call(request), Some(permit)).await
+                        }));
+                    }
+                }
+                ResponseFuture::refused(BreakerOpen::new(
+                    breaker.key().clone(),
+                    refusal.state,
+                    refusal.retry_in,
+                ))
+            }
         }
     }
 }

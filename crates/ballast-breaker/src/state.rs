@@ -7,6 +7,7 @@ use std::time::Duration;
 use ballast_classify::{Outcome, OutcomeClass};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::window::{Totals, Window};
@@ -72,6 +73,11 @@ pub(crate) struct KeyBreaker {
     seed: u64,
     /// Serialises the rare transitions; the closed path never takes it.
     transitions: Mutex<SmallRng>,
+    /// Where patient calls wait (FIFO): woken one at a time when a chance opens (the
+    /// breaker closed, a probe slot came free), each admitted one waking the next.
+    pub(crate) line: Notify,
+    /// Calls waiting in `line` now.
+    pub(crate) waiting: AtomicU32,
 }
 
 /// What [`KeyBreaker::record`] changed, for events.
@@ -108,6 +114,8 @@ impl KeyBreaker {
             draws: AtomicU64::new(0),
             seed,
             transitions: Mutex::new(SmallRng::seed_from_u64(seed)),
+            line: Notify::new(),
+            waiting: AtomicU32::new(0),
         }
     }
 
@@ -289,6 +297,23 @@ impl KeyBreaker {
         elapsed: Duration,
         now: u64,
     ) -> Option<Transition> {
+        let transition = self.judge(config, kind, outcome, elapsed, now);
+        // A probe's slot came free and the breaker is still half-open (the probe was
+        // dropped, said nothing, or more successes are needed): a waiting call may take it.
+        if kind == PermitKind::Probe && self.state.load(Ordering::Acquire) == HALF_OPEN {
+            self.line.notify_one();
+        }
+        transition
+    }
+
+    fn judge(
+        &self,
+        config: &BreakerConfig,
+        kind: PermitKind,
+        outcome: Option<&Outcome>,
+        elapsed: Duration,
+        now: u64,
+    ) -> Option<Transition> {
         if kind == PermitKind::Probe {
             self.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
         }
@@ -413,6 +438,8 @@ impl KeyBreaker {
         self.shed.store(0, Ordering::Relaxed);
         self.window.clear();
         self.state.store(CLOSED, Ordering::Release);
+        // The first waiting call goes; it wakes the next.
+        self.line.notify_one();
         Some(Transition {
             from: BreakerState::HalfOpen,
             to: BreakerState::Closed,
@@ -448,6 +475,7 @@ impl KeyBreaker {
         self.shed.store(0, Ordering::Relaxed);
         self.probes_in_flight.store(0, Ordering::Release);
         let was = self.state.swap(CLOSED, Ordering::AcqRel);
+        self.line.notify_one();
         (was != CLOSED).then_some(Transition {
             from,
             to: BreakerState::Closed,

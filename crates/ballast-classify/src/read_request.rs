@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -16,7 +17,7 @@ use tower_service::Service;
 use crate::facts::{HalfByteCount, RequestFacts, TokenEstimator};
 use crate::read::{ReadBody, ReadError};
 use crate::rewrite::{self, ChatCapField};
-use crate::{ClassifiedError, Outcome, OutcomeClass};
+use crate::{ClassifiedError, Deadline, Outcome, OutcomeClass};
 
 /// The default cap on a request body: 32 MiB, room for the longest prompts (a 1M-token
 /// context is about 4 MB of text).
@@ -199,6 +200,7 @@ struct Config {
     estimator: Arc<dyn TokenEstimator + Send + Sync>,
     default_cap: Option<u64>,
     chat_field: ChatCapField,
+    deadline: Option<Duration>,
 }
 
 impl fmt::Debug for ReadRequestLayer {
@@ -207,6 +209,7 @@ impl fmt::Debug for ReadRequestLayer {
             .field("limit", &self.config.limit)
             .field("default_cap", &self.config.default_cap)
             .field("chat_field", &self.config.chat_field)
+            .field("deadline", &self.config.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -227,6 +230,7 @@ impl ReadRequestLayer {
                 estimator: Arc::new(HalfByteCount),
                 default_cap: None,
                 chat_field: ChatCapField::MaxTokens,
+                deadline: None,
             }),
         }
     }
@@ -253,6 +257,13 @@ impl ReadRequestLayer {
     /// provider can bill.
     pub fn default_output_cap(mut self, tokens: u64) -> Self {
         self.config_mut().default_cap = Some(tokens);
+        self
+    }
+
+    /// Gives every call a [`Deadline`] `within` from when it is called (an earlier deadline
+    /// the caller set is kept), so the layers that make calls wait know how long they may.
+    pub fn deadline(mut self, within: Duration) -> Self {
+        self.config_mut().deadline = Some(within);
         self
     }
 
@@ -319,8 +330,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let limit = self.config.limit;
+        if let Some(within) = self.config.deadline {
+            Deadline::after(within).set_sooner(&mut parts.extensions);
+        }
         // A body that says it is too long is refused before a byte of it is read.
         if body.size_hint().lower() > limit as u64 {
             return ResponseFuture::failed(too_large(limit));

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ballast_classify::{Attempt, BoxError, ClassifiedError, Outcome, OutcomeClass, WaitHint};
+use ballast_classify::{
+    Attempt, BoxError, ClassifiedError, Deadline, Outcome, OutcomeClass, WaitHint,
+};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::time::{Instant, Sleep};
@@ -109,15 +111,19 @@ impl RetryConfig {
         }
     }
 
-    /// Real time elapsed since `started`, in provider time.
-    fn elapsed_since(&self, started: Instant) -> Duration {
-        let elapsed = started.elapsed();
+    /// A real duration in provider time.
+    fn provider_time(&self, real: Duration) -> Duration {
         if self.time_scale == 1.0 {
-            elapsed
+            real
         } else {
-            Duration::try_from_secs_f64(elapsed.as_secs_f64() * self.time_scale)
+            Duration::try_from_secs_f64(real.as_secs_f64() * self.time_scale)
                 .unwrap_or(Duration::MAX)
         }
+    }
+
+    /// Real time elapsed since `started`, in provider time.
+    fn elapsed_since(&self, started: Instant) -> Duration {
+        self.provider_time(started.elapsed())
     }
 }
 
@@ -282,6 +288,13 @@ impl RetryPolicy {
     /// and records it (attempt count, previous wait, budget). This is the whole policy;
     /// [`Policy::retry`] only applies it to requests and results.
     pub fn decide(&mut self, outcome: &Outcome) -> Decision {
+        self.decide_within(outcome, None)
+    }
+
+    /// [`decide`](Self::decide), for a call that must also end within `left` (real time:
+    /// what remains of the request's [`Deadline`](ballast_classify::Deadline)), whichever of
+    /// it and the policy's own deadline ends first.
+    pub fn decide_within(&mut self, outcome: &Outcome, left: Option<Duration>) -> Decision {
         let shared = &*self.shared;
         let session = &mut self.session;
         session.attempts = session.attempts.saturating_add(1);
@@ -310,16 +323,24 @@ impl RetryPolicy {
             .map(|h| config.hint_in_provider_time(&h));
         let (wait, hint_driven) = config.hint_trust.apply(backoff, hint);
         let wait = wait.min(config.max_delay);
-        if let (Some(deadline), Some(started)) = (config.deadline, session.started) {
-            let remaining = deadline.saturating_sub(config.elapsed_since(started));
-            if wait > remaining {
-                return match hint {
-                    Some(asked) if hint_driven && asked > remaining => {
-                        Decision::HintBeyondDeadline { asked, remaining }
-                    }
-                    _ => Decision::Stop(StopReason::Deadline),
-                };
-            }
+        let own = config
+            .deadline
+            .zip(session.started)
+            .map(|(deadline, started)| deadline.saturating_sub(config.elapsed_since(started)));
+        let caller = left.map(|left| config.provider_time(left));
+        let remaining = match (own, caller) {
+            (Some(own), Some(caller)) => Some(own.min(caller)),
+            (own, caller) => own.or(caller),
+        };
+        if let Some(remaining) = remaining
+            && wait > remaining
+        {
+            return match hint {
+                Some(asked) if hint_driven && asked > remaining => {
+                    Decision::HintBeyondDeadline { asked, remaining }
+                }
+                _ => Decision::Stop(StopReason::Deadline),
+            };
         }
         if let Some(budget) = &shared.budget
             && !budget.try_withdraw()
@@ -348,7 +369,8 @@ where
         result: &mut Result<http::Response<Res>, BoxError>,
     ) -> Option<Sleep> {
         let outcome = Outcome::from_result(result);
-        match self.decide(&outcome) {
+        let left = Deadline::of(request).map(Deadline::remaining);
+        match self.decide_within(&outcome, left) {
             Decision::Retry(wait) => {
                 let next = Attempt::new(self.attempts().saturating_add(1));
                 request.extensions_mut().insert(next);

@@ -516,3 +516,59 @@ async fn time_scale_divides_sleeps_and_scales_the_deadline() {
         assert_eq!(policy.config().time_scale(), 1.0);
     }
 }
+
+/// The request's `Deadline` bounds the waits like the policy's own deadline, whichever ends
+/// first.
+#[tokio::test(start_paused = true)]
+async fn the_requests_deadline_bounds_the_waits() {
+    let secs = Duration::from_secs;
+    let policy = RetryPolicy::builder()
+        .jitter(Jitter::None)
+        .hint_trust(HintTrust::Honour)
+        .no_budget()
+        .deadline(secs(300))
+        .build();
+    let limited = Outcome::new(OutcomeClass::RateLimited)
+        .with_wait_hint(Some(WaitHint::new(secs(30), HintSource::Message)));
+    assert_eq!(
+        policy.clone().decide_within(&limited, Some(secs(10))),
+        Decision::HintBeyondDeadline {
+            asked: secs(30),
+            remaining: secs(10)
+        }
+    );
+    assert_eq!(
+        policy.clone().decide_within(&limited, Some(secs(40))),
+        Decision::Retry(secs(30))
+    );
+    let failed = Outcome::new(OutcomeClass::ServerError);
+    assert_eq!(
+        policy.clone().decide_within(&failed, Some(Duration::ZERO)),
+        Decision::Stop(StopReason::Deadline)
+    );
+    // Through the layer: a provider that always fails, a call due in half a second, gets one
+    // attempt (the first backoff is longer); without the deadline, three.
+    let calls = Arc::new(Mutex::new(0_u32));
+    let service = {
+        let calls = Arc::clone(&calls);
+        ServiceBuilder::new()
+            .layer(RetryLayer::new(policy))
+            .service(tower::service_fn(move |_: http::Request<String>| {
+                *calls.lock().unwrap() += 1;
+                let error = ClassifiedError::new(Outcome::new(OutcomeClass::ServerError), None);
+                std::future::ready(Err::<http::Response<()>, BoxError>(Box::new(error)))
+            }))
+    };
+    let mut due = http::Request::new(String::new());
+    ballast_classify::Deadline::after(Duration::from_millis(500)).set_sooner(due.extensions_mut());
+    assert!(service.clone().oneshot(due).await.is_err());
+    assert_eq!(*calls.lock().unwrap(), 1);
+    assert!(
+        service
+            .clone()
+            .oneshot(http::Request::new(String::new()))
+            .await
+            .is_err()
+    );
+    assert_eq!(*calls.lock().unwrap(), 4);
+}

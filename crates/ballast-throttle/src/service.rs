@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use ballast_classify::hint::{parse_go_duration, parse_rfc3339_delay};
-use ballast_classify::{BoxError, Outcome, OutcomeClass, RequestFacts};
+use ballast_classify::{BoxError, Deadline, Outcome, OutcomeClass, RequestFacts};
 use http::HeaderName;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -147,6 +147,12 @@ where
         }
         // In line from here: dropped before its first poll, the future gives the turn back.
         let in_line = InLine::new(limiter, held);
+        // A turn past the call's deadline is of no use to it: refused at once, the turn
+        // given back, the refusal saying how far off the turn was.
+        if Deadline::of(&request).is_some_and(|deadline| wait > deadline.remaining()) {
+            drop(in_line);
+            return ResponseFuture::refused(Refusal::TooLong(wait));
+        }
         let first = Some((wait, generation, in_line));
         ResponseFuture::waiting(self.wait_for_turn(request, tokens, first))
     }

@@ -389,3 +389,41 @@ async fn a_call_dropped_before_its_first_poll_gives_its_turn_back() {
     // back, one interval later (125 ms at 480 a minute), not two (250 ms).
     assert_eq!(ledger.entries()[1].at, Duration::from_millis(125));
 }
+
+/// A call whose turn comes after its `Deadline` is refused at once, told how far off the
+/// turn was, and the turn goes to the next call.
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_turn_is_past_its_deadline_is_refused_at_once() {
+    use tower::Service;
+    let sim = Simulator::new(Scenario::healthy());
+    let (mut stack, handle) = stack(&sim, ThrottleConfig::starting_at(480.0));
+    let first = ServiceExt::<http::Request<String>>::ready(&mut stack)
+        .await
+        .unwrap()
+        .call(request());
+    // 125 ms to its turn, 100 ms to its deadline.
+    let mut hurried = request();
+    ballast_classify::Deadline::after(Duration::from_millis(100))
+        .set_sooner(hurried.extensions_mut());
+    let start = tokio::time::Instant::now();
+    let refused = stack.clone().oneshot(hurried).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO, "refused at once");
+    assert_eq!(refused.class(), OutcomeClass::Throttled);
+    assert_eq!(
+        refused.wait_hint().map(|hint| hint.delay()),
+        Some(Duration::from_millis(125)),
+        "the hint is the turn, not the deadline"
+    );
+    assert_eq!(handle.queued(), 0);
+    let third = stack.clone().oneshot(request());
+    let (first, third) = tokio::join!(first, third);
+    assert_eq!(first.unwrap().class(), OutcomeClass::Success);
+    assert_eq!(third.unwrap().class(), OutcomeClass::Success);
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(
+        ledger.entries()[1].at,
+        Duration::from_millis(125),
+        "the refused call's turn went to the next"
+    );
+}

@@ -66,7 +66,7 @@ pub use client::{HttpsClient, https_client};
 pub use config::{Config, ConfigError};
 pub use fallback::Fallback;
 pub use preset::Preset;
-pub use stack::{Stack, StackBuilder, StackService};
+pub use stack::{DEFAULT_DEADLINE, Stack, StackBuilder, StackService};
 
 pub use ballast_breaker as breaker;
 pub use ballast_budget as budget;

@@ -26,6 +26,9 @@ pub type StackService<R> = ReadRequest<
     BoxCloneSyncService<http::Request<RequestBody>, http::Response<ClassifiedBody<R>>, BoxError>,
 >;
 
+/// How long a call may take by default, waits and attempts included: 5 minutes.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Builds the whole stack, outermost first:
 ///
 /// ```text
@@ -53,6 +56,7 @@ pub struct StackBuilder<St = MemoryStore> {
     seed: Option<u64>,
     throttle: Option<ThrottleConfig>,
     read: ReadRequestLayer,
+    deadline: Option<Duration>,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -83,13 +87,14 @@ impl StackBuilder<MemoryStore> {
         Self {
             throttle,
             config,
-            breaker: BreakerConfig::default(),
+            breaker: BreakerConfig::patient(),
             retry: None,
             store: MemoryStore::new(),
             health: HealthMonitor::default(),
             time_scale: 1.0,
             seed: None,
             read: ReadRequestLayer::new(),
+            deadline: Some(DEFAULT_DEADLINE),
         }
     }
 }
@@ -107,6 +112,7 @@ impl<St: SpendStore> StackBuilder<St> {
             seed: self.seed,
             throttle: self.throttle,
             read: self.read,
+            deadline: self.deadline,
         }
     }
 
@@ -142,7 +148,32 @@ impl<St: SpendStore> StackBuilder<St> {
         self
     }
 
-    /// Breaker settings (defaults: see `BreakerConfig`).
+    /// How long a call may take in all, waits and attempts included (default 5 minutes, the
+    /// retry policy's own deadline): each call gets a [`Deadline`](crate::classify::Deadline)
+    /// (an earlier one the caller set is kept), within which a refused call waits for the
+    /// breaker's next chance and retries wait their turn. Past it the call fails with an
+    /// honest `Retry-After`.
+    pub fn deadline(mut self, within: Duration) -> Self {
+        self.deadline = Some(within);
+        self
+    }
+
+    /// No deadline of the stack's own: only the caller's [`Deadline`](crate::classify::Deadline),
+    /// if it sets one, and the retry policy's.
+    pub fn no_deadline(mut self) -> Self {
+        self.deadline = None;
+        self
+    }
+
+    /// Fails fast: a call the breaker refuses fails at once, with the time to its next chance
+    /// as `Retry-After`, instead of waiting for it (for apps with their own fallback).
+    pub fn fail_fast(mut self) -> Self {
+        self.breaker.patience = None;
+        self
+    }
+
+    /// Breaker settings (default: `BreakerConfig::patient()`: refused calls wait for the
+    /// next chance within their deadline; a config without `patience` fails fast).
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker = config;
         self
@@ -207,15 +238,21 @@ impl<St: SpendStore> StackBuilder<St> {
             crate::Preset::OpenAi => ChatCapField::MaxCompletionTokens,
             _ => ChatCapField::MaxTokens,
         };
+        let scale = self.time_scale;
         let read = self
             .read
             .default_output_cap(config.max_tokens_default)
             .chat_cap_field(chat_cap);
+        let read = match self.deadline {
+            Some(within) => read.deadline(
+                Duration::try_from_secs_f64(within.as_secs_f64() / scale).unwrap_or(within),
+            ),
+            None => read,
+        };
         let budget = BudgetLayer::with_store(
             BudgetConfig::daily(config.daily_budget).default_max_tokens(config.max_tokens_default),
             self.store,
         );
-        let scale = self.time_scale;
         let breaker_config = self.breaker.time_scaled(scale);
         let breaker = match self.seed {
             Some(seed) => BreakerLayer::with_seed(breaker_config, seed),

@@ -66,7 +66,13 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)]) -> Outcome
             // Spawned settlements land, hung requests end on the provider's side.
             tokio::time::sleep(Duration::from_secs(600)).await;
             let readout = stack.budget.readout(None).await.unwrap();
-            let queued = stack.throttle.as_ref().map_or(0, |t| t.queued());
+            let queued = stack.throttle.as_ref().map_or(0, |t| t.queued())
+                + stack
+                    .breaker
+                    .snapshot()
+                    .iter()
+                    .map(|key| key.waiting as usize)
+                    .sum::<usize>();
             (
                 Usd::from_xai_ticks(sim.ledger().billed_ticks()),
                 readout.reserved,
@@ -109,7 +115,7 @@ proptest! {
     /// their call after a random delay, from before its throttle turn to deep into the
     /// provider's work. The provider never bills past the budget (the simulator keeps to
     /// the output cap, so the documented overrun is zero); nothing stays reserved; the
-    /// throttle's line is empty; every call is logged once.
+    /// throttle's line and the breaker's (patience) are empty; every call is logged once.
     #[test]
     fn cancelled_callers_never_cost_past_the_budget_or_leave_anything_held(
         scenario in ballast_sim::strategy::flaky_scenario(),

@@ -52,23 +52,38 @@ fn one_prompt_in_every_dialect() {
 
 #[test]
 fn failures_come_back_typed_with_a_fallback() {
-    ballast_sim::paused_runtime().unwrap().block_on(async {
-        let config = config(Preset::XAi);
-        let stack =
-            StackBuilder::new(config.clone()).build(Simulator::new(Scenario::total_outage()));
-        let chat = ChatClient::new(stack.service, &config, "grok-code-fast-1");
-        let mut classes = Vec::new();
-        for _ in 0..5 {
-            let error = chat.chat("hi").await.unwrap_err();
-            classes.push(error.outcome().class());
-            let fallback = error.fallback();
-            assert!(fallback.status.is_server_error());
-        }
-        assert_eq!(classes[0], OutcomeClass::ServerError);
-        assert_eq!(
-            *classes.last().unwrap(),
-            OutcomeClass::CircuitOpen,
-            "{classes:?}"
-        );
-    });
+    for patient in [false, true] {
+        ballast_sim::paused_runtime().unwrap().block_on(async {
+            let config = config(Preset::XAi);
+            let builder = StackBuilder::new(config.clone());
+            let builder = if patient {
+                builder
+            } else {
+                builder.fail_fast()
+            };
+            let sim = Simulator::new(Scenario::total_outage());
+            let stack = builder.build(sim.clone());
+            let chat = ChatClient::new(stack.service, &config, "grok-code-fast-1");
+            let mut classes = Vec::new();
+            for _ in 0..5 {
+                let error = chat.chat("hi").await.unwrap_err();
+                classes.push(error.outcome().class());
+                let fallback = error.fallback();
+                assert!(fallback.status.is_server_error());
+            }
+            assert_eq!(classes[0], OutcomeClass::ServerError);
+            if patient {
+                // Each call waits for the breaker's next probe and is that probe: it ends
+                // with the provider's own answer, three attempts each (one every open time).
+                assert_eq!(classes, [OutcomeClass::ServerError; 5]);
+                assert_eq!(sim.ledger().len(), 15);
+            } else {
+                assert_eq!(
+                    *classes.last().unwrap(),
+                    OutcomeClass::CircuitOpen,
+                    "{classes:?}"
+                );
+            }
+        });
+    }
 }

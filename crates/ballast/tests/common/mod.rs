@@ -23,6 +23,8 @@ pub(crate) struct Run {
     pub(crate) counted: Usd,
     pub(crate) budget: Usd,
     pub(crate) bad_keys: usize,
+    /// Times the stack's breakers opened (set by the runs that read them).
+    pub(crate) breaker_opened: u64,
 }
 
 impl Run {
@@ -42,7 +44,14 @@ impl Run {
             counted,
             budget,
             bad_keys: ledger.count(SimOutcome::BadKey),
+            breaker_opened: 0,
         }
+    }
+
+    /// The run, with the times its breakers opened read from `handle`.
+    pub(crate) fn with_breaker(mut self, handle: &ballast::breaker::BreakerHandle) -> Self {
+        self.breaker_opened = handle.snapshot().iter().map(|key| key.opened_total).sum();
+        self
     }
 }
 

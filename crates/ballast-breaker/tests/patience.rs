@@ -1,0 +1,342 @@
+//! Patience: calls refused by an open breaker wait in a bounded line, within their deadline,
+//! and are let go in order when the probe closes it.
+
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState, Patience};
+use ballast_classify::{BoxError, Deadline, Outcome, OutcomeClass, RequestFacts};
+use futures::future::join_all;
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+
+/// A request numbered `n` (header `x-n`), with its facts read.
+fn request(n: usize) -> http::Request<String> {
+    let mut request = http::Request::post("https://api.x.ai/v1/chat/completions")
+        .header("x-n", n.to_string())
+        .body(r#"{"model":"m","max_tokens":20}"#.to_owned())
+        .unwrap();
+    RequestFacts::note(&mut request);
+    request
+}
+
+/// `request(n)` that must be answered within `within`.
+fn due(n: usize, within: Duration) -> http::Request<String> {
+    let mut request = request(n);
+    Deadline::after(within).set_sooner(request.extensions_mut());
+    request
+}
+
+/// A provider that answers 500 while `failing`, else 200, after `delay`, and writes down
+/// which call (`x-n`) arrived when.
+#[derive(Clone)]
+struct Recorder {
+    failing: Arc<AtomicBool>,
+    delay: Duration,
+    arrivals: Arc<Mutex<Vec<(usize, Duration)>>>,
+    start: Instant,
+}
+
+impl Recorder {
+    fn new(delay: Duration) -> Self {
+        Self {
+            failing: Arc::new(AtomicBool::new(true)),
+            delay,
+            arrivals: Arc::default(),
+            start: Instant::now(),
+        }
+    }
+
+    fn arrivals(&self) -> Vec<(usize, Duration)> {
+        self.arrivals.lock().unwrap().clone()
+    }
+
+    fn calls(&self) -> usize {
+        self.arrivals.lock().unwrap().len()
+    }
+
+    fn service(
+        &self,
+    ) -> tower::util::BoxCloneService<
+        http::Request<String>,
+        http::Response<()>,
+        std::convert::Infallible,
+    > {
+        let this = self.clone();
+        tower::service_fn(move |request: http::Request<String>| {
+            let n = request.headers()["x-n"].to_str().unwrap().parse().unwrap();
+            this.arrivals
+                .lock()
+                .unwrap()
+                .push((n, this.start.elapsed()));
+            let status = if this.failing.load(Ordering::SeqCst) {
+                500
+            } else {
+                200
+            };
+            let delay = this.delay;
+            async move {
+                tokio::time::sleep(delay).await;
+                Ok(http::Response::builder().status(status).body(()).unwrap())
+            }
+        })
+        .boxed_clone()
+    }
+}
+
+/// Opens after one failure for 5 s (no jitter), one probe; patient with `max_waiting`.
+fn config(max_waiting: u32) -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: 1,
+        open_jitter: 0.0,
+        patience: Some(Patience {
+            max_waiting,
+            ..Patience::default()
+        }),
+        ..BreakerConfig::default()
+    }
+}
+
+/// Polls `future` once.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+fn refusal(result: &Result<http::Response<()>, BoxError>) -> Option<(BreakerState, Duration)> {
+    let error = result.as_ref().err()?;
+    let outcome = Outcome::from_error(&**error);
+    assert_eq!(outcome.class(), OutcomeClass::CircuitOpen, "{error}");
+    let hint = outcome.wait_hint().map(|hint| hint.delay())?;
+    let state = error
+        .downcast_ref::<ballast_classify::ClassifiedError>()
+        .and_then(std::error::Error::source)
+        .and_then(|e| e.downcast_ref::<ballast_breaker::BreakerOpen>())
+        .map(|open| open.state())?;
+    Some((state, hint))
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_calls_get_one_probe_then_go_in_the_order_they_came() {
+    let provider = Recorder::new(Duration::from_millis(500));
+    let layer = BreakerLayer::new(config(256));
+    let handle = layer.handle();
+    let service = layer.layer(provider.service());
+    // One failure opens it for 5 s.
+    service.clone().oneshot(request(0)).await.unwrap();
+    assert!(matches!(
+        handle.get("api.x.ai", "m").unwrap().state,
+        BreakerState::Open { .. }
+    ));
+    provider.failing.store(false, Ordering::SeqCst);
+    // Ten callers arrive while it is open, a millisecond apart.
+    let mut calls = Vec::new();
+    for n in 1..=10 {
+        calls.push(tokio::spawn(service.clone().oneshot(request(n))));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let results = join_all(calls).await;
+    assert!(
+        results.iter().all(|r| r.as_ref().unwrap().is_ok()),
+        "every waiting call was served"
+    );
+    let arrivals = provider.arrivals();
+    assert_eq!(
+        arrivals.len(),
+        11,
+        "one failure, one probe, nine let go: no probe per waiter"
+    );
+    // The probe goes when the open time ends (5.5 s after the start: the failure took 0.5 s),
+    // the others when it closes the breaker, half a second later, in the order they came.
+    let probe = arrivals[1];
+    assert_eq!(probe.1, Duration::from_millis(5_500));
+    let rest: Vec<usize> = arrivals[2..].iter().map(|(n, _)| *n).collect();
+    let expected: Vec<usize> = (1..=10).filter(|n| *n != probe.0).collect();
+    assert_eq!(rest, expected, "let go in the order they came");
+    assert!(
+        arrivals[2..]
+            .iter()
+            .all(|(_, at)| *at == Duration::from_millis(6_000)),
+        "{arrivals:?}"
+    );
+    assert_eq!(
+        handle.get("api.x.ai", "m").unwrap().state,
+        BreakerState::Closed
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_line_is_bounded_and_the_rest_are_told_the_open_time() {
+    let provider = Recorder::new(Duration::ZERO);
+    let layer = BreakerLayer::new(config(3));
+    let handle = layer.handle();
+    let waiting_now = || handle.get("api.x.ai", "m").unwrap().waiting;
+    let service = layer.layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    let mut waiting = Vec::new();
+    for n in 1..=3 {
+        let mut call = Box::pin(service.clone().oneshot(request(n)));
+        assert!(poll_once(&mut call).await.is_pending(), "call {n} waits");
+        waiting.push(call);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refused = service.clone().oneshot(request(4)).await;
+    assert_eq!(
+        refusal(&refused),
+        Some((
+            BreakerState::Open {
+                retry_in: Duration::from_secs(4)
+            },
+            Duration::from_secs(4)
+        )),
+        "the fourth is refused at once, told the 4 s left of the open time"
+    );
+    assert_eq!(waiting_now(), 3);
+    // A waiting call that is dropped gives its place back.
+    drop(waiting.pop());
+    assert_eq!(waiting_now(), 2);
+    let mut fourth = Box::pin(service.clone().oneshot(request(5)));
+    assert!(
+        poll_once(&mut fourth).await.is_pending(),
+        "a place came free"
+    );
+    provider.failing.store(false, Ordering::SeqCst);
+    let results = join_all(waiting.into_iter().chain([fourth])).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(waiting_now(), 0);
+    assert_eq!(
+        provider.calls(),
+        4,
+        "the failure and the three waiting calls"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_cannot_outwait_the_open_time_is_refused_at_once_with_an_honest_hint() {
+    let provider = Recorder::new(Duration::ZERO);
+    let service = BreakerLayer::new(config(256)).layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    let start = Instant::now();
+    let refused = service
+        .clone()
+        .oneshot(due(1, Duration::from_secs(3)))
+        .await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "no time spent waiting in vain"
+    );
+    assert_eq!(
+        refusal(&refused).map(|(_, hint)| hint),
+        Some(Duration::from_secs(5)),
+        "the hint is the open time, not the deadline"
+    );
+    // A call whose deadline covers the open time waits it out and is served.
+    provider.failing.store(false, Ordering::SeqCst);
+    let served = service
+        .clone()
+        .oneshot(due(2, Duration::from_secs(6)))
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_call_gives_up_at_its_deadline() {
+    // The probe hangs for a minute; a waiter with 3 s left gives up after 3 s.
+    let provider = Recorder::new(Duration::from_secs(60));
+    let service = BreakerLayer::new(config(256)).layer(provider.service());
+    let first = tokio::spawn(service.clone().oneshot(request(0)));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    first.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let probe = tokio::spawn(service.clone().oneshot(request(1)));
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    let refused = service
+        .clone()
+        .oneshot(due(2, Duration::from_secs(3)))
+        .await;
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    assert_eq!(
+        refusal(&refused),
+        Some((BreakerState::HalfOpen, Duration::from_secs(1)))
+    );
+    assert_eq!(provider.calls(), 2, "the failure and the probe");
+    probe.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_probe_sends_the_waiters_back_for_the_next_open_time() {
+    let provider = Recorder::new(Duration::ZERO);
+    let growing = BreakerConfig {
+        open_cap: Duration::from_secs(20),
+        ..config(256)
+    };
+    let service = BreakerLayer::new(growing).layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    // Two waiters: one with room for two open times (5 s + 10 s), one with room for one.
+    let long = tokio::spawn(service.clone().oneshot(due(1, Duration::from_secs(20))));
+    tokio::task::yield_now().await;
+    let short = tokio::spawn(service.clone().oneshot(due(2, Duration::from_secs(8))));
+    tokio::task::yield_now().await;
+    // At 5 s the first waiter probes and fails (its 500 goes to its caller); the open time
+    // doubles to 10 s, past the second's deadline: it is refused then, told 10 s.
+    let start = Instant::now();
+    let short = short.await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(
+        refusal(&short).map(|(_, hint)| hint),
+        Some(Duration::from_secs(10))
+    );
+    let long = long.await.unwrap().unwrap();
+    assert_eq!(long.status(), 500, "the probe's own answer");
+    assert_eq!(provider.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wake_up_given_to_a_dropped_waiter_passes_on() {
+    let provider = Recorder::new(Duration::ZERO);
+    let layer = BreakerLayer::new(config(256));
+    let handle = layer.handle();
+    let service = layer.layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    provider.failing.store(false, Ordering::SeqCst);
+    let mut first = Box::pin(service.clone().oneshot(request(1)));
+    let mut second = pin!(service.clone().oneshot(request(2)));
+    assert!(poll_once(&mut first).await.is_pending());
+    assert!(poll_once(&mut second).await.is_pending());
+    // Reset closes the breaker and wakes the first in line, which is dropped before it runs.
+    handle.reset();
+    drop(first);
+    let response = poll_once(&mut second).await;
+    assert!(
+        matches!(response, Poll::Ready(Ok(_))),
+        "the second was woken in the first's place, with no time passed"
+    );
+    assert_eq!(
+        provider.arrivals(),
+        vec![(0, Duration::ZERO), (2, Duration::ZERO)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_patience_a_refused_call_fails_at_once() {
+    let provider = Recorder::new(Duration::ZERO);
+    let service = BreakerLayer::new(BreakerConfig {
+        patience: None,
+        ..config(256)
+    })
+    .layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    let start = Instant::now();
+    let refused = service.clone().oneshot(request(1)).await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(
+        refusal(&refused).map(|(_, hint)| hint),
+        Some(Duration::from_secs(5))
+    );
+}

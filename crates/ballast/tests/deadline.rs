@@ -1,0 +1,139 @@
+//! The whole stack, patient by default, under random flaky providers and random deadlines:
+//! every call ends within its deadline plus one attempt's timeout, every call is answered
+//! once, the breaker's lines empty, and provider calls stay within the attempts allowed.
+
+use std::time::Duration;
+
+use ballast::classify::{Deadline, Outcome, OutcomeClass};
+use ballast::{Config, Preset, StackBuilder};
+use ballast_sim::{Flavor, Scenario, Simulator};
+use proptest::prelude::*;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+// Only the request builder is shared here.
+#[allow(dead_code)]
+mod common;
+
+/// The attempt timeout the runs use (`REQUEST_TIMEOUT`).
+const ATTEMPT: Duration = Duration::from_secs(20);
+
+#[derive(Debug)]
+struct Seen {
+    /// Per call: how far past its deadline it ended (zero when within), and its class.
+    ends: Vec<(Duration, OutcomeClass)>,
+    waiting: u32,
+    provider_calls: usize,
+}
+
+/// `calls`: (arrival ms, deadline s) per call.
+fn run(scenario: Scenario, calls: &[(u64, u64)]) -> Seen {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(scenario);
+        let config = Config::from_vars(Preset::XAi, |name| match name {
+            "REQUEST_TIMEOUT" => Some("20".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let stack = StackBuilder::new(config).seed(11).build(sim.clone());
+        let tasks: Vec<_> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, &(start_ms, deadline_s))| {
+                let service = stack.service.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(start_ms)).await;
+                    let mut request =
+                        common::job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
+                    let deadline = Deadline::after(Duration::from_secs(deadline_s));
+                    deadline.set_sooner(request.extensions_mut());
+                    let result = service.oneshot(request).await;
+                    let late = Instant::now().saturating_duration_since(deadline.instant());
+                    (late, Outcome::from_result(&result).class())
+                })
+            })
+            .collect();
+        let mut ends = Vec::new();
+        for task in tasks {
+            ends.push(task.await.unwrap());
+        }
+        Seen {
+            ends,
+            waiting: stack.breaker.snapshot().iter().map(|key| key.waiting).sum(),
+            provider_calls: sim.ledger().len(),
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random flaky providers (limits, 5xx bursts, hangs, broken 200s), random arrivals and
+    /// deadlines from 1 s to 10 min, with the facade's patience on.
+    #[test]
+    fn no_call_outlives_its_deadline_by_more_than_one_attempt(
+        scenario in ballast_sim::strategy::flaky_scenario(),
+        calls in prop::collection::vec((0u64..60_000, 1u64..600), 1..60),
+    ) {
+        let scenario = Scenario { flavor: Flavor::XAi, ..scenario };
+        let seen = run(scenario, &calls);
+        prop_assert_eq!(seen.ends.len(), calls.len(), "every call answered once");
+        for (late, class) in &seen.ends {
+            prop_assert!(*late <= ATTEMPT, "{late:?} past the deadline ({class}): {seen:?}");
+            prop_assert!(*class != OutcomeClass::Unknown, "{seen:?}");
+        }
+        prop_assert_eq!(seen.waiting, 0, "the breaker's lines are empty");
+        prop_assert!(
+            seen.provider_calls <= 3 * calls.len(),
+            "at most the 3 attempts per call: {} for {}", seen.provider_calls, calls.len()
+        );
+    }
+}
+
+/// A provider down for a minute, then well; 40 plain callers (no retries of their own)
+/// arriving over the outage with the facade's 5-minute deadline: none is sent away by the
+/// open breaker, and the provider sees only the failures that opened it, its probes and
+/// one call per caller once it is back.
+#[test]
+fn plain_callers_outwait_a_one_minute_outage() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario::outage_then_recovery(
+            Duration::ZERO,
+            Duration::from_secs(60),
+        ));
+        let config = Config::new(Preset::XAi);
+        let stack = StackBuilder::new(config).seed(3).build(sim.clone());
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let service = stack.service.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(i * 1_500)).await;
+                    let request =
+                        common::job("http://sim.invalid/v1/chat/completions", i as usize, 50);
+                    Outcome::from_result(&service.oneshot(request).await).class()
+                })
+            })
+            .collect();
+        let mut classes = Vec::new();
+        for task in tasks {
+            classes.push(task.await.unwrap());
+        }
+        let served = classes.iter().filter(|c| c.is_success()).count();
+        // No caller was sent away by the open breaker. Six were the breaker's probe three
+        // times (a failed probe spends one of its caller's three attempts): the part of
+        // patience still to build is a probe's failure that does not cost its caller.
+        assert!(!classes.contains(&OutcomeClass::CircuitOpen), "{classes:?}");
+        assert_eq!(served, 34, "{classes:?}");
+        assert_eq!(classes.len() - served, 6);
+        assert!(
+            classes
+                .iter()
+                .all(|c| c.is_success() || *c == OutcomeClass::ServerError)
+        );
+        // 34 successes; 5 failures opened the breaker, and it probed 11 times in vain.
+        assert_eq!(sim.ledger().len(), 50);
+        let key = &stack.breaker.snapshot()[0];
+        assert_eq!(key.opened_total, 11);
+        assert_eq!(key.waiting, 0);
+    });
+}
