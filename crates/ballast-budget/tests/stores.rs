@@ -11,8 +11,15 @@ fn usd(s: &str) -> Usd {
 }
 
 /// 2026-11-25T12:00:00Z.
+/// Noon (UTC) of the day the test runs. Not a fixed date: the Redis store expires a window's
+/// keys a week after the window ends, by the real clock, so a fixed day would be forgotten
+/// by Redis once that week is over.
 fn noon() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_795_608_000)
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    UNIX_EPOCH + Duration::from_secs(now / 86_400 * 86_400 + 43_200)
 }
 
 fn today() -> WindowId {
