@@ -85,7 +85,9 @@ pub struct BreakerConfig {
 /// A call fails only when its deadline cannot be met (the open time ends after it: the
 /// refusal's hint is that open time, never shorter) or when `max_waiting` calls of its key
 /// wait already. A dropped waiting call holds nothing: its place and any wake-up it was given
-/// pass on.
+/// pass on. A call that is the probe and fails goes back in line for the next open time
+/// (the probe's failure is the breaker's finding; the probes are one per open time whoever
+/// sends them), up to `max_probes` times.
 ///
 /// ```
 /// use std::time::Duration;
@@ -101,6 +103,10 @@ pub struct Patience {
     pub max_waiting: u32,
     /// The longest wait of a call with no [`Deadline`](ballast_classify::Deadline) (60 s).
     pub max_wait: Duration,
+    /// How many times one call may be the breaker's probe (4): a failed probe sends its
+    /// call back in line, until this many, so a provider that stays down costs each
+    /// waiting call at most this many calls, not one per open time until its deadline.
+    pub max_probes: u32,
 }
 
 impl Default for Patience {
@@ -108,6 +114,7 @@ impl Default for Patience {
         Self {
             max_waiting: 256,
             max_wait: Duration::from_secs(60),
+            max_probes: 4,
         }
     }
 }

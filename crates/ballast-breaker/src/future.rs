@@ -34,6 +34,16 @@ impl Permit {
         }
     }
 
+    /// The breaker it was given by.
+    pub(crate) fn breaker(&self) -> &Arc<KeyBreaker> {
+        &self.breaker
+    }
+
+    /// Whether the call is a half-open probe.
+    pub(crate) fn is_probe(&self) -> bool {
+        self.kind == PermitKind::Probe
+    }
+
     fn finish(&mut self, outcome: Option<&Outcome>) {
         if self.done {
             return;

@@ -1,15 +1,106 @@
 //! Patience: a refused call waits in its key's line for the breaker's next chance.
 
+use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use ballast_classify::{BoxError, Outcome};
 use tokio::time::Instant;
+use tower_service::Service;
 
-use crate::future::Permit;
+use crate::future::{Permit, ResponseFuture};
 use crate::registry::emit;
 use crate::state::{KeyBreaker, PermitKind, Refusal};
-use crate::{BreakerOpen, BreakerState};
+use crate::{BreakerOpen, BreakerState, Patience};
+
+/// Where a patient call starts: in its key's line, or let through already as a probe.
+pub(crate) enum Start {
+    InLine(Place),
+    Probe(Permit),
+}
+
+/// A patient call: waits in line for its permit, makes the call, and, when it was the
+/// breaker's probe and the probe failed, goes back in line for the next one while its
+/// deadline allows (a failed probe is the breaker's finding, not the caller's failure: it
+/// costs the caller none of its attempts; the probes are one per open time whoever sends
+/// them), up to [`Patience::max_probes`] times. The failed probe was a real call: the layers below logged and settled it.
+pub(crate) async fn patient_call<S, B, R>(
+    breaker: Arc<KeyBreaker>,
+    mut inner: S,
+    mut request: http::Request<B>,
+    mut start: Start,
+    deadline: Instant,
+    patience: Patience,
+) -> Result<http::Response<R>, BoxError>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Error: Into<BoxError>,
+    B: Clone,
+{
+    let mut probes = 0;
+    loop {
+        let permit = match start {
+            Start::Probe(permit) => permit,
+            Start::InLine(place) => admitted(Arc::clone(&breaker), place, deadline)
+                .await
+                .map_err(|refusal| -> BoxError { Box::new(refusal.into_classified()) })?,
+        };
+        poll_fn(|cx| inner.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
+        // Only a probe may go again, up to `max_probes` times: copied (a reference count
+        // for a read body) once per open time at most.
+        probes += u32::from(permit.is_probe());
+        let again = (permit.is_probe() && probes < patience.max_probes).then(|| copy(&request));
+        let result = ResponseFuture::called(inner.call(request), Some(permit)).await;
+        if let Some(again) = again
+            && provider_failed(&result)
+            && let Some(place) = back_in_line(&breaker, deadline, patience.max_waiting)
+        {
+            request = again;
+            start = Start::InLine(place);
+            continue;
+        }
+        return result;
+    }
+}
+
+/// Whether the provider failed the call (what reopens a breaker).
+fn provider_failed<R>(result: &Result<http::Response<R>, BoxError>) -> bool {
+    let outcome = match result {
+        Ok(response) => Outcome::from_response(response),
+        Err(error) => Outcome::from_error(&**error),
+    };
+    outcome.class().is_provider_failure()
+}
+
+/// A place in line after a failed probe, if the next chance comes before `deadline`.
+fn back_in_line(breaker: &Arc<KeyBreaker>, deadline: Instant, max_waiting: u32) -> Option<Place> {
+    let refusal = Refusal {
+        state: breaker.state(breaker.now()),
+        retry_in: None,
+    };
+    worth_waiting(
+        &refusal,
+        Instant::now(),
+        deadline,
+        breaker.config.half_open_wait,
+    )
+    .then(|| Place::take(breaker, max_waiting))
+    .flatten()
+}
+
+/// A copy of `request` to send again.
+fn copy<B: Clone>(request: &http::Request<B>) -> http::Request<B> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    copy
+}
 
 /// A call's place in its key's line, counted while it exists (the cap on waiting calls).
 #[derive(Debug)]

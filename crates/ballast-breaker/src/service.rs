@@ -3,15 +3,14 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use std::future::poll_fn;
-
 use ballast_classify::{BoxError, Deadline};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::future::{Permit, ResponseFuture};
-use crate::patience::{Place, admitted, worth_waiting};
+use crate::patience::{Place, Start, patient_call, worth_waiting};
 use crate::registry::{DISABLED, FORCED_OPEN, Registry, emit};
+use crate::state::PermitKind;
 use crate::{BreakerOpen, BreakerState, HostAndModel, KeyFn};
 
 /// Fails fast while the provider is unhealthy; lets probes find out when it is back.
@@ -43,7 +42,7 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send,
     K: KeyFn<B>,
-    B: Send + 'static,
+    B: Clone + Send + 'static,
     R: Send + 'static,
 {
     type Response = http::Response<R>;
@@ -71,29 +70,45 @@ where
                 if let Some(transition) = transition {
                     emit(breaker.key(), &transition);
                 }
-                let permit = Some(Permit::new(breaker, kind, now));
-                ResponseFuture::called(self.inner.call(request), permit)
+                let permit = Permit::new(breaker, kind, now);
+                // A patient probe goes again if it fails and its deadline allows.
+                if kind == PermitKind::Probe
+                    && let Some(patience) = registry.config.patience
+                {
+                    let deadline = deadline(&request, patience.max_wait);
+                    let future = patient_call(
+                        Arc::clone(permit.breaker()),
+                        self.inner.clone(),
+                        request,
+                        Start::Probe(permit),
+                        deadline,
+                        patience,
+                    );
+                    return ResponseFuture::waiting(Box::pin(future));
+                }
+                ResponseFuture::called(self.inner.call(request), Some(permit))
             }
             Err(refusal) => {
                 // Patient: wait in line for the next chance, when the deadline allows it and
                 // the line has room; else refused at once.
                 if let Some(patience) = registry.config.patience {
-                    let clock = Instant::now();
-                    let deadline = Deadline::of(&request)
-                        .map_or_else(|| clock + patience.max_wait, Deadline::instant);
-                    if worth_waiting(&refusal, clock, deadline, registry.config.half_open_wait)
-                        && let Some(place) = Place::take(&breaker, patience.max_waiting)
+                    let deadline = deadline(&request, patience.max_wait);
+                    if worth_waiting(
+                        &refusal,
+                        Instant::now(),
+                        deadline,
+                        registry.config.half_open_wait,
+                    ) && let Some(place) = Place::take(&breaker, patience.max_waiting)
                     {
-                        let mut inner = self.inner.clone();
-                        return ResponseFuture::waiting(Box::pin(async move {
-                            let permit = admitted(breaker, place, deadline).await.map_err(
-                                |refusal| -> BoxError { Box::new(refusal.into_classified()) },
-                            )?;
-                            poll_fn(|cx| inner.poll_ready(cx))
-                                .await
-                                .map_err(Into::into)?;
-                            ResponseFuture::called(inner.call(request), Some(permit)).await
-                        }));
+                        let future = patient_call(
+                            breaker,
+                            self.inner.clone(),
+                            request,
+                            Start::InLine(place),
+                            deadline,
+                            patience,
+                        );
+                        return ResponseFuture::waiting(Box::pin(future));
                     }
                 }
                 ResponseFuture::refused(BreakerOpen::new(
@@ -104,4 +119,9 @@ where
             }
         }
     }
+}
+
+/// The request's [`Deadline`], or `max_wait` from now for a request without one.
+fn deadline<B>(request: &http::Request<B>, max_wait: std::time::Duration) -> Instant {
+    Deadline::of(request).map_or_else(|| Instant::now() + max_wait, Deadline::instant)
 }

@@ -283,8 +283,8 @@ async fn a_failed_probe_sends_the_waiters_back_for_the_next_open_time() {
     tokio::task::yield_now().await;
     let short = tokio::spawn(service.clone().oneshot(due(2, Duration::from_secs(8))));
     tokio::task::yield_now().await;
-    // At 5 s the first waiter probes and fails (its 500 goes to its caller); the open time
-    // doubles to 10 s, past the second's deadline: it is refused then, told 10 s.
+    // At 5 s the first waiter probes and fails; the open time doubles to 10 s, past the
+    // second's deadline: it is refused then, told 10 s.
     let start = Instant::now();
     let short = short.await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(5));
@@ -292,9 +292,48 @@ async fn a_failed_probe_sends_the_waiters_back_for_the_next_open_time() {
         refusal(&short).map(|(_, hint)| hint),
         Some(Duration::from_secs(10))
     );
+    // The failed probe's caller has room for the next open time: it goes back in line and
+    // probes again at 15 s; that fails too, the next open time (20 s) ends past its
+    // deadline, and it gets the second probe's own answer.
     let long = long.await.unwrap().unwrap();
-    assert_eq!(long.status(), 500, "the probe's own answer");
-    assert_eq!(provider.calls(), 2);
+    assert_eq!(start.elapsed(), Duration::from_secs(15));
+    assert_eq!(long.status(), 500, "the last probe's own answer");
+    let times: Vec<Duration> = provider.arrivals().iter().map(|(_, at)| *at).collect();
+    assert_eq!(
+        times,
+        [
+            Duration::ZERO,
+            Duration::from_secs(5),
+            Duration::from_secs(15)
+        ]
+    );
+}
+
+/// A failed probe is the breaker's finding, not its caller's failure: the caller goes back
+/// in line and is served when the provider is back, with one call per open time in all.
+#[tokio::test(start_paused = true)]
+async fn a_caller_whose_probe_fails_is_served_when_the_provider_is_back() {
+    let provider = Recorder::new(Duration::ZERO);
+    let service = BreakerLayer::new(config(256)).layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    let recovery = {
+        let failing = Arc::clone(&provider.failing);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(17)).await;
+            failing.store(false, Ordering::SeqCst);
+        })
+    };
+    let start = Instant::now();
+    let served = service.clone().oneshot(request(1)).await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_secs(20));
+    let arrivals = provider.arrivals();
+    assert_eq!(
+        arrivals,
+        [0, 5, 10, 15, 20].map(|s| (if s == 0 { 0 } else { 1 }, Duration::from_secs(s))),
+        "the first failure, then the caller as the probe once per 5 s open time"
+    );
+    recovery.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -339,4 +378,29 @@ async fn without_patience_a_refused_call_fails_at_once() {
         refusal(&refused).map(|(_, hint)| hint),
         Some(Duration::from_secs(5))
     );
+}
+
+/// A provider that stays down costs a patient call at most `max_probes` probes, not one per
+/// open time until its deadline.
+#[tokio::test(start_paused = true)]
+async fn a_call_is_the_probe_at_most_max_probes_times() {
+    let provider = Recorder::new(Duration::ZERO);
+    let service = BreakerLayer::new(BreakerConfig {
+        patience: Some(Patience {
+            max_probes: 2,
+            ..Patience::default()
+        }),
+        ..config(256)
+    })
+    .layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    let start = Instant::now();
+    let failed = service
+        .clone()
+        .oneshot(due(1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 500, "the second probe's own answer");
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+    assert_eq!(provider.calls(), 3, "the first failure and two probes");
 }
