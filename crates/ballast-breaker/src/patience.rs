@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::future::{Permit, ResponseFuture};
-use crate::registry::emit;
+use crate::registry::{DISABLED, FORCED_OPEN, Registry, emit};
 use crate::state::{KeyBreaker, PermitKind, Refusal};
 use crate::{BreakerOpen, BreakerState, Patience};
 
@@ -26,6 +26,7 @@ pub(crate) enum Start {
 /// costs the caller none of its attempts; the probes are one per open time whoever sends
 /// them), up to [`Patience::max_probes`] times. The failed probe was a real call: the layers below logged and settled it.
 pub(crate) async fn patient_call<S, B, R>(
+    registry: Arc<Registry>,
     breaker: Arc<KeyBreaker>,
     mut inner: S,
     mut request: http::Request<B>,
@@ -41,8 +42,8 @@ where
     let mut probes = 0;
     loop {
         let permit = match start {
-            Start::Probe(permit) => permit,
-            Start::InLine(place) => admitted(Arc::clone(&breaker), place, deadline)
+            Start::Probe(permit) => Some(permit),
+            Start::InLine(place) => admitted(&registry, Arc::clone(&breaker), place, deadline)
                 .await
                 .map_err(|refusal| -> BoxError { Box::new(refusal.into_classified()) })?,
         };
@@ -51,9 +52,10 @@ where
             .map_err(Into::into)?;
         // Only a probe may go again, up to `max_probes` times: copied (a reference count
         // for a read body) once per open time at most.
-        probes += u32::from(permit.is_probe());
-        let again = (permit.is_probe() && probes < patience.max_probes).then(|| copy(&request));
-        let result = ResponseFuture::called(inner.call(request), Some(permit)).await;
+        let probe = permit.as_ref().is_some_and(Permit::is_probe);
+        probes += u32::from(probe);
+        let again = (probe && probes < patience.max_probes).then(|| copy(&request));
+        let result = ResponseFuture::called(inner.call(request), permit).await;
         if let Some(again) = again
             && provider_failed(&result)
             && let Some(place) = back_in_line(&breaker, deadline, patience.max_waiting)
@@ -161,18 +163,28 @@ pub(crate) fn worth_waiting(
             || next_chance(refusal, now, half_open_wait) <= deadline)
 }
 
-/// Waits in `breaker`'s line until a call is let through (the permit) or `deadline` cannot be
-/// met (the last refusal, whose hint is the time to the next chance).
-pub(crate) async fn admitted(
+/// Waits in `breaker`'s line until a call is let through (the permit; none when the
+/// handle disabled the breakers) or `deadline` cannot be met (the last refusal, whose hint is
+/// the time to the next chance).
+async fn admitted(
+    registry: &Registry,
     breaker: Arc<KeyBreaker>,
     place: Place,
     deadline: Instant,
-) -> Result<Permit, BreakerOpen> {
+) -> Result<Option<Permit>, BreakerOpen> {
     let config = Arc::clone(&breaker.config);
     let mut woken = pin!(breaker.line.notified());
     loop {
         // In line before looking, so a wake-up between the look and the wait is not lost.
         woken.as_mut().enable();
+        match registry.mode() {
+            DISABLED => return Ok(None),
+            FORCED_OPEN => {
+                let key = breaker.key().clone();
+                return Err(BreakerOpen::new(key, BreakerState::ForcedOpen, None));
+            }
+            _ => {}
+        }
         let now = breaker.now();
         let refusal = match breaker.admit(&config, now) {
             Ok((kind, transition)) => {
@@ -185,7 +197,7 @@ pub(crate) async fn admitted(
                 if kind == PermitKind::Closed {
                     breaker.line.notify_one();
                 }
-                return Ok(Permit::new(Arc::clone(&breaker), kind, now));
+                return Ok(Some(Permit::new(Arc::clone(&breaker), kind, now)));
             }
             Err(refusal) => refusal,
         };

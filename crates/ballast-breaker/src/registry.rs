@@ -69,6 +69,8 @@ impl Registry {
 
     pub(crate) fn set_mode(&self, mode: u8) {
         self.mode.store(mode, Ordering::Release);
+        // Patient calls look again: let through when disabled, refused when forced open.
+        self.for_each(|breaker| breaker.line.notify_waiters());
     }
 
     /// The breaker for `parts`, created on first use.

@@ -77,6 +77,7 @@ where
                 {
                     let deadline = deadline(&request, patience.max_wait);
                     let future = patient_call(
+                        Arc::clone(&self.registry),
                         Arc::clone(permit.breaker()),
                         self.inner.clone(),
                         request,
@@ -101,6 +102,7 @@ where
                     ) && let Some(place) = Place::take(&breaker, patience.max_waiting)
                     {
                         let future = patient_call(
+                            Arc::clone(&self.registry),
                             breaker,
                             self.inner.clone(),
                             request,

@@ -404,3 +404,43 @@ async fn a_call_is_the_probe_at_most_max_probes_times() {
     assert_eq!(start.elapsed(), Duration::from_secs(10));
     assert_eq!(provider.calls(), 3, "the first failure and two probes");
 }
+
+/// Waiting calls follow the handle: disabling the breakers lets them through at once,
+/// forcing them open refuses them at once.
+#[tokio::test(start_paused = true)]
+async fn waiting_calls_follow_the_handle() {
+    let provider = Recorder::new(Duration::ZERO);
+    let layer = BreakerLayer::new(config(256));
+    let handle = layer.handle();
+    let service = layer.layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    provider.failing.store(false, Ordering::SeqCst);
+    let start = Instant::now();
+    let mut refused = Box::pin(service.clone().oneshot(request(1)));
+    assert!(poll_once(&mut refused).await.is_pending());
+    handle.force_open();
+    let refused = refused.await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    let error = refused.unwrap_err();
+    assert_eq!(
+        Outcome::from_error(&*error).class(),
+        OutcomeClass::CircuitOpen
+    );
+    let open = error
+        .downcast_ref::<ballast_classify::ClassifiedError>()
+        .and_then(std::error::Error::source)
+        .and_then(|e| e.downcast_ref::<ballast_breaker::BreakerOpen>())
+        .unwrap();
+    assert_eq!(open.state(), BreakerState::ForcedOpen, "refused at once");
+    handle.resume();
+    let mut let_through = Box::pin(service.clone().oneshot(request(2)));
+    assert!(poll_once(&mut let_through).await.is_pending());
+    handle.disable();
+    let served = let_through.await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(start.elapsed(), Duration::ZERO, "let through at once");
+    assert_eq!(
+        provider.arrivals(),
+        [(0, Duration::ZERO), (2, Duration::ZERO)]
+    );
+}

@@ -178,6 +178,7 @@ impl<S> Throttle<S> {
         let fleet = self.fleet.clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let deadline = Deadline::of(&request);
         Box::pin(async move {
             loop {
                 // Listen before reading the generation, so no decrease slips between. A
@@ -204,7 +205,13 @@ impl<S> Throttle<S> {
                                 local_turn(&limiter, tokens, generation).map_err(refusal_error)?
                             }
                         };
-                        (wait, generation, InLine::new(&limiter, held))
+                        let in_line = InLine::new(&limiter, held);
+                        // As in `call`: a turn past the deadline is refused and given back.
+                        if deadline.is_some_and(|deadline| wait > deadline.remaining()) {
+                            drop(in_line);
+                            return Err(refusal_error(Refusal::TooLong(wait)));
+                        }
+                        (wait, generation, in_line)
                     }
                 };
                 if !wait.is_zero() {

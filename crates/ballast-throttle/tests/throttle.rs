@@ -232,42 +232,59 @@ proptest! {
 /// at the old pace, and they are woken to take new turns at once, ahead of a call that
 /// arrives after the 429. (A call that does not wait takes no lock to listen for this; the
 /// wake must still reach the ones that do.)
+/// What `first_call_limited` was sent: when, and the body (the call's name).
+type Sent = Arc<std::sync::Mutex<Vec<(Duration, String)>>>;
+
+/// A provider that answers its first call 429 and the others 200, each after 100 ms,
+/// writing down in `sent` when each arrived.
+fn first_call_limited(
+    start: tokio::time::Instant,
+    sent: &Sent,
+) -> impl tower::Service<
+    http::Request<String>,
+    Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    let sent = Arc::clone(sent);
+    tower::service_fn(move |request: http::Request<String>| {
+        let at = start.elapsed();
+        let first = {
+            let mut sent = sent.lock().unwrap();
+            sent.push((at, request.into_body()));
+            sent.len() == 1
+        };
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (status, body) = if first {
+                (429, r#"{"error":"rate limited"}"#)
+            } else {
+                (
+                    200,
+                    r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+                )
+            };
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                        body.as_bytes(),
+                    )))
+                    .unwrap(),
+            )
+        }
+    })
+}
+
 #[test]
 fn waiting_calls_take_new_turns_after_a_429() {
     ballast_sim::paused_runtime().unwrap().block_on(async {
         let start = tokio::time::Instant::now();
-        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let provider = {
-            let sent = Arc::clone(&sent);
-            tower::service_fn(move |request: http::Request<String>| {
-                let at = start.elapsed();
-                let first = {
-                    let mut sent = sent.lock().unwrap();
-                    sent.push((at, request.into_body()));
-                    sent.len() == 1
-                };
-                async move {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let (status, body) = if first {
-                        (429, r#"{"error":"rate limited"}"#)
-                    } else {
-                        (
-                            200,
-                            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
-                        )
-                    };
-                    Ok::<_, std::convert::Infallible>(
-                        http::Response::builder()
-                            .status(status)
-                            .header("content-type", "application/json")
-                            .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                                body.as_bytes(),
-                            )))
-                            .unwrap(),
-                    )
-                }
-            })
-        };
+        let sent = Sent::default();
+        let provider = first_call_limited(start, &sent);
         let config = ThrottleConfig {
             max_wait: Duration::from_secs(60),
             ..ThrottleConfig::starting_at(60.0)
@@ -426,4 +443,49 @@ async fn a_call_whose_turn_is_past_its_deadline_is_refused_at_once() {
         Duration::from_millis(125),
         "the refused call's turn went to the next"
     );
+}
+
+/// A call whose new turn after a 429 comes past its `Deadline` is refused then, not held.
+#[test]
+fn a_new_turn_past_the_deadline_is_refused() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let start = tokio::time::Instant::now();
+        let sent = Sent::default();
+        let service = ServiceBuilder::new()
+            .layer(ThrottleLayer::new(ThrottleConfig::starting_at(60.0)))
+            .layer(ClassifyLayer::new(Provider::XAi))
+            .service(first_call_limited(start, &sent));
+        let call = |name: &str| {
+            let mut request = http::Request::post("http://sim.invalid/v1/chat/completions")
+                .body(name.to_owned())
+                .unwrap();
+            ballast_classify::Deadline::after(Duration::from_secs(2))
+                .set_sooner(request.extensions_mut());
+            let service = service.clone();
+            tokio::spawn(async move {
+                let result = service.oneshot(request).await;
+                (start.elapsed(), Outcome::from_result(&result).class())
+            })
+        };
+        // Turns at 0, 1 and 2 s, all within the 2 s deadlines; the 429 at 0.1 s pauses the
+        // line for 1.5 s and slows the pace: "b" still makes it, "c" does not.
+        let calls: Vec<_> = ["a", "b", "c"].into_iter().map(call).collect();
+        let mut ends = Vec::new();
+        for call in calls {
+            ends.push(call.await.unwrap());
+        }
+        assert_eq!(ends[1].1, OutcomeClass::Success);
+        assert_eq!(
+            ends[2],
+            (Duration::from_millis(100), OutcomeClass::Throttled),
+            "refused when the 429 moved its turn past its deadline"
+        );
+        let names: Vec<String> = sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+    });
 }
