@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ballast_classify::{BoxError, Deadline};
+use ballast_classify::{BoxError, Deadline, FailFast};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -74,6 +74,7 @@ where
                 // A patient probe goes again if it fails and its deadline allows.
                 if kind == PermitKind::Probe
                     && let Some(patience) = registry.config.patience
+                    && !FailFast::is_set(&request)
                 {
                     let deadline = deadline(&request, patience.max_wait);
                     let future = patient_call(
@@ -92,7 +93,9 @@ where
             Err(refusal) => {
                 // Patient: wait in line for the next chance, when the deadline allows it and
                 // the line has room; else refused at once.
-                if let Some(patience) = registry.config.patience {
+                if let Some(patience) = registry.config.patience
+                    && !FailFast::is_set(&request)
+                {
                     let deadline = deadline(&request, patience.max_wait);
                     if worth_waiting(
                         &refusal,

@@ -444,3 +444,21 @@ async fn waiting_calls_follow_the_handle() {
         [(0, Duration::ZERO), (2, Duration::ZERO)]
     );
 }
+
+/// A request marked `FailFast` (a router's target that is not the last) is refused at once
+/// even by a patient breaker, so the router can try the next target.
+#[tokio::test(start_paused = true)]
+async fn a_fail_fast_request_is_refused_at_once() {
+    let provider = Recorder::new(Duration::ZERO);
+    let service = BreakerLayer::new(config(256)).layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    let mut hurried = request(1);
+    hurried.extensions_mut().insert(ballast_classify::FailFast);
+    let start = Instant::now();
+    let refused = service.clone().oneshot(hurried).await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(
+        refusal(&refused).map(|(_, hint)| hint),
+        Some(Duration::from_secs(5))
+    );
+}

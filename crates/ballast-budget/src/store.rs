@@ -161,3 +161,50 @@ pub trait SpendStore: Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = Result<Readout, StoreError>> + Send;
 }
+
+/// A store shared by several stacks (the targets of a route under one daily cap): each
+/// call goes to the one store.
+impl<T: SpendStore> SpendStore for std::sync::Arc<T> {
+    fn reserve(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Reserve, StoreError>> + Send {
+        T::reserve(self, window, limits, amount, lease, now)
+    }
+
+    fn settle(
+        &self,
+        reservation: &Reservation,
+        actual: Usd,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::settle(self, reservation, actual)
+    }
+
+    fn reserve_now(
+        &self,
+        window: WindowId,
+        limits: &Limits,
+        amount: Usd,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Option<Result<Reserve, StoreError>> {
+        T::reserve_now(self, window, limits, amount, lease, now)
+    }
+
+    fn settle_now(&self, reservation: &Reservation, actual: Usd) -> Option<Result<(), StoreError>> {
+        T::settle_now(self, reservation, actual)
+    }
+
+    fn readout(
+        &self,
+        window: WindowId,
+        scope: Option<&str>,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Readout, StoreError>> + Send {
+        T::readout(self, window, scope, now)
+    }
+}

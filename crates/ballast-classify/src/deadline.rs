@@ -1,4 +1,5 @@
-//! [`Deadline`]: when a call must have its answer, carried in the request's extensions.
+//! [`Deadline`]: when a call must have its answer, and [`FailFast`]: that it must not wait;
+//! both carried in the request's extensions.
 
 use std::time::Duration;
 
@@ -66,5 +67,26 @@ impl Deadline {
                 extensions.insert(self);
             }
         }
+    }
+}
+
+/// A request extension: this call must not wait for a layer's next chance (a breaker's
+/// probe); a refusal is answered at once. A router sets it on every target but its last,
+/// so that an open target sends the call on to the next one instead of holding it.
+///
+/// ```
+/// use ballast_classify::FailFast;
+///
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(FailFast);
+/// assert!(FailFast::is_set(&request));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FailFast;
+
+impl FailFast {
+    /// Whether `request` carries it.
+    pub fn is_set<B>(request: &http::Request<B>) -> bool {
+        request.extensions().get::<Self>().is_some()
     }
 }

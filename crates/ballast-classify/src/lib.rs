@@ -93,7 +93,7 @@ pub use attempt::Attempt;
 pub use body::ClassifiedBody;
 pub use class::OutcomeClass;
 pub use classify::{ClassifyResponse, ResponseView, Verdict};
-pub use deadline::Deadline;
+pub use deadline::{Deadline, FailFast};
 pub use error::{BodyTooLarge, BoxError, ClassifiedError};
 pub use facts::{Dialect, HalfByteCount, ModelName, RequestFacts, TokenEstimator};
 pub use future::ResponseFuture;

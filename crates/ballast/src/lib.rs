@@ -73,4 +73,5 @@ pub use ballast_budget as budget;
 pub use ballast_classify as classify;
 pub use ballast_cost as cost;
 pub use ballast_retry as retry;
+pub use ballast_route as route;
 pub use ballast_throttle as throttle;

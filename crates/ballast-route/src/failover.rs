@@ -1,0 +1,167 @@
+//! [`Failover`]: an ordered chain of targets; the next one serves when the current one
+//! cannot.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ballast_classify::{BoxError, Outcome, OutcomeClass, RequestBody};
+use tower::ServiceExt;
+use tower_service::Service;
+
+use crate::{Served, Target};
+
+/// The classes that send a call on to the next target by default: the target is open or
+/// latched (`circuit_open`), its account is empty (`quota_exhausted`), its key is refused
+/// (`auth`), the prompt does not fit its window (`context_too_long`), its retries are spent
+/// on a failure worth trying elsewhere (`server_error`, `overloaded`, `timeout`, `network`,
+/// `rate_limited`), or a local layer of its stack refused (`throttled`, `budget_exceeded`).
+/// A content filter's refusal, a bad request or a billed broken answer is the caller's to
+/// see: another target would refuse or bill it too.
+const DEFAULT_CLASSES: [OutcomeClass; 10] = [
+    OutcomeClass::CircuitOpen,
+    OutcomeClass::QuotaExhausted,
+    OutcomeClass::Auth,
+    OutcomeClass::ContextTooLong,
+    OutcomeClass::ServerError,
+    OutcomeClass::Overloaded,
+    OutcomeClass::Timeout,
+    OutcomeClass::Network,
+    OutcomeClass::RateLimited,
+    OutcomeClass::Throttled,
+];
+
+/// Serves each call from the first target of an ordered chain that can, each target being
+/// its own whole stack.
+///
+/// A call goes to the first target, addressed to it (base URL, model, no credentials: see
+/// [`Target`]), marked [`FailFast`](ballast_classify::FailFast) so that an open breaker
+/// refuses it at once instead of holding it. If its final outcome is one of the failover
+/// classes (by default: open or latched, quota, auth, context too long, retries spent on a
+/// server error, overload, timeout, network error or rate limit, a throttle's refusal), the
+/// call goes to the next target, and so on; the last target is not marked, so its breaker's
+/// patience applies. The answer (or the last failure) carries [`Served`].
+///
+/// Every call starts at the first target, so the chain goes back to the primary as soon as
+/// its breaker lets a call through again (its probe is the first call after its open time).
+/// Each target's stack logs, settles and prices its own attempts: a failed attempt is on the
+/// target that failed it, the answer on the target that gave it.
+pub struct Failover<R> {
+    targets: Arc<[Target<R>]>,
+    /// Bit `i` set: class `OutcomeClass::ALL[i]` fails over.
+    classes: u32,
+}
+
+impl<R> Clone for Failover<R> {
+    fn clone(&self) -> Self {
+        Self {
+            targets: Arc::clone(&self.targets),
+            classes: self.classes,
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Failover<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failover")
+            .field("targets", &self.targets)
+            .field("classes", &format_args!("{:#x}", self.classes))
+            .finish()
+    }
+}
+
+impl<R> Failover<R> {
+    /// A chain of `targets`, first first. An empty chain answers every call with an error.
+    pub fn new(targets: impl IntoIterator<Item = Target<R>>) -> Self {
+        Self {
+            targets: targets.into_iter().collect(),
+            classes: DEFAULT_CLASSES.iter().fold(0, |bits, c| bits | bit(*c)),
+        }
+    }
+
+    /// Whether an outcome of `class` sends the call on to the next target.
+    pub fn fail_over_on(mut self, class: OutcomeClass, on: bool) -> Self {
+        if on {
+            self.classes |= bit(class);
+        } else {
+            self.classes &= !bit(class);
+        }
+        self
+    }
+
+    /// The targets, first first.
+    pub fn targets(&self) -> &[Target<R>] {
+        &self.targets
+    }
+
+    fn fails_over(&self, class: OutcomeClass) -> bool {
+        self.classes & bit(class) != 0
+    }
+}
+
+fn bit(class: OutcomeClass) -> u32 {
+    OutcomeClass::ALL
+        .iter()
+        .position(|c| *c == class)
+        .map_or(0, |i| 1 << i)
+}
+
+/// The future of [`Failover`]: the call to each target in turn (boxed: one allocation per
+/// call, small beside a provider call).
+pub type ResponseFuture<R> =
+    Pin<Box<dyn Future<Output = Result<http::Response<R>, BoxError>> + Send>>;
+
+impl<R> Service<http::Request<RequestBody>> for Failover<R>
+where
+    R: Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = BoxError;
+    type Future = ResponseFuture<R>;
+
+    /// Always ready: each target is called through a clone made ready for that call.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        let route = self.clone();
+        Box::pin(async move {
+            let count = route.targets.len();
+            let mut last = None;
+            for (i, target) in route.targets.iter().enumerate() {
+                let addressed = target.address(&request, i + 1 == count);
+                let result = target.service.clone().oneshot(addressed).await;
+                let class = match &result {
+                    Ok(response) => Outcome::from_response(response).class(),
+                    Err(error) => Outcome::from_error(&**error).class(),
+                };
+                let served = Served {
+                    target: Arc::clone(&target.name),
+                    model: target.model.clone(),
+                    passed_over: i as u32,
+                };
+                if i + 1 < count && route.fails_over(class) {
+                    tracing::info!(
+                        target: "ballast::route",
+                        from = %target.name,
+                        to = %route.targets[i + 1].name,
+                        %class,
+                        "failing over"
+                    );
+                    last = Some(result);
+                    continue;
+                }
+                return result.map(|mut response| {
+                    response.extensions_mut().insert(served);
+                    response
+                });
+            }
+            match last {
+                Some(result) => result,
+                None => Err("no target to route the call to".into()),
+            }
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! Failover across LLM provider targets.
+//!
+//! A [`Failover`] holds an ordered chain of [`Target`]s, each its own whole Ballast stack
+//! (breaker, throttle, budget, key, prices) at its own base URL, maybe asking for another
+//! model. A call goes to the first target; when its final outcome says that target cannot
+//! serve it now (open or latched breaker, empty quota, refused key, context too long,
+//! retries spent on a server error, overload, timeout or rate limit), the next target gets
+//! it. A content filter's refusal goes back to the caller. Every call starts at the first
+//! target, so the chain is back on the primary as soon as its breaker lets a call through.
+//! The response names the target that answered ([`Served`]); each target's stack logs and
+//! bills its own attempts.
+//!
+//! Targets here speak the caller's dialect (OpenAI-compatible APIs: xAI, OpenAI, Groq,
+//! DeepSeek, OpenRouter, any base URL): the route rewrites the model, the address and drops
+//! the caller's credentials; the target's stack sets its own key.
+//!
+//! # Example
+//!
+//! ```
+//! use ballast_classify::{OutcomeClass, RequestBody};
+//! use ballast_route::{Failover, Served, Target};
+//! use tower::{ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // A primary that is down (503) and a fallback that answers, each standing in for a
+//! // whole stack built by `ballast::StackBuilder`.
+//! let answering = |status: u16| {
+//!     service_fn(move |request: http::Request<RequestBody>| async move {
+//!         let seen = request.uri().to_string();
+//!         Ok::<_, std::convert::Infallible>(
+//!             http::Response::builder().status(status).body(seen).unwrap(),
+//!         )
+//!     })
+//! };
+//! let route = Failover::new([
+//!     Target::new("xai", "https://api.x.ai/v1".parse().unwrap(), answering(503)),
+//!     Target::new("openai", "https://api.openai.com/v1".parse().unwrap(), answering(200))
+//!         .model("gpt-4o-mini"),
+//! ]);
+//! let request = http::Request::post("/v1/chat/completions")
+//!     .body(RequestBody::new(r#"{"model":"grok-code-fast-1"}"#))
+//!     .unwrap();
+//! let response = route.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(response.body(), "https://api.openai.com/v1/chat/completions");
+//! let served = Served::of(&response).unwrap();
+//! assert_eq!(&*served.target, "openai");
+//! assert_eq!(served.passed_over, 1);
+//! # }
+//! ```
+
+mod failover;
+mod served;
+mod target;
+
+pub use failover::{Failover, ResponseFuture};
+pub use served::Served;
+pub use target::Target;
