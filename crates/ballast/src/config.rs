@@ -184,6 +184,71 @@ impl Config {
     }
 }
 
+/// A fallback target named in `BALLAST_FALLBACKS`: its configuration (from its preset's own
+/// variables) and the model to ask it for (`None`: the caller's).
+#[derive(Debug, Clone)]
+pub struct FallbackConfig {
+    /// The target's configuration.
+    pub config: Config,
+    /// The model to ask it for.
+    pub model: Option<String>,
+}
+
+impl Config {
+    /// The fallback chain from `BALLAST_FALLBACKS`: targets in order, comma-separated, each
+    /// `provider` or `provider:model`, the provider one of `xai`, `openai`,
+    /// `openai_compatible`; each reads its own key and base URL variables
+    /// (`OPENAI_API_KEY`, `LLM_BASE_URL`, ...). Unset or empty: no fallbacks.
+    ///
+    /// ```
+    /// use ballast::{Config, Preset};
+    ///
+    /// let vars = |name: &str| match name {
+    ///     "BALLAST_FALLBACKS" => Some("openai:gpt-4o-mini, xai".to_owned()),
+    ///     _ => None,
+    /// };
+    /// let chain = Config::fallbacks_from_vars(vars).unwrap();
+    /// assert_eq!(chain[0].config.preset, Preset::OpenAi);
+    /// assert_eq!(chain[0].model.as_deref(), Some("gpt-4o-mini"));
+    /// assert_eq!(chain[1].model, None);
+    /// ```
+    pub fn fallbacks_from_env() -> Result<Vec<FallbackConfig>, ConfigError> {
+        Self::fallbacks_from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// As [`fallbacks_from_env`](Self::fallbacks_from_env), reading variables through `var`.
+    pub fn fallbacks_from_vars(
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<FallbackConfig>, ConfigError> {
+        const VARIABLE: &str = "BALLAST_FALLBACKS";
+        const EXPECTED: &str = "comma-separated provider or provider:model, the provider one of xai, openai, openai_compatible (Anthropic and Gemini targets need the dialect translation, not built yet)";
+        let Some(value) = var(VARIABLE) else {
+            return Ok(Vec::new());
+        };
+        let mut chain = Vec::new();
+        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (provider, model) = match entry.split_once(':') {
+                Some((provider, model)) if !model.trim().is_empty() => {
+                    (provider.trim(), Some(model.trim().to_owned()))
+                }
+                Some(_) => return Err(invalid(VARIABLE, &value, EXPECTED)),
+                None => (entry, None),
+            };
+            let preset = match provider.to_ascii_lowercase().as_str() {
+                "xai" => Preset::XAi,
+                "openai" => Preset::OpenAi,
+                "openai_compatible" | "compatible" => Preset::OpenAiCompatible,
+                _ => return Err(invalid(VARIABLE, &value, EXPECTED)),
+            };
+            chain.push(FallbackConfig {
+                config: Self::from_vars(preset, &var)?,
+                model,
+            });
+        }
+        Ok(chain)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +337,46 @@ mod tests {
         }
         let error = Config::from_vars(Preset::OpenAiCompatible, vars(&[])).unwrap_err();
         assert_eq!(error.variable(), "LLM_BASE_URL");
+    }
+
+    #[test]
+    fn fallbacks_are_read_and_checked() {
+        let chain = Config::fallbacks_from_vars(vars(&[
+            (
+                "BALLAST_FALLBACKS",
+                " openai:gpt-4o-mini ,openai_compatible",
+            ),
+            ("LLM_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("OPENAI_API_KEY", "sk-secret123"),
+        ]))
+        .unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[0].config.preset, Preset::OpenAi);
+        assert_eq!(chain[0].model.as_deref(), Some("gpt-4o-mini"));
+        assert!(chain[0].config.api_key.is_some());
+        assert_eq!(chain[1].config.preset, Preset::OpenAiCompatible);
+        assert_eq!(chain[1].config.base_url, "http://127.0.0.1:9/v1");
+        assert!(Config::fallbacks_from_vars(vars(&[])).unwrap().is_empty());
+        for bad in ["anthropic", "gemini:gemini-2.5-flash", "openai:", "nope"] {
+            let error =
+                Config::fallbacks_from_vars(vars(&[("BALLAST_FALLBACKS", bad)])).unwrap_err();
+            assert_eq!(error.variable(), "BALLAST_FALLBACKS", "{bad}");
+            assert!(
+                error.to_string().contains("xai, openai, openai_compatible"),
+                "{error}"
+            );
+        }
+        // A fallback's own variables are checked, and named, like the primary's.
+        let error =
+            Config::fallbacks_from_vars(vars(&[("BALLAST_FALLBACKS", "openai_compatible")]))
+                .unwrap_err();
+        assert_eq!(error.variable(), "LLM_BASE_URL");
+        let error = Config::fallbacks_from_vars(vars(&[
+            ("BALLAST_FALLBACKS", "openai"),
+            ("OPENAI_API_KEY", "sk-secret123 "),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable(), "OPENAI_API_KEY");
+        assert!(!error.to_string().contains("secret123"), "{error}");
     }
 }

@@ -58,14 +58,16 @@ mod client;
 mod config;
 mod fallback;
 mod preset;
+mod routing;
 mod stack;
 
 pub use chat::{ChatClient, ChatError, ChatReply};
 #[cfg(feature = "rustls")]
 pub use client::{HttpsClient, https_client};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, FallbackConfig};
 pub use fallback::Fallback;
 pub use preset::Preset;
+pub use routing::{Route, RouteBuilder, RouteService};
 pub use stack::{DEFAULT_DEADLINE, Stack, StackBuilder, StackService};
 
 pub use ballast_breaker as breaker;

@@ -64,6 +64,18 @@ impl Preset {
         }
     }
 
+    /// Its short name (`xai`, `openai`, `anthropic`, `gemini`, `openai_compatible`), as
+    /// `BALLAST_FALLBACKS` spells it and routes name their targets.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::XAi => "xai",
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::OpenAiCompatible => "openai_compatible",
+        }
+    }
+
     /// A sensible default model.
     pub const fn default_model(self) -> &'static str {
         match self {

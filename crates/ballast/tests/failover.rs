@@ -204,3 +204,66 @@ fn a_prompt_too_long_for_the_primary_goes_to_the_larger_window() {
     );
     assert_eq!(seen.fallback.len(), 1);
 }
+
+/// The route from variables: `BALLAST_FALLBACKS` names an OpenAI-compatible fallback on its
+/// own base URL and model; the primary is down for good. Every call is served by the
+/// fallback, the caller's key reaching neither provider.
+#[test]
+fn a_route_from_the_environment_serves_from_its_fallback() {
+    use ballast::RouteBuilder;
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let primary_sim = Simulator::new(Scenario::total_outage());
+        let fallback_sim = Simulator::new(Scenario::healthy());
+        // One client reaching both providers by host, as an HTTPS client would.
+        let client = {
+            let (primary, fallback) = (primary_sim.clone(), fallback_sim.clone());
+            tower::service_fn(move |request: http::Request<ballast::classify::RequestBody>| {
+                assert!(request.headers().get("authorization").is_none());
+                let sim = match request.uri().host() {
+                    Some("primary.invalid") => primary.clone(),
+                    _ => fallback.clone(),
+                };
+                sim.oneshot(request)
+            })
+        };
+        let vars = |name: &str| {
+            match name {
+                "XAI_BASE_URL" => Some("http://primary.invalid/v1"),
+                "BALLAST_FALLBACKS" => Some("openai_compatible:grok-4-fast"),
+                "LLM_BASE_URL" => Some("http://fallback.invalid/v1"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let builder = RouteBuilder::from_vars(Preset::XAi, vars).unwrap().seed(3);
+        assert_eq!(builder.names(), ["xai", "openai_compatible"]);
+        let route = builder.build(client);
+        let mut served = Vec::new();
+        for i in 0..10 {
+            let request = http::Request::post("http://caller.invalid/v1/chat/completions")
+                .header("authorization", "Bearer caller-key")
+                .body(format!(
+                    r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"job {i}"}}]}}"#
+                ))
+                .unwrap();
+            let response = route.service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            served.push(Served::of(&response).unwrap().target.to_string());
+        }
+        assert_eq!(served, ["openai_compatible"; 10]);
+        let fallback = fallback_sim.ledger();
+        assert_eq!(fallback.len(), 10);
+        assert!(fallback.entries().iter().all(|e| e.model == "grok-4-fast"));
+        // The primary failed the 5 calls that opened its breaker, then the probes that fell
+        // due while the first calls' retries waited (seeded, paused clock: exact); every
+        // other call was refused there at once and went on.
+        assert_eq!(primary_sim.ledger().len(), 8);
+        assert!(
+            primary_sim
+                .ledger()
+                .entries()
+                .iter()
+                .all(|e| e.status.is_some_and(|s| s >= 500))
+        );
+    });
+}

@@ -1,0 +1,162 @@
+//! [`RouteBuilder`]: a primary and its fallbacks, each a whole stack, under one budget.
+
+use std::sync::Arc;
+
+use ballast_budget::MemoryStore;
+use ballast_classify::{BoxError, ClassifiedBody, ReadRequest, ReadRequestLayer, RequestBody};
+use ballast_route::{Failover, Target};
+use http_body::Body;
+use tower::{Layer, Service};
+
+use crate::{Config, ConfigError, FallbackConfig, Preset, Stack, StackBuilder};
+
+/// The routed service: requests with any body, read once at the top, then the first target
+/// that can serve them. Clone it freely.
+pub type RouteService<R> = ReadRequest<Failover<ClassifiedBody<R>>>;
+
+/// Builds a [`Failover`] route: the primary first, then each fallback, each target a whole
+/// stack from [`StackBuilder`] (its own breaker, throttle, key, prices), all reserving from
+/// one budget store.
+///
+/// ```
+/// use ballast::{Config, Preset, RouteBuilder};
+///
+/// let route = RouteBuilder::new(Config::new(Preset::XAi))
+///     .fallback(Config::new(Preset::OpenAi), Some("gpt-4o-mini"));
+/// assert_eq!(route.names(), ["xai", "openai"]);
+/// ```
+#[derive(Debug)]
+pub struct RouteBuilder {
+    targets: Vec<FallbackConfig>,
+    time_scale: f64,
+    seed: Option<u64>,
+}
+
+/// A built route: the service, and each target's stack (its handles), first first.
+#[derive(Debug)]
+pub struct Route<R> {
+    /// The service.
+    pub service: RouteService<R>,
+    /// Each target's name and stack.
+    pub targets: Vec<(String, Stack<R, Arc<MemoryStore>>)>,
+}
+
+impl RouteBuilder {
+    /// A route whose primary is `primary`, asked for the caller's model.
+    pub fn new(primary: Config) -> Self {
+        Self {
+            targets: vec![FallbackConfig {
+                config: primary,
+                model: None,
+            }],
+            time_scale: 1.0,
+            seed: None,
+        }
+    }
+
+    /// The primary from `preset`'s variables and the fallbacks from `BALLAST_FALLBACKS`
+    /// ([`Config::fallbacks_from_env`]).
+    pub fn from_env(primary: Preset) -> Result<Self, ConfigError> {
+        Self::from_vars(primary, |name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `var`.
+    pub fn from_vars(
+        primary: Preset,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut route = Self::new(Config::from_vars(primary, &var)?);
+        route.targets.extend(Config::fallbacks_from_vars(var)?);
+        Ok(route)
+    }
+
+    /// Adds a fallback after the targets so far, asked for `model` (`None`: the caller's).
+    pub fn fallback(mut self, config: Config, model: Option<&str>) -> Self {
+        self.targets.push(FallbackConfig {
+            config,
+            model: model.map(str::to_owned),
+        });
+        self
+    }
+
+    /// Every target's stack for a simulated provider whose clock runs `scale` times faster
+    /// (see [`StackBuilder::time_scale`]).
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = scale;
+        self
+    }
+
+    /// Seeds every target's jitter (target `i` with `seed + i`), for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The targets' names, first first: the preset's name, numbered when it repeats
+    /// (`openai`, `openai#2`).
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for target in &self.targets {
+            let name = target.config.preset.name();
+            let seen = names
+                .iter()
+                .filter(|n| n.as_str() == name || n.starts_with(&format!("{name}#")))
+                .count();
+            names.push(if seen == 0 {
+                name.to_owned()
+            } else {
+                format!("{name}#{}", seen + 1)
+            });
+        }
+        names
+    }
+
+    /// Composes the route over `client`, which reaches every target's base URL.
+    pub fn build<C, R>(self, client: C) -> Route<R>
+    where
+        C: Service<http::Request<RequestBody>, Response = http::Response<R>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        C::Error: Into<BoxError>,
+        C::Future: Send + 'static,
+        R: Body + Send + Sync + 'static,
+        R::Data: Send,
+        R::Error: Into<BoxError>,
+    {
+        let names = self.names();
+        let store = Arc::new(MemoryStore::new());
+        let mut targets = Vec::new();
+        let mut chain = Vec::new();
+        for (i, (target, name)) in self.targets.into_iter().zip(names).enumerate() {
+            let base = target.config.base_url.clone();
+            let builder = StackBuilder::new(target.config)
+                .time_scale(self.time_scale)
+                .budget_store(Arc::clone(&store));
+            let builder = match self.seed {
+                Some(seed) => builder.seed(seed.wrapping_add(i as u64)),
+                None => builder,
+            };
+            let stack = builder.build(client.clone());
+            let mut link = Target::new(name.clone(), base, stack.service.clone());
+            if let Some(model) = target.model {
+                link = link.model(model);
+            }
+            chain.push(link);
+            targets.push((name, stack));
+        }
+        Route {
+            service: ReadRequestLayer::new().layer(Failover::new(chain)),
+            targets,
+        }
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl RouteBuilder {
+    /// Composes the route over the default client, [`https_client`](crate::https_client).
+    pub fn build_https(self) -> std::io::Result<Route<hyper::body::Incoming>> {
+        Ok(self.build(crate::https_client()?))
+    }
+}
