@@ -1,5 +1,6 @@
 //! The main demo: one workload through the whole Ballast stack, then through the story's
-//! naive retry loop, side by side.
+//! naive retry loop, then through Ballast with a second provider to fall back to
+//! (`RouteBuilder`), side by side.
 //!
 //! ```text
 //! cargo run --release --example demo
@@ -9,7 +10,8 @@
 //! bad day (a hidden rate limit under the documented 480/min, wrong wait hints, 5xx bursts,
 //! hangs, broken bodies) served on 127.0.0.1 with simulated time running 60 times faster, and
 //! the stack is time-scaled to match (`StackBuilder::time_scale`). Each pass gets a fresh
-//! provider with the same seed, so both face the same day.
+//! provider with the same seed, so all face the same day; the third pass also has a second,
+//! healthy simulated provider behind the first, asked for `grok-4-fast`.
 //!
 //! With `XAI_API_KEY` set it talks to the real API (`XAI_BASE_URL`, `DAILY_BUDGET_USD`,
 //! `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT` are read as the facade documents) with a small
@@ -25,13 +27,26 @@ use std::time::Duration;
 use ballast::classify::{BoxError, ClassifyLayer, OutcomeClass, ReadRequestLayer, RequestBody};
 use ballast::cost::{CostLogLayer, Scope, Usd};
 use ballast::retry::{RetryLayer, RetryPolicy};
-use ballast::{ChatClient, ChatError, ChatReply, Config, Preset, StackBuilder, StackService};
+use ballast::{
+    ChatClient, ChatError, ChatReply, Config, Preset, RouteBuilder, StackBuilder, StackService,
+};
 use ballast_examples::{WireCounts, percentile};
 use ballast_sim::{Outage, Scenario, SimServer, Simulator};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
+
+/// The pass with a fallback: the same stack as the first pass, and a second (healthy)
+/// simulated provider behind it.
+const FALLBACK: &str = "with fallback";
+
+/// What a pass sends its chats through: a stack, a route, or the naive loop.
+type ChatService = BoxCloneSyncService<
+    http::Request<String>,
+    http::Response<ballast::classify::ClassifiedBody<hyper::body::Incoming>>,
+    BoxError,
+>;
 
 /// Simulated seconds per real second against the simulated provider.
 const TIME_SCALE: f64 = 60.0;
@@ -94,7 +109,12 @@ async fn main() -> Result<(), BoxError> {
 
     let ballast = run(&upstream, &config, "ballast", requests, workers).await?;
     let naive = run(&upstream, &config, "naive retry", requests, workers).await?;
-    summary(&[ballast, naive], requests);
+    let mut passes = vec![ballast, naive];
+    // A second simulated provider to fall back to (against the real API there is none).
+    if matches!(upstream, Upstream::Simulated) {
+        passes.push(run(&upstream, &config, FALLBACK, requests, workers).await?);
+    }
+    summary(&passes, requests);
     Ok(())
 }
 
@@ -126,11 +146,41 @@ async fn run(
     let wire = Arc::new(WireCounts::default());
     let client = WireCounts::wrap(&wire, ballast::https_client()?);
 
-    let (service, breaker, spend) = if name == "ballast" {
+    // The fallback: a second simulated provider, well, at its own address.
+    let _fallback_server = match name {
+        FALLBACK => Some(
+            SimServer::start(Simulator::new(Scenario {
+                time_scale: TIME_SCALE,
+                seed: 99,
+                ..Scenario::healthy()
+            }))
+            .await?,
+        ),
+        _ => None,
+    };
+    let (service, breaker, spend): (ChatService, _, Vec<_>) = if name == "ballast" {
         let stack = StackBuilder::new(config.clone())
             .time_scale(scale)
             .build(client);
-        (stack.service, Some(stack.breaker), stack.spend)
+        (
+            BoxCloneSyncService::new(stack.service),
+            Some(stack.breaker),
+            vec![stack.spend],
+        )
+    } else if let Some(fallback) = &_fallback_server {
+        let mut second = config.clone();
+        second.base_url = format!("{}/v1", fallback.url()).parse()?;
+        let route = RouteBuilder::new(config.clone())
+            .fallback(second, Some("grok-4-fast"))
+            .time_scale(scale)
+            .build(client);
+        let spend = route.targets.iter().map(|(_, s)| s.spend.clone()).collect();
+        let breaker = route.targets[0].1.breaker.clone();
+        (
+            BoxCloneSyncService::new(route.service),
+            Some(breaker),
+            spend,
+        )
     } else {
         // The story's loop: per-attempt timeout, naive retry, nothing else; an attempt
         // logger only to count what it spends.
@@ -157,7 +207,7 @@ async fn run(
                     .service(tower::ServiceExt::map_err(client, BoxError::from)),
             ),
         );
-        (service, None, spend)
+        (BoxCloneSyncService::new(service), None, vec![spend])
     };
     let chat = ChatClient::new(service, &config, config.preset.default_model());
 
@@ -227,8 +277,8 @@ async fn run(
         wire,
         requeued: requeued.load(Ordering::Relaxed),
         trips: breaker.map(|b| b.snapshot().iter().map(|k| k.opened_total).sum()),
-        spend: spend.total(),
-        budget: (name == "ballast").then_some(config.daily_budget),
+        spend: spend.iter().map(|s| s.total()).sum(),
+        budget: (name != "naive retry").then_some(config.daily_budget),
     })
 }
 

@@ -3,22 +3,29 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ballast_classify::{Attempt, BoxError, InspectBody, Outcome};
+use ballast_classify::{Attempt, BoxError, ClassifiedBody, InspectBody, Outcome};
 use ballast_cost::{CostSource, PriceTable, Usage, Usd};
+use ballast_route::Served;
 use serde_json::{Value, json};
-use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
 
-use crate::{Config, Fallback, Preset, StackService};
+use crate::{Config, Fallback, Preset};
+
+/// The service a [`ChatClient`] sends through: a [`StackService`](crate::StackService) or a
+/// [`RouteService`](crate::RouteService), boxed.
+type ChatService<R> =
+    BoxCloneSyncService<http::Request<String>, http::Response<ClassifiedBody<R>>, BoxError>;
 
 /// A small typed helper over a built stack: one user prompt in, the reply out.
 ///
-/// The raw [`StackService`] stays available for anything richer (tools, streaming, system
+/// The raw [`StackService`](crate::StackService) stays available for anything richer (tools, streaming, system
 /// prompts); this covers the common call and speaks each preset's dialect: OpenAI-style
 /// `chat/completions` (xAI, OpenAI, compatibles), Anthropic `messages`, Gemini
 /// `generateContent`.
 #[derive(Debug)]
 pub struct ChatClient<R> {
-    service: StackService<R>,
+    service: ChatService<R>,
     preset: Preset,
     base_url: Arc<str>,
     model: Arc<str>,
@@ -98,11 +105,21 @@ impl<R> ChatClient<R>
 where
     R: Send + 'static,
 {
-    /// A client over `service` for the preset, base URL and defaults in `config`, asking
-    /// `model`.
-    pub fn new(service: StackService<R>, config: &Config, model: &str) -> Self {
+    /// A client over `service` (a [`StackService`](crate::StackService), or a
+    /// [`RouteService`](crate::RouteService)) for the preset, base URL and defaults in
+    /// `config`, asking `model`.
+    pub fn new<S>(service: S, config: &Config, model: &str) -> Self
+    where
+        S: Service<http::Request<String>, Response = http::Response<ClassifiedBody<R>>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
         Self {
-            service,
+            service: BoxCloneSyncService::new(service.map_err(Into::into)),
             preset: config.preset,
             base_url: Arc::from(config.base_url.to_string().trim_end_matches('/')),
             model: Arc::from(model),
@@ -179,9 +196,14 @@ where
         let attempts = Attempt::of_response(&response).get();
         let body = response.body().inspect().unwrap_or_default();
         let usage = Usage::from_body(body);
+        // Priced as the model that answered: a route's fallback may have been asked for
+        // another.
+        let model = Served::of(&response)
+            .and_then(|served| served.model.as_deref())
+            .unwrap_or(&self.model);
         let (cost, cost_source) = match &usage {
             Some(usage) => {
-                let (cost, source) = self.prices.cost(Some(&self.model), usage);
+                let (cost, source) = self.prices.cost(Some(model), usage);
                 (cost, Some(source))
             }
             None => (Usd::ZERO, None),
