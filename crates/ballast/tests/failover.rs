@@ -267,3 +267,64 @@ fn a_route_from_the_environment_serves_from_its_fallback() {
         );
     });
 }
+
+/// The primary flaps: down 60 s, up 60 s, twice. 96 plain callers 2.5 s apart over the four
+/// minutes: every one served, and each time the primary comes back the route is on it again
+/// within 30 s.
+#[test]
+fn a_flapping_primary_is_covered_and_returned_to() {
+    let outages = (0..2)
+        .map(|i| ballast_sim::Outage {
+            start: Duration::from_secs(120 * i),
+            duration: Duration::from_secs(60),
+        })
+        .collect();
+    let calls = (0..96)
+        .map(|i| (Duration::from_millis(i * 2_500), format!("job {i}")))
+        .collect();
+    let seen = run(
+        Scenario {
+            outages,
+            ..Scenario::healthy()
+        },
+        Scenario::healthy(),
+        calls,
+    );
+    assert!(
+        seen.served.iter().all(|s| s.1 == OutcomeClass::Success),
+        "every call served"
+    );
+    for (at, _, target, _) in &seen.served {
+        let into_cycle = at.as_secs() % 120;
+        if into_cycle < 60 {
+            assert_eq!(
+                target.as_deref(),
+                Some("fallback"),
+                "at {at:?}: primary down"
+            );
+        } else if into_cycle >= 90 {
+            assert_eq!(
+                target.as_deref(),
+                Some("primary"),
+                "at {at:?}: back within 30 s"
+            );
+        }
+    }
+    assert!(
+        seen.primary
+            .entries()
+            .iter()
+            .all(|e| e.outcome == SimOutcome::Success || e.at.as_secs() % 120 < 60)
+    );
+    let fallback = seen
+        .served
+        .iter()
+        .filter(|s| s.2.as_deref() == Some("fallback"))
+        .count();
+    // Seeded, paused clock: exact. The fallback took the calls of each outage, its last
+    // second included (25), and after the second outage one more (182.5 s), the primary's
+    // breaker still open from its last failed probe. The primary failed 12 calls in each
+    // outage: the 5 that opened its breaker, then a probe every 7.5 s.
+    assert_eq!(fallback, 51);
+    assert_eq!(seen.primary.len(), 45 + 24);
+}
