@@ -16,13 +16,16 @@
 //!   through with the provider's own message; every other failure becomes the `Fallback`
 //!   answer (503, or 429 with `Retry-After` when the breaker is open or the budget spent),
 //!   with the detail in the log, never in the answer.
-//! - `GET /healthz`: breaker states, budget left, error rate and latency, as JSON; 503 when
-//!   a breaker is open or the budget is spent.
+//! - `GET /healthz`: breaker states (per target), budget left, error rate and latency, as
+//!   JSON; 503 when no target can serve (each has a breaker open) or the budget is spent.
 //! - `GET /metrics`: Prometheus text (every `ballast_*` metric the layers record).
 //!
 //! Environment: `BALLAST_LISTEN` (default `127.0.0.1:8080`); with `XAI_API_KEY` the upstream
 //! is `XAI_BASE_URL` (default `https://api.x.ai/v1`), without it the simulated provider's bad
-//! day on loopback, in real time. `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT`
+//! day on loopback, in real time. `BALLAST_FALLBACKS` (`openai:gpt-4o-mini,...`, each with
+//! its own key and base URL variables) puts fallbacks behind it: a call the primary cannot
+//! serve goes to the next (`RouteBuilder`); `/healthz` then reports every target's breakers
+//! and is degraded only when none can serve. `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT`
 //! as the facade reads them; `BALLAST_THROTTLE` = `auto` (default: the preset's throttle,
 //! on for xAI), `off`, or a starting pace in requests per minute; `RUST_LOG` for the log
 //! (default `info`).
@@ -37,19 +40,28 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ballast::breaker::{BreakerHandle, BreakerState};
 use ballast::budget::{BudgetLayer, MemoryStore};
-use ballast::classify::{BoxError, Outcome, OutcomeClass};
+use ballast::classify::{BoxError, ClassifiedBody, Outcome, OutcomeClass};
 use ballast::cost::HealthMonitor;
-use ballast::{Config, Fallback, Preset, StackBuilder, StackService};
+use ballast::{Config, Fallback, Preset, RouteBuilder, StackBuilder};
 use ballast_sim::{Scenario, SimServer, Simulator};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+/// The stack, or the route over the stacks of the primary and its fallbacks.
+type Upstream = BoxCloneSyncService<
+    http::Request<Body>,
+    http::Response<ClassifiedBody<hyper::body::Incoming>>,
+    BoxError,
+>;
 
 struct App {
-    stack: StackService<hyper::body::Incoming>,
+    stack: Upstream,
     upstream: http::Uri,
-    breaker: BreakerHandle,
-    budget: BudgetLayer<MemoryStore>,
+    /// Each target's name and breakers, the primary first.
+    breakers: Vec<(String, BreakerHandle)>,
+    budget: BudgetLayer<Arc<MemoryStore>>,
     health: HealthMonitor,
     prometheus: PrometheusHandle,
 }
@@ -86,6 +98,7 @@ async fn main() -> Result<(), BoxError> {
         config.base_url.to_string().trim_end_matches('/')
     )
     .parse()?;
+    let config_for_route = config.clone();
     let builder = StackBuilder::new(config);
     let builder = match std::env::var("BALLAST_THROTTLE").as_deref().map(str::trim) {
         Err(_) | Ok("" | "auto") => builder,
@@ -102,16 +115,44 @@ async fn main() -> Result<(), BoxError> {
             }
         },
     };
-    let stack = builder.build_https()?;
-    let budget = stack.budget.clone();
-    let app = Arc::new(App {
-        stack: stack.service,
-        upstream,
-        breaker: stack.breaker,
-        budget: stack.budget,
-        health: stack.health,
-        prometheus,
-    });
+    let fallbacks = Config::fallbacks_from_env()?;
+    let app = if fallbacks.is_empty() {
+        let stack = builder
+            .budget_store(Arc::new(MemoryStore::new()))
+            .build_https()?;
+        App {
+            stack: BoxCloneSyncService::new(stack.service),
+            upstream,
+            breakers: vec![(Preset::XAi.name().to_owned(), stack.breaker)],
+            budget: stack.budget,
+            health: stack.health,
+            prometheus,
+        }
+    } else {
+        // BALLAST_FALLBACKS: a route, each target a whole stack with its preset's throttle,
+        // one budget for all.
+        let mut route = RouteBuilder::new(config_for_route);
+        for fallback in fallbacks {
+            tracing::info!(target = fallback.config.preset.name(), upstream = %fallback.config.base_url, model = ?fallback.model, "fallback");
+            route = route.fallback(fallback.config, fallback.model.as_deref());
+        }
+        let route = route.build_https()?;
+        let (_, primary) = &route.targets[0];
+        App {
+            budget: primary.budget.clone(),
+            health: primary.health.clone(),
+            breakers: route
+                .targets
+                .iter()
+                .map(|(name, stack)| (name.clone(), stack.breaker.clone()))
+                .collect(),
+            stack: BoxCloneSyncService::new(route.service),
+            upstream,
+            prometheus,
+        }
+    };
+    let budget = app.budget.clone();
+    let app = Arc::new(app);
     let router = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/healthz", get(healthz))
@@ -192,26 +233,29 @@ fn is_callers_fault(class: OutcomeClass) -> bool {
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    let breakers: Vec<_> = app
-        .breaker
-        .snapshot()
-        .into_iter()
-        .map(|b| {
+    let mut breakers = Vec::new();
+    // Degraded only when no target can serve: each has a breaker that is open or latched.
+    let mut open = true;
+    for (target, handle) in &app.breakers {
+        let snapshot = handle.snapshot();
+        open &= snapshot.iter().any(|b| {
+            !matches!(
+                b.state,
+                BreakerState::Closed | BreakerState::HalfOpen | BreakerState::Shedding
+            )
+        });
+        breakers.extend(snapshot.into_iter().map(|b| {
             json!({
+                "target": target,
                 "key": b.key.to_string(),
                 "state": b.state.as_str(),
                 "calls": b.calls,
                 "failure_rate": b.failure_rate,
                 "opened_total": b.opened_total,
+                "waiting": b.waiting,
             })
-        })
-        .collect();
-    let open = app.breaker.snapshot().iter().any(|b| {
-        !matches!(
-            b.state,
-            BreakerState::Closed | BreakerState::HalfOpen | BreakerState::Shedding
-        )
-    });
+        }));
+    }
     let (budget, spent_out) = match app.budget.readout(None).await {
         Ok(readout) => (
             json!({
