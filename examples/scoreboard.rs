@@ -7,6 +7,7 @@
 //! cargo run --release --example scoreboard -- --minutes 10 # a shorter run
 //! cargo run --release --example scoreboard -- --scenario 5xx_bursts --policy ballast --seed 3
 //! cargo run --release --example scoreboard -- --once       # plain callers: one call per item
+//! cargo run --release --example scoreboard -- --hedge      # Ballast's rows with hedging on
 //! ```
 //!
 //! Each (policy, scenario) pair runs a fresh simulated provider for 30 simulated minutes
@@ -65,6 +66,8 @@ const ITEM_DEADLINE: Duration = Duration::from_secs(900);
 /// stack, and any failure loses it (the `lost` column is then the share of callers not
 /// served).
 static ONCE: AtomicBool = AtomicBool::new(false);
+/// `--hedge`: Ballast's rows with hedging on (`StackBuilder::hedge`, default settings).
+static HEDGE: AtomicBool = AtomicBool::new(false);
 /// Provider seconds per real second for the rows that need real time.
 const REAL_SCALE: f64 = 600.0;
 
@@ -369,6 +372,11 @@ fn stack(policy: Policy, case: &Case, sim: &Simulator, seed: u64) -> Stack {
             let mut config = Config::new(Preset::XAi);
             config.daily_budget = case.budget;
             let builder = StackBuilder::new(config).seed(seed);
+            let builder = if HEDGE.load(Ordering::Relaxed) {
+                builder.hedge(ballast::route::HedgeConfig::default())
+            } else {
+                builder
+            };
             // The oracle paces itself: the learned throttle would only get in its way.
             let builder = if policy == Policy::Ballast {
                 builder
@@ -728,6 +736,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json_out = args.iter().any(|a| a == "--json");
     ONCE.store(args.iter().any(|a| a == "--once"), Ordering::Relaxed);
+    HEDGE.store(args.iter().any(|a| a == "--hedge"), Ordering::Relaxed);
     let plot_dir = args
         .iter()
         .position(|a| a == "--plot")

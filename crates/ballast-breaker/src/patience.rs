@@ -5,7 +5,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ballast_classify::{BoxError, Outcome};
+use ballast_classify::{BoxError, Outcome, copy_request};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -54,7 +54,7 @@ where
         // for a read body) once per open time at most.
         let probe = permit.as_ref().is_some_and(Permit::is_probe);
         probes += u32::from(probe);
-        let again = (probe && probes < patience.max_probes).then(|| copy(&request));
+        let again = (probe && probes < patience.max_probes).then(|| copy_request(&request));
         let result = ResponseFuture::called(inner.call(request), permit).await;
         if let Some(again) = again
             && provider_failed(&result)
@@ -91,17 +91,6 @@ fn back_in_line(breaker: &Arc<KeyBreaker>, deadline: Instant, max_waiting: u32) 
     )
     .then(|| Place::take(breaker, max_waiting))
     .flatten()
-}
-
-/// A copy of `request` to send again.
-fn copy<B: Clone>(request: &http::Request<B>) -> http::Request<B> {
-    let mut copy = http::Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    *copy.extensions_mut() = request.extensions().clone();
-    copy
 }
 
 /// A call's place in its key's line, counted while it exists (the cap on waiting calls).

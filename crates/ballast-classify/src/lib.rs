@@ -105,7 +105,7 @@ pub use provider::Provider;
 pub use provider_error::ProviderError;
 pub use read_request::{
     DEFAULT_REQUEST_LIMIT, ReadRequest, ReadRequestLayer, RequestBody, RequestBodyError,
-    RequestTooLarge, ResponseFuture as ReadRequestFuture,
+    RequestTooLarge, ResponseFuture as ReadRequestFuture, copy_request,
 };
 pub use request::{InspectBody, model_of};
 pub use service::Classify;

@@ -19,6 +19,19 @@ use crate::read::{ReadBody, ReadError};
 use crate::rewrite::{self, ChatCapField};
 use crate::{ClassifiedError, Deadline, Outcome, OutcomeClass};
 
+/// A copy of `request` to send again (a retry, a probe sent again, a hedge, another
+/// target): method, URI, version, headers, extensions and body; for a [`RequestBody`] the
+/// body is a reference count.
+pub fn copy_request<B: Clone>(request: &http::Request<B>) -> http::Request<B> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    copy
+}
+
 /// The default cap on a request body: 32 MiB, room for the longest prompts (a 1M-token
 /// context is about 4 MB of text).
 pub const DEFAULT_REQUEST_LIMIT: usize = 32 * 1024 * 1024;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ballast_classify::{
-    Attempt, BoxError, ClassifiedError, Deadline, Outcome, OutcomeClass, WaitHint,
+    Attempt, BoxError, ClassifiedError, Deadline, Outcome, OutcomeClass, WaitHint, copy_request,
 };
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -395,13 +395,7 @@ where
     }
 
     fn clone_request(&mut self, request: &http::Request<B>) -> Option<http::Request<B>> {
-        let mut clone = http::Request::new(request.body().clone());
-        *clone.method_mut() = request.method().clone();
-        *clone.uri_mut() = request.uri().clone();
-        *clone.version_mut() = request.version();
-        *clone.headers_mut() = request.headers().clone();
-        *clone.extensions_mut() = request.extensions().clone();
-        Some(clone)
+        Some(copy_request(request))
     }
 }
 

@@ -51,9 +51,11 @@
 //! ```
 
 mod failover;
+mod hedge;
 mod served;
 mod target;
 
 pub use failover::{Failover, ResponseFuture};
+pub use hedge::{Hedge, HedgeConfig, HedgeFuture, HedgeLayer};
 pub use served::Served;
 pub use target::Target;

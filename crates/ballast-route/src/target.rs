@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ballast_classify::{BoxError, FailFast, RequestBody, rewrite};
+use ballast_classify::{BoxError, FailFast, RequestBody, copy_request, rewrite};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
@@ -93,17 +93,11 @@ impl<R> Target<R> {
         request: &http::Request<RequestBody>,
         last: bool,
     ) -> http::Request<RequestBody> {
-        let mut copy = http::Request::new(request.body().clone());
-        *copy.method_mut() = request.method().clone();
-        *copy.version_mut() = request.version();
+        let mut copy = copy_request(request);
         *copy.uri_mut() = self.uri_for(request.uri());
-        let headers = copy.headers_mut();
-        for (name, value) in request.headers() {
-            if !CREDENTIALS.contains(name) {
-                headers.append(name.clone(), value.clone());
-            }
+        for name in &CREDENTIALS {
+            copy.headers_mut().remove(name);
         }
-        *copy.extensions_mut() = request.extensions().clone();
         if last {
             copy.extensions_mut().remove::<FailFast>();
         } else {

@@ -11,6 +11,7 @@ use ballast_classify::{
 };
 use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope};
 use ballast_retry::{RetryLayer, RetryPolicy};
+use ballast_route::{HedgeConfig, HedgeLayer};
 use ballast_throttle::{ThrottleConfig, ThrottleHandle, ThrottleLayer};
 use http_body::Body;
 use tower::util::BoxCloneSyncService;
@@ -32,7 +33,7 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
 /// Builds the whole stack, outermost first:
 ///
 /// ```text
-/// read request -> cost log (call) -> retry -> breaker -> throttle -> budget -> cost log (attempt) -> timeout -> classify -> auth -> client
+/// read request -> cost log (call) -> retry -> [hedge] -> breaker -> throttle -> budget -> cost log (attempt) -> timeout -> classify -> auth -> client
 /// ```
 ///
 /// The request is read once: its body collected under a size cap (default
@@ -57,6 +58,7 @@ pub struct StackBuilder<St = MemoryStore> {
     throttle: Option<ThrottleConfig>,
     read: ReadRequestLayer,
     deadline: Option<Duration>,
+    hedge: Option<HedgeConfig>,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -95,6 +97,7 @@ impl StackBuilder<MemoryStore> {
             seed: None,
             read: ReadRequestLayer::new(),
             deadline: Some(DEFAULT_DEADLINE),
+            hedge: None,
         }
     }
 }
@@ -113,6 +116,7 @@ impl<St: SpendStore> StackBuilder<St> {
             throttle: self.throttle,
             read: self.read,
             deadline: self.deadline,
+            hedge: self.hedge,
         }
     }
 
@@ -162,6 +166,16 @@ impl<St: SpendStore> StackBuilder<St> {
     /// if it sets one, and the retry policy's.
     pub fn no_deadline(mut self) -> Self {
         self.deadline = None;
+        self
+    }
+
+    /// Hedges slow attempts (off by default): an attempt slower than a high percentile of
+    /// recent answers gets a second one, the first success kept, the other dropped (its
+    /// reservation settled at its worst case); at most `max_share` extra calls. See
+    /// [`HedgeConfig`](crate::route::HedgeConfig); its times are scaled with
+    /// [`time_scale`](Self::time_scale).
+    pub fn hedge(mut self, config: HedgeConfig) -> Self {
+        self.hedge = Some(config);
         self
     }
 
@@ -274,11 +288,15 @@ impl<St: SpendStore> StackBuilder<St> {
         let throttle = self
             .throttle
             .map(|config| ThrottleLayer::new(config.time_scaled(scale)));
+        let hedge = self
+            .hedge
+            .map(|config| HedgeLayer::new(config.time_scaled(scale)));
         let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
         let spend = attempt_log.daily_spend();
         let service = ServiceBuilder::new()
             .layer(CostLogLayer::new(provider, Scope::Call).health(self.health.clone()))
             .layer(RetryLayer::new(retry))
+            .option_layer(hedge)
             .layer(breaker.clone())
             .option_layer(throttle.clone())
             .layer(budget.clone())

@@ -26,7 +26,7 @@ struct Outcome {
     calls: u64,
 }
 
-fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)]) -> Outcome {
+fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: bool) -> Outcome {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let (billed, reserved, queued) = metrics::with_local_recorder(&recorder, || {
@@ -37,7 +37,18 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)]) -> Outcome
                 _ => None,
             })
             .unwrap();
-            let stack = StackBuilder::new(config).seed(7).build(sim.clone());
+            let builder = StackBuilder::new(config).seed(7);
+            // Hedging on: extra attempts, raced and dropped, under the same money rules.
+            let builder = if hedge {
+                builder.hedge(ballast::route::HedgeConfig {
+                    min_samples: 5,
+                    max_share: 0.3,
+                    ..ballast::route::HedgeConfig::default()
+                })
+            } else {
+                builder
+            };
+            let stack = builder.build(sim.clone());
             let tasks: Vec<_> = calls
                 .iter()
                 .enumerate()
@@ -115,16 +126,18 @@ proptest! {
     /// their call after a random delay, from before its throttle turn to deep into the
     /// provider's work. The provider never bills past the budget (the simulator keeps to
     /// the output cap, so the documented overrun is zero); nothing stays reserved; the
-    /// throttle's line and the breaker's (patience) are empty; every call is logged once.
+    /// throttle's line and the breaker's (patience) are empty; every call is logged once;
+    /// with hedging on or off.
     #[test]
     fn cancelled_callers_never_cost_past_the_budget_or_leave_anything_held(
         scenario in ballast_sim::strategy::flaky_scenario(),
         budget_micros in 100u64..3_000,
         calls in prop::collection::vec((0u64..30_000, prop::option::of(0u64..40_000)), 1..80),
+        hedge in any::<bool>(),
     ) {
         let scenario = Scenario { flavor: Flavor::XAi, ..scenario };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        let out = run(scenario, budget, &calls);
+        let out = run(scenario, budget, &calls, hedge);
         prop_assert!(out.billed <= out.budget, "{out:?}");
         prop_assert_eq!(out.reserved, Usd::ZERO, "{:?}", out);
         prop_assert_eq!(out.queued, 0, "{:?}", out);

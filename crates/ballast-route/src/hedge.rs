@@ -1,0 +1,304 @@
+//! [`Hedge`]: a second attempt for a call that is slower than most, the first answer kept.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ballast_classify::{BoxError, Outcome, RequestBody, copy_request};
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// When and how much to hedge.
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | `percentile` | 0.95 | a call slower than 19 in 20 recent answers is likely stuck (a hang, a slow replica) |
+/// | `min_samples` | 20 | a percentile of fewer answers is noise: no hedging until then |
+/// | `max_share` | 0.1 | at most one extra call per ten calls, whatever the latencies do |
+/// | `min_delay` | 100 ms | never hedge sooner, however fast the answers |
+/// | `period` | 60 s | latencies older than one to two periods are forgotten |
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgeConfig {
+    /// The share of recent answers a call must be slower than to be hedged.
+    pub percentile: f64,
+    /// Answers seen before the first hedge.
+    pub min_samples: u32,
+    /// The most hedges per call, over the calls so far.
+    pub max_share: f64,
+    /// The shortest delay before a hedge.
+    pub min_delay: Duration,
+    /// How long latencies are remembered (between one and two periods).
+    pub period: Duration,
+}
+
+impl Default for HedgeConfig {
+    fn default() -> Self {
+        Self {
+            percentile: 0.95,
+            min_samples: 20,
+            max_share: 0.1,
+            min_delay: Duration::from_millis(100),
+            period: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HedgeConfig {
+    /// The same settings for a provider whose clock runs `scale` times faster: the delays
+    /// and the period divided by `scale`.
+    pub fn time_scaled(mut self, scale: f64) -> Self {
+        if scale.is_finite() && scale > 0.0 {
+            self.min_delay = self.min_delay.div_f64(scale);
+            self.period = self.period.div_f64(scale);
+        }
+        self
+    }
+}
+
+/// Builds [`Hedge`] services sharing one latency record and hedge count.
+#[derive(Debug, Clone)]
+pub struct HedgeLayer {
+    shared: Arc<Shared>,
+}
+
+impl HedgeLayer {
+    /// A layer with `config`.
+    pub fn new(config: HedgeConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(config)),
+        }
+    }
+
+    /// Calls seen and hedges sent so far, by every service of this layer.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.shared.calls.load(Ordering::Relaxed),
+            self.shared.hedges.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl<S> Layer<S> for HedgeLayer {
+    type Service = Hedge<S>;
+
+    fn layer(&self, inner: S) -> Hedge<S> {
+        Hedge {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Sends a second attempt (a copy of the request, to the same inner service) when the
+/// first has not answered within a high percentile of recent answers' latency, and keeps
+/// the first success; the other attempt is dropped, and the layers below act on its drop
+/// as on any cancelled call (its budget reservation settled at its worst case, no outcome
+/// for the breaker). A failure does not win while the other attempt may still succeed.
+/// Hedges are capped at `max_share` of calls; a hedge the stack below refuses (budget
+/// spent, breaker open) simply loses.
+///
+/// The latencies live in two rotating sets of 64 logarithmic buckets of atomic counters:
+/// recording an answer takes no lock (a mutex-guarded histogram, as tower's `hedge` keeps,
+/// would be one lock per call on every call's path).
+#[derive(Debug, Clone)]
+pub struct Hedge<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+const BUCKETS: usize = 64;
+
+#[derive(Debug)]
+struct Shared {
+    config: HedgeConfig,
+    epoch: Instant,
+    /// Two sets of buckets: the current one and the previous period's.
+    buckets: [[AtomicU32; BUCKETS]; 2],
+    current: AtomicUsize,
+    /// When `current` began, in nanoseconds since `epoch`.
+    since: AtomicU64,
+    /// The hedge delay now, in nanoseconds; 0 while there are too few answers.
+    delay: AtomicU64,
+    calls: AtomicU64,
+    hedges: AtomicU64,
+}
+
+impl Shared {
+    fn new(config: HedgeConfig) -> Self {
+        Self {
+            config,
+            epoch: Instant::now(),
+            buckets: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU32::new(0))),
+            current: AtomicUsize::new(0),
+            since: AtomicU64::new(0),
+            delay: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            hedges: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a successful answer's latency and refreshes the delay.
+    fn record(&self, latency: Duration) {
+        let now = self.now();
+        let since = self.since.load(Ordering::Acquire);
+        let period = u64::try_from(self.config.period.as_nanos()).unwrap_or(u64::MAX);
+        if now.saturating_sub(since) > period
+            && self
+                .since
+                .compare_exchange(since, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // This caller turns the period: the older set is cleared and becomes current.
+            let next = 1 - self.current.load(Ordering::Acquire);
+            for bucket in &self.buckets[next] {
+                bucket.store(0, Ordering::Relaxed);
+            }
+            self.current.store(next, Ordering::Release);
+        }
+        let set = self.current.load(Ordering::Acquire);
+        self.buckets[set][bucket_of(latency)].fetch_add(1, Ordering::Relaxed);
+        self.delay.store(self.percentile_nanos(), Ordering::Relaxed);
+    }
+
+    /// The configured percentile of the remembered latencies (an upper bucket bound), in
+    /// nanoseconds; 0 below `min_samples`.
+    fn percentile_nanos(&self) -> u64 {
+        let counts: [u64; BUCKETS] = std::array::from_fn(|i| {
+            u64::from(self.buckets[0][i].load(Ordering::Relaxed))
+                + u64::from(self.buckets[1][i].load(Ordering::Relaxed))
+        });
+        let total: u64 = counts.iter().sum();
+        if total < u64::from(self.config.min_samples.max(1)) {
+            return 0;
+        }
+        let wanted = (self.config.percentile.clamp(0.0, 1.0) * total as f64).ceil() as u64;
+        let mut seen = 0;
+        for (i, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= wanted.max(1) {
+                let bound = upper_bound(i).max(self.config.min_delay);
+                return u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+            }
+        }
+        0
+    }
+
+    /// The delay before hedging a call, if it may be hedged at all.
+    fn delay(&self) -> Option<Duration> {
+        match self.delay.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// Takes a hedge, if fewer than `max_share` of the calls so far were hedged.
+    fn take_hedge(&self) -> bool {
+        let calls = self.calls.load(Ordering::Relaxed) as f64;
+        let allowed = (self.config.max_share.max(0.0) * calls).floor() as u64;
+        self.hedges
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |hedges| {
+                (hedges < allowed).then_some(hedges + 1)
+            })
+            .is_ok()
+    }
+}
+
+/// Bucket `i` holds latencies up to `2^((i + 1) / 4)` ms: four buckets per doubling, from
+/// 1 ms to about 55 s (longer ones share the last).
+fn bucket_of(latency: Duration) -> usize {
+    let ms = latency.as_secs_f64() * 1_000.0;
+    ((ms.max(1.0).log2() * 4.0) as usize).min(BUCKETS - 1)
+}
+
+fn upper_bound(bucket: usize) -> Duration {
+    Duration::from_secs_f64(2f64.powf((bucket + 1) as f64 / 4.0) / 1_000.0)
+}
+
+fn succeeded<R>(result: &Result<http::Response<R>, BoxError>) -> bool {
+    match result {
+        Ok(response) => Outcome::from_response(response).is_success(),
+        Err(_) => false,
+    }
+}
+
+/// The future of [`Hedge`] (boxed: the race holds two calls).
+pub type HedgeFuture<R> = Pin<Box<dyn Future<Output = Result<http::Response<R>, BoxError>> + Send>>;
+
+impl<S, R> Service<http::Request<RequestBody>> for Hedge<S>
+where
+    S: Service<http::Request<RequestBody>, Response = http::Response<R>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    R: Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = BoxError;
+    type Future = HedgeFuture<R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        shared.calls.fetch_add(1, Ordering::Relaxed);
+        let delay = shared.delay();
+        let spare = delay.map(|_| (self.inner.clone(), copy_request(&request)));
+        let first = self.inner.call(request);
+        Box::pin(async move {
+            let start = Instant::now();
+            let mut first = pin!(first);
+            let answered = |result: Result<http::Response<R>, BoxError>| {
+                if succeeded(&result) {
+                    shared.record(start.elapsed());
+                }
+                result
+            };
+            let (Some(delay), Some((spare, copy))) = (delay, spare) else {
+                return answered(first.await);
+            };
+            tokio::select! {
+                result = &mut first => return answered(result),
+                () = tokio::time::sleep(delay) => {}
+            }
+            if !shared.take_hedge() {
+                return answered(first.await);
+            }
+            tracing::debug!(target: "ballast::route", ?delay, "hedging a slow call");
+            let mut second = pin!(spare.oneshot(copy));
+            // The first success wins; a failure waits for the other attempt.
+            let mut failed = None;
+            loop {
+                tokio::select! {
+                    result = &mut first, if failed.as_ref().is_none_or(|(which, _)| *which != 0) => {
+                        if succeeded(&result) || failed.is_some() {
+                            return answered(result);
+                        }
+                        failed = Some((0, result));
+                    }
+                    result = &mut second, if failed.as_ref().is_none_or(|(which, _)| *which != 1) => {
+                        if succeeded(&result) {
+                            return result;
+                        }
+                        match failed {
+                            // Both failed: the first attempt's failure is the call's.
+                            Some((_, first_failure)) => return first_failure,
+                            None => failed = Some((1, result)),
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! Hedging under the paused clock: a stuck call gets a second attempt after the percentile
+//! delay, the first success wins, failures never beat a pending success, and the cap holds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ballast_classify::{BoxError, RequestBody};
+use ballast_route::{HedgeConfig, HedgeLayer};
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+
+/// A provider whose `n`th call (from 0) answers `plan(n)`: a status after a delay, or never.
+fn provider(
+    plan: impl Fn(usize) -> Option<(u16, Duration)> + Send + Sync + 'static,
+) -> (
+    impl tower::Service<
+        http::Request<RequestBody>,
+        Response = http::Response<()>,
+        Error = BoxError,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static,
+    Arc<AtomicUsize>,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let plan = Arc::new(plan);
+    let counted = Arc::clone(&calls);
+    let service = tower::service_fn(move |_: http::Request<RequestBody>| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        let answer = plan(n);
+        async move {
+            match answer {
+                Some((status, delay)) => {
+                    tokio::time::sleep(delay).await;
+                    Ok(http::Response::builder().status(status).body(()).unwrap())
+                }
+                None => std::future::pending().await,
+            }
+        }
+    });
+    (service, calls)
+}
+
+fn request() -> http::Request<RequestBody> {
+    http::Request::post("http://p.invalid/v1/chat/completions")
+        .body(RequestBody::new(r#"{"model":"m"}"#))
+        .unwrap()
+}
+
+fn config() -> HedgeConfig {
+    HedgeConfig {
+        percentile: 0.9,
+        min_samples: 10,
+        max_share: 0.5,
+        ..HedgeConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_call_is_hedged_after_the_percentile_and_the_hedge_answers() {
+    // Ten calls answer in 1 s; the eleventh hangs for ever, its hedge answers in 1 s.
+    let (provider, calls) = provider(|n| (n != 10).then_some((200, Duration::from_secs(1))));
+    let layer = HedgeLayer::new(config());
+    let service = layer.layer(provider);
+    for _ in 0..10 {
+        let response = service.clone().oneshot(request()).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        layer.counts(),
+        (10, 0),
+        "no hedge before min_samples answers"
+    );
+    let start = Instant::now();
+    let response = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // p90 of ten 1 s answers is the 1 s bucket's upper bound, 2^(40/4) ms = 1.024 s; the
+    // hedge then takes its 1 s.
+    assert_eq!(start.elapsed(), Duration::from_millis(2_024));
+    assert_eq!(calls.load(Ordering::SeqCst), 12);
+    assert_eq!(layer.counts(), (11, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_hedge_does_not_beat_a_pending_success() {
+    // Warm up with ten 1 s answers; then the original takes 3 s and the hedge fails at once.
+    let (provider, _) = provider(|n| match n {
+        10 => Some((200, Duration::from_secs(3))),
+        11 => Some((503, Duration::ZERO)),
+        _ => Some((200, Duration::from_secs(1))),
+    });
+    let layer = HedgeLayer::new(config());
+    let service = layer.layer(provider);
+    for _ in 0..10 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+    let start = Instant::now();
+    let response = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the original's success, not the hedge's 503"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn both_failing_gives_the_first_attempts_failure() {
+    let (provider, _) = provider(|n| match n {
+        10 => Some((500, Duration::from_secs(3))),
+        11 => Some((503, Duration::ZERO)),
+        _ => Some((200, Duration::from_secs(1))),
+    });
+    let service = HedgeLayer::new(config()).layer(provider);
+    for _ in 0..10 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+    let response = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hedges_stay_under_their_share_of_calls() {
+    // Everything is slow after the warm-up: every call would be hedged without the cap.
+    let (provider, calls) = provider(|n| {
+        Some((
+            200,
+            if n < 10 {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(10)
+            },
+        ))
+    });
+    let layer = HedgeLayer::new(HedgeConfig {
+        max_share: 0.1,
+        ..config()
+    });
+    let service = layer.layer(provider);
+    for _ in 0..10 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+    let results = futures_join(&service, 90).await;
+    assert!(results.iter().all(|status| *status == 200));
+    let (seen, hedges) = layer.counts();
+    assert_eq!(seen, 100);
+    assert_eq!(hedges, 10, "10% of 100 calls");
+    assert_eq!(calls.load(Ordering::SeqCst), 110);
+}
+
+/// `n` concurrent calls, their statuses.
+async fn futures_join<S>(service: &S, n: usize) -> Vec<u16>
+where
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<()>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let service = service.clone();
+            let statuses = Arc::clone(&statuses);
+            tokio::spawn(async move {
+                let response = service.oneshot(request()).await.unwrap();
+                statuses.lock().unwrap().push(response.status().as_u16());
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Arc::try_unwrap(statuses).unwrap().into_inner().unwrap()
+}
+
+/// Counts the provider calls in flight: one more while a guard lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_drops_both_attempts() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let service = HedgeLayer::new(config()).layer(tower::service_fn({
+        let (in_flight, calls) = (Arc::clone(&in_flight), Arc::clone(&calls));
+        move |_: http::Request<RequestBody>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            let guard = InFlight::new(&in_flight);
+            async move {
+                let _guard = guard;
+                if n >= 10 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, BoxError>(http::Response::new(()))
+            }
+        }
+    }));
+    for _ in 0..10 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+    let mut call = Box::pin(service.clone().oneshot(request()));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), &mut call)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        12,
+        "the original and its hedge"
+    );
+    assert_eq!(in_flight.load(Ordering::SeqCst), 2);
+    drop(call);
+    assert_eq!(in_flight.load(Ordering::SeqCst), 0, "both attempts dropped");
+}
