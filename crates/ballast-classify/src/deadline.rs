@@ -54,9 +54,20 @@ impl Deadline {
         self.0.saturating_duration_since(Instant::now())
     }
 
-    /// The request's deadline, if it has one.
+    /// The request's deadline, if it has one: the sooner of the caller's (this extension)
+    /// and the read layer's ([`ReadRequestLayer::deadline`](crate::ReadRequestLayer::deadline),
+    /// kept in the [`RequestFacts`](crate::RequestFacts)).
     pub fn of<B>(request: &http::Request<B>) -> Option<Self> {
-        request.extensions().get::<Self>().copied()
+        let extensions = request.extensions();
+        let caller = extensions.get::<Self>().copied();
+        let read = extensions
+            .get::<crate::RequestFacts>()
+            .and_then(|facts| facts.deadline)
+            .map(Self);
+        match (caller, read) {
+            (Some(caller), Some(read)) => Some(caller.min(read)),
+            (caller, read) => caller.or(read),
+        }
     }
 
     /// Sets this deadline in `extensions` unless an earlier one is there already.

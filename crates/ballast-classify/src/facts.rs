@@ -120,6 +120,10 @@ pub struct RequestFacts {
     pub(crate) prompt_tokens: u64,
     pub(crate) json_object: bool,
     pub(crate) body: Bytes,
+    /// The read layer's deadline for the call ([`Deadline::of`](crate::Deadline::of) reads
+    /// it with any the caller set): kept here, not as an extension of its own, so that
+    /// giving every call a deadline costs a clock read, not an allocation.
+    pub(crate) deadline: Option<tokio::time::Instant>,
 }
 
 static WARNED: AtomicBool = AtomicBool::new(false);
@@ -135,6 +139,7 @@ impl RequestFacts {
         prompt_tokens: 0,
         json_object: false,
         body: Bytes::new(),
+        deadline: None,
     };
 
     /// Reads the facts of a request to `path` with this `body`, in one pass.
@@ -205,6 +210,7 @@ impl RequestFacts {
             prompt_tokens: estimator.prompt_tokens(body),
             json_object: found.object,
             body: body.clone(),
+            deadline: None,
         }
     }
 

@@ -273,8 +273,9 @@ impl ReadRequestLayer {
         self
     }
 
-    /// Gives every call a [`Deadline`] `within` from when it is called (an earlier deadline
-    /// the caller set is kept), so the layers that make calls wait know how long they may.
+    /// Gives every call a [`Deadline`] `within` from when its body is read (an earlier
+    /// deadline the caller set wins), so the layers that make calls wait know how long they
+    /// may. It is kept in the [`RequestFacts`]; [`Deadline::of`] reads both.
     pub fn deadline(mut self, within: Duration) -> Self {
         self.config_mut().deadline = Some(within);
         self
@@ -343,11 +344,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (mut parts, body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let limit = self.config.limit;
-        if let Some(within) = self.config.deadline {
-            Deadline::after(within).set_sooner(&mut parts.extensions);
-        }
         // A body that says it is too long is refused before a byte of it is read.
         if body.size_hint().lower() > limit as u64 {
             return ResponseFuture::failed(too_large(limit));
@@ -379,6 +377,15 @@ fn prepare(
     data: Bytes,
 ) -> http::Request<RequestBody> {
     let mut facts = RequestFacts::read(parts.uri.path(), &data, config.estimator.as_ref());
+    if let Some(within) = config.deadline {
+        // A request read before (a route's copy to one of its targets) keeps the sooner.
+        let own = Deadline::after(within).instant();
+        let earlier = parts
+            .extensions
+            .get::<RequestFacts>()
+            .and_then(|facts| facts.deadline);
+        facts.deadline = Some(earlier.map_or(own, |earlier| earlier.min(own)));
+    }
     // Written before the facts go in the request: no extension lookups on the way.
     let data = match config.default_cap {
         Some(tokens) if rewrite::write_output_cap(&mut facts, tokens, config.chat_field) => {

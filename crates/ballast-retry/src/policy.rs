@@ -369,7 +369,13 @@ where
         result: &mut Result<http::Response<Res>, BoxError>,
     ) -> Option<Sleep> {
         let outcome = Outcome::from_result(result);
-        let left = Deadline::of(request).map(Deadline::remaining);
+        // The caller's deadline matters only to a call that may go again: a success (most
+        // calls) reads no clock for it.
+        let left = if outcome.is_success() {
+            None
+        } else {
+            Deadline::of(request).map(Deadline::remaining)
+        };
         match self.decide_within(&outcome, left) {
             Decision::Retry(wait) => {
                 let next = Attempt::new(self.attempts().saturating_add(1));

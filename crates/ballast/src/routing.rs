@@ -1,6 +1,7 @@
 //! [`RouteBuilder`]: a primary and its fallbacks, each a whole stack, under one budget.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballast_budget::MemoryStore;
 use ballast_classify::{BoxError, ClassifiedBody, ReadRequest, ReadRequestLayer, RequestBody};
@@ -146,8 +147,14 @@ impl RouteBuilder {
             chain.push(link);
             targets.push((name, stack));
         }
+        // The whole route's deadline, the facade's default: every target keeps the sooner.
+        let within =
+            Duration::try_from_secs_f64(crate::DEFAULT_DEADLINE.as_secs_f64() / self.time_scale)
+                .unwrap_or(crate::DEFAULT_DEADLINE);
         Route {
-            service: ReadRequestLayer::new().layer(Failover::new(chain)),
+            service: ReadRequestLayer::new()
+                .deadline(within)
+                .layer(Failover::new(chain)),
             targets,
         }
     }
