@@ -22,9 +22,10 @@ pub(crate) enum Start {
 
 /// A patient call: waits in line for its permit, makes the call, and, when it was the
 /// breaker's probe and the probe failed, goes back in line for the next one while its
-/// deadline allows (a failed probe is the breaker's finding, not the caller's failure: it
-/// costs the caller none of its attempts; the probes are one per open time whoever sends
-/// them), up to [`Patience::max_probes`] times. The failed probe was a real call: the layers below logged and settled it.
+/// deadline allows, up to [`Patience::max_probes`] times (a failed probe is the breaker's
+/// finding, not the caller's failure: it costs the caller none of its attempts; the probes
+/// are one per open time whoever sends them). The failed probe was a real call: the layers
+/// below logged and settled it.
 pub(crate) async fn patient_call<S, B, R>(
     registry: Arc<Registry>,
     breaker: Arc<KeyBreaker>,

@@ -53,8 +53,10 @@ impl HedgeConfig {
     /// and the period divided by `scale`.
     pub fn time_scaled(mut self, scale: f64) -> Self {
         if scale.is_finite() && scale > 0.0 {
-            self.min_delay = self.min_delay.div_f64(scale);
-            self.period = self.period.div_f64(scale);
+            let scaled =
+                |d: Duration| Duration::try_from_secs_f64(d.as_secs_f64() / scale).unwrap_or(d);
+            self.min_delay = scaled(self.min_delay);
+            self.period = scaled(self.period);
         }
         self
     }

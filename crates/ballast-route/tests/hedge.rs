@@ -229,3 +229,15 @@ async fn a_dropped_call_drops_both_attempts() {
     drop(call);
     assert_eq!(in_flight.load(Ordering::SeqCst), 0, "both attempts dropped");
 }
+
+#[test]
+fn time_scaling_divides_the_times_and_never_panics() {
+    let config = HedgeConfig::default();
+    let fast = config.time_scaled(60.0);
+    assert_eq!(fast.period, Duration::from_secs(1));
+    assert_eq!(fast.min_delay, Duration::from_nanos(1_666_667));
+    // Out of range: left as they were, not a panic.
+    assert_eq!(config.time_scaled(1e-300), config);
+    assert_eq!(config.time_scaled(f64::NAN), config);
+    assert_eq!(config.time_scaled(0.0), config);
+}
