@@ -220,6 +220,10 @@ impl BreakerConfig {
         if !(scale.is_finite() && scale > 0.0) || scale == 1.0 {
             return self;
         }
+        let max_wait = self
+            .patience
+            .as_mut()
+            .map(|patience| &mut patience.max_wait);
         for duration in [
             &mut self.window,
             &mut self.slow_call,
@@ -228,14 +232,12 @@ impl BreakerConfig {
             &mut self.half_open_wait,
             &mut self.max_hint,
             &mut self.idle_eviction,
-        ] {
+        ]
+        .into_iter()
+        .chain(max_wait)
+        {
             *duration =
                 Duration::try_from_secs_f64(duration.as_secs_f64() / scale).unwrap_or(*duration);
-        }
-        if let Some(patience) = &mut self.patience {
-            patience.max_wait =
-                Duration::try_from_secs_f64(patience.max_wait.as_secs_f64() / scale)
-                    .unwrap_or(patience.max_wait);
         }
         self
     }

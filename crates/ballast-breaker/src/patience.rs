@@ -71,11 +71,7 @@ where
 
 /// Whether the provider failed the call (what reopens a breaker).
 fn provider_failed<R>(result: &Result<http::Response<R>, BoxError>) -> bool {
-    let outcome = match result {
-        Ok(response) => Outcome::from_response(response),
-        Err(error) => Outcome::from_error(&**error),
-    };
-    outcome.class().is_provider_failure()
+    Outcome::from_result(result).class().is_provider_failure()
 }
 
 /// A place in line after a failed probe, if the next chance comes before `deadline`.

@@ -10,8 +10,8 @@ use tower_service::Service;
 use crate::future::{Permit, ResponseFuture};
 use crate::patience::{Place, Start, patient_call, worth_waiting};
 use crate::registry::{DISABLED, FORCED_OPEN, Registry, emit};
-use crate::state::PermitKind;
-use crate::{BreakerOpen, BreakerState, HostAndModel, KeyFn};
+use crate::state::{KeyBreaker, PermitKind};
+use crate::{BreakerOpen, BreakerState, HostAndModel, KeyFn, Patience};
 
 /// Fails fast while the provider is unhealthy; lets probes find out when it is back.
 ///
@@ -77,16 +77,14 @@ where
                     && !FailFast::is_set(&request)
                 {
                     let deadline = deadline(&request, patience.max_wait);
-                    let future = patient_call(
-                        Arc::clone(&self.registry),
-                        Arc::clone(permit.breaker()),
-                        self.inner.clone(),
+                    let breaker = Arc::clone(permit.breaker());
+                    return self.patient(
+                        breaker,
                         request,
                         Start::Probe(permit),
                         deadline,
                         patience,
                     );
-                    return ResponseFuture::waiting(Box::pin(future));
                 }
                 ResponseFuture::called(self.inner.call(request), Some(permit))
             }
@@ -104,16 +102,8 @@ where
                         registry.config.half_open_wait,
                     ) && let Some(place) = Place::take(&breaker, patience.max_waiting)
                     {
-                        let future = patient_call(
-                            Arc::clone(&self.registry),
-                            breaker,
-                            self.inner.clone(),
-                            request,
-                            Start::InLine(place),
-                            deadline,
-                            patience,
-                        );
-                        return ResponseFuture::waiting(Box::pin(future));
+                        let start = Start::InLine(place);
+                        return self.patient(breaker, request, start, deadline, patience);
                     }
                 }
                 ResponseFuture::refused(BreakerOpen::new(
@@ -123,6 +113,32 @@ where
                 ))
             }
         }
+    }
+}
+
+impl<S, K> Breaker<S, K> {
+    /// The future of a patient call (see [`patient_call`]), boxed: only a refused call or a
+    /// probe pays for it.
+    fn patient<B, R>(
+        &self,
+        breaker: Arc<KeyBreaker>,
+        request: http::Request<B>,
+        start: Start,
+        deadline: Instant,
+        patience: Patience,
+    ) -> ResponseFuture<S::Future, R>
+    where
+        S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+        B: Clone + Send + 'static,
+        R: Send + 'static,
+    {
+        let registry = Arc::clone(&self.registry);
+        let inner = self.inner.clone();
+        ResponseFuture::waiting(Box::pin(patient_call(
+            registry, breaker, inner, request, start, deadline, patience,
+        )))
     }
 }
 

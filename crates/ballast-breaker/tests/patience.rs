@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState, Patience};
+use ballast_breaker::{
+    Breaker, BreakerConfig, BreakerHandle, BreakerLayer, BreakerOpen, BreakerState, Patience,
+};
 use ballast_classify::{BoxError, Deadline, Outcome, OutcomeClass, RequestFacts};
 use futures::future::join_all;
 use tokio::time::Instant;
@@ -29,6 +31,13 @@ fn due(n: usize, within: Duration) -> http::Request<String> {
     Deadline::after(within).set_sooner(request.extensions_mut());
     request
 }
+
+/// What a [`Recorder`] serves through.
+type Provider = tower::util::BoxCloneService<
+    http::Request<String>,
+    http::Response<()>,
+    std::convert::Infallible,
+>;
 
 /// A provider that answers 500 while `failing`, else 200, after `delay`, and writes down
 /// which call (`x-n`) arrived when.
@@ -58,13 +67,7 @@ impl Recorder {
         self.arrivals.lock().unwrap().len()
     }
 
-    fn service(
-        &self,
-    ) -> tower::util::BoxCloneService<
-        http::Request<String>,
-        http::Response<()>,
-        std::convert::Infallible,
-    > {
+    fn service(&self) -> Provider {
         let this = self.clone();
         tower::service_fn(move |request: http::Request<String>| {
             let n = request.headers()["x-n"].to_str().unwrap().parse().unwrap();
@@ -105,27 +108,45 @@ async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
 }
 
-fn refusal(result: &Result<http::Response<()>, BoxError>) -> Option<(BreakerState, Duration)> {
-    let error = result.as_ref().err()?;
-    let outcome = Outcome::from_error(&**error);
-    assert_eq!(outcome.class(), OutcomeClass::CircuitOpen, "{error}");
-    let hint = outcome.wait_hint().map(|hint| hint.delay())?;
-    let state = error
+/// The breaker's refusal inside a `circuit_open` error.
+fn open_of(error: &BoxError) -> &BreakerOpen {
+    assert_eq!(
+        Outcome::from_error(&**error).class(),
+        OutcomeClass::CircuitOpen,
+        "{error}"
+    );
+    error
         .downcast_ref::<ballast_classify::ClassifiedError>()
         .and_then(std::error::Error::source)
-        .and_then(|e| e.downcast_ref::<ballast_breaker::BreakerOpen>())
-        .map(|open| open.state())?;
-    Some((state, hint))
+        .and_then(|e| e.downcast_ref::<BreakerOpen>())
+        .expect("a BreakerOpen inside")
+}
+
+/// A refusal's state and wait hint (`None` for a success or a refusal without a hint).
+fn refusal(result: &Result<http::Response<()>, BoxError>) -> Option<(BreakerState, Duration)> {
+    let error = result.as_ref().err()?;
+    let hint = Outcome::from_error(&**error).wait_hint()?.delay();
+    Some((open_of(error).state(), hint))
+}
+
+/// The service under test: a breaker over a [`Recorder`].
+type Tested = Breaker<Provider>;
+
+/// A breaker with `config` over a provider answering after `delay`, opened by one failed
+/// call (request 0): the provider, the handle, the service.
+async fn opened(config: BreakerConfig, delay: Duration) -> (Recorder, BreakerHandle, Tested) {
+    let provider = Recorder::new(delay);
+    let layer = BreakerLayer::new(config);
+    let handle = layer.handle();
+    let service = layer.layer(provider.service());
+    service.clone().oneshot(request(0)).await.unwrap();
+    (provider, handle, service)
 }
 
 #[tokio::test(start_paused = true)]
 async fn waiting_calls_get_one_probe_then_go_in_the_order_they_came() {
-    let provider = Recorder::new(Duration::from_millis(500));
-    let layer = BreakerLayer::new(config(256));
-    let handle = layer.handle();
-    let service = layer.layer(provider.service());
     // One failure opens it for 5 s.
-    service.clone().oneshot(request(0)).await.unwrap();
+    let (provider, handle, service) = opened(config(256), Duration::from_millis(500)).await;
     assert!(matches!(
         handle.get("api.x.ai", "m").unwrap().state,
         BreakerState::Open { .. }
@@ -169,12 +190,8 @@ async fn waiting_calls_get_one_probe_then_go_in_the_order_they_came() {
 
 #[tokio::test(start_paused = true)]
 async fn the_line_is_bounded_and_the_rest_are_told_the_open_time() {
-    let provider = Recorder::new(Duration::ZERO);
-    let layer = BreakerLayer::new(config(3));
-    let handle = layer.handle();
+    let (provider, handle, service) = opened(config(3), Duration::ZERO).await;
     let waiting_now = || handle.get("api.x.ai", "m").unwrap().waiting;
-    let service = layer.layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
     let mut waiting = Vec::new();
     for n in 1..=3 {
         let mut call = Box::pin(service.clone().oneshot(request(n)));
@@ -215,9 +232,7 @@ async fn the_line_is_bounded_and_the_rest_are_told_the_open_time() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_that_cannot_outwait_the_open_time_is_refused_at_once_with_an_honest_hint() {
-    let provider = Recorder::new(Duration::ZERO);
-    let service = BreakerLayer::new(config(256)).layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
+    let (provider, _, service) = opened(config(256), Duration::ZERO).await;
     let start = Instant::now();
     let refused = service
         .clone()
@@ -271,13 +286,11 @@ async fn a_waiting_call_gives_up_at_its_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_sends_the_waiters_back_for_the_next_open_time() {
-    let provider = Recorder::new(Duration::ZERO);
     let growing = BreakerConfig {
         open_cap: Duration::from_secs(20),
         ..config(256)
     };
-    let service = BreakerLayer::new(growing).layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
+    let (provider, _, service) = opened(growing, Duration::ZERO).await;
     // Two waiters: one with room for two open times (5 s + 10 s), one with room for one.
     let long = tokio::spawn(service.clone().oneshot(due(1, Duration::from_secs(20))));
     tokio::task::yield_now().await;
@@ -313,9 +326,7 @@ async fn a_failed_probe_sends_the_waiters_back_for_the_next_open_time() {
 /// in line and is served when the provider is back, with one call per open time in all.
 #[tokio::test(start_paused = true)]
 async fn a_caller_whose_probe_fails_is_served_when_the_provider_is_back() {
-    let provider = Recorder::new(Duration::ZERO);
-    let service = BreakerLayer::new(config(256)).layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
+    let (provider, _, service) = opened(config(256), Duration::ZERO).await;
     let recovery = {
         let failing = Arc::clone(&provider.failing);
         tokio::spawn(async move {
@@ -338,11 +349,7 @@ async fn a_caller_whose_probe_fails_is_served_when_the_provider_is_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wake_up_given_to_a_dropped_waiter_passes_on() {
-    let provider = Recorder::new(Duration::ZERO);
-    let layer = BreakerLayer::new(config(256));
-    let handle = layer.handle();
-    let service = layer.layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
+    let (provider, handle, service) = opened(config(256), Duration::ZERO).await;
     provider.failing.store(false, Ordering::SeqCst);
     let mut first = Box::pin(service.clone().oneshot(request(1)));
     let mut second = pin!(service.clone().oneshot(request(2)));
@@ -364,13 +371,11 @@ async fn a_wake_up_given_to_a_dropped_waiter_passes_on() {
 
 #[tokio::test(start_paused = true)]
 async fn without_patience_a_refused_call_fails_at_once() {
-    let provider = Recorder::new(Duration::ZERO);
-    let service = BreakerLayer::new(BreakerConfig {
+    let fail_fast = BreakerConfig {
         patience: None,
         ..config(256)
-    })
-    .layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
+    };
+    let (_, _, service) = opened(fail_fast, Duration::ZERO).await;
     let start = Instant::now();
     let refused = service.clone().oneshot(request(1)).await;
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -384,16 +389,14 @@ async fn without_patience_a_refused_call_fails_at_once() {
 /// open time until its deadline.
 #[tokio::test(start_paused = true)]
 async fn a_call_is_the_probe_at_most_max_probes_times() {
-    let provider = Recorder::new(Duration::ZERO);
-    let service = BreakerLayer::new(BreakerConfig {
+    let two_probes = BreakerConfig {
         patience: Some(Patience {
             max_probes: 2,
             ..Patience::default()
         }),
         ..config(256)
-    })
-    .layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
+    };
+    let (provider, _, service) = opened(two_probes, Duration::ZERO).await;
     let start = Instant::now();
     let failed = service
         .clone()
@@ -409,11 +412,7 @@ async fn a_call_is_the_probe_at_most_max_probes_times() {
 /// forcing them open refuses them at once.
 #[tokio::test(start_paused = true)]
 async fn waiting_calls_follow_the_handle() {
-    let provider = Recorder::new(Duration::ZERO);
-    let layer = BreakerLayer::new(config(256));
-    let handle = layer.handle();
-    let service = layer.layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
+    let (provider, handle, service) = opened(config(256), Duration::ZERO).await;
     provider.failing.store(false, Ordering::SeqCst);
     let start = Instant::now();
     let mut refused = Box::pin(service.clone().oneshot(request(1)));
@@ -423,15 +422,10 @@ async fn waiting_calls_follow_the_handle() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     let error = refused.unwrap_err();
     assert_eq!(
-        Outcome::from_error(&*error).class(),
-        OutcomeClass::CircuitOpen
+        open_of(&error).state(),
+        BreakerState::ForcedOpen,
+        "refused at once"
     );
-    let open = error
-        .downcast_ref::<ballast_classify::ClassifiedError>()
-        .and_then(std::error::Error::source)
-        .and_then(|e| e.downcast_ref::<ballast_breaker::BreakerOpen>())
-        .unwrap();
-    assert_eq!(open.state(), BreakerState::ForcedOpen, "refused at once");
     handle.resume();
     let mut let_through = Box::pin(service.clone().oneshot(request(2)));
     assert!(poll_once(&mut let_through).await.is_pending());
@@ -449,9 +443,7 @@ async fn waiting_calls_follow_the_handle() {
 /// even by a patient breaker, so the router can try the next target.
 #[tokio::test(start_paused = true)]
 async fn a_fail_fast_request_is_refused_at_once() {
-    let provider = Recorder::new(Duration::ZERO);
-    let service = BreakerLayer::new(config(256)).layer(provider.service());
-    service.clone().oneshot(request(0)).await.unwrap();
+    let (_, _, service) = opened(config(256), Duration::ZERO).await;
     let mut hurried = request(1);
     hurried.extensions_mut().insert(ballast_classify::FailFast);
     let start = Instant::now();

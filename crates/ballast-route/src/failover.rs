@@ -129,19 +129,10 @@ where
         let route = self.clone();
         Box::pin(async move {
             let count = route.targets.len();
-            let mut last = None;
             for (i, target) in route.targets.iter().enumerate() {
                 let addressed = target.address(&request, i + 1 == count);
                 let result = target.service.clone().oneshot(addressed).await;
-                let class = match &result {
-                    Ok(response) => Outcome::from_response(response).class(),
-                    Err(error) => Outcome::from_error(&**error).class(),
-                };
-                let served = Served {
-                    target: Arc::clone(&target.name),
-                    model: target.model.clone(),
-                    passed_over: i as u32,
-                };
+                let class = Outcome::from_result(&result).class();
                 if i + 1 < count && route.fails_over(class) {
                     tracing::info!(
                         target: "ballast::route",
@@ -150,18 +141,19 @@ where
                         %class,
                         "failing over"
                     );
-                    last = Some(result);
                     continue;
                 }
+                // The last target, or an outcome that stays: this is the call's answer.
                 return result.map(|mut response| {
-                    response.extensions_mut().insert(served);
+                    response.extensions_mut().insert(Served {
+                        target: Arc::clone(&target.name),
+                        model: target.model.clone(),
+                        passed_over: i as u32,
+                    });
                     response
                 });
             }
-            match last {
-                Some(result) => result,
-                None => Err("no target to route the call to".into()),
-            }
+            Err("no target to route the call to".into())
         })
     }
 }

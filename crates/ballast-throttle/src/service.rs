@@ -149,7 +149,7 @@ where
         let in_line = InLine::new(limiter, held);
         // A turn past the call's deadline is of no use to it: refused at once, the turn
         // given back, the refusal saying how far off the turn was.
-        if Deadline::of(&request).is_some_and(|deadline| wait > deadline.remaining()) {
+        if past_deadline(Deadline::of(&request), wait) {
             drop(in_line);
             return ResponseFuture::refused(Refusal::TooLong(wait));
         }
@@ -207,7 +207,7 @@ impl<S> Throttle<S> {
                         };
                         let in_line = InLine::new(&limiter, held);
                         // As in `call`: a turn past the deadline is refused and given back.
-                        if deadline.is_some_and(|deadline| wait > deadline.remaining()) {
+                        if past_deadline(deadline, wait) {
                             drop(in_line);
                             return Err(refusal_error(Refusal::TooLong(wait)));
                         }
@@ -319,6 +319,11 @@ fn local_turn(
         generation,
     };
     Ok((std::time::Duration::from_nanos(turn - now), Some(held)))
+}
+
+/// Whether a turn `wait` from now comes after the call's deadline.
+fn past_deadline(deadline: Option<Deadline>, wait: std::time::Duration) -> bool {
+    deadline.is_some_and(|deadline| wait > deadline.remaining())
 }
 
 /// The error a refused call ends with.

@@ -368,23 +368,25 @@ async fn callers_that_give_up_waiting_give_their_turns_back() {
     assert_eq!(ledger.entries()[1].at, Duration::from_millis(125));
 }
 
+/// A call made now (its turn taken when called), not yet polled.
+async fn called(stack: &mut Stack) -> <Stack as tower::Service<http::Request<String>>>::Future {
+    use tower::Service;
+    ServiceExt::<http::Request<String>>::ready(stack)
+        .await
+        .unwrap()
+        .call(request())
+}
+
 /// A call's turn is taken when it is called. A future dropped before its first poll (a
 /// caller that built the call and left) is in line all the same, and gives its turn back:
 /// the queue empties and the next call goes at the turn the dropped one held.
 #[tokio::test(start_paused = true)]
 async fn a_call_dropped_before_its_first_poll_gives_its_turn_back() {
-    use tower::Service;
     let sim = Simulator::new(Scenario::healthy());
     let (mut stack, handle) = stack(&sim, ThrottleConfig::starting_at(480.0));
-    let first = ServiceExt::<http::Request<String>>::ready(&mut stack)
-        .await
-        .unwrap()
-        .call(request());
+    let first = called(&mut stack).await;
     // Its turn is now: it goes straight to the provider when polled.
-    let second = ServiceExt::<http::Request<String>>::ready(&mut stack)
-        .await
-        .unwrap()
-        .call(request());
+    let second = called(&mut stack).await;
     assert_eq!(
         handle.queued(),
         1,
@@ -411,13 +413,9 @@ async fn a_call_dropped_before_its_first_poll_gives_its_turn_back() {
 /// turn was, and the turn goes to the next call.
 #[tokio::test(start_paused = true)]
 async fn a_call_whose_turn_is_past_its_deadline_is_refused_at_once() {
-    use tower::Service;
     let sim = Simulator::new(Scenario::healthy());
     let (mut stack, handle) = stack(&sim, ThrottleConfig::starting_at(480.0));
-    let first = ServiceExt::<http::Request<String>>::ready(&mut stack)
-        .await
-        .unwrap()
-        .call(request());
+    let first = called(&mut stack).await;
     // 125 ms to its turn, 100 ms to its deadline.
     let mut hurried = request();
     ballast_classify::Deadline::after(Duration::from_millis(100))

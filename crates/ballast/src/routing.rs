@@ -1,7 +1,6 @@
 //! [`RouteBuilder`]: a primary and its fallbacks, each a whole stack, under one budget.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ballast_budget::MemoryStore;
 use ballast_classify::{BoxError, ClassifiedBody, ReadRequest, ReadRequestLayer, RequestBody};
@@ -23,8 +22,9 @@ pub type RouteService<R> = ReadRequest<Failover<ClassifiedBody<R>>>;
 /// use ballast::{Config, Preset, RouteBuilder};
 ///
 /// let route = RouteBuilder::new(Config::new(Preset::XAi))
-///     .fallback(Config::new(Preset::OpenAi), Some("gpt-4o-mini"));
-/// assert_eq!(route.names(), ["xai", "openai"]);
+///     .fallback(Config::new(Preset::OpenAi), Some("gpt-4o-mini"))
+///     .fallback(Config::new(Preset::XAi), Some("grok-4-fast"));
+/// assert_eq!(route.names(), ["xai", "openai", "xai#2"]);
 /// ```
 #[derive(Debug)]
 pub struct RouteBuilder {
@@ -96,20 +96,17 @@ impl RouteBuilder {
     /// The targets' names, first first: the preset's name, numbered when it repeats
     /// (`openai`, `openai#2`).
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for target in &self.targets {
-            let name = target.config.preset.name();
-            let seen = names
-                .iter()
-                .filter(|n| n.as_str() == name || n.starts_with(&format!("{name}#")))
-                .count();
-            names.push(if seen == 0 {
-                name.to_owned()
-            } else {
-                format!("{name}#{}", seen + 1)
-            });
-        }
-        names
+        let presets: Vec<Preset> = self.targets.iter().map(|t| t.config.preset).collect();
+        presets
+            .iter()
+            .enumerate()
+            .map(
+                |(i, preset)| match presets[..i].iter().filter(|p| *p == preset).count() {
+                    0 => preset.name().to_owned(),
+                    before => format!("{}#{}", preset.name(), before + 1),
+                },
+            )
+            .collect()
     }
 
     /// Composes the route over `client`, which reaches every target's base URL.
@@ -148,9 +145,7 @@ impl RouteBuilder {
             targets.push((name, stack));
         }
         // The whole route's deadline, the facade's default: every target keeps the sooner.
-        let within =
-            Duration::try_from_secs_f64(crate::DEFAULT_DEADLINE.as_secs_f64() / self.time_scale)
-                .unwrap_or(crate::DEFAULT_DEADLINE);
+        let within = crate::stack::scaled(crate::DEFAULT_DEADLINE, self.time_scale);
         Route {
             service: ReadRequestLayer::new()
                 .deadline(within)

@@ -27,6 +27,11 @@ pub type StackService<R> = ReadRequest<
     BoxCloneSyncService<http::Request<RequestBody>, http::Response<ClassifiedBody<R>>, BoxError>,
 >;
 
+/// `duration` on a clock `scale` times faster (unchanged when that is out of range).
+pub(crate) fn scaled(duration: Duration, scale: f64) -> Duration {
+    Duration::try_from_secs_f64(duration.as_secs_f64() / scale).unwrap_or(duration)
+}
+
 /// How long a call may take by default, waits and attempts included: 5 minutes.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -258,9 +263,7 @@ impl<St: SpendStore> StackBuilder<St> {
             .default_output_cap(config.max_tokens_default)
             .chat_cap_field(chat_cap);
         let read = match self.deadline {
-            Some(within) => read.deadline(
-                Duration::try_from_secs_f64(within.as_secs_f64() / scale).unwrap_or(within),
-            ),
+            Some(within) => read.deadline(scaled(within, scale)),
             None => read,
         };
         let budget = BudgetLayer::with_store(
@@ -283,8 +286,7 @@ impl<St: SpendStore> StackBuilder<St> {
             }
             .build()
         });
-        let timeout = Duration::try_from_secs_f64(config.request_timeout.as_secs_f64() / scale)
-            .unwrap_or(config.request_timeout);
+        let timeout = scaled(config.request_timeout, scale);
         let throttle = self
             .throttle
             .map(|config| ThrottleLayer::new(config.time_scaled(scale)));
