@@ -449,6 +449,7 @@ proptest! {
     ) {
         let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async move {
+            let flavor = scenario.flavor;
             let sim = Simulator::new(scenario);
             let layer = BreakerLayer::new(BreakerConfig::default());
             let handle = layer.handle();
@@ -462,9 +463,7 @@ proptest! {
             for wave in ids.chunks(concurrency) {
                 let batch = wave.iter().map(|_| {
                     let call = service.clone().oneshot(
-                        http::Request::post("http://sim/v1/chat/completions")
-                            .body(String::from(r#"{"model":"m","max_tokens":30}"#))
-                            .unwrap(),
+                        flavor.request("m", 30, "hi"),
                     );
                     async move {
                         match patience {
@@ -490,9 +489,7 @@ proptest! {
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
                     service.clone().oneshot(
-                        http::Request::post("http://sim/v1/chat/completions")
-                            .body(String::from(r#"{"model":"m","max_tokens":30}"#))
-                            .unwrap(),
+                        flavor.request("m", 30, "hi"),
                     ),
                 )
                 .await;

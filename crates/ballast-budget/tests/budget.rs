@@ -13,7 +13,7 @@ use ballast_classify::{
     ClassifiedError, ClassifyLayer, Outcome, OutcomeClass, Provider, RequestFacts,
 };
 use ballast_cost::Usd;
-use ballast_sim::{Scenario, Simulator};
+use ballast_sim::{Flavor, Scenario, Simulator};
 use futures::future::join_all;
 use proptest::prelude::*;
 use tower::{Layer, ServiceBuilder, ServiceExt};
@@ -24,12 +24,16 @@ fn usd(s: &str) -> Usd {
 
 /// Chat request `i`, with its facts read (as `ReadRequestLayer` would).
 fn chat(i: usize) -> http::Request<String> {
-    let mut request = http::Request::post("/v1/chat/completions")
-        .body(format!(
-            r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"task {i}"}}],"max_tokens":{}}}"#,
-            50 + (i * 37) % 450
-        ))
-        .unwrap();
+    chat_in(Flavor::XAi, i)
+}
+
+/// Request `i` in `flavor`'s own API, with its facts read.
+fn chat_in(flavor: Flavor, i: usize) -> http::Request<String> {
+    let mut request = flavor.request(
+        "grok-code-fast-1",
+        50 + (i as u64 * 37) % 450,
+        &format!("task {i}"),
+    );
     RequestFacts::note(&mut request);
     request
 }
@@ -81,9 +85,15 @@ async fn bill<St: SpendStore>(
         .layer(ClassifyLayer::new(Provider::XAi))
         .service(sim.clone());
     let mut refused = 0;
+    let flavor = sim.scenario().flavor;
     let ids: Vec<usize> = (0..calls).collect();
     for wave in ids.chunks(concurrency) {
-        for result in join_all(wave.iter().map(|i| service.clone().oneshot(chat(*i)))).await {
+        for result in join_all(
+            wave.iter()
+                .map(|i| service.clone().oneshot(chat_in(flavor, *i))),
+        )
+        .await
+        {
             if let Err(error) = result
                 && Outcome::from_error(&*error).class() == OutcomeClass::BudgetExceeded
             {

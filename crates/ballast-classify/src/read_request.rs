@@ -393,6 +393,11 @@ fn prepare(
         }
         _ => data,
     };
+    // The body is in memory with an exact size: a caller's `content-length` would be wrong
+    // after any rewrite (default cap, failover's model, a translation), and the client sets
+    // one from the body's size.
+    let mut parts = parts;
+    parts.headers.remove(http::header::CONTENT_LENGTH);
     let mut request = http::Request::from_parts(parts, RequestBody { data });
     request.extensions_mut().insert(facts);
     request

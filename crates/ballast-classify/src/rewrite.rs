@@ -49,6 +49,21 @@ pub fn model(request: &mut http::Request<RequestBody>, name: &str) -> bool {
     edit(request, |facts| write_model(facts, name))
 }
 
+/// Replaces a read request's address and body with another API's (a route's translation of
+/// a chat request for Anthropic or Gemini): the facts are read again from the new path and
+/// body, keeping the first reading's deadline and prompt bound (the same prompt, bounded by
+/// the reader's estimator).
+pub fn replace(request: &mut http::Request<RequestBody>, uri: http::Uri, body: Bytes) {
+    let mut facts = RequestFacts::read(uri.path(), &body, &crate::HalfByteCount);
+    if let Some(first) = request.extensions().get::<RequestFacts>() {
+        facts.deadline = first.deadline;
+        facts.prompt_tokens = first.prompt_tokens;
+    }
+    *request.uri_mut() = uri;
+    *request.body_mut() = RequestBody::from(body);
+    request.extensions_mut().insert(facts);
+}
+
 /// [`default_output_cap`] on facts not yet in a request (they hold the body).
 pub(crate) fn write_output_cap(
     facts: &mut RequestFacts,

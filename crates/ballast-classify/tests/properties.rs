@@ -50,19 +50,22 @@ fn arb_scenario() -> impl Strategy<Value = Scenario> {
     })
 }
 
-fn request(i: usize) -> http::Request<Full<Bytes>> {
-    let body = if i % 17 == 16 {
-        "{broken".to_owned()
-    } else {
-        format!(
-            r#"{{"model":"grok-code-fast-1","max_tokens":{}}}"#,
-            20 + i % 300
-        )
-    };
-    http::Request::post("/v1/chat/completions")
-        .header("authorization", "Bearer xai-test")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
+/// Request `i` in `flavor`'s own API; one in 17 has a broken body.
+fn request(flavor: Flavor, i: usize) -> http::Request<Full<Bytes>> {
+    let mut request = flavor
+        .request("grok-code-fast-1", 20 + (i % 300) as u64, "hi")
+        .map(|body| {
+            let body = if i % 17 == 16 {
+                "{broken".to_owned()
+            } else {
+                body
+            };
+            Full::new(Bytes::from(body))
+        });
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer xai-test".parse().unwrap());
+    request
 }
 
 proptest! {
@@ -73,7 +76,8 @@ proptest! {
     /// timeout; nothing is lost.
     #[test]
     fn classes_match_the_simulators_ground_truth(scenario in arb_scenario(), n in 1usize..80, concurrency in 1usize..8) {
-        let provider = provider_for(scenario.flavor);
+        let flavor = scenario.flavor;
+        let provider = provider_for(flavor);
         let rt = ballast_sim::paused_runtime().unwrap();
         let (results, ledger) = rt.block_on(async move {
             let sim = Simulator::new(scenario);
@@ -84,7 +88,7 @@ proptest! {
             let mut results = Vec::new();
             let indices: Vec<usize> = (0..n).collect();
             for wave in indices.chunks(concurrency) {
-                let calls = wave.iter().map(|i| service.clone().oneshot(request(*i)));
+                let calls = wave.iter().map(|i| service.clone().oneshot(request(flavor, *i)));
                 results.extend(join_all(calls).await);
             }
             (results, sim.ledger())
@@ -132,8 +136,8 @@ proptest! {
         let rt = ballast_sim::paused_runtime().unwrap();
         let outcome = rt.block_on(async move {
             let service = ClassifyLayer::new(provider).layer(Simulator::new(scenario));
-            service.clone().oneshot(request(0)).await.unwrap();
-            let response = service.oneshot(request(1)).await.unwrap();
+            service.clone().oneshot(request(flavor, 0)).await.unwrap();
+            let response = service.oneshot(request(flavor, 1)).await.unwrap();
             Outcome::from_response(&response)
         });
         prop_assert_eq!(outcome.class(), OutcomeClass::RateLimited);

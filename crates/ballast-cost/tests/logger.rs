@@ -19,17 +19,19 @@ fn provider_for(flavor: Flavor) -> Provider {
     }
 }
 
-/// Request `i` for `model`, with its facts read (as `ReadRequestLayer` would).
-fn request(i: usize, model: &str) -> http::Request<String> {
-    let mut request = http::Request::post("/v1/chat/completions")
-        .header("authorization", "Bearer xai-CANARYKEY123")
-        .body(format!(
-            r#"{{"model":"{model}","messages":[{{"role":"user","content":"PROMPT-CANARY {i}"}}],"max_tokens":{}}}"#,
-            20 + i % 300
-        ))
-        .unwrap();
+/// Request `i` for `model` in `flavor`'s own API, with its facts read (as
+/// `ReadRequestLayer` would).
+fn request_in(flavor: Flavor, i: usize, model: &str) -> http::Request<String> {
+    let mut request = flavor.request(model, 20 + (i % 300) as u64, &format!("PROMPT-CANARY {i}"));
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer xai-CANARYKEY123".parse().unwrap());
     ballast_classify::RequestFacts::note(&mut request);
     request
+}
+
+fn request(i: usize, model: &str) -> http::Request<String> {
+    request_in(Flavor::XAi, i, model)
 }
 
 /// Runs `calls` logical calls through call logger, retry, attempt logger, timeout, classify
@@ -37,7 +39,8 @@ fn request(i: usize, model: &str) -> http::Request<String> {
 fn run(scenario: Scenario, calls: usize, concurrency: usize) -> (Usd, Usd, ballast_sim::Ledger) {
     let rt = ballast_sim::paused_runtime().unwrap();
     rt.block_on(async move {
-        let provider = provider_for(scenario.flavor);
+        let flavor = scenario.flavor;
+        let provider = provider_for(flavor);
         let sim = Simulator::new(scenario);
         let call_log = CostLogLayer::new(provider, Scope::Call);
         let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
@@ -50,10 +53,11 @@ fn run(scenario: Scenario, calls: usize, concurrency: usize) -> (Usd, Usd, balla
             .service(sim.clone());
         let ids: Vec<usize> = (0..calls).collect();
         for wave in ids.chunks(concurrency) {
-            join_all(
-                wave.iter()
-                    .map(|i| service.clone().oneshot(request(*i, "grok-code-fast-1"))),
-            )
+            join_all(wave.iter().map(|i| {
+                service
+                    .clone()
+                    .oneshot(request_in(flavor, *i, "grok-code-fast-1"))
+            }))
             .await;
         }
         (

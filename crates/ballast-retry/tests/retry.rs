@@ -42,6 +42,7 @@ fn run(
     let rt = ballast_sim::paused_runtime().unwrap();
     rt.block_on(async move {
         let provider = Provider::XAi;
+        let flavor = scenario.flavor;
         let sim = Simulator::new(scenario);
         let records = Arc::new(Mutex::new(Vec::new()));
         let attempt_stack = ServiceBuilder::new()
@@ -84,13 +85,12 @@ fn run(
         let ids: Vec<u64> = (0..calls as u64).collect();
         for wave in ids.chunks(concurrency.max(1)) {
             let batch = wave.iter().map(|id| {
-                let request = http::Request::post("/v1/chat/completions")
-                    .header("x-logical", id.to_string())
-                    .body(Full::new(Bytes::from(format!(
-                        r#"{{"model":"grok-code-fast-1","max_tokens":{}}}"#,
-                        20 + id % 200
-                    ))))
-                    .unwrap();
+                let mut request = flavor
+                    .request("grok-code-fast-1", 20 + *id % 200, "hi")
+                    .map(|body| Full::new(Bytes::from(body)));
+                request
+                    .headers_mut()
+                    .insert("x-logical", id.to_string().parse().unwrap());
                 service.clone().oneshot(request)
             });
             results.extend(join_all(batch).await);

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ballast_classify::{BoxError, Outcome, OutcomeClass, RequestBody};
+use ballast_classify::{BoxError, ClassifiedError, Outcome, OutcomeClass, RequestBody};
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -128,32 +128,67 @@ where
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
         let route = self.clone();
         Box::pin(async move {
-            let count = route.targets.len();
+            // The last target that may take the request: its breaker's patience applies.
+            let last = route.targets.iter().rposition(|t| t.may_take(&request));
+            let mut kept: Option<(Result<http::Response<R>, BoxError>, usize)> = None;
             for (i, target) in route.targets.iter().enumerate() {
-                let addressed = target.address(&request, i + 1 == count);
+                let addressed = match target.address(&request, Some(i) == last) {
+                    Ok(addressed) => addressed,
+                    Err(why) => {
+                        tracing::debug!(
+                            target: "ballast::route",
+                            target_name = %target.name,
+                            reason = %why.0,
+                            "passing over a target that cannot take the request"
+                        );
+                        continue;
+                    }
+                };
                 let result = target.service.clone().oneshot(addressed).await;
                 let class = Outcome::from_result(&result).class();
-                if i + 1 < count && route.fails_over(class) {
+                let result = result.map(|response| target.answer(&request, response));
+                let more = last.is_some_and(|last| i < last);
+                if more && route.fails_over(class) {
                     tracing::info!(
                         target: "ballast::route",
                         from = %target.name,
-                        to = %route.targets[i + 1].name,
                         %class,
                         "failing over"
                     );
+                    kept = Some((result, i));
                     continue;
                 }
                 // The last target, or an outcome that stays: this is the call's answer.
-                return result.map(|mut response| {
-                    response.extensions_mut().insert(Served {
-                        target: Arc::clone(&target.name),
-                        model: target.model.clone(),
-                        passed_over: i as u32,
-                    });
-                    response
-                });
+                return route.served(result, i);
             }
-            Err("no target to route the call to".into())
+            // No target took the call after the last failure: that failure is the answer.
+            match kept {
+                Some((result, i)) => route.served(result, i),
+                None => Err(ClassifiedError::new(
+                    Outcome::new(OutcomeClass::BadRequest),
+                    Some("no target of the route can take this request".into()),
+                )
+                .into()),
+            }
+        })
+    }
+}
+
+impl<R> Failover<R> {
+    /// `result` marked as served by target `i` (the targets before it tried or passed over).
+    fn served(
+        &self,
+        result: Result<http::Response<R>, BoxError>,
+        i: usize,
+    ) -> Result<http::Response<R>, BoxError> {
+        let target = &self.targets[i];
+        result.map(|mut response| {
+            response.extensions_mut().insert(Served {
+                target: Arc::clone(&target.name),
+                model: target.model.clone(),
+                passed_over: i as u32,
+            });
+            response
         })
     }
 }

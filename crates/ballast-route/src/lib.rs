@@ -54,8 +54,10 @@ mod failover;
 mod hedge;
 mod served;
 mod target;
+mod translate;
 
 pub use failover::{Failover, ResponseFuture};
 pub use hedge::{Hedge, HedgeConfig, HedgeFuture, HedgeLayer};
 pub use served::Served;
 pub use target::Target;
+pub use translate::Api;

@@ -2,10 +2,14 @@
 
 use std::sync::Arc;
 
-use ballast_classify::{BoxError, FailFast, RequestBody, copy_request, rewrite};
+use ballast_classify::{
+    BoxError, ClassifiedBody, Dialect, FailFast, RequestBody, RequestFacts, copy_request, rewrite,
+};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
+
+use crate::translate::{self, Api, Plan, Untranslatable};
 
 /// A target's stack, boxed: one service type whatever each target's stack is.
 pub(crate) type TargetService<R> =
@@ -26,12 +30,20 @@ const CREDENTIALS: [http::HeaderName; 4] = [
 /// budget, key, prices), as `ballast::StackBuilder` builds it.
 ///
 /// `R` is the response body, the same for every target of a route.
+///
+/// A target speaks OpenAI's API unless told otherwise ([`speaks`](Self::speaks)): a target
+/// speaking Anthropic's or Gemini's gets chat requests translated, and answers back.
 pub struct Target<R> {
     pub(crate) name: Arc<str>,
     base: http::Uri,
     pub(crate) model: Option<Arc<str>>,
     pub(crate) service: TargetService<R>,
+    api: Api,
+    /// Turns a translated answer back into the caller's dialect (set with the API).
+    back: Option<AnswerBack<R>>,
 }
+
+type AnswerBack<R> = fn(Api, http::Response<R>, &str) -> http::Response<R>;
 
 impl<R> Clone for Target<R> {
     fn clone(&self) -> Self {
@@ -40,6 +52,8 @@ impl<R> Clone for Target<R> {
             base: self.base.clone(),
             model: self.model.clone(),
             service: self.service.clone(),
+            api: self.api,
+            back: self.back,
         }
     }
 }
@@ -50,6 +64,7 @@ impl<R> std::fmt::Debug for Target<R> {
             .field("name", &self.name)
             .field("base", &self.base)
             .field("model", &self.model)
+            .field("api", &self.api)
             .finish_non_exhaustive()
     }
 }
@@ -71,6 +86,8 @@ impl<R> Target<R> {
             base,
             model: None,
             service: BoxCloneSyncService::new(service.map_err(Into::into)),
+            api: Api::OpenAi,
+            back: None,
         }
     }
 
@@ -85,16 +102,42 @@ impl<R> Target<R> {
         &self.name
     }
 
+    /// The API it speaks.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// Whether it may take `request`: its dialect, or a chat request it translates (a
+    /// translation can still refuse what the subset lacks, e.g. tools).
+    pub(crate) fn may_take(&self, request: &http::Request<RequestBody>) -> bool {
+        let facts = RequestFacts::of(request);
+        self.api.takes(facts.dialect())
+            || (self.back.is_some()
+                && facts.dialect() == Dialect::Chat
+                && self.api != Api::OpenAi
+                && !facts.is_stream())
+    }
+
     /// `request` addressed to this target: its base URL (the path after the caller's
-    /// version segment kept), its model, no credentials, and [`FailFast`] unless it is the
-    /// last target (an open breaker then sends the call on rather than holding it).
+    /// version segment kept, or the translated API's path), its model, no credentials, and
+    /// [`FailFast`] unless it is the last target (an open breaker then sends the call on
+    /// rather than holding it). `Err` when this target cannot take the request (a dialect it
+    /// does not speak, and no translation for it).
     pub(crate) fn address(
         &self,
         request: &http::Request<RequestBody>,
         last: bool,
-    ) -> http::Request<RequestBody> {
+    ) -> Result<http::Request<RequestBody>, Untranslatable> {
+        let facts = RequestFacts::of(request);
+        let plan = translate::plan(
+            self.api,
+            facts.dialect(),
+            facts.is_stream(),
+            request.body().bytes(),
+            self.model.as_deref(),
+            facts.model(),
+        )?;
         let mut copy = copy_request(request);
-        *copy.uri_mut() = self.uri_for(request.uri());
         for name in &CREDENTIALS {
             copy.headers_mut().remove(name);
         }
@@ -103,28 +146,98 @@ impl<R> Target<R> {
         } else {
             copy.extensions_mut().insert(FailFast);
         }
-        if let Some(model) = &self.model {
-            rewrite::model(&mut copy, model);
+        match plan {
+            Plan::AsItIs => {
+                *copy.uri_mut() = self.uri_for(request.uri(), facts.dialect());
+                if let Some(model) = &self.model {
+                    rewrite::model(&mut copy, model);
+                }
+            }
+            Plan::Translated { path, body } => {
+                let uri = self.under_base(&path, None);
+                rewrite::replace(&mut copy, uri, body);
+                if self.api == Api::Anthropic {
+                    copy.headers_mut().insert(
+                        http::HeaderName::from_static("anthropic-version"),
+                        http::HeaderValue::from_static(ANTHROPIC_VERSION),
+                    );
+                }
+            }
         }
-        copy
+        Ok(copy)
+    }
+
+    /// The target's answer in the caller's dialect: translated back when the request was.
+    pub(crate) fn answer(
+        &self,
+        request: &http::Request<RequestBody>,
+        response: http::Response<R>,
+    ) -> http::Response<R> {
+        match self.back {
+            Some(back) if !self.api.takes(RequestFacts::of(request).dialect()) => {
+                let model = self
+                    .model
+                    .as_deref()
+                    .or(RequestFacts::of(request).model())
+                    .unwrap_or_default();
+                back(self.api, response, model)
+            }
+            _ => response,
+        }
     }
 
     /// The base URL with the caller's path after its first segment (`/v1/chat/completions`
-    /// → `{base}/chat/completions`) and its query.
-    fn uri_for(&self, uri: &http::Uri) -> http::Uri {
+    /// → `{base}/chat/completions`) and its query; a Gemini path names this target's model
+    /// when it has one.
+    fn uri_for(&self, uri: &http::Uri, dialect: Dialect) -> http::Uri {
         let path = uri.path();
         let rest = match path.strip_prefix('/').and_then(|p| p.find('/')) {
             Some(slash) => &path[slash + 1..],
             None => "",
         };
+        match (&self.model, dialect) {
+            (Some(model), Dialect::Gemini) => {
+                self.under_base(&gemini_model_path(rest, model), uri.query())
+            }
+            _ => self.under_base(rest, uri.query()),
+        }
+    }
+
+    /// `path` (starting with `/`) under the base URL, with `query`.
+    fn under_base(&self, path: &str, query: Option<&str>) -> http::Uri {
         let base = self.base.path().trim_end_matches('/');
-        let path_and_query = match uri.query() {
-            Some(query) => format!("{base}{rest}?{query}"),
-            None => format!("{base}{rest}"),
+        let path_and_query = match query {
+            Some(query) => format!("{base}{path}?{query}"),
+            None => format!("{base}{path}"),
         };
         let mut parts = self.base.clone().into_parts();
         parts.path_and_query = path_and_query.parse().ok();
         http::Uri::from_parts(parts).unwrap_or_else(|_| self.base.clone())
+    }
+}
+
+impl<B> Target<ClassifiedBody<B>> {
+    /// This target speaks `api`: a chat request is translated for Anthropic's Messages or
+    /// Gemini's `generateContent` (the common subset: see [`Api`]), and its answer or error
+    /// comes back as a chat completion or an OpenAI error; a request in the target's own
+    /// dialect goes as it is; any other is passed over to the next target.
+    pub fn speaks(mut self, api: Api) -> Self {
+        self.api = api;
+        self.back = Some(translate::answer_back::<B>);
+        self
+    }
+}
+
+/// The `anthropic-version` a translated request is sent with.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// A Gemini path (`/models/{model}:{method}`) naming `model` instead.
+fn gemini_model_path(path: &str, model: &str) -> String {
+    match (path.find("/models/"), path.rfind(':')) {
+        (Some(start), Some(colon)) if colon > start => {
+            format!("{}/models/{model}{}", &path[..start], &path[colon..])
+        }
+        _ => path.to_owned(),
     }
 }
 
@@ -144,16 +257,16 @@ mod tests {
         let uri = |s: &'static str| http::Uri::from_static(s);
         let openai = target("https://api.openai.com/v1");
         assert_eq!(
-            openai.uri_for(&uri("https://api.x.ai/v1/chat/completions")),
+            openai.uri_for(&uri("https://api.x.ai/v1/chat/completions"), Dialect::Chat),
             uri("https://api.openai.com/v1/chat/completions")
         );
         assert_eq!(
-            openai.uri_for(&uri("/v1/chat/completions?x=1")),
+            openai.uri_for(&uri("/v1/chat/completions?x=1"), Dialect::Chat),
             uri("https://api.openai.com/v1/chat/completions?x=1")
         );
         let slash = target("http://127.0.0.1:9/v1/");
         assert_eq!(
-            slash.uri_for(&uri("/v1/models")),
+            slash.uri_for(&uri("/v1/models"), Dialect::Chat),
             uri("http://127.0.0.1:9/v1/models")
         );
     }
@@ -168,11 +281,11 @@ mod tests {
             .unwrap();
         request.extensions_mut().insert(FailFast);
         let t = target("https://b.invalid/v1");
-        let first = t.address(&request, false);
+        let first = t.address(&request, false).unwrap();
         assert!(first.headers().get("authorization").is_none());
         assert!(first.headers().get("x-api-key").is_none());
         assert_eq!(first.headers()["x-request-id"], "r1");
         assert!(FailFast::is_set(&first));
-        assert!(!FailFast::is_set(&t.address(&request, true)));
+        assert!(!FailFast::is_set(&t.address(&request, true).unwrap()));
     }
 }

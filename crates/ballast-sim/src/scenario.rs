@@ -204,6 +204,55 @@ pub enum Flavor {
     Gemini,
 }
 
+impl Flavor {
+    /// A well-formed request in this provider's own API for `model`, asking for at most
+    /// `max_tokens` with one user message `prompt`: the path (under `/v1`, or `/v1beta` for
+    /// Gemini), the JSON body and, for Anthropic, its `anthropic-version`. No key: the
+    /// caller adds its own.
+    pub fn request(self, model: &str, max_tokens: u64, prompt: &str) -> http::Request<String> {
+        let (path, body) = match self {
+            Self::XAi | Self::OpenAi => (
+                "/v1/chat/completions".to_owned(),
+                serde_json::json!({
+                    "model": model,
+                    "max_tokens": max_tokens,
+                    "messages": [{"role": "user", "content": prompt}],
+                }),
+            ),
+            Self::Anthropic => (
+                "/v1/messages".to_owned(),
+                serde_json::json!({
+                    "model": model,
+                    "max_tokens": max_tokens,
+                    "messages": [{"role": "user", "content": prompt}],
+                }),
+            ),
+            Self::Gemini => (
+                format!("/v1beta/models/{model}:generateContent"),
+                serde_json::json!({
+                    "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+                    "generationConfig": {"maxOutputTokens": max_tokens},
+                }),
+            ),
+        };
+        let mut request = http::Request::new(body.to_string());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = path.parse().unwrap_or_default();
+        let headers = request.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if self == Self::Anthropic {
+            headers.insert(
+                "anthropic-version",
+                http::HeaderValue::from_static("2023-06-01"),
+            );
+        }
+        request
+    }
+}
+
 /// From simulated time `from` on, the provider enforces `rpm` requests per minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitStep {

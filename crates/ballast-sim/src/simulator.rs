@@ -602,6 +602,40 @@ fn parse_request(
         .or_else(|| json.pointer("/generationConfig/maxOutputTokens")?.as_u64());
     let headers = &parts.headers;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // Each API refuses what it does not take, as the real one does (a translation that
+    // gets it wrong fails here, not in production).
+    match flavor {
+        Flavor::Anthropic => {
+            if header("anthropic-version").is_none() {
+                return Err("anthropic-version: header is required");
+            }
+            if max_tokens.is_none() {
+                return Err("max_tokens: Field required");
+            }
+            let turns = json
+                .get("messages")
+                .and_then(serde_json::Value::as_array)
+                .ok_or("messages: Field required")?;
+            let role =
+                |m: &serde_json::Value| m.get("role").and_then(|r| r.as_str()).map(str::to_owned);
+            if turns
+                .iter()
+                .any(|m| !matches!(role(m).as_deref(), Some("user" | "assistant")))
+            {
+                return Err(
+                    "messages: roles must be user or assistant; system goes in the top-level system field",
+                );
+            }
+        }
+        Flavor::Gemini
+            if !json
+                .get("contents")
+                .is_some_and(serde_json::Value::is_array) =>
+        {
+            return Err("Invalid JSON payload: contents is required.");
+        }
+        _ => {}
+    }
     let key = header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| header("x-api-key"))

@@ -15,13 +15,18 @@ use serde_json::Value;
 use tower::{Service, ServiceExt};
 
 fn chat(max_tokens: u64) -> http::Request<Full<Bytes>> {
-    let body = format!(
-        r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"hi"}}],"max_tokens":{max_tokens}}}"#
-    );
-    http::Request::post("/v1/chat/completions")
-        .header("authorization", "Bearer xai-test")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
+    request_in(Flavor::XAi, max_tokens)
+}
+
+/// A well-formed request in `flavor`'s API, with a key.
+fn request_in(flavor: Flavor, max_tokens: u64) -> http::Request<Full<Bytes>> {
+    let mut request = flavor
+        .request("grok-code-fast-1", max_tokens, "hi")
+        .map(|body| Full::new(Bytes::from(body)));
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer xai-test".parse().unwrap());
+    request
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,13 +57,14 @@ async fn send(mut sim: Simulator, request: http::Request<Full<Bytes>>) -> Observ
 /// what the client saw (`None`: it gave up) and the ledger.
 fn run(scenario: Scenario, n: usize, concurrency: usize) -> (Vec<Option<Observed>>, Ledger) {
     ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let flavor = scenario.flavor;
         let sim = Simulator::new(scenario);
         let mut observed = Vec::new();
         let indices: Vec<usize> = (0..n).collect();
         for wave in indices.chunks(concurrency.max(1)) {
             let calls = wave.iter().map(|i| {
                 let max_tokens = 50 + (*i as u64 * 37) % 400;
-                let call = send(sim.clone(), chat(max_tokens));
+                let call = send(sim.clone(), request_in(flavor, max_tokens));
                 async move {
                     tokio::time::timeout(Duration::from_secs(200), call)
                         .await

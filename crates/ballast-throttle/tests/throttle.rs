@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ballast_classify::{BoxError, ClassifyLayer, Outcome, OutcomeClass, Provider};
-use ballast_sim::{LimitStep, Scenario, SimOutcome, Simulator};
+use ballast_sim::{Flavor, LimitStep, Scenario, SimOutcome, Simulator};
 use ballast_throttle::{ThrottleConfig, ThrottleHandle, ThrottleLayer, Throttled};
 use proptest::prelude::*;
 use tower::util::BoxCloneService;
@@ -16,11 +16,12 @@ type Response =
     http::Response<ballast_classify::ClassifiedBody<http_body_util::Full<bytes::Bytes>>>;
 
 fn request() -> http::Request<String> {
-    http::Request::post("http://sim.invalid/v1/chat/completions")
-        .body(String::from(
-            r#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}],"max_tokens":50}"#,
-        ))
-        .unwrap()
+    request_in(Flavor::XAi)
+}
+
+/// A request in `flavor`'s own API.
+fn request_in(flavor: Flavor) -> http::Request<String> {
+    flavor.request("grok-code-fast-1", 50, "hi")
 }
 
 fn stack(sim: &Simulator, config: ThrottleConfig) -> (Stack, ThrottleHandle) {
@@ -40,6 +41,16 @@ fn stack(sim: &Simulator, config: ThrottleConfig) -> (Stack, ThrottleHandle) {
 
 /// `workers` callers sending back to back for `run`; returns each caller's outcomes.
 async fn drive(stack: &Stack, workers: usize, run: Duration) -> Vec<Vec<OutcomeClass>> {
+    drive_in(Flavor::XAi, stack, workers, run).await
+}
+
+/// [`drive`] with requests in `flavor`'s API.
+async fn drive_in(
+    flavor: Flavor,
+    stack: &Stack,
+    workers: usize,
+    run: Duration,
+) -> Vec<Vec<OutcomeClass>> {
     let start = tokio::time::Instant::now();
     let tasks: Vec<_> = (0..workers)
         .map(|_| {
@@ -47,7 +58,7 @@ async fn drive(stack: &Stack, workers: usize, run: Duration) -> Vec<Vec<OutcomeC
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while start.elapsed() < run {
-                    let outcome = stack.clone().oneshot(request()).await.unwrap();
+                    let outcome = stack.clone().oneshot(request_in(flavor)).await.unwrap();
                     if outcome.class() == OutcomeClass::Throttled {
                         // A refused caller comes back after the hinted wait.
                         let wait = outcome
@@ -198,6 +209,7 @@ proptest! {
         workers in 1usize..24,
     ) {
         ballast_sim::paused_runtime().unwrap().block_on(async {
+            let flavor = scenario.flavor;
             let sim = Simulator::new(scenario);
             let config = ThrottleConfig {
                 max_rpm,
@@ -216,7 +228,7 @@ proptest! {
                     }
                 })
             };
-            drive(&stack, workers, Duration::from_secs(180)).await;
+            drive_in(flavor, &stack, workers, Duration::from_secs(180)).await;
             watcher.abort();
             let allowed = (max_rpm).ceil() as usize + 1;
             let seen = peak(&sim, Duration::from_secs(60));

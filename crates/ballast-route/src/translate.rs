@@ -1,0 +1,590 @@
+//! [`Api`]: the API a target speaks, and the translation of OpenAI chat requests (and their
+//! answers) for the targets that speak another.
+//!
+//! The translated subset is what chat callers mostly send: system (and developer) messages,
+//! user and assistant text messages (a string or text parts), the output cap
+//! (`max_completion_tokens` or `max_tokens`), `temperature`, `top_p`, `stop` and `user`.
+//! A request that needs more (tools, images, JSON mode, `n` > 1, logprobs, a stream until
+//! streams are translated) is not translated: the target is passed over, so the call goes to
+//! a target that can take it as it is. Fields with no effect on the answer's meaning
+//! (`seed`, penalties, `metadata`, `store`...) are dropped.
+//!
+//! This is serde_json's `Value` work: only requests for a translating target pay it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ballast_classify::{ClassifiedBody, Dialect};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+/// The API a [`Target`](crate::Target) speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Api {
+    /// OpenAI's Chat Completions and Responses, as every OpenAI-compatible API speaks them
+    /// (xAI, OpenAI, Groq, DeepSeek, OpenRouter): the caller's request goes as it is.
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages API: a Messages request goes as it is; a chat request is
+    /// translated to Messages, and its answer (or error) back to chat.
+    Anthropic,
+    /// Gemini's `generateContent`: a Gemini request goes as it is; a chat request is
+    /// translated, and its answer (or error) back.
+    Gemini,
+}
+
+impl Api {
+    /// The caller's dialects it takes as they are.
+    pub(crate) fn takes(self, dialect: Dialect) -> bool {
+        match self {
+            Self::OpenAi => matches!(dialect, Dialect::Chat | Dialect::Responses),
+            Self::Anthropic => dialect == Dialect::Messages,
+            Self::Gemini => dialect == Dialect::Gemini,
+        }
+    }
+}
+
+/// Why a target cannot take a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Untranslatable(pub(crate) String);
+
+/// How a request reaches a target that speaks `api`.
+pub(crate) enum Plan {
+    /// As it is (the model maybe rewritten).
+    AsItIs,
+    /// Translated from chat: the new path (under the target's base) and body.
+    Translated { path: String, body: Bytes },
+}
+
+/// How a request in `dialect` with this `body` reaches a target speaking `api`, asking for
+/// `model` (`None`: the request's own `fallback_model`).
+pub(crate) fn plan(
+    api: Api,
+    dialect: Dialect,
+    stream: bool,
+    body: &[u8],
+    model: Option<&str>,
+    fallback_model: Option<&str>,
+) -> Result<Plan, Untranslatable> {
+    if api.takes(dialect) {
+        return Ok(Plan::AsItIs);
+    }
+    if dialect != Dialect::Chat || api == Api::OpenAi {
+        return Err(Untranslatable(format!(
+            "a {} request is not translated for {api:?}",
+            dialect.as_str()
+        )));
+    }
+    if stream {
+        return Err(Untranslatable(
+            "streamed requests are not translated yet".into(),
+        ));
+    }
+    let request: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|_| Untranslatable("the body is not a JSON object".into()))?;
+    let chat = Chat::read(&request)?;
+    let model = model
+        .or(fallback_model)
+        .ok_or_else(|| Untranslatable("no model to ask for".into()))?;
+    let (path, body) = match api {
+        Api::Anthropic => ("/messages".to_owned(), chat.to_messages(model)),
+        _ => (format!("/models/{model}:generateContent"), chat.to_gemini()),
+    };
+    Ok(Plan::Translated {
+        path,
+        body: Bytes::from(body.to_string()),
+    })
+}
+
+/// The translated subset of a chat request.
+struct Chat<'a> {
+    system: Vec<&'a str>,
+    /// (`user` or `assistant`, text).
+    turns: Vec<(&'a str, String)>,
+    max_tokens: Option<u64>,
+    temperature: Option<f64>,
+    top_p: Option<&'a Value>,
+    stop: Vec<&'a str>,
+    user: Option<&'a str>,
+}
+
+/// Fields whose meaning a translation would lose: such a request is not translated.
+const UNTRANSLATED: [&str; 11] = [
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "audio",
+    "prediction",
+    "logit_bias",
+    "top_logprobs",
+    "web_search_options",
+    "reasoning_effort",
+    "modalities",
+];
+
+impl<'a> Chat<'a> {
+    fn read(request: &'a Map<String, Value>) -> Result<Self, Untranslatable> {
+        let refuse = |what: &str| Err(Untranslatable(format!("{what} is not translated")));
+        for field in UNTRANSLATED {
+            if request.get(field).is_some_and(|v| !v.is_null()) {
+                return refuse(field);
+            }
+        }
+        if request.get("n").and_then(Value::as_u64).unwrap_or(1) != 1 {
+            return refuse("n other than 1");
+        }
+        if request.get("logprobs").and_then(Value::as_bool) == Some(true) {
+            return refuse("logprobs");
+        }
+        if let Some(format) = request.get("response_format")
+            && format.get("type").and_then(Value::as_str) != Some("text")
+        {
+            return refuse("response_format");
+        }
+        let Some(messages) = request.get("messages").and_then(Value::as_array) else {
+            return refuse("a request without messages");
+        };
+        let mut chat = Chat {
+            system: Vec::new(),
+            turns: Vec::new(),
+            max_tokens: ["max_completion_tokens", "max_tokens"]
+                .iter()
+                .find_map(|f| request.get(*f).and_then(Value::as_u64)),
+            temperature: request.get("temperature").and_then(Value::as_f64),
+            top_p: request.get("top_p").filter(|v| v.is_number()),
+            stop: match request.get("stop") {
+                Some(Value::String(one)) => vec![one.as_str()],
+                Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            },
+            user: request.get("user").and_then(Value::as_str),
+        };
+        for message in messages {
+            let role = message.get("role").and_then(Value::as_str).unwrap_or("");
+            if message.get("tool_calls").is_some_and(|v| !v.is_null())
+                || message.get("function_call").is_some_and(|v| !v.is_null())
+            {
+                return refuse("a tool call");
+            }
+            match role {
+                "system" | "developer" => match message.get("content") {
+                    Some(Value::String(text)) => chat.system.push(text),
+                    Some(Value::Array(parts)) => {
+                        for part in parts {
+                            chat.system.push(text_part(part)?);
+                        }
+                    }
+                    _ => return refuse("a system message without text"),
+                },
+                "user" | "assistant" => {
+                    let text = match message.get("content") {
+                        Some(Value::String(text)) => text.clone(),
+                        Some(Value::Array(parts)) => parts
+                            .iter()
+                            .map(text_part)
+                            .collect::<Result<Vec<_>, _>>()?
+                            .concat(),
+                        _ => return refuse("a message without text"),
+                    };
+                    chat.turns.push((role, text));
+                }
+                _ => return refuse("a message of role other than system, user or assistant"),
+            }
+        }
+        Ok(chat)
+    }
+
+    /// As an Anthropic Messages request. Temperature is Anthropic's 0 to 1 (OpenAI's 0 to
+    /// 2, clamped).
+    fn to_messages(&self, model: &str) -> Value {
+        let mut out = json!({
+            "model": model,
+            "messages": self
+                .turns
+                .iter()
+                .map(|(role, text)| json!({"role": role, "content": text}))
+                .collect::<Vec<_>>(),
+        });
+        if let Some(cap) = self.max_tokens {
+            out["max_tokens"] = json!(cap);
+        }
+        if !self.system.is_empty() {
+            out["system"] = json!(self.system.join("\n\n"));
+        }
+        if let Some(t) = self.temperature {
+            out["temperature"] = json!(t.clamp(0.0, 1.0));
+        }
+        if let Some(p) = self.top_p {
+            out["top_p"] = p.clone();
+        }
+        if !self.stop.is_empty() {
+            out["stop_sequences"] = json!(self.stop);
+        }
+        if let Some(user) = self.user {
+            out["metadata"] = json!({ "user_id": user });
+        }
+        out
+    }
+
+    /// As a Gemini `generateContent` request (the model goes in the path).
+    fn to_gemini(&self) -> Value {
+        let mut config = Map::new();
+        if let Some(cap) = self.max_tokens {
+            config.insert("maxOutputTokens".into(), json!(cap));
+        }
+        if let Some(t) = self.temperature {
+            config.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = self.top_p {
+            config.insert("topP".into(), p.clone());
+        }
+        if !self.stop.is_empty() {
+            config.insert("stopSequences".into(), json!(self.stop));
+        }
+        let mut out = json!({
+            "contents": self
+                .turns
+                .iter()
+                .map(|(role, text)| {
+                    let role = if *role == "assistant" { "model" } else { "user" };
+                    json!({"role": role, "parts": [{"text": text}]})
+                })
+                .collect::<Vec<_>>(),
+        });
+        if !self.system.is_empty() {
+            out["systemInstruction"] = json!({"parts": [{"text": self.system.join("\n\n")}]});
+        }
+        if !config.is_empty() {
+            out["generationConfig"] = Value::Object(config);
+        }
+        out
+    }
+}
+
+fn text_part(part: &Value) -> Result<&str, Untranslatable> {
+    match (part.get("type").and_then(Value::as_str), part.get("text")) {
+        (Some("text"), Some(Value::String(text))) => Ok(text),
+        _ => Err(Untranslatable("a content part other than text".into())),
+    }
+}
+
+/// A translated target's answer in the caller's chat dialect: a success as a chat
+/// completion (its `model` the one that answered, usage in chat's fields), an error in
+/// OpenAI's error shape. A body that is not the API's JSON, or a streaming one, is left as
+/// it is.
+pub(crate) fn answer_back<B>(
+    api: Api,
+    response: http::Response<ClassifiedBody<B>>,
+    model: &str,
+) -> http::Response<ClassifiedBody<B>> {
+    let Some(bytes) = response.body().bytes() else {
+        return response;
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
+        return response;
+    };
+    let translated = if response.status().is_success() {
+        match api {
+            Api::Anthropic => completion_from_messages(&body, model),
+            Api::Gemini => completion_from_gemini(&body, model),
+            Api::OpenAi => None,
+        }
+    } else {
+        error_back(&body)
+    };
+    let Some(translated) = translated else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    http::Response::from_parts(
+        parts,
+        ClassifiedBody::buffered(Bytes::from(translated.to_string())),
+    )
+}
+
+fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {
+    let content = body.get("content")?.as_array()?;
+    let text: String = content
+        .iter()
+        .filter(|part| part.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|part| part.get("text").and_then(Value::as_str))
+        .collect();
+    let finish = match body.get("stop_reason").and_then(Value::as_str) {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    };
+    let usage = body.get("usage");
+    let count = |field: &str| {
+        usage
+            .and_then(|u| u.get(field))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    // Anthropic counts cache reads and writes apart from `input_tokens`; chat's
+    // `prompt_tokens` holds them all, cached reads noted apart.
+    let cached = count("cache_read_input_tokens");
+    let prompt = count("input_tokens") + cached + count("cache_creation_input_tokens");
+    let completion = count("output_tokens");
+    Some(completion_body(
+        body.get("id").and_then(Value::as_str).unwrap_or("msg"),
+        body.get("model").and_then(Value::as_str).unwrap_or(model),
+        &text,
+        finish,
+        (prompt, cached, completion),
+    ))
+}
+
+fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
+    let candidate = body.get("candidates")?.get(0)?;
+    let text: String = candidate
+        .pointer("/content/parts")
+        .and_then(Value::as_array)
+        .map(|parts| {
+            parts
+                .iter()
+                .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let finish = match candidate.get("finishReason").and_then(Value::as_str) {
+        Some("MAX_TOKENS") => "length",
+        Some("SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII") => {
+            "content_filter"
+        }
+        _ => "stop",
+    };
+    let usage = body.get("usageMetadata");
+    let count = |field: &str| {
+        usage
+            .and_then(|u| u.get(field))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    // Chat's `completion_tokens` includes reasoning, Gemini counts thoughts apart.
+    let completion = count("candidatesTokenCount") + count("thoughtsTokenCount");
+    Some(completion_body(
+        body.get("responseId")
+            .and_then(Value::as_str)
+            .unwrap_or("gemini"),
+        body.get("modelVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(model),
+        &text,
+        finish,
+        (
+            count("promptTokenCount"),
+            count("cachedContentTokenCount"),
+            completion,
+        ),
+    ))
+}
+
+/// A chat completion; `usage` is (prompt, cached prompt, completion) tokens.
+fn completion_body(
+    id: &str,
+    model: &str,
+    text: &str,
+    finish: &str,
+    (prompt, cached, completion): (u64, u64, u64),
+) -> Value {
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish,
+        }],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        },
+    })
+}
+
+/// An Anthropic (`{"type":"error","error":{"type","message"}}`) or Gemini
+/// (`{"error":{"code","message","status"}}`) error in OpenAI's shape.
+fn error_back(body: &Value) -> Option<Value> {
+    let error = body.get("error")?;
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+    let kind = error
+        .get("type")
+        .or_else(|| error.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or("api_error");
+    Some(json!({
+        "error": {"message": message, "type": kind, "param": null, "code": kind},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translated(api: Api, body: &str) -> Result<(String, Value), Untranslatable> {
+        match plan(api, Dialect::Chat, false, body.as_bytes(), Some("m"), None)? {
+            Plan::Translated { path, body } => Ok((path, serde_json::from_slice(&body).unwrap())),
+            Plan::AsItIs => panic!("not translated"),
+        }
+    }
+
+    const CHAT: &str = r#"{"model":"grok-code-fast-1","max_tokens":64,"temperature":1.5,
+        "stop":"END","user":"u1","seed":7,
+        "messages":[{"role":"system","content":"Be brief."},
+                    {"role":"user","content":[{"type":"text","text":"Hi "},{"type":"text","text":"there"}]},
+                    {"role":"assistant","content":"Hello."},
+                    {"role":"user","content":"Sum 2+2"}]}"#;
+
+    #[test]
+    fn chat_to_messages() {
+        let (path, body) = translated(Api::Anthropic, CHAT).unwrap();
+        assert_eq!(path, "/messages");
+        assert_eq!(
+            body,
+            json!({
+                "model": "m",
+                "max_tokens": 64,
+                "system": "Be brief.",
+                "temperature": 1.0,
+                "stop_sequences": ["END"],
+                "metadata": {"user_id": "u1"},
+                "messages": [
+                    {"role": "user", "content": "Hi there"},
+                    {"role": "assistant", "content": "Hello."},
+                    {"role": "user", "content": "Sum 2+2"},
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn chat_to_gemini() {
+        let (path, body) = translated(Api::Gemini, CHAT).unwrap();
+        assert_eq!(path, "/models/m:generateContent");
+        assert_eq!(
+            body,
+            json!({
+                "systemInstruction": {"parts": [{"text": "Be brief."}]},
+                "generationConfig": {"maxOutputTokens": 64, "temperature": 1.5, "stopSequences": ["END"]},
+                "contents": [
+                    {"role": "user", "parts": [{"text": "Hi there"}]},
+                    {"role": "model", "parts": [{"text": "Hello."}]},
+                    {"role": "user", "parts": [{"text": "Sum 2+2"}]},
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn what_would_lose_meaning_is_not_translated() {
+        for body in [
+            r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"n":2}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"u"}}]}]}"#,
+            r#"{"messages":[{"role":"tool","content":"42","tool_call_id":"c"}]}"#,
+            r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{}]}]}"#,
+            r#"{"model":"m"}"#,
+            r#"[1]"#,
+        ] {
+            assert!(translated(Api::Anthropic, body).is_err(), "{body}");
+        }
+        let stream = plan(
+            Api::Gemini,
+            Dialect::Chat,
+            true,
+            CHAT.as_bytes(),
+            Some("m"),
+            None,
+        );
+        assert!(stream.is_err());
+        // Another dialect than chat is taken only by its own API.
+        assert!(plan(Api::OpenAi, Dialect::Messages, false, b"{}", None, None).is_err());
+        assert!(matches!(
+            plan(Api::Anthropic, Dialect::Messages, false, b"{}", None, None),
+            Ok(Plan::AsItIs)
+        ));
+    }
+
+    fn back(api: Api, status: u16, body: Value) -> Value {
+        let response = http::Response::builder()
+            .status(status)
+            .header("content-length", "999")
+            .body(ClassifiedBody::<()>::buffered(Bytes::from(
+                body.to_string(),
+            )))
+            .unwrap();
+        let response = answer_back(api, response, "asked");
+        assert!(response.headers().get("content-length").is_none());
+        let mut value: Value = serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+        if let Some(created) = value.get_mut("created") {
+            *created = json!(0);
+        }
+        value
+    }
+
+    #[test]
+    fn answers_come_back_as_chat_completions() {
+        let messages = json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": "4"}], "stop_reason": "max_tokens",
+            "usage": {"input_tokens": 10, "cache_read_input_tokens": 5,
+                      "cache_creation_input_tokens": 2, "output_tokens": 3},
+        });
+        assert_eq!(
+            back(Api::Anthropic, 200, messages),
+            json!({
+                "id": "msg_1", "object": "chat.completion", "created": 0,
+                "model": "claude-sonnet-4-5",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "4"},
+                             "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 17, "completion_tokens": 3, "total_tokens": 20,
+                          "prompt_tokens_details": {"cached_tokens": 5}},
+            })
+        );
+        let gemini = json!({
+            "candidates": [{"content": {"parts": [{"text": "thinking", "thought": true},
+                                                  {"text": "4"}], "role": "model"},
+                            "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 1,
+                              "thoughtsTokenCount": 4, "totalTokenCount": 13},
+        });
+        assert_eq!(
+            back(Api::Gemini, 200, gemini),
+            json!({
+                "id": "gemini", "object": "chat.completion", "created": 0, "model": "asked",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "4"},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 8, "completion_tokens": 5, "total_tokens": 13,
+                          "prompt_tokens_details": {"cached_tokens": 0}},
+            })
+        );
+    }
+
+    #[test]
+    fn errors_come_back_in_openai_shape() {
+        let anthropic = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+        assert_eq!(
+            back(Api::Anthropic, 529, anthropic),
+            json!({"error": {"message": "Overloaded", "type": "overloaded_error", "param": null, "code": "overloaded_error"}})
+        );
+        let gemini =
+            json!({"error": {"code": 429, "message": "Quota", "status": "RESOURCE_EXHAUSTED"}});
+        assert_eq!(
+            back(Api::Gemini, 429, gemini),
+            json!({"error": {"message": "Quota", "type": "RESOURCE_EXHAUSTED", "param": null, "code": "RESOURCE_EXHAUSTED"}})
+        );
+    }
+}
