@@ -10,9 +10,11 @@
 //! The response names the target that answered ([`Served`]); each target's stack logs and
 //! bills its own attempts.
 //!
-//! Targets here speak the caller's dialect (OpenAI-compatible APIs: xAI, OpenAI, Groq,
-//! DeepSeek, OpenRouter, any base URL): the route rewrites the model, the address and drops
-//! the caller's credentials; the target's stack sets its own key.
+//! The route rewrites the model and the address and drops the caller's credentials; the
+//! target's stack sets its own key. OpenAI-compatible targets (xAI, OpenAI, Groq, DeepSeek,
+//! OpenRouter, any base URL) take the request as it is; a target that
+//! [`speaks`](Target::speaks) Anthropic's or Gemini's [`Api`] gets an OpenAI chat request
+//! translated, and its answer back as a chat completion.
 //!
 //! # Example
 //!

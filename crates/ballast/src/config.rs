@@ -196,9 +196,11 @@ pub struct FallbackConfig {
 
 impl Config {
     /// The fallback chain from `BALLAST_FALLBACKS`: targets in order, comma-separated, each
-    /// `provider` or `provider:model`, the provider one of `xai`, `openai`,
-    /// `openai_compatible`; each reads its own key and base URL variables
-    /// (`OPENAI_API_KEY`, `LLM_BASE_URL`, ...). Unset or empty: no fallbacks.
+    /// `provider` or `provider:model`, the provider one of `xai`, `openai`, `anthropic`,
+    /// `gemini`, `openai_compatible`; each reads its own key and base URL variables
+    /// (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `LLM_BASE_URL`, ...). Unset or empty: no
+    /// fallbacks. Anthropic and Gemini targets get chat requests translated (see
+    /// [`RouteBuilder`](crate::RouteBuilder)).
     ///
     /// ```
     /// use ballast::{Config, Preset};
@@ -221,7 +223,7 @@ impl Config {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<FallbackConfig>, ConfigError> {
         const VARIABLE: &str = "BALLAST_FALLBACKS";
-        const EXPECTED: &str = "comma-separated provider or provider:model, the provider one of xai, openai, openai_compatible (Anthropic and Gemini targets need the dialect translation, not built yet)";
+        const EXPECTED: &str = "comma-separated provider or provider:model, the provider one of xai, openai, anthropic, gemini, openai_compatible";
         let Some(value) = var(VARIABLE) else {
             return Ok(Vec::new());
         };
@@ -237,6 +239,8 @@ impl Config {
             let preset = match provider.to_ascii_lowercase().as_str() {
                 "xai" => Preset::XAi,
                 "openai" => Preset::OpenAi,
+                "anthropic" => Preset::Anthropic,
+                "gemini" => Preset::Gemini,
                 "openai_compatible" | "compatible" => Preset::OpenAiCompatible,
                 _ => return Err(invalid(VARIABLE, &value, EXPECTED)),
             };
@@ -357,12 +361,23 @@ mod tests {
         assert_eq!(chain[1].config.preset, Preset::OpenAiCompatible);
         assert_eq!(chain[1].config.base_url, "http://127.0.0.1:9/v1");
         assert!(Config::fallbacks_from_vars(vars(&[])).unwrap().is_empty());
-        for bad in ["anthropic", "gemini:gemini-2.5-flash", "openai:", "nope"] {
+        let chain = Config::fallbacks_from_vars(vars(&[(
+            "BALLAST_FALLBACKS",
+            "anthropic,gemini:gemini-2.5-flash",
+        )]))
+        .unwrap();
+        assert_eq!(chain[0].config.preset, Preset::Anthropic);
+        assert_eq!(chain[0].model, None);
+        assert_eq!(chain[1].config.preset, Preset::Gemini);
+        assert_eq!(chain[1].model.as_deref(), Some("gemini-2.5-flash"));
+        for bad in ["claude", "openai:", "nope", "xai,,gemini:"] {
             let error =
                 Config::fallbacks_from_vars(vars(&[("BALLAST_FALLBACKS", bad)])).unwrap_err();
             assert_eq!(error.variable(), "BALLAST_FALLBACKS", "{bad}");
             assert!(
-                error.to_string().contains("xai, openai, openai_compatible"),
+                error
+                    .to_string()
+                    .contains("xai, openai, anthropic, gemini, openai_compatible"),
                 "{error}"
             );
         }

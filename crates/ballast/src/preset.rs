@@ -76,6 +76,15 @@ impl Preset {
         }
     }
 
+    /// The API it speaks, for a route's translation ([`RouteBuilder`](crate::RouteBuilder)).
+    pub const fn api(self) -> ballast_route::Api {
+        match self {
+            Self::Anthropic => ballast_route::Api::Anthropic,
+            Self::Gemini => ballast_route::Api::Gemini,
+            Self::XAi | Self::OpenAi | Self::OpenAiCompatible => ballast_route::Api::OpenAi,
+        }
+    }
+
     /// A sensible default model.
     pub const fn default_model(self) -> &'static str {
         match self {

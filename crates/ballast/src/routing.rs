@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ballast_budget::MemoryStore;
 use ballast_classify::{BoxError, ClassifiedBody, ReadRequest, ReadRequestLayer, RequestBody};
-use ballast_route::{Failover, Target};
+use ballast_route::{Api, Failover, Target};
 use http_body::Body;
 use tower::{Layer, Service};
 
@@ -17,6 +17,11 @@ pub type RouteService<R> = ReadRequest<Failover<ClassifiedBody<R>>>;
 /// Builds a [`Failover`] route: the primary first, then each fallback, each target a whole
 /// stack from [`StackBuilder`] (its own breaker, throttle, key, prices), all reserving from
 /// one budget store.
+///
+/// Each target speaks its preset's API ([`Preset::api`]): an Anthropic or Gemini target gets
+/// chat requests translated (the common subset; see [`Api`](crate::route::Api)) and
+/// answers back as chat completions, and is asked for its preset's default model unless
+/// another is named.
 ///
 /// ```
 /// use ballast::{Config, Preset, RouteBuilder};
@@ -129,6 +134,7 @@ impl RouteBuilder {
         let mut chain = Vec::new();
         for (i, (target, name)) in self.targets.into_iter().zip(names).enumerate() {
             let base = target.config.base_url.clone();
+            let preset = target.config.preset;
             let builder = StackBuilder::new(target.config)
                 .time_scale(self.time_scale)
                 .budget_store(Arc::clone(&store));
@@ -137,8 +143,16 @@ impl RouteBuilder {
                 None => builder,
             };
             let stack = builder.build(client.clone());
-            let mut link = Target::new(name.clone(), base, stack.service.clone());
-            if let Some(model) = target.model {
+            let mut link =
+                Target::new(name.clone(), base, stack.service.clone()).speaks(preset.api());
+            // A target that translates needs a model of its own: its preset's default
+            // unless one is named (the caller's model means nothing to it).
+            let model = match (target.model, preset.api()) {
+                (Some(model), _) => Some(model),
+                (None, Api::OpenAi) => None,
+                (None, _) => Some(preset.default_model().to_owned()),
+            };
+            if let Some(model) = model {
                 link = link.model(model);
             }
             chain.push(link);

@@ -328,3 +328,182 @@ fn a_flapping_primary_is_covered_and_returned_to() {
     assert_eq!(fallback, 51);
     assert_eq!(seen.primary.len(), 45 + 24);
 }
+
+/// Claude Sonnet 4.5's prices in the simulator's ticks ($3 / $0.30 / $15 per million).
+const CLAUDE_SONNET: ballast_sim::Price = ballast_sim::Price {
+    input: 30_000,
+    cached_input: 3_000,
+    output: 150_000,
+};
+
+/// Gemini 2.5 Flash's ($0.30 / $0.075 / $2.50 per million).
+const GEMINI_FLASH: ballast_sim::Price = ballast_sim::Price {
+    input: 3_000,
+    cached_input: 750,
+    output: 25_000,
+};
+
+/// What a route from xAI to Anthropic to Gemini did with `calls` chat requests.
+struct Translated {
+    /// Per call: status, the target that served it, the answer's JSON.
+    answers: Vec<(u16, String, serde_json::Value)>,
+    /// Per target (xai, anthropic, gemini): its ledger and its stack's counted spend.
+    targets: Vec<(ballast_sim::Ledger, Usd)>,
+}
+
+/// `calls` OpenAI chat requests, one every 2 s, through the route that `BALLAST_FALLBACKS`
+/// names (`anthropic`, then `gemini:gemini-2.5-flash`) behind an xAI primary; each target
+/// over its own simulated provider speaking its own API.
+fn through_translation(
+    xai: Scenario,
+    anthropic: Scenario,
+    gemini: Scenario,
+    calls: usize,
+) -> Translated {
+    use ballast::RouteBuilder;
+    use ballast_sim::Flavor;
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sims = [
+            Simulator::new(xai),
+            Simulator::new(Scenario {
+                flavor: Flavor::Anthropic,
+                price: CLAUDE_SONNET,
+                ..anthropic
+            }),
+            Simulator::new(Scenario {
+                flavor: Flavor::Gemini,
+                price: GEMINI_FLASH,
+                ..gemini
+            }),
+        ];
+        let client = {
+            let sims = sims.clone();
+            tower::service_fn(move |request: http::Request<ballast::classify::RequestBody>| {
+                let sim = match request.uri().host() {
+                    Some("anthropic.invalid") => sims[1].clone(),
+                    Some("gemini.invalid") => sims[2].clone(),
+                    _ => sims[0].clone(),
+                };
+                sim.oneshot(request)
+            })
+        };
+        let vars = |name: &str| {
+            match name {
+                "XAI_BASE_URL" => Some("http://xai.invalid/v1"),
+                "BALLAST_FALLBACKS" => Some("anthropic, gemini:gemini-2.5-flash"),
+                "ANTHROPIC_BASE_URL" => Some("http://anthropic.invalid/v1"),
+                "GEMINI_BASE_URL" => Some("http://gemini.invalid/v1beta"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        };
+        let route = RouteBuilder::from_vars(Preset::XAi, vars)
+            .unwrap()
+            .seed(5)
+            .build(client);
+        let mut answers = Vec::new();
+        for i in 0..calls {
+            let request = http::Request::post("http://caller.invalid/v1/chat/completions")
+                .body(format!(
+                    r#"{{"model":"grok-code-fast-1","max_tokens":60,"messages":[{{"role":"system","content":"Be brief."}},{{"role":"user","content":"job {i}"}}]}}"#
+                ))
+                .unwrap();
+            let response = route.service.clone().oneshot(request).await.unwrap();
+            let served = Served::of(&response).unwrap().target.to_string();
+            let status = response.status().as_u16();
+            let body = response.body().bytes().cloned().unwrap_or_default();
+            let json = serde_json::from_slice(&body).unwrap_or_default();
+            answers.push((status, served, json));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Translated {
+            answers,
+            targets: sims
+                .iter()
+                .zip(&route.targets)
+                .map(|(sim, (_, stack))| (sim.ledger(), stack.spend.total()))
+                .collect(),
+        }
+    })
+}
+
+/// An xAI primary down for good, Anthropic next: every OpenAI chat call is answered by
+/// Claude, translated there and back (a chat completion naming the model that answered,
+/// its usage what Anthropic billed), each provider's bill what its stack counted to the
+/// picodollar.
+#[test]
+fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
+    let seen = through_translation(
+        Scenario::total_outage(),
+        Scenario {
+            cached_share: 0.25,
+            ..Scenario::healthy()
+        },
+        Scenario::healthy(),
+        12,
+    );
+    let anthropic = seen.targets[1].0.entries();
+    assert_eq!(anthropic.len(), 12, "each call once on Anthropic");
+    for ((status, served, json), entry) in seen.answers.iter().zip(anthropic) {
+        assert_eq!((*status, served.as_str()), (200, "anthropic"));
+        assert_eq!(entry.model, "claude-sonnet-4-5");
+        assert_eq!(json["object"], "chat.completion");
+        assert_eq!(json["model"], "claude-sonnet-4-5");
+        assert!(json["choices"][0]["message"]["content"].is_string());
+        assert_eq!(json["usage"]["prompt_tokens"], entry.prompt_tokens);
+        assert_eq!(
+            json["usage"]["prompt_tokens_details"]["cached_tokens"],
+            entry.cached_tokens
+        );
+        assert_eq!(json["usage"]["completion_tokens"], entry.completion_tokens);
+    }
+    assert!(anthropic.iter().any(|e| e.cached_tokens > 0));
+    // Gemini was never needed.
+    assert_eq!(seen.targets[2].0.len(), 0);
+    for (ledger, spend) in &seen.targets {
+        assert_eq!(*spend, Usd::from_xai_ticks(ledger.billed_ticks()));
+    }
+    assert!(seen.targets[1].1 > Usd::ZERO);
+    // The primary: the 5 failures that opened its breaker (the first call's three attempts,
+    // the second's two), then a probe when each open time ran out (seeded, paused: exact).
+    let primary = seen.targets[0].0.entries();
+    assert!(primary.iter().all(|e| e.outcome == SimOutcome::Outage));
+    assert_eq!(primary.len(), 10);
+}
+
+/// Anthropic out of credit too (a 400 that latches its breaker): Gemini answers, translated;
+/// Anthropic's failures are not billed as completions anywhere.
+#[test]
+fn past_an_empty_anthropic_account_gemini_answers() {
+    let seen = through_translation(
+        Scenario::total_outage(),
+        Scenario {
+            quota_ticks: Some(0),
+            ..Scenario::healthy()
+        },
+        Scenario::healthy(),
+        8,
+    );
+    assert!(
+        seen.answers
+            .iter()
+            .all(|(status, served, json)| *status == 200
+                && served == "gemini"
+                && json["model"] == "gemini-2.5-flash"
+                && json["object"] == "chat.completion"),
+        "{:?}",
+        seen.answers
+    );
+    let gemini = seen.targets[2].0.entries();
+    assert_eq!(gemini.len(), 8);
+    assert!(gemini.iter().all(|e| e.model == "gemini-2.5-flash"));
+    // The empty account latched Anthropic's breaker at its first answer: once asked.
+    let anthropic = seen.targets[1].0.entries();
+    assert_eq!(anthropic.len(), 1);
+    assert_eq!(anthropic[0].outcome, SimOutcome::QuotaExhausted);
+    assert_eq!(seen.targets[1].1, Usd::ZERO);
+    for (ledger, spend) in &seen.targets {
+        assert_eq!(*spend, Usd::from_xai_ticks(ledger.billed_ticks()));
+    }
+}

@@ -1,0 +1,176 @@
+//! A route whose fallback speaks another API: what it takes, what it passes over.
+
+use std::sync::{Arc, Mutex};
+
+use ballast_classify::{
+    BoxError, ClassifiedBody, FailFast, Outcome, OutcomeClass, ReadRequestLayer, RequestBody,
+};
+use ballast_route::{Api, Failover, Served, Target};
+use bytes::Bytes;
+use tower::{Layer, ServiceExt, service_fn};
+
+type Body = ClassifiedBody<http_body_util::Empty<Bytes>>;
+
+/// A target answering `status` with `body`, writing down each request's path, body and
+/// whether it was marked [`FailFast`].
+fn target(
+    status: u16,
+    body: &'static str,
+    seen: Arc<Mutex<Vec<(String, String, bool)>>>,
+) -> impl tower::Service<
+    http::Request<RequestBody>,
+    Response = http::Response<Body>,
+    Error = BoxError,
+    Future = impl Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    service_fn(move |request: http::Request<RequestBody>| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.lock().unwrap().push((
+                request.uri().path().to_owned(),
+                String::from_utf8_lossy(request.body().bytes()).into_owned(),
+                FailFast::is_set(&request),
+            ));
+            let response = http::Response::builder()
+                .status(status)
+                .body(ClassifiedBody::buffered(Bytes::from_static(
+                    body.as_bytes(),
+                )))
+                .unwrap();
+            // Stands in for the stack's classifier: the outcome on the response.
+            let outcome = if status == 200 {
+                Outcome::new(OutcomeClass::Success)
+            } else {
+                Outcome::new(OutcomeClass::ServerError)
+            };
+            let mut response = response;
+            response.extensions_mut().insert(outcome);
+            Ok::<_, BoxError>(response)
+        }
+    })
+}
+
+type Seen = Arc<Mutex<Vec<(String, String, bool)>>>;
+
+fn route(
+    primary: Seen,
+    fallback: Seen,
+) -> impl tower::Service<http::Request<String>, Response = http::Response<Body>, Error = BoxError> + Clone
+{
+    ReadRequestLayer::new().layer(Failover::new([
+        Target::new(
+            "xai",
+            "http://xai.invalid/v1".parse().unwrap(),
+            target(503, r#"{"error":"down"}"#, primary),
+        ),
+        Target::new(
+            "anthropic",
+            "http://anthropic.invalid/v1".parse().unwrap(),
+            target(
+                200,
+                r#"{"id":"msg_1","type":"message","model":"claude-haiku-4-5","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":9,"output_tokens":2}}"#,
+                fallback,
+            ),
+        )
+        .model("claude-haiku-4-5")
+        .speaks(Api::Anthropic),
+    ]))
+}
+
+fn chat(extra: &str) -> http::Request<String> {
+    http::Request::post("http://caller.invalid/v1/chat/completions")
+        .body(format!(
+            r#"{{"model":"grok-code-fast-1","max_tokens":9,"messages":[{{"role":"user","content":"hi"}}]{extra}}}"#
+        ))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_plain_chat_call_is_translated_and_answered_in_chat() {
+    let (primary, fallback) = (Seen::default(), Seen::default());
+    let response = route(primary.clone(), fallback.clone())
+        .oneshot(chat(""))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(Served::of(&response).unwrap().target.as_ref(), "anthropic");
+    let json: serde_json::Value = serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+    assert_eq!(json["model"], "claude-haiku-4-5");
+    assert_eq!(json["choices"][0]["message"]["content"], "hi");
+    assert_eq!(json["usage"]["total_tokens"], 11);
+    // The primary was asked as the caller asked, marked to fail fast; the fallback, the
+    // last, got Messages on its own path and was not marked.
+    assert!(primary.lock().unwrap()[0].2);
+    let sent = fallback.lock().unwrap()[0].clone();
+    assert_eq!(sent.0, "/v1/messages");
+    assert!(!sent.2);
+    let body: serde_json::Value = serde_json::from_str(&sent.1).unwrap();
+    assert_eq!(body["model"], "claude-haiku-4-5");
+    assert_eq!(body["max_tokens"], 9);
+}
+
+/// A streamed call: the Anthropic fallback cannot take it (streams are not translated
+/// yet), so the primary is the last target: not marked to fail fast (its breaker may hold
+/// the call), and its failure is the answer.
+#[tokio::test]
+async fn a_streamed_call_stays_on_the_targets_that_can_take_it() {
+    let (primary, fallback) = (Seen::default(), Seen::default());
+    let response = route(primary.clone(), fallback.clone())
+        .oneshot(chat(r#","stream":true"#))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(Served::of(&response).unwrap().target.as_ref(), "xai");
+    assert!(!primary.lock().unwrap()[0].2, "the last that can take it");
+    assert!(fallback.lock().unwrap().is_empty());
+}
+
+/// A call with tools: the fallback could not translate it and was passed over; the
+/// primary's failure, already in hand, is the answer.
+#[tokio::test]
+async fn a_call_the_translation_cannot_carry_gets_the_primarys_answer() {
+    let (primary, fallback) = (Seen::default(), Seen::default());
+    let response = route(primary.clone(), fallback.clone())
+        .oneshot(chat(
+            r#","tools":[{"type":"function","function":{"name":"f"}}]"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let served = Served::of(&response).unwrap();
+    assert_eq!((served.target.as_ref(), served.passed_over), ("xai", 0));
+    assert_eq!(primary.lock().unwrap().len(), 1);
+    assert!(fallback.lock().unwrap().is_empty());
+}
+
+/// A caller speaking Messages: the OpenAI primary cannot take it; the Anthropic target
+/// takes it as it is.
+#[tokio::test]
+async fn a_messages_caller_goes_to_the_target_that_speaks_messages() {
+    let (primary, fallback) = (Seen::default(), Seen::default());
+    let request = http::Request::post("http://caller.invalid/v1/messages")
+        .body(
+            r#"{"model":"claude-x","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#
+                .to_owned(),
+        )
+        .unwrap();
+    let response = route(primary.clone(), fallback.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(primary.lock().unwrap().is_empty());
+    let sent = fallback.lock().unwrap()[0].clone();
+    assert_eq!(sent.0, "/v1/messages");
+    assert!(
+        sent.1.contains(r#""model":"claude-haiku-4-5""#),
+        "{}",
+        sent.1
+    );
+    // Its own dialect comes back untranslated.
+    let json: serde_json::Value = serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+    assert_eq!(json["type"], "message");
+}
