@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use ballast_classify::{BoxError, Outcome};
+use ballast_classify::{BoxError, InspectBody, Outcome, StreamEnd};
 use pin_project_lite::pin_project;
 
 use crate::BreakerOpen;
@@ -126,19 +126,24 @@ impl<F, R, E> Future for ResponseFuture<F, R>
 where
     F: Future<Output = Result<http::Response<R>, E>>,
     E: Into<BoxError>,
+    R: InspectBody,
 {
     type Output = Result<http::Response<R>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { future, permit } => {
-                let result = ready!(future.poll(cx)).map_err(Into::into);
+                let mut result = ready!(future.poll(cx)).map_err(Into::into);
                 if let Some(mut permit) = permit.take() {
                     let outcome = match &result {
                         Ok(response) => Outcome::from_response(response),
                         Err(error) => Outcome::from_error(&**error),
                     };
+                    let breaker = Arc::clone(permit.breaker());
                     permit.finish(Some(&outcome));
+                    if let Ok(response) = &mut result {
+                        hear_the_end(response, breaker);
+                    }
                 }
                 Poll::Ready(result)
             }
@@ -149,4 +154,29 @@ where
             KindProj::Waiting { future } => future.as_mut().poll(cx),
         }
     }
+}
+
+/// A watched stream was a success at its first content; if it then fails (cut, stalled, an
+/// error event), the breaker hears that failure too. A caller leaving says nothing of the
+/// provider.
+fn hear_the_end<R: InspectBody>(response: &mut http::Response<R>, breaker: Arc<KeyBreaker>) {
+    if !response.body().watches_stream() {
+        return;
+    }
+    let started = breaker.now();
+    let hook = Box::new(move |summary: &ballast_classify::StreamSummary| {
+        if matches!(summary.end, StreamEnd::Finished | StreamEnd::Dropped) {
+            return;
+        }
+        let now = breaker.now();
+        let elapsed = Duration::from_nanos(now.saturating_sub(started));
+        let config = Arc::clone(&breaker.config);
+        let outcome = summary.end.outcome();
+        if let Some(transition) =
+            breaker.record(&config, PermitKind::Closed, Some(&outcome), elapsed, now)
+        {
+            emit(breaker.key(), &transition);
+        }
+    });
+    let _ = response.body_mut().on_end(hook);
 }

@@ -39,6 +39,7 @@ where
     S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Error: Into<BoxError>,
     B: Clone,
+    R: ballast_classify::InspectBody,
 {
     let mut probes = 0;
     loop {

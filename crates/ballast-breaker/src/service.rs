@@ -43,7 +43,7 @@ where
     S::Future: Send,
     K: KeyFn<B>,
     B: Clone + Send + 'static,
-    R: Send + 'static,
+    R: ballast_classify::InspectBody + Send + 'static,
 {
     type Response = http::Response<R>;
     type Error = BoxError;
@@ -132,7 +132,7 @@ impl<S, K> Breaker<S, K> {
         S::Error: Into<BoxError>,
         S::Future: Send,
         B: Clone + Send + 'static,
-        R: Send + 'static,
+        R: ballast_classify::InspectBody + Send + 'static,
     {
         let registry = Arc::clone(&self.registry);
         let inner = self.inner.clone();

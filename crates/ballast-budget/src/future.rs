@@ -37,6 +37,7 @@ pin_project! {
             inner: F,
             held: Option<Held<St>>,
             rate: Rate,
+            prompt_bound: u64,
         },
         /// Refused before the call.
         Refused { error: Option<BoxError> },
@@ -46,9 +47,14 @@ pin_project! {
 }
 
 impl<F, St: SpendStore, R> ResponseFuture<F, St, R> {
-    pub(crate) fn direct(inner: F, held: Option<Held<St>>, rate: Rate) -> Self {
+    pub(crate) fn direct(inner: F, held: Option<Held<St>>, rate: Rate, prompt_bound: u64) -> Self {
         Self {
-            kind: Kind::Direct { inner, held, rate },
+            kind: Kind::Direct {
+                inner,
+                held,
+                rate,
+                prompt_bound,
+            },
         }
     }
 
@@ -82,10 +88,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Direct { inner, held, rate } => {
-                let result = ready!(inner.poll(cx)).map_err(Into::into);
+            KindProj::Direct {
+                inner,
+                held,
+                rate,
+                prompt_bound,
+            } => {
+                let mut result = ready!(inner.poll(cx)).map_err(Into::into);
                 if let Some(held) = held.take() {
-                    held.settle_now(rate, &result);
+                    held.settle_now(rate, *prompt_bound, &mut result);
                 }
                 Poll::Ready(result)
             }

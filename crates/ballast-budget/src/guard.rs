@@ -208,13 +208,30 @@ impl<St: SpendStore> Held<St> {
         }
     }
 
-    /// Settles the call's cost without waiting when the store can; else as a drop does.
+    /// Settles the call's cost without waiting when the store can; else as a drop does. A
+    /// watched stream keeps the reservation until its end, then settles at what it told
+    /// ([`Usage::of_stream`]); a stream dropped unread settles at what was seen of it.
     pub(crate) fn settle_now<R: InspectBody>(
         mut self,
         rate: &Rate,
-        result: &Result<http::Response<R>, BoxError>,
+        prompt_bound: u64,
+        result: &mut Result<http::Response<R>, BoxError>,
     ) {
-        let actual = charge(rate, result, self.reserved());
+        if let Ok(response) = result
+            && response.body().watches_stream()
+        {
+            let rate = rate.clone();
+            let hook = Box::new(move |summary: &ballast_classify::StreamSummary| {
+                let actual = rate.cost(&Usage::of_stream(summary, prompt_bound)).0;
+                if let Some(reservation) = self.reservation.take() {
+                    release(&self.shared, reservation, actual);
+                }
+            });
+            // Watched: the hook is taken, and holds the reservation until the end.
+            let _ = response.body_mut().on_end(hook);
+            return;
+        }
+        let actual = charge(rate, result, self.reserved(), prompt_bound);
         if let Some(reservation) = self.reservation.take() {
             release(&self.shared, reservation, actual);
         }
@@ -255,9 +272,11 @@ fn release<St: SpendStore>(shared: &Arc<Shared<St>>, reservation: Reservation, a
 /// - The worst case is the prompt bound plus the output cap (the request's, or the
 ///   configured default) at the model's prices. If it does not fit, the call fails with
 ///   [`BudgetExceeded`] and is never sent.
-/// - After the call: a response with usage settles to its cost. Without
-///   usage, an attempt that may have reached the provider settles at its reservation: a
-///   success (a stream), a 2xx with an error inside, a timeout, a reset or cut body, an
+/// - After the call: a response with usage settles to its cost; a streamed answer keeps
+///   its reservation until its end and settles at what it told (its usage; or, cut,
+///   stalled or dropped, its prompt estimate and the content seen). Without usage, an
+///   attempt that may have reached the provider settles at its reservation: a 2xx with an
+///   error inside, a timeout, a reset or cut body, an
 ///   unreadable answer. An error status from the provider (4xx, 5xx) and an attempt that
 ///   provably never left (refused locally, connection refused) release it.
 /// - A call dropped by its caller after its attempt was sent settles at its reservation,
@@ -318,6 +337,7 @@ where
         let facts = RequestFacts::of(&request);
         let rate = config.prices.rate(facts.model());
         let worst = estimate_at(&rate, facts, config.default_max_tokens);
+        let prompt_bound = facts.prompt_tokens();
         let scope = request
             .extensions()
             .get::<BudgetScope>()
@@ -347,7 +367,7 @@ where
                     if let Some(held) = held.as_mut() {
                         held.sent();
                     }
-                    ResponseFuture::direct(self.inner.call(request), held, rate)
+                    ResponseFuture::direct(self.inner.call(request), held, rate, prompt_bound)
                 }
                 Err(refusal) => ResponseFuture::refused(refusal),
             };
@@ -362,10 +382,18 @@ where
             if let Some(held) = held.as_mut() {
                 held.sent();
             }
-            let result = inner.call(request).await.map_err(Into::into);
+            let mut result = inner.call(request).await.map_err(Into::into);
             if let Some(held) = held {
-                let actual = charge(&rate, &result, held.reserved());
-                held.settle(actual).await;
+                match &result {
+                    // A watched stream settles at its end.
+                    Ok(response) if response.body().watches_stream() => {
+                        held.settle_now(&rate, prompt_bound, &mut result);
+                    }
+                    _ => {
+                        let actual = charge(&rate, &result, held.reserved(), prompt_bound);
+                        held.settle(actual).await;
+                    }
+                }
             }
             result
         }))
@@ -456,6 +484,8 @@ fn decide<St: SpendStore>(
 
 /// What a finished attempt is settled at, given what was `reserved` for it.
 ///
+/// - A stream that failed before its first content: what was seen of it
+///   ([`Usage::of_stream`]: the prompt estimate, `prompt_bound`, and the content seen).
 /// - Usage in the response: its cost.
 /// - An error status from the provider (not 2xx): nothing; providers do not bill them.
 /// - An error that proves the request never left ([`never_sent`]): nothing.
@@ -465,7 +495,11 @@ pub(crate) fn charge<R: InspectBody>(
     rate: &Rate,
     result: &Result<http::Response<R>, BoxError>,
     reserved: Usd,
+    prompt_bound: u64,
 ) -> Usd {
+    if let Some(summary) = ballast_classify::StreamSummary::of_result(result) {
+        return rate.cost(&Usage::of_stream(&summary, prompt_bound)).0;
+    }
     if let Some(usage) = result.as_ref().ok().and_then(Usage::of_response) {
         return rate.cost(&usage).0;
     }

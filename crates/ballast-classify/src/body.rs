@@ -1,20 +1,26 @@
 //! [`ClassifiedBody`]: the response body after classification.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::stream::{EndHook, StreamEnd, StreamError, Watch};
 use crate::{BoxError, UsageSpan};
 
 pin_project! {
-    /// The body of a classified response: either the buffered bytes the classifier read, or,
-    /// for `text/event-stream` responses, the untouched stream.
+    /// The body of a classified response: the buffered bytes the classifier read; or, for a
+    /// `text/event-stream` answer, the stream, watched as it passes (see
+    /// [`stream`](crate::stream)): its bytes unchanged, then an `Err(`[`StreamError`]`)` if
+    /// it did not end as the provider meant it to; or a stream passed through untouched.
     ///
     /// Outer layers that need the body (usage and cost extraction) read
-    /// [`buffered`](Self::buffered) instead of collecting it again.
+    /// [`bytes`](Self::bytes) instead of collecting it again; layers that need a stream's
+    /// end set a hook with [`on_end`](Self::on_end).
     #[derive(Debug)]
     pub struct ClassifiedBody<B> {
         #[pin]
@@ -28,6 +34,19 @@ pin_project! {
     enum Kind<B> {
         Buffered { data: Option<Bytes>, usage: Option<UsageSpan> },
         Streaming { #[pin] body: B },
+        Watched {
+            // The bytes read before the first content, held back until then.
+            prefix: Option<Bytes>,
+            // Boxed: the classifier read the first frames of it, then handed it on. `None`
+            // once it has ended.
+            body: Option<Pin<Box<B>>>,
+            watch: Box<Watch>,
+            idle: Pin<Box<tokio::time::Sleep>>,
+            idle_after: Duration,
+            // The error to yield next, then the end.
+            failing: Option<StreamEnd>,
+            done: bool,
+        },
     }
 }
 
@@ -62,13 +81,47 @@ impl<B> ClassifiedBody<B> {
     pub fn bytes(&self) -> Option<&Bytes> {
         match &self.kind {
             Kind::Buffered { data, .. } => data.as_ref(),
-            Kind::Streaming { .. } => None,
+            Kind::Streaming { .. } | Kind::Watched { .. } => None,
+        }
+    }
+
+    /// A watched stream: `prefix` (read while waiting for the first content) first, then
+    /// the rest of `body`, each frame read by `watch`, at most `idle_after` apart.
+    pub(crate) fn watched(
+        prefix: Bytes,
+        body: Option<Pin<Box<B>>>,
+        watch: Box<Watch>,
+        idle_after: Duration,
+    ) -> Self {
+        Self {
+            kind: Kind::Watched {
+                prefix: (!prefix.is_empty()).then_some(prefix),
+                body,
+                watch,
+                idle: Box::pin(tokio::time::sleep(idle_after)),
+                idle_after,
+                failing: None,
+                done: false,
+            },
         }
     }
 
     /// Whether the body streams (it was not buffered).
     pub fn is_streaming(&self) -> bool {
-        matches!(self.kind, Kind::Streaming { .. })
+        matches!(self.kind, Kind::Streaming { .. } | Kind::Watched { .. })
+    }
+
+    /// Runs `hook` once when the watched stream ends (finished, cut, stalled, failed, or
+    /// dropped by the caller), with what it told. `Err(hook)` when the body is not a
+    /// watched stream (buffered, or passed through untouched): nothing will call it.
+    pub fn on_end(&mut self, hook: EndHook) -> Result<(), EndHook> {
+        match &mut self.kind {
+            Kind::Watched { watch, .. } => {
+                watch.push_hook(hook);
+                Ok(())
+            }
+            _ => Err(hook),
+        }
     }
 }
 
@@ -85,6 +138,14 @@ impl<B> crate::InspectBody for ClassifiedBody<B> {
             } => *usage,
             _ => None,
         }
+    }
+
+    fn on_end(&mut self, hook: EndHook) -> Result<(), EndHook> {
+        ClassifiedBody::on_end(self, hook)
+    }
+
+    fn watches_stream(&self) -> bool {
+        matches!(self.kind, Kind::Watched { .. })
     }
 }
 
@@ -109,6 +170,74 @@ where
                         .map_err(Into::into)
                 })
             }),
+            KindProj::Watched {
+                prefix,
+                body,
+                watch,
+                idle,
+                idle_after,
+                failing,
+                done,
+            } => {
+                if *done {
+                    return Poll::Ready(None);
+                }
+                if let Some(end) = failing.take() {
+                    *done = true;
+                    return Poll::Ready(Some(Err(Box::new(StreamError::new(end)))));
+                }
+                if let Some(prefix) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(prefix))));
+                }
+                let polled = match body.as_mut() {
+                    Some(body) => body.as_mut().poll_frame(cx),
+                    None => Poll::Ready(None),
+                };
+                match polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let frame = frame.map_data(|mut d| d.copy_to_bytes(d.remaining()));
+                        if let Some(data) = frame.data_ref() {
+                            watch.feed(data);
+                            let deadline = tokio::time::Instant::now() + *idle_after;
+                            idle.as_mut().reset(deadline);
+                            // An error event after content: its bytes go on, then the error.
+                            if let Some(class) = watch.failed {
+                                let end = StreamEnd::Failed(class);
+                                watch.end(end);
+                                *failing = Some(end);
+                            }
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(error))) => {
+                        watch.end(StreamEnd::Cut);
+                        *done = true;
+                        let error: BoxError = error.into();
+                        tracing::debug!(target: "ballast::stream", %error, "stream body failed");
+                        Poll::Ready(Some(Err(Box::new(StreamError::new(StreamEnd::Cut)))))
+                    }
+                    Poll::Ready(None) => {
+                        *done = true;
+                        if watch.finished {
+                            watch.end(StreamEnd::Finished);
+                            Poll::Ready(None)
+                        } else {
+                            watch.end(StreamEnd::Cut);
+                            Poll::Ready(Some(Err(Box::new(StreamError::new(StreamEnd::Cut)))))
+                        }
+                    }
+                    Poll::Pending => {
+                        if idle.as_mut().poll(cx).is_ready() {
+                            watch.end(StreamEnd::Stalled);
+                            *done = true;
+                            return Poll::Ready(Some(Err(Box::new(StreamError::new(
+                                StreamEnd::Stalled,
+                            )))));
+                        }
+                        Poll::Pending
+                    }
+                }
+            }
         }
     }
 
@@ -116,6 +245,7 @@ where
         match &self.kind {
             Kind::Buffered { data, .. } => data.is_none(),
             Kind::Streaming { body } => body.is_end_stream(),
+            Kind::Watched { done, .. } => *done,
         }
     }
 
@@ -125,6 +255,7 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Streaming { body } => body.size_hint(),
+            Kind::Watched { .. } => SizeHint::default(),
         }
     }
 }

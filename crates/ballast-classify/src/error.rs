@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use crate::outcome::transport_class;
-use crate::{Outcome, OutcomeClass, ProviderError};
+use crate::{Outcome, OutcomeClass, ProviderError, StreamSummary};
 
 /// A boxed, thread-safe error, as tower layers pass them around.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -21,6 +21,8 @@ pub struct ClassifiedError {
     outcome: Outcome,
     detail: Option<Box<ProviderError>>,
     source: Option<BoxError>,
+    /// A stream that failed before its first content: what was seen of it.
+    stream: Option<Box<StreamSummary>>,
 }
 
 impl ClassifiedError {
@@ -30,6 +32,7 @@ impl ClassifiedError {
             outcome,
             detail: None,
             source,
+            stream: None,
         }
     }
 
@@ -59,6 +62,18 @@ impl ClassifiedError {
     pub fn with_detail(mut self, detail: Option<Box<ProviderError>>) -> Self {
         self.detail = detail;
         self
+    }
+
+    /// Notes what was seen of a stream that failed before its first content (a cut, a
+    /// first-content timeout), so the layers charge it from that.
+    pub fn with_stream(mut self, summary: StreamSummary) -> Self {
+        self.stream = Some(Box::new(summary));
+        self
+    }
+
+    /// What was seen of the stream this attempt was, when it was one.
+    pub fn stream(&self) -> Option<&StreamSummary> {
+        self.stream.as_deref()
     }
 
     pub(crate) fn with_outcome(mut self, outcome: Outcome) -> Self {

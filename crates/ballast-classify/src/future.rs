@@ -9,12 +9,19 @@ use http::response::Parts;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
+use bytes::{Buf, BytesMut};
+
 use crate::read::{ReadBody, ReadError};
 use crate::service::{declared_length, is_event_stream};
+use crate::stream::{StreamEnd, StreamTimeouts, Watch};
 use crate::{
-    BodyTooLarge, BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Outcome,
+    BodyTooLarge, BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Dialect, Outcome,
     OutcomeClass, ResponseView, Verdict,
 };
+
+/// The most bytes a stream may send before its first content and still be held back (64
+/// KiB): past it the stream goes to the caller as it is.
+const MAX_HELD: usize = 64 * 1024;
 
 pin_project! {
     /// The future returned by [`Classify`](crate::Classify): the inner call, then (unless
@@ -28,6 +35,8 @@ pin_project! {
         state: State<F, B>,
         classifier: C,
         body_limit: usize,
+        dialect: Dialect,
+        streams: StreamTimeouts,
     }
 }
 
@@ -40,6 +49,15 @@ pin_project! {
     {
         Calling { #[pin] future: F },
         Reading { parts: Option<Parts>, #[pin] read: ReadBody<B> },
+        // A 2xx stream, read until its first content event.
+        Priming {
+            parts: Option<Parts>,
+            body: Option<Pin<Box<B>>>,
+            watch: Option<Box<Watch>>,
+            held: BytesMut,
+            #[pin]
+            first: tokio::time::Sleep,
+        },
     }
 }
 
@@ -48,11 +66,19 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    pub(crate) fn new(future: F, classifier: C, body_limit: usize) -> Self {
+    pub(crate) fn new(
+        future: F,
+        classifier: C,
+        body_limit: usize,
+        dialect: Dialect,
+        streams: StreamTimeouts,
+    ) -> Self {
         Self {
             state: State::Calling { future },
             classifier,
             body_limit,
+            dialect,
+            streams,
         }
     }
 }
@@ -92,6 +118,18 @@ where
                     };
                     if is_event_stream(&response) {
                         let (mut parts, body) = response.into_parts();
+                        if parts.status.is_success() {
+                            // Held back until its first content: what fails before it is
+                            // the attempt's outcome, and can be retried.
+                            this.state.set(State::Priming {
+                                parts: Some(parts),
+                                body: Some(Box::pin(body)),
+                                watch: Some(Box::new(Watch::new(*this.dialect))),
+                                held: BytesMut::new(),
+                                first: tokio::time::sleep(this.streams.first_content),
+                            });
+                            continue;
+                        }
                         let view = ResponseView::new(parts.status, &parts.headers, None);
                         let verdict = this.classifier.classify(&view);
                         attach(&mut parts, verdict);
@@ -129,6 +167,95 @@ where
                     let usage = verdict.usage;
                     attach(&mut parts, verdict);
                     let body = ClassifiedBody::buffered(bytes).with_usage_span(usage);
+                    return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                }
+                StateProj::Priming {
+                    parts,
+                    body,
+                    watch,
+                    held,
+                    mut first,
+                } => {
+                    let (Some(stream), Some(reading)) = (body.as_mut(), watch.as_mut()) else {
+                        return Poll::Ready(Err(ClassifiedError::new(
+                            Outcome::new(OutcomeClass::Unknown),
+                            Some("response future polled after completion".into()),
+                        )));
+                    };
+                    let status = parts.as_ref().map(|p| p.status).unwrap_or_default();
+                    let mut over = false;
+                    match stream.as_mut().poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Ok(mut data) = frame.into_data() {
+                                let data = data.copy_to_bytes(data.remaining());
+                                reading.feed(&data);
+                                held.extend_from_slice(&data);
+                            }
+                            let ready = reading.has_content()
+                                || reading.finished
+                                || reading.failed.is_some()
+                                || held.len() > MAX_HELD;
+                            if !ready {
+                                continue;
+                            }
+                        }
+                        Poll::Ready(Some(Err(error))) => {
+                            let classified = ClassifiedError::transport(error.into());
+                            let outcome = classified.outcome().with_status(status);
+                            let seen = reading.summary(StreamEnd::Cut);
+                            return Poll::Ready(Err(classified
+                                .with_outcome(outcome)
+                                .with_stream(seen)));
+                        }
+                        // Ended: whole if its terminal event came (an empty answer), else cut.
+                        Poll::Ready(None) if reading.finished => over = true,
+                        Poll::Ready(None) => {
+                            let outcome = Outcome::new(OutcomeClass::Network).with_status(status);
+                            return Poll::Ready(Err(ClassifiedError::new(
+                                outcome,
+                                Some("the stream ended before any content".into()),
+                            )
+                            .with_stream(reading.summary(StreamEnd::Cut))));
+                        }
+                        Poll::Pending => {
+                            if first.as_mut().poll(cx).is_ready() {
+                                let outcome =
+                                    Outcome::new(OutcomeClass::Timeout).with_status(status);
+                                return Poll::Ready(Err(ClassifiedError::new(
+                                    outcome,
+                                    Some("no content within the first-content timeout".into()),
+                                )
+                                .with_stream(reading.summary(StreamEnd::Stalled))));
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                    let (Some(mut parts), Some(stream), Some(reading)) =
+                        (parts.take(), body.take(), watch.take())
+                    else {
+                        continue;
+                    };
+                    // A stream already over is not polled again.
+                    let stream = (!over).then_some(stream);
+                    let held = held.split().freeze();
+                    if let Some(class) = reading.failed {
+                        // An error event before any content: nothing reached the caller,
+                        // so this is a failed attempt, its bytes the error.
+                        parts
+                            .extensions
+                            .insert(Outcome::new(class).with_status(status));
+                        parts
+                            .extensions
+                            .insert(reading.summary(StreamEnd::Failed(class)));
+                        return Poll::Ready(Ok(Response::from_parts(
+                            parts,
+                            ClassifiedBody::buffered(held),
+                        )));
+                    }
+                    let view = ResponseView::new(parts.status, &parts.headers, None);
+                    let verdict = this.classifier.classify(&view);
+                    attach(&mut parts, verdict);
+                    let body = ClassifiedBody::watched(held, stream, reading, this.streams.idle);
                     return Poll::Ready(Ok(Response::from_parts(parts, body)));
                 }
             }

@@ -2,6 +2,7 @@
 
 use tower_layer::Layer;
 
+use crate::stream::StreamTimeouts;
 use crate::{Classify, Provider};
 
 /// The default cap on a buffered response body: 4 MiB.
@@ -16,6 +17,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 pub struct ClassifyLayer<C = Provider> {
     classifier: C,
     body_limit: usize,
+    streams: StreamTimeouts,
 }
 
 impl<C> ClassifyLayer<C> {
@@ -25,7 +27,15 @@ impl<C> ClassifyLayer<C> {
         Self {
             classifier,
             body_limit: DEFAULT_BODY_LIMIT,
+            streams: StreamTimeouts::default(),
         }
+    }
+
+    /// Sets the timeouts of streamed answers: to the first content event, and between
+    /// frames after it (default [`StreamTimeouts::default`]: 20 s and 30 s).
+    pub fn stream_timeouts(mut self, timeouts: StreamTimeouts) -> Self {
+        self.streams = timeouts;
+        self
     }
 
     /// Sets the largest body buffered, in bytes; a longer one fails as
@@ -40,6 +50,8 @@ impl<S, C: Clone> Layer<S> for ClassifyLayer<C> {
     type Service = Classify<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Classify::new(inner, self.classifier.clone()).body_limit(self.body_limit)
+        Classify::new(inner, self.classifier.clone())
+            .body_limit(self.body_limit)
+            .stream_timeouts(self.streams)
     }
 }

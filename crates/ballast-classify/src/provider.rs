@@ -298,7 +298,7 @@ fn body_kind(view: &ResponseView<'_>) -> BodyKind {
 
 /// An error object inside a 2xx body is a failure; its class comes from a numeric code in
 /// the body when there is one (OpenRouter, Gemini), else from its names.
-fn error_in_success_class(err: &ProviderError) -> OutcomeClass {
+pub(crate) fn error_in_success_class(err: &ProviderError) -> OutcomeClass {
     let base = err
         .http_code()
         .and_then(|code| http::StatusCode::from_u16(code).ok())

@@ -19,6 +19,19 @@ pub trait InspectBody {
     fn usage_span(&self) -> Option<crate::UsageSpan> {
         None
     }
+
+    /// Runs `hook` once at the end of a watched stream (a streamed
+    /// [`ClassifiedBody`](crate::ClassifiedBody)) with what it told; `Err(hook)` for any
+    /// other body, whose bytes are all there already.
+    fn on_end(&mut self, hook: crate::stream::EndHook) -> Result<(), crate::stream::EndHook> {
+        Err(hook)
+    }
+
+    /// Whether this is a watched stream: [`on_end`](Self::on_end) takes hooks, and what it
+    /// costs is known only at its end.
+    fn watches_stream(&self) -> bool {
+        false
+    }
 }
 
 impl InspectBody for String {

@@ -9,7 +9,10 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::layer::DEFAULT_BODY_LIMIT;
-use crate::{BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Provider};
+use crate::stream::StreamTimeouts;
+use crate::{
+    BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Dialect, Provider, RequestFacts,
+};
 
 /// Classifies every response of an inner HTTP client service.
 ///
@@ -17,8 +20,11 @@ use crate::{BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Provide
 ///   [`Outcome`](crate::Outcome) (and, for failures with an error body, the
 ///   [`ProviderError`](crate::ProviderError)) in its extensions. HTTP failures stay `Ok`:
 ///   the status and body are the caller's to read, and the outcome says what they mean.
-/// - A `text/event-stream` response is classified from status and headers alone and passed
-///   through unbuffered.
+/// - A 2xx `text/event-stream` response is held back until its first content event and
+///   then passed on as it comes, watched ([`stream`](crate::stream)): an error event, a cut
+///   or a silence before the first content is the attempt's failure; after it, the body
+///   ends with an `Err` item when the stream does not end as the provider meant it to. Any
+///   other streamed response is classified from status and headers and passed through.
 /// - A transport error, a body cut off, or a body over the limit becomes a
 ///   [`ClassifiedError`].
 #[derive(Debug, Clone)]
@@ -26,6 +32,7 @@ pub struct Classify<S, C = Provider> {
     inner: S,
     classifier: C,
     body_limit: usize,
+    streams: StreamTimeouts,
 }
 
 impl<S, C> Classify<S, C> {
@@ -35,7 +42,14 @@ impl<S, C> Classify<S, C> {
             inner,
             classifier,
             body_limit: DEFAULT_BODY_LIMIT,
+            streams: StreamTimeouts::default(),
         }
+    }
+
+    /// Sets the timeouts of streamed answers (default [`StreamTimeouts::default`]).
+    pub fn stream_timeouts(mut self, timeouts: StreamTimeouts) -> Self {
+        self.streams = timeouts;
+        self
     }
 
     /// Sets the largest body buffered, in bytes.
@@ -79,10 +93,17 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The dialect a streamed answer is read in: the request's facts, else its path.
+        let dialect = request
+            .extensions()
+            .get::<RequestFacts>()
+            .map_or_else(|| Dialect::of_path(request.uri().path()), |f| f.dialect());
         ResponseFuture::new(
             self.inner.call(request),
             self.classifier.clone(),
             self.body_limit,
+            dialect,
+            self.streams,
         )
     }
 }

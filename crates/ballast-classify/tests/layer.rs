@@ -139,13 +139,15 @@ async fn body_cut_off_is_a_network_error_with_the_status() {
 
 #[tokio::test(start_paused = true)]
 async fn streams_pass_through_unbuffered_and_hung_bodies_time_out_outside() {
-    // A stream that never ends must still come back at once: it is not buffered.
+    // A stream that never ends must still come back at its first content: it is not
+    // buffered.
+    const CONTENT: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n";
     let inner = respond_with(|| {
         http::Response::builder()
             .status(200)
             .header("content-type", "text/event-stream; charset=utf-8")
             .body(ScriptedBody {
-                chunks: vec![Bytes::from_static(b"data: {}\n\n")],
+                chunks: vec![Bytes::from_static(CONTENT)],
                 then_fail: false,
             })
             .unwrap()
@@ -162,7 +164,28 @@ async fn streams_pass_through_unbuffered_and_hung_bodies_time_out_outside() {
     );
     let mut body = response.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert_eq!(first, Bytes::from_static(b"data: {}\n\n"));
+    assert_eq!(first, Bytes::from_static(CONTENT));
+
+    // A stream with no content comes back as a timeout after the first-content timeout
+    // (20 s), nothing passed on.
+    let silent = respond_with(|| {
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .body(ScriptedBody {
+                chunks: vec![Bytes::from_static(b": keep-alive\n\n")],
+                then_fail: false,
+            })
+            .unwrap()
+    });
+    let started = tokio::time::Instant::now();
+    let err = ClassifyLayer::new(Provider::OpenAi)
+        .layer(silent)
+        .oneshot(request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), OutcomeClass::Timeout);
+    assert_eq!(started.elapsed(), Duration::from_secs(20));
 
     // A JSON body that stalls half way is buffered, so the per-attempt timeout outside the
     // classifier catches it, and the outcome says timeout.

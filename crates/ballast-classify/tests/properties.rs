@@ -29,6 +29,8 @@ fn expected(outcome: SimOutcome, status: u16) -> OutcomeClass {
             OutcomeClass::ServerError
         }
         SimOutcome::Malformed => OutcomeClass::InvalidResponse,
+        // These requests ask for no stream.
+        SimOutcome::StreamCut | SimOutcome::StreamError => OutcomeClass::Unknown,
     }
 }
 

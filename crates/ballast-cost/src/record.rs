@@ -29,6 +29,8 @@ pub(crate) struct Started {
     pub(crate) at: Instant,
     pub(crate) call_spend: Option<CallSpend>,
     pub(crate) prompt: Option<Box<str>>,
+    /// The request's prompt estimate, for a stream that ends without usage.
+    pub(crate) prompt_bound: u64,
 }
 
 /// What is known when it ends.

@@ -58,6 +58,7 @@ where
             at: Instant::now(),
             call_spend: None,
             prompt,
+            prompt_bound: facts.prompt_tokens(),
         };
         let call_spend = match shared.scope {
             Scope::Call => {
@@ -117,12 +118,35 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut result = ready!(this.inner.poll(cx)).map_err(Into::into);
+        // A watched stream is logged at its end, with what it told.
+        if let Ok(response) = &mut result
+            && response.body().watches_stream()
+            && let Some(started) = this.started.take()
+        {
+            let shared = Arc::clone(this.shared);
+            let attempts = Attempt::of_response(response).get();
+            let status = Outcome::from_response(response).status();
+            let hook = Box::new(move |summary: &ballast_classify::StreamSummary| {
+                let usage = Usage::of_stream(summary, started.prompt_bound);
+                let mut outcome = summary.end.outcome();
+                if let Some(status) = status {
+                    outcome = outcome.with_status(status);
+                }
+                Finished::new(&shared, started, outcome, Some(usage), None, attempts).emit(&shared);
+            });
+            // Watched: the hook is taken.
+            let _ = response.body_mut().on_end(hook);
+            return Poll::Ready(result);
+        }
         if let Some(started) = this.started.take() {
             let outcome = Outcome::from_result(&result);
+            // A stream that failed before its first content: counted from what was seen.
+            let seen = ballast_classify::StreamSummary::of_result(&result)
+                .map(|summary| Usage::of_stream(&summary, started.prompt_bound));
             let (usage, body, attempts) = match &mut result {
                 Ok(response) => {
                     let noted = response.extensions().get::<Usage>().copied();
-                    let usage = noted.or_else(|| Usage::of_body(response.body()));
+                    let usage = noted.or(seen).or_else(|| Usage::of_body(response.body()));
                     if let (None, Some(usage)) = (noted, usage) {
                         // Read once: the layers above take it from here.
                         response.extensions_mut().insert(usage);
@@ -133,7 +157,7 @@ where
                         Attempt::of_response(response).get(),
                     )
                 }
-                Err(_) => (None, None, started.attempt),
+                Err(_) => (seen, None, started.attempt),
             };
             Finished::new(this.shared, started, outcome, usage, body, attempts).emit(this.shared);
         }

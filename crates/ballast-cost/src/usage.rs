@@ -1,7 +1,7 @@
 //! [`Usage`]: token counts from a response body, in every provider's convention.
 
-use ballast_classify::InspectBody;
 use ballast_classify::json::{self, Malformed};
+use ballast_classify::{InspectBody, StreamEnd, StreamSummary, StreamUsage};
 
 use crate::Usd;
 
@@ -35,6 +35,44 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// What a streamed answer is counted at, at its end: the usage it reported when it
+    /// ended whole; otherwise no less than what was seen: the reported prompt (or
+    /// `prompt_bound`, the request's estimate) and the larger of the reported output and
+    /// [`StreamSummary::output_bound`] (content delivered, and one token in flight). Never
+    /// zero for a stream that was sent, never the untouched worst case.
+    pub fn of_stream(summary: &StreamSummary, prompt_bound: u64) -> Self {
+        let whole = summary.end == StreamEnd::Finished;
+        match summary.usage {
+            Some(usage) if whole => Self::from_counts(&usage),
+            Some(usage) => {
+                let mut counted = Self::from_counts(&usage);
+                if usage.prompt == 0 {
+                    counted.input_tokens = prompt_bound;
+                }
+                counted.output_tokens = counted.output_tokens.max(summary.output_bound());
+                counted
+            }
+            None => Self {
+                input_tokens: prompt_bound,
+                output_tokens: summary.output_bound(),
+                ..Self::default()
+            },
+        }
+    }
+
+    /// Token counts a stream reported, in this type's split (uncached prompt apart).
+    pub fn from_counts(counts: &StreamUsage) -> Self {
+        let cached = counts.cached.min(counts.prompt);
+        let write = counts.cache_write.min(counts.prompt - cached);
+        Self {
+            input_tokens: counts.prompt - cached - write,
+            cached_input_tokens: cached,
+            cache_write_tokens: write,
+            output_tokens: counts.completion,
+            ..Self::default()
+        }
+    }
+
     /// All prompt tokens, whatever their price.
     pub fn prompt_tokens(&self) -> u64 {
         self.input_tokens

@@ -31,6 +31,11 @@ pub enum SimOutcome {
     /// A 200 with an error object inside (its prompt billed, per
     /// [`Scenario::bills_errors_in_ok`](crate::Scenario::bills_errors_in_ok)).
     ErrorInOk,
+    /// A streamed answer whose connection was cut before its end (billed for the prompt and
+    /// the tokens generated until then).
+    StreamCut,
+    /// A streamed answer that ended with an error event (billed as a cut one).
+    StreamError,
 }
 
 /// One request, as the provider saw it.

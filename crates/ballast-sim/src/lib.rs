@@ -58,15 +58,17 @@ mod server;
 mod simulator;
 #[cfg(feature = "proptest")]
 pub mod strategy;
+mod stream;
 mod wire;
 
 pub use ledger::{Ledger, LedgerEntry, SimOutcome};
 pub use scenario::{
     BurstModel, ExpectedKey, Flavor, Hangs, HintStyle, Latency, LimitStep, Outage, Overload, Price,
-    Scenario, TICKS_PER_USD,
+    Scenario, StreamFaults, TICKS_PER_USD,
 };
 pub use server::SimServer;
-pub use simulator::{BoxError, Simulator};
+pub use simulator::{BoxError, Simulator, Streaming};
+pub use stream::{SimBody, StreamCut};
 
 /// A current-thread tokio runtime with its clock paused, for driving a [`Simulator`]: waits
 /// take no real time, so a simulated hour runs in milliseconds, the same way every run.

@@ -73,6 +73,51 @@ pub struct Scenario {
     /// Simulated seconds per real second. Keep 1.0 under tokio's paused clock; raise it to
     /// run a long scenario over real sockets in a short time (60.0: an hour in a minute).
     pub time_scale: f64,
+    /// Output tokens per content event of a streamed answer.
+    pub chunk_tokens: u32,
+    /// What goes wrong in streamed answers.
+    pub stream_faults: StreamFaults,
+}
+
+/// What goes wrong in a streamed answer (a request with `"stream": true`, or Gemini's
+/// `:streamGenerateContent`). At most one fault per stream, drawn in this order; where it
+/// strikes is drawn uniformly from before the first content event to after the last.
+/// A stream is billed for the prompt and the tokens generated until it ended, or until
+/// its client left (the chunk being sent then included).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamFaults {
+    /// Share of streams whose connection is cut (the body fails).
+    pub cut: f64,
+    /// Share of streams that go silent for `stall_for`, then go on.
+    pub stall: f64,
+    /// How long a stall lasts.
+    pub stall_for: Duration,
+    /// Share of streams that end with an error event (an overloaded provider), without
+    /// their terminal events.
+    pub error_event: f64,
+    /// Share of streams with one event of broken JSON among the others.
+    pub malformed_event: f64,
+    /// Share of chat streams that end without `data: [DONE]` (the finish reason still
+    /// comes).
+    pub no_done: f64,
+    /// Share of streams whose first content comes `slow_first` after the preamble.
+    pub slow_first_share: f64,
+    /// How late a slow first content comes.
+    pub slow_first: Duration,
+}
+
+impl StreamFaults {
+    /// No faults.
+    pub const NONE: Self = Self {
+        cut: 0.0,
+        stall: 0.0,
+        stall_for: Duration::ZERO,
+        error_event: 0.0,
+        malformed_event: 0.0,
+        no_done: 0.0,
+        slow_first_share: 0.0,
+        slow_first: Duration::ZERO,
+    };
 }
 
 impl Default for Scenario {
@@ -107,6 +152,8 @@ impl Scenario {
             default_max_tokens: 400,
             context_window: 256_000,
             time_scale: 1.0,
+            chunk_tokens: 5,
+            stream_faults: StreamFaults::NONE,
         }
     }
 

@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::Simulator;
 use crate::simulator::MAX_REQUEST_BODY;
+use crate::{SimBody, Simulator};
 
 /// The simulator served over HTTP/1.1 on `127.0.0.1` at a free port.
 ///
@@ -61,10 +61,10 @@ impl SimServer {
                                     let response = match limited.collect().await {
                                         Ok(body) => {
                                             let body = body.to_bytes();
-                                            sim.respond(http::Request::from_parts(parts, body)).await
+                                            sim.respond_events(http::Request::from_parts(parts, body)).await
                                         }
                                         // Too large, or cut off: no provider answers that.
-                                        Err(_) => too_large(),
+                                        Err(_) => too_large().map(SimBody::from),
                                     };
                                     Ok::<_, Infallible>(response)
                                 }

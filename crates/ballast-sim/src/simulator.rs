@@ -16,6 +16,7 @@ use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::stream::{Fault, SimBody, StreamPlan};
 use crate::wire::{self, Usage, WireError};
 use crate::{Flavor, HintStyle, Ledger, LedgerEntry, Scenario, SimOutcome};
 
@@ -91,6 +92,8 @@ struct Plan {
     delay: Option<Duration>,
     /// A request that never answers: what it bills when the client leaves.
     hang: Option<HangBill>,
+    /// A streamed answer: its events, sent from `delay` on; billed as they go.
+    stream: Option<StreamPlan>,
 }
 
 /// What a request that never answers bills by the time its client leaves: its prompt, and
@@ -140,6 +143,10 @@ struct Parsed {
     model: String,
     max_tokens: Option<u64>,
     key: Option<String>,
+    /// A streamed answer asked for.
+    stream: bool,
+    /// `stream_options.include_usage`.
+    include_usage: bool,
 }
 
 impl Simulator {
@@ -197,6 +204,73 @@ impl Simulator {
     /// and marks the answer delivered. If the future is dropped first, the ledger shows the
     /// request as not delivered (and still billed, as a real provider would).
     pub async fn respond(&self, request: Request<Bytes>) -> Response<Full<Bytes>> {
+        let plan = self.planned(request).await;
+        if let Some(stream) = plan.stream {
+            // All its events at once, whole: billed as a whole answer.
+            let body: Vec<u8> = stream
+                .events()
+                .iter()
+                .flat_map(|e| e.bytes.to_vec())
+                .collect();
+            let ticks = stream.ticks(stream.completion);
+            self.bill_stream(plan.id, SimOutcome::Success, ticks, stream.completion, true);
+            let (parts, _) = plan.response.into_parts();
+            return Response::from_parts(parts, Full::new(Bytes::from(body)));
+        }
+        self.mark_delivered(plan.id);
+        plan.response
+    }
+
+    /// Answers `request`, streaming when it asks for a stream: the events come at the pace
+    /// of generation, with the scenario's stream faults, and are billed as they go. What
+    /// [`streaming`](Self::streaming) and [`SimServer`](crate::SimServer) serve.
+    pub async fn respond_events(&self, request: Request<Bytes>) -> Response<SimBody> {
+        let plan = self.planned(request).await;
+        let Some(stream) = plan.stream else {
+            self.mark_delivered(plan.id);
+            return plan.response.map(SimBody::from);
+        };
+        // One event in flight: a client that stops reading is seen at the next event.
+        let (send, receive) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(crate::stream::produce(self.clone(), stream, send));
+        let (parts, _) = plan.response.into_parts();
+        Response::from_parts(parts, SimBody::Events(receive))
+    }
+
+    /// This simulator as a service that streams the answers asked for as streams (the
+    /// plain service sends a streamed answer's events all at once, without faults).
+    pub fn streaming(&self) -> Streaming {
+        Streaming { sim: self.clone() }
+    }
+
+    /// Bills streamed answer `id` at its end: `ticks` for `tokens` output tokens; `outcome`
+    /// (a success keeps a hung request's `Hung`).
+    pub(crate) fn bill_stream(
+        &self,
+        id: u64,
+        outcome: SimOutcome,
+        ticks: u64,
+        tokens: u64,
+        delivered: bool,
+    ) {
+        let mut state = self.lock();
+        state.billed = state.billed.saturating_add(ticks);
+        if let Some(entry) = usize::try_from(id)
+            .ok()
+            .and_then(|i| state.entries.get_mut(i))
+        {
+            if !(outcome == SimOutcome::Success && entry.outcome == SimOutcome::Hung) {
+                entry.outcome = outcome;
+            }
+            entry.billed_ticks = ticks;
+            entry.completion_tokens = tokens;
+            entry.delivered = delivered;
+        }
+    }
+
+    /// Decides `request` and waits until it is answered (for ever for a hang; a client
+    /// leaving a hang bills what it generated).
+    async fn planned(&self, request: Request<Bytes>) -> Plan {
         let (parts, body) = request.into_parts();
         let plan = self.decide(&parts, &body);
         let _billing = OnLeave {
@@ -208,8 +282,7 @@ impl Simulator {
             Some(delay) => tokio::time::sleep(self.real_duration(delay)).await,
             None => std::future::pending::<()>().await,
         }
-        self.mark_delivered(plan.id);
-        plan.response
+        plan
     }
 
     /// A snapshot of every request received so far.
@@ -517,8 +590,79 @@ impl Simulator {
             "x-ratelimit-remaining-requests",
             HeaderValue::from(remaining),
         );
+        // A streamed answer: headers after the time to first token, then its events at the
+        // pace of generation; billed as it goes (see `stream::produce`), not here.
+        let stream = if request.stream && hang.is_none() {
+            if entry.outcome == SimOutcome::Success {
+                delay = Some(scale_duration(scenario.latency.base, jitter));
+            }
+            entry.billed_ticks = 0;
+            state.billed = state.billed.saturating_sub(ticks);
+            let faults = scenario.stream_faults;
+            let chunks = completion.div_ceil(u64::from(scenario.chunk_tokens.max(1))) as usize;
+            let plan = StreamPlan {
+                id,
+                flavor,
+                model: request.model.clone(),
+                prompt,
+                cached,
+                completion,
+                hit_cap: completion == cap,
+                chunk_tokens: u64::from(scenario.chunk_tokens.max(1)),
+                per_token: scenario.latency.per_output_token,
+                slow_first: Duration::ZERO,
+                include_usage: request.include_usage,
+                no_done: false,
+                fault: None,
+                prices: (price.input, price.cached_input, price.output),
+            };
+            // Where a fault strikes: from before the first content to after the last.
+            let first = plan.events().iter().position(|e| e.content).unwrap_or(0);
+            let at = first + state.rng.random_range(0..=chunks);
+            let roll: f64 = state.rng.random();
+            let mut edge = 0.0;
+            let mut hit = |share: f64| {
+                edge += share;
+                roll < edge
+            };
+            let (fault, no_done, slow) = if hit(faults.cut) {
+                (Some(Fault::Cut { at }), false, false)
+            } else if hit(faults.stall) {
+                let for_ = faults.stall_for;
+                (Some(Fault::Stall { at, for_ }), false, false)
+            } else if hit(faults.error_event) {
+                (Some(Fault::ErrorEvent { at }), false, false)
+            } else if hit(faults.malformed_event) {
+                (Some(Fault::Malformed { at }), false, false)
+            } else if hit(faults.no_done) {
+                (None, true, false)
+            } else if hit(faults.slow_first_share) {
+                (None, false, true)
+            } else {
+                (None, false, false)
+            };
+            Some(StreamPlan {
+                fault,
+                no_done,
+                slow_first: if slow {
+                    faults.slow_first
+                } else {
+                    Duration::ZERO
+                },
+                ..plan
+            })
+        } else {
+            None
+        };
+        if stream.is_some() {
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+        }
         let mut plan = record(state, entry, response, delay);
         plan.hang = hang;
+        plan.stream = stream;
         plan
     }
 }
@@ -557,6 +701,7 @@ fn record(
         response,
         delay,
         hang: None,
+        stream: None,
     }
 }
 
@@ -641,10 +786,20 @@ fn parse_request(
         .or_else(|| header("x-api-key"))
         .or_else(|| header("x-goog-api-key"))
         .map(str::to_owned);
+    let stream = match flavor {
+        Flavor::Gemini => parts.uri.path().contains(":streamGenerateContent"),
+        _ => json.get("stream").and_then(serde_json::Value::as_bool) == Some(true),
+    };
+    let include_usage = json
+        .pointer("/stream_options/include_usage")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true);
     Ok(Parsed {
         model,
         max_tokens,
         key,
+        stream,
+        include_usage,
     })
 }
 
@@ -671,6 +826,46 @@ where
                 Err(err) => return Err(err),
             };
             Ok(sim.respond(Request::from_parts(parts, body)).await)
+        })
+    }
+}
+
+/// A [`Simulator`] that streams: see [`Simulator::streaming`].
+#[derive(Debug, Clone)]
+pub struct Streaming {
+    sim: Simulator,
+}
+
+impl Streaming {
+    /// The simulator (its ledger, its clock).
+    pub fn simulator(&self) -> &Simulator {
+        &self.sim
+    }
+}
+
+impl<B> Service<Request<B>> for Streaming
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<SimBody>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let sim = self.sim.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(err) => return Err(err),
+            };
+            Ok(sim.respond_events(Request::from_parts(parts, body)).await)
         })
     }
 }

@@ -1,0 +1,300 @@
+//! Streamed answers: how a `text/event-stream` response is watched as it passes, how it
+//! ends, and what the layers above hear of its end.
+//!
+//! The classifier holds a streamed answer back until its first content event (the status
+//! line and the role preamble are all the caller would have had): an error event, a cut or
+//! a silence before then is the attempt's outcome, so retry and failover handle it as any
+//! failed call. From the first content on, the bytes pass as the provider sends them, each
+//! event read once ([`events`](crate::events)) for content, usage and the end; the end is
+//! the stream's outcome: a terminal event ends it as a success; a cut, a stall or an error
+//! event ends it as a failure, which the caller gets as an `Err` item ([`StreamError`])
+//! after the provider's bytes, and the layers get through the hooks they set on the body
+//! ([`ClassifiedBody::on_end`](crate::ClassifiedBody::on_end)).
+
+use std::fmt;
+use std::time::Duration;
+
+use sse_parse::SseParser;
+use tokio::time::Instant;
+
+use crate::events::{self, StreamUsage};
+use crate::{Dialect, Outcome, OutcomeClass};
+
+/// The longest event held while it is read (1 MiB): a longer one is dropped by the parser
+/// (its bytes still reach the caller) and counted in [`StreamSummary::overflows`].
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// How long a stream may keep the caller waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTimeouts {
+    /// From the response's headers to its first content event (20 s). Past it the attempt
+    /// fails as a timeout before anything reached the caller, so it can be retried.
+    pub first_content: Duration,
+    /// The longest gap between two frames once content flows (30 s). Past it the stream
+    /// ends as a timeout.
+    pub idle: Duration,
+}
+
+impl Default for StreamTimeouts {
+    fn default() -> Self {
+        Self {
+            first_content: Duration::from_secs(20),
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+impl StreamTimeouts {
+    /// The same timeouts for a clock `scale` times faster (a simulation's `time_scale`).
+    pub fn time_scaled(self, scale: f64) -> Self {
+        if !(scale.is_finite() && scale > 0.0) {
+            return self;
+        }
+        let scaled =
+            |d: Duration| Duration::try_from_secs_f64(d.as_secs_f64() / scale).unwrap_or(d);
+        Self {
+            first_content: scaled(self.first_content),
+            idle: scaled(self.idle),
+        }
+    }
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Its terminal event came (`[DONE]`, a finish reason, `message_stop`,
+    /// `response.completed`, Gemini's `finishReason`): the answer is whole.
+    Finished,
+    /// The body ended, or failed, before a terminal event.
+    Cut,
+    /// No frame for the idle timeout.
+    Stalled,
+    /// The provider sent an error event; its class.
+    Failed(OutcomeClass),
+    /// The caller dropped the body before its end.
+    Dropped,
+}
+
+impl StreamEnd {
+    /// The outcome this end gives the call: success, or the failure's class (`network` for
+    /// a cut, `timeout` for a stall, `cancelled` for a caller that left).
+    pub fn outcome(self) -> Outcome {
+        Outcome::new(match self {
+            Self::Finished => OutcomeClass::Success,
+            Self::Cut => OutcomeClass::Network,
+            Self::Stalled => OutcomeClass::Timeout,
+            Self::Failed(class) => class,
+            Self::Dropped => OutcomeClass::Cancelled,
+        })
+    }
+}
+
+/// What a stream told, at its end: the hooks on the body get it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// How it ended.
+    pub end: StreamEnd,
+    /// The token counts it reported, when it did (usage chunk, `message_delta`,
+    /// `usageMetadata`).
+    pub usage: Option<StreamUsage>,
+    /// Bytes of content it delivered (text, tool arguments, refusals).
+    pub content_bytes: u64,
+    /// Events read.
+    pub events: u64,
+    /// Events longer than [`MAX_EVENT_BYTES`], passed on unread.
+    pub overflows: u64,
+    /// From the response's headers to the first content event.
+    pub first_content: Option<Duration>,
+    /// From the response's headers to the end.
+    pub duration: Duration,
+}
+
+impl StreamSummary {
+    /// An upper bound of the output tokens delivered when the stream reported none: one per
+    /// two bytes of content, and one more for an event in flight.
+    pub fn output_bound(&self) -> u64 {
+        self.content_bytes.div_ceil(2) + 1
+    }
+}
+
+impl StreamSummary {
+    /// What was seen of the stream an attempt's `result` was, when it failed before its
+    /// first content (on the failure response, or in its error) or is a watched stream
+    /// that has ended: `None` for any other result. Layers that charge an attempt read it
+    /// to charge a stream from what it told.
+    pub fn of_result<R>(result: &Result<http::Response<R>, crate::BoxError>) -> Option<Self> {
+        match result {
+            Ok(response) => response.extensions().get::<Self>().copied(),
+            Err(error) => {
+                let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&**error);
+                while let Some(err) = current {
+                    if let Some(classified) = err.downcast_ref::<crate::ClassifiedError>() {
+                        return classified.stream().copied();
+                    }
+                    current = err.source();
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The error a watched stream's body yields, after the provider's bytes, when the stream did
+/// not end as the provider meant it to: the caller never takes a truncated answer for a
+/// whole one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamError {
+    end: StreamEnd,
+}
+
+impl StreamError {
+    pub(crate) fn new(end: StreamEnd) -> Self {
+        Self { end }
+    }
+
+    /// How the stream ended.
+    pub fn end(&self) -> StreamEnd {
+        self.end
+    }
+
+    /// Its outcome (class `network`, `timeout`, or the error event's).
+    pub fn outcome(&self) -> Outcome {
+        self.end.outcome()
+    }
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.end {
+            StreamEnd::Cut => f.write_str("the stream ended before its terminal event"),
+            StreamEnd::Stalled => f.write_str("the stream went silent past its idle timeout"),
+            StreamEnd::Failed(class) => write!(f, "the provider sent an error event ({class})"),
+            StreamEnd::Finished | StreamEnd::Dropped => f.write_str("the stream ended"),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+/// A hook run once at a stream's end with its summary.
+pub type EndHook = Box<dyn FnOnce(&StreamSummary) + Send + Sync>;
+
+/// The reading of one stream: the parser, what it told so far, and the hooks to run at
+/// its end.
+pub(crate) struct Watch {
+    dialect: Dialect,
+    parser: SseParser,
+    started: Instant,
+    usage: Option<StreamUsage>,
+    content_bytes: u64,
+    events: u64,
+    first_content: Option<Duration>,
+    /// A terminal event came.
+    pub(crate) finished: bool,
+    /// An error event came: its class (the first one).
+    pub(crate) failed: Option<OutcomeClass>,
+    hooks: Vec<EndHook>,
+    ended: bool,
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("dialect", &self.dialect)
+            .field("content_bytes", &self.content_bytes)
+            .field("events", &self.events)
+            .field("finished", &self.finished)
+            .field("failed", &self.failed)
+            .field("hooks", &self.hooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watch {
+    pub(crate) fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            parser: SseParser::new().max_buffer(MAX_EVENT_BYTES),
+            started: Instant::now(),
+            usage: None,
+            content_bytes: 0,
+            events: 0,
+            first_content: None,
+            finished: false,
+            failed: None,
+            hooks: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Reads `bytes`, the stream's next ones.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        self.parser.feed(bytes);
+        while let Some(event) = self.parser.next_event() {
+            self.events += 1;
+            let said = events::read(self.dialect, &event.event, &event.data);
+            if said.content > 0 {
+                self.content_bytes += said.content;
+                if self.first_content.is_none() {
+                    self.first_content = Some(self.started.elapsed());
+                }
+            }
+            said.count_into(&mut self.usage);
+            if said.end {
+                self.finished = true;
+            }
+            if let Some(class) = said.error
+                && self.failed.is_none()
+            {
+                self.failed = Some(class);
+            }
+        }
+    }
+
+    /// Whether content has come.
+    pub(crate) fn has_content(&self) -> bool {
+        self.first_content.is_some()
+    }
+
+    pub(crate) fn push_hook(&mut self, hook: EndHook) {
+        self.hooks.push(hook);
+    }
+
+    /// Ends the stream as `end` (the first end only): runs the hooks.
+    pub(crate) fn end(&mut self, end: StreamEnd) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        // Whatever the body's last bytes held without a closing blank line.
+        self.parser.finish();
+        while let Some(event) = self.parser.next_event() {
+            let said = events::read(self.dialect, &event.event, &event.data);
+            self.content_bytes += said.content;
+            said.count_into(&mut self.usage);
+        }
+        let summary = self.summary(end);
+        for hook in self.hooks.drain(..) {
+            hook(&summary);
+        }
+    }
+
+    /// What was seen so far, as if it ended `end` now (no hooks run).
+    pub(crate) fn summary(&self, end: StreamEnd) -> StreamSummary {
+        StreamSummary {
+            end,
+            usage: self.usage,
+            content_bytes: self.content_bytes,
+            events: self.events,
+            overflows: self.parser.overflows(),
+            first_content: self.first_content,
+            duration: self.started.elapsed(),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.end(StreamEnd::Dropped);
+    }
+}

@@ -1,0 +1,386 @@
+//! Streamed answers: the events of each dialect, their pace, their faults, and the bill of
+//! what was generated before the stream ended or its client left.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::simulator::BoxError;
+use crate::{Flavor, SimOutcome, Simulator};
+
+/// The body of a simulated answer: the whole JSON at once, or a stream of events.
+#[derive(Debug)]
+pub enum SimBody {
+    /// A whole answer.
+    Full(Full<Bytes>),
+    /// Server-sent events, as the provider sends them.
+    Events(mpsc::Receiver<Result<Bytes, StreamCut>>),
+}
+
+impl From<Full<Bytes>> for SimBody {
+    fn from(body: Full<Bytes>) -> Self {
+        Self::Full(body)
+    }
+}
+
+impl Body for SimBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Full(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
+            Self::Events(events) => events.poll_recv(cx).map(|item| {
+                item.map(|result| {
+                    result
+                        .map(Frame::data)
+                        .map_err(|cut| Box::new(cut) as BoxError)
+                })
+            }),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(body) => body.is_end_stream(),
+            Self::Events(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(body) => body.size_hint(),
+            Self::Events(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// The connection of a streamed answer was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCut;
+
+impl std::fmt::Display for StreamCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by the provider mid-stream")
+    }
+}
+
+impl std::error::Error for StreamCut {}
+
+/// What goes wrong in one stream, and where: before event `at`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Fault {
+    Cut { at: usize },
+    Stall { at: usize, for_: Duration },
+    ErrorEvent { at: usize },
+    Malformed { at: usize },
+}
+
+/// Everything decided about one streamed answer.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamPlan {
+    pub(crate) id: u64,
+    pub(crate) flavor: Flavor,
+    pub(crate) model: String,
+    pub(crate) prompt: u64,
+    pub(crate) cached: u64,
+    pub(crate) completion: u64,
+    pub(crate) hit_cap: bool,
+    pub(crate) chunk_tokens: u64,
+    /// Simulated time per output token.
+    pub(crate) per_token: Duration,
+    /// Extra wait before the first content event.
+    pub(crate) slow_first: Duration,
+    pub(crate) include_usage: bool,
+    pub(crate) no_done: bool,
+    pub(crate) fault: Option<Fault>,
+    /// Ticks per uncached prompt token, cached prompt token, output token.
+    pub(crate) prices: (u64, u64, u64),
+}
+
+/// One event of a stream: its bytes, the output tokens generated once it is sent, and
+/// whether it carries content.
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) bytes: Bytes,
+    pub(crate) tokens: u64,
+    pub(crate) content: bool,
+}
+
+fn sse(event: Option<&str>, data: &serde_json::Value) -> Bytes {
+    match event {
+        Some(name) => Bytes::from(format!("event: {name}\ndata: {data}\n\n")),
+        None => Bytes::from(format!("data: {data}\n\n")),
+    }
+}
+
+impl StreamPlan {
+    /// The content chunks: (text, tokens after it).
+    fn chunks(&self) -> Vec<(String, u64)> {
+        let step = self.chunk_tokens.max(1);
+        let mut chunks = Vec::new();
+        let mut done = 0;
+        while done < self.completion {
+            let n = step.min(self.completion - done);
+            done += n;
+            chunks.push(("tok ".repeat(n as usize), done));
+        }
+        chunks
+    }
+
+    /// The events in order, faults aside.
+    pub(crate) fn events(&self) -> Vec<Event> {
+        let (id, model) = (format!("sim-{}", self.id), self.model.as_str());
+        let chunks = self.chunks();
+        let plain = |bytes: Bytes, tokens: u64| Event {
+            bytes,
+            tokens,
+            content: false,
+        };
+        let mut events = Vec::new();
+        match self.flavor {
+            Flavor::XAi | Flavor::OpenAi => {
+                let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+                    json!({"id": id, "object": "chat.completion.chunk", "created": 1_764_000_000u64,
+                           "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                };
+                events.push(plain(
+                    sse(
+                        None,
+                        &chunk(json!({"role": "assistant", "content": ""}), None),
+                    ),
+                    0,
+                ));
+                for (text, tokens) in &chunks {
+                    events.push(Event {
+                        bytes: sse(None, &chunk(json!({"content": text}), None)),
+                        tokens: *tokens,
+                        content: true,
+                    });
+                }
+                let finish = if self.hit_cap { "length" } else { "stop" };
+                events.push(plain(
+                    sse(None, &chunk(json!({}), Some(finish))),
+                    self.completion,
+                ));
+                if self.include_usage {
+                    let usage = json!({"id": id, "object": "chat.completion.chunk", "model": model, "choices": [],
+                        "usage": {"prompt_tokens": self.prompt, "completion_tokens": self.completion,
+                                  "total_tokens": self.prompt + self.completion,
+                                  "prompt_tokens_details": {"cached_tokens": self.cached}}});
+                    events.push(plain(sse(None, &usage), self.completion));
+                }
+                if !self.no_done {
+                    events.push(plain(
+                        Bytes::from_static(b"data: [DONE]\n\n"),
+                        self.completion,
+                    ));
+                }
+            }
+            Flavor::Anthropic => {
+                let start = json!({"type": "message_start", "message": {"id": format!("msg_sim{}", self.id),
+                    "type": "message", "role": "assistant", "model": model, "content": [],
+                    "stop_reason": null, "usage": {"input_tokens": self.prompt - self.cached,
+                    "cache_read_input_tokens": self.cached, "cache_creation_input_tokens": 0, "output_tokens": 1}}});
+                events.push(plain(sse(Some("message_start"), &start), 0));
+                events.push(plain(
+                    sse(
+                        Some("content_block_start"),
+                        &json!({"type": "content_block_start", "index": 0,
+                        "content_block": {"type": "text", "text": ""}}),
+                    ),
+                    0,
+                ));
+                events.push(plain(sse(Some("ping"), &json!({"type": "ping"})), 0));
+                for (text, tokens) in &chunks {
+                    events.push(Event {
+                        bytes: sse(
+                            Some("content_block_delta"),
+                            &json!({"type": "content_block_delta",
+                            "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                        ),
+                        tokens: *tokens,
+                        content: true,
+                    });
+                }
+                events.push(plain(
+                    sse(
+                        Some("content_block_stop"),
+                        &json!({"type": "content_block_stop", "index": 0}),
+                    ),
+                    self.completion,
+                ));
+                let stop = if self.hit_cap {
+                    "max_tokens"
+                } else {
+                    "end_turn"
+                };
+                events.push(plain(
+                    sse(
+                        Some("message_delta"),
+                        &json!({"type": "message_delta",
+                        "delta": {"stop_reason": stop, "stop_sequence": null},
+                        "usage": {"output_tokens": self.completion}}),
+                    ),
+                    self.completion,
+                ));
+                events.push(plain(
+                    sse(Some("message_stop"), &json!({"type": "message_stop"})),
+                    self.completion,
+                ));
+            }
+            Flavor::Gemini => {
+                let last = chunks.len().saturating_sub(1);
+                for (i, (text, tokens)) in chunks.iter().enumerate() {
+                    let mut candidate = json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+                    if i == last {
+                        candidate["finishReason"] =
+                            json!(if self.hit_cap { "MAX_TOKENS" } else { "STOP" });
+                    }
+                    events.push(Event {
+                        bytes: sse(
+                            None,
+                            &json!({"candidates": [candidate],
+                            "usageMetadata": {"promptTokenCount": self.prompt,
+                                "cachedContentTokenCount": self.cached,
+                                "candidatesTokenCount": tokens,
+                                "totalTokenCount": self.prompt + tokens},
+                            "modelVersion": model}),
+                        ),
+                        tokens: *tokens,
+                        content: true,
+                    });
+                }
+            }
+        }
+        events
+    }
+
+    /// What the provider bills for `tokens` generated.
+    pub(crate) fn ticks(&self, tokens: u64) -> u64 {
+        let (input, cached, output) = self.prices;
+        (self.prompt - self.cached)
+            .saturating_mul(input)
+            .saturating_add(self.cached.saturating_mul(cached))
+            .saturating_add(tokens.saturating_mul(output))
+    }
+
+    /// The error event of this dialect.
+    fn error_event(&self) -> Bytes {
+        match self.flavor {
+            Flavor::Anthropic => sse(
+                Some("error"),
+                &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+            ),
+            Flavor::Gemini => sse(
+                None,
+                &json!({"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}),
+            ),
+            _ => sse(
+                None,
+                &json!({"error": {"message": "The server had an error while processing your request. Sorry about that!", "type": "server_error"}}),
+            ),
+        }
+    }
+}
+
+/// Sends `plan`'s events at their pace into `send`, strikes its fault, and bills the
+/// ledger entry when it ends or its client leaves.
+pub(crate) async fn produce(
+    sim: Simulator,
+    plan: StreamPlan,
+    send: mpsc::Sender<Result<Bytes, StreamCut>>,
+) {
+    let events = plan.events();
+    let gap = plan
+        .per_token
+        .saturating_mul(u32::try_from(plan.chunk_tokens).unwrap_or(u32::MAX));
+    let mut sent_tokens = 0;
+    let mut first_content = true;
+    for (i, event) in events.iter().enumerate() {
+        match plan.fault {
+            Some(Fault::Cut { at }) if at == i => {
+                let _ = send.send(Err(StreamCut)).await;
+                sim.bill_stream(
+                    plan.id,
+                    SimOutcome::StreamCut,
+                    plan.ticks(sent_tokens),
+                    sent_tokens,
+                    false,
+                );
+                return;
+            }
+            Some(Fault::ErrorEvent { at }) if at == i => {
+                let _ = send.send(Ok(plan.error_event())).await;
+                sim.bill_stream(
+                    plan.id,
+                    SimOutcome::StreamError,
+                    plan.ticks(sent_tokens),
+                    sent_tokens,
+                    false,
+                );
+                return;
+            }
+            Some(Fault::Stall { at, for_ }) if at == i => sleep(&sim, for_).await,
+            Some(Fault::Malformed { at }) if at == i => {
+                let broken =
+                    Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"to\n\n");
+                if send.send(Ok(broken)).await.is_err() {
+                    sim.bill_stream(
+                        plan.id,
+                        SimOutcome::Success,
+                        plan.ticks(sent_tokens),
+                        sent_tokens,
+                        false,
+                    );
+                    return;
+                }
+            }
+            _ => {}
+        }
+        if event.content {
+            let mut wait = gap;
+            if first_content {
+                first_content = false;
+                wait = wait.saturating_add(plan.slow_first);
+            }
+            sleep(&sim, wait).await;
+        }
+        // The provider generated this event's tokens whether or not its client is there.
+        if send.send(Ok(event.bytes.clone())).await.is_err() {
+            sim.bill_stream(
+                plan.id,
+                SimOutcome::Success,
+                plan.ticks(event.tokens),
+                event.tokens,
+                false,
+            );
+            return;
+        }
+        sent_tokens = event.tokens;
+    }
+    sim.bill_stream(
+        plan.id,
+        SimOutcome::Success,
+        plan.ticks(plan.completion),
+        plan.completion,
+        true,
+    );
+}
+
+async fn sleep(sim: &Simulator, simulated: Duration) {
+    if !simulated.is_zero() {
+        tokio::time::sleep(sim.real_duration(simulated)).await;
+    }
+}

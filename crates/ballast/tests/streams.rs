@@ -1,0 +1,209 @@
+//! Streamed calls through the whole stack, against the simulator streaming in real dialect:
+//! counted and settled as the provider billed, retried when they fail before their first
+//! content, never ending clean when they were cut.
+
+use std::time::Duration;
+
+use ballast::classify::{Attempt, BoxError, Outcome, OutcomeClass, StreamEnd, StreamError};
+use ballast::cost::Usd;
+use ballast::{Config, Preset, StackBuilder};
+use ballast_sim::{Scenario, SimOutcome, Simulator, StreamFaults};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// Streamed chat request `i`, asking for usage in the stream.
+fn streamed(i: usize, max_tokens: u64) -> http::Request<String> {
+    http::Request::post("http://sim.invalid/v1/chat/completions")
+        .body(format!(
+            r#"{{"model":"grok-code-fast-1","stream":true,"stream_options":{{"include_usage":true}},"max_tokens":{max_tokens},"messages":[{{"role":"user","content":"job {i}"}}]}}"#
+        ))
+        .unwrap()
+}
+
+/// Reads a body to its end: its bytes and how it ended (`None`: cleanly).
+async fn drain<B>(mut body: B) -> (Vec<u8>, Option<StreamEnd>)
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    bytes.extend_from_slice(data);
+                }
+            }
+            Err(error) => return (bytes, error.downcast_ref::<StreamError>().map(|e| e.end())),
+        }
+    }
+    (bytes, None)
+}
+
+/// What a run came to.
+struct Streams {
+    /// Per call: the outcome at the headers, the attempt that answered, how the body ended.
+    calls: Vec<(OutcomeClass, u32, Option<StreamEnd>, bool)>,
+    ledger: ballast_sim::Ledger,
+    counted: Usd,
+    spent: Usd,
+    reserved: Usd,
+}
+
+/// `calls` streamed calls one after another through the facade's stack over `scenario`;
+/// a caller in `leave_every` drops its body after the first frame.
+fn run(scenario: Scenario, calls: usize, max_tokens: u64, leave_every: Option<usize>) -> Streams {
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let sim = Simulator::new(scenario);
+        let stack = StackBuilder::new(Config::new(Preset::XAi))
+            .seed(3)
+            .build(sim.streaming());
+        let mut seen = Vec::new();
+        for i in 0..calls {
+            let result = stack.service.clone().oneshot(streamed(i, max_tokens)).await;
+            let class = Outcome::from_result(&result).class();
+            match result {
+                Ok(response) => {
+                    let attempt = Attempt::of_response(&response).get();
+                    let mut body = response.into_body();
+                    if leave_every.is_some_and(|n| i % n == n - 1) {
+                        let _ = body.frame().await;
+                        drop(body);
+                        seen.push((class, attempt, Some(StreamEnd::Dropped), false));
+                        continue;
+                    }
+                    let (bytes, end) = drain(body).await;
+                    let done = String::from_utf8_lossy(&bytes).contains("data: [DONE]");
+                    seen.push((class, attempt, end, done));
+                }
+                Err(_) => seen.push((class, 0, None, false)),
+            }
+        }
+        // The provider's side of the last streams, and the settlements, land.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let readout = stack.budget.readout(None).await.unwrap();
+        Streams {
+            calls: seen,
+            ledger: sim.ledger(),
+            counted: stack.spend.total(),
+            spent: readout.spent,
+            reserved: readout.reserved,
+        }
+    })
+}
+
+/// Healthy streams: every one whole, and what the stack counted and settled is what the
+/// provider billed, to the picodollar.
+#[test]
+fn whole_streams_are_counted_as_the_provider_billed() {
+    let run = run(
+        Scenario {
+            cached_share: 0.3,
+            ..Scenario::healthy()
+        },
+        20,
+        120,
+        None,
+    );
+    assert!(
+        run.calls
+            .iter()
+            .all(|c| *c == (OutcomeClass::Success, 1, None, true)),
+        "{:?}",
+        run.calls
+    );
+    assert_eq!(run.ledger.len(), 20);
+    assert!(run.ledger.entries().iter().all(|e| e.delivered));
+    let billed = Usd::from_xai_ticks(run.ledger.billed_ticks());
+    assert!(billed > Usd::ZERO);
+    assert_eq!(run.counted, billed);
+    assert_eq!(run.spent, billed);
+    assert_eq!(run.reserved, Usd::ZERO);
+}
+
+/// Streams that end with an error event, before or after their first content. Before it,
+/// nothing reached the caller: the stack retries, invisibly. After it, the caller gets the
+/// provider's bytes and then the error, never a clean end. Every stream is charged no less
+/// than the provider billed, and the budget holds exactly what the logger counted.
+#[test]
+fn error_events_before_content_are_retried_and_after_it_surface() {
+    let run = run(
+        Scenario {
+            stream_faults: StreamFaults {
+                error_event: 0.5,
+                ..StreamFaults::NONE
+            },
+            ..Scenario::healthy()
+        },
+        40,
+        20,
+        None,
+    );
+    let mut retried = 0;
+    for (class, attempt, end, done) in &run.calls {
+        match end {
+            None => {
+                assert_eq!(*class, OutcomeClass::Success);
+                assert!(done, "a clean end is a whole stream");
+            }
+            Some(end) => {
+                assert_eq!(*end, StreamEnd::Failed(OutcomeClass::ServerError));
+                assert!(!done);
+            }
+        }
+        if *attempt > 1 {
+            retried += 1;
+        }
+    }
+    let errors = run
+        .ledger
+        .entries()
+        .iter()
+        .filter(|e| e.outcome == SimOutcome::StreamError)
+        .count();
+    let surfaced = run.calls.iter().filter(|c| c.2.is_some()).count();
+    // Seeded, paused clock: exact. 40 calls made 51 provider calls: the 11 error events
+    // before content were retried (9 calls, two of them twice); the 19 after it surfaced.
+    assert_eq!(
+        (run.ledger.len(), errors, surfaced, retried),
+        (51, 30, 19, 9)
+    );
+    let billed = Usd::from_xai_ticks(run.ledger.billed_ticks());
+    assert!(run.counted >= billed, "{} < {billed}", run.counted);
+    assert_eq!(run.spent, run.counted);
+    assert_eq!(run.reserved, Usd::ZERO);
+}
+
+/// Callers that leave mid-stream, and cut streams: charged from what was seen (prompt
+/// estimate and content delivered), never less than the provider billed, never $0.
+#[test]
+fn cut_and_abandoned_streams_are_charged_no_less_than_billed() {
+    let run = run(
+        Scenario {
+            stream_faults: StreamFaults {
+                cut: 0.3,
+                ..StreamFaults::NONE
+            },
+            ..Scenario::healthy()
+        },
+        30,
+        150,
+        Some(4),
+    );
+    let left = run
+        .calls
+        .iter()
+        .filter(|c| c.2 == Some(StreamEnd::Dropped))
+        .count();
+    let cut = run
+        .calls
+        .iter()
+        .filter(|c| c.2 == Some(StreamEnd::Cut))
+        .count();
+    // Seeded, paused clock: exact (a cut before content is retried and not seen here).
+    assert_eq!((left, cut), (7, 9));
+    let billed = Usd::from_xai_ticks(run.ledger.billed_ticks());
+    assert!(run.counted >= billed, "{} < {billed}", run.counted);
+    assert_eq!(run.spent, run.counted);
+    assert_eq!(run.reserved, Usd::ZERO);
+}
