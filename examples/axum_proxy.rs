@@ -9,8 +9,12 @@
 //! ```
 //!
 //! - `POST /v1/chat/completions`: the body goes upstream as it is, through retry, breaker,
-//!   budget, cost logging, timeout and classification; the answer comes back as it is
-//!   (streamed when the upstream streams). Point an OpenAI SDK at `http://127.0.0.1:8080/v1`
+//!   budget, cost logging, timeout and classification; the answer comes back as it is.
+//!   A streamed answer (`"stream": true`) is held back until its first content (a failure
+//!   before it is retried, or failed over, unseen), then passed on as it comes; the stack
+//!   asks for its usage (the usage-only chunk is kept from an SDK that did not ask) and
+//!   settles its cost at its end; one that is cut, stalls or fails after content ends with
+//!   an error event in OpenAI's shape, never with `[DONE]`. Point an OpenAI SDK at `http://127.0.0.1:8080/v1`
 //!   with any API key: the proxy drops the caller's credentials and uses its own.
 //!   Failures the caller can fix (bad request, context too long, content filtered) pass
 //!   through with the provider's own message; every other failure becomes the `Fallback`
@@ -40,9 +44,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ballast::breaker::{BreakerHandle, BreakerState};
 use ballast::budget::{BudgetLayer, MemoryStore};
-use ballast::classify::{BoxError, ClassifiedBody, Outcome, OutcomeClass};
+use ballast::classify::{BoxError, ClassifiedBody, Dialect, Outcome, OutcomeClass};
 use ballast::cost::HealthMonitor;
-use ballast::{Config, Fallback, Preset, RouteBuilder, StackBuilder};
+use ballast::{Config, Fallback, InBandErrors, Preset, RouteBuilder, StackBuilder};
 use ballast_sim::{Scenario, SimServer, Simulator};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
@@ -210,7 +214,9 @@ async fn chat_completions(State(app): State<Arc<App>>, body: Body) -> Response {
             for hop in [http::header::CONNECTION, http::header::TRANSFER_ENCODING] {
                 parts.headers.remove(hop);
             }
-            Response::from_parts(parts, Body::new(body))
+            // A stream that fails after its first content ends with an error event the
+            // SDK raises, never with `[DONE]`.
+            Response::from_parts(parts, Body::new(InBandErrors::new(body, Dialect::Chat)))
         }
         Ok(_) => {
             tracing::warn!(class = %outcome.class(), status = ?outcome.status(), "upstream failed; answering with a fallback");

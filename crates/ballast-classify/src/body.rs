@@ -187,55 +187,46 @@ where
                     return Poll::Ready(Some(Err(Box::new(StreamError::new(end)))));
                 }
                 if let Some(prefix) = prefix.take() {
-                    return Poll::Ready(Some(Ok(Frame::data(prefix))));
+                    let prefix = watch.forward(prefix);
+                    if !prefix.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(prefix))));
+                    }
                 }
-                let polled = match body.as_mut() {
-                    Some(body) => body.as_mut().poll_frame(cx),
-                    None => Poll::Ready(None),
-                };
-                match polled {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        let frame = frame.map_data(|mut d| d.copy_to_bytes(d.remaining()));
-                        if let Some(data) = frame.data_ref() {
-                            watch.feed(data);
-                            let deadline = tokio::time::Instant::now() + *idle_after;
-                            idle.as_mut().reset(deadline);
-                            // An error event after content: its bytes go on, then the error.
-                            if let Some(class) = watch.failed {
-                                let end = StreamEnd::Failed(class);
-                                watch.end(end);
-                                *failing = Some(end);
-                            }
+                loop {
+                    let polled = match body.as_mut() {
+                        Some(body) => body.as_mut().poll_frame(cx),
+                        None => Poll::Ready(None),
+                    };
+                    let Poll::Ready(Some(Ok(frame))) = polled else {
+                        if matches!(polled, Poll::Ready(None)) {
+                            // Ended: not polled again.
+                            *body = None;
                         }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Ready(Some(Err(error))) => {
-                        watch.end(StreamEnd::Cut);
-                        *done = true;
-                        let error: BoxError = error.into();
-                        tracing::debug!(target: "ballast::stream", %error, "stream body failed");
-                        Poll::Ready(Some(Err(Box::new(StreamError::new(StreamEnd::Cut)))))
-                    }
-                    Poll::Ready(None) => {
-                        *done = true;
-                        if watch.finished {
-                            watch.end(StreamEnd::Finished);
-                            Poll::Ready(None)
-                        } else {
-                            watch.end(StreamEnd::Cut);
-                            Poll::Ready(Some(Err(Box::new(StreamError::new(StreamEnd::Cut)))))
+                        return watched_end(polled, watch, idle, cx, done);
+                    };
+                    let frame = match frame.into_data() {
+                        Ok(mut data) => data.copy_to_bytes(data.remaining()),
+                        // Trailers: passed on as they are.
+                        Err(frame) => {
+                            return Poll::Ready(Some(Ok(
+                                frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
+                            )));
                         }
+                    };
+                    watch.feed(&frame);
+                    let deadline = tokio::time::Instant::now() + *idle_after;
+                    idle.as_mut().reset(deadline);
+                    // An error event after content: its bytes go on, then the error.
+                    if let Some(class) = watch.failed {
+                        let end = StreamEnd::Failed(class);
+                        watch.end(end);
+                        *failing = Some(end);
                     }
-                    Poll::Pending => {
-                        if idle.as_mut().poll(cx).is_ready() {
-                            watch.end(StreamEnd::Stalled);
-                            *done = true;
-                            return Poll::Ready(Some(Err(Box::new(StreamError::new(
-                                StreamEnd::Stalled,
-                            )))));
-                        }
-                        Poll::Pending
+                    let out = watch.forward(frame);
+                    if out.is_empty() && failing.is_none() {
+                        continue;
                     }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
             }
         }
@@ -257,5 +248,52 @@ where
             Kind::Streaming { body } => body.size_hint(),
             Kind::Watched { .. } => SizeHint::default(),
         }
+    }
+}
+
+/// A watched stream's poll that gave no data frame: its end, its failure, or a wait (past
+/// the idle timeout, a stall).
+fn watched_end<E: Into<BoxError>>(
+    polled: Poll<Option<Result<Frame<impl Buf>, E>>>,
+    watch: &mut Watch,
+    idle: &mut Pin<Box<tokio::time::Sleep>>,
+    cx: &mut Context<'_>,
+    done: &mut bool,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let failed =
+        |end: StreamEnd| Poll::Ready(Some(Err(Box::new(StreamError::new(end)) as BoxError)));
+    match polled {
+        Poll::Ready(Some(Err(error))) => {
+            watch.end(StreamEnd::Cut);
+            *done = true;
+            let error: BoxError = error.into();
+            tracing::debug!(target: "ballast::stream", %error, "stream body failed");
+            failed(StreamEnd::Cut)
+        }
+        Poll::Ready(None) => {
+            // An event the provider left without its blank line goes on as it came.
+            let rest = watch.rest();
+            if !rest.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(rest))));
+            }
+            *done = true;
+            if watch.finished {
+                watch.end(StreamEnd::Finished);
+                Poll::Ready(None)
+            } else {
+                watch.end(StreamEnd::Cut);
+                failed(StreamEnd::Cut)
+            }
+        }
+        Poll::Pending => {
+            if idle.as_mut().poll(cx).is_ready() {
+                watch.end(StreamEnd::Stalled);
+                *done = true;
+                return failed(StreamEnd::Stalled);
+            }
+            Poll::Pending
+        }
+        // Data frames are the caller's to handle.
+        Poll::Ready(Some(Ok(_))) => Poll::Pending,
     }
 }

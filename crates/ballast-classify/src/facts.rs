@@ -119,6 +119,9 @@ pub struct RequestFacts {
     pub(crate) output_cap: Option<u64>,
     pub(crate) prompt_tokens: u64,
     pub(crate) json_object: bool,
+    /// The read layer asked a chat stream for its usage on the caller's behalf: the
+    /// usage-only chunk is not the caller's to see.
+    pub(crate) usage_added: bool,
     pub(crate) body: Bytes,
     /// The read layer's deadline for the call ([`Deadline::of`](crate::Deadline::of) reads
     /// it with any the caller set): kept here, not as an extension of its own, so that
@@ -138,6 +141,7 @@ impl RequestFacts {
         output_cap: None,
         prompt_tokens: 0,
         json_object: false,
+        usage_added: false,
         body: Bytes::new(),
         deadline: None,
     };
@@ -209,6 +213,7 @@ impl RequestFacts {
             output_cap,
             prompt_tokens: estimator.prompt_tokens(body),
             json_object: found.object,
+            usage_added: false,
             body: body.clone(),
             deadline: None,
         }
@@ -282,6 +287,12 @@ impl RequestFacts {
     /// itself: content logging. Layers read the facts above, never this, to decide.
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// Whether a layer asked this chat stream for its usage (`stream_options.include_usage`)
+    /// when the caller did not: the caller is not sent the usage-only chunk.
+    pub fn stream_usage_added(&self) -> bool {
+        self.usage_added
     }
 
     /// Whether the body is a JSON object (only such bodies are rewritten).

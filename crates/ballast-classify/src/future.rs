@@ -36,6 +36,7 @@ pin_project! {
         classifier: C,
         body_limit: usize,
         dialect: Dialect,
+        strip_usage: bool,
         streams: StreamTimeouts,
     }
 }
@@ -70,7 +71,7 @@ where
         future: F,
         classifier: C,
         body_limit: usize,
-        dialect: Dialect,
+        (dialect, strip_usage): (Dialect, bool),
         streams: StreamTimeouts,
     ) -> Self {
         Self {
@@ -78,6 +79,7 @@ where
             classifier,
             body_limit,
             dialect,
+            strip_usage,
             streams,
         }
     }
@@ -124,7 +126,7 @@ where
                             this.state.set(State::Priming {
                                 parts: Some(parts),
                                 body: Some(Box::pin(body)),
-                                watch: Some(Box::new(Watch::new(*this.dialect))),
+                                watch: Some(Box::new(Watch::new(*this.dialect, *this.strip_usage))),
                                 held: BytesMut::new(),
                                 first: tokio::time::sleep(this.streams.first_content),
                             });

@@ -214,6 +214,7 @@ struct Config {
     default_cap: Option<u64>,
     chat_field: ChatCapField,
     deadline: Option<Duration>,
+    stream_usage: bool,
 }
 
 impl fmt::Debug for ReadRequestLayer {
@@ -223,6 +224,7 @@ impl fmt::Debug for ReadRequestLayer {
             .field("default_cap", &self.config.default_cap)
             .field("chat_field", &self.config.chat_field)
             .field("deadline", &self.config.deadline)
+            .field("stream_usage", &self.config.stream_usage)
             .finish_non_exhaustive()
     }
 }
@@ -244,6 +246,7 @@ impl ReadRequestLayer {
                 default_cap: None,
                 chat_field: ChatCapField::MaxTokens,
                 deadline: None,
+                stream_usage: false,
             }),
         }
     }
@@ -278,6 +281,14 @@ impl ReadRequestLayer {
     /// may. It is kept in the [`RequestFacts`]; [`Deadline::of`] reads both.
     pub fn deadline(mut self, within: Duration) -> Self {
         self.config_mut().deadline = Some(within);
+        self
+    }
+
+    /// Asks streamed chat requests for their usage when the caller did not (see
+    /// [`rewrite::stream_usage`]): the stream's cost is then read, not estimated, and the
+    /// usage-only chunk is kept from the caller.
+    pub fn stream_usage(mut self, on: bool) -> Self {
+        self.config_mut().stream_usage = on;
         self
     }
 
@@ -387,11 +398,13 @@ fn prepare(
         facts.deadline = Some(earlier.map_or(own, |earlier| earlier.min(own)));
     }
     // Written before the facts go in the request: no extension lookups on the way.
-    let data = match config.default_cap {
-        Some(tokens) if rewrite::write_output_cap(&mut facts, tokens, config.chat_field) => {
-            facts.body.clone()
-        }
-        _ => data,
+    let capped = matches!(config.default_cap, Some(tokens)
+        if rewrite::write_output_cap(&mut facts, tokens, config.chat_field));
+    let asked = config.stream_usage && rewrite::write_stream_usage(&mut facts);
+    let data = if capped || asked {
+        facts.body.clone()
+    } else {
+        data
     };
     // The body is in memory with an exact size: a caller's `content-length` would be wrong
     // after any rewrite (default cap, failover's model, a translation), and the client sets

@@ -64,6 +64,48 @@ pub fn replace(request: &mut http::Request<RequestBody>, uri: http::Uri, body: B
     request.extensions_mut().insert(facts);
 }
 
+/// Asks a streamed chat request for its usage (`stream_options.include_usage: true`) when
+/// the caller did not, so the stream's cost is read from the provider, not estimated; the
+/// facts note it ([`RequestFacts::stream_usage_added`]) and the classifier keeps the
+/// usage-only chunk from the caller. Other `stream_options` are kept. Returns whether it
+/// wrote.
+pub fn stream_usage(request: &mut http::Request<RequestBody>) -> bool {
+    edit(request, write_stream_usage)
+}
+
+/// [`stream_usage`] on facts not yet in a request.
+pub(crate) fn write_stream_usage(facts: &mut RequestFacts) -> bool {
+    if facts.dialect != Dialect::Chat || !facts.stream || !facts.json_object {
+        return false;
+    }
+    let asked = br#""stream_options""#;
+    let existing = if memchr::memmem::find(&facts.body, asked).is_some() {
+        std::str::from_utf8(&facts.body)
+            .ok()
+            .and_then(|text| crate::scan::last_member(text, "stream_options"))
+    } else {
+        None
+    };
+    let value = match existing.map(serde_json::from_slice::<serde_json::Value>) {
+        None => r#"{"include_usage":true}"#.to_owned(),
+        Some(Ok(serde_json::Value::Object(mut options))) => {
+            if options.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
+                return false;
+            }
+            options.insert("include_usage".into(), serde_json::Value::Bool(true));
+            serde_json::Value::Object(options).to_string()
+        }
+        // `null`, or not an object: the provider would refuse or ignore it; replaced.
+        Some(_) => r#"{"include_usage":true}"#.to_owned(),
+    };
+    let Some(rewritten) = set_member(&facts.body, "stream_options", &value) else {
+        return false;
+    };
+    facts.body = Bytes::from(rewritten);
+    facts.usage_added = true;
+    true
+}
+
 /// [`default_output_cap`] on facts not yet in a request (they hold the body).
 pub(crate) fn write_output_cap(
     facts: &mut RequestFacts,
@@ -196,6 +238,48 @@ fn gemini_cap(body: &[u8], value: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn streamed_facts(path: &str, body: &str) -> RequestFacts {
+        RequestFacts::read(path, &Bytes::from(body.to_owned()), &crate::HalfByteCount)
+    }
+
+    #[test]
+    fn stream_usage_is_asked_for_once_and_other_options_kept() {
+        let cases = [
+            (
+                r#"{"model":"m","stream":true}"#,
+                Some(r#"{"stream_options":{"include_usage":true},"model":"m","stream":true}"#),
+            ),
+            (
+                r#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false}}"#,
+                Some(
+                    r#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false,"include_usage":true}}"#,
+                ),
+            ),
+            (
+                r#"{"model":"m","stream":true,"stream_options":null}"#,
+                Some(r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#),
+            ),
+            (
+                r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
+                None,
+            ),
+            (r#"{"model":"m"}"#, None),
+            (r#"{"model":"m","stream":false}"#, None),
+        ];
+        for (body, expected) in cases {
+            let mut facts = streamed_facts("/v1/chat/completions", body);
+            let wrote = write_stream_usage(&mut facts);
+            assert_eq!(wrote, expected.is_some(), "{body}");
+            assert_eq!(facts.stream_usage_added(), wrote);
+            if let Some(expected) = expected {
+                assert_eq!(std::str::from_utf8(&facts.body).unwrap(), expected);
+            }
+        }
+        // Other dialects have their usage in their own events.
+        let mut messages = streamed_facts("/v1/messages", r#"{"model":"m","stream":true}"#);
+        assert!(!write_stream_usage(&mut messages));
+    }
     use crate::facts::HalfByteCount;
 
     fn read(path: &str, body: &str) -> http::Request<RequestBody> {

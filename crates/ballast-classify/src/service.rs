@@ -94,15 +94,15 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         // The dialect a streamed answer is read in: the request's facts, else its path.
-        let dialect = request
-            .extensions()
-            .get::<RequestFacts>()
-            .map_or_else(|| Dialect::of_path(request.uri().path()), |f| f.dialect());
+        let read = match request.extensions().get::<RequestFacts>() {
+            Some(facts) => (facts.dialect(), facts.stream_usage_added()),
+            None => (Dialect::of_path(request.uri().path()), false),
+        };
         ResponseFuture::new(
             self.inner.call(request),
             self.classifier.clone(),
             self.body_limit,
-            dialect,
+            read,
             self.streams,
         )
     }

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use sse_parse::SseParser;
 use tokio::time::Instant;
 
@@ -179,6 +180,55 @@ impl std::error::Error for StreamError {}
 /// A hook run once at a stream's end with its summary.
 pub type EndHook = Box<dyn FnOnce(&StreamSummary) + Send + Sync>;
 
+/// Reads a stream's bytes as the classifier does, outside any service: for tools that read
+/// recorded streams, and for fuzzing. Feed it the bytes in any chunks; the summary is the
+/// same however they were split.
+///
+/// ```
+/// use ballast_classify::stream::Reader;
+/// use ballast_classify::{Dialect, StreamEnd};
+///
+/// let mut reader = Reader::new(Dialect::Chat);
+/// reader.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\nda");
+/// reader.feed(b"ta: [DONE]\n\n");
+/// assert!(reader.is_finished());
+/// let summary = reader.summary(StreamEnd::Finished);
+/// assert_eq!((summary.content_bytes, summary.events), (2, 2));
+/// ```
+#[derive(Debug)]
+pub struct Reader {
+    watch: Watch,
+}
+
+impl Reader {
+    /// A reader of a stream in `dialect`.
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            watch: Watch::new(dialect, false),
+        }
+    }
+
+    /// Reads the stream's next bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.watch.feed(bytes);
+    }
+
+    /// Whether its terminal event came.
+    pub fn is_finished(&self) -> bool {
+        self.watch.finished
+    }
+
+    /// The class of the error event it sent, if it sent one.
+    pub fn failed(&self) -> Option<OutcomeClass> {
+        self.watch.failed
+    }
+
+    /// What it told so far, as if it ended `end` now.
+    pub fn summary(&self, end: StreamEnd) -> StreamSummary {
+        self.watch.summary(end)
+    }
+}
+
 /// The reading of one stream: the parser, what it told so far, and the hooks to run at
 /// its end.
 pub(crate) struct Watch {
@@ -195,6 +245,9 @@ pub(crate) struct Watch {
     pub(crate) failed: Option<OutcomeClass>,
     hooks: Vec<EndHook>,
     ended: bool,
+    /// Keep usage-only chunks from the caller (the read layer asked for them): the bytes
+    /// of an event not yet whole, held until its blank line.
+    strip: Option<BytesMut>,
 }
 
 impl fmt::Debug for Watch {
@@ -211,8 +264,9 @@ impl fmt::Debug for Watch {
 }
 
 impl Watch {
-    pub(crate) fn new(dialect: Dialect) -> Self {
+    pub(crate) fn new(dialect: Dialect, strip_usage: bool) -> Self {
         Self {
+            strip: strip_usage.then(BytesMut::new),
             dialect,
             parser: SseParser::new().max_buffer(MAX_EVENT_BYTES),
             started: Instant::now(),
@@ -249,6 +303,33 @@ impl Watch {
                 self.failed = Some(class);
             }
         }
+    }
+
+    /// What of `data` (the stream's next bytes) goes on to the caller: all of it, unless
+    /// usage-only chunks are kept back; then the whole events in it, less those, the rest
+    /// held until its event is whole. (Written here, not taken from the SSE parser: the
+    /// caller must get the provider's bytes, and the parser gives events, not spans.)
+    pub(crate) fn forward(&mut self, data: Bytes) -> Bytes {
+        let Some(pending) = self.strip.as_mut() else {
+            return data;
+        };
+        pending.extend_from_slice(&data);
+        let mut out = BytesMut::new();
+        while let Some(end) = event_end(pending) {
+            let event = pending.split_to(end);
+            if !is_usage_only(&event) {
+                out.extend_from_slice(&event);
+            }
+        }
+        out.freeze()
+    }
+
+    /// The bytes held at the end of the stream (an event without its blank line).
+    pub(crate) fn rest(&mut self) -> Bytes {
+        self.strip
+            .as_mut()
+            .map(|pending| pending.split().freeze())
+            .unwrap_or_default()
     }
 
     /// Whether content has come.
@@ -291,6 +372,41 @@ impl Watch {
             duration: self.started.elapsed(),
         }
     }
+}
+
+/// Where the first whole event in `bytes` ends (after its blank line), if one is whole.
+fn event_end(bytes: &[u8]) -> Option<usize> {
+    let lf = memchr::memmem::find(bytes, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::find(bytes, b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Whether a raw event is a chat stream's usage-only chunk (`"choices": []` and a `usage`
+/// object).
+fn is_usage_only(event: &[u8]) -> bool {
+    if memchr::memmem::find(event, b"\"usage\"").is_none() {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(event) else {
+        return false;
+    };
+    let data: String = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&data) else {
+        return false;
+    };
+    json.get("usage").is_some_and(serde_json::Value::is_object)
+        && json
+            .get("choices")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(Vec::is_empty)
 }
 
 impl Drop for Watch {

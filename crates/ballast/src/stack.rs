@@ -8,6 +8,7 @@ use ballast_budget::{BudgetConfig, BudgetLayer, MemoryStore, SpendStore};
 use ballast_classify::rewrite::ChatCapField;
 use ballast_classify::{
     BoxError, ClassifiedBody, ClassifyLayer, ReadRequest, ReadRequestLayer, RequestBody,
+    StreamTimeouts,
 };
 use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope};
 use ballast_retry::{RetryLayer, RetryPolicy};
@@ -64,6 +65,7 @@ pub struct StackBuilder<St = MemoryStore> {
     read: ReadRequestLayer,
     deadline: Option<Duration>,
     hedge: Option<HedgeConfig>,
+    streams: StreamTimeouts,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -103,6 +105,7 @@ impl StackBuilder<MemoryStore> {
             read: ReadRequestLayer::new(),
             deadline: Some(DEFAULT_DEADLINE),
             hedge: None,
+            streams: StreamTimeouts::default(),
         }
     }
 }
@@ -122,6 +125,7 @@ impl<St: SpendStore> StackBuilder<St> {
             read: self.read,
             deadline: self.deadline,
             hedge: self.hedge,
+            streams: self.streams,
         }
     }
 
@@ -181,6 +185,15 @@ impl<St: SpendStore> StackBuilder<St> {
     /// [`time_scale`](Self::time_scale).
     pub fn hedge(mut self, config: HedgeConfig) -> Self {
         self.hedge = Some(config);
+        self
+    }
+
+    /// Timeouts of streamed answers (default 20 s to the first content, 30 s between frames
+    /// after it; scaled with [`time_scale`](Self::time_scale)): a stream silent before its
+    /// first content fails its attempt as a timeout (retried, nothing reached the caller);
+    /// one silent after it ends with an error.
+    pub fn stream_timeouts(mut self, timeouts: StreamTimeouts) -> Self {
+        self.streams = timeouts;
         self
     }
 
@@ -261,7 +274,8 @@ impl<St: SpendStore> StackBuilder<St> {
         let read = self
             .read
             .default_output_cap(config.max_tokens_default)
-            .chat_cap_field(chat_cap);
+            .chat_cap_field(chat_cap)
+            .stream_usage(true);
         let read = match self.deadline {
             Some(within) => read.deadline(scaled(within, scale)),
             None => read,
@@ -304,7 +318,7 @@ impl<St: SpendStore> StackBuilder<St> {
             .layer(budget.clone())
             .layer(attempt_log)
             .timeout(timeout)
-            .layer(ClassifyLayer::new(provider))
+            .layer(ClassifyLayer::new(provider).stream_timeouts(self.streams.time_scaled(scale)))
             .map_request(move |mut request: http::Request<RequestBody>| {
                 if let Some((name, value)) = &auth
                     && !request.headers().contains_key(name)

@@ -207,3 +207,84 @@ fn cut_and_abandoned_streams_are_charged_no_less_than_billed() {
     assert_eq!(run.spent, run.counted);
     assert_eq!(run.reserved, Usd::ZERO);
 }
+
+/// A caller that did not ask for usage: the stack asks for it, reads the stream's cost
+/// from it (counted exactly as billed), and keeps the usage-only chunk from the caller, who
+/// gets every other byte as the provider sent it.
+#[test]
+fn usage_asked_for_the_caller_is_read_and_kept_from_it() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario::healthy());
+        let stack = StackBuilder::new(Config::new(Preset::XAi)).build(sim.streaming());
+        let mut received = Vec::new();
+        for i in 0..5 {
+            let request = http::Request::post("http://sim.invalid/v1/chat/completions")
+                .body(format!(
+                    r#"{{"model":"grok-code-fast-1","stream":true,"max_tokens":80,"messages":[{{"role":"user","content":"job {i}"}}]}}"#
+                ))
+                .unwrap();
+            let response = stack.service.clone().oneshot(request).await.unwrap();
+            let (bytes, end) = drain(response.into_body()).await;
+            assert_eq!(end, None);
+            received.push(String::from_utf8(bytes).unwrap());
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let ledger = sim.ledger();
+        assert_eq!(
+            stack.spend.total(),
+            Usd::from_xai_ticks(ledger.billed_ticks()),
+            "read from the usage chunk, not estimated"
+        );
+        for (text, entry) in received.iter().zip(ledger.entries()) {
+            assert!(!text.contains(r#""choices":[]"#), "no usage-only chunk: {text}");
+            assert!(!text.contains(r#""usage""#));
+            assert!(text.ends_with("data: [DONE]\n\n"));
+            // Every content event, as sent: one "tok " per token.
+            assert_eq!(
+                text.matches("tok ").count() as u64,
+                entry.completion_tokens
+            );
+        }
+    });
+}
+
+/// Through a proxy's body: a stream cut after its content ends with an error event in the
+/// caller's dialect (here chat's), no `[DONE]`, and a clean end of the body the proxy sends.
+#[test]
+fn a_cut_stream_ends_in_an_error_event_for_the_proxys_caller() {
+    use ballast::InBandErrors;
+    use ballast::classify::Dialect;
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            stream_faults: StreamFaults {
+                cut: 1.0,
+                ..StreamFaults::NONE
+            },
+            ..Scenario::healthy()
+        });
+        let stack = StackBuilder::new(Config::new(Preset::XAi))
+            .seed(3)
+            .build(sim.streaming());
+        let mut events = 0;
+        for i in 0..6 {
+            let response = stack
+                .service
+                .clone()
+                .oneshot(streamed(i, 150))
+                .await
+                .unwrap();
+            let body = InBandErrors::new(response.into_body(), Dialect::Chat);
+            let (bytes, end) = drain(body).await;
+            let text = String::from_utf8(bytes).unwrap();
+            assert_eq!(end, None, "the proxy's body ends clean");
+            assert!(!text.contains("[DONE]"));
+            let last = text.trim_end().rsplit("\n\n").next().unwrap();
+            assert!(last.starts_with("data: {\"error\""), "{last}");
+            let error: serde_json::Value =
+                serde_json::from_str(last.trim_start_matches("data: ")).unwrap();
+            assert_eq!(error["error"]["code"], "network");
+            events += 1;
+        }
+        assert_eq!(events, 6);
+    });
+}
