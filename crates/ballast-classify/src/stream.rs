@@ -5,7 +5,7 @@
 //! line and the role preamble are all the caller would have had): an error event, a cut or
 //! a silence before then is the attempt's outcome, so retry and failover handle it as any
 //! failed call. From the first content on, the bytes pass as the provider sends them, each
-//! event read once ([`events`](crate::events)) for content, usage and the end; the end is
+//! event read once for content, usage and the end; the end is
 //! the stream's outcome: a terminal event ends it as a success; a cut, a stall or an error
 //! event ends it as a failure, which the caller gets as an `Err` item ([`StreamError`])
 //! after the provider's bytes, and the layers get through the hooks they set on the body
