@@ -41,8 +41,11 @@ pin_project! {
             // once it has ended.
             body: Option<Pin<Box<B>>>,
             watch: Box<Watch>,
+            // Fires at the idle timeout from the last frame: moved on only when it fires
+            // early (a clock read per frame, not a timer reset).
             idle: Pin<Box<tokio::time::Sleep>>,
             idle_after: Duration,
+            last_frame: tokio::time::Instant,
             // The error to yield next, then the end.
             failing: Option<StreamEnd>,
             done: bool,
@@ -100,6 +103,7 @@ impl<B> ClassifiedBody<B> {
                 watch,
                 idle: Box::pin(tokio::time::sleep(idle_after)),
                 idle_after,
+                last_frame: tokio::time::Instant::now(),
                 failing: None,
                 done: false,
             },
@@ -176,6 +180,7 @@ where
                 watch,
                 idle,
                 idle_after,
+                last_frame,
                 failing,
                 done,
             } => {
@@ -202,6 +207,11 @@ where
                             // Ended: not polled again.
                             *body = None;
                         }
+                        let idle = Idle {
+                            timer: idle,
+                            after: *idle_after,
+                            last_frame: *last_frame,
+                        };
                         return watched_end(polled, watch, idle, cx, done);
                     };
                     let frame = match frame.into_data() {
@@ -214,10 +224,9 @@ where
                         }
                     };
                     watch.feed(&frame);
-                    let deadline = tokio::time::Instant::now() + *idle_after;
-                    idle.as_mut().reset(deadline);
+                    *last_frame = tokio::time::Instant::now();
                     // An error event after content: its bytes go on, then the error.
-                    if let Some(class) = watch.failed {
+                    if let Some(class) = watch.told.failed {
                         let end = StreamEnd::Failed(class);
                         watch.end(end);
                         *failing = Some(end);
@@ -253,10 +262,34 @@ where
 
 /// A watched stream's poll that gave no data frame: its end, its failure, or a wait (past
 /// the idle timeout, a stall).
+/// A watched stream's idle timer.
+struct Idle<'a> {
+    timer: &'a mut Pin<Box<tokio::time::Sleep>>,
+    after: Duration,
+    last_frame: tokio::time::Instant,
+}
+
+impl Idle<'_> {
+    /// Whether the stream has been silent past the timeout; else the timer is set to the
+    /// timeout from the last frame and polled (the task wakes then).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last_frame + self.after;
+            if tokio::time::Instant::now() >= due {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+        }
+    }
+}
+
 fn watched_end<E: Into<BoxError>>(
     polled: Poll<Option<Result<Frame<impl Buf>, E>>>,
     watch: &mut Watch,
-    idle: &mut Pin<Box<tokio::time::Sleep>>,
+    mut idle: Idle<'_>,
     cx: &mut Context<'_>,
     done: &mut bool,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -277,7 +310,7 @@ fn watched_end<E: Into<BoxError>>(
                 return Poll::Ready(Some(Ok(Frame::data(rest))));
             }
             *done = true;
-            if watch.finished {
+            if watch.told.finished {
                 watch.end(StreamEnd::Finished);
                 Poll::Ready(None)
             } else {
@@ -286,7 +319,7 @@ fn watched_end<E: Into<BoxError>>(
             }
         }
         Poll::Pending => {
-            if idle.as_mut().poll(cx).is_ready() {
+            if idle.expired(cx) {
                 watch.end(StreamEnd::Stalled);
                 *done = true;
                 return failed(StreamEnd::Stalled);

@@ -1,10 +1,11 @@
 //! What one server-sent event of a streamed answer says, in each dialect.
 //!
-//! The SSE framing is `sse-parse`'s (WHATWG's algorithm, any chunking); this module reads
-//! the events' JSON for what the layers need: content delivered, usage, the end, an error
+//! The SSE framing is [`sse`](crate::sse)'s; this module reads the events' JSON for what
+//! the layers need: content delivered, usage, the end, an error
 //! sent inside the stream.
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::{Dialect, OutcomeClass, ProviderError};
 
@@ -65,6 +66,9 @@ impl Said {
 }
 
 /// Reads one event (`event` its type, `data` its data) of a stream in `dialect`.
+///
+/// Typed, borrowing deserialization: only the fields read are parsed, strings are measured
+/// where they lie, nothing is allocated for an ordinary event (`benches/stream.rs`).
 pub(crate) fn read(dialect: Dialect, event: &str, data: &str) -> Said {
     let data = data.trim();
     // OpenAI chat's (and every compatible API's) end marker.
@@ -77,18 +81,141 @@ pub(crate) fn read(dialect: Dialect, event: &str, data: &str) -> Said {
     if event == "error" {
         return error_event(data.as_bytes());
     }
-    let Ok(json) = serde_json::from_str::<Value>(data) else {
-        return Said::default();
+    if dialect == Dialect::Chat
+        && let Some(said) = plain_chat_delta(data)
+    {
+        return said;
+    }
+    let said = match dialect {
+        Dialect::Chat => serde_json::from_str::<Chat>(data).map(Chat::said),
+        Dialect::Responses => serde_json::from_str::<Responses<'_>>(data).map(Responses::said),
+        Dialect::Messages => serde_json::from_str::<Messages<'_>>(data).map(Messages::said),
+        Dialect::Gemini => serde_json::from_str::<Gemini>(data).map(Gemini::said),
     };
-    if json.get("error").is_some_and(|e| !e.is_null()) && json.get("type").is_none() {
-        return error_event(data.as_bytes());
+    match said {
+        Ok(Some(said)) => said,
+        // An error object: classified as the same error in a 200 body would be.
+        Ok(None) => error_event(data.as_bytes()),
+        Err(_) => Said::default(),
     }
-    match dialect {
-        Dialect::Chat => chat(&json),
-        Dialect::Responses => responses(&json),
-        Dialect::Messages => messages(&json),
-        Dialect::Gemini => gemini(&json),
+}
+
+/// The common chat chunk, a content delta and nothing else, read without a JSON parse: its
+/// content's decoded length. `None` for anything else (usage, an error, a finish reason,
+/// tool calls, refusals, reasoning, a body that is not plainly an object), which the typed
+/// parse reads. Written by hand because `benches/stream.rs` measured the typed parse of
+/// such a chunk at most of the stream path's cost per event; `plain_deltas_read_as_parsed`
+/// checks it against the parse. A quote inside a JSON string is escaped, so a quoted name
+/// found here is a name, never text.
+fn plain_chat_delta(data: &str) -> Option<Said> {
+    use std::sync::LazyLock;
+
+    use memchr::memmem::Finder;
+    // Built once: a finder per search costs more than the parse it saves (measured).
+    static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+    static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\":"));
+    static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\":"));
+    static OTHERS: LazyLock<[Finder<'static>; 4]> = LazyLock::new(|| {
+        [
+            Finder::new(b"\"error\""),
+            Finder::new(b"\"tool_calls\""),
+            Finder::new(b"\"refusal\""),
+            Finder::new(b"\"reasoning_content\""),
+        ]
+    });
+    let bytes = data.as_bytes();
+    if bytes.first() != Some(&b'{') || bytes.last() != Some(&b'}') {
+        return None;
     }
+    // `"usage": null` rides on every chunk of a stream that asked for usage.
+    for at in USAGE.find_iter(bytes) {
+        let value = bytes[at + 7..].trim_ascii_start().strip_prefix(b":")?;
+        if !value.trim_ascii_start().starts_with(b"null") {
+            return None;
+        }
+    }
+    if OTHERS.iter().any(|name| name.find(bytes).is_some()) {
+        return None;
+    }
+    let mut finishes = FINISH.find_iter(bytes);
+    let finish = finishes.next()?;
+    if finishes.next().is_some() || !bytes[finish + 16..].trim_ascii_start().starts_with(b"null") {
+        return None;
+    }
+    let mut content = 0;
+    let mut rest = bytes;
+    while let Some(at) = CONTENT.find(rest) {
+        let value = rest[at + 10..].trim_ascii_start();
+        if value.starts_with(b"null") {
+            rest = &value[4..];
+            continue;
+        }
+        let text = value.strip_prefix(b"\"")?;
+        let (decoded, used) = decoded_len(text)?;
+        content += decoded;
+        rest = &text[used..];
+    }
+    Some(Said {
+        content,
+        ..Said::default()
+    })
+}
+
+/// The decoded length in bytes of the JSON string starting at `text` (after its opening
+/// quote), and the bytes it took with its closing quote; `None` if it is not a valid one.
+fn decoded_len(text: &[u8]) -> Option<(u64, usize)> {
+    let mut len = 0u64;
+    let mut i = 0;
+    loop {
+        let at = memchr::memchr2(b'"', b'\\', &text[i..])?;
+        len += at as u64;
+        i += at;
+        if text[i] == b'"' {
+            return Some((len, i + 1));
+        }
+        let escape = *text.get(i + 1)?;
+        if escape != b'u' {
+            if !matches!(
+                escape,
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'
+            ) {
+                return None;
+            }
+            len += 1;
+            i += 2;
+            continue;
+        }
+        let unit = hex4(text.get(i + 2..i + 6)?)?;
+        i += 6;
+        len += match unit {
+            0..=0x7F => 1,
+            0x80..=0x7FF => 2,
+            0xD800..=0xDBFF => {
+                // A surrogate pair is one four-byte character; a lone one decodes as
+                // U+FFFD (three bytes), as serde_json refuses, so: no fast path.
+                if text.get(i..i + 2)? != b"\\u" {
+                    return None;
+                }
+                let low = hex4(text.get(i + 2..i + 6)?)?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return None;
+                }
+                i += 6;
+                4
+            }
+            0xDC00..=0xDFFF => return None,
+            _ => 3,
+        };
+    }
+}
+
+fn hex4(digits: &[u8]) -> Option<u32> {
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| u32::from_str_radix(d, 16).ok())
 }
 
 /// An error sent inside the stream, classified as the same error in a 200 body would be.
@@ -102,126 +229,485 @@ fn error_event(data: &[u8]) -> Said {
     }
 }
 
-fn count(value: Option<&Value>) -> Option<u64> {
-    value.and_then(Value::as_u64)
+/// The length of a string value, read where it lies (`null` or any other value: 0).
+#[derive(Debug, Default, Clone, Copy)]
+struct Len(u64);
+
+impl<'de> Deserialize<'de> for Len {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LenVisitor;
+        impl<'de> Visitor<'de> for LenVisitor {
+            type Value = Len;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Len, E> {
+                Ok(Len(text.len() as u64))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Len, E> {
+                Ok(Len(0))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Len, E> {
+                Ok(Len(0))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Len, E> {
+                Ok(Len(0))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Len, E> {
+                Ok(Len(0))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Len, E> {
+                Ok(Len(0))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Len, E> {
+                Ok(Len(0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Len, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Len(0))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Len, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Len(0))
+            }
+        }
+        deserializer.deserialize_any(LenVisitor)
+    }
 }
 
-fn text_len(value: Option<&Value>) -> u64 {
-    value.and_then(Value::as_str).map_or(0, |s| s.len() as u64)
+/// A sequence folded into one value without collecting it: each element read as `T` and
+/// added in with `T::fold`.
+#[derive(Debug, Default)]
+struct Fold<T>(T);
+
+trait Folds: Default {
+    fn fold(&mut self, other: Self);
+}
+
+impl<'de, T: Folds + Deserialize<'de>> Deserialize<'de> for Fold<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FoldVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Folds + Deserialize<'de>> Visitor<'de> for FoldVisitor<T> {
+            type Value = Fold<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fold<T>, A::Error> {
+                let mut all = T::default();
+                while let Some(one) = seq.next_element::<T>()? {
+                    all.fold(one);
+                }
+                Ok(Fold(all))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Fold<T>, E> {
+                Ok(Fold(T::default()))
+            }
+        }
+        deserializer.deserialize_any(FoldVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Whether a value is there and not `null`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Option::<IgnoredAny>::deserialize(deserializer).map(|value| Present(value.is_some()))
+    }
 }
 
 /// A chat completion chunk: `choices[].delta` content, `finish_reason`, and `usage` (the
-/// last chunk, with `stream_options.include_usage`; xAI sends it on every chunk).
-fn chat(json: &Value) -> Said {
-    let mut said = Said::default();
-    if let Some(choices) = json.get("choices").and_then(Value::as_array) {
-        for choice in choices {
-            if let Some(delta) = choice.get("delta") {
-                said.content += text_len(delta.get("content"))
-                    + text_len(delta.get("refusal"))
-                    + text_len(delta.get("reasoning_content"));
-                if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-                    for call in calls {
-                        said.content += text_len(call.pointer("/function/arguments"))
-                            + text_len(call.pointer("/function/name"));
-                    }
-                }
-            }
-            if choice.get("finish_reason").is_some_and(|r| !r.is_null()) {
-                said.end = true;
-            }
-        }
-    }
-    if let Some(usage) = json.get("usage").filter(|u| u.is_object()) {
-        said.prompt = count(usage.get("prompt_tokens"));
-        said.completion = count(usage.get("completion_tokens"));
-        said.cached = count(usage.pointer("/prompt_tokens_details/cached_tokens"));
-    }
-    said
+/// last chunk, with `stream_options.include_usage`), or an `error` object.
+#[derive(Deserialize)]
+struct Chat {
+    #[serde(default)]
+    choices: Fold<ChatChoice>,
+    #[serde(default)]
+    usage: Option<ChatUsage>,
+    #[serde(default)]
+    error: Present,
 }
 
-/// A Responses API event: `response.output_text.delta` (and the other deltas) deliver,
-/// `response.completed` / `response.incomplete` end with usage, `response.failed` fails.
-fn responses(json: &Value) -> Said {
-    let mut said = Said::default();
-    let kind = json.get("type").and_then(Value::as_str).unwrap_or("");
-    match kind {
-        "response.failed" | "error" => return error_event(json.to_string().as_bytes()),
-        "response.completed" | "response.incomplete" => {
-            said.end = true;
-            if let Some(usage) = json.pointer("/response/usage").filter(|u| u.is_object()) {
-                said.prompt = count(usage.get("input_tokens"));
-                said.completion = count(usage.get("output_tokens"));
-                said.cached = count(usage.pointer("/input_tokens_details/cached_tokens"));
-            }
-        }
-        _ if kind.ends_with(".delta") => said.content = text_len(json.get("delta")),
-        _ => {}
+#[derive(Deserialize, Default)]
+struct ChatChoice {
+    #[serde(default)]
+    delta: Option<ChatDelta>,
+    #[serde(default)]
+    finish_reason: Present,
+}
+
+impl Folds for ChatChoice {
+    fn fold(&mut self, other: Self) {
+        let content = self.delta.map_or(0, ChatDelta::len) + other.delta.map_or(0, ChatDelta::len);
+        self.delta = Some(ChatDelta {
+            content: Len(content),
+            ..ChatDelta::default()
+        });
+        self.finish_reason.0 |= other.finish_reason.0;
     }
-    said
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct ChatDelta {
+    #[serde(default)]
+    content: Len,
+    #[serde(default)]
+    refusal: Len,
+    #[serde(default)]
+    reasoning_content: Len,
+    #[serde(default)]
+    tool_calls: Fold<ToolCall>,
+}
+
+impl ChatDelta {
+    fn len(self) -> u64 {
+        self.content.0 + self.refusal.0 + self.reasoning_content.0 + self.tool_calls.0.len()
+    }
+}
+
+impl Clone for Fold<ToolCall> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl Copy for Fold<ToolCall> {}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct ToolCall {
+    #[serde(default)]
+    function: Option<ToolFunction>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct ToolFunction {
+    #[serde(default)]
+    name: Len,
+    #[serde(default)]
+    arguments: Len,
+}
+
+impl ToolCall {
+    fn len(self) -> u64 {
+        self.function.map_or(0, |f| f.name.0 + f.arguments.0)
+    }
+}
+
+impl Folds for ToolCall {
+    fn fold(&mut self, other: Self) {
+        let total = self.len() + other.len();
+        self.function = Some(ToolFunction {
+            name: Len(0),
+            arguments: Len(total),
+        });
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<CachedDetails>,
+}
+
+#[derive(Deserialize)]
+struct CachedDetails {
+    cached_tokens: Option<u64>,
+}
+
+impl Chat {
+    /// What it said; `None` for an error object.
+    fn said(self) -> Option<Said> {
+        if self.error.0 {
+            return None;
+        }
+        let choice = self.choices.0;
+        let mut said = Said {
+            content: choice.delta.map_or(0, ChatDelta::len),
+            end: choice.finish_reason.0,
+            ..Said::default()
+        };
+        if let Some(usage) = self.usage {
+            said.prompt = usage.prompt_tokens;
+            said.completion = usage.completion_tokens;
+            said.cached = usage.prompt_tokens_details.and_then(|d| d.cached_tokens);
+        }
+        Some(said)
+    }
+}
+
+/// A Responses API event: the deltas deliver, `response.completed` /
+/// `response.incomplete` end with usage, `response.failed` and `error` fail.
+#[derive(Deserialize)]
+struct Responses<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    delta: Len,
+    #[serde(default)]
+    response: Option<ResponsesBody>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesBody {
+    #[serde(default)]
+    usage: Option<ResponsesUsage>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    input_tokens_details: Option<CachedDetails>,
+}
+
+impl Responses<'_> {
+    fn said(self) -> Option<Said> {
+        let mut said = Said::default();
+        match &*self.kind {
+            "response.failed" | "error" => return None,
+            "response.completed" | "response.incomplete" => {
+                said.end = true;
+                if let Some(usage) = self.response.and_then(|r| r.usage) {
+                    said.prompt = usage.input_tokens;
+                    said.completion = usage.output_tokens;
+                    said.cached = usage.input_tokens_details.and_then(|d| d.cached_tokens);
+                }
+            }
+            kind if kind.ends_with(".delta") => said.content = self.delta.0,
+            _ => {}
+        }
+        Some(said)
+    }
 }
 
 /// An Anthropic Messages event: `message_start` (prompt usage), `content_block_delta`
 /// (content), `message_delta` (output usage so far), `message_stop` (the end), `error`.
-fn messages(json: &Value) -> Said {
-    let mut said = Said::default();
-    match json.get("type").and_then(Value::as_str).unwrap_or("") {
-        "message_start" => {
-            if let Some(usage) = json.pointer("/message/usage") {
-                let input = count(usage.get("input_tokens")).unwrap_or(0);
-                let read = count(usage.get("cache_read_input_tokens")).unwrap_or(0);
-                let write = count(usage.get("cache_creation_input_tokens")).unwrap_or(0);
-                // Anthropic counts cache reads and writes apart from `input_tokens`.
-                said.prompt = Some(input + read + write);
-                said.cached = Some(read);
-                said.cache_write = Some(write);
-                said.completion = count(usage.get("output_tokens"));
+#[derive(Deserialize)]
+struct Messages<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    message: Option<MessageStart>,
+    #[serde(default)]
+    delta: Option<MessageDelta>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct MessageStart {
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct MessageDelta {
+    #[serde(default)]
+    text: Len,
+    #[serde(default)]
+    partial_json: Len,
+    #[serde(default)]
+    thinking: Len,
+}
+
+#[derive(Deserialize)]
+struct AnthropicUsage {
+    input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl Messages<'_> {
+    fn said(self) -> Option<Said> {
+        let mut said = Said::default();
+        match &*self.kind {
+            "message_start" => {
+                if let Some(usage) = self.message.and_then(|m| m.usage) {
+                    let read = usage.cache_read_input_tokens.unwrap_or(0);
+                    let write = usage.cache_creation_input_tokens.unwrap_or(0);
+                    // Anthropic counts cache reads and writes apart from `input_tokens`.
+                    said.prompt = Some(usage.input_tokens.unwrap_or(0) + read + write);
+                    said.cached = Some(read);
+                    said.cache_write = Some(write);
+                    said.completion = usage.output_tokens;
+                }
             }
-        }
-        "content_block_delta" => {
-            if let Some(delta) = json.get("delta") {
-                said.content = text_len(delta.get("text"))
-                    + text_len(delta.get("partial_json"))
-                    + text_len(delta.get("thinking"));
+            "content_block_delta" => {
+                if let Some(delta) = self.delta {
+                    said.content = delta.text.0 + delta.partial_json.0 + delta.thinking.0;
+                }
             }
+            "message_delta" => said.completion = self.usage.and_then(|u| u.output_tokens),
+            "message_stop" => said.end = true,
+            "error" => return None,
+            _ => {}
         }
-        "message_delta" => said.completion = count(json.pointer("/usage/output_tokens")),
-        "message_stop" => said.end = true,
-        "error" => return error_event(json.to_string().as_bytes()),
-        _ => {}
+        Some(said)
     }
-    said
 }
 
 /// A Gemini `streamGenerateContent?alt=sse` chunk: candidate parts (content), a
-/// `finishReason` (the end), `usageMetadata` (running totals).
-fn gemini(json: &Value) -> Said {
-    let mut said = Said::default();
-    if let Some(candidates) = json.get("candidates").and_then(Value::as_array) {
-        for candidate in candidates {
-            if let Some(parts) = candidate
-                .pointer("/content/parts")
-                .and_then(Value::as_array)
-            {
-                said.content += parts.iter().map(|p| text_len(p.get("text"))).sum::<u64>();
-            }
-            if candidate.get("finishReason").is_some_and(|r| !r.is_null()) {
-                said.end = true;
-            }
+/// `finishReason` (the end), `usageMetadata` (running totals), or an `error` object.
+#[derive(Deserialize)]
+struct Gemini {
+    #[serde(default)]
+    candidates: Fold<Candidate>,
+    #[serde(default, rename = "usageMetadata")]
+    usage: Option<GeminiUsage>,
+    #[serde(default)]
+    error: Present,
+}
+
+#[derive(Deserialize, Default)]
+struct Candidate {
+    #[serde(default)]
+    content: Option<CandidateContent>,
+    #[serde(default, rename = "finishReason")]
+    finish_reason: Present,
+}
+
+#[derive(Deserialize, Default)]
+struct CandidateContent {
+    #[serde(default)]
+    parts: Fold<Part>,
+}
+
+#[derive(Deserialize, Default)]
+struct Part {
+    #[serde(default)]
+    text: Len,
+}
+
+impl Folds for Part {
+    fn fold(&mut self, other: Self) {
+        self.text.0 += other.text.0;
+    }
+}
+
+impl Candidate {
+    fn len(&self) -> u64 {
+        self.content.as_ref().map_or(0, |c| c.parts.0.text.0)
+    }
+}
+
+impl Folds for Candidate {
+    fn fold(&mut self, other: Self) {
+        let total = self.len() + other.len();
+        self.content = Some(CandidateContent {
+            parts: Fold(Part { text: Len(total) }),
+        });
+        self.finish_reason.0 |= other.finish_reason.0;
+    }
+}
+
+#[derive(Deserialize)]
+struct GeminiUsage {
+    #[serde(rename = "promptTokenCount")]
+    prompt: Option<u64>,
+    #[serde(rename = "cachedContentTokenCount")]
+    cached: Option<u64>,
+    #[serde(rename = "candidatesTokenCount")]
+    candidates: Option<u64>,
+    #[serde(rename = "thoughtsTokenCount")]
+    thoughts: Option<u64>,
+}
+
+impl Gemini {
+    fn said(self) -> Option<Said> {
+        if self.error.0 {
+            return None;
         }
+        let candidate = self.candidates.0;
+        let mut said = Said {
+            content: candidate.len(),
+            end: candidate.finish_reason.0,
+            ..Said::default()
+        };
+        if let Some(usage) = self.usage {
+            said.prompt = usage.prompt;
+            said.cached = usage.cached;
+            // Chat's `completion_tokens` includes reasoning; Gemini counts thoughts apart.
+            said.completion = usage.candidates.map(|n| n + usage.thoughts.unwrap_or(0));
+        }
+        Some(said)
     }
-    if let Some(usage) = json.get("usageMetadata").filter(|u| u.is_object()) {
-        said.prompt = count(usage.get("promptTokenCount"));
-        said.cached = count(usage.get("cachedContentTokenCount"));
-        let thoughts = count(usage.get("thoughtsTokenCount")).unwrap_or(0);
-        said.completion = count(usage.get("candidatesTokenCount")).map(|n| n + thoughts);
-    }
-    said
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(data: &str) -> Said {
+        serde_json::from_str::<Chat>(data)
+            .ok()
+            .and_then(Chat::said)
+            .unwrap_or_default()
+    }
+
+    /// A JSON string literal for `text`, with some characters written as `\u` escapes
+    /// (surrogate pairs included) when `escape` says so.
+    fn literal(text: &str, escape: &[bool]) -> String {
+        let mut out = String::from("\"");
+        for (i, c) in text.chars().enumerate() {
+            if escape.get(i).copied().unwrap_or(false) {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            } else {
+                let one = serde_json::to_string(&c.to_string()).unwrap();
+                out.push_str(&one[1..one.len() - 1]);
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// The hand-read plain delta says what the typed parse says, whenever it reads one.
+        #[test]
+        fn plain_deltas_read_as_parsed(
+            texts in proptest::collection::vec(".{0,12}", 1..3),
+            escape in proptest::collection::vec(proptest::prelude::any::<bool>(), 0..12),
+            finish in proptest::option::of("stop|length"),
+            usage in proptest::prelude::any::<bool>(),
+            spaces in proptest::prelude::any::<bool>(),
+        ) {
+            let sep = if spaces { ": " } else { ":" };
+            let choices: Vec<String> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let finish = finish.as_ref().map_or("null".to_owned(), |f| format!("\"{f}\""));
+                    format!(
+                        r#"{{"index"{sep}{i},"delta"{sep}{{"content"{sep}{}}},"finish_reason"{sep}{finish}}}"#,
+                        literal(text, &escape)
+                    )
+                })
+                .collect();
+            let with_usage = usage;
+            let usage = if with_usage { r#","usage":null"# } else { "" };
+            let data = format!(
+                r#"{{"id":"c","object":"chat.completion.chunk","choices":[{}]{usage}}}"#,
+                choices.join(",")
+            );
+            if let Some(fast) = plain_chat_delta(&data) {
+                proptest::prop_assert_eq!(fast, parsed(&data), "{}", data);
+            }
+            // The one-choice plain delta, the stream's common event, takes the fast path,
+            // `"usage": null` or not.
+            if texts.len() == 1 && finish.is_none() {
+                proptest::prop_assert!(plain_chat_delta(&data).is_some(), "{}", data);
+            }
+        }
+    }
 
     #[test]
     fn chat_chunks() {

@@ -194,8 +194,8 @@ where
                                 held.extend_from_slice(&data);
                             }
                             let ready = reading.has_content()
-                                || reading.finished
-                                || reading.failed.is_some()
+                                || reading.told.finished
+                                || reading.told.failed.is_some()
                                 || held.len() > MAX_HELD;
                             if !ready {
                                 continue;
@@ -210,7 +210,7 @@ where
                                 .with_stream(seen)));
                         }
                         // Ended: whole if its terminal event came (an empty answer), else cut.
-                        Poll::Ready(None) if reading.finished => over = true,
+                        Poll::Ready(None) if reading.told.finished => over = true,
                         Poll::Ready(None) => {
                             let outcome = Outcome::new(OutcomeClass::Network).with_status(status);
                             return Poll::Ready(Err(ClassifiedError::new(
@@ -240,7 +240,7 @@ where
                     // A stream already over is not polled again.
                     let stream = (!over).then_some(stream);
                     let held = held.split().freeze();
-                    if let Some(class) = reading.failed {
+                    if let Some(class) = reading.told.failed {
                         // An error event before any content: nothing reached the caller,
                         // so this is a failed attempt, its bytes the error.
                         parts

@@ -88,6 +88,7 @@ mod request;
 pub mod rewrite;
 mod scan;
 mod service;
+mod sse;
 pub mod stream;
 mod usage_span;
 

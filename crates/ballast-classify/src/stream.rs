@@ -15,14 +15,14 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use sse_parse::SseParser;
 use tokio::time::Instant;
 
 use crate::events::{self, StreamUsage};
+use crate::sse::Framer;
 use crate::{Dialect, Outcome, OutcomeClass};
 
-/// The longest event held while it is read (1 MiB): a longer one is dropped by the parser
-/// (its bytes still reach the caller) and counted in [`StreamSummary::overflows`].
+/// The longest event held while it is read (1 MiB): a longer one is not read (its bytes
+/// still reach the caller) and counted in [`StreamSummary::overflows`].
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// How long a stream may keep the caller waiting.
@@ -215,12 +215,12 @@ impl Reader {
 
     /// Whether its terminal event came.
     pub fn is_finished(&self) -> bool {
-        self.watch.finished
+        self.watch.told.finished
     }
 
     /// The class of the error event it sent, if it sent one.
     pub fn failed(&self) -> Option<OutcomeClass> {
-        self.watch.failed
+        self.watch.told.failed
     }
 
     /// What it told so far, as if it ended `end` now.
@@ -229,11 +229,9 @@ impl Reader {
     }
 }
 
-/// The reading of one stream: the parser, what it told so far, and the hooks to run at
-/// its end.
-pub(crate) struct Watch {
-    dialect: Dialect,
-    parser: SseParser,
+/// What a stream told so far.
+#[derive(Debug)]
+pub(crate) struct Told {
     started: Instant,
     usage: Option<StreamUsage>,
     content_bytes: u64,
@@ -243,6 +241,32 @@ pub(crate) struct Watch {
     pub(crate) finished: bool,
     /// An error event came: its class (the first one).
     pub(crate) failed: Option<OutcomeClass>,
+}
+
+impl Told {
+    /// Takes in what one event said.
+    fn take(&mut self, said: events::Said) {
+        self.events += 1;
+        if said.content > 0 {
+            self.content_bytes += said.content;
+            if self.first_content.is_none() {
+                self.first_content = Some(self.started.elapsed());
+            }
+        }
+        said.count_into(&mut self.usage);
+        self.finished |= said.end;
+        if self.failed.is_none() {
+            self.failed = said.error;
+        }
+    }
+}
+
+/// The reading of one stream: its framing, what it told so far, and the hooks to run at
+/// its end.
+pub(crate) struct Watch {
+    dialect: Dialect,
+    framer: Framer,
+    pub(crate) told: Told,
     hooks: Vec<EndHook>,
     ended: bool,
     /// Keep usage-only chunks from the caller (the read layer asked for them): the bytes
@@ -254,10 +278,7 @@ impl fmt::Debug for Watch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watch")
             .field("dialect", &self.dialect)
-            .field("content_bytes", &self.content_bytes)
-            .field("events", &self.events)
-            .field("finished", &self.finished)
-            .field("failed", &self.failed)
+            .field("told", &self.told)
             .field("hooks", &self.hooks.len())
             .finish_non_exhaustive()
     }
@@ -268,14 +289,16 @@ impl Watch {
         Self {
             strip: strip_usage.then(BytesMut::new),
             dialect,
-            parser: SseParser::new().max_buffer(MAX_EVENT_BYTES),
-            started: Instant::now(),
-            usage: None,
-            content_bytes: 0,
-            events: 0,
-            first_content: None,
-            finished: false,
-            failed: None,
+            framer: Framer::new(MAX_EVENT_BYTES),
+            told: Told {
+                started: Instant::now(),
+                usage: None,
+                content_bytes: 0,
+                events: 0,
+                first_content: None,
+                finished: false,
+                failed: None,
+            },
             hooks: Vec::new(),
             ended: false,
         }
@@ -283,26 +306,11 @@ impl Watch {
 
     /// Reads `bytes`, the stream's next ones.
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
-        self.parser.feed(bytes);
-        while let Some(event) = self.parser.next_event() {
-            self.events += 1;
-            let said = events::read(self.dialect, &event.event, &event.data);
-            if said.content > 0 {
-                self.content_bytes += said.content;
-                if self.first_content.is_none() {
-                    self.first_content = Some(self.started.elapsed());
-                }
-            }
-            said.count_into(&mut self.usage);
-            if said.end {
-                self.finished = true;
-            }
-            if let Some(class) = said.error
-                && self.failed.is_none()
-            {
-                self.failed = Some(class);
-            }
-        }
+        let dialect = self.dialect;
+        let told = &mut self.told;
+        self.framer.feed(bytes, &mut |event, data| {
+            told.take(events::read(dialect, event, data));
+        });
     }
 
     /// What of `data` (the stream's next bytes) goes on to the caller: all of it, unless
@@ -334,7 +342,7 @@ impl Watch {
 
     /// Whether content has come.
     pub(crate) fn has_content(&self) -> bool {
-        self.first_content.is_some()
+        self.told.first_content.is_some()
     }
 
     pub(crate) fn push_hook(&mut self, hook: EndHook) {
@@ -347,13 +355,8 @@ impl Watch {
             return;
         }
         self.ended = true;
-        // Whatever the body's last bytes held without a closing blank line.
-        self.parser.finish();
-        while let Some(event) = self.parser.next_event() {
-            let said = events::read(self.dialect, &event.event, &event.data);
-            self.content_bytes += said.content;
-            said.count_into(&mut self.usage);
-        }
+        // A block the body's last bytes left without its blank line is not an event.
+        self.framer.finish();
         let summary = self.summary(end);
         for hook in self.hooks.drain(..) {
             hook(&summary);
@@ -362,14 +365,15 @@ impl Watch {
 
     /// What was seen so far, as if it ended `end` now (no hooks run).
     pub(crate) fn summary(&self, end: StreamEnd) -> StreamSummary {
+        let told = &self.told;
         StreamSummary {
             end,
-            usage: self.usage,
-            content_bytes: self.content_bytes,
-            events: self.events,
-            overflows: self.parser.overflows(),
-            first_content: self.first_content,
-            duration: self.started.elapsed(),
+            usage: told.usage,
+            content_bytes: told.content_bytes,
+            events: told.events,
+            overflows: self.framer.overflows(),
+            first_content: told.first_content,
+            duration: told.started.elapsed(),
         }
     }
 }
