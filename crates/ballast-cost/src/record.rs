@@ -46,6 +46,8 @@ pub(crate) struct Finished {
     response_bytes: usize,
     attempts: u32,
     completion: Option<Box<str>>,
+    /// A streamed answer: time to its first content, and output tokens per second after it.
+    stream: Option<(Option<Duration>, Option<f64>)>,
 }
 
 impl Finished {
@@ -76,7 +78,21 @@ impl Finished {
             cost,
             source,
             attempts,
+            stream: None,
         }
+    }
+
+    /// A streamed answer's figures: time to first content, output tokens per second from
+    /// then to the end, and the content bytes as the response's size.
+    pub(crate) fn with_stream(mut self, summary: &ballast_classify::StreamSummary) -> Self {
+        let output = self.usage.map_or(0, |u| u.output_tokens);
+        let rate = summary.first_content.and_then(|first| {
+            let generating = summary.duration.saturating_sub(first).as_secs_f64();
+            (generating > 0.0).then(|| output as f64 / generating)
+        });
+        self.stream = Some((summary.first_content, rate));
+        self.response_bytes = usize::try_from(summary.content_bytes).unwrap_or(usize::MAX);
+        self
     }
 
     pub(crate) fn emit(self, shared: &Shared) {
@@ -152,6 +168,8 @@ impl Finished {
         let source = self.source.map_or("none", CostSource::as_str);
         let prompt = self.started.prompt.as_deref().unwrap_or("");
         let completion = self.completion.as_deref().unwrap_or("");
+        let (first_token, output_rate) = self.stream.unwrap_or((None, None));
+        let first_token = first_token.map(|d| d.as_millis() as u64);
         macro_rules! event {
             ($level:expr) => {
                 tracing::event!(
@@ -175,6 +193,8 @@ impl Finished {
                     "ballast.attempts" = self.attempts,
                     "ballast.scope" = shared.scope.as_str(),
                     "http.response.status_code" = status,
+                    "ballast.stream.time_to_first_token_ms" = first_token,
+                    "ballast.stream.output_tokens_per_s" = output_rate,
                     "gen_ai.prompt" = prompt,
                     "gen_ai.completion" = completion,
                     "llm {} {} in {} ms, {}",

@@ -132,7 +132,9 @@ where
                 if let Some(status) = status {
                     outcome = outcome.with_status(status);
                 }
-                Finished::new(&shared, started, outcome, Some(usage), None, attempts).emit(&shared);
+                Finished::new(&shared, started, outcome, Some(usage), None, attempts)
+                    .with_stream(summary)
+                    .emit(&shared);
             });
             // Watched: the hook is taken.
             let _ = response.body_mut().on_end(hook);

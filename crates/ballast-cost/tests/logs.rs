@@ -273,3 +273,74 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
         "a dropped call is not a provider error"
     );
 }
+
+/// A streamed answer is logged at its end: its usage and cost, time to first content and
+/// output pace, and its content bytes as the response's size.
+#[test]
+fn a_stream_is_logged_at_its_end_with_its_pace() {
+    use http_body_util::BodyExt;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let entry = tracing::subscriber::with_default(subscriber, || {
+        ballast_sim::paused_runtime().unwrap().block_on(async {
+            let sim = Simulator::new(Scenario::healthy());
+            let service = ServiceBuilder::new()
+                .layer(CostLogLayer::new(Provider::XAi, Scope::Attempt))
+                .layer(ClassifyLayer::new(Provider::XAi))
+                .service(sim.streaming());
+            let mut request = http::Request::post("/v1/chat/completions")
+                .body(
+                    r#"{"model":"grok-code-fast-1","stream":true,"stream_options":{"include_usage":true},"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#
+                        .to_owned(),
+                )
+                .unwrap();
+            ballast_classify::RequestFacts::note(&mut request);
+            let response = service.oneshot(request).await.unwrap();
+            assert!(
+                !captured.text().contains("llm attempt"),
+                "nothing logged before the end"
+            );
+            response.into_body().collect().await.unwrap();
+            sim.ledger().entries()[0].clone()
+        })
+    });
+    let logs = captured.text();
+    assert!(logs.contains("llm attempt success"), "{logs}");
+    assert!(
+        logs.contains(&format!(
+            "gen_ai.usage.output_tokens={}",
+            entry.completion_tokens
+        )),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!(
+            "ballast.response_bytes={}",
+            4 * entry.completion_tokens
+        )),
+        "{logs}"
+    );
+    // The scenario generates a token every 8 ms, five to an event: the first content comes
+    // 40 ms after the headers, and the rest at 5 tokens per 40 ms (the first event's tokens
+    // over the time after it: paused clock, exact).
+    let field = |name: &str| {
+        logs.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        field("ballast.stream.time_to_first_token_ms"),
+        "40",
+        "{logs}"
+    );
+    let rate: f64 = field("ballast.stream.output_tokens_per_s").parse().unwrap();
+    let events = entry.completion_tokens.div_ceil(5);
+    let expected = entry.completion_tokens as f64 / ((events - 1) as f64 * 0.040);
+    assert!((rate - expected).abs() < 1e-6, "{rate} vs {expected}");
+}

@@ -288,3 +288,37 @@ fn a_cut_stream_ends_in_an_error_event_for_the_proxys_caller() {
         assert_eq!(events, 6);
     });
 }
+
+/// A caller that gives up while the stream is held back (its first content is slow): the
+/// attempt is charged its reservation (the provider may be generating), nothing stays
+/// reserved, and the provider's bill for it is within that charge.
+#[test]
+fn a_call_dropped_before_its_first_content_is_charged_within_its_reservation() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            stream_faults: StreamFaults {
+                slow_first_share: 1.0,
+                slow_first: Duration::from_secs(15),
+                ..StreamFaults::NONE
+            },
+            ..Scenario::healthy()
+        });
+        let stack = StackBuilder::new(Config::new(Preset::XAi)).build(sim.streaming());
+        let call = stack.service.clone().oneshot(streamed(0, 100));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), call)
+                .await
+                .is_err(),
+            "still held back at 5 s"
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let readout = stack.budget.readout(None).await.unwrap();
+        let billed = Usd::from_xai_ticks(sim.ledger().billed_ticks());
+        assert_eq!(readout.reserved, Usd::ZERO);
+        assert!(readout.spent > Usd::ZERO);
+        assert!(billed <= readout.spent, "{billed} > {}", readout.spent);
+        // The logger logged the attempt as cancelled, at $0: it counts what it read, and
+        // nothing was read (the budget is the one that charges what may have been billed).
+        assert_eq!(stack.spend.total(), Usd::ZERO);
+    });
+}
