@@ -507,3 +507,63 @@ fn past_an_empty_anthropic_account_gemini_answers() {
         assert_eq!(*spend, Usd::from_xai_ticks(ledger.billed_ticks()));
     }
 }
+
+/// Streams and failover: a primary whose streams send nothing after their preamble (their
+/// first content 60 s late, past the 20 s first-content timeout) and a healthy fallback.
+/// Every caller gets a whole stream from the fallback, having seen nothing of the
+/// primary's.
+#[test]
+fn a_stream_that_fails_before_content_fails_over_unseen() {
+    use ballast::route::Target;
+    use ballast_sim::StreamFaults;
+    use http_body_util::BodyExt;
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let primary_sim = Simulator::new(Scenario {
+            stream_faults: StreamFaults {
+                slow_first_share: 1.0,
+                slow_first: Duration::from_secs(60),
+                ..StreamFaults::NONE
+            },
+            ..Scenario::healthy()
+        });
+        let fallback_sim = Simulator::new(Scenario::healthy());
+        let primary = StackBuilder::new(Config::new(Preset::XAi))
+            .seed(1)
+            .build(primary_sim.streaming());
+        let fallback = StackBuilder::new(Config::new(Preset::XAi))
+            .seed(2)
+            .build(fallback_sim.streaming());
+        let route = ReadRequestLayer::new().layer(Failover::new([
+            Target::new("primary", BASE.parse().unwrap(), primary.service.clone()),
+            Target::new("fallback", BASE.parse().unwrap(), fallback.service.clone()),
+        ]));
+        for i in 0..5 {
+            let request = http::Request::post(format!("{BASE}/chat/completions"))
+                .body(format!(
+                    r#"{{"model":"grok-code-fast-1","stream":true,"max_tokens":40,"messages":[{{"role":"user","content":"job {i}"}}]}}"#
+                ))
+                .unwrap();
+            let response = route.clone().oneshot(request).await.unwrap();
+            assert!(Outcome::from_response(&response).is_success());
+            assert_eq!(Served::of(&response).unwrap().target.as_ref(), "fallback");
+            let text = String::from_utf8(
+                response.into_body().collect().await.unwrap().to_bytes().to_vec(),
+            )
+            .unwrap();
+            assert!(text.ends_with("data: [DONE]\n\n"));
+            assert!(!text.contains("error"), "{text}");
+        }
+        assert_eq!(fallback_sim.ledger().len(), 5);
+        // The first call tried the primary 3 times (its retries), the second twice: the 5
+        // failures opened the primary's breaker, and the rest went on to the fallback at
+        // once.
+        assert!(
+            primary_sim
+                .ledger()
+                .entries()
+                .iter()
+                .all(|e| !e.delivered)
+        );
+        assert_eq!(primary_sim.ledger().len(), 5);
+    });
+}
