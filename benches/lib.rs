@@ -78,6 +78,52 @@ pub fn response(status: u16, body: Bytes) -> http::Response<Bytes> {
     response
 }
 
+/// The release axum proxy (`examples/axum_proxy.rs`, built first: `cargo build --release
+/// --example axum_proxy`; `BALLAST_PROXY_BIN` overrides the path) started in front of
+/// `upstream` (a base URL with its `/v1`), on a free loopback port, with `env` on top of a
+/// key, a large budget and quiet logs; waits until it accepts. Kill the child when done.
+pub fn spawn_proxy(
+    upstream: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::process::{Command, Stdio};
+    let bin = std::env::var("BALLAST_PROXY_BIN").unwrap_or_else(|_| {
+        format!(
+            "{}/../target/release/examples/axum_proxy",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        probe.local_addr().map(|a| a.port()).unwrap_or(0)
+    };
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut command = Command::new(&bin);
+    command
+        .env("XAI_API_KEY", "xai-loadtestloadtestloadtest")
+        .env("XAI_BASE_URL", upstream)
+        .env("BALLAST_LISTEN", listen.to_string())
+        .env("DAILY_BUDGET_USD", "1000000")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap_or_else(|e| {
+        panic!("{bin}: {e} (build it: cargo build --release --example axum_proxy)")
+    });
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(listen).is_ok() {
+            return (child, listen);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the proxy did not start listening on {listen}");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

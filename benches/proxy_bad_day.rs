@@ -16,7 +16,7 @@
 #![allow(missing_docs)]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -150,38 +150,7 @@ async fn drive(
 /// Starts the proxy binary in front of `upstream` with its defaults (the xAI preset's
 /// throttle, a patient breaker, a 5-minute deadline); waits until it accepts.
 fn proxy(upstream: &str) -> (Child, SocketAddr) {
-    let bin = std::env::var("BALLAST_PROXY_BIN").unwrap_or_else(|_| {
-        format!(
-            "{}/../target/release/examples/axum_proxy",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        probe.local_addr().map(|a| a.port()).unwrap_or(0)
-    };
-    let listen = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut child = Command::new(&bin)
-        .env("XAI_API_KEY", "xai-loadtestloadtestloadtest")
-        .env("XAI_BASE_URL", format!("{upstream}/v1"))
-        .env("BALLAST_LISTEN", listen.to_string())
-        .env("DAILY_BUDGET_USD", "1000")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{bin}: {e} (build it: cargo build --release --example axum_proxy)")
-        });
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(listen).is_ok() {
-            return (child, listen);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the proxy did not start listening on {listen}");
+    ballast_benches::spawn_proxy(&format!("{upstream}/v1"), &[("DAILY_BUDGET_USD", "1000")])
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -17,7 +17,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -73,41 +73,13 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-/// Starts the proxy binary in front of `upstream`; waits until it accepts.
+/// Starts the proxy binary in front of `upstream`, its throttle off; waits until it
+/// accepts.
 fn proxy(upstream: SocketAddr) -> (Child, SocketAddr) {
-    let bin = std::env::var("BALLAST_PROXY_BIN").unwrap_or_else(|_| {
-        format!(
-            "{}/../target/release/examples/axum_proxy",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        probe.local_addr().map(|a| a.port()).unwrap_or(0)
-    };
-    let listen = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut child = Command::new(&bin)
-        .env("XAI_API_KEY", "xai-loadtestloadtestloadtest")
-        .env("XAI_BASE_URL", format!("http://{upstream}/v1"))
-        .env("BALLAST_LISTEN", listen.to_string())
-        .env("BALLAST_THROTTLE", "off")
-        .env("DAILY_BUDGET_USD", "1000000")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{bin}: {e} (build it: cargo build --release --example axum_proxy)")
-        });
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(listen).is_ok() {
-            return (child, listen);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the proxy did not start listening on {listen}");
+    ballast_benches::spawn_proxy(
+        &format!("http://{upstream}/v1"),
+        &[("BALLAST_THROTTLE", "off")],
+    )
 }
 
 fn request(url: &str) -> http::Request<Full<Bytes>> {

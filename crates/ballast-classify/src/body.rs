@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::stream::{EndHook, StreamEnd, StreamError, Watch};
+use crate::stream::{EndHook, EventRewrite, StreamEnd, StreamError, Watch};
 use crate::{BoxError, UsageSpan};
 
 pin_project! {
@@ -113,6 +113,20 @@ impl<B> ClassifiedBody<B> {
     /// Whether the body streams (it was not buffered).
     pub fn is_streaming(&self) -> bool {
         matches!(self.kind, Kind::Streaming { .. } | Kind::Watched { .. })
+    }
+
+    /// Rewrites each whole event of a watched stream on its way to the caller (a route's
+    /// translation into the caller's dialect): `rewrite` gets each event's type and data
+    /// and writes what the caller gets instead. The layers still read the provider's own
+    /// events. `Err(rewrite)` when the body is not a watched stream.
+    pub fn rewrite_events(&mut self, rewrite: EventRewrite) -> Result<(), EventRewrite> {
+        match &mut self.kind {
+            Kind::Watched { watch, .. } => {
+                watch.rewrite_events(rewrite);
+                Ok(())
+            }
+            _ => Err(rewrite),
+        }
     }
 
     /// Runs `hook` once when the watched stream ends (finished, cut, stalled, failed, or

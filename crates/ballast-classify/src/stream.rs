@@ -269,9 +269,22 @@ pub(crate) struct Watch {
     pub(crate) told: Told,
     hooks: Vec<EndHook>,
     ended: bool,
-    /// Keep usage-only chunks from the caller (the read layer asked for them): the bytes
-    /// of an event not yet whole, held until its blank line.
-    strip: Option<BytesMut>,
+    /// Whole events rewritten on their way to the caller: the bytes of an event not yet
+    /// whole, held until its blank line, and what is done with each.
+    reframe: Option<(BytesMut, Rewrite)>,
+}
+
+/// What a rewrite does with one whole event: called with its type and data, it writes what
+/// the caller gets instead (nothing, to drop it). For a route's translation of a streamed
+/// answer into the caller's dialect.
+pub type EventRewrite = Box<dyn FnMut(&str, &str, &mut BytesMut) + Send + Sync>;
+
+/// How whole events are rewritten.
+enum Rewrite {
+    /// Usage-only chunks kept from a caller that did not ask for them; the rest as it came.
+    StripUsage,
+    /// Each event through a caller's rewrite.
+    Events(EventRewrite),
 }
 
 impl fmt::Debug for Watch {
@@ -287,7 +300,7 @@ impl fmt::Debug for Watch {
 impl Watch {
     pub(crate) fn new(dialect: Dialect, strip_usage: bool) -> Self {
         Self {
-            strip: strip_usage.then(BytesMut::new),
+            reframe: strip_usage.then(|| (BytesMut::new(), Rewrite::StripUsage)),
             dialect,
             framer: Framer::new(MAX_EVENT_BYTES),
             told: Told {
@@ -318,26 +331,49 @@ impl Watch {
     /// held until its event is whole. (Written here, not taken from the SSE parser: the
     /// caller must get the provider's bytes, and the parser gives events, not spans.)
     pub(crate) fn forward(&mut self, data: Bytes) -> Bytes {
-        let Some(pending) = self.strip.as_mut() else {
+        let Some((pending, rewrite)) = self.reframe.as_mut() else {
             return data;
         };
         pending.extend_from_slice(&data);
         let mut out = BytesMut::new();
         while let Some(end) = event_end(pending) {
             let event = pending.split_to(end);
-            if !is_usage_only(&event) {
-                out.extend_from_slice(&event);
+            match rewrite {
+                Rewrite::StripUsage => {
+                    if !is_usage_only(&event) {
+                        out.extend_from_slice(&event);
+                    }
+                }
+                Rewrite::Events(rewrite) => {
+                    let mut framer = Framer::new(MAX_EVENT_BYTES);
+                    framer.feed(&event, &mut |kind, data| rewrite(kind, data, &mut out));
+                }
             }
         }
         out.freeze()
     }
 
-    /// The bytes held at the end of the stream (an event without its blank line).
+    /// Rewrites each whole event from here on with `rewrite` (in place of any other).
+    pub(crate) fn rewrite_events(&mut self, rewrite: EventRewrite) {
+        let pending = self
+            .reframe
+            .take()
+            .map(|(pending, _)| pending)
+            .unwrap_or_default();
+        self.reframe = Some((pending, Rewrite::Events(rewrite)));
+    }
+
+    /// The bytes held at the end of the stream (an event without its blank line): passed on
+    /// as they came, unless events are rewritten (then it is no event).
     pub(crate) fn rest(&mut self) -> Bytes {
-        self.strip
-            .as_mut()
-            .map(|pending| pending.split().freeze())
-            .unwrap_or_default()
+        match self.reframe.as_mut() {
+            Some((pending, Rewrite::StripUsage)) => pending.split().freeze(),
+            Some((pending, Rewrite::Events(_))) => {
+                pending.clear();
+                Bytes::new()
+            }
+            None => Bytes::new(),
+        }
     }
 
     /// Whether content has come.

@@ -43,7 +43,7 @@ pub struct Target<R> {
     back: Option<AnswerBack<R>>,
 }
 
-type AnswerBack<R> = fn(Api, http::Response<R>, &str) -> http::Response<R>;
+type AnswerBack<R> = fn(Api, http::Response<R>, &str, bool) -> http::Response<R>;
 
 impl<R> Clone for Target<R> {
     fn clone(&self) -> Self {
@@ -112,10 +112,7 @@ impl<R> Target<R> {
     pub(crate) fn may_take(&self, request: &http::Request<RequestBody>) -> bool {
         let facts = RequestFacts::of(request);
         self.api.takes(facts.dialect())
-            || (self.back.is_some()
-                && facts.dialect() == Dialect::Chat
-                && self.api != Api::OpenAi
-                && !facts.is_stream())
+            || (self.back.is_some() && facts.dialect() == Dialect::Chat && self.api != Api::OpenAi)
     }
 
     /// `request` addressed to this target: its base URL (the path after the caller's
@@ -153,8 +150,8 @@ impl<R> Target<R> {
                     rewrite::model(&mut copy, model);
                 }
             }
-            Plan::Translated { path, body } => {
-                let uri = self.under_base(&path, None);
+            Plan::Translated { path, query, body } => {
+                let uri = self.under_base(&path, query);
                 rewrite::replace(&mut copy, uri, body);
                 if self.api == Api::Anthropic {
                     copy.headers_mut().insert(
@@ -180,7 +177,8 @@ impl<R> Target<R> {
                     .as_deref()
                     .or(RequestFacts::of(request).model())
                     .unwrap_or_default();
-                back(self.api, response, model)
+                let asked_usage = translate::asked_usage(request.body().bytes());
+                back(self.api, response, model, asked_usage)
             }
             _ => response,
         }

@@ -4,8 +4,9 @@
 //! The translated subset is what chat callers mostly send: system (and developer) messages,
 //! user and assistant text messages (a string or text parts), the output cap
 //! (`max_completion_tokens` or `max_tokens`), `temperature`, `top_p`, `stop` and `user`.
-//! A request that needs more (tools, images, JSON mode, `n` > 1, logprobs, a stream until
-//! streams are translated) is not translated: the target is passed over, so the call goes to
+//! Streamed requests are translated too, and their events come back as chat chunks (a
+//! usage chunk only when the caller asked for one). A request that needs more (tools,
+//! images, JSON mode, `n` > 1, logprobs) is not translated: the target is passed over, so the call goes to
 //! a target that can take it as it is. Fields with no effect on the answer's meaning
 //! (`seed`, penalties, `metadata`, `store`...) are dropped.
 //!
@@ -53,7 +54,11 @@ pub(crate) enum Plan {
     /// As it is (the model maybe rewritten).
     AsItIs,
     /// Translated from chat: the new path (under the target's base) and body.
-    Translated { path: String, body: Bytes },
+    Translated {
+        path: String,
+        query: Option<&'static str>,
+        body: Bytes,
+    },
 }
 
 /// How a request in `dialect` with this `body` reaches a target speaking `api`, asking for
@@ -75,23 +80,34 @@ pub(crate) fn plan(
             dialect.as_str()
         )));
     }
-    if stream {
-        return Err(Untranslatable(
-            "streamed requests are not translated yet".into(),
-        ));
-    }
     let request: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|_| Untranslatable("the body is not a JSON object".into()))?;
     let chat = Chat::read(&request)?;
     let model = model
         .or(fallback_model)
         .ok_or_else(|| Untranslatable("no model to ask for".into()))?;
-    let (path, body) = match api {
-        Api::Anthropic => ("/messages".to_owned(), chat.to_messages(model)),
-        _ => (format!("/models/{model}:generateContent"), chat.to_gemini()),
+    let (path, query, body) = match api {
+        Api::Anthropic => {
+            let mut body = chat.to_messages(model);
+            if stream {
+                body["stream"] = json!(true);
+            }
+            ("/messages".to_owned(), None, body)
+        }
+        _ if stream => (
+            format!("/models/{model}:streamGenerateContent"),
+            Some("alt=sse"),
+            chat.to_gemini(),
+        ),
+        _ => (
+            format!("/models/{model}:generateContent"),
+            None,
+            chat.to_gemini(),
+        ),
     };
     Ok(Plan::Translated {
         path,
+        query,
         body: Bytes::from(body.to_string()),
     })
 }
@@ -269,15 +285,32 @@ fn text_part(part: &Value) -> Result<&str, Untranslatable> {
     }
 }
 
+/// Whether a chat request asked for a usage chunk in its stream.
+pub(crate) fn asked_usage(body: &[u8]) -> bool {
+    ballast_classify::json::top_level(body, "stream_options")
+        .and_then(|options| serde_json::from_slice::<Value>(options).ok())
+        .is_some_and(|options| options.get("include_usage") == Some(&Value::Bool(true)))
+}
+
 /// A translated target's answer in the caller's chat dialect: a success as a chat
-/// completion (its `model` the one that answered, usage in chat's fields), an error in
-/// OpenAI's error shape. A body that is not the API's JSON, or a streaming one, is left as
-/// it is.
+/// completion (its `model` the one that answered, usage in chat's fields), a stream as
+/// chat chunks (a usage chunk when `asked_usage`), an error in OpenAI's error shape. A body
+/// that is not the API's JSON is left as it is.
 pub(crate) fn answer_back<B>(
     api: Api,
-    response: http::Response<ClassifiedBody<B>>,
+    mut response: http::Response<ClassifiedBody<B>>,
     model: &str,
+    asked_usage: bool,
 ) -> http::Response<ClassifiedBody<B>> {
+    if response.body().is_streaming() {
+        let mut chunks = Chunks::new(api, model, asked_usage);
+        let _ = response
+            .body_mut()
+            .rewrite_events(Box::new(move |event, data, out| {
+                chunks.on(event, data, out)
+            }));
+        return response;
+    }
     let Some(bytes) = response.body().bytes() else {
         return response;
     };
@@ -384,6 +417,157 @@ fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
     ))
 }
 
+/// Anthropic or Gemini stream events as chat completion chunks, one stream's worth.
+struct Chunks {
+    api: Api,
+    id: String,
+    model: String,
+    created: u64,
+    asked_usage: bool,
+    started: bool,
+    /// (prompt, cached prompt, completion) tokens as reported so far.
+    usage: (u64, u64, u64),
+}
+
+impl Chunks {
+    fn new(api: Api, model: &str, asked_usage: bool) -> Self {
+        Self {
+            api,
+            id: "chatcmpl-translated".into(),
+            model: model.to_owned(),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            asked_usage,
+            started: false,
+            usage: (0, 0, 0),
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>, out: &mut bytes::BytesMut) {
+        let chunk = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        out.extend_from_slice(format!("data: {chunk}\n\n").as_bytes());
+    }
+
+    fn start(&mut self, out: &mut bytes::BytesMut) {
+        if !self.started {
+            self.started = true;
+            self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+        }
+    }
+
+    /// The end: the finish chunk, the usage chunk if asked for, `[DONE]`.
+    fn finish(&mut self, reason: &str, out: &mut bytes::BytesMut) {
+        self.start(out);
+        self.chunk(json!({}), Some(reason), out);
+        if self.asked_usage {
+            let (prompt, cached, completion) = self.usage;
+            let usage = json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                "model": self.model, "choices": [],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                          "total_tokens": prompt + completion,
+                          "prompt_tokens_details": {"cached_tokens": cached}},
+            });
+            out.extend_from_slice(format!("data: {usage}\n\n").as_bytes());
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    fn on(&mut self, event: &str, data: &str, out: &mut bytes::BytesMut) {
+        let Ok(json) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if event == "error" || json.get("error").is_some_and(|e| !e.is_null()) {
+            if let Some(error) = error_back(&json) {
+                out.extend_from_slice(format!("data: {error}\n\n").as_bytes());
+            }
+            return;
+        }
+        let count = |value: Option<&Value>| value.and_then(Value::as_u64).unwrap_or(0);
+        match self.api {
+            Api::Anthropic => match json.get("type").and_then(Value::as_str).unwrap_or("") {
+                "message_start" => {
+                    if let Some(id) = json.pointer("/message/id").and_then(Value::as_str) {
+                        self.id = id.to_owned();
+                    }
+                    if let Some(model) = json.pointer("/message/model").and_then(Value::as_str) {
+                        self.model = model.to_owned();
+                    }
+                    let usage = json.pointer("/message/usage");
+                    let read = count(usage.and_then(|u| u.get("cache_read_input_tokens")));
+                    let write = count(usage.and_then(|u| u.get("cache_creation_input_tokens")));
+                    let input = count(usage.and_then(|u| u.get("input_tokens")));
+                    self.usage = (input + read + write, read, 0);
+                    self.start(out);
+                }
+                "content_block_delta" => {
+                    if let Some(text) = json.pointer("/delta/text").and_then(Value::as_str) {
+                        self.start(out);
+                        self.chunk(json!({"content": text}), None, out);
+                    }
+                }
+                "message_delta" => {
+                    self.usage.2 = count(json.pointer("/usage/output_tokens"));
+                    let reason = match json.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                        Some("max_tokens") => "length",
+                        Some("refusal") => "content_filter",
+                        _ => "stop",
+                    };
+                    self.finish(reason, out);
+                }
+                _ => {}
+            },
+            Api::Gemini | Api::OpenAi => {
+                if let Some(model) = json.get("modelVersion").and_then(Value::as_str) {
+                    self.model = model.to_owned();
+                }
+                if let Some(usage) = json.get("usageMetadata") {
+                    self.usage = (
+                        count(usage.get("promptTokenCount")),
+                        count(usage.get("cachedContentTokenCount")),
+                        count(usage.get("candidatesTokenCount"))
+                            + count(usage.get("thoughtsTokenCount")),
+                    );
+                }
+                let candidate = json.pointer("/candidates/0");
+                let text: String = candidate
+                    .and_then(|c| c.pointer("/content/parts"))
+                    .and_then(Value::as_array)
+                    .map(|parts| {
+                        parts
+                            .iter()
+                            .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
+                            .filter_map(|p| p.get("text").and_then(Value::as_str))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.start(out);
+                if !text.is_empty() {
+                    self.chunk(json!({"content": text}), None, out);
+                }
+                if let Some(reason) = candidate
+                    .and_then(|c| c.get("finishReason"))
+                    .and_then(Value::as_str)
+                {
+                    let reason = match reason {
+                        "MAX_TOKENS" => "length",
+                        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" => {
+                            "content_filter"
+                        }
+                        _ => "stop",
+                    };
+                    self.finish(reason, out);
+                }
+            }
+        }
+    }
+}
+
 /// A chat completion; `usage` is (prompt, cached prompt, completion) tokens.
 fn completion_body(
     id: &str,
@@ -435,7 +619,9 @@ mod tests {
 
     fn translated(api: Api, body: &str) -> Result<(String, Value), Untranslatable> {
         match plan(api, Dialect::Chat, false, body.as_bytes(), Some("m"), None)? {
-            Plan::Translated { path, body } => Ok((path, serde_json::from_slice(&body).unwrap())),
+            Plan::Translated { path, body, .. } => {
+                Ok((path, serde_json::from_slice(&body).unwrap()))
+            }
             Plan::AsItIs => panic!("not translated"),
         }
     }
@@ -501,6 +687,7 @@ mod tests {
         ] {
             assert!(translated(Api::Anthropic, body).is_err(), "{body}");
         }
+        // A stream is translated to the streaming endpoint.
         let stream = plan(
             Api::Gemini,
             Dialect::Chat,
@@ -509,7 +696,11 @@ mod tests {
             Some("m"),
             None,
         );
-        assert!(stream.is_err());
+        assert!(matches!(
+            stream,
+            Ok(Plan::Translated { ref path, query: Some("alt=sse"), .. })
+                if path == "/models/m:streamGenerateContent"
+        ));
         // Another dialect than chat is taken only by its own API.
         assert!(plan(Api::OpenAi, Dialect::Messages, false, b"{}", None, None).is_err());
         assert!(matches!(
@@ -526,7 +717,7 @@ mod tests {
                 body.to_string(),
             )))
             .unwrap();
-        let response = answer_back(api, response, "asked");
+        let response = answer_back(api, response, "asked", false);
         assert!(response.headers().get("content-length").is_none());
         let mut value: Value = serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
         if let Some(created) = value.get_mut("created") {

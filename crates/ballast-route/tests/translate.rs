@@ -112,20 +112,21 @@ async fn a_plain_chat_call_is_translated_and_answered_in_chat() {
     assert_eq!(body["max_tokens"], 9);
 }
 
-/// A streamed call: the Anthropic fallback cannot take it (streams are not translated
-/// yet), so the primary is the last target: not marked to fail fast (its breaker may hold
-/// the call), and its failure is the answer.
+/// A streamed call is translated too: the fallback is asked for a Messages stream (its
+/// events come back as chat chunks; see the facade's failover tests for a whole stream).
 #[tokio::test]
-async fn a_streamed_call_stays_on_the_targets_that_can_take_it() {
+async fn a_streamed_call_is_translated_to_a_messages_stream() {
     let (primary, fallback) = (Seen::default(), Seen::default());
     let response = route(primary.clone(), fallback.clone())
         .oneshot(chat(r#","stream":true"#))
         .await
         .unwrap();
-    assert_eq!(response.status(), 503);
-    assert_eq!(Served::of(&response).unwrap().target.as_ref(), "xai");
-    assert!(!primary.lock().unwrap()[0].2, "the last that can take it");
-    assert!(fallback.lock().unwrap().is_empty());
+    assert_eq!(Served::of(&response).unwrap().target.as_ref(), "anthropic");
+    assert!(primary.lock().unwrap()[0].2, "the primary was not the last");
+    let sent = fallback.lock().unwrap()[0].clone();
+    assert_eq!(sent.0, "/v1/messages");
+    let body: serde_json::Value = serde_json::from_str(&sent.1).unwrap();
+    assert_eq!(body["stream"], true);
 }
 
 /// A call with tools: the fallback could not translate it and was passed over; the

@@ -567,3 +567,103 @@ fn a_stream_that_fails_before_content_fails_over_unseen() {
         assert_eq!(primary_sim.ledger().len(), 5);
     });
 }
+
+/// Streamed chat calls through a route whose primary (xAI) is down: the Anthropic
+/// fallback's Messages stream, and past an empty Anthropic account Gemini's stream, reach
+/// the caller as chat chunks: the content as generated, the usage chunk it asked for equal
+/// to the provider's ledger, `[DONE]` at the end; each provider billed what its stack
+/// counted, to the picodollar.
+#[test]
+fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
+    use ballast::RouteBuilder;
+    use ballast_sim::Flavor;
+    use http_body_util::BodyExt;
+    for anthropic_empty in [false, true] {
+        ballast_sim::paused_runtime().unwrap().block_on(async {
+            let sims = [
+                Simulator::new(Scenario::total_outage()),
+                Simulator::new(Scenario {
+                    flavor: Flavor::Anthropic,
+                    price: CLAUDE_SONNET,
+                    quota_ticks: anthropic_empty.then_some(0),
+                    ..Scenario::healthy()
+                }),
+                Simulator::new(Scenario {
+                    flavor: Flavor::Gemini,
+                    price: GEMINI_FLASH,
+                    ..Scenario::healthy()
+                }),
+            ];
+            let client = {
+                let sims = sims.clone();
+                tower::service_fn(move |request: http::Request<ballast::classify::RequestBody>| {
+                    let sim = match request.uri().host() {
+                        Some("anthropic.invalid") => sims[1].streaming(),
+                        Some("gemini.invalid") => sims[2].streaming(),
+                        _ => sims[0].streaming(),
+                    };
+                    sim.oneshot(request)
+                })
+            };
+            let vars = |name: &str| {
+                match name {
+                    "XAI_BASE_URL" => Some("http://xai.invalid/v1"),
+                    "BALLAST_FALLBACKS" => Some("anthropic, gemini:gemini-2.5-flash"),
+                    "ANTHROPIC_BASE_URL" => Some("http://anthropic.invalid/v1"),
+                    "GEMINI_BASE_URL" => Some("http://gemini.invalid/v1beta"),
+                    _ => None,
+                }
+                .map(str::to_owned)
+            };
+            let route = RouteBuilder::from_vars(Preset::XAi, vars)
+                .unwrap()
+                .seed(5)
+                .build(client);
+            let (answering, model) = if anthropic_empty {
+                (2, "gemini-2.5-flash")
+            } else {
+                (1, "claude-sonnet-4-5")
+            };
+            for i in 0..4 {
+                let request = http::Request::post("http://caller.invalid/v1/chat/completions")
+                    .body(format!(
+                        r#"{{"model":"grok-code-fast-1","stream":true,"stream_options":{{"include_usage":true}},"max_tokens":60,"messages":[{{"role":"user","content":"job {i}"}}]}}"#
+                    ))
+                    .unwrap();
+                let response = route.service.clone().oneshot(request).await.unwrap();
+                assert!(Outcome::from_response(&response).is_success());
+                let text = String::from_utf8(
+                    response.into_body().collect().await.unwrap().to_bytes().to_vec(),
+                )
+                .unwrap();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let entry = sims[answering].ledger().entries().last().unwrap().clone();
+                assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+                let chunks: Vec<serde_json::Value> = text
+                    .split("\n\n")
+                    .filter_map(|event| event.strip_prefix("data: "))
+                    .filter(|data| *data != "[DONE]")
+                    .map(|data| serde_json::from_str(data).unwrap())
+                    .collect();
+                assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+                assert!(chunks.iter().all(|c| c["model"] == model), "{text}");
+                let content: String = chunks
+                    .iter()
+                    .filter_map(|c| c.pointer("/choices/0/delta/content")?.as_str())
+                    .collect();
+                assert_eq!(content, "tok ".repeat(entry.completion_tokens as usize));
+                let usage = &chunks.last().unwrap()["usage"];
+                assert_eq!(usage["prompt_tokens"], entry.prompt_tokens);
+                assert_eq!(usage["completion_tokens"], entry.completion_tokens);
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert_eq!(sims[answering].ledger().len(), 4);
+            for (sim, (_, stack)) in sims.iter().zip(&route.targets) {
+                assert_eq!(
+                    stack.spend.total(),
+                    Usd::from_xai_ticks(sim.ledger().billed_ticks())
+                );
+            }
+        });
+    }
+}
