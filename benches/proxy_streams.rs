@@ -1,6 +1,7 @@
 //! The axum proxy serving many streams at once (#20): a loopback upstream streaming a chat
 //! answer of 20 content events 50 ms apart (about 1 s), `BALLAST_STREAMS` (1,000) callers
-//! starting together, straight at the upstream and through the proxy. Reported: time to
+//! starting together on warm connections, straight at the upstream and through the proxy.
+//! Reported: time to
 //! first byte of the body (p50 / p99) on each path and the difference, every stream read
 //! whole, and the proxy's memory per open stream (its resident set at the peak, less before).
 //!
@@ -192,9 +193,11 @@ fn main() {
             .build_http();
         let direct = format!("http://{upstream}/v1/chat/completions");
         let through = format!("http://{proxy}/v1/chat/completions");
-        // Warm both paths and the connection pool.
-        let _ = many(&client, &direct, 50, None).await;
-        let _ = many(&client, &through, 50, None).await;
+        // Warm both paths and their connection pools with as many streams: a burst of new
+        // connections overflows the listeners' backlogs (SYNs retried after 1 s), which
+        // measures the kernel, not the proxy.
+        let _ = many(&client, &direct, n, None).await;
+        let _ = many(&client, &through, n, None).await;
         let idle = rss_kib(child.id());
         println!("{n} streams at once, {EVENTS} content events {} ms apart:", GAP.as_millis());
         println!("{:>8} {:>12} {:>12} {:>8}", "path", "ttfb p50 ms", "ttfb p99 ms", "whole");

@@ -14,7 +14,7 @@
 //! target's stack sets its own key. OpenAI-compatible targets (xAI, OpenAI, Groq, DeepSeek,
 //! OpenRouter, any base URL) take the request as it is; a target that
 //! [`speaks`](Target::speaks) Anthropic's or Gemini's [`Api`] gets an OpenAI chat request
-//! translated, and its answer back as a chat completion.
+//! translated, and its answer back as a chat completion (a stream as chat chunks).
 //!
 //! # Example
 //!
