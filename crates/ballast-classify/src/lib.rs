@@ -55,9 +55,12 @@
 //! | error | [`ClassifiedError`] (transport, unreadable body) | [`Classify`] | all, via [`Outcome::from_error`] |
 //! | request and response extensions | [`Attempt`] | retry | cost, logs |
 //! | request extensions | [`RequestFacts`] (dialect, model, stream, output cap, prompt bound), read once from the collected [`RequestBody`] | [`ReadRequestLayer`], outermost; [`rewrite`] keeps them in step with the body | breaker, throttle, budget, cost |
+//! | response body | a watched stream ([`stream`]): its end heard through [`ClassifiedBody::on_end`] with a [`StreamSummary`] | [`Classify`] | budget, cost, breaker |
 //!
 //! # Modules
 //!
+//! - [`stream`]: streamed answers held back to their first content, watched as they pass,
+//!   ended by their terminal event or failed by a cut, a stall or an error event.
 //! - [`rewrite`]: changes to a read request (default output cap, model) that keep its body
 //!   and its facts in step.
 //! - [`hint`]: wait-hint parsing for every header and body style, safe on bad input.
