@@ -66,6 +66,7 @@ pub struct StackBuilder<St = MemoryStore> {
     deadline: Option<Duration>,
     hedge: Option<HedgeConfig>,
     streams: StreamTimeouts,
+    stream_usage: bool,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -106,6 +107,7 @@ impl StackBuilder<MemoryStore> {
             deadline: Some(DEFAULT_DEADLINE),
             hedge: None,
             streams: StreamTimeouts::default(),
+            stream_usage: true,
         }
     }
 }
@@ -126,6 +128,7 @@ impl<St: SpendStore> StackBuilder<St> {
             deadline: self.deadline,
             hedge: self.hedge,
             streams: self.streams,
+            stream_usage: self.stream_usage,
         }
     }
 
@@ -194,6 +197,14 @@ impl<St: SpendStore> StackBuilder<St> {
     /// one silent after it ends with an error.
     pub fn stream_timeouts(mut self, timeouts: StreamTimeouts) -> Self {
         self.streams = timeouts;
+        self
+    }
+
+    /// Whether chat streams are asked for their usage when the caller did not (default on):
+    /// the stream's cost is then read from the provider, and the usage-only chunk is kept
+    /// from the caller. Off, such a stream is charged from what was seen of it.
+    pub fn stream_usage(mut self, on: bool) -> Self {
+        self.stream_usage = on;
         self
     }
 
@@ -275,7 +286,7 @@ impl<St: SpendStore> StackBuilder<St> {
             .read
             .default_output_cap(config.max_tokens_default)
             .chat_cap_field(chat_cap)
-            .stream_usage(true);
+            .stream_usage(self.stream_usage);
         let read = match self.deadline {
             Some(within) => read.deadline(scaled(within, scale)),
             None => read,

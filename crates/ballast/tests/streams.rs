@@ -322,3 +322,39 @@ fn a_call_dropped_before_its_first_content_is_charged_within_its_reservation() {
         assert_eq!(stack.spend.total(), Usd::ZERO);
     });
 }
+
+/// With `stream_usage(false)` the stack leaves a stream as the caller asked for it: no
+/// usage chunk from the provider, and the stream charged from what was seen of it (no less
+/// than billed).
+#[test]
+fn without_stream_usage_a_stream_is_charged_from_what_was_seen() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario::healthy());
+        let stack = StackBuilder::new(Config::new(Preset::XAi))
+            .stream_usage(false)
+            .build(sim.streaming());
+        let request = http::Request::post("http://sim.invalid/v1/chat/completions")
+            .body(
+                r#"{"model":"grok-code-fast-1","stream":true,"max_tokens":80,"messages":[{"role":"user","content":"hi"}]}"#
+                    .to_owned(),
+            )
+            .unwrap();
+        let body_len = request.body().len() as u64;
+        let response = stack.service.clone().oneshot(request).await.unwrap();
+        let (bytes, end) = drain(response.into_body()).await;
+        assert_eq!(end, None);
+        assert!(!String::from_utf8_lossy(&bytes).contains(r#""usage""#));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let entry = sim.ledger().entries()[0].clone();
+        // The prompt bound (a token per two bytes of the body) and one output token per two
+        // bytes of content ("tok " per token), plus one, at grok-code-fast-1's $0.20 and
+        // $1.50 per million: above the bill, never below.
+        let expected = Usd::from_picos(
+            body_len.div_ceil(2) * 200_000 + (2 * entry.completion_tokens + 1) * 1_500_000,
+        );
+        let counted = stack.spend.total();
+        assert_eq!(counted, expected);
+        assert!(counted > Usd::from_xai_ticks(entry.billed_ticks));
+        assert_eq!(stack.budget.readout(None).await.unwrap().spent, counted);
+    });
+}
