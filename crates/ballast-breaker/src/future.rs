@@ -139,10 +139,9 @@ where
                         Ok(response) => Outcome::from_response(response),
                         Err(error) => Outcome::from_error(&**error),
                     };
-                    let breaker = Arc::clone(permit.breaker());
                     permit.finish(Some(&outcome));
                     if let Ok(response) = &mut result {
-                        hear_the_end(response, breaker);
+                        hear_the_end(response, permit.breaker());
                     }
                 }
                 Poll::Ready(result)
@@ -159,10 +158,12 @@ where
 /// A watched stream was a success at its first content; if it then fails (cut, stalled, an
 /// error event), the breaker hears that failure too. A caller leaving says nothing of the
 /// provider.
-fn hear_the_end<R: InspectBody>(response: &mut http::Response<R>, breaker: Arc<KeyBreaker>) {
+fn hear_the_end<R: InspectBody>(response: &mut http::Response<R>, breaker: &Arc<KeyBreaker>) {
     if !response.body().watches_stream() {
         return;
     }
+    // Only a stream pays for the reference its hook keeps.
+    let breaker = Arc::clone(breaker);
     let started = breaker.now();
     let hook = Box::new(move |summary: &ballast_classify::StreamSummary| {
         if matches!(summary.end, StreamEnd::Finished | StreamEnd::Dropped) {

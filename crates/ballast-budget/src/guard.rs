@@ -497,11 +497,12 @@ pub(crate) fn charge<R: InspectBody>(
     reserved: Usd,
     prompt_bound: u64,
 ) -> Usd {
-    if let Some(summary) = ballast_classify::StreamSummary::of_result(result) {
-        return rate.cost(&Usage::of_stream(&summary, prompt_bound)).0;
-    }
     if let Some(usage) = result.as_ref().ok().and_then(Usage::of_response) {
         return rate.cost(&usage).0;
+    }
+    // Looked for only when there is no usage: an ordinary answer pays no second lookup.
+    if let Some(summary) = ballast_classify::StreamSummary::of_result(result) {
+        return rate.cost(&Usage::of_stream(&summary, prompt_bound)).0;
     }
     if let Some(status) = Outcome::from_result(result).status()
         && !status.is_success()

@@ -9,19 +9,14 @@ use http::response::Parts;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use bytes::{Buf, BytesMut};
-
 use crate::read::{ReadBody, ReadError};
 use crate::service::{declared_length, is_event_stream};
 use crate::stream::{StreamEnd, StreamTimeouts, Watch};
+use crate::watched::{Primed, Watched};
 use crate::{
     BodyTooLarge, BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Dialect, Outcome,
     OutcomeClass, ResponseView, Verdict,
 };
-
-/// The most bytes a stream may send before its first content and still be held back (64
-/// KiB): past it the stream goes to the caller as it is.
-const MAX_HELD: usize = 64 * 1024;
 
 pin_project! {
     /// The future returned by [`Classify`](crate::Classify): the inner call, then (unless
@@ -53,11 +48,7 @@ pin_project! {
         // A 2xx stream, read until its first content event.
         Priming {
             parts: Option<Parts>,
-            body: Option<Pin<Box<B>>>,
-            watch: Option<Box<Watch>>,
-            held: BytesMut,
-            #[pin]
-            first: tokio::time::Sleep,
+            stream: Option<Pin<Box<Watched<B>>>>,
         },
     }
 }
@@ -123,12 +114,16 @@ where
                         if parts.status.is_success() {
                             // Held back until its first content: what fails before it is
                             // the attempt's outcome, and can be retried.
+                            let watch = Watch::new(*this.dialect, *this.strip_usage);
+                            let streams = *this.streams;
                             this.state.set(State::Priming {
                                 parts: Some(parts),
-                                body: Some(Box::pin(body)),
-                                watch: Some(Box::new(Watch::new(*this.dialect, *this.strip_usage))),
-                                held: BytesMut::new(),
-                                first: tokio::time::sleep(this.streams.first_content),
+                                stream: Some(Watched::new(
+                                    body,
+                                    watch,
+                                    streams.first_content,
+                                    streams.idle,
+                                )),
                             });
                             continue;
                         }
@@ -171,84 +166,62 @@ where
                     let body = ClassifiedBody::buffered(bytes).with_usage_span(usage);
                     return Poll::Ready(Ok(Response::from_parts(parts, body)));
                 }
-                StateProj::Priming {
-                    parts,
-                    body,
-                    watch,
-                    held,
-                    mut first,
-                } => {
-                    let (Some(stream), Some(reading)) = (body.as_mut(), watch.as_mut()) else {
+                StateProj::Priming { parts, stream } => {
+                    let (Some(watched), Some(head)) = (stream.as_mut(), parts.as_ref()) else {
                         return Poll::Ready(Err(ClassifiedError::new(
                             Outcome::new(OutcomeClass::Unknown),
                             Some("response future polled after completion".into()),
                         )));
                     };
-                    let status = parts.as_ref().map(|p| p.status).unwrap_or_default();
-                    let mut over = false;
-                    match stream.as_mut().poll_frame(cx) {
-                        Poll::Ready(Some(Ok(frame))) => {
-                            if let Ok(mut data) = frame.into_data() {
-                                let data = data.copy_to_bytes(data.remaining());
-                                reading.feed(&data);
-                                held.extend_from_slice(&data);
-                            }
-                            let ready = reading.has_content()
-                                || reading.told.finished
-                                || reading.told.failed.is_some()
-                                || held.len() > MAX_HELD;
-                            if !ready {
-                                continue;
-                            }
+                    let status = head.status;
+                    let primed = ready!(watched.as_mut().poll_prime(cx));
+                    let seen = |end| watched.watch.summary(end);
+                    let failed = |class, source: BoxError, end| {
+                        let outcome = Outcome::new(class).with_status(status);
+                        ClassifiedError::new(outcome, Some(source)).with_stream(seen(end))
+                    };
+                    let mut failed_class = None;
+                    let error = match primed {
+                        Primed::Ready => None,
+                        Primed::Failed(class) => {
+                            failed_class = Some(class);
+                            None
                         }
-                        Poll::Ready(Some(Err(error))) => {
-                            let classified = ClassifiedError::transport(error.into());
+                        Primed::Broken(error) => {
+                            let classified = ClassifiedError::transport(error);
                             let outcome = classified.outcome().with_status(status);
-                            let seen = reading.summary(StreamEnd::Cut);
-                            return Poll::Ready(Err(classified
-                                .with_outcome(outcome)
-                                .with_stream(seen)));
-                        }
-                        // Ended: whole if its terminal event came (an empty answer), else cut.
-                        Poll::Ready(None) if reading.told.finished => over = true,
-                        Poll::Ready(None) => {
-                            let outcome = Outcome::new(OutcomeClass::Network).with_status(status);
-                            return Poll::Ready(Err(ClassifiedError::new(
-                                outcome,
-                                Some("the stream ended before any content".into()),
+                            Some(
+                                classified
+                                    .with_outcome(outcome)
+                                    .with_stream(seen(StreamEnd::Cut)),
                             )
-                            .with_stream(reading.summary(StreamEnd::Cut))));
                         }
-                        Poll::Pending => {
-                            if first.as_mut().poll(cx).is_ready() {
-                                let outcome =
-                                    Outcome::new(OutcomeClass::Timeout).with_status(status);
-                                return Poll::Ready(Err(ClassifiedError::new(
-                                    outcome,
-                                    Some("no content within the first-content timeout".into()),
-                                )
-                                .with_stream(reading.summary(StreamEnd::Stalled))));
-                            }
-                            return Poll::Pending;
-                        }
+                        Primed::Cut => Some(failed(
+                            OutcomeClass::Network,
+                            "the stream ended before any content".into(),
+                            StreamEnd::Cut,
+                        )),
+                        Primed::TimedOut => Some(failed(
+                            OutcomeClass::Timeout,
+                            "no content within the first-content timeout".into(),
+                            StreamEnd::Stalled,
+                        )),
+                    };
+                    if let Some(error) = error {
+                        return Poll::Ready(Err(error));
                     }
-                    let (Some(mut parts), Some(stream), Some(reading)) =
-                        (parts.take(), body.take(), watch.take())
-                    else {
+                    let (Some(mut parts), Some(mut watched)) = (parts.take(), stream.take()) else {
                         continue;
                     };
-                    // A stream already over is not polled again.
-                    let stream = (!over).then_some(stream);
-                    let held = held.split().freeze();
-                    if let Some(class) = reading.told.failed {
+                    if let Some(class) = failed_class {
                         // An error event before any content: nothing reached the caller,
                         // so this is a failed attempt, its bytes the error.
+                        let summary = watched.watch.summary(StreamEnd::Failed(class));
                         parts
                             .extensions
                             .insert(Outcome::new(class).with_status(status));
-                        parts
-                            .extensions
-                            .insert(reading.summary(StreamEnd::Failed(class)));
+                        parts.extensions.insert(summary);
+                        let held = watched.as_mut().take_held();
                         return Poll::Ready(Ok(Response::from_parts(
                             parts,
                             ClassifiedBody::buffered(held),
@@ -257,7 +230,7 @@ where
                     let view = ResponseView::new(parts.status, &parts.headers, None);
                     let verdict = this.classifier.classify(&view);
                     attach(&mut parts, verdict);
-                    let body = ClassifiedBody::watched(held, stream, reading, this.streams.idle);
+                    let body = ClassifiedBody::watched(watched);
                     return Poll::Ready(Ok(Response::from_parts(parts, body)));
                 }
             }

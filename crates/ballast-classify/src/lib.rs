@@ -94,6 +94,7 @@ mod service;
 mod sse;
 pub mod stream;
 mod usage_span;
+mod watched;
 
 pub use attempt::Attempt;
 pub use body::ClassifiedBody;

@@ -401,16 +401,15 @@ fn prepare(
     let capped = matches!(config.default_cap, Some(tokens)
         if rewrite::write_output_cap(&mut facts, tokens, config.chat_field));
     let asked = config.stream_usage && rewrite::write_stream_usage(&mut facts);
+    let mut parts = parts;
     let data = if capped || asked {
+        // A caller's `content-length` is wrong for the rewritten body; the client sets one
+        // from the body's exact size. (Every rewrite drops it: see `rewrite`.)
+        parts.headers.remove(http::header::CONTENT_LENGTH);
         facts.body.clone()
     } else {
         data
     };
-    // The body is in memory with an exact size: a caller's `content-length` would be wrong
-    // after any rewrite (default cap, failover's model, a translation), and the client sets
-    // one from the body's size.
-    let mut parts = parts;
-    parts.headers.remove(http::header::CONTENT_LENGTH);
     let mut request = http::Request::from_parts(parts, RequestBody { data });
     request.extensions_mut().insert(facts);
     request

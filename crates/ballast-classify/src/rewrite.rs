@@ -1,7 +1,8 @@
 //! Rewrites of a read request that keep its body and its [`RequestFacts`] in step.
 //!
 //! Layers that change what is sent (the default output cap; failover's model) go through
-//! these, so no layer ever reads facts that the body contradicts.
+//! these, so no layer ever reads facts that the body contradicts, and no `content-length`
+//! the new body contradicts is sent.
 
 use bytes::Bytes;
 
@@ -61,6 +62,7 @@ pub fn replace(request: &mut http::Request<RequestBody>, uri: http::Uri, body: B
     }
     *request.uri_mut() = uri;
     *request.body_mut() = RequestBody::from(body);
+    request.headers_mut().remove(http::header::CONTENT_LENGTH);
     request.extensions_mut().insert(facts);
 }
 
@@ -164,6 +166,9 @@ fn edit(
     }
     let body = facts.body.clone();
     *request.body_mut() = RequestBody::from(body);
+    // The body's length changed: a caller's `content-length` would lie; the client sets
+    // one from the body's exact size.
+    request.headers_mut().remove(http::header::CONTENT_LENGTH);
     true
 }
 
@@ -241,6 +246,39 @@ mod tests {
 
     fn streamed_facts(path: &str, body: &str) -> RequestFacts {
         RequestFacts::read(path, &Bytes::from(body.to_owned()), &crate::HalfByteCount)
+    }
+
+    #[test]
+    fn a_rewritten_body_loses_the_content_length_it_no_longer_has() {
+        let body = r#"{"model":"a","messages":[]}"#;
+        let mut request = http::Request::post("/v1/chat/completions")
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(RequestBody::new(body))
+            .unwrap();
+        RequestFacts::note(&mut request);
+        assert!(model(&mut request, "a-longer-model"));
+        assert!(
+            request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_none()
+        );
+        let mut request = http::Request::post("/v1/chat/completions")
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(RequestBody::new(body))
+            .unwrap();
+        RequestFacts::note(&mut request);
+        replace(
+            &mut request,
+            http::Uri::from_static("/v1/messages"),
+            Bytes::from_static(b"{}"),
+        );
+        assert!(
+            request
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_none()
+        );
     }
 
     #[test]

@@ -181,3 +181,36 @@ proptest! {
         );
     }
 }
+
+/// The read layer keeps a caller's `content-length` when it sends the body as it came, and
+/// drops it when it rewrote the body (the default cap written in).
+#[tokio::test]
+async fn content_length_goes_only_with_a_rewritten_body() {
+    use ballast_classify::{ReadRequestLayer, RequestBody};
+    use tower::{Layer, ServiceExt};
+    let sent = |cap: Option<u64>, body: &'static str| async move {
+        let layer = match cap {
+            Some(tokens) => ReadRequestLayer::new().default_output_cap(tokens),
+            None => ReadRequestLayer::new(),
+        };
+        let service = layer.layer(tower::service_fn(
+            |request: http::Request<RequestBody>| async move {
+                Ok::<_, ballast_classify::ClassifiedError>(
+                    request
+                        .headers()
+                        .get(http::header::CONTENT_LENGTH)
+                        .map(|v| v.to_str().unwrap().to_owned()),
+                )
+            },
+        ));
+        let request = http::Request::post("/v1/chat/completions")
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body.to_owned())
+            .unwrap();
+        service.oneshot(request).await.unwrap()
+    };
+    let body = r#"{"model":"m","max_tokens":9}"#;
+    assert_eq!(sent(Some(100), body).await, Some(body.len().to_string()));
+    assert_eq!(sent(Some(100), r#"{"model":"m"}"#).await, None);
+    assert_eq!(sent(None, r#"{"model":"m"}"#).await, Some("13".to_owned()));
+}

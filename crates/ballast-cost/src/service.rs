@@ -5,7 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use ballast_classify::{Attempt, BoxError, InspectBody, Outcome, OutcomeClass, RequestFacts};
+use ballast_classify::{
+    Attempt, BoxError, InspectBody, Outcome, OutcomeClass, RequestFacts, StreamSummary,
+};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
@@ -126,7 +128,7 @@ where
             let shared = Arc::clone(this.shared);
             let attempts = Attempt::of_response(response).get();
             let status = Outcome::from_response(response).status();
-            let hook = Box::new(move |summary: &ballast_classify::StreamSummary| {
+            let hook = Box::new(move |summary: &StreamSummary| {
                 let usage = Usage::of_stream(summary, started.prompt_bound);
                 let mut outcome = summary.end.outcome();
                 if let Some(status) = status {
@@ -142,13 +144,18 @@ where
         }
         if let Some(started) = this.started.take() {
             let outcome = Outcome::from_result(&result);
-            // A stream that failed before its first content: counted from what was seen.
-            let seen = ballast_classify::StreamSummary::of_result(&result)
-                .map(|summary| Usage::of_stream(&summary, started.prompt_bound));
+            // A stream that failed before its first content is counted from what was seen:
+            // looked for only when there is no usage, so an ordinary answer pays nothing.
+            let prompt_bound = started.prompt_bound;
+            let seen = |summary: Option<StreamSummary>| {
+                summary.map(|summary| Usage::of_stream(&summary, prompt_bound))
+            };
             let (usage, body, attempts) = match &mut result {
                 Ok(response) => {
                     let noted = response.extensions().get::<Usage>().copied();
-                    let usage = noted.or(seen).or_else(|| Usage::of_body(response.body()));
+                    let usage = noted
+                        .or_else(|| Usage::of_body(response.body()))
+                        .or_else(|| seen(response.extensions().get::<StreamSummary>().copied()));
                     if let (None, Some(usage)) = (noted, usage) {
                         // Read once: the layers above take it from here.
                         response.extensions_mut().insert(usage);
@@ -159,7 +166,11 @@ where
                         Attempt::of_response(response).get(),
                     )
                 }
-                Err(_) => (seen, None, started.attempt),
+                Err(_) => (
+                    seen(StreamSummary::of_result(&result)),
+                    None,
+                    started.attempt,
+                ),
             };
             Finished::new(this.shared, started, outcome, usage, body, attempts).emit(this.shared);
         }

@@ -344,36 +344,64 @@ fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {
         .filter(|part| part.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|part| part.get("text").and_then(Value::as_str))
         .collect();
-    let finish = match body.get("stop_reason").and_then(Value::as_str) {
-        Some("max_tokens") => "length",
-        Some("tool_use") => "tool_calls",
-        Some("refusal") => "content_filter",
-        _ => "stop",
-    };
+    let finish = anthropic_finish(body.get("stop_reason").and_then(Value::as_str));
     let usage = body.get("usage");
-    let count = |field: &str| {
-        usage
-            .and_then(|u| u.get(field))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    // Anthropic counts cache reads and writes apart from `input_tokens`; chat's
-    // `prompt_tokens` holds them all, cached reads noted apart.
-    let cached = count("cache_read_input_tokens");
-    let prompt = count("input_tokens") + cached + count("cache_creation_input_tokens");
-    let completion = count("output_tokens");
+    let (prompt, cached) = anthropic_prompt(usage);
     Some(completion_body(
         body.get("id").and_then(Value::as_str).unwrap_or("msg"),
         body.get("model").and_then(Value::as_str).unwrap_or(model),
         &text,
         finish,
-        (prompt, cached, completion),
+        (prompt, cached, count(usage, "output_tokens")),
     ))
 }
 
 fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
     let candidate = body.get("candidates")?.get(0)?;
-    let text: String = candidate
+    let finish = gemini_finish(candidate.get("finishReason").and_then(Value::as_str));
+    Some(completion_body(
+        body.get("responseId")
+            .and_then(Value::as_str)
+            .unwrap_or("gemini"),
+        body.get("modelVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(model),
+        &gemini_text(candidate),
+        finish,
+        gemini_usage(body.get("usageMetadata")),
+    ))
+}
+
+/// A count in a usage object; 0 when it is not there.
+fn count(usage: Option<&Value>, field: &str) -> u64 {
+    usage
+        .and_then(|u| u.get(field))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// An Anthropic stop reason as chat's finish reason.
+fn anthropic_finish(reason: Option<&str>) -> &'static str {
+    match reason {
+        Some("max_tokens") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// Anthropic's prompt tokens as chat counts them, and the cached ones: Anthropic counts
+/// cache reads and writes apart from `input_tokens`, chat's `prompt_tokens` holds them all.
+fn anthropic_prompt(usage: Option<&Value>) -> (u64, u64) {
+    let cached = count(usage, "cache_read_input_tokens");
+    let prompt =
+        count(usage, "input_tokens") + cached + count(usage, "cache_creation_input_tokens");
+    (prompt, cached)
+}
+
+/// A Gemini candidate's text, its thoughts left out.
+fn gemini_text(candidate: &Value) -> String {
+    candidate
         .pointer("/content/parts")
         .and_then(Value::as_array)
         .map(|parts| {
@@ -383,38 +411,35 @@ fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
                 .filter_map(|p| p.get("text").and_then(Value::as_str))
                 .collect()
         })
-        .unwrap_or_default();
-    let finish = match candidate.get("finishReason").and_then(Value::as_str) {
+        .unwrap_or_default()
+}
+
+/// A Gemini finish reason as chat's.
+fn gemini_finish(reason: Option<&str>) -> &'static str {
+    match reason {
         Some("MAX_TOKENS") => "length",
         Some("SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII") => {
             "content_filter"
         }
         _ => "stop",
-    };
-    let usage = body.get("usageMetadata");
-    let count = |field: &str| {
-        usage
-            .and_then(|u| u.get(field))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    // Chat's `completion_tokens` includes reasoning, Gemini counts thoughts apart.
-    let completion = count("candidatesTokenCount") + count("thoughtsTokenCount");
-    Some(completion_body(
-        body.get("responseId")
-            .and_then(Value::as_str)
-            .unwrap_or("gemini"),
-        body.get("modelVersion")
-            .and_then(Value::as_str)
-            .unwrap_or(model),
-        &text,
-        finish,
-        (
-            count("promptTokenCount"),
-            count("cachedContentTokenCount"),
-            completion,
-        ),
-    ))
+    }
+}
+
+/// Gemini's `usageMetadata` as (prompt, cached prompt, completion) tokens: chat's
+/// `completion_tokens` includes reasoning, Gemini counts thoughts apart.
+fn gemini_usage(usage: Option<&Value>) -> (u64, u64, u64) {
+    (
+        count(usage, "promptTokenCount"),
+        count(usage, "cachedContentTokenCount"),
+        count(usage, "candidatesTokenCount") + count(usage, "thoughtsTokenCount"),
+    )
+}
+
+/// Seconds since the epoch, for a completion's `created`.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Anthropic or Gemini stream events as chat completion chunks, one stream's worth.
@@ -435,9 +460,7 @@ impl Chunks {
             api,
             id: "chatcmpl-translated".into(),
             model: model.to_owned(),
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            created: now_secs(),
             asked_usage,
             started: false,
             usage: (0, 0, 0),
@@ -488,7 +511,6 @@ impl Chunks {
             }
             return;
         }
-        let count = |value: Option<&Value>| value.and_then(Value::as_u64).unwrap_or(0);
         match self.api {
             Api::Anthropic => match json.get("type").and_then(Value::as_str).unwrap_or("") {
                 "message_start" => {
@@ -498,11 +520,8 @@ impl Chunks {
                     if let Some(model) = json.pointer("/message/model").and_then(Value::as_str) {
                         self.model = model.to_owned();
                     }
-                    let usage = json.pointer("/message/usage");
-                    let read = count(usage.and_then(|u| u.get("cache_read_input_tokens")));
-                    let write = count(usage.and_then(|u| u.get("cache_creation_input_tokens")));
-                    let input = count(usage.and_then(|u| u.get("input_tokens")));
-                    self.usage = (input + read + write, read, 0);
+                    let (prompt, cached) = anthropic_prompt(json.pointer("/message/usage"));
+                    self.usage = (prompt, cached, 0);
                     self.start(out);
                 }
                 "content_block_delta" => {
@@ -512,13 +531,9 @@ impl Chunks {
                     }
                 }
                 "message_delta" => {
-                    self.usage.2 = count(json.pointer("/usage/output_tokens"));
-                    let reason = match json.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                        Some("max_tokens") => "length",
-                        Some("refusal") => "content_filter",
-                        _ => "stop",
-                    };
-                    self.finish(reason, out);
+                    self.usage.2 = count(json.get("usage"), "output_tokens");
+                    let reason = json.pointer("/delta/stop_reason").and_then(Value::as_str);
+                    self.finish(anthropic_finish(reason), out);
                 }
                 _ => {}
             },
@@ -527,25 +542,10 @@ impl Chunks {
                     self.model = model.to_owned();
                 }
                 if let Some(usage) = json.get("usageMetadata") {
-                    self.usage = (
-                        count(usage.get("promptTokenCount")),
-                        count(usage.get("cachedContentTokenCount")),
-                        count(usage.get("candidatesTokenCount"))
-                            + count(usage.get("thoughtsTokenCount")),
-                    );
+                    self.usage = gemini_usage(Some(usage));
                 }
                 let candidate = json.pointer("/candidates/0");
-                let text: String = candidate
-                    .and_then(|c| c.pointer("/content/parts"))
-                    .and_then(Value::as_array)
-                    .map(|parts| {
-                        parts
-                            .iter()
-                            .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
-                            .filter_map(|p| p.get("text").and_then(Value::as_str))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let text = candidate.map(gemini_text).unwrap_or_default();
                 self.start(out);
                 if !text.is_empty() {
                     self.chunk(json!({"content": text}), None, out);
@@ -554,14 +554,7 @@ impl Chunks {
                     .and_then(|c| c.get("finishReason"))
                     .and_then(Value::as_str)
                 {
-                    let reason = match reason {
-                        "MAX_TOKENS" => "length",
-                        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" => {
-                            "content_filter"
-                        }
-                        _ => "stop",
-                    };
-                    self.finish(reason, out);
+                    self.finish(gemini_finish(Some(reason)), out);
                 }
             }
         }
@@ -576,13 +569,10 @@ fn completion_body(
     finish: &str,
     (prompt, cached, completion): (u64, u64, u64),
 ) -> Value {
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     json!({
         "id": id,
         "object": "chat.completion",
-        "created": created,
+        "created": now_secs(),
         "model": model,
         "choices": [{
             "index": 0,

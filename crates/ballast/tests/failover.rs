@@ -343,6 +343,40 @@ const GEMINI_FLASH: ballast_sim::Price = ballast_sim::Price {
     output: 25_000,
 };
 
+/// The route `BALLAST_FALLBACKS` names (`anthropic`, then `gemini:gemini-2.5-flash`)
+/// behind an xAI primary, each target over its simulated provider in `sims` (xAI,
+/// Anthropic, Gemini), streaming what is asked as a stream.
+fn xai_anthropic_gemini(sims: &[Simulator; 3]) -> ballast::Route<ballast_sim::SimBody> {
+    use ballast::RouteBuilder;
+    let client = {
+        let sims = sims.clone();
+        tower::service_fn(
+            move |request: http::Request<ballast::classify::RequestBody>| {
+                let sim = match request.uri().host() {
+                    Some("anthropic.invalid") => &sims[1],
+                    Some("gemini.invalid") => &sims[2],
+                    _ => &sims[0],
+                };
+                sim.streaming().oneshot(request)
+            },
+        )
+    };
+    let vars = |name: &str| {
+        match name {
+            "XAI_BASE_URL" => Some("http://xai.invalid/v1"),
+            "BALLAST_FALLBACKS" => Some("anthropic, gemini:gemini-2.5-flash"),
+            "ANTHROPIC_BASE_URL" => Some("http://anthropic.invalid/v1"),
+            "GEMINI_BASE_URL" => Some("http://gemini.invalid/v1beta"),
+            _ => None,
+        }
+        .map(str::to_owned)
+    };
+    RouteBuilder::from_vars(Preset::XAi, vars)
+        .unwrap()
+        .seed(5)
+        .build(client)
+}
+
 /// What a route from xAI to Anthropic to Gemini did with `calls` chat requests.
 struct Translated {
     /// Per call: status, the target that served it, the answer's JSON.
@@ -360,7 +394,6 @@ fn through_translation(
     gemini: Scenario,
     calls: usize,
 ) -> Translated {
-    use ballast::RouteBuilder;
     use ballast_sim::Flavor;
     ballast_sim::paused_runtime().unwrap().block_on(async {
         let sims = [
@@ -376,31 +409,7 @@ fn through_translation(
                 ..gemini
             }),
         ];
-        let client = {
-            let sims = sims.clone();
-            tower::service_fn(move |request: http::Request<ballast::classify::RequestBody>| {
-                let sim = match request.uri().host() {
-                    Some("anthropic.invalid") => sims[1].clone(),
-                    Some("gemini.invalid") => sims[2].clone(),
-                    _ => sims[0].clone(),
-                };
-                sim.oneshot(request)
-            })
-        };
-        let vars = |name: &str| {
-            match name {
-                "XAI_BASE_URL" => Some("http://xai.invalid/v1"),
-                "BALLAST_FALLBACKS" => Some("anthropic, gemini:gemini-2.5-flash"),
-                "ANTHROPIC_BASE_URL" => Some("http://anthropic.invalid/v1"),
-                "GEMINI_BASE_URL" => Some("http://gemini.invalid/v1beta"),
-                _ => None,
-            }
-            .map(str::to_owned)
-        };
-        let route = RouteBuilder::from_vars(Preset::XAi, vars)
-            .unwrap()
-            .seed(5)
-            .build(client);
+        let route = xai_anthropic_gemini(&sims);
         let mut answers = Vec::new();
         for i in 0..calls {
             let request = http::Request::post("http://caller.invalid/v1/chat/completions")
@@ -575,7 +584,6 @@ fn a_stream_that_fails_before_content_fails_over_unseen() {
 /// counted, to the picodollar.
 #[test]
 fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
-    use ballast::RouteBuilder;
     use ballast_sim::Flavor;
     use http_body_util::BodyExt;
     for anthropic_empty in [false, true] {
@@ -594,31 +602,7 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
                     ..Scenario::healthy()
                 }),
             ];
-            let client = {
-                let sims = sims.clone();
-                tower::service_fn(move |request: http::Request<ballast::classify::RequestBody>| {
-                    let sim = match request.uri().host() {
-                        Some("anthropic.invalid") => sims[1].streaming(),
-                        Some("gemini.invalid") => sims[2].streaming(),
-                        _ => sims[0].streaming(),
-                    };
-                    sim.oneshot(request)
-                })
-            };
-            let vars = |name: &str| {
-                match name {
-                    "XAI_BASE_URL" => Some("http://xai.invalid/v1"),
-                    "BALLAST_FALLBACKS" => Some("anthropic, gemini:gemini-2.5-flash"),
-                    "ANTHROPIC_BASE_URL" => Some("http://anthropic.invalid/v1"),
-                    "GEMINI_BASE_URL" => Some("http://gemini.invalid/v1beta"),
-                    _ => None,
-                }
-                .map(str::to_owned)
-            };
-            let route = RouteBuilder::from_vars(Preset::XAi, vars)
-                .unwrap()
-                .seed(5)
-                .build(client);
+            let route = xai_anthropic_gemini(&sims);
             let (answering, model) = if anthropic_empty {
                 (2, "gemini-2.5-flash")
             } else {
