@@ -100,6 +100,8 @@ pub struct StreamSummary {
     pub usage: Option<StreamUsage>,
     /// Bytes of content it delivered (text, tool arguments, refusals).
     pub content_bytes: u64,
+    /// The most content bytes one event carried.
+    pub largest_content: u64,
     /// Events read.
     pub events: u64,
     /// Events longer than [`MAX_EVENT_BYTES`], passed on unread.
@@ -111,10 +113,17 @@ pub struct StreamSummary {
 }
 
 impl StreamSummary {
-    /// An upper bound of the output tokens delivered when the stream reported none: one per
-    /// two bytes of content, and one more for an event in flight.
+    /// An upper bound of the output tokens the provider generated, for a stream that did not
+    /// report them: one per byte of content seen (no tokenizer makes a token of less than a
+    /// byte; digits, punctuation and newlines often take one each), plus two events as large
+    /// as the largest seen (one on its way, one being generated when the stream ended), plus
+    /// one. Pessimistic on purpose: English prose runs about four bytes a token, so this is
+    /// up to four times what was generated, and it is charged only to streams that ended
+    /// without their usage.
     pub fn output_bound(&self) -> u64 {
-        self.content_bytes.div_ceil(2) + 1
+        self.content_bytes
+            .saturating_add(self.largest_content.saturating_mul(2))
+            .saturating_add(1)
     }
 }
 
@@ -235,6 +244,7 @@ pub(crate) struct Told {
     started: Instant,
     usage: Option<StreamUsage>,
     content_bytes: u64,
+    largest_content: u64,
     events: u64,
     first_content: Option<Duration>,
     /// A terminal event came.
@@ -249,6 +259,7 @@ impl Told {
         self.events += 1;
         if said.content > 0 {
             self.content_bytes += said.content;
+            self.largest_content = self.largest_content.max(said.content);
             if self.first_content.is_none() {
                 self.first_content = Some(self.started.elapsed());
             }
@@ -307,6 +318,7 @@ impl Watch {
                 started: Instant::now(),
                 usage: None,
                 content_bytes: 0,
+                largest_content: 0,
                 events: 0,
                 first_content: None,
                 finished: false,
@@ -406,6 +418,7 @@ impl Watch {
             end,
             usage: told.usage,
             content_bytes: told.content_bytes,
+            largest_content: told.largest_content,
             events: told.events,
             overflows: self.framer.overflows(),
             first_content: told.first_content,

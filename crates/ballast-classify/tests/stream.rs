@@ -144,7 +144,7 @@ async fn a_whole_stream_passes_unchanged_and_reports_its_usage() {
         );
         assert_eq!(
             summary.content_bytes,
-            4 * entry.completion_tokens,
+            ballast_sim::completion_text(entry.completion_tokens).len() as u64,
             "{flavor:?}: every token's text"
         );
     }
@@ -200,7 +200,10 @@ async fn a_cut_after_content_ends_in_an_error_not_a_clean_end() {
         assert_eq!(summary.end, StreamEnd::Cut);
         assert_eq!(summary.end.outcome().class(), OutcomeClass::Network);
         assert_eq!(entry.outcome, SimOutcome::StreamCut);
-        assert_eq!(summary.content_bytes, 4 * entry.completion_tokens);
+        assert_eq!(
+            summary.content_bytes,
+            ballast_sim::completion_text(entry.completion_tokens).len() as u64
+        );
         assert!(summary.output_bound() >= entry.completion_tokens);
     }
     assert!(
@@ -400,4 +403,106 @@ proptest! {
         prop_assert_eq!(&whole.0, &split.0);
         prop_assert_eq!(whole, split);
     }
+}
+
+/// A streamed Responses API request (OpenAI's `/v1/responses`).
+fn streamed_responses(max_tokens: u64) -> http::Request<String> {
+    let mut request = Flavor::responses_request("gpt-4.1-mini", max_tokens, "hi");
+    let mut body: serde_json::Value = serde_json::from_str(request.body()).unwrap();
+    body["stream"] = true.into();
+    *request.body_mut() = body.to_string();
+    request
+}
+
+/// The Responses API's named events: the whole stream passes byte for byte, ends
+/// `Finished` at `response.completed`, and its usage is the provider's bill.
+#[tokio::test(start_paused = true)]
+async fn a_responses_stream_passes_unchanged_and_reports_its_usage() {
+    let scenario = || Scenario {
+        flavor: Flavor::OpenAi,
+        cached_share: 0.25,
+        ..Scenario::healthy()
+    };
+    let expected = Simulator::new(scenario())
+        .oneshot(streamed_responses(40))
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&expected).into_owned();
+    assert!(text.starts_with("event: response.created\n"), "{text}");
+    assert!(text.contains("event: response.completed\n"), "{text}");
+    let sim = Simulator::new(scenario());
+    let service = ClassifyLayer::new(Provider::OpenAi).layer(sim.streaming());
+    let mut response = service.oneshot(streamed_responses(40)).await.unwrap();
+    assert!(Outcome::from_response(&response).is_success());
+    let heard = listen(&mut response);
+    let (bytes, error) = drain(response.into_body()).await;
+    assert_eq!(error, None);
+    assert_eq!(Bytes::from(bytes), expected);
+    let summary = heard.lock().unwrap()[0];
+    assert_eq!(summary.end, StreamEnd::Finished);
+    let entry = sim.ledger().entries()[0].clone();
+    assert_eq!(entry.outcome, SimOutcome::Success);
+    assert_eq!(
+        summary.usage,
+        Some(StreamUsage {
+            prompt: entry.prompt_tokens,
+            cached: entry.cached_tokens,
+            cache_write: 0,
+            completion: entry.completion_tokens,
+        })
+    );
+    // Only the deltas count as content; `output_text.done` repeats the whole text.
+    assert_eq!(
+        summary.content_bytes,
+        ballast_sim::completion_text(entry.completion_tokens).len() as u64
+    );
+}
+
+/// A Responses API `error` event: before content the attempt fails as a server error;
+/// after content the caller gets the event, then an `Err` item, and the hooks hear it.
+#[tokio::test(start_paused = true)]
+async fn a_responses_error_event_is_a_server_error() {
+    let faults = StreamFaults {
+        error_event: 1.0,
+        ..StreamFaults::NONE
+    };
+    let (mut before, mut after) = (0, 0);
+    for seed in 1..30 {
+        let sim = Simulator::new(Scenario {
+            flavor: Flavor::OpenAi,
+            seed,
+            stream_faults: faults,
+            ..Scenario::healthy()
+        });
+        let service = ClassifyLayer::new(Provider::OpenAi).layer(sim.streaming());
+        let mut response = service.oneshot(streamed_responses(20)).await.unwrap();
+        let outcome = Outcome::from_response(&response);
+        if !outcome.is_success() {
+            before += 1;
+            assert_eq!(outcome.class(), OutcomeClass::ServerError);
+            continue;
+        }
+        after += 1;
+        let heard = listen(&mut response);
+        let (bytes, error) = drain(response.into_body()).await;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(text.contains("event: error\n"), "{text}");
+        assert!(!text.contains("response.completed"), "{text}");
+        assert_eq!(
+            error.map(|e| e.end()),
+            Some(StreamEnd::Failed(OutcomeClass::ServerError))
+        );
+        assert_eq!(
+            heard.lock().unwrap()[0].end,
+            StreamEnd::Failed(OutcomeClass::ServerError)
+        );
+        settle().await;
+        assert_eq!(sim.ledger().entries()[0].outcome, SimOutcome::StreamError);
+    }
+    assert!(before >= 2 && after >= 10, "{before} before, {after} after");
 }

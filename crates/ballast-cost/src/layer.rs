@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) health: Option<HealthMonitor>,
     pub(crate) spend: Arc<DailySpend>,
     pub(crate) meters: Meters,
+    /// The output cap of a request that names none, for the charge of a dropped attempt.
+    pub(crate) default_max_tokens: u64,
 }
 
 /// Logs every call with its tokens, cost, duration and outcome, and feeds `metrics`.
@@ -44,6 +46,12 @@ pub(crate) struct Shared {
 /// Put one at [`Scope::Call`] above the retry layer and one at [`Scope::Attempt`] below it
 /// (sharing [`spend`](Self::spend)): the attempt logger sees every billed attempt, the call
 /// logger sees what the caller saw, with the attempts' costs added up.
+///
+/// A call dropped by its caller is logged as `cancelled`. At attempt scope the provider had
+/// the request and may bill it in full: it is charged its worst case (the prompt estimate
+/// and the output cap), as the budget settles it. At call scope it is charged what its
+/// attempts were; a call-scope logger with none below cannot tell whether anything was sent
+/// and charges nothing.
 #[derive(Debug, Clone)]
 pub struct CostLogLayer {
     shared: Arc<Shared>,
@@ -61,6 +69,7 @@ impl CostLogLayer {
                 health: None,
                 spend: Arc::new(DailySpend::default()),
                 meters: Meters::new(scope),
+                default_max_tokens: 500,
             }),
         }
     }
@@ -78,6 +87,7 @@ impl CostLogLayer {
                 health: old.health.clone(),
                 spend: Arc::clone(&old.spend),
                 meters: Meters::new(old.scope),
+                default_max_tokens: old.default_max_tokens,
             };
             f(&mut shared);
             self.shared = Arc::new(shared);
@@ -104,6 +114,13 @@ impl CostLogLayer {
     /// Off by default: prompts hold users' data.
     pub fn log_content(self, on: bool) -> Self {
         self.edit(|s| s.log_content = on)
+    }
+
+    /// The output cap of a request that names none (default 500, as the budget's): an
+    /// attempt dropped while the provider had it is charged its prompt and this many output
+    /// tokens, or the cap the request names, as the budget charges it.
+    pub fn default_max_tokens(self, tokens: u64) -> Self {
+        self.edit(|s| s.default_max_tokens = tokens)
     }
 
     /// Today's spend as this logger counted it.

@@ -31,6 +31,19 @@ pub(crate) struct Started {
     pub(crate) prompt: Option<Box<str>>,
     /// The request's prompt estimate, for a stream that ends without usage.
     pub(crate) prompt_bound: u64,
+    /// The request's output cap (or the default), for an attempt dropped while out.
+    pub(crate) output_cap: u64,
+}
+
+impl Started {
+    /// What an attempt the provider had may cost at most: the prompt estimate and the cap.
+    pub(crate) fn worst(&self) -> Usage {
+        Usage {
+            input_tokens: self.prompt_bound,
+            output_tokens: self.output_cap,
+            ..Usage::default()
+        }
+    }
 }
 
 /// What is known when it ends.

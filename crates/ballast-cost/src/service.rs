@@ -61,6 +61,7 @@ where
             call_spend: None,
             prompt,
             prompt_bound: facts.prompt_tokens(),
+            output_cap: facts.output_cap().unwrap_or(shared.default_max_tokens),
         };
         let call_spend = match shared.scope {
             Scope::Call => {
@@ -72,11 +73,13 @@ where
         };
         ResponseFuture {
             inner: self.inner.call(request),
-            started: Some(Started {
-                call_spend,
-                ..started
-            }),
-            shared,
+            pending: Pending {
+                started: Some(Started {
+                    call_spend,
+                    ..started
+                }),
+                shared,
+            },
         }
     }
 }
@@ -87,18 +90,27 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        started: Option<Started>,
-        shared: Arc<Shared>,
+        // After `inner`: fields drop in order, so a dropped call's attempts below log (and
+        // add to its spend) before the call does.
+        pending: Pending,
     }
+}
 
-    impl<F> PinnedDrop for ResponseFuture<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(started) = this.started.take() {
-                let attempts = started.attempt;
-                let outcome = Outcome::new(OutcomeClass::Cancelled);
-                Finished::new(this.shared, started, outcome, None, None, attempts).emit(this.shared);
-            }
+/// A call not logged yet; logged as `cancelled` if dropped so.
+struct Pending {
+    started: Option<Started>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(started) = self.started.take() {
+            let attempts = started.attempt;
+            let outcome = Outcome::new(OutcomeClass::Cancelled);
+            // An attempt was with the provider, which may bill it whole: its worst case, as
+            // the budget settles it. A call counts what its attempts logged.
+            let usage = (self.shared.scope == Scope::Attempt).then(|| started.worst());
+            Finished::new(&self.shared, started, outcome, usage, None, attempts).emit(&self.shared);
         }
     }
 }
@@ -120,12 +132,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut result = ready!(this.inner.poll(cx)).map_err(Into::into);
+        let pending = this.pending;
         // A watched stream is logged at its end, with what it told.
         if let Ok(response) = &mut result
             && response.body().watches_stream()
-            && let Some(started) = this.started.take()
+            && let Some(started) = pending.started.take()
         {
-            let shared = Arc::clone(this.shared);
+            let shared = Arc::clone(&pending.shared);
             let attempts = Attempt::of_response(response).get();
             let status = Outcome::from_response(response).status();
             let hook = Box::new(move |summary: &StreamSummary| {
@@ -142,7 +155,7 @@ where
             let _ = response.body_mut().on_end(hook);
             return Poll::Ready(result);
         }
-        if let Some(started) = this.started.take() {
+        if let Some(started) = pending.started.take() {
             let outcome = Outcome::from_result(&result);
             // A stream that failed before its first content is counted from what was seen:
             // looked for only when there is no usage, so an ordinary answer pays nothing.
@@ -172,7 +185,8 @@ where
                     started.attempt,
                 ),
             };
-            Finished::new(this.shared, started, outcome, usage, body, attempts).emit(this.shared);
+            Finished::new(&pending.shared, started, outcome, usage, body, attempts)
+                .emit(&pending.shared);
         }
         Poll::Ready(result)
     }

@@ -38,7 +38,7 @@ impl Usage {
     /// What a streamed answer is counted at, at its end: the usage it reported when it
     /// ended whole; otherwise no less than what was seen: the reported prompt (or
     /// `prompt_bound`, the request's estimate) and the larger of the reported output and
-    /// [`StreamSummary::output_bound`] (content delivered, and one token in flight). Never
+    /// [`StreamSummary::output_bound`] (content delivered, and two events in flight). Never
     /// zero for a stream that was sent, never the untouched worst case.
     pub fn of_stream(summary: &StreamSummary, prompt_bound: u64) -> Self {
         let whole = summary.end == StreamEnd::Finished;

@@ -207,7 +207,9 @@ fn metrics_count_tokens_cost_and_requests() {
 }
 
 /// A call its caller drops is logged and counted as `cancelled`, at both scopes, and the
-/// health monitor does not count it as an error.
+/// health monitor does not count it as an error. The provider had the attempt and may bill
+/// it whole: it is charged its worst case (prompt estimate and cap), as the budget settles
+/// it, and the call line carries its attempt's charge.
 #[test]
 fn dropped_calls_are_logged_and_counted_as_cancelled() {
     use metrics_util::MetricKind;
@@ -223,14 +225,17 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
         .finish();
     let health = HealthMonitor::default();
     let monitor = health.clone();
+    let spend = Mutex::new(None);
     tracing::subscriber::with_default(subscriber, || {
         metrics::with_local_recorder(&recorder, || {
             let rt = ballast_sim::paused_runtime().unwrap();
             rt.block_on(async {
                 let sim = Simulator::new(Scenario::healthy());
+                let attempts = CostLogLayer::new(Provider::XAi, Scope::Attempt);
+                *spend.lock().unwrap() = Some(attempts.daily_spend());
                 let service = ServiceBuilder::new()
                     .layer(CostLogLayer::new(Provider::XAi, Scope::Call).health(monitor))
-                    .layer(CostLogLayer::new(Provider::XAi, Scope::Attempt))
+                    .layer(attempts)
                     .layer(ClassifyLayer::new(Provider::XAi))
                     .service(sim.clone());
                 for i in 0..3 {
@@ -272,6 +277,24 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
         0,
         "a dropped call is not a provider error"
     );
+    // grok-code-fast-1: $0.20 and $1.50 per million tokens, in picodollars per token.
+    let worst: Vec<u64> = (0..3)
+        .map(|i| {
+            let request = request(i, "grok-code-fast-1");
+            let facts = ballast_classify::RequestFacts::of(&request);
+            facts.prompt_tokens() * 200_000 + facts.output_cap().unwrap() * 1_500_000
+        })
+        .collect();
+    let spend = spend.into_inner().unwrap().unwrap();
+    assert_eq!(spend.total().picos(), worst.iter().sum::<u64>());
+    for picos in worst {
+        let line = format!("ballast.cost_usd={:?}", picos as f64 / 1e12);
+        assert_eq!(
+            logs.matches(&line).count(),
+            2,
+            "{line} at both scopes: {logs}"
+        );
+    }
 }
 
 /// A streamed answer is logged at its end: its usage and cost, time to first content and
@@ -320,7 +343,7 @@ fn a_stream_is_logged_at_its_end_with_its_pace() {
     assert!(
         logs.contains(&format!(
             "ballast.response_bytes={}",
-            4 * entry.completion_tokens
+            ballast_sim::completion_text(entry.completion_tokens).len()
         )),
         "{logs}"
     );

@@ -68,7 +68,7 @@ pub use scenario::{
 };
 pub use server::SimServer;
 pub use simulator::{BoxError, Simulator, Streaming};
-pub use stream::{SimBody, StreamCut};
+pub use stream::{SimBody, StreamCut, completion_text};
 
 /// A current-thread tokio runtime with its clock paused, for driving a [`Simulator`]: waits
 /// take no real time, so a simulated hour runs in milliseconds, the same way every run.

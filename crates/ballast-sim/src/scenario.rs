@@ -298,6 +298,25 @@ impl Flavor {
         }
         request
     }
+
+    /// A well-formed request to OpenAI's Responses API (`/v1/responses`, `input` and
+    /// `max_output_tokens`) for `model`: OpenAI and xAI serve it; the simulator answers it
+    /// with a `response` object, or with the Responses API's named events when streamed.
+    pub fn responses_request(model: &str, max_tokens: u64, prompt: &str) -> http::Request<String> {
+        let body = serde_json::json!({
+            "model": model,
+            "max_output_tokens": max_tokens,
+            "input": prompt,
+        });
+        let mut request = http::Request::new(body.to_string());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = http::Uri::from_static("/v1/responses");
+        request.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        request
+    }
 }
 
 /// From simulated time `from` on, the provider enforces `rpm` requests per minute.

@@ -147,6 +147,8 @@ struct Parsed {
     stream: bool,
     /// `stream_options.include_usage`.
     include_usage: bool,
+    /// OpenAI's Responses API (a path ending in `/responses`), not Chat Completions.
+    responses: bool,
 }
 
 impl Simulator {
@@ -517,7 +519,7 @@ impl Simulator {
 
         let spoil: f64 = state.rng.random();
         if spoil < scenario.malformed_probability {
-            let body = wire::success_body(flavor, id, &request.model, usage);
+            let body = wire::success_body(flavor, request.responses, id, &request.model, usage);
             let broken = body.slice(..body.len() / 2);
             entry.billed_ticks = ticks;
             state.billed = state.billed.saturating_add(ticks);
@@ -579,8 +581,10 @@ impl Simulator {
         }
         let remaining =
             u64::from(scenario.advertised_rpm).saturating_sub(state.recent.len() as u64);
-        let mut response =
-            json_response(200, wire::success_body(flavor, id, &request.model, usage));
+        let mut response = json_response(
+            200,
+            wire::success_body(flavor, request.responses, id, &request.model, usage),
+        );
         let headers = response.headers_mut();
         headers.insert(
             "x-ratelimit-limit-requests",
@@ -612,6 +616,7 @@ impl Simulator {
                 per_token: scenario.latency.per_output_token,
                 slow_first: Duration::ZERO,
                 include_usage: request.include_usage,
+                responses: request.responses,
                 no_done: false,
                 fault: None,
                 prices: (price.input, price.cached_input, price.output),
@@ -747,6 +752,8 @@ fn parse_request(
         .or_else(|| json.pointer("/generationConfig/maxOutputTokens")?.as_u64());
     let headers = &parts.headers;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let responses =
+        matches!(flavor, Flavor::OpenAi | Flavor::XAi) && parts.uri.path().ends_with("/responses");
     // Each API refuses what it does not take, as the real one does (a translation that
     // gets it wrong fails here, not in production).
     match flavor {
@@ -779,6 +786,9 @@ fn parse_request(
         {
             return Err("Invalid JSON payload: contents is required.");
         }
+        Flavor::OpenAi | Flavor::XAi if responses && json.get("input").is_none() => {
+            return Err("Missing required parameter: 'input'.");
+        }
         _ => {}
     }
     let key = header("authorization")
@@ -800,6 +810,7 @@ fn parse_request(
         key,
         stream,
         include_usage,
+        responses,
     })
 }
 

@@ -103,6 +103,8 @@ pub(crate) struct StreamPlan {
     /// Extra wait before the first content event.
     pub(crate) slow_first: Duration,
     pub(crate) include_usage: bool,
+    /// The Responses API's events, not Chat Completions' chunks (OpenAI and xAI).
+    pub(crate) responses: bool,
     pub(crate) no_done: bool,
     pub(crate) fault: Option<Fault>,
     /// Ticks per uncached prompt token, cached prompt token, output token.
@@ -125,6 +127,24 @@ fn sse(event: Option<&str>, data: &serde_json::Value) -> Bytes {
     }
 }
 
+/// The tokens a streamed answer is made of, in order, cycled: from one byte to seven, ASCII
+/// and not. A real tokenizer's tokens are never shorter than one byte, and digits,
+/// punctuation and newlines often take one each; the answer starts with a run of them, so a
+/// client's estimate of tokens from bytes is tried where it is weakest.
+const TOKENS: [&str; 12] = [
+    "4", "2", ",", "\n", "x", "The", " answer", " is", " 語", "é", ".", " ok",
+];
+
+/// The text of the first `tokens` tokens of every simulated streamed answer (its content,
+/// as a client reassembles it from the events).
+pub fn completion_text(tokens: u64) -> String {
+    (0..tokens).map(token_text).collect()
+}
+
+fn token_text(index: u64) -> &'static str {
+    TOKENS[(index % TOKENS.len() as u64) as usize]
+}
+
 impl StreamPlan {
     /// The content chunks: (text, tokens after it).
     fn chunks(&self) -> Vec<(String, u64)> {
@@ -133,8 +153,8 @@ impl StreamPlan {
         let mut done = 0;
         while done < self.completion {
             let n = step.min(self.completion - done);
+            chunks.push(((done..done + n).map(token_text).collect(), done + n));
             done += n;
-            chunks.push(("tok ".repeat(n as usize), done));
         }
         chunks
     }
@@ -150,6 +170,9 @@ impl StreamPlan {
         };
         let mut events = Vec::new();
         match self.flavor {
+            Flavor::XAi | Flavor::OpenAi if self.responses => {
+                self.responses_events(&chunks, &mut events);
+            }
             Flavor::XAi | Flavor::OpenAi => {
                 let chunk = |delta: serde_json::Value, finish: Option<&str>| {
                     json!({"id": id, "object": "chat.completion.chunk", "created": 1_764_000_000u64,
@@ -267,6 +290,110 @@ impl StreamPlan {
         events
     }
 
+    /// The Responses API's events: the response created and in progress, its message and
+    /// text part opened, a text delta per chunk, the part and message closed, and
+    /// `response.completed` (or `response.incomplete` at the cap) with the usage. Each event
+    /// is named and numbered.
+    fn responses_events(&self, chunks: &[(String, u64)], events: &mut Vec<Event>) {
+        let (id, item) = (
+            format!("resp_sim{}", self.id),
+            format!("msg_sim{}", self.id),
+        );
+        let model = self.model.as_str();
+        let mut sequence = 0u64;
+        let mut push = |kind: &str, mut data: serde_json::Value, tokens: u64, content: bool| {
+            data["type"] = json!(kind);
+            data["sequence_number"] = json!(sequence);
+            sequence += 1;
+            events.push(Event {
+                bytes: sse(Some(kind), &data),
+                tokens,
+                content,
+            });
+        };
+        let response = |status: &str, usage: serde_json::Value| {
+            json!({"id": id, "object": "response", "created_at": 1_764_000_000u64,
+                   "status": status, "model": model, "output": [], "usage": usage})
+        };
+        push(
+            "response.created",
+            json!({"response": response("in_progress", serde_json::Value::Null)}),
+            0,
+            false,
+        );
+        push(
+            "response.in_progress",
+            json!({"response": response("in_progress", serde_json::Value::Null)}),
+            0,
+            false,
+        );
+        push(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": {"id": item, "type": "message", "status": "in_progress",
+                   "role": "assistant", "content": []}}),
+            0,
+            false,
+        );
+        push(
+            "response.content_part.added",
+            json!({"item_id": item, "output_index": 0, "content_index": 0,
+                   "part": {"type": "output_text", "text": "", "annotations": []}}),
+            0,
+            false,
+        );
+        for (text, tokens) in chunks {
+            push(
+                "response.output_text.delta",
+                json!({"item_id": item, "output_index": 0, "content_index": 0, "delta": text}),
+                *tokens,
+                true,
+            );
+        }
+        let whole = completion_text(self.completion);
+        let done = self.completion;
+        push(
+            "response.output_text.done",
+            json!({"item_id": item, "output_index": 0, "content_index": 0, "text": whole}),
+            done,
+            false,
+        );
+        let part = json!({"type": "output_text", "text": whole, "annotations": []});
+        push(
+            "response.content_part.done",
+            json!({"item_id": item, "output_index": 0, "content_index": 0, "part": part}),
+            done,
+            false,
+        );
+        let status = if self.hit_cap {
+            "incomplete"
+        } else {
+            "completed"
+        };
+        push(
+            "response.output_item.done",
+            json!({"output_index": 0, "item": {"id": item, "type": "message", "status": status,
+                   "role": "assistant", "content": [part]}}),
+            done,
+            false,
+        );
+        let usage = json!({"input_tokens": self.prompt,
+            "input_tokens_details": {"cached_tokens": self.cached},
+            "output_tokens": self.completion,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.prompt + self.completion});
+        let (kind, status) = if self.hit_cap {
+            ("response.incomplete", "incomplete")
+        } else {
+            ("response.completed", "completed")
+        };
+        push(
+            kind,
+            json!({"response": response(status, usage)}),
+            done,
+            false,
+        );
+    }
+
     /// What the provider bills for `tokens` generated.
     pub(crate) fn ticks(&self, tokens: u64) -> u64 {
         let (input, cached, output) = self.prices;
@@ -278,6 +405,14 @@ impl StreamPlan {
 
     /// The error event of this dialect.
     fn error_event(&self) -> Bytes {
+        if self.responses {
+            return sse(
+                Some("error"),
+                &json!({"type": "error", "code": "server_error",
+                    "message": "The server had an error while processing your request. Sorry about that!",
+                    "param": null, "sequence_number": 0}),
+            );
+        }
         match self.flavor {
             Flavor::Anthropic => sse(
                 Some("error"),

@@ -42,8 +42,17 @@ fn text_of(tokens: u64) -> String {
     FILLER.chars().cycle().take(len).collect()
 }
 
-pub(crate) fn success_body(flavor: Flavor, id: u64, model: &str, usage: Usage) -> Bytes {
+pub(crate) fn success_body(
+    flavor: Flavor,
+    responses: bool,
+    id: u64,
+    model: &str,
+    usage: Usage,
+) -> Bytes {
     let text = text_of(usage.completion);
+    if responses {
+        return Bytes::from(responses_body(id, model, &usage, &text).to_string());
+    }
     let body = match flavor {
         Flavor::XAi | Flavor::OpenAi => {
             let mut usage_json = json!({
@@ -102,6 +111,33 @@ pub(crate) fn success_body(flavor: Flavor, id: u64, model: &str, usage: Usage) -
         }),
     };
     Bytes::from(body.to_string())
+}
+
+/// A Responses API answer (`object: "response"`), whole: its text in one message, and its
+/// usage (`input_tokens` counts cached ones too, as OpenAI's does).
+pub(crate) fn responses_body(id: u64, model: &str, usage: &Usage, text: &str) -> Value {
+    json!({
+        "id": format!("resp_sim{id}"),
+        "object": "response",
+        "created_at": 1_764_000_000u64,
+        "status": if usage.hit_cap { "incomplete" } else { "completed" },
+        "incomplete_details": if usage.hit_cap { json!({"reason": "max_output_tokens"}) } else { Value::Null },
+        "model": model,
+        "output": [{
+            "type": "message",
+            "id": format!("msg_sim{id}"),
+            "status": if usage.hit_cap { "incomplete" } else { "completed" },
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }],
+        "usage": {
+            "input_tokens": usage.prompt,
+            "input_tokens_details": {"cached_tokens": usage.cached},
+            "output_tokens": usage.completion,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": usage.prompt + usage.completion,
+        },
+    })
 }
 
 fn secs_text(d: Duration) -> String {

@@ -318,7 +318,8 @@ impl<St: SpendStore> StackBuilder<St> {
         let hedge = self
             .hedge
             .map(|config| HedgeLayer::new(config.time_scaled(scale)));
-        let attempt_log = CostLogLayer::new(provider, Scope::Attempt);
+        let attempt_log = CostLogLayer::new(provider, Scope::Attempt)
+            .default_max_tokens(config.max_tokens_default);
         let spend = attempt_log.daily_spend();
         let service = ServiceBuilder::new()
             .layer(CostLogLayer::new(provider, Scope::Call).health(self.health.clone()))

@@ -239,10 +239,17 @@ fn usage_asked_for_the_caller_is_read_and_kept_from_it() {
             assert!(!text.contains(r#""choices":[]"#), "no usage-only chunk: {text}");
             assert!(!text.contains(r#""usage""#));
             assert!(text.ends_with("data: [DONE]\n\n"));
-            // Every content event, as sent: one "tok " per token.
+            // Every content event, as sent.
+            let content: String = text
+                .split("\n\n")
+                .filter_map(|event| event.strip_prefix("data: "))
+                .filter(|data| *data != "[DONE]")
+                .map(|data| serde_json::from_str::<serde_json::Value>(data).unwrap())
+                .filter_map(|c| Some(c.pointer("/choices/0/delta/content")?.as_str()?.to_owned()))
+                .collect();
             assert_eq!(
-                text.matches("tok ").count() as u64,
-                entry.completion_tokens
+                content,
+                ballast_sim::completion_text(entry.completion_tokens)
             );
         }
     });
@@ -317,9 +324,9 @@ fn a_call_dropped_before_its_first_content_is_charged_within_its_reservation() {
         assert_eq!(readout.reserved, Usd::ZERO);
         assert!(readout.spent > Usd::ZERO);
         assert!(billed <= readout.spent, "{billed} > {}", readout.spent);
-        // The logger logged the attempt as cancelled, at $0: it counts what it read, and
-        // nothing was read (the budget is the one that charges what may have been billed).
-        assert_eq!(stack.spend.total(), Usd::ZERO);
+        // The logger logged the attempt as cancelled at the same worst case: its prompt
+        // estimate and its cap, priced as the budget prices it.
+        assert_eq!(stack.spend.total(), readout.spent);
     });
 }
 
@@ -346,15 +353,67 @@ fn without_stream_usage_a_stream_is_charged_from_what_was_seen() {
         assert!(!String::from_utf8_lossy(&bytes).contains(r#""usage""#));
         tokio::time::sleep(Duration::from_secs(60)).await;
         let entry = sim.ledger().entries()[0].clone();
-        // The prompt bound (a token per two bytes of the body) and one output token per two
-        // bytes of content ("tok " per token), plus one, at grok-code-fast-1's $0.20 and
-        // $1.50 per million: above the bill, never below.
+        // The prompt bound (a token per two bytes of the body) and one output token per byte
+        // of content, two events as large as the largest more, plus one, at
+        // grok-code-fast-1's $0.20 and $1.50 per million: above the bill, never below.
+        let text = ballast_sim::completion_text(entry.completion_tokens);
+        let largest = (0..entry.completion_tokens.div_ceil(5))
+            .map(|chunk| {
+                let from = chunk * 5;
+                let to = (from + 5).min(entry.completion_tokens);
+                let before = ballast_sim::completion_text(from).len();
+                ballast_sim::completion_text(to).len() - before
+            })
+            .max()
+            .unwrap() as u64;
         let expected = Usd::from_picos(
-            body_len.div_ceil(2) * 200_000 + (2 * entry.completion_tokens + 1) * 1_500_000,
+            body_len.div_ceil(2) * 200_000
+                + (text.len() as u64 + 2 * largest + 1) * 1_500_000,
         );
         let counted = stack.spend.total();
         assert_eq!(counted, expected);
         assert!(counted > Usd::from_xai_ticks(entry.billed_ticks));
         assert_eq!(stack.budget.readout(None).await.unwrap().spent, counted);
+    });
+}
+
+/// Streamed Responses API calls (`/v1/responses`, named events): the usage in
+/// `response.completed` settles the budget and the logger to what the provider billed.
+#[test]
+fn responses_streams_are_counted_as_the_provider_billed() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            cached_share: 0.3,
+            ..Scenario::healthy()
+        });
+        let stack = StackBuilder::new(Config::new(Preset::XAi))
+            .seed(3)
+            .build(sim.streaming());
+        for i in 0..10 {
+            let body = format!(
+                r#"{{"model":"grok-code-fast-1","stream":true,"max_output_tokens":90,"input":"job {i}"}}"#
+            );
+            let request = http::Request::post("http://sim.invalid/v1/responses")
+                .body(body)
+                .unwrap();
+            let response = stack.service.clone().oneshot(request).await.unwrap();
+            let (bytes, end) = drain(response.into_body()).await;
+            assert_eq!(end, None);
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            // `response.incomplete` is the end of an answer cut at its cap.
+            let ends = text.matches("event: response.completed\n").count()
+                + text.matches("event: response.incomplete\n").count();
+            assert_eq!(ends, 1, "{text}");
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let ledger = sim.ledger();
+        assert_eq!(ledger.len(), 10);
+        assert!(ledger.entries().iter().all(|e| e.outcome == SimOutcome::Success));
+        let billed = Usd::from_xai_ticks(ledger.billed_ticks());
+        assert!(billed > Usd::ZERO);
+        assert_eq!(stack.spend.total(), billed);
+        let readout = stack.budget.readout(None).await.unwrap();
+        assert_eq!(readout.spent, billed);
+        assert_eq!(readout.reserved, Usd::ZERO);
     });
 }
