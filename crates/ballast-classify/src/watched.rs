@@ -32,12 +32,16 @@ pin_project! {
         // Read before the first content, held back until then.
         held: BytesMut,
         // Before the first content: the first-content deadline. After it: the idle timeout
-        // from the last frame, moved on only when it fires early (a clock read per frame,
-        // not a timer reset).
+        // from when the stream last went quiet, moved on only when it fires early.
         #[pin]
         timer: Sleep,
         idle_after: Duration,
-        last_frame: Instant,
+        // When the body last said it had nothing more (read once per wait, not per frame:
+        // a burst of frames costs one clock read; `benches/stream.rs`).
+        quiet_since: Instant,
+        // A frame came since `quiet_since` was read.
+        heard: bool,
+
         // The error to yield next, then the end.
         failing: Option<StreamEnd>,
         done: bool,
@@ -78,7 +82,8 @@ where
             held: BytesMut::new(),
             timer: tokio::time::sleep(first_content),
             idle_after,
-            last_frame: Instant::now(),
+            quiet_since: Instant::now(),
+            heard: false,
             failing: None,
             done: false,
         })
@@ -120,7 +125,7 @@ where
         }
         // From here the timer bounds silences.
         let now = Instant::now();
-        *this.last_frame = now;
+        *this.quiet_since = now;
         this.timer.as_mut().reset(now + *this.idle_after);
         Poll::Ready(Primed::Ready)
     }
@@ -170,7 +175,7 @@ where
                         }
                     };
                     this.watch.feed(&data);
-                    *this.last_frame = Instant::now();
+                    *this.heard = true;
                     // An error event after content: its bytes go on, then the error.
                     if let Some(class) = this.watch.told.failed {
                         let end = StreamEnd::Failed(class);
@@ -206,13 +211,18 @@ where
                     return failed(StreamEnd::Cut);
                 }
                 Poll::Pending => {
-                    // Silent past the timeout since the last frame: stalled. Else the timer
-                    // is moved to that point and the task wakes then.
+                    // The silence starts now if frames came since the last wait (a caller
+                    // slow to poll is not the provider's silence).
+                    if std::mem::take(this.heard) {
+                        *this.quiet_since = Instant::now();
+                    }
+                    // Silent past the timeout: stalled. Else the timer is moved to that
+                    // point and the task wakes then.
                     loop {
                         if this.timer.as_mut().poll(cx).is_pending() {
                             return Poll::Pending;
                         }
-                        let due = *this.last_frame + *this.idle_after;
+                        let due = *this.quiet_since + *this.idle_after;
                         if Instant::now() >= due {
                             this.watch.end(StreamEnd::Stalled);
                             *this.done = true;
