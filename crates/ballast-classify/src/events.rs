@@ -824,6 +824,20 @@ mod tests {
         assert_eq!(error.error, Some(OutcomeClass::Overloaded));
     }
 
+    /// Spaces around a name's colon, differing from name to name: the plain delta reads the
+    /// content all the same (it once read none with a space before `content`'s colon only).
+    #[test]
+    fn plain_deltas_with_odd_spacing() {
+        let data = r#"{"choices":[{"delta":{"content" :  "héllo"},"finish_reason":null}]}"#;
+        let fast = plain_chat_delta(data).expect("a plain delta");
+        assert_eq!(fast.content, 6);
+        assert_eq!(fast, parsed(data));
+        // A name that is a value (no colon after it) sends the chunk to the parse.
+        let value = r#"{"choices":[{"delta":{"content":"a"},"finish_reason":null}],"x":"content"}"#;
+        assert_eq!(plain_chat_delta(value), None);
+        assert_eq!(parsed(value).content, 1);
+    }
+
     #[test]
     fn responses_and_gemini_events() {
         let delta = read(
