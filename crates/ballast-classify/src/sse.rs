@@ -34,6 +34,8 @@ pub(crate) struct Framer {
     dropping: bool,
     max: usize,
     overflows: u64,
+    /// Bytes of the dropped blocks (an upper bound of the content they carried).
+    overflow_bytes: u64,
 }
 
 impl Framer {
@@ -48,6 +50,11 @@ impl Framer {
     /// Blocks dropped for their length.
     pub(crate) fn overflows(&self) -> u64 {
         self.overflows
+    }
+
+    /// The bytes those blocks had, line ends not counted.
+    pub(crate) fn overflow_bytes(&self) -> u64 {
+        self.overflow_bytes
     }
 
     /// Reads `bytes`, calling `on(event_type, data)` for each event they complete.
@@ -99,11 +106,11 @@ impl Framer {
 
     /// Adds to the unended line, within the cap.
     fn grow(&mut self, bytes: &[u8]) {
-        if self.dropping {
-            return;
-        }
         if self.line.len() + bytes.len() + self.data.len() + self.event.len() > self.max {
             self.drop_block();
+        }
+        if self.dropping {
+            self.overflow_bytes += bytes.len() as u64;
             return;
         }
         self.line.extend_from_slice(bytes);
@@ -112,6 +119,7 @@ impl Framer {
     fn drop_block(&mut self) {
         if !self.dropping {
             self.overflows += 1;
+            self.overflow_bytes += (self.line.len() + self.data.len() + self.event.len()) as u64;
         }
         self.dropping = true;
         self.line.clear();
@@ -133,7 +141,11 @@ impl Framer {
             self.dropping = false;
             return;
         }
-        if self.dropping || line[0] == b':' {
+        if self.dropping {
+            self.overflow_bytes += line.len() as u64;
+            return;
+        }
+        if line[0] == b':' {
             return;
         }
         let (name, value) = match memchr::memchr(b':', line) {
@@ -220,6 +232,9 @@ mod tests {
         );
         assert_eq!(out, ["ok"]);
         assert_eq!(framer.overflows(), 1);
+        // The first line's value as it was held (20 bytes and its LF), then "data: more"
+        // as it came: no byte of the block's content is missed.
+        assert_eq!(framer.overflow_bytes(), 21 + 10);
     }
 
     proptest::proptest! {

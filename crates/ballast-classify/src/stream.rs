@@ -106,6 +106,8 @@ pub struct StreamSummary {
     pub events: u64,
     /// Events longer than [`MAX_EVENT_BYTES`], passed on unread.
     pub overflows: u64,
+    /// Their bytes: content they may have carried, unread.
+    pub overflow_bytes: u64,
     /// From the response's headers to the first content event.
     pub first_content: Option<Duration>,
     /// From the response's headers to the end.
@@ -119,9 +121,10 @@ impl StreamSummary {
     /// as the largest seen (one on its way, one being generated when the stream ended), plus
     /// one. Pessimistic on purpose: English prose runs about four bytes a token, so this is
     /// up to four times what was generated, and it is charged only to streams that ended
-    /// without their usage.
+    /// without their usage. Events too long to read count as content, every byte.
     pub fn output_bound(&self) -> u64 {
         self.content_bytes
+            .saturating_add(self.overflow_bytes)
             .saturating_add(self.largest_content.saturating_mul(2))
             .saturating_add(1)
     }
@@ -421,6 +424,7 @@ impl Watch {
             largest_content: told.largest_content,
             events: told.events,
             overflows: self.framer.overflows(),
+            overflow_bytes: self.framer.overflow_bytes(),
             first_content: told.first_content,
             duration: told.started.elapsed(),
         }

@@ -506,3 +506,46 @@ async fn a_responses_error_event_is_a_server_error() {
     }
     assert!(before >= 2 && after >= 10, "{before} before, {after} after");
 }
+
+/// An event longer than `MAX_EVENT_BYTES` is passed on unread; if the stream is then cut,
+/// its bytes count as content in the output bound, so the charge does not miss them.
+#[tokio::test(start_paused = true)]
+async fn an_event_too_long_to_read_counts_in_the_bound() {
+    let chunk = |text: &str| {
+        Bytes::from(format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}},\"finish_reason\":null}}]}}\n\n"
+        ))
+    };
+    let huge = "x".repeat(ballast_classify::stream::MAX_EVENT_BYTES + 10);
+    let frames = vec![chunk("first"), chunk(&huge), chunk("last")];
+    let service = ClassifyLayer::new(Provider::XAi).layer(tower::service_fn(
+        move |_: http::Request<String>| {
+            let frames = frames
+                .clone()
+                .into_iter()
+                .map(|c| Ok::<_, std::convert::Infallible>(Frame::data(c)));
+            async move {
+                let mut response =
+                    http::Response::new(StreamBody::new(futures::stream::iter(frames)));
+                response.headers_mut().insert(
+                    "content-type",
+                    http::HeaderValue::from_static("text/event-stream"),
+                );
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        },
+    ));
+    let mut response = service.oneshot(streamed(Flavor::XAi, 60)).await.unwrap();
+    let heard = listen(&mut response);
+    let (bytes, error) = drain(response.into_body()).await;
+    assert_eq!(error.map(|e| e.end()), Some(StreamEnd::Cut));
+    assert!(
+        bytes.len() > huge.len(),
+        "the long event reached the caller"
+    );
+    let summary = heard.lock().unwrap()[0];
+    assert_eq!(summary.overflows, 1);
+    assert_eq!(summary.content_bytes, 9, "first + last, read");
+    assert!(summary.overflow_bytes >= huge.len() as u64);
+    assert!(summary.output_bound() > huge.len() as u64);
+}
