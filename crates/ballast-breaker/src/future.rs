@@ -41,7 +41,7 @@ impl Permit {
 
     /// Whether the call is a half-open probe.
     pub(crate) fn is_probe(&self) -> bool {
-        self.kind == PermitKind::Probe
+        matches!(self.kind, PermitKind::Probe(_))
     }
 
     fn finish(&mut self, outcome: Option<&Outcome>) {

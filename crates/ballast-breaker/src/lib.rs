@@ -13,8 +13,9 @@
 //! - **open** for a time that grows on repeated trips, with jitter, capped; a server's wait
 //!   hint can stretch it; calls fail at once with [`BreakerOpen`] (class `CircuitOpen`,
 //!   carrying the key and the time to the next probe);
-//! - **half-open**: exactly `probes` calls go through at once; success closes, failure
-//!   reopens;
+//! - **half-open**: at most `probes` calls in flight at once (a probe of an earlier
+//!   half-open period still out keeps its slot); only this period's answers decide:
+//!   `probe_successes` successes close, a failure reopens;
 //! - **latched** on a rejected key or an exhausted quota, until [`BreakerHandle::reset`]: no
 //!   wait fixes those;
 //! - **forced open** or **disabled** through the handle.
@@ -26,7 +27,8 @@
 //! be met fails, told the open time.
 //!
 //! Breakers are per key (host and model by default), kept in a bounded map. The closed path
-//! is lock-free (atomics and a sharded map); transitions are rare and take a per-key lock.
+//! is lock-free (atomics, and a copy-on-write `ArcSwap<HashMap>` of keys: a lookup is one
+//! load, a new key copies the map); transitions are rare and take a per-key lock.
 //! Every transition is a `tracing` event and feeds the `metrics` counters
 //! `ballast_breaker_transitions_total{breaker,to}` and gauge `ballast_breaker_closed{breaker}`.
 //!

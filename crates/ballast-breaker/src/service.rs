@@ -72,7 +72,7 @@ where
                 }
                 let permit = Permit::new(breaker, kind, now);
                 // A patient probe goes again if it fails and its deadline allows.
-                if kind == PermitKind::Probe
+                if matches!(kind, PermitKind::Probe(_))
                     && let Some(patience) = registry.config.patience
                     && !FailFast::is_set(&request)
                 {

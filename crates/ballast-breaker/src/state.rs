@@ -24,8 +24,9 @@ const LATCHED_QUOTA: u8 = 4;
 pub(crate) enum PermitKind {
     /// The breaker was closed.
     Closed,
-    /// A half-open probe: its slot must be given back.
-    Probe,
+    /// A half-open probe of the given half-open period: its slot must be given back, and
+    /// its answer counts only in its own period.
+    Probe(u32),
 }
 
 /// Why a call was refused.
@@ -53,7 +54,11 @@ pub(crate) struct KeyBreaker {
     state: AtomicU8,
     /// Nanoseconds since the registry's epoch.
     open_until: AtomicU64,
-    probes_in_flight: AtomicU32,
+    /// Probes out (low 32 bits), whatever their period, and the half-open period now (high
+    /// 32 bits), in one word so a probe is admitted and stamped with its period at once.
+    /// Probes still out from an earlier period keep their slots: a half-open breaker never
+    /// has more than `probes` calls in flight.
+    probes: AtomicU64,
     probe_successes: AtomicU32,
     consecutive: AtomicU32,
     /// When the current run of failures began (nanoseconds since the epoch; the first
@@ -103,7 +108,7 @@ impl KeyBreaker {
             epoch,
             state: AtomicU8::new(CLOSED),
             open_until: AtomicU64::new(0),
-            probes_in_flight: AtomicU32::new(0),
+            probes: AtomicU64::new(0),
             probe_successes: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
             run_since: AtomicU64::new(0),
@@ -247,19 +252,18 @@ impl KeyBreaker {
     }
 
     fn try_probe(&self, config: &BreakerConfig) -> Result<PermitKind, Refusal> {
-        let limit = config.probes.max(1);
+        let limit = u64::from(config.probes.max(1));
         let admitted = self
-            .probes_in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok();
+            .probes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                (word & OUT < limit).then_some(word + 1)
+            });
         // A trip may have raced the admission: only a half-open breaker lets probes through.
-        if admitted && self.state.load(Ordering::Acquire) == HALF_OPEN {
-            return Ok(PermitKind::Probe);
-        }
-        if admitted {
-            self.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Ok(word) = admitted {
+            if self.state.load(Ordering::Acquire) == HALF_OPEN {
+                return Ok(PermitKind::Probe(period(word)));
+            }
+            self.probes.fetch_sub(1, Ordering::AcqRel);
         }
         // The probes out decide soon: a caller told "come back after an open time" would
         // stay away after the breaker closes.
@@ -276,8 +280,7 @@ impl KeyBreaker {
         {
             return None;
         }
-        self.probes_in_flight.store(0, Ordering::Release);
-        self.probe_successes.store(0, Ordering::Release);
+        self.next_period();
         self.state.store(HALF_OPEN, Ordering::Release);
         Some(Transition {
             from: BreakerState::Open {
@@ -300,7 +303,7 @@ impl KeyBreaker {
         let transition = self.judge(config, kind, outcome, elapsed, now);
         // A probe's slot came free and the breaker is still half-open (the probe was
         // dropped, said nothing, or more successes are needed): a waiting call may take it.
-        if kind == PermitKind::Probe && self.state.load(Ordering::Acquire) == HALF_OPEN {
+        if matches!(kind, PermitKind::Probe(_)) && self.state.load(Ordering::Acquire) == HALF_OPEN {
             self.line.notify_one();
         }
         transition
@@ -314,8 +317,10 @@ impl KeyBreaker {
         elapsed: Duration,
         now: u64,
     ) -> Option<Transition> {
-        if kind == PermitKind::Probe {
-            self.probes_in_flight.fetch_sub(1, Ordering::AcqRel);
+        let mut stale = false;
+        if let PermitKind::Probe(of) = kind {
+            let word = self.probes.fetch_sub(1, Ordering::AcqRel);
+            stale = period(word) != of;
         }
         // A dropped call (no outcome) only gives its probe slot back.
         let outcome = outcome?;
@@ -324,13 +329,16 @@ impl KeyBreaker {
         match (kind, verdict) {
             (_, Verdict::Latch(reason)) => self.latch(reason, now),
             (_, Verdict::Neutral) => None,
-            (PermitKind::Probe, Verdict::Success) => {
+            // A probe of a period that has ended (the breaker tripped, or was reset, and
+            // half-opened again since) says nothing about this one.
+            (PermitKind::Probe(_), _) if stale => None,
+            (PermitKind::Probe(_), Verdict::Success) => {
                 let successes = self.probe_successes.fetch_add(1, Ordering::AcqRel) + 1;
                 (successes >= config.probe_successes.max(1))
                     .then(|| self.close(now))
                     .flatten()
             }
-            (PermitKind::Probe, Verdict::Failure) => self.trip(config, outcome, now, true),
+            (PermitKind::Probe(_), Verdict::Failure) => self.trip(config, outcome, now, true),
             (_, verdict) => {
                 if self.state.load(Ordering::Acquire) != CLOSED {
                     return None;
@@ -473,7 +481,7 @@ impl KeyBreaker {
         self.consecutive.store(0, Ordering::Release);
         self.window.clear();
         self.shed.store(0, Ordering::Relaxed);
-        self.probes_in_flight.store(0, Ordering::Release);
+        self.next_period();
         let was = self.state.swap(CLOSED, Ordering::AcqRel);
         self.line.notify_one();
         (was != CLOSED).then_some(Transition {
@@ -481,6 +489,27 @@ impl KeyBreaker {
             to: BreakerState::Closed,
             totals: Totals::default(),
         })
+    }
+}
+
+/// The probes-out half of [`KeyBreaker::probes`].
+const OUT: u64 = u32::MAX as u64;
+
+/// The half-open period a probes word is in.
+fn period(word: u64) -> u32 {
+    (word >> 32) as u32
+}
+
+impl KeyBreaker {
+    /// Starts a new half-open period: probes out stay counted, their answers stop counting.
+    /// Called under the transitions lock.
+    fn next_period(&self) {
+        let _ = self
+            .probes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                Some((word & OUT) | (u64::from(period(word).wrapping_add(1)) << 32))
+            });
+        self.probe_successes.store(0, Ordering::Release);
     }
 }
 

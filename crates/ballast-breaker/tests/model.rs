@@ -314,3 +314,181 @@ fn open_state_reports_time_to_the_next_probe() {
         assert!(error.to_string().contains("circuit_open"), "{error}");
     });
 }
+
+/// A provider whose answers are set by the request (`x-class`, `x-millis`), counting the
+/// calls it was sent while the breaker said half-open (probes) and how many of them were
+/// in flight at once at most.
+#[derive(Clone, Default)]
+struct Probed {
+    in_flight: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+fn probed(
+    probed: &Probed,
+    handle: ballast_breaker::BreakerHandle,
+) -> impl tower::Service<
+    http::Request<String>,
+    Response = http::Response<()>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<http::Response<()>, std::convert::Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    let probed = probed.clone();
+    tower::service_fn(move |request: http::Request<String>| {
+        let probe = handle
+            .get("api.x.ai", "m")
+            .is_some_and(|s| s.state.as_str() == "half_open");
+        let class: u8 = request.headers()["x-class"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let millis: u64 = request.headers()["x-millis"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let probed = probed.clone();
+        if probe {
+            let now = probed.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            probed.most.fetch_max(now, Ordering::SeqCst);
+        }
+        async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            if probe {
+                probed.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+            let mut response = http::Response::new(());
+            response
+                .extensions_mut()
+                .insert(Outcome::new(OutcomeClass::ALL[class as usize]));
+            Ok(response)
+        }
+    })
+}
+
+fn call(kind: Kind, millis: u64) -> http::Request<String> {
+    let mut request = http::Request::post("https://api.x.ai/v1/chat/completions")
+        .header("x-class", kind.class().index().to_string())
+        .header("x-millis", millis.to_string())
+        .body(String::from(r#"{"model":"m"}"#))
+        .unwrap();
+    ballast_classify::RequestFacts::note(&mut request);
+    request
+}
+
+/// A probe still out when its half-open period ends (another probe failed, the breaker
+/// reopened, then half-opened again) keeps its slot, and its answer, arriving in the next
+/// period, does not count there: with `probes: 2`, never three probes in flight, and a
+/// stale success does not close the breaker.
+#[test]
+fn a_probe_of_an_ended_period_neither_adds_a_slot_nor_decides() {
+    let rt = ballast_sim::paused_runtime().unwrap();
+    rt.block_on(async {
+        let config = BreakerConfig {
+            consecutive_failures: 1,
+            open_base: Duration::from_secs(1),
+            open_growth: 1.0,
+            open_jitter: 0.0,
+            probes: 2,
+            probe_successes: 1,
+            ..BreakerConfig::default()
+        };
+        let layer = BreakerLayer::with_seed(config, 1);
+        let handle = layer.handle();
+        let counts = Probed::default();
+        let service = layer.layer(probed(&counts, handle.clone()));
+        let state = || handle.get("api.x.ai", "m").unwrap().state.as_str();
+        // Open.
+        let _ = service.clone().oneshot(call(Kind::Failure, 0)).await;
+        assert_eq!(state(), "open");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Period 1: a probe that fails at 10 ms, one that succeeds at 3 s.
+        let fails = tokio::spawn(service.clone().oneshot(call(Kind::Failure, 10)));
+        let late = tokio::spawn(service.clone().oneshot(call(Kind::Success, 3_000)));
+        tokio::task::yield_now().await;
+        fails.await.unwrap().unwrap();
+        assert_eq!(state(), "open");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Period 2: the late probe still holds one of the two slots: one new probe goes,
+        // the next is refused.
+        let slow = tokio::spawn(service.clone().oneshot(call(Kind::Success, 10_000)));
+        tokio::task::yield_now().await;
+        let refused = service.clone().oneshot(call(Kind::Success, 0)).await;
+        assert!(refused.is_err(), "a third probe in flight");
+        assert_eq!(counts.most.load(Ordering::SeqCst), 2);
+        // The late probe's success (period 1) arrives: it does not close the breaker.
+        late.await.unwrap().unwrap();
+        assert_eq!(state(), "half_open");
+        // Period 2's own probe does.
+        slow.await.unwrap().unwrap();
+        assert_eq!(state(), "closed");
+    });
+}
+
+/// Calls that often outlast an open time (up to 12 s), with short steps between them.
+fn overlapping() -> impl Strategy<Value = Op> {
+    let kind = prop_oneof![
+        5 => Just(Kind::Success),
+        6 => Just(Kind::Failure),
+        1 => Just(Kind::Neutral),
+    ];
+    prop_oneof![
+        4 => (kind, prop_oneof![0u64..200, 0u64..12_000]).prop_map(|(kind, millis)| Op::Call { kind, millis }),
+        2 => (0u64..3_000).prop_map(|millis| Op::Advance { millis }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Overlapping calls across half-open periods: never more than `probes` probes in
+    /// flight; every call answered or refused as open; once every call has ended and the
+    /// longest open time has passed, a call goes through (no wedged slot).
+    #[test]
+    fn overlapping_calls_never_exceed_the_probes(
+        config in config(),
+        ops in prop::collection::vec(overlapping(), 1..160),
+    ) {
+        let rt = ballast_sim::paused_runtime().unwrap();
+        rt.block_on(async move {
+            let probes = config.probes.max(1) as usize;
+            let cap = config.open_cap;
+            let layer = BreakerLayer::with_seed(config, 1);
+            let handle = layer.handle();
+            let counts = Probed::default();
+            let service = layer.layer(probed(&counts, handle.clone()));
+            let mut calls = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Advance { millis } => tokio::time::sleep(Duration::from_millis(millis)).await,
+                    Op::Call { kind, millis } => {
+                        calls.push(tokio::spawn(service.clone().oneshot(call(kind, millis))));
+                        tokio::task::yield_now().await;
+                    }
+                }
+                prop_assert!(counts.most.load(Ordering::SeqCst) <= probes);
+            }
+            for call in calls {
+                match call.await.unwrap() {
+                    Ok(_) => {}
+                    Err(error) => prop_assert_eq!(
+                        Outcome::from_error(&*error).class(),
+                        OutcomeClass::CircuitOpen
+                    ),
+                }
+            }
+            prop_assert!(counts.most.load(Ordering::SeqCst) <= probes);
+            prop_assert_eq!(counts.in_flight.load(Ordering::SeqCst), 0);
+            let state = handle.get("api.x.ai", "m").map(|s| s.state.as_str()).unwrap_or("closed");
+            if state != "latched" {
+                tokio::time::sleep(cap * 2).await;
+                let result = service.clone().oneshot(call(Kind::Success, 0)).await;
+                prop_assert!(result.is_ok(), "wedged in {}", state);
+            }
+            Ok(())
+        })?;
+    }
+}

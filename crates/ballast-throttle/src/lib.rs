@@ -3,9 +3,10 @@
 //! A provider's documented limit is a ceiling, not a promise: 429s arrive below it and the
 //! real limit moves. Retrying after 429s cannot fix that; pacing can. [`ThrottleLayer`]
 //! gives each call a turn at the current pace, in arrival order across every clone and
-//! caller, and learns the pace from the answers: a 429 lowers it by 15% (once a second at
-//! most), successes raise it quickly back towards the last rate that drew a 429 and then
-//! probe slowly above it. The provider's remaining/reset headers may slow it, never speed it
+//! caller, and learns the pace from the answers: a 429 lowers it by 10% (once per 3 s
+//! cooldown: later 429s answer calls sent before the cut), before any 429 successes raise it
+//! 8% a second, and after one the pace holds for 10 s, then probes 0.5% a second above it
+//! (the defaults; [`ThrottleConfig`]). The provider's remaining/reset headers may slow it, never speed it
 //! up. Latency is not read: an LLM's latency follows the length of its answer, not
 //! congestion. A call whose turn is too far off, or that finds the queue full, is refused at
 //! once with [`Throttled`] (class `throttled`, with the wait as its hint).
