@@ -20,7 +20,7 @@ use std::time::Duration;
 /// | `max_hint` | 60 s | a 503's `retry-after` may keep the breaker open longer, but not for an absurd time |
 /// | `probes` / `probe_successes` | 1 / 1 | one request finds out whether the provider is back, and its success closes the breaker |
 /// | `half_open_wait` | 1 s | a call refused while the probe is out is told to come back this soon: the probe answers in about a call's time, and a caller sent away for a whole open time stays away after the breaker closes (the scoreboard's 5xx bursts, six seeds: 60% goodput with 1 s, 52% with no hint, callers falling back to 5 s) |
-/// | `latch_on_auth_and_quota` | true | no wait fixes a bad key or an empty account: stop until someone resets |
+/// | `latch_on_auth_and_quota` / `latch_reprobe` | true / 10 min | no wait fixes a bad key or an empty account: stop, and let one probe through every 10 minutes, so a fixed key or a topped-up account recovers without a restart or a reset (one call in 10 minutes costs nothing worth saving) |
 /// | `max_keys` / `idle_eviction` | 1000 / 10 min | bounded memory whatever the keys |
 /// | `patience` | `None` | fail fast, for apps with their own fallback; [`Patience`] makes a refused call wait in a bounded line for the breaker's next chance (the facade turns it on) |
 /// | `admission` | `None` | the classic breaker; [`BreakerConfig::adaptive`] sets [`Admission`] (refuse in proportion to the successes, open only for an outage), for a provider whose failures follow the load it is offered |
@@ -59,6 +59,9 @@ pub struct BreakerConfig {
     pub half_open_wait: Duration,
     /// Whether auth failures and exhausted quota latch the breaker open until a reset.
     pub latch_on_auth_and_quota: bool,
+    /// How long a latched breaker refuses everything before it lets a probe through (its
+    /// failure latches it again for as long).
+    pub latch_reprobe: Duration,
     /// The most keys tracked; past it, idle keys are evicted, then new keys share one
     /// overflow breaker.
     pub max_keys: usize,
@@ -169,6 +172,7 @@ impl Default for BreakerConfig {
             probe_successes: 1,
             half_open_wait: Duration::from_secs(1),
             latch_on_auth_and_quota: true,
+            latch_reprobe: Duration::from_secs(600),
             max_keys: 1000,
             idle_eviction: Duration::from_secs(600),
             admission: None,
@@ -232,6 +236,7 @@ impl BreakerConfig {
             &mut self.half_open_wait,
             &mut self.max_hint,
             &mut self.idle_eviction,
+            &mut self.latch_reprobe,
         ]
         .into_iter()
         .chain(max_wait)

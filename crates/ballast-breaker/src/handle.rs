@@ -115,6 +115,32 @@ impl BreakerHandle {
         tracing::info!(target: "ballast::breaker", "circuit breakers resumed");
     }
 
+    /// Refuses every call to `host` and `model` until [`reset_key`](Self::reset_key)
+    /// (the breaker is made if it did not exist). The other keys go on as they were.
+    pub fn force_open_key(&self, host: &str, model: &str) {
+        let now = self.registry.now();
+        let breaker = self.registry.breaker(crate::KeyParts { host, model }, now);
+        if let Some(transition) = breaker.force_open(now) {
+            emit(breaker.key(), &transition);
+        }
+    }
+
+    /// Closes the breaker of `host` and `model` and forgets its history, latched or forced
+    /// open included; the other keys go on as they were. Returns whether it exists.
+    pub fn reset_key(&self, host: &str, model: &str) -> bool {
+        let now = self.registry.now();
+        let mut found = false;
+        self.registry.for_each(|breaker| {
+            if breaker.key().host() == host && breaker.key().model() == model {
+                found = true;
+                if let Some(transition) = breaker.reset(now) {
+                    emit(breaker.key(), &transition);
+                }
+            }
+        });
+        found
+    }
+
     /// Closes every breaker and forgets its history, latched ones included (after the key
     /// was fixed or the account topped up).
     pub fn reset(&self) {

@@ -16,9 +16,13 @@
 //! - **half-open**: at most `probes` calls in flight at once (a probe of an earlier
 //!   half-open period still out keeps its slot); only this period's answers decide:
 //!   `probe_successes` successes close, a failure reopens;
-//! - **latched** on a rejected key or an exhausted quota, until [`BreakerHandle::reset`]: no
-//!   wait fixes those;
-//! - **forced open** or **disabled** through the handle.
+//! - **latched** on a rejected key or an exhausted quota: no short wait fixes those, so
+//!   every call is refused for `latch_reprobe` (10 minutes), then one probe finds out
+//!   whether the key was fixed or the account topped up (success closes, the same failure
+//!   latches again); [`BreakerHandle::reset_key`] or [`BreakerHandle::reset`] at once;
+//! - **forced open** or **disabled** through the handle, for every key
+//!   ([`BreakerHandle::force_open`]) or one ([`BreakerHandle::force_open_key`], until its
+//!   `reset_key`).
 //!
 //! With [`Patience`] ([`BreakerConfig::patient`]), a refused call does not fail at once: it
 //! waits in its key's bounded line, within its [`Deadline`](ballast_classify::Deadline),

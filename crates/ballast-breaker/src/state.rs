@@ -18,6 +18,8 @@ const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
 const LATCHED_AUTH: u8 = 3;
 const LATCHED_QUOTA: u8 = 4;
+/// Forced open through the handle, for this key alone, until its reset.
+const FORCED: u8 = 5;
 
 /// How a call was let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +54,8 @@ pub(crate) struct KeyBreaker {
     pub(crate) config: Arc<BreakerConfig>,
     epoch: Instant,
     state: AtomicU8,
-    /// Nanoseconds since the registry's epoch.
+    /// Nanoseconds since the registry's epoch: the end of the open time, or while latched,
+    /// of the latch's wait before a probe.
     open_until: AtomicU64,
     /// Probes out (low 32 bits), whatever their period, and the half-open period now (high
     /// 32 bits), in one word so a probe is admitted and stamped with its period at once.
@@ -150,6 +153,7 @@ impl KeyBreaker {
             }
             HALF_OPEN => BreakerState::HalfOpen,
             LATCHED_AUTH => BreakerState::Latched(LatchReason::Auth),
+            FORCED => BreakerState::ForcedOpen,
             _ => BreakerState::Latched(LatchReason::QuotaExhausted),
         }
     }
@@ -203,6 +207,16 @@ impl KeyBreaker {
                 self.try_probe(config).map(|kind| (kind, transition))
             }
             HALF_OPEN => self.try_probe(config).map(|kind| (kind, None)),
+            FORCED => Err(Refusal {
+                state: BreakerState::ForcedOpen,
+                retry_in: None,
+            }),
+            // Latched for `latch_reprobe`: then one probe finds out whether the key was
+            // fixed or the account topped up.
+            _ if now >= self.open_until.load(Ordering::Acquire) => {
+                let transition = self.to_half_open(now);
+                self.try_probe(config).map(|kind| (kind, transition))
+            }
             latched => Err(Refusal {
                 state: BreakerState::Latched(if latched == LATCHED_AUTH {
                     LatchReason::Auth
@@ -273,19 +287,24 @@ impl KeyBreaker {
         })
     }
 
+    /// From open, or latched, to half-open once its time is up.
     fn to_half_open(&self, now: u64) -> Option<Transition> {
         let _guard = self.lock();
-        if self.state.load(Ordering::Acquire) != OPEN
-            || now < self.open_until.load(Ordering::Acquire)
-        {
+        let from = match self.state.load(Ordering::Acquire) {
+            OPEN => BreakerState::Open {
+                retry_in: Duration::ZERO,
+            },
+            LATCHED_AUTH => BreakerState::Latched(LatchReason::Auth),
+            LATCHED_QUOTA => BreakerState::Latched(LatchReason::QuotaExhausted),
+            _ => return None,
+        };
+        if now < self.open_until.load(Ordering::Acquire) {
             return None;
         }
         self.next_period();
         self.state.store(HALF_OPEN, Ordering::Release);
         Some(Transition {
-            from: BreakerState::Open {
-                retry_in: Duration::ZERO,
-            },
+            from,
             to: BreakerState::HalfOpen,
             totals: Totals::default(),
         })
@@ -462,14 +481,31 @@ impl KeyBreaker {
             LatchReason::Auth => LATCHED_AUTH,
             LatchReason::QuotaExhausted => LATCHED_QUOTA,
         };
-        if self.state.swap(code, Ordering::AcqRel) == code {
+        let state = self.state.load(Ordering::Acquire);
+        // Forced open stays so until its reset.
+        if state == FORCED || state == code {
             return None;
         }
+        let wait = u64::try_from(self.config.latch_reprobe.as_nanos()).unwrap_or(u64::MAX);
+        self.open_until
+            .store(now.saturating_add(wait), Ordering::Release);
+        self.state.store(code, Ordering::Release);
         self.opened.fetch_add(1, Ordering::Relaxed);
         Some(Transition {
             from,
             to: BreakerState::Latched(reason),
             totals: self.window.totals(now),
+        })
+    }
+
+    /// Refuses every call until [`reset`](Self::reset) (a handle's per-key force-open).
+    pub(crate) fn force_open(&self, now: u64) -> Option<Transition> {
+        let _guard = self.lock();
+        let from = self.state(now);
+        (self.state.swap(FORCED, Ordering::AcqRel) != FORCED).then_some(Transition {
+            from,
+            to: BreakerState::ForcedOpen,
+            totals: Totals::default(),
         })
     }
 

@@ -284,7 +284,8 @@ async fn auth_latches_until_reset_and_the_handle_steers() {
     let handle = layer.handle();
     let service = layer.layer(provider);
     service.clone().oneshot(request("m")).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3600)).await;
+    // Latched: refused until the re-probe time (10 minutes), whatever waits before it.
+    tokio::time::sleep(Duration::from_secs(599)).await;
     let error = service.clone().oneshot(request("m")).await.unwrap_err();
     assert!(error.to_string().contains("API key"), "{error}");
     assert_eq!(Outcome::from_error(&*error).wait_hint(), None);
@@ -697,4 +698,119 @@ async fn with_admission_an_outage_still_opens() {
         "{snapshot:?}"
     );
     assert_eq!(snapshot.opened_total, 1);
+}
+
+/// A latched key lets one probe through every `latch_reprobe`: a key still rejected latches
+/// again for as long, a fixed one closes, with no reset and no restart.
+#[tokio::test(start_paused = true)]
+async fn a_latched_key_is_probed_again_after_the_reprobe_time() {
+    let status = Arc::new(AtomicUsize::new(401));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let (status, calls) = (Arc::clone(&status), Arc::clone(&calls));
+        tower::service_fn(move |_request: http::Request<String>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let code = status.load(Ordering::SeqCst) as u16;
+            async move { Ok::<_, BoxError>(http::Response::builder().status(code).body(()).unwrap()) }
+        })
+    };
+    let layer = BreakerLayer::new(quiet_config());
+    let handle = layer.handle();
+    let service = layer.layer(provider);
+    let state = || handle.get("api.x.ai", "m").unwrap().state;
+    let latched = BreakerState::Latched(ballast_breaker::LatchReason::Auth);
+    service.clone().oneshot(request("m")).await.unwrap();
+    assert_eq!(state(), latched);
+    let minute = Duration::from_secs(60);
+    tokio::time::sleep(9 * minute).await;
+    assert!(service.clone().oneshot(request("m")).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "refused while latched");
+    // At 10 minutes one probe goes; the key is still bad: latched again, for 10 more.
+    tokio::time::sleep(minute).await;
+    assert_eq!(
+        service
+            .clone()
+            .oneshot(request("m"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(state(), latched);
+    tokio::time::sleep(9 * minute).await;
+    assert!(service.clone().oneshot(request("m")).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The key is fixed; the next probe closes the breaker.
+    status.store(200, Ordering::SeqCst);
+    tokio::time::sleep(minute).await;
+    assert_eq!(
+        service
+            .clone()
+            .oneshot(request("m"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(state(), BreakerState::Closed);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// The handle steers one key: forced open, reset, read out, the other keys untouched.
+#[tokio::test(start_paused = true)]
+async fn the_handle_steers_one_key() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = Arc::clone(&calls);
+        tower::service_fn(move |request: http::Request<String>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            // Model "bad" has a rejected key.
+            let code = if request.body().contains("bad") {
+                401
+            } else {
+                200
+            };
+            async move { Ok::<_, BoxError>(http::Response::builder().status(code).body(()).unwrap()) }
+        })
+    };
+    let layer = BreakerLayer::new(quiet_config());
+    let handle = layer.handle();
+    let service = layer.layer(provider);
+    let call = |model: &str| service.clone().oneshot(request(model));
+    assert_eq!(call("a").await.unwrap().status(), 200);
+    // Forced open before its first call: made, and refused.
+    handle.force_open_key("api.x.ai", "b");
+    assert_eq!(
+        handle.get("api.x.ai", "b").unwrap().state,
+        BreakerState::ForcedOpen
+    );
+    let refused = call("b").await.unwrap_err();
+    assert_eq!(
+        Outcome::from_error(&*refused).class(),
+        OutcomeClass::CircuitOpen
+    );
+    assert_eq!(
+        call("a").await.unwrap().status(),
+        200,
+        "another key goes on"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A latched key, reset alone.
+    assert_eq!(call("bad").await.unwrap().status(), 401);
+    assert!(call("bad").await.is_err());
+    assert!(handle.reset_key("api.x.ai", "bad"));
+    assert_eq!(
+        handle.get("api.x.ai", "bad").unwrap().state,
+        BreakerState::Closed
+    );
+    assert_eq!(
+        handle.get("api.x.ai", "b").unwrap().state,
+        BreakerState::ForcedOpen
+    );
+    assert!(call("b").await.is_err(), "still forced open");
+    assert!(handle.reset_key("api.x.ai", "b"));
+    assert_eq!(call("b").await.unwrap().status(), 200);
+    assert!(!handle.reset_key("api.x.ai", "never-seen"));
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
 }

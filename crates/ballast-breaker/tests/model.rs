@@ -52,13 +52,13 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
     (
         (1u32..8, 1u64..20, 1u32..10, 1u32..15, 0.1..1.0f64),
         (1u64..5, 0.1..1.0f64, 1u64..10, 1.0..3.0f64, 1u64..40),
-        (1u32..3, 1u32..3, any::<bool>()),
+        (1u32..3, 1u32..3, any::<bool>(), 1u64..120),
     )
         .prop_map(
             |(
                 (consecutive, window, buckets, min_calls, failure_rate),
                 (slow, slow_rate, base, growth, cap),
-                (probes, probe_successes, latch),
+                (probes, probe_successes, latch, reprobe),
             )| BreakerConfig {
                 consecutive_failures: consecutive,
                 window: Duration::from_secs(window),
@@ -74,6 +74,7 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
                 probes,
                 probe_successes,
                 latch_on_auth_and_quota: latch,
+                latch_reprobe: Duration::from_secs(reprobe),
                 ..BreakerConfig::default()
             },
         )
@@ -96,7 +97,7 @@ enum ModelState {
     Closed,
     Open { until: u64 },
     HalfOpen { successes: u32 },
-    Latched,
+    Latched { until: u64 },
 }
 
 impl Model {
@@ -129,7 +130,12 @@ impl Model {
                 Some(true)
             }
             ModelState::HalfOpen { .. } => Some(true),
-            ModelState::Latched => None,
+            ModelState::Latched { until } if now < until => None,
+            // Latched long enough: one probe finds out whether the key was fixed.
+            ModelState::Latched { .. } => {
+                self.state = ModelState::HalfOpen { successes: 0 };
+                Some(true)
+            }
         }
     }
 
@@ -146,7 +152,13 @@ impl Model {
     fn record(&mut self, probe: bool, kind: Kind, elapsed: Duration, now: u64) {
         let slow = elapsed >= self.config.slow_call;
         match kind {
-            Kind::Auth if self.config.latch_on_auth_and_quota => self.state = ModelState::Latched,
+            Kind::Auth if self.config.latch_on_auth_and_quota => {
+                if !matches!(self.state, ModelState::Latched { .. }) {
+                    self.state = ModelState::Latched {
+                        until: now + self.config.latch_reprobe.as_nanos() as u64,
+                    };
+                }
+            }
             Kind::Auth | Kind::Neutral => {}
             Kind::Success if probe => {
                 if let ModelState::HalfOpen { successes } = self.state {
@@ -205,7 +217,7 @@ impl Model {
             ModelState::Closed => "closed",
             ModelState::Open { until } if now < until => "open",
             ModelState::Open { .. } | ModelState::HalfOpen { .. } => "half_open",
-            ModelState::Latched => "latched",
+            ModelState::Latched { .. } => "latched",
         }
     }
 }
