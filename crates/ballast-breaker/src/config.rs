@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ballast_classify::HintTrust;
+
 /// Everything a breaker is configured with. Start from [`BreakerConfig::default`] and change
 /// what you need; every field is public.
 ///
@@ -17,7 +19,7 @@ use std::time::Duration;
 /// | `slow_call` / `slow_rate` | 60 s / 0.5 | twice the 30 s average the story calls "complaints"; half the calls that slow is a provider in trouble |
 /// | `open_base` / `open_growth` / `open_cap` | 5 s, x2, 5 s | a probe every 5 s: a provider's bad spells last seconds, so a longer open time costs more successes than it saves calls (the scoreboard's 5xx bursts: 58% goodput with a 5 s cap, 40% with 10 s, 33% with 20 s), while a 10-minute outage costs one probe per 5 s. Raise the cap to back off on repeated trips |
 /// | `open_jitter` | 0.2 | up to 20% longer, so breakers of many processes do not probe together; 5 s x 1.2 = 6 s keeps the first success within 6 s of a recovery |
-/// | `max_hint` | 60 s | a 503's `retry-after` may keep the breaker open longer, but not for an absurd time |
+/// | `hint_trust` / `max_hint` | clamped to 5 s past the open time / 60 s | a 503's `retry-after` may keep the breaker open longer, weighed by the same [`HintTrust`] as the retry's wait (hints lie), and never past `max_hint` |
 /// | `probes` / `probe_successes` | 1 / 1 | one request finds out whether the provider is back, and its success closes the breaker |
 /// | `half_open_wait` | 1 s | a call refused while the probe is out is told to come back this soon: the probe answers in about a call's time, and a caller sent away for a whole open time stays away after the breaker closes (the scoreboard's 5xx bursts, six seeds: 60% goodput with 1 s, 52% with no hint, callers falling back to 5 s) |
 /// | `latch_on_auth_and_quota` / `latch_reprobe` | true / 10 min | no wait fixes a bad key or an empty account: stop, and let one probe through every 10 minutes, so a fixed key or a topped-up account recovers without a restart or a reset (one call in 10 minutes costs nothing worth saving) |
@@ -48,6 +50,9 @@ pub struct BreakerConfig {
     pub open_cap: Duration,
     /// Up to this share is added at random to each open time.
     pub open_jitter: f64,
+    /// How far a server's wait hint may stretch the open time: the same policy as the
+    /// retry's ([`HintTrust::default`]: up to 5 s past the open time).
+    pub hint_trust: HintTrust,
     /// The longest open time a server's wait hint may ask for.
     pub max_hint: Duration,
     /// Probes in flight at once while half-open.
@@ -167,6 +172,7 @@ impl Default for BreakerConfig {
             open_growth: 2.0,
             open_cap: Duration::from_secs(5),
             open_jitter: 0.2,
+            hint_trust: HintTrust::default(),
             max_hint: Duration::from_secs(60),
             probes: 1,
             probe_successes: 1,

@@ -436,7 +436,8 @@ impl KeyBreaker {
         let mut open = Duration::try_from_secs_f64(config.open_time(trip).as_secs_f64() * jitter)
             .unwrap_or(Duration::MAX);
         if let Some(hint) = outcome.wait_hint() {
-            open = open.max(hint.delay().min(config.max_hint));
+            let (stretched, _) = config.hint_trust.apply(open, Some(hint.delay()));
+            open = stretched.min(open.max(config.max_hint));
         }
         let until = now.saturating_add(u64::try_from(open.as_nanos()).unwrap_or(u64::MAX));
         self.open_until.store(until, Ordering::Release);

@@ -501,44 +501,62 @@ proptest! {
     }
 }
 
+/// A server's wait hint stretches the open time as far as the one hint policy allows
+/// (`HintTrust`, the retry's too): by default 5 s past the backoff's open time; honoured,
+/// all of it up to `max_hint`.
 #[tokio::test(start_paused = true)]
-async fn a_server_hint_keeps_the_breaker_open_longer_up_to_the_cap() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let provider = {
-        let calls = Arc::clone(&calls);
-        tower::service_fn(move |_request: http::Request<String>| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async {
-                let mut response = http::Response::builder().status(503).body(()).unwrap();
-                let hint = ballast_classify::WaitHint::new(
-                    Duration::from_secs(40),
-                    ballast_classify::HintSource::RetryAfter,
-                );
-                response.extensions_mut().insert(
-                    Outcome::from_status(http::StatusCode::SERVICE_UNAVAILABLE)
-                        .with_wait_hint(Some(hint)),
-                );
-                Ok::<_, BoxError>(response)
-            }
-        })
-    };
-    let layer = BreakerLayer::new(BreakerConfig {
-        consecutive_failures: 1,
-        ..quiet_config()
-    });
-    let handle = layer.handle();
-    let service = layer.layer(provider);
-    service.clone().oneshot(request("m")).await.unwrap();
-    // The backoff alone would probe after 5 s; the server asked for 40.
-    tokio::time::sleep(Duration::from_secs(39)).await;
-    assert!(service.clone().oneshot(request("m")).await.is_err());
-    let BreakerState::Open { retry_in } = handle.get("api.x.ai", "m").unwrap().state else {
-        panic!("open");
-    };
-    assert_eq!(retry_in, Duration::from_secs(1));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    service.clone().oneshot(request("m")).await.unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+async fn a_server_hint_keeps_the_breaker_open_as_far_as_it_is_trusted() {
+    use ballast_classify::HintTrust;
+    // (trust, hint, open time: the backoff's alone is 5 s)
+    let cases = [
+        (HintTrust::default(), 40, 10),
+        (HintTrust::default(), 2, 5),
+        (HintTrust::Honour, 40, 40),
+        (HintTrust::Honour, 100, 60),
+        (HintTrust::Ignore, 40, 5),
+    ];
+    for (trust, hint, open) in cases {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let provider = {
+            let calls = Arc::clone(&calls);
+            tower::service_fn(move |_request: http::Request<String>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let mut response = http::Response::builder().status(503).body(()).unwrap();
+                    let hint = ballast_classify::WaitHint::new(
+                        Duration::from_secs(hint),
+                        ballast_classify::HintSource::RetryAfter,
+                    );
+                    response.extensions_mut().insert(
+                        Outcome::from_status(http::StatusCode::SERVICE_UNAVAILABLE)
+                            .with_wait_hint(Some(hint)),
+                    );
+                    Ok::<_, BoxError>(response)
+                }
+            })
+        };
+        let layer = BreakerLayer::new(BreakerConfig {
+            consecutive_failures: 1,
+            hint_trust: trust,
+            ..quiet_config()
+        });
+        let handle = layer.handle();
+        let service = layer.layer(provider);
+        service.clone().oneshot(request("m")).await.unwrap();
+        let BreakerState::Open { retry_in } = handle.get("api.x.ai", "m").unwrap().state else {
+            panic!("open");
+        };
+        assert_eq!(
+            retry_in,
+            Duration::from_secs(open),
+            "{trust:?}, hint {hint} s"
+        );
+        tokio::time::sleep(Duration::from_secs(open - 1)).await;
+        assert!(service.clone().oneshot(request("m")).await.is_err());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        service.clone().oneshot(request("m")).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
 }
 
 /// A provider answering each request as its headers say: `x-status` after `x-millis`.

@@ -49,7 +49,8 @@ impl WaitHint {
     ///
     /// Explicit retry headers win, most precise first: `retry-after-ms`, `x-ms-retry-after-ms`,
     /// `retry-after`. When `rate_limited` is true, the rate-limit reset headers are read too
-    /// (OpenAI `x-ratelimit-reset-*`, Anthropic `anthropic-ratelimit-*-reset`): they ride on
+    /// (OpenAI `x-ratelimit-reset-*`, a bare `x-ratelimit-reset` as an epoch instant or a
+    /// delay, Anthropic `anthropic-ratelimit-*-reset`): they ride on
     /// every response, but only say "wait" when a limit was hit. Among those, the reset of an
     /// exhausted limit (its `remaining` is 0) wins; otherwise the longest reset.
     pub fn from_headers(headers: &HeaderMap, rate_limited: bool, now: SystemTime) -> Option<Self> {
@@ -143,6 +144,51 @@ impl HintSource {
     }
 }
 
+/// How far to trust the provider's wait hint ([`WaitHint`]): one policy for every layer that
+/// reads hints (the retry's wait, the breaker's open time).
+///
+/// Providers get hints wrong: xAI's "try again in X seconds" was the bug that started this
+/// project. The default treats a hint as untrusted and clamps it: `Clamp { slack: 5 s }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HintTrust {
+    /// Use the computed backoff; ignore hints.
+    Ignore,
+    /// Wait exactly what the hint says (still never past the maximum delay).
+    Honour,
+    /// Wait at least the hint, longer if the backoff says so.
+    Floor,
+    /// Wait the hint clamped to `[backoff, backoff + slack]`, as AWS's SDKs do with 5 s.
+    Clamp {
+        /// How far past the computed backoff a hint may stretch the wait.
+        slack: Duration,
+    },
+}
+
+impl HintTrust {
+    /// The wait for a jittered `backoff` and an optional `hint`, and whether the hint made it
+    /// longer than the backoff.
+    pub fn apply(self, backoff: Duration, hint: Option<Duration>) -> (Duration, bool) {
+        let Some(hint) = hint else {
+            return (backoff, false);
+        };
+        let wait = match self {
+            Self::Ignore => backoff,
+            Self::Honour => hint,
+            Self::Floor => backoff.max(hint),
+            Self::Clamp { slack } => hint.clamp(backoff, backoff.saturating_add(slack)),
+        };
+        (wait, wait > backoff)
+    }
+}
+
+impl Default for HintTrust {
+    fn default() -> Self {
+        Self::Clamp {
+            slack: Duration::from_secs(5),
+        }
+    }
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name)?.to_str().ok()
 }
@@ -151,7 +197,13 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub(crate) fn reset_hint(headers: &HeaderMap, now: SystemTime) -> Option<WaitHint> {
     // (remaining header, reset header, parser, source)
     type Parse = fn(&str, SystemTime) -> Option<Duration>;
-    const PAIRS: [(&str, &str, Parse, HintSource); 6] = [
+    const PAIRS: [(&str, &str, Parse, HintSource); 7] = [
+        (
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            parse_reset,
+            HintSource::RateLimitReset,
+        ),
         (
             "x-ratelimit-remaining-requests",
             "x-ratelimit-reset-requests",
@@ -208,6 +260,28 @@ pub(crate) fn reset_hint(headers: &HeaderMap, now: SystemTime) -> Option<WaitHin
         }
     }
     exhausted.or(longest)
+}
+
+/// Parses a bare `x-ratelimit-reset` (OpenRouter, Groq's and GitHub's style): seconds to
+/// wait, a Go duration (`"20s"`), or an instant since the Unix epoch, in seconds (from 1e9,
+/// September 2001) or milliseconds (from 1e12). A past instant gives zero.
+pub fn parse_reset(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let Some(number) = parse_non_negative(value) else {
+        return parse_go_duration(value);
+    };
+    let epoch_secs = if number >= 1e12 {
+        number / 1000.0
+    } else if number >= 1e9 {
+        number
+    } else {
+        return Some(secs_f64_clamped(number));
+    };
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64();
+    Some(secs_f64_clamped((epoch_secs - now).max(0.0)))
 }
 
 /// Parses a `retry-after` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -323,11 +397,32 @@ pub fn parse_message(message: &str) -> Option<Duration> {
     let lower = message.to_ascii_lowercase();
     PHRASES.iter().find_map(|phrase| {
         let start = lower.find(phrase)? + phrase.len();
-        parse_number_and_unit(&lower[start..])
+        parse_spelled_duration(&lower[start..])
     })
 }
 
-fn parse_number_and_unit(text: &str) -> Option<Duration> {
+/// A wait spelled out after a phrase: one or more number-and-unit parts, run together
+/// (`1m30s`, Go style) or apart (`1 minute 30 seconds`, `2m and 5s`), summed; a bare number
+/// is seconds. Reading stops at the first part that is not one (`20s. Visit ...`).
+fn parse_spelled_duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
+    let mut total = 0.0_f64;
+    let mut parts = 0;
+    while let Some((secs, after)) = number_and_unit(rest) {
+        total += secs;
+        parts += 1;
+        let next = after.trim_start();
+        let next = next.strip_prefix("and ").unwrap_or(next).trim_start();
+        if !next.starts_with(|c: char| c.is_ascii_digit()) {
+            break;
+        }
+        rest = next;
+    }
+    (parts > 0 && total.is_finite()).then(|| secs_f64_clamped(total))
+}
+
+/// One number and its unit at the start of `text`, in seconds, and what follows.
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let number_len = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
@@ -340,10 +435,10 @@ fn parse_number_and_unit(text: &str) -> Option<Duration> {
         "ms" | "millisecond" | "milliseconds" => 1e-3,
         "s" | "sec" | "secs" | "second" | "seconds" | "" => 1.0,
         "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-        "h" | "hour" | "hours" => 3600.0,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
         _ => return None,
     };
-    Some(secs_f64_clamped(number * scale))
+    Some((number * scale, &unit[unit_len..]))
 }
 
 #[cfg(test)]
@@ -470,6 +565,13 @@ mod tests {
             ("try again in -4 seconds", None),
             ("no hint here", None),
             ("try again in 410400 seconds", Some(MAX_WAIT_HINT)),
+            // Parts run together (Go style) or apart, summed: once read as their first.
+            ("Please try again in 1m30s.", Some(ms(90_000))),
+            ("Please try again in 1m30.5s. Visit", Some(ms(90_500))),
+            ("try again in 1 minute 30 seconds", Some(ms(90_000))),
+            ("retry after 2m and 5s", Some(ms(125_000))),
+            ("try again in 1h2m3s", Some(ms(3_723_000))),
+            ("try again in 20s. 5 requests left", Some(ms(20_000))),
         ];
         for (message, want) in cases {
             assert_eq!(parse_message(message), want, "{message:?}");
@@ -527,6 +629,22 @@ mod tests {
             "longest when none exhausted"
         );
         assert_eq!(hint.source(), HintSource::AnthropicReset);
+
+        // A bare `x-ratelimit-reset`: an epoch instant in seconds or milliseconds, or a delay.
+        for (value, want) in [
+            (format!("{}", NOW + 30), 30_000),
+            (format!("{}", (NOW + 12) * 1000 + 500), 12_500),
+            (format!("{}", NOW - 5), 0),
+            ("7".to_owned(), 7_000),
+            ("1m5s".to_owned(), 65_000),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+            headers.insert("x-ratelimit-reset", HeaderValue::from_str(&value).unwrap());
+            let hint = WaitHint::from_headers(&headers, true, now).unwrap();
+            assert_eq!(hint.delay(), Duration::from_millis(want), "{value}");
+            assert_eq!(hint.source(), HintSource::RateLimitReset);
+        }
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub use error::{BodyTooLarge, BoxError, ClassifiedError};
 pub use events::StreamUsage;
 pub use facts::{Dialect, HalfByteCount, ModelName, RequestFacts, TokenEstimator};
 pub use future::ResponseFuture;
-pub use hint::{HintSource, MAX_WAIT_HINT, WaitHint};
+pub use hint::{HintSource, HintTrust, MAX_WAIT_HINT, WaitHint};
 pub use key::{ApiKey, KeyError};
 pub use layer::{ClassifyLayer, DEFAULT_BODY_LIMIT};
 pub use outcome::{Outcome, never_sent};

@@ -1,5 +1,7 @@
-//! How long to wait before a retry: [`Backoff`], [`Jitter`], and how far to trust a server's
-//! hint ([`HintTrust`]).
+//! How long to wait before a retry: [`Backoff`] and [`Jitter`]; how far to trust a server's
+//! hint is [`HintTrust`], one policy for every layer, in `ballast-classify`.
+
+pub use ballast_classify::HintTrust;
 
 use std::time::Duration;
 
@@ -101,42 +103,6 @@ impl Jitter {
             }
             Self::Add(extra) => (raw, raw.saturating_add(extra)),
         }
-    }
-}
-
-/// How far to trust the provider's wait hint ([`WaitHint`](ballast_classify::WaitHint)).
-///
-/// Providers get hints wrong: xAI's "try again in X seconds" was the bug that started this
-/// project. The default treats a hint as untrusted and clamps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HintTrust {
-    /// Use the computed backoff; ignore hints.
-    Ignore,
-    /// Wait exactly what the hint says (still never past the maximum delay).
-    Honour,
-    /// Wait at least the hint, longer if the backoff says so.
-    Floor,
-    /// Wait the hint clamped to `[backoff, backoff + slack]`, as AWS's SDKs do with 5 s.
-    Clamp {
-        /// How far past the computed backoff a hint may stretch the wait.
-        slack: Duration,
-    },
-}
-
-impl HintTrust {
-    /// The wait for a jittered `backoff` and an optional `hint`, and whether the hint made it
-    /// longer than the backoff.
-    pub fn apply(self, backoff: Duration, hint: Option<Duration>) -> (Duration, bool) {
-        let Some(hint) = hint else {
-            return (backoff, false);
-        };
-        let wait = match self {
-            Self::Ignore => backoff,
-            Self::Honour => hint,
-            Self::Floor => backoff.max(hint),
-            Self::Clamp { slack } => hint.clamp(backoff, backoff.saturating_add(slack)),
-        };
-        (wait, wait > backoff)
     }
 }
 

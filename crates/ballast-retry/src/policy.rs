@@ -454,7 +454,7 @@ impl Default for RetryPolicyBuilder {
             max_attempts: 3,
             deadline: Some(secs(300)),
             max_delay: secs(60),
-            hint_trust: HintTrust::Clamp { slack: secs(5) },
+            hint_trust: HintTrust::default(),
             rules,
             budget: Some((0.1, 10, 20)),
             seed: None,

@@ -67,6 +67,7 @@ pub struct StackBuilder<St = MemoryStore> {
     hedge: Option<HedgeConfig>,
     streams: StreamTimeouts,
     stream_usage: bool,
+    hint_trust: Option<ballast_classify::HintTrust>,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -108,6 +109,7 @@ impl StackBuilder<MemoryStore> {
             hedge: None,
             streams: StreamTimeouts::default(),
             stream_usage: true,
+            hint_trust: None,
         }
     }
 }
@@ -129,6 +131,7 @@ impl<St: SpendStore> StackBuilder<St> {
             hedge: self.hedge,
             streams: self.streams,
             stream_usage: self.stream_usage,
+            hint_trust: self.hint_trust,
         }
     }
 
@@ -222,6 +225,16 @@ impl<St: SpendStore> StackBuilder<St> {
         self
     }
 
+    /// How far the provider's wait hints are trusted, by every layer that reads them: the
+    /// default retry policy's wait and the breaker's open time (default
+    /// [`HintTrust::default`](crate::classify::HintTrust): clamped to 5 s past the computed
+    /// wait), over what [`breaker`](Self::breaker) set, in any order. A policy given to
+    /// [`retry`](Self::retry) keeps its own.
+    pub fn hint_trust(mut self, trust: ballast_classify::HintTrust) -> Self {
+        self.hint_trust = Some(trust);
+        self
+    }
+
     /// The retry policy (default: `RetryPolicy` defaults with the config's attempts).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
@@ -295,7 +308,9 @@ impl<St: SpendStore> StackBuilder<St> {
             BudgetConfig::daily(config.daily_budget).default_max_tokens(config.max_tokens_default),
             self.store,
         );
-        let breaker_config = self.breaker.time_scaled(scale);
+        let mut breaker_config = self.breaker.time_scaled(scale);
+        let hint_trust = self.hint_trust.unwrap_or(breaker_config.hint_trust);
+        breaker_config.hint_trust = hint_trust;
         let breaker = match self.seed {
             Some(seed) => BreakerLayer::with_seed(breaker_config, seed),
             None => BreakerLayer::new(breaker_config),
@@ -304,6 +319,7 @@ impl<St: SpendStore> StackBuilder<St> {
         let retry = self.retry.unwrap_or_else(|| {
             let builder = RetryPolicy::builder()
                 .max_attempts(config.max_attempts)
+                .hint_trust(hint_trust)
                 .time_scale(scale);
             match seed {
                 Some(seed) => builder.seed(seed),
