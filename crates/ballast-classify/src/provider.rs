@@ -125,12 +125,11 @@ fn find_hint(
 
 /// A 2xx body: one structural scan first, so an ordinary success costs no JSON parse.
 fn classify_success_body(view: &ResponseView<'_>, outcome: Outcome, body: &[u8]) -> Verdict {
-    let trimmed = body.trim_ascii();
-    if trimmed.is_empty() {
+    if body.trim_ascii().is_empty() {
         return Verdict::new(outcome);
     }
     let scan = match body_kind(view) {
-        BodyKind::Json => match scan_json(trimmed) {
+        BodyKind::Json => match scan_json(body) {
             Some(scan) => scan,
             None => return Verdict::new(outcome.with_class(OutcomeClass::InvalidResponse)),
         },
@@ -147,12 +146,10 @@ fn classify_success_body(view: &ResponseView<'_>, outcome: Outcome, body: &[u8])
     if scan.filter_mark && is_content_filtered(body) {
         return Verdict::new(outcome.with_class(OutcomeClass::ContentFiltered));
     }
-    // The scan ran over the trimmed body; the span is into the whole one.
-    let offset = body.len() - body.trim_ascii_start().len();
     Verdict {
         usage: scan
             .usage
-            .map(|(start, end, key)| UsageSpan::new(start + offset, end + offset, key)),
+            .map(|(start, end, key)| UsageSpan::new(start, end, key)),
         ..Verdict::new(outcome)
     }
 }
@@ -184,22 +181,30 @@ enum UsageMark {
 
 /// One pass over a body that should be one complete JSON object or array.
 ///
-/// `None` unless it opens with `{` or `[`, its brackets balance outside strings, its strings
-/// all close, and nothing but white space follows the end. That catches the usual corruption,
-/// a body cut off in transit (even when the cut lands on a `}`). String contents are skipped
-/// with `memchr`, and the few names that matter are compared on the way, so an ordinary
-/// success costs one fast pass instead of a parse.
+/// `None` unless it is one: a JSON object or array (after JSON white space) that a JSON
+/// parser accepts, with nothing but white space after it. The grammar is checked as the
+/// pass goes (separators, colons, literals, numbers, string escapes, no raw control
+/// characters in strings), as `serde_json` checks it when reading into `IgnoredAny`
+/// (property-tested against it on arbitrary bytes): a body cut off in transit (even on a
+/// `}`), or one that balances but is not JSON (`{"a" 1 2}`), is caught. String contents
+/// are skipped eight bytes at a time, and the few names that matter are compared on the
+/// way, so an ordinary success costs one fast pass instead of a parse. Invalid UTF-8
+/// inside a string is not checked, as `serde_json` does not over bytes.
 fn scan_json(body: &[u8]) -> Option<JsonScan> {
-    if !matches!(body.first(), Some(b'{' | b'[')) {
+    let mut i = skip_json_ws(body, 0);
+    if !matches!(body.get(i), Some(b'{' | b'[')) {
         return None;
     }
     let mut scan = JsonScan::default();
     let mut usage = UsageMark::Looking;
-    let mut depth = 0usize;
-    let mut i = 0;
-    while let Some(&byte) = body.get(i) {
+    let mut nesting = Nesting::default();
+    let mut expect = Expect::Value;
+    loop {
+        i = skip_json_ws(body, i);
+        let byte = *body.get(i)?;
+        let value = matches!(expect, Expect::Value | Expect::ValueOrEnd);
         match byte {
-            b'{' | b'[' => {
+            b'{' | b'[' if value => {
                 if let UsageMark::Key(key) = usage {
                     usage = if byte == b'{' {
                         UsageMark::Inside(i, key)
@@ -207,64 +212,214 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
                         UsageMark::Looking
                     };
                 }
-                depth += 1;
+                nesting.push(byte == b'{');
+                expect = if byte == b'{' {
+                    Expect::KeyOrEnd
+                } else {
+                    Expect::ValueOrEnd
+                };
             }
             b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 1
+                let object = byte == b'}';
+                let closes = match expect {
+                    Expect::CommaOrEnd => true,
+                    Expect::KeyOrEnd => object,
+                    Expect::ValueOrEnd => !object,
+                    _ => false,
+                };
+                if !closes || nesting.pop()? != object {
+                    return None;
+                }
+                if nesting.depth() == 1
                     && let UsageMark::Inside(start, key) = usage
                 {
                     scan.usage = Some((start, i + 1, key));
                     usage = UsageMark::Done;
                 }
-                if depth == 0 {
-                    return body[i + 1..].trim_ascii().is_empty().then_some(scan);
+                if nesting.depth() == 0 {
+                    return (skip_json_ws(body, i + 1) == body.len()).then_some(scan);
                 }
+                expect = Expect::CommaOrEnd;
             }
+            b',' if expect == Expect::CommaOrEnd => {
+                expect = if nesting.in_object() {
+                    Expect::Key
+                } else {
+                    Expect::Value
+                };
+            }
+            b':' if expect == Expect::Colon => expect = Expect::Value,
             b'"' => {
+                let key = matches!(expect, Expect::Key | Expect::KeyOrEnd);
+                if !key && !value {
+                    return None;
+                }
+                let start = i + 1;
+                i = crate::json::checked_string_end(body, i)?;
+                let text = &body[start..i];
+                let depth = nesting.depth();
+                if key {
+                    if depth == 1 && usage == UsageMark::Looking {
+                        usage = match text {
+                            b"usage" => UsageMark::Key("usage"),
+                            b"usageMetadata" => UsageMark::Key("usageMetadata"),
+                            _ => UsageMark::Looking,
+                        };
+                    }
+                    expect = Expect::Colon;
+                } else {
+                    if let UsageMark::Key(_) = usage {
+                        usage = UsageMark::Looking;
+                    }
+                    expect = Expect::CommaOrEnd;
+                }
+                note_string(&mut scan, text, depth, key);
+            }
+            b't' | b'f' | b'n' if value => {
+                let word: &[u8] = match byte {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                if !body[i..].starts_with(word) {
+                    return None;
+                }
                 if let UsageMark::Key(_) = usage {
                     usage = UsageMark::Looking;
                 }
-                let start = i + 1;
-                // Jump to the closing quote, stepping over escapes.
-                i = crate::json::string_end(body, i)?;
-                let after = &body[i + 1..];
-                let text = &body[start..i];
-                let is_key = || after.trim_ascii_start().first() == Some(&b':');
-                if depth == 1 && usage == UsageMark::Looking {
-                    let key = match text {
-                        b"usage" => Some("usage"),
-                        b"usageMetadata" => Some("usageMetadata"),
-                        _ => None,
-                    };
-                    if let Some(key) = key
-                        && is_key()
-                    {
-                        usage = UsageMark::Key(key);
-                    }
-                }
-                note_string(&mut scan, text, depth, is_key);
+                i += word.len() - 1;
+                expect = Expect::CommaOrEnd;
             }
-            byte => {
-                if let UsageMark::Key(_) = usage
-                    && !(byte == b':' || byte.is_ascii_whitespace())
-                {
+            b'-' | b'0'..=b'9' if value => {
+                if let UsageMark::Key(_) = usage {
                     usage = UsageMark::Looking;
                 }
+                i = number_end(body, i)? - 1;
+                expect = Expect::CommaOrEnd;
             }
+            _ => return None,
         }
         i += 1;
     }
-    None
 }
 
-/// Compares one string token against the few names that matter; `is_key` is asked only
-/// when the text matches, so most strings cost a length comparison.
-fn note_string(scan: &mut JsonScan, text: &[u8], depth: usize, is_key: impl Fn() -> bool) {
+/// What the JSON grammar allows next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A value (after a colon, or a comma in an array).
+    Value,
+    /// A value or `]` (just after `[`).
+    ValueOrEnd,
+    /// A key (after a comma in an object).
+    Key,
+    /// A key or `}` (just after `{`).
+    KeyOrEnd,
+    /// The colon after a key.
+    Colon,
+    /// A comma or the end of the container (after a value).
+    CommaOrEnd,
+}
+
+/// Which containers the scan is inside: objects (true) or arrays, innermost last. The
+/// first 128 levels in one word; deeper ones (no provider's answer) in a vector.
+#[derive(Debug, Default)]
+struct Nesting {
+    shallow: u128,
+    deep: Vec<bool>,
+    depth: usize,
+}
+
+impl Nesting {
+    fn push(&mut self, object: bool) {
+        if self.depth < 128 {
+            self.shallow = (self.shallow & !(1 << self.depth)) | (u128::from(object) << self.depth);
+        } else {
+            self.deep.push(object);
+        }
+        self.depth += 1;
+    }
+
+    /// Whether the container closed was an object; `None` at the top.
+    fn pop(&mut self) -> Option<bool> {
+        let object = self.top()?;
+        self.depth -= 1;
+        if self.depth >= 128 {
+            self.deep.pop();
+        }
+        Some(object)
+    }
+
+    fn top(&self) -> Option<bool> {
+        let index = self.depth.checked_sub(1)?;
+        if index < 128 {
+            Some(self.shallow >> index & 1 == 1)
+        } else {
+            self.deep.last().copied()
+        }
+    }
+
+    fn in_object(&self) -> bool {
+        self.top() == Some(true)
+    }
+
+    fn depth(&self) -> usize {
+        self.depth
+    }
+}
+
+/// JSON's white space: space, tab, line feed, carriage return (not form feed).
+fn skip_json_ws(body: &[u8], mut i: usize) -> usize {
+    while matches!(body.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the JSON number that starts at `i`:
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn number_end(body: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |mut j: usize| {
+        while body.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        j
+    };
+    if body.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match body.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(i + 1),
+        _ => return None,
+    };
+    if body.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if matches!(body.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(body.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
+}
+
+/// Compares one string token against the few names that matter: most strings cost a
+/// length comparison.
+fn note_string(scan: &mut JsonScan, text: &[u8], depth: usize, is_key: bool) {
     match text {
-        b"error" if depth <= 2 && is_key() => scan.error_key = true,
-        b"content_filter" | b"refusal" | b"SAFETY" if !is_key() => scan.filter_mark = true,
-        b"blockReason" if is_key() => scan.filter_mark = true,
+        b"error" if depth <= 2 && is_key => scan.error_key = true,
+        b"content_filter" | b"refusal" | b"SAFETY" if !is_key => scan.filter_mark = true,
+        b"blockReason" if is_key => scan.filter_mark = true,
         _ => {}
     }
 }
@@ -541,6 +696,96 @@ mod tests {
                     .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn balanced_bodies_that_are_not_json_are_caught() {
+        let broken: [&[u8]; 12] = [
+            br#"{"a" 1 2}"#,
+            b"{,,}",
+            br#"{"a":1,}"#,
+            b"[1 2]",
+            br#"{"a":tru}"#,
+            br#"{"a":01}"#,
+            br#"{"a":1.}"#,
+            br#"{"a":"\x"}"#,
+            b"{\"a\":\"tab\there\"}",
+            br#"{"a"}"#,
+            br#"{"a":[}]}"#,
+            b"\x0c{}",
+        ];
+        for body in broken {
+            assert!(
+                scan_json(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert!(serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err());
+        }
+    }
+
+    /// Bytes that look like JSON: its punctuation, literals, digits, escapes and white
+    /// space, with a few other bytes.
+    fn jsonish() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => prop::sample::select(&b"{}[]\",:"[..]).prop_map(|b| vec![b]),
+            2 => prop::sample::select(
+                &[
+                    "true", "false", "null", "tru", "0", "-1", "01", "1.5", "1e9", "2E-3", "1.",
+                    "-", "\\", "\\u00e9", "\\x", "\\u12", "\"a\"", "\"a\":",
+                ][..]
+            )
+            .prop_map(|t| t.as_bytes().to_vec()),
+            1 => prop::sample::select(&b" \t\n\r\x0c"[..]).prop_map(|b| vec![b]),
+            1 => any::<u8>().prop_map(|b| vec![b]),
+            2 => "[a-z]{1,3}".prop_map(String::into_bytes),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+    }
+
+    /// A valid JSON object with one byte inserted, replaced or removed.
+    fn mutated() -> impl Strategy<Value = Vec<u8>> {
+        (
+            arb_json(),
+            any::<prop::sample::Index>(),
+            any::<u8>(),
+            0..3u8,
+        )
+            .prop_map(|(value, at, byte, how)| {
+                let mut body = serde_json::to_vec(&serde_json::json!({"v": value})).unwrap();
+                let at = at.index(body.len());
+                match how {
+                    0 => body.insert(at, byte),
+                    1 => body[at] = byte,
+                    _ => {
+                        body.remove(at);
+                    }
+                }
+                body
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The scan accepts exactly what `serde_json` accepts (read into `IgnoredAny`), for
+        /// any bytes that open with an object or an array, and nothing else.
+        #[test]
+        fn accepts_what_serde_json_accepts(
+            body in prop_oneof![jsonish(), mutated(), prop::collection::vec(any::<u8>(), 0..48)]
+        ) {
+            let ours = scan_json(&body).is_some();
+            let theirs = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+            let opens = body
+                .iter()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .is_some_and(|b| matches!(b, b'{' | b'['));
+            if opens {
+                prop_assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(&body));
+            } else {
+                prop_assert!(!ours);
+            }
+        }
     }
 
     proptest! {
