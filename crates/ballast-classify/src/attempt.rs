@@ -41,6 +41,15 @@ impl Attempt {
             .copied()
             .unwrap_or(Self::FIRST)
     }
+
+    /// How many attempts a call took before it failed with `error`: the count the retry
+    /// layer noted on its [`ClassifiedError`](crate::ClassifiedError), or `None`.
+    pub fn of_error(error: &(dyn std::error::Error + 'static)) -> Option<Self> {
+        error
+            .downcast_ref::<crate::ClassifiedError>()?
+            .attempts()
+            .map(Self::new)
+    }
 }
 
 #[cfg(test)]

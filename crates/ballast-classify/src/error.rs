@@ -23,6 +23,8 @@ pub struct ClassifiedError {
     source: Option<BoxError>,
     /// A stream that failed before its first content: what was seen of it.
     stream: Option<Box<StreamSummary>>,
+    /// The attempts the call took before it failed with this (0: not told, one).
+    attempts: u32,
 }
 
 impl ClassifiedError {
@@ -33,6 +35,7 @@ impl ClassifiedError {
             detail: None,
             source,
             stream: None,
+            attempts: 0,
         }
     }
 
@@ -74,6 +77,17 @@ impl ClassifiedError {
     /// What was seen of the stream this attempt was, when it was one.
     pub fn stream(&self) -> Option<&StreamSummary> {
         self.stream.as_deref()
+    }
+
+    /// Notes how many attempts the call took before it failed with this (the retry layer
+    /// does, so the logs above count them all).
+    pub fn set_attempts(&mut self, attempts: u32) {
+        self.attempts = attempts;
+    }
+
+    /// How many attempts the call took, when a retry layer said.
+    pub fn attempts(&self) -> Option<u32> {
+        (self.attempts != 0).then_some(self.attempts)
     }
 
     pub(crate) fn with_outcome(mut self, outcome: Outcome) -> Self {

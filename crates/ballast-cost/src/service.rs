@@ -179,11 +179,11 @@ where
                         Attempt::of_response(response).get(),
                     )
                 }
-                Err(_) => (
-                    seen(StreamSummary::of_result(&result)),
-                    None,
-                    started.attempt,
-                ),
+                Err(error) => {
+                    let attempts =
+                        Attempt::of_error(&**error).map_or(started.attempt, Attempt::get);
+                    (seen(StreamSummary::of_result(&result)), None, attempts)
+                }
             };
             Finished::new(&pending.shared, started, outcome, usage, body, attempts)
                 .emit(&pending.shared);

@@ -367,3 +367,61 @@ fn a_stream_is_logged_at_its_end_with_its_pace() {
     let expected = entry.completion_tokens as f64 / ((events - 1) as f64 * 0.040);
     assert!((rate - expected).abs() < 1e-6, "{rate} vs {expected}");
 }
+
+/// A call whose every attempt timed out logs all its attempts at call scope: three, not one
+/// (a failure that ends in an error carries its count from the retry layer).
+#[test]
+fn a_call_that_fails_every_attempt_logs_all_of_them() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = ballast_sim::paused_runtime().unwrap();
+        rt.block_on(async {
+            let hangs = tower::service_fn(|_: http::Request<String>| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, ballast_classify::BoxError>(http::Response::new(String::new()))
+            });
+            let service = ServiceBuilder::new()
+                .layer(CostLogLayer::new(Provider::XAi, Scope::Call))
+                .layer(RetryLayer::new(RetryPolicy::default()))
+                .layer(CostLogLayer::new(Provider::XAi, Scope::Attempt))
+                .layer(ClassifyLayer::new(Provider::XAi))
+                .timeout(Duration::from_secs(30))
+                .service(hangs);
+            let error = service
+                .oneshot(request(0, "grok-code-fast-1"))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                ballast_classify::Outcome::from_error(&*error).class(),
+                ballast_classify::OutcomeClass::Timeout
+            );
+            assert_eq!(
+                ballast_classify::Attempt::of_error(&*error).map(|a| a.get()),
+                Some(3)
+            );
+        });
+    });
+    let text = captured.text();
+    let calls: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ballast.scope=\"call\""))
+        .collect();
+    let attempts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("ballast.scope=\"attempt\""))
+        .collect();
+    assert_eq!(calls.len(), 1, "{text}");
+    assert_eq!(attempts.len(), 3, "{text}");
+    assert!(calls[0].contains("ballast.attempts=3"), "{}", calls[0]);
+    assert!(
+        calls[0].contains("ballast.outcome=\"timeout\""),
+        "{}",
+        calls[0]
+    );
+}

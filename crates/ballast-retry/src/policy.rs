@@ -384,16 +384,16 @@ where
             }
             Decision::Stop(_) => {
                 let attempts = self.attempts();
-                if let Ok(response) = result
-                    && attempts > 1
-                {
-                    response.extensions_mut().insert(Attempt::new(attempts));
+                if attempts > 1 {
+                    note_attempts(result, outcome, attempts);
                 }
                 None
             }
             Decision::HintBeyondDeadline { asked, remaining } => {
-                let reason = HintBeyondDeadline::new(asked, remaining, self.attempts(), outcome);
-                let error = ClassifiedError::new(outcome, Some(Box::new(reason)));
+                let attempts = self.attempts();
+                let reason = HintBeyondDeadline::new(asked, remaining, attempts, outcome);
+                let mut error = ClassifiedError::new(outcome, Some(Box::new(reason)));
+                error.set_attempts(attempts);
                 *result = Err(Box::new(error));
                 None
             }
@@ -402,6 +402,31 @@ where
 
     fn clone_request(&mut self, request: &http::Request<B>) -> Option<http::Request<B>> {
         Some(copy_request(request))
+    }
+}
+
+/// Notes a call's attempt count on its final result: an `Attempt` on a response, the count
+/// on a [`ClassifiedError`] (an error of another type is wrapped in one, its source kept),
+/// so the logs above count every attempt, not one.
+fn note_attempts<Res>(
+    result: &mut Result<http::Response<Res>, BoxError>,
+    outcome: Outcome,
+    attempts: u32,
+) {
+    match result {
+        Ok(response) => {
+            response.extensions_mut().insert(Attempt::new(attempts));
+        }
+        Err(error) => {
+            if let Some(classified) = error.downcast_mut::<ClassifiedError>() {
+                classified.set_attempts(attempts);
+                return;
+            }
+            let source = std::mem::replace(error, Box::new(ClassifiedError::new(outcome, None)));
+            let mut wrapped = ClassifiedError::new(outcome, Some(source));
+            wrapped.set_attempts(attempts);
+            *error = Box::new(wrapped);
+        }
     }
 }
 
