@@ -44,13 +44,15 @@ impl Permit {
         matches!(self.kind, PermitKind::Probe(_))
     }
 
-    fn finish(&mut self, outcome: Option<&Outcome>) {
+    /// Records the call's `outcome` (`None`: dropped); `queued` is the time it waited in a
+    /// line below before it left, which is not the provider's.
+    fn finish(&mut self, outcome: Option<&Outcome>, queued: Duration) {
         if self.done {
             return;
         }
         self.done = true;
         let now = self.breaker.now();
-        let elapsed = Duration::from_nanos(now.saturating_sub(self.started));
+        let elapsed = Duration::from_nanos(now.saturating_sub(self.started)).saturating_sub(queued);
         let config = Arc::clone(&self.breaker.config);
         if let Some(transition) = self
             .breaker
@@ -63,7 +65,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.finish(None);
+        self.finish(None, Duration::ZERO);
     }
 }
 
@@ -135,11 +137,14 @@ where
             KindProj::Called { future, permit } => {
                 let mut result = ready!(future.poll(cx)).map_err(Into::into);
                 if let Some(mut permit) = permit.take() {
-                    let outcome = match &result {
-                        Ok(response) => Outcome::from_response(response),
-                        Err(error) => Outcome::from_error(&**error),
+                    let (outcome, queued) = match &result {
+                        Ok(response) => (
+                            Outcome::from_response(response),
+                            ballast_classify::Queued::of_response(response),
+                        ),
+                        Err(error) => (Outcome::from_error(&**error), Duration::ZERO),
                     };
-                    permit.finish(Some(&outcome));
+                    permit.finish(Some(&outcome), queued);
                     if let Ok(response) = &mut result {
                         hear_the_end(response, permit.breaker());
                     }

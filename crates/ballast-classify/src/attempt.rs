@@ -1,6 +1,8 @@
-//! [`Attempt`]: which attempt of a logical call a request or response belongs to.
+//! [`Attempt`]: which attempt of a logical call a request or response belongs to; and
+//! [`Queued`]: how long an attempt waited in a local line before it left.
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 /// The attempt number of a request, and the final attempt count on a response.
 ///
@@ -49,6 +51,22 @@ impl Attempt {
             .downcast_ref::<crate::ClassifiedError>()?
             .attempts()
             .map(Self::new)
+    }
+}
+
+/// How long an attempt waited for its turn in a local line (the throttle's) before it was
+/// sent, on its response: a layer above that times the provider (the breaker's slow-call
+/// clock) takes it off. Absent: it did not wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Queued(pub Duration);
+
+impl Queued {
+    /// The wait noted on `response`, or zero.
+    pub fn of_response<B>(response: &http::Response<B>) -> Duration {
+        response
+            .extensions()
+            .get::<Self>()
+            .map_or(Duration::ZERO, |queued| queued.0)
     }
 }
 

@@ -96,7 +96,7 @@ pub mod stream;
 mod usage_span;
 mod watched;
 
-pub use attempt::Attempt;
+pub use attempt::{Attempt, Queued};
 pub use body::ClassifiedBody;
 pub use class::OutcomeClass;
 pub use classify::{ClassifyResponse, ResponseView, Verdict};

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use ballast_classify::hint::{parse_go_duration, parse_rfc3339_delay};
-use ballast_classify::{BoxError, Deadline, Outcome, OutcomeClass, RequestFacts};
+use ballast_classify::{BoxError, Deadline, Outcome, OutcomeClass, Queued, RequestFacts};
 use http::HeaderName;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -180,6 +180,7 @@ impl<S> Throttle<S> {
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let deadline = Deadline::of(&request);
         Box::pin(async move {
+            let queued_since = tokio::time::Instant::now();
             loop {
                 // Listen before reading the generation, so no decrease slips between. A
                 // `Notified` sees `notify_waiters` from the moment it is made; it takes the
@@ -231,7 +232,12 @@ impl<S> Throttle<S> {
             poll_fn(|cx| inner.poll_ready(cx))
                 .await
                 .map_err(Into::into)?;
-            let result = inner.call(request).await.map_err(Into::into);
+            let queued = queued_since.elapsed();
+            let mut result = inner.call(request).await.map_err(Into::into);
+            // The layers above time the provider from when the call left, not from here.
+            if let Ok(response) = &mut result {
+                response.extensions_mut().insert(Queued(queued));
+            }
             if learn(&limiter, &result) {
                 pause_fleet(&limiter, fleet.as_ref()).await;
             }

@@ -160,3 +160,62 @@ fn requests_without_a_cap_get_the_default_one_in_their_dialect() {
         ]
     );
 }
+
+/// The breaker's slow-call clock starts when the attempt leaves, not when it joined the
+/// throttle's line: six calls paced one a minute, each answered in a second, are not slow
+/// (they were all slow, and the breaker opened, when the wait counted).
+#[test]
+fn time_in_the_throttles_line_is_not_provider_slowness() {
+    use ballast::breaker::{BreakerConfig, BreakerLayer, BreakerState};
+    use ballast::throttle::{ThrottleConfig, ThrottleLayer};
+    use tower::{Layer, ServiceBuilder};
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let provider = tower::service_fn(|_: http::Request<String>| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut response = http::Response::new(String::new());
+            response
+                .extensions_mut()
+                .insert(Outcome::new(OutcomeClass::Success));
+            Ok::<_, ballast::classify::BoxError>(response)
+        });
+        let breaker = BreakerLayer::new(BreakerConfig {
+            slow_call: Duration::from_secs(30),
+            slow_rate: 0.5,
+            min_calls: 3,
+            window: Duration::from_secs(600),
+            consecutive_failures: 100,
+            ..BreakerConfig::default()
+        });
+        let handle = breaker.handle();
+        let throttle = ThrottleLayer::new(ThrottleConfig {
+            max_rpm: 1.0,
+            recover_per_sec: 0.0,
+            probe_per_sec: 0.0,
+            max_wait: Duration::from_secs(3600),
+            ..ThrottleConfig::starting_at(1.0)
+        });
+        let service = ServiceBuilder::new()
+            .layer(breaker)
+            .layer(throttle)
+            .service(provider);
+        let started = tokio::time::Instant::now();
+        let calls = (0..6).map(|_| {
+            let mut request = http::Request::post("https://api.x.ai/v1/chat/completions")
+                .body(r#"{"model":"m"}"#.to_owned())
+                .unwrap();
+            ballast::classify::RequestFacts::note(&mut request);
+            service.clone().oneshot(request)
+        });
+        let results = join_all(calls).await;
+        assert!(results.iter().all(Result::is_ok));
+        // Paced one a minute: the last left at 5 minutes.
+        assert!(
+            started.elapsed() >= Duration::from_secs(300),
+            "{:?}",
+            started.elapsed()
+        );
+        let snapshot = handle.get("api.x.ai", "m").unwrap();
+        assert_eq!(snapshot.state, BreakerState::Closed);
+        assert_eq!((snapshot.calls, snapshot.slow), (6, 0));
+    });
+}
