@@ -168,7 +168,7 @@ fn requests_without_a_cap_get_the_default_one_in_their_dialect() {
 fn time_in_the_throttles_line_is_not_provider_slowness() {
     use ballast::breaker::{BreakerConfig, BreakerLayer, BreakerState};
     use ballast::throttle::{ThrottleConfig, ThrottleLayer};
-    use tower::{Layer, ServiceBuilder};
+    use tower::ServiceBuilder;
     ballast_sim::paused_runtime().unwrap().block_on(async {
         let provider = tower::service_fn(|_: http::Request<String>| async {
             tokio::time::sleep(Duration::from_secs(1)).await;
