@@ -1,4 +1,5 @@
-//! [`RetryBudget`]: caps retries at a fraction of successes, shared by every clone.
+//! [`RetryBudget`]: caps retries at a fraction of successes, shared by every clone; one per
+//! provider key (host and model), so one failing model cannot spend the others' retries.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +90,48 @@ impl fmt::Display for RetryBudget {
     }
 }
 
+/// How many budgets a policy keeps: keys (host and model) hash into this many, so memory is
+/// bounded whatever the keys; two keys share one budget with odds of 1 in 256 a pair.
+pub(crate) const BUDGET_SLOTS: usize = 256;
+
+/// The retry budgets of one policy, one per provider key: a model whose calls all fail
+/// spends its own retries, not those of the models still answering. A fixed table, not a
+/// map: no lock, no allocation per call, bounded memory.
+pub(crate) struct Budgets {
+    slots: Box<[RetryBudget]>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl Budgets {
+    pub(crate) fn new(ratio: f64, reserve: u32, max_balance: u32) -> Self {
+        Self {
+            slots: (0..BUDGET_SLOTS)
+                .map(|_| RetryBudget::new(ratio, reserve, max_balance))
+                .collect(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5EED),
+        }
+    }
+
+    /// The slot of `host` and `model`.
+    pub(crate) fn slot(&self, host: &str, model: &str) -> usize {
+        use std::hash::BuildHasher;
+        (self.hasher.hash_one((host, model)) % BUDGET_SLOTS as u64) as usize
+    }
+
+    pub(crate) fn get(&self, slot: usize) -> &RetryBudget {
+        &self.slots[slot % BUDGET_SLOTS]
+    }
+}
+
+impl fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Budgets")
+            .field("slots", &BUDGET_SLOTS)
+            .field("each", &self.slots[0])
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +197,13 @@ mod tests {
         let taken: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
         // 20 000 deposits at 25% = 5 000 retries, plus a reserve of 50; the cap only lowers it.
         assert!(taken <= 5_050, "taken {taken}");
-        assert!(budget.balance() >= 0.0);
+        // Nothing made from nothing: what was taken and what is left never exceed what
+        // came in (the cap only throws some away), and the balance keeps to its cap.
+        let left = budget.balance();
+        assert!(
+            f64::from(taken) + left <= 5_050.0,
+            "taken {taken}, left {left}"
+        );
+        assert!(left <= 100.0, "left {left}");
     }
 }

@@ -16,6 +16,7 @@ use rand::rngs::SmallRng;
 use tokio::time::{Instant, Sleep};
 use tower::retry::Policy;
 
+use crate::budget::Budgets;
 use crate::{Backoff, HintBeyondDeadline, HintTrust, Jitter, RetryBudget};
 
 /// What to do with one outcome class.
@@ -129,7 +130,7 @@ impl RetryConfig {
 
 struct Shared {
     config: RetryConfig,
-    budget: Option<RetryBudget>,
+    budget: Option<Budgets>,
     seed: u64,
     sessions: AtomicU64,
 }
@@ -137,6 +138,9 @@ struct Shared {
 /// Per logical call: tower's `Retry` clones the policy once per request, and that clone
 /// lives through all of its attempts.
 struct Session {
+    /// The budget slot of the call's provider key, read from its request at its first
+    /// decision (`None` until then: the slot of no host and no model).
+    slot: Option<usize>,
     attempts: u32,
     started: Option<Instant>,
     previous: Option<Duration>,
@@ -147,6 +151,7 @@ impl Session {
     fn start(shared: &Shared) -> Self {
         let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
         Self {
+            slot: None,
             attempts: 0,
             started: shared.config.deadline.map(|_| Instant::now()),
             previous: None,
@@ -173,8 +178,9 @@ impl Session {
 /// | all others | no | auth, bad request, context, content filter, quota: sending again cannot help; an invalid response was already billed |
 ///
 /// Three attempts in all, a 60 s cap on any wait, a five-minute deadline (three 90 s attempts
-/// and their waits fit), hints clamped to `[backoff, backoff + 5 s]`, and a budget of 10% of
-/// successes with a reserve of 10 retries (at most 20 banked).
+/// and their waits fit), hints clamped to `[backoff, backoff + 5 s]`, and a budget per
+/// provider key (host and model) of 10% of successes with a reserve of 10 retries (at most
+/// 20 banked).
 pub struct RetryPolicy {
     shared: Arc<Shared>,
     session: Session,
@@ -279,9 +285,26 @@ impl RetryPolicy {
         &self.shared.config
     }
 
-    /// The shared retry budget, if there is one.
+    /// The retry budget this call spends from, if there is one: its provider key's (the
+    /// key of no host and no model before its first decision).
     pub fn budget(&self) -> Option<&RetryBudget> {
-        self.shared.budget.as_ref()
+        let budgets = self.shared.budget.as_ref()?;
+        Some(budgets.get(self.session.slot.unwrap_or_else(|| budgets.slot("", ""))))
+    }
+
+    /// The retry budget of the provider key `host` and `model` (each key spends its own:
+    /// one failing model cannot spend the retries of the others), if there is one.
+    pub fn budget_of(&self, host: &str, model: &str) -> Option<&RetryBudget> {
+        let budgets = self.shared.budget.as_ref()?;
+        Some(budgets.get(budgets.slot(host, model)))
+    }
+
+    /// Spends from the budget of `host` and `model` from now on in this call (the tower
+    /// `Policy` does it from the request).
+    pub fn for_key(&mut self, host: &str, model: &str) {
+        if let Some(budgets) = &self.shared.budget {
+            self.session.slot = Some(budgets.slot(host, model));
+        }
     }
 
     /// Decides what to do after the current session's latest attempt ended with `outcome`,
@@ -300,8 +323,12 @@ impl RetryPolicy {
         session.attempts = session.attempts.saturating_add(1);
         let attempts = session.attempts;
         let class = outcome.class();
+        let budget = shared
+            .budget
+            .as_ref()
+            .map(|budgets| budgets.get(session.slot.unwrap_or_else(|| budgets.slot("", ""))));
         if class.is_success() {
-            if let Some(budget) = &shared.budget {
+            if let Some(budget) = budget {
                 budget.deposit();
             }
             return Decision::Stop(StopReason::Success);
@@ -342,7 +369,7 @@ impl RetryPolicy {
                 _ => Decision::Stop(StopReason::Deadline),
             };
         }
-        if let Some(budget) = &shared.budget
+        if let Some(budget) = budget
             && !budget.try_withdraw()
         {
             return Decision::Stop(StopReason::Budget);
@@ -369,6 +396,16 @@ where
         result: &mut Result<http::Response<Res>, BoxError>,
     ) -> Option<Sleep> {
         let outcome = Outcome::from_result(result);
+        // Each provider key spends its own budget.
+        if self.session.slot.is_none()
+            && let Some(budgets) = &self.shared.budget
+        {
+            let host = request.uri().host().unwrap_or("");
+            let model = ballast_classify::RequestFacts::of(request)
+                .model()
+                .unwrap_or("");
+            self.session.slot = Some(budgets.slot(host, model));
+        }
         // The caller's deadline matters only to a call that may go again: a success (most
         // calls) reads no clock for it.
         let left = if outcome.is_success() {
@@ -596,7 +633,7 @@ impl RetryPolicyBuilder {
             },
             budget: self
                 .budget
-                .map(|(ratio, reserve, max)| RetryBudget::new(ratio, reserve, max)),
+                .map(|(ratio, reserve, max)| Budgets::new(ratio, reserve, max)),
             seed,
             sessions: AtomicU64::new(0),
         });

@@ -572,3 +572,59 @@ async fn the_requests_deadline_bounds_the_waits() {
     );
     assert_eq!(*calls.lock().unwrap(), 4);
 }
+
+/// Each provider key (host and model) spends its own retry budget: a model whose calls all
+/// fail empties its reserve, and another model's call is still retried.
+#[tokio::test(start_paused = true)]
+async fn each_model_spends_its_own_retry_budget() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, ServiceExt};
+    let sent = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let provider = {
+        let sent = Arc::clone(&sent);
+        tower::service_fn(move |request: http::Request<String>| {
+            let bad = request.body().contains("\"bad\"");
+            sent[usize::from(!bad)].fetch_add(1, Ordering::SeqCst);
+            // "bad" always fails; "good" fails its first attempt only.
+            let first = ballast_classify::Attempt::of_request(&request).get() == 1;
+            let class = if bad || first {
+                OutcomeClass::ServerError
+            } else {
+                OutcomeClass::Success
+            };
+            async move {
+                let mut response = http::Response::new(());
+                response.extensions_mut().insert(Outcome::new(class));
+                Ok::<_, ballast_classify::BoxError>(response)
+            }
+        })
+    };
+    // A reserve of two retries per key, nothing deposited.
+    let policy = RetryPolicy::builder()
+        .budget(0.0, 2, 2)
+        .max_attempts(3)
+        .build();
+    let service = ballast_retry::RetryLayer::new(policy.clone()).layer(provider);
+    let call = |model: &str| {
+        let mut request = http::Request::post("https://api.x.ai/v1/chat/completions")
+            .body(format!(r#"{{"model":"{model}"}}"#))
+            .unwrap();
+        ballast_classify::RequestFacts::note(&mut request);
+        service.clone().oneshot(request)
+    };
+    for _ in 0..3 {
+        let _ = call("bad").await;
+    }
+    // Three attempts (two retries: the reserve), then one each: 5 calls.
+    assert_eq!(sent[0].load(Ordering::SeqCst), 5);
+    assert_eq!(policy.budget_of("api.x.ai", "bad").unwrap().balance(), 0.0);
+    let good = call("good").await.unwrap();
+    assert_eq!(Outcome::from_response(&good).class(), OutcomeClass::Success);
+    assert_eq!(
+        sent[1].load(Ordering::SeqCst),
+        2,
+        "retried from its own budget"
+    );
+    assert_eq!(policy.budget_of("api.x.ai", "good").unwrap().balance(), 1.0);
+}
