@@ -14,7 +14,8 @@
 //! Fleet mode (feature `redis`): `ThrottleLayer::fleet` takes turns from one timeline in
 //! Redis (a GCRA in a Lua script, on the server's clock) shared by every process with the
 //! same API key; a 429 in one process pauses them all. Without Redis a process falls back to
-//! its local limiter and logs a warning.
+//! its local limiter and logs a warning: a turn not given within 250 ms is taken locally,
+//! and while Redis is down it is asked again once a second.
 //!
 //! # Example
 //!

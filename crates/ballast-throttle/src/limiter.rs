@@ -50,6 +50,9 @@ pub(crate) struct Limiter {
     /// Whether the fleet store's failure was logged (once, until it answers again).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fleet_down: std::sync::atomic::AtomicBool,
+    /// While the fleet store is down: when (nanoseconds since `epoch`) to ask it again;
+    /// until then calls pace locally at once instead of each waiting out the deadline.
+    pub(crate) fleet_retry_at: AtomicU64,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -93,6 +96,7 @@ impl Limiter {
             generation: AtomicU64::new(0),
             slowed: tokio::sync::Notify::new(),
             fleet_down: std::sync::atomic::AtomicBool::new(false),
+            fleet_retry_at: AtomicU64::new(0),
             config,
         }
     }

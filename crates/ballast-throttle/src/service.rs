@@ -349,22 +349,49 @@ async fn shared_turn(
     if limiter.queued.load(Ordering::Acquire) >= limiter.config.max_queue {
         return Some(Err(Refusal::QueueFull(std::time::Duration::ZERO)));
     }
-    match fleet
-        .turn(limiter.interval_now(now), limiter.config.max_wait)
-        .await
+    // Down: the local limiter paces at once, and the store is asked again once a second.
+    if limiter.fleet_down.load(Ordering::Relaxed)
+        && now < limiter.fleet_retry_at.load(Ordering::Relaxed)
     {
-        Ok(crate::fleet::FleetTurn::After(wait, turn)) => {
+        return None;
+    }
+    let asked = tokio::time::timeout(
+        FLEET_DEADLINE,
+        fleet.turn(limiter.interval_now(now), limiter.config.max_wait),
+    )
+    .await;
+    match asked {
+        Ok(Ok(crate::fleet::FleetTurn::After(wait, turn))) => {
             limiter.fleet_down.store(false, Ordering::Relaxed);
             Some(Ok((wait, Some(turn))))
         }
-        Ok(crate::fleet::FleetTurn::TooLong(wait)) => Some(Err(Refusal::TooLong(wait))),
-        Err(error) => {
+        Ok(Ok(crate::fleet::FleetTurn::TooLong(wait))) => Some(Err(Refusal::TooLong(wait))),
+        failed => {
+            let retry_at = now.saturating_add(nanos_of(FLEET_RECHECK));
+            limiter.fleet_retry_at.store(retry_at, Ordering::Relaxed);
             if !limiter.fleet_down.swap(true, Ordering::Relaxed) {
+                let error = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => format!("no answer within {FLEET_DEADLINE:?}"),
+                };
                 tracing::warn!(target: "ballast::throttle", %error, "fleet store unreachable: pacing with the local limiter until it answers");
             }
             None
         }
     }
+}
+
+/// How long a call waits for the fleet store's turn before it paces locally.
+#[cfg(feature = "redis")]
+const FLEET_DEADLINE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// While the fleet store is down, how often it is asked again.
+#[cfg(feature = "redis")]
+const FLEET_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(feature = "redis")]
+fn nanos_of(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(not(feature = "redis"))]
@@ -379,10 +406,17 @@ async fn shared_turn(
 /// Pushes the fleet's timeline past this process's pause, so the whole fleet pauses.
 #[cfg(feature = "redis")]
 async fn pause_fleet(limiter: &Limiter, fleet: Option<&Fleet>) {
-    if let Some(fleet) = fleet
-        && let Err(error) = fleet.pause(limiter.config.pause).await
-    {
-        tracing::debug!(target: "ballast::throttle", %error, "fleet pause not shared");
+    // Bounded like a turn: a store that does not answer does not hold the answer back.
+    if let Some(fleet) = fleet {
+        match tokio::time::timeout(FLEET_DEADLINE, fleet.pause(limiter.config.pause)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(target: "ballast::throttle", %error, "fleet pause not shared");
+            }
+            Err(_) => {
+                tracing::debug!(target: "ballast::throttle", "fleet pause not shared: no answer within {FLEET_DEADLINE:?}");
+            }
+        }
     }
 }
 
