@@ -323,7 +323,7 @@ mod redis {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn();
-            let child = child.unwrap_or_else(|error| {
+            let mut child = child.unwrap_or_else(|error| {
                 panic!(
                     "redis-server did not start ({error}): install the Debian package redis-server"
                 )
@@ -340,6 +340,8 @@ mod redis {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+            let _ = child.kill();
+            let _ = child.wait();
             panic!("redis-server did not come up on port {port}");
         }
 

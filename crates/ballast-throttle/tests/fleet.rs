@@ -37,7 +37,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let child = child.unwrap_or_else(|error| {
+        let mut child = child.unwrap_or_else(|error| {
             panic!("redis-server did not start ({error}): install the Debian package redis-server")
         });
         for _ in 0..250 {
@@ -46,6 +46,8 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server did not come up on port {port}");
     }
 }
