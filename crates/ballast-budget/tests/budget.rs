@@ -38,6 +38,20 @@ fn chat_in(flavor: Flavor, i: usize) -> http::Request<String> {
     request
 }
 
+/// What the guard reserves for `request` at grok-code-fast-1's prices ($0.20 in, $1.50 out
+/// per million): its prompt bound in and its output cap out.
+fn reservation(request: &http::Request<String>) -> Usd {
+    let facts = RequestFacts::of(request);
+    usd("0.20").per_million(facts.prompt_tokens())
+        + usd("1.50").per_million(facts.output_cap().unwrap_or(500))
+}
+
+/// What `overrunning(factor)` bills for `request`: one prompt token, `factor` times the cap.
+fn overrun_bill(request: &http::Request<String>, factor: u64) -> Usd {
+    let cap = RequestFacts::of(request).output_cap().unwrap_or(500);
+    usd("0.20").per_million(1) + usd("1.50").per_million(cap * factor)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
@@ -140,18 +154,23 @@ async fn overrun_is_bounded_by_the_sum_of_overruns() {
     let service = layer.layer(overrunning(3));
     let price = usd("1.50");
     let mut overruns = Usd::ZERO;
+    let mut billed = Usd::ZERO;
     let mut granted = 0;
     for i in 0..40 {
         let request = chat(i);
         let cap = RequestFacts::of(&request).output_cap().unwrap();
+        let bill = overrun_bill(&request, 3);
         if service.clone().oneshot(request).await.is_ok() {
             granted += 1;
+            billed = billed + bill;
             // Billed 3x the cap's output; reserved the cap (plus the prompt bound).
             overruns = overruns + price.per_million(2 * cap);
         }
     }
     let spent = layer.readout(None).await.unwrap().spent;
-    assert!(granted > 0);
+    // Calls go until the spend (3x each reservation's output) passes the budget.
+    assert!(granted >= 2, "{granted}");
+    assert_eq!(spent, billed, "each call settled at what it was billed");
     assert!(spent > budget, "the provider overran, so did the spend");
     assert!(
         spent <= budget + overruns,
@@ -179,7 +198,7 @@ async fn dropped_call_charged<St: SpendStore>(layer: BudgetLayer<St>) {
             .is_err()
     );
     let in_flight = layer.readout(None).await.unwrap();
-    assert!(in_flight.reserved > Usd::ZERO);
+    assert_eq!(in_flight.reserved, reservation(&chat(0)));
     // The caller gives up while the provider works on it: the provider may bill it.
     drop(call);
     tokio::task::yield_now().await;
@@ -399,8 +418,9 @@ async fn failures_release_and_timeouts_keep_the_estimate() {
         .service(hanging);
     assert!(service.oneshot(chat(0)).await.is_err());
     let readout = layer.readout(None).await.unwrap();
-    assert!(
-        readout.spent > Usd::ZERO,
+    assert_eq!(
+        readout.spent,
+        reservation(&chat(0)),
         "a timed-out call may have been billed: its estimate stays spent"
     );
     assert_eq!(readout.reserved, Usd::ZERO);
@@ -641,7 +661,11 @@ async fn kept_and_retried(store: Flaky) {
     let service = layer.layer(overrunning(1));
     service.clone().oneshot(chat(0)).await.unwrap();
     assert_eq!(layer.pending_settlements(), 1);
-    assert!(layer.readout(None).await.unwrap().reserved > Usd::ZERO);
+    // The settlement the store refused is kept: the reservation stays held meanwhile.
+    assert_eq!(
+        layer.readout(None).await.unwrap().reserved,
+        reservation(&chat(0))
+    );
     layer.flush().await; // fails once more: still kept
     assert_eq!(layer.pending_settlements(), 1);
     // The next call flushes it, from a task of its own (no caller waits on a store that
@@ -653,8 +677,11 @@ async fn kept_and_retried(store: Flaky) {
     assert_eq!(layer.pending_settlements(), 0);
     let readout = layer.readout(None).await.unwrap();
     assert_eq!(readout.reserved, Usd::ZERO);
-    // 2 calls x (1 prompt token at $0.20 + up to 500 output tokens at $1.50, per million).
-    assert!(readout.spent > Usd::ZERO);
+    // Each call settled at its bill: 1 prompt token and its cap's output.
+    assert_eq!(
+        readout.spent,
+        overrun_bill(&chat(0), 1) + overrun_bill(&chat(1), 1)
+    );
     // The first call went the way the store allows (the second, with a settlement kept,
     // is always awaited: it flushes first).
     let answered = layer.store().reserved_at_once.load(Ordering::SeqCst);

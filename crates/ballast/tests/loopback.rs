@@ -67,10 +67,11 @@ async fn bad_day_without_hangs() {
     };
     let run = run(scenario, "0.05", 120, 8).await;
     check(&run, 120);
-    // The share of successes depends on real-time scheduling here (the paused-clock tests
-    // in stack.rs hold the figures); over real sockets, some get through.
+    // Real time over real sockets moves the figure a little (the paused-clock test in
+    // stack.rs pins its own: 231 of 240): measured 117 to 120 of 120 in five runs here. At
+    // least 90% served, the issue-19 target (95%) less scheduling noise.
     let successes = run.classes.iter().filter(|c| c.is_success()).count();
-    assert!(successes > 0, "{:?}", run.classes);
+    assert!(successes >= 108, "{successes} of 120: {:?}", run.classes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

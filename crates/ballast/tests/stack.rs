@@ -53,7 +53,9 @@ fn bad_day() {
     let run = run(Scenario::bad_day(), "0.05", 240, 8);
     check(&run, 240);
     let successes = run.classes.iter().filter(|c| c.is_success()).count();
-    assert!(successes > run.calls / 2, "{successes} of {}", run.calls);
+    // Seeded provider and stack under the paused clock: the figure is determined. A change
+    // that moves it is a change in how callers are served: look, then update it.
+    assert_eq!(successes, 231, "of {}", run.calls);
 }
 
 #[test]
