@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use ballast_classify::{BoxError, InspectBody, Outcome, RequestFacts, never_sent};
+use ballast_classify::{BoxError, InspectBody, RequestFacts};
 use ballast_cost::{Rate, Usage, Usd, estimate_at};
 use tower_service::Service;
 
@@ -482,35 +482,19 @@ fn decide<St: SpendStore>(
     }
 }
 
-/// What a finished attempt is settled at, given what was `reserved` for it.
-///
-/// - A stream that failed before its first content: what was seen of it
-///   ([`Usage::of_stream`]: the prompt estimate, `prompt_bound`, and the content seen).
-/// - Usage in the response: its cost.
-/// - An error status from the provider (not 2xx): nothing; providers do not bill them.
-/// - An error that proves the request never left ([`never_sent`]): nothing.
-/// - Anything else may have been billed (a success without usage, an error inside a 2xx, a
-///   timeout, a reset, a cut body, an unreadable answer): the reservation, the worst case.
+/// What a finished attempt is settled at, given what was `reserved` for it: the one rule
+/// the attempt logger counts by too ([`Charge`](ballast_cost::Charge)): its usage, what was
+/// seen of a stream, nothing for an error status or a request that never left, else the
+/// reservation.
 pub(crate) fn charge<R: InspectBody>(
     rate: &Rate,
     result: &Result<http::Response<R>, BoxError>,
     reserved: Usd,
     prompt_bound: u64,
 ) -> Usd {
-    if let Some(usage) = result.as_ref().ok().and_then(Usage::of_response) {
-        return rate.cost(&usage).0;
-    }
-    // Looked for only when there is no usage: an ordinary answer pays no second lookup.
-    if let Some(summary) = ballast_classify::StreamSummary::of_result(result) {
-        return rate.cost(&Usage::of_stream(&summary, prompt_bound)).0;
-    }
-    if let Some(status) = Outcome::from_result(result).status()
-        && !status.is_success()
-    {
-        return Usd::ZERO;
-    }
-    match result {
-        Err(error) if never_sent(error.as_ref()) => Usd::ZERO,
-        _ => reserved,
+    match ballast_cost::Charge::of(result, prompt_bound) {
+        ballast_cost::Charge::Usage(usage) => rate.cost(&usage).0,
+        ballast_cost::Charge::Worst => reserved,
+        ballast_cost::Charge::Nothing => Usd::ZERO,
     }
 }

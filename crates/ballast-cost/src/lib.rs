@@ -43,6 +43,7 @@
 //! loggers add to it, and the call's event carries the total.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod charge;
 mod estimate;
 mod health;
 mod layer;
@@ -56,6 +57,7 @@ mod usage;
 
 /// How prompt tokens are bounded (defined beside the request facts that carry the count).
 pub use ballast_classify::{HalfByteCount, TokenEstimator};
+pub use charge::Charge;
 #[cfg(feature = "tokenizer")]
 pub use estimate::Tokenizer;
 pub use estimate::{RequestEstimate, estimate, estimate_at};

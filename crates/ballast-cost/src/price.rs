@@ -99,6 +99,9 @@ pub enum CostSource {
     /// The model is not in the table: usage times the table's fallback price, so the figure is
     /// a deliberate over-estimate and a warning was logged.
     UnknownPrice,
+    /// No usage to go by (a timeout, a caller that left, a 2xx that said nothing): the
+    /// attempt's worst case, its prompt bound and output cap, as the budget settles it.
+    WorstCase,
 }
 
 impl CostSource {
@@ -108,6 +111,7 @@ impl CostSource {
             Self::Reported => "reported",
             Self::Estimated => "estimated",
             Self::UnknownPrice => "unknown_price",
+            Self::WorstCase => "worst_case",
         }
     }
 }

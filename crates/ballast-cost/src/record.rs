@@ -61,6 +61,8 @@ pub(crate) struct Finished {
     completion: Option<Box<str>>,
     /// A streamed answer: time to its first content, and output tokens per second after it.
     stream: Option<(Option<Duration>, Option<f64>)>,
+    /// Charged at its worst case: the cost counts, the tokens were never reported.
+    worst: bool,
 }
 
 impl Finished {
@@ -92,7 +94,17 @@ impl Finished {
             source,
             attempts,
             stream: None,
+            worst: false,
         }
+    }
+
+    /// Charged at the worst case its usage holds (no usage was reported): the cost counts
+    /// in the spend, as the budget's, and is logged `cost_source="worst_case"`; no tokens
+    /// are counted or logged for it.
+    pub(crate) fn worst_case(mut self) -> Self {
+        self.worst = true;
+        self.source = Some(CostSource::WorstCase);
+        self
     }
 
     /// A streamed answer's figures: time to first content, output tokens per second from
@@ -164,19 +176,28 @@ impl Finished {
 
     /// Feeds the metrics with tokens and spend; returns today's spend.
     fn count(&self, shared: &Shared) -> Usd {
-        let usage = self.usage.unwrap_or_default();
+        let usage = self.reported_usage();
         let meters = &self.started.meters;
         meters.input.increment(usage.input_tokens);
         meters.cached_input.increment(usage.cached_input_tokens);
         meters.output.increment(usage.output_tokens);
         meters.cost_picos.increment(self.cost.picos());
-        let today = shared.spend.add_at(self.ended, self.cost);
+        let today = shared.spend.add_at(self.ended, self.cost, self.worst);
         shared.meters.spend_today().set(today.as_f64());
         today
     }
 
+    /// The usage the provider reported (none for a worst-case charge).
+    fn reported_usage(&self) -> Usage {
+        if self.worst {
+            Usage::default()
+        } else {
+            self.usage.unwrap_or_default()
+        }
+    }
+
     fn log(&self, shared: &Shared, model: &str, cost: Usd, today: Usd) {
-        let usage = self.usage.unwrap_or_default();
+        let usage = self.reported_usage();
         let status = self.outcome.status().map_or(0, |s| s.as_u16());
         let source = self.source.map_or("none", CostSource::as_str);
         let prompt = self.started.prompt.as_deref().unwrap_or("");

@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::layer::{Scope, Shared};
 use crate::record::{Finished, Started};
-use crate::{CallSpend, Usage};
+use crate::{CallSpend, Charge, Usage};
 
 /// Logs and counts every call through it; see [`CostLogLayer`](crate::CostLogLayer).
 #[derive(Debug, Clone)]
@@ -109,8 +109,15 @@ impl Drop for Pending {
             let outcome = Outcome::new(OutcomeClass::Cancelled);
             // An attempt was with the provider, which may bill it whole: its worst case, as
             // the budget settles it. A call counts what its attempts logged.
-            let usage = (self.shared.scope == Scope::Attempt).then(|| started.worst());
-            Finished::new(&self.shared, started, outcome, usage, None, attempts).emit(&self.shared);
+            if self.shared.scope == Scope::Attempt {
+                let worst = started.worst();
+                Finished::new(&self.shared, started, outcome, Some(worst), None, attempts)
+                    .worst_case()
+                    .emit(&self.shared);
+            } else {
+                Finished::new(&self.shared, started, outcome, None, None, attempts)
+                    .emit(&self.shared);
+            }
         }
     }
 }
@@ -163,30 +170,52 @@ where
             let seen = |summary: Option<StreamSummary>| {
                 summary.map(|summary| Usage::of_stream(&summary, prompt_bound))
             };
-            let (usage, body, attempts) = match &mut result {
+            // An attempt that may have been billed with nothing to say what is charged its
+            // worst case, by the rule the budget settles by ([`Charge`]); a call counts what
+            // its attempts logged.
+            let attempt_scope = pending.shared.scope == Scope::Attempt;
+            let (read, charged, body, attempts) = match &mut result {
                 Ok(response) => {
                     let noted = response.extensions().get::<Usage>().copied();
-                    let usage = noted
+                    let read = noted
                         .or_else(|| Usage::of_body(response.body()))
                         .or_else(|| seen(response.extensions().get::<StreamSummary>().copied()));
-                    if let (None, Some(usage)) = (noted, usage) {
+                    if let (None, Some(usage)) = (noted, read) {
                         // Read once: the layers above take it from here.
                         response.extensions_mut().insert(usage);
                     }
-                    (
-                        usage,
-                        response.body().inspect(),
-                        Attempt::of_response(response).get(),
-                    )
+                    // A 2xx that said nothing of its usage may still have been billed.
+                    let charged = read.is_none()
+                        && Outcome::from_response(response)
+                            .status()
+                            .is_none_or(|status| status.is_success());
+                    let body = response.body().inspect();
+                    (read, charged, body, Attempt::of_response(response).get())
                 }
                 Err(error) => {
                     let attempts =
                         Attempt::of_error(&**error).map_or(started.attempt, Attempt::get);
-                    (seen(StreamSummary::of_result(&result)), None, attempts)
+                    let read = seen(StreamSummary::of_result(&result));
+                    let charged =
+                        read.is_none() && Charge::of(&result, prompt_bound) == Charge::Worst;
+                    (read, charged, None, attempts)
                 }
             };
-            Finished::new(&pending.shared, started, outcome, usage, body, attempts)
-                .emit(&pending.shared);
+            let finished = if charged && attempt_scope {
+                let worst = started.worst();
+                Finished::new(
+                    &pending.shared,
+                    started,
+                    outcome,
+                    Some(worst),
+                    body,
+                    attempts,
+                )
+                .worst_case()
+            } else {
+                Finished::new(&pending.shared, started, outcome, read, body, attempts)
+            };
+            finished.emit(&pending.shared);
         }
         Poll::Ready(result)
     }

@@ -19,6 +19,8 @@ const WALL_CLOCK_EVERY: Duration = Duration::from_secs(60);
 pub struct DailySpend {
     day: AtomicU64,
     picos: AtomicU64,
+    /// Of `picos`, what was charged at attempts' worst case (no usage reported).
+    worst_picos: AtomicU64,
     /// When the loggers next look at the wall clock, in nanoseconds after `epoch` on the
     /// monotonic clock they already read: the next midnight, or a minute, whichever is first.
     check_at: AtomicU64,
@@ -30,6 +32,7 @@ impl Default for DailySpend {
         Self {
             day: AtomicU64::new(0),
             picos: AtomicU64::new(0),
+            worst_picos: AtomicU64::new(0),
             check_at: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -46,7 +49,7 @@ impl DailySpend {
     /// Adds `cost` to today's spend; returns the new total.
     pub fn add(&self, cost: Usd) -> Usd {
         self.roll(Self::today());
-        self.add_unrolled(cost)
+        self.add_unrolled(cost, false)
     }
 
     /// Spend so far today.
@@ -55,11 +58,19 @@ impl DailySpend {
         Usd::from_picos(self.picos.load(Ordering::Acquire))
     }
 
+    /// Of today's spend, what was charged at attempts' worst case because no usage was
+    /// reported (timeouts, callers that left, 2xx answers that said nothing): the rest is
+    /// what the providers reported or the price table made of their usage.
+    pub fn worst_case(&self) -> Usd {
+        self.roll(Self::today());
+        Usd::from_picos(self.worst_picos.load(Ordering::Acquire))
+    }
+
     /// [`add`](Self::add) for a logger that has just read the monotonic clock (`now`): the
     /// wall clock is read only when a new day may have begun, or a minute has passed.
-    pub(crate) fn add_at(&self, now: Instant, cost: Usd) -> Usd {
+    pub(crate) fn add_at(&self, now: Instant, cost: Usd, worst: bool) -> Usd {
         self.roll_at(now);
-        self.add_unrolled(cost)
+        self.add_unrolled(cost, worst)
     }
 
     /// [`total`](Self::total), as [`add_at`](Self::add_at) reads the clock.
@@ -68,7 +79,10 @@ impl DailySpend {
         Usd::from_picos(self.picos.load(Ordering::Acquire))
     }
 
-    fn add_unrolled(&self, cost: Usd) -> Usd {
+    fn add_unrolled(&self, cost: Usd, worst: bool) -> Usd {
+        if worst {
+            self.worst_picos.fetch_add(cost.picos(), Ordering::AcqRel);
+        }
         let total = self.picos.fetch_add(cost.picos(), Ordering::AcqRel);
         Usd::from_picos(total.saturating_add(cost.picos()))
     }
@@ -101,6 +115,7 @@ impl DailySpend {
                 .is_ok()
         {
             self.picos.store(0, Ordering::Release);
+            self.worst_picos.store(0, Ordering::Release);
         }
     }
 }
@@ -144,23 +159,29 @@ mod tests {
     fn a_new_day_starts_at_zero_and_the_wall_clock_is_read_once_a_minute_at_most() {
         let spend = DailySpend::default();
         let start = Instant::now();
-        assert_eq!(spend.add_at(start, Usd::from_picos(5)), Usd::from_picos(5));
+        assert_eq!(
+            spend.add_at(start, Usd::from_picos(5), false),
+            Usd::from_picos(5)
+        );
         // Pretend the day the spend was made in is long gone: within the minute the wall
         // clock is not read, so nothing rolls...
         spend.day.store(1, Ordering::Release);
         assert_eq!(
-            spend.add_at(start + Duration::from_secs(59), Usd::from_picos(1)),
+            spend.add_at(start + Duration::from_secs(59), Usd::from_picos(1), true),
             Usd::from_picos(6)
         );
+        // The worst-case part is kept apart, and rolls with the day.
+        assert_eq!(spend.worst_picos.load(Ordering::Acquire), 1);
         // ...a minute on it is, and the new day starts from zero.
         assert_eq!(
-            spend.add_at(start + Duration::from_secs(61), Usd::from_picos(2)),
+            spend.add_at(start + Duration::from_secs(61), Usd::from_picos(2), false),
             Usd::from_picos(2)
         );
         assert_eq!(
             spend.total_at(start + Duration::from_secs(62)),
             Usd::from_picos(2)
         );
+        assert_eq!(spend.worst_picos.load(Ordering::Acquire), 0);
         assert_eq!(
             spend.total(),
             Usd::from_picos(2),

@@ -19,6 +19,9 @@ mod common;
 #[derive(Debug)]
 struct Outcome {
     billed: Usd,
+    /// What the budget holds spent, and what the attempt logger counted.
+    spent: Usd,
+    counted: Usd,
     budget: Usd,
     reserved: Usd,
     queued: usize,
@@ -29,68 +32,77 @@ struct Outcome {
 fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: bool) -> Outcome {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let (billed, reserved, queued) = metrics::with_local_recorder(&recorder, || {
-        ballast_sim::paused_runtime().unwrap().block_on(async {
-            let sim = Simulator::new(scenario);
-            let config = Config::from_vars(Preset::XAi, |name| match name {
-                "DAILY_BUDGET_USD" => Some(budget.to_string().trim_start_matches('$').to_owned()),
-                _ => None,
-            })
-            .unwrap();
-            let builder = StackBuilder::new(config).seed(7);
-            // Hedging on: extra attempts, raced and dropped, under the same money rules.
-            let builder = if hedge {
-                builder.hedge(ballast::route::HedgeConfig {
-                    min_samples: 5,
-                    max_share: 0.3,
-                    ..ballast::route::HedgeConfig::default()
+    let (billed, spent, counted, reserved, queued) =
+        metrics::with_local_recorder(&recorder, || {
+            ballast_sim::paused_runtime().unwrap().block_on(async {
+                let sim = Simulator::new(scenario);
+                let config = Config::from_vars(Preset::XAi, |name| match name {
+                    "DAILY_BUDGET_USD" => {
+                        Some(budget.to_string().trim_start_matches('$').to_owned())
+                    }
+                    _ => None,
                 })
-            } else {
-                builder
-            };
-            let stack = builder.build(sim.clone());
-            let tasks: Vec<_> = calls
-                .iter()
-                .enumerate()
-                .map(|(i, &(start_ms, cancel_ms))| {
-                    let service = stack.service.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(start_ms)).await;
-                        let request =
-                            common::job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
-                        let call = service.oneshot(request);
-                        match cancel_ms {
-                            // The caller gives up after `ms`, wherever the call is.
-                            Some(ms) => {
-                                let _ = tokio::time::timeout(Duration::from_millis(ms), call).await;
-                            }
-                            None => {
-                                let _ = call.await;
-                            }
-                        }
+                .unwrap();
+                let builder = StackBuilder::new(config).seed(7);
+                // Hedging on: extra attempts, raced and dropped, under the same money rules.
+                let builder = if hedge {
+                    builder.hedge(ballast::route::HedgeConfig {
+                        min_samples: 5,
+                        max_share: 0.3,
+                        ..ballast::route::HedgeConfig::default()
                     })
-                })
-                .collect();
-            for task in tasks {
-                task.await.unwrap();
-            }
-            // Spawned settlements land, hung requests end on the provider's side.
-            tokio::time::sleep(Duration::from_secs(600)).await;
-            let readout = stack.budget.readout(None).await.unwrap();
-            let queued = stack.throttle.as_ref().map_or(0, |t| t.queued())
-                + stack
-                    .breaker
-                    .snapshot()
+                } else {
+                    builder
+                };
+                let stack = builder.build(sim.clone());
+                let tasks: Vec<_> = calls
                     .iter()
-                    .map(|key| key.waiting as usize)
-                    .sum::<usize>();
-            (
-                Usd::from_xai_ticks(sim.ledger().billed_ticks()),
-                readout.reserved,
-                queued,
-            )
-        })
-    });
+                    .enumerate()
+                    .map(|(i, &(start_ms, cancel_ms))| {
+                        let service = stack.service.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(start_ms)).await;
+                            let request = common::job(
+                                "http://sim.invalid/v1/chat/completions",
+                                i,
+                                50 + i % 400,
+                            );
+                            let call = service.oneshot(request);
+                            match cancel_ms {
+                                // The caller gives up after `ms`, wherever the call is.
+                                Some(ms) => {
+                                    let _ =
+                                        tokio::time::timeout(Duration::from_millis(ms), call).await;
+                                }
+                                None => {
+                                    let _ = call.await;
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+                // Spawned settlements land, hung requests end on the provider's side.
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                let readout = stack.budget.readout(None).await.unwrap();
+                let queued = stack.throttle.as_ref().map_or(0, |t| t.queued())
+                    + stack
+                        .breaker
+                        .snapshot()
+                        .iter()
+                        .map(|key| key.waiting as usize)
+                        .sum::<usize>();
+                (
+                    Usd::from_xai_ticks(sim.ledger().billed_ticks()),
+                    readout.spent,
+                    stack.spend.total(),
+                    readout.reserved,
+                    queued,
+                )
+            })
+        });
     let logged_calls = snapshotter
         .snapshot()
         .into_vec()
@@ -110,6 +122,8 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
         .sum();
     Outcome {
         billed,
+        spent,
+        counted,
         budget,
         reserved,
         queued,
@@ -127,6 +141,7 @@ proptest! {
     /// provider's work. The provider never bills past the budget (the simulator keeps to
     /// the output cap, so the documented overrun is zero); nothing stays reserved; the
     /// throttle's line and the breaker's (patience) are empty; every call is logged once;
+    /// every billed attempt is charged, and the logger counts what the budget holds spent;
     /// with hedging on or off.
     #[test]
     fn cancelled_callers_never_cost_past_the_budget_or_leave_anything_held(
@@ -139,6 +154,10 @@ proptest! {
         let budget = Usd::from_picos(budget_micros * 1_000_000);
         let out = run(scenario, budget, &calls, hedge);
         prop_assert!(out.billed <= out.budget, "{out:?}");
+        // Every billed attempt is charged and counted, dropped ones at their worst case:
+        // the budget and the logger agree, and neither is below the bill.
+        prop_assert!(out.billed <= out.spent, "{out:?}");
+        prop_assert_eq!(out.counted, out.spent, "{:?}", out);
         prop_assert_eq!(out.reserved, Usd::ZERO, "{:?}", out);
         prop_assert_eq!(out.queued, 0, "{:?}", out);
         prop_assert_eq!(out.logged_calls, out.calls, "{:?}", out);

@@ -54,7 +54,7 @@ async fn run(scenario: Scenario, budget: &str, calls: usize, workers: usize) -> 
         // The callers' pace: a wave per simulated second.
         tokio::time::sleep(Duration::from_secs(1).div_f64(SCALE)).await;
     }
-    Run::new(classes, &sim.ledger(), stack.spend.total(), budget).with_breaker(&stack.breaker)
+    Run::new(classes, &sim.ledger(), &stack.spend, budget).with_breaker(&stack.breaker)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,7 @@ fn run(scenario: Scenario, budget: &str, calls: usize, workers: usize) -> Run {
         }
         // Let hung requests finish on the provider's side.
         tokio::time::sleep(Duration::from_secs(600)).await;
-        Run::new(classes, &sim.ledger(), stack.spend.total(), budget).with_breaker(&stack.breaker)
+        Run::new(classes, &sim.ledger(), &stack.spend, budget).with_breaker(&stack.breaker)
     })
 }
 

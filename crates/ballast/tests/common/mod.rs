@@ -20,7 +20,10 @@ pub(crate) struct Run {
     pub(crate) classes: Vec<OutcomeClass>,
     pub(crate) billed: Usd,
     pub(crate) delivered: Usd,
+    /// What the attempt logger counted from reported usage, and at worst cases (attempts
+    /// that may have been billed and said nothing: timeouts, 2xx answers without usage).
     pub(crate) counted: Usd,
+    pub(crate) worst: Usd,
     pub(crate) budget: Usd,
     pub(crate) bad_keys: usize,
     /// Times the stack's breakers opened (set by the runs that read them).
@@ -33,7 +36,7 @@ impl Run {
     pub(crate) fn new(
         classes: Vec<OutcomeClass>,
         ledger: &Ledger,
-        counted: Usd,
+        spend: &ballast_cost::DailySpend,
         budget: Usd,
     ) -> Self {
         Self {
@@ -41,7 +44,8 @@ impl Run {
             classes,
             billed: Usd::from_xai_ticks(ledger.billed_ticks()),
             delivered: Usd::from_xai_ticks(ledger.delivered_usage_ticks()),
-            counted,
+            counted: spend.total().saturating_sub(spend.worst_case()),
+            worst: spend.worst_case(),
             budget,
             bad_keys: ledger.count(SimOutcome::BadKey),
             breaker_opened: 0,
@@ -73,6 +77,13 @@ pub(crate) fn check(run: &Run, calls: usize) {
     assert_eq!(
         run.counted, run.delivered,
         "every billed, delivered attempt with usage counted"
+    );
+    assert!(
+        run.counted + run.worst >= run.billed,
+        "the count ({} and {} at worst cases) is below the bill {}",
+        run.counted,
+        run.worst,
+        run.billed
     );
     assert_eq!(run.bad_keys, 0, "the key went on the wire, clean");
 }

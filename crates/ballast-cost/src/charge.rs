@@ -1,0 +1,102 @@
+//! [`Charge`]: what a finished attempt is charged, one rule for every layer that counts money
+//! (the budget's settlement, the attempt logger's count), so they never disagree.
+
+use ballast_classify::{BoxError, InspectBody, Outcome, StreamSummary, never_sent};
+
+use crate::Usage;
+
+/// What a finished attempt is charged.
+///
+/// The provider may bill an attempt from the moment its request leaves, so an attempt is
+/// charged its worst case whenever nothing proves otherwise:
+///
+/// - usage in the response: that usage;
+/// - a stream that ended, or failed before its first content: what was seen of it
+///   ([`Usage::of_stream`]);
+/// - an error status from the provider (not 2xx): nothing, providers do not bill them;
+/// - an error that proves the request never left ([`never_sent`]): nothing;
+/// - anything else (a success without usage, an error inside a 2xx, a timeout, a reset, a
+///   cut body, an unreadable answer): the worst case, the reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// This usage.
+    Usage(Usage),
+    /// The attempt's worst case: its prompt bound and output cap.
+    Worst,
+    /// Nothing.
+    Nothing,
+}
+
+impl Charge {
+    /// The charge of an attempt that ended with `result`; `prompt_bound` is its request's
+    /// prompt estimate, for a stream that ended without usage.
+    pub fn of<R: InspectBody>(
+        result: &Result<http::Response<R>, BoxError>,
+        prompt_bound: u64,
+    ) -> Self {
+        if let Some(usage) = result.as_ref().ok().and_then(Usage::of_response) {
+            return Self::Usage(usage);
+        }
+        // Looked for only when there is no usage: an ordinary answer pays no second lookup.
+        if let Some(summary) = StreamSummary::of_result(result) {
+            return Self::Usage(Usage::of_stream(&summary, prompt_bound));
+        }
+        if let Some(status) = Outcome::from_result(result).status()
+            && !status.is_success()
+        {
+            return Self::Nothing;
+        }
+        match result {
+            Err(error) if never_sent(error.as_ref()) => Self::Nothing,
+            _ => Self::Worst,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ballast_classify::{ClassifiedError, OutcomeClass};
+
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Result<http::Response<String>, BoxError> {
+        let mut response = http::Response::new(body.to_owned());
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        let outcome = if status < 300 {
+            Outcome::new(OutcomeClass::Success)
+        } else {
+            Outcome::from_status(response.status())
+        };
+        let status = response.status();
+        response
+            .extensions_mut()
+            .insert(outcome.with_status(status));
+        Ok(response)
+    }
+
+    fn failed(error: BoxError) -> Result<http::Response<String>, BoxError> {
+        Err(Box::new(ClassifiedError::transport(error)))
+    }
+
+    /// The rule the budget settles by and the logger counts by, case by case.
+    #[test]
+    fn each_ending_is_charged_by_the_one_rule() {
+        let usage = r#"{"usage":{"prompt_tokens":12,"completion_tokens":30}}"#;
+        let Charge::Usage(read) = Charge::of(&answer(200, usage), 99) else {
+            panic!("usage");
+        };
+        assert_eq!((read.prompt_tokens(), read.output_tokens), (12, 30));
+        // A 2xx that says nothing of its usage may have been billed.
+        assert_eq!(Charge::of(&answer(200, "{}"), 99), Charge::Worst);
+        // Error statuses are not billed.
+        assert_eq!(Charge::of(&answer(503, "{}"), 99), Charge::Nothing);
+        assert_eq!(Charge::of(&answer(429, "{}"), 99), Charge::Nothing);
+        // A timeout: the provider may still be generating.
+        let timeout: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(Charge::of(&failed(timeout), 99), Charge::Worst);
+        // Refused at connect: nothing left the process.
+        let refused: BoxError =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(Charge::of(&failed(refused), 99), Charge::Nothing);
+    }
+}
