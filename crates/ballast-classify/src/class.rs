@@ -15,7 +15,7 @@ use http::StatusCode;
 /// |---|---|---|---|
 /// | `Success` | - | no | 2xx without an error object |
 /// | `RateLimited` | yes | no | 429, `rate_limit_error`, Gemini `RESOURCE_EXHAUSTED` |
-/// | `QuotaExhausted` | **no** | no | 402, OpenAI `insufficient_quota`, xAI "used all available credits" |
+/// | `QuotaExhausted` | **no** | no | 402, OpenAI `insufficient_quota`, xAI "used all available credits", Anthropic's 429 `enforced_spend_limit_reached` |
 /// | `Auth` | no | no | 401, 403, xAI 400 "Incorrect API key provided" |
 /// | `BadRequest` | no | no | 400, 404, 413, 422 |
 /// | `ContextTooLong` | no | no | `context_length_exceeded`, "prompt is too long" |

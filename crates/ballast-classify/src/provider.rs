@@ -500,10 +500,12 @@ fn refine(base: OutcomeClass, err: &ProviderError) -> OutcomeClass {
 }
 
 fn is_quota(err: &ProviderError) -> bool {
-    const NAMES: [&str; 3] = [
+    const NAMES: [&str; 4] = [
         "insufficient_quota",
         "billing_error",
         "billing_hard_limit_reached",
+        // Anthropic's 429 at the monthly spend limit: lasts until next month.
+        "enforced_spend_limit_reached",
     ];
     const PHRASES: [&str; 4] = [
         // xAI: "...has either used all available credits or reached its monthly spending limit"

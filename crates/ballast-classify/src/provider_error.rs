@@ -17,7 +17,7 @@ const KEY_PREFIXES: [&str; 4] = ["xai-", "sk-", "AIza", "gsk_"];
 /// |---|---|
 /// | OpenAI and compatibles | `{"error": {"message", "type", "param", "code"}}` |
 /// | xAI | `{"code": "...", "error": "..."}` (flat), or the OpenAI shape |
-/// | Anthropic | `{"type": "error", "error": {"type", "message"}}` |
+/// | Anthropic | `{"type": "error", "error": {"type", "message", "details": {"error_code"}}, "request_id"}` |
 /// | Gemini | `{"error": {"code": 429, "message", "status", "details": [...]}}`, or a one-element array of that |
 ///
 /// The message is truncated to 512 bytes and anything that looks like an API key is masked,
@@ -74,7 +74,8 @@ impl ProviderError {
         self.message.as_deref()
     }
 
-    /// Gemini's `ErrorInfo.reason` (`"API_KEY_INVALID"`).
+    /// Gemini's `ErrorInfo.reason` (`"API_KEY_INVALID"`), Anthropic's `details.error_code`
+    /// (`"enforced_spend_limit_reached"`).
     pub fn reason(&self) -> Option<&str> {
         self.reason.as_deref()
     }
@@ -225,8 +226,9 @@ struct ErrorObject {
     code: Option<serde_json::Value>,
     #[serde(default)]
     status: Option<serde_json::Value>,
+    /// Gemini: a list of typed details; Anthropic: an object (`error_code`).
     #[serde(default)]
-    details: Option<Vec<serde_json::Value>>,
+    details: Option<serde_json::Value>,
 }
 
 impl Envelope {
@@ -247,13 +249,23 @@ impl Envelope {
                 out.kind = short_text(object.kind.as_ref());
                 apply_code(&mut out, object.code);
                 out.status = short_text(object.status.as_ref());
-                for detail in object.details.iter().flatten() {
-                    if let Some(reason) = detail.get("reason") {
-                        out.reason = out.reason.or_else(|| short_text(Some(reason)));
+                match &object.details {
+                    Some(serde_json::Value::Array(details)) => {
+                        for detail in details {
+                            if let Some(reason) = detail.get("reason") {
+                                out.reason = out.reason.or_else(|| short_text(Some(reason)));
+                            }
+                            if let Some(delay) = detail.get("retryDelay") {
+                                out.retry_delay =
+                                    out.retry_delay.or_else(|| short_text(Some(delay)));
+                            }
+                        }
                     }
-                    if let Some(delay) = detail.get("retryDelay") {
-                        out.retry_delay = out.retry_delay.or_else(|| short_text(Some(delay)));
+                    // Anthropic: `"details": {"error_code": "enforced_spend_limit_reached"}`.
+                    Some(details @ serde_json::Value::Object(_)) => {
+                        out.reason = short_text(details.get("error_code"));
                     }
+                    _ => {}
                 }
                 if out.code.is_none() && out.http_code.is_none() {
                     apply_code(&mut out, self.code);
