@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use foldhash::HashMap;
 use tokio::time::Instant;
 
 /// When a [`HealthMonitor`] calls the provider unhealthy.
@@ -81,64 +83,28 @@ struct Bucket {
     latency_ms: AtomicU64,
 }
 
+/// Models with a window of their own; past this, calls count in the overall window only.
+const MAX_MODELS: usize = 256;
+
+/// One rolling window of calls, and whether its alerts are raised.
 #[derive(Debug)]
-struct Inner {
-    config: HealthConfig,
-    epoch: Instant,
-    bucket_nanos: u64,
+struct Window {
     buckets: Box<[Bucket]>,
     alerting_errors: AtomicBool,
     alerting_latency: AtomicBool,
 }
 
-/// Error rate and average latency of logical calls over a rolling window.
-///
-/// Fed by [`CostLogLayer`](crate::CostLogLayer) at call scope (or by hand with
-/// [`record`](Self::record)). Crossing a threshold logs one warning (and one info when it
-/// clears), not one per call; [`status`](Self::status) answers at any time. Clones share
-/// the window.
-#[derive(Debug, Clone)]
-pub struct HealthMonitor {
-    inner: Arc<Inner>,
-}
-
-impl HealthMonitor {
-    /// A monitor with `config`, its clock starting now.
-    pub fn new(config: HealthConfig) -> Self {
-        let buckets = config.buckets.max(1);
-        let bucket_nanos = u64::try_from((config.window.as_nanos() / u128::from(buckets)).max(1))
-            .unwrap_or(u64::MAX);
+impl Window {
+    fn new(buckets: u32) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                config,
-                epoch: Instant::now(),
-                bucket_nanos,
-                buckets: (0..buckets).map(|_| Bucket::default()).collect(),
-                alerting_errors: AtomicBool::new(false),
-                alerting_latency: AtomicBool::new(false),
-            }),
+            buckets: (0..buckets.max(1)).map(|_| Bucket::default()).collect(),
+            alerting_errors: AtomicBool::new(false),
+            alerting_latency: AtomicBool::new(false),
         }
     }
 
-    fn period(&self) -> u64 {
-        self.period_at(Instant::now())
-    }
-
-    fn period_at(&self, now: Instant) -> u64 {
-        let nanos = u64::try_from(now.saturating_duration_since(self.inner.epoch).as_nanos())
-            .unwrap_or(u64::MAX);
-        nanos / self.inner.bucket_nanos + 1
-    }
-
-    /// Records one logical call.
-    pub fn record(&self, error: bool, latency: Duration) {
-        self.record_at(Instant::now(), error, latency);
-    }
-
-    /// [`record`](Self::record) for a logger that has just read the clock.
-    pub(crate) fn record_at(&self, now: Instant, error: bool, latency: Duration) {
-        let period = self.period_at(now);
-        let buckets = &self.inner.buckets;
+    fn record(&self, period: u64, error: bool, latency: Duration) {
+        let buckets = &self.buckets;
         let bucket = &buckets[(period % buckets.len() as u64) as usize];
         let seen = bucket.period.load(Ordering::Acquire);
         if seen != period
@@ -157,20 +123,13 @@ impl HealthMonitor {
         }
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         bucket.latency_ms.fetch_add(ms, Ordering::AcqRel);
-        self.alert(&self.status_at(period));
     }
 
-    /// The verdict now.
-    pub fn status(&self) -> HealthStatus {
-        self.status_at(self.period())
-    }
-
-    /// The verdict with `current` as the newest bucket's period (the caller has just read
-    /// the clock: a logger reads it once per call).
-    fn status_at(&self, current: u64) -> HealthStatus {
-        let oldest = current.saturating_sub(self.inner.buckets.len() as u64 - 1);
+    /// The verdict with `current` as the newest bucket's period.
+    fn status(&self, config: &HealthConfig, current: u64) -> HealthStatus {
+        let oldest = current.saturating_sub(self.buckets.len() as u64 - 1);
         let (mut calls, mut errors, mut latency_ms) = (0u64, 0u64, 0u64);
-        for bucket in self.inner.buckets.iter() {
+        for bucket in self.buckets.iter() {
             let period = bucket.period.load(Ordering::Acquire);
             if period >= oldest && period <= current {
                 calls += bucket.calls.load(Ordering::Acquire);
@@ -178,7 +137,6 @@ impl HealthMonitor {
                 latency_ms = latency_ms.saturating_add(bucket.latency_ms.load(Ordering::Acquire));
             }
         }
-        let config = &self.inner.config;
         let error_rate = if calls == 0 {
             0.0
         } else {
@@ -196,30 +154,170 @@ impl HealthMonitor {
         }
     }
 
-    fn alert(&self, status: &HealthStatus) {
-        let inner = &self.inner;
-        if inner
+    /// Logs a threshold crossed or cleared (once per crossing, not per call); `model` names
+    /// a model's own window, `None` the overall one.
+    fn alert(&self, config: &HealthConfig, status: &HealthStatus, model: Option<&str>) {
+        let who = model.map_or_else(String::new, |model| format!("model {model:?}: "));
+        if self
             .alerting_errors
             .swap(status.error_rate_high, Ordering::AcqRel)
             != status.error_rate_high
         {
             if status.error_rate_high {
-                tracing::warn!(target: "ballast::health", error_rate = status.error_rate, calls = status.calls, "provider error rate above {:.0}%: {status}", inner.config.max_error_rate * 100.0);
+                tracing::warn!(target: "ballast::health", model, error_rate = status.error_rate, calls = status.calls, "{who}provider error rate above {:.0}%: {status}", config.max_error_rate * 100.0);
             } else {
-                tracing::info!(target: "ballast::health", error_rate = status.error_rate, "provider error rate back to normal: {status}");
+                tracing::info!(target: "ballast::health", model, error_rate = status.error_rate, "{who}provider error rate back to normal: {status}");
             }
         }
-        if inner
+        if self
             .alerting_latency
             .swap(status.latency_high, Ordering::AcqRel)
             != status.latency_high
         {
             if status.latency_high {
-                tracing::warn!(target: "ballast::health", avg_latency_s = status.avg_latency.as_secs_f64(), "provider latency above {:.0}s on average: {status}", inner.config.max_avg_latency.as_secs_f64());
+                tracing::warn!(target: "ballast::health", model, avg_latency_s = status.avg_latency.as_secs_f64(), "{who}provider latency above {:.0}s on average: {status}", config.max_avg_latency.as_secs_f64());
             } else {
-                tracing::info!(target: "ballast::health", avg_latency_s = status.avg_latency.as_secs_f64(), "provider latency back to normal: {status}");
+                tracing::info!(target: "ballast::health", model, avg_latency_s = status.avg_latency.as_secs_f64(), "{who}provider latency back to normal: {status}");
             }
         }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: HealthConfig,
+    epoch: Instant,
+    bucket_nanos: u64,
+    overall: Window,
+    /// Each model's own window (bounded: past [`MAX_MODELS`], overall only). Read-mostly:
+    /// a lookup is a lock-free snapshot load; a new model copies the map.
+    models: ArcSwap<HashMap<Box<str>, Arc<Window>>>,
+}
+
+/// Error rate and average latency of logical calls over a rolling window: overall, and per
+/// model, so one failing model is seen as that model's trouble, not the provider's.
+///
+/// Fed by [`CostLogLayer`](crate::CostLogLayer) at call scope (or by hand with
+/// [`record`](Self::record) and [`record_for`](Self::record_for)). Crossing a threshold
+/// logs one warning (and one info when it clears), not one per call, for the overall window
+/// and for each model's; [`status`](Self::status) and [`status_of`](Self::status_of) answer
+/// at any time. Clones share the windows.
+#[derive(Debug, Clone)]
+pub struct HealthMonitor {
+    inner: Arc<Inner>,
+}
+
+impl HealthMonitor {
+    /// A monitor with `config`, its clock starting now.
+    pub fn new(config: HealthConfig) -> Self {
+        let buckets = config.buckets.max(1);
+        let bucket_nanos = u64::try_from((config.window.as_nanos() / u128::from(buckets)).max(1))
+            .unwrap_or(u64::MAX);
+        Self {
+            inner: Arc::new(Inner {
+                overall: Window::new(buckets),
+                config,
+                epoch: Instant::now(),
+                bucket_nanos,
+                models: ArcSwap::from_pointee(HashMap::default()),
+            }),
+        }
+    }
+
+    fn period(&self) -> u64 {
+        self.period_at(Instant::now())
+    }
+
+    fn period_at(&self, now: Instant) -> u64 {
+        let nanos = u64::try_from(now.saturating_duration_since(self.inner.epoch).as_nanos())
+            .unwrap_or(u64::MAX);
+        nanos / self.inner.bucket_nanos + 1
+    }
+
+    /// Records one logical call, in the overall window.
+    pub fn record(&self, error: bool, latency: Duration) {
+        self.record_at(Instant::now(), None, error, latency);
+    }
+
+    /// Records one logical call to `model`: in its window and the overall one.
+    pub fn record_for(&self, model: &str, error: bool, latency: Duration) {
+        self.record_at(Instant::now(), Some(model), error, latency);
+    }
+
+    /// [`record_for`](Self::record_for) for a logger that has just read the clock.
+    pub(crate) fn record_at(
+        &self,
+        now: Instant,
+        model: Option<&str>,
+        error: bool,
+        latency: Duration,
+    ) {
+        let inner = &*self.inner;
+        let period = self.period_at(now);
+        inner.overall.record(period, error, latency);
+        inner.overall.alert(
+            &inner.config,
+            &inner.overall.status(&inner.config, period),
+            None,
+        );
+        if let Some(model) = model
+            && let Some(window) = self.window(model)
+        {
+            window.record(period, error, latency);
+            window.alert(
+                &inner.config,
+                &window.status(&inner.config, period),
+                Some(model),
+            );
+        }
+    }
+
+    /// `model`'s window, made on first use; `None` past [`MAX_MODELS`].
+    fn window(&self, model: &str) -> Option<Arc<Window>> {
+        let inner = &*self.inner;
+        if let Some(window) = inner.models.load().get(model) {
+            return Some(Arc::clone(window));
+        }
+        let mut made = None;
+        inner.models.rcu(|models| {
+            let mut models = HashMap::clone(models);
+            if let Some(window) = models.get(model) {
+                made = Some(Arc::clone(window));
+            } else if models.len() < MAX_MODELS {
+                let window = Arc::new(Window::new(inner.config.buckets));
+                made = Some(Arc::clone(&window));
+                models.insert(Box::from(model), window);
+            } else {
+                made = None;
+            }
+            models
+        });
+        made
+    }
+
+    /// The verdict now, over every call.
+    pub fn status(&self) -> HealthStatus {
+        self.inner.overall.status(&self.inner.config, self.period())
+    }
+
+    /// The verdict now for `model`'s calls, if any were recorded for it.
+    pub fn status_of(&self, model: &str) -> Option<HealthStatus> {
+        let window = Arc::clone(self.inner.models.load().get(model)?);
+        Some(window.status(&self.inner.config, self.period()))
+    }
+
+    /// Every model's verdict now, by model name.
+    pub fn statuses(&self) -> Vec<(String, HealthStatus)> {
+        let period = self.period();
+        let mut out: Vec<_> = self
+            .inner
+            .models
+            .load()
+            .iter()
+            .map(|(model, window)| (model.to_string(), window.status(&self.inner.config, period)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -253,5 +351,30 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(301)).await;
         assert_eq!(monitor.status().calls, 0);
         assert!(monitor.status().is_healthy());
+    }
+
+    /// Each model has its own window: one failing model is that model's trouble, not the
+    /// others'; the overall window holds every call.
+    #[tokio::test(start_paused = true)]
+    async fn one_failing_model_does_not_mark_the_others() {
+        let monitor = HealthMonitor::default();
+        for _ in 0..10 {
+            monitor.record_for("bad", true, Duration::from_secs(1));
+            for _ in 0..4 {
+                monitor.record_for("good", false, Duration::from_secs(1));
+            }
+        }
+        let bad = monitor.status_of("bad").unwrap();
+        let good = monitor.status_of("good").unwrap();
+        assert_eq!((bad.calls, bad.errors), (10, 10));
+        assert!(bad.error_rate_high);
+        assert_eq!((good.calls, good.errors), (40, 0));
+        assert!(good.is_healthy());
+        let overall = monitor.status();
+        assert_eq!((overall.calls, overall.errors), (50, 10));
+        assert!(overall.is_healthy(), "20% is not above 20%");
+        assert_eq!(monitor.status_of("never"), None);
+        let names: Vec<String> = monitor.statuses().into_iter().map(|(m, _)| m).collect();
+        assert_eq!(names, ["bad", "good"]);
     }
 }

@@ -159,7 +159,12 @@ impl Finished {
             && self.outcome.class() != ballast_classify::OutcomeClass::Cancelled
             && let Some(health) = &shared.health
         {
-            health.record_at(self.ended, !self.outcome.is_success(), self.duration);
+            health.record_at(
+                self.ended,
+                self.started.model.as_deref(),
+                !self.outcome.is_success(),
+                self.duration,
+            );
         }
         self.log(shared, model, cost, today);
     }

@@ -116,4 +116,7 @@ async fn the_health_monitor_sees_logical_calls() {
     let status = monitor.status();
     assert_eq!((status.calls, status.errors), (12, 12));
     assert!(status.error_rate_high && !status.is_healthy());
+    // And in the model's own window.
+    let model = monitor.status_of("grok-code-fast-1").unwrap();
+    assert_eq!((model.calls, model.errors), (12, 12));
 }
