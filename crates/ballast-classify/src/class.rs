@@ -26,6 +26,7 @@ use http::StatusCode;
 /// | `Network` | yes | yes | connection refused or reset, body cut off |
 /// | `InvalidResponse` | no | yes | a 2xx body that is not JSON, or larger than the cap |
 /// | `CircuitOpen`, `BudgetExceeded`, `Throttled` | no | no | a local layer refused: nothing was sent |
+/// | `Refused` | no | no | a local layer of yours refused ([`ClassifiedError::refused`](crate::ClassifiedError::refused)): nothing was sent |
 /// | `Cancelled` | no | no | the caller dropped the call before it ended (logs and metrics only) |
 /// | `Unknown` | no | no | anything else (1xx, 3xx, unrecognised errors) |
 ///
@@ -68,6 +69,12 @@ pub enum OutcomeClass {
     /// waited longer than allowed for its turn. Nothing was sent. Its error says when a turn
     /// is likely.
     Throttled,
+    /// Another local layer refused the call (one of yours: a tenant quota, a policy check):
+    /// nothing was sent. Its own error, the source of the
+    /// [`ClassifiedError::refused`](crate::ClassifiedError::refused) it returns, says why;
+    /// every Ballast layer treats it as the local refusals above (not retried, not a
+    /// provider failure, not charged), so a layer adds its refusal without a class of its own.
+    Refused,
     /// The caller dropped the call before it ended. No layer returns it: the cost logger
     /// logs and counts a dropped call under it, and the budget guard charges such an
     /// attempt as the provider may have billed it.
@@ -78,7 +85,7 @@ pub enum OutcomeClass {
 
 impl OutcomeClass {
     /// Every class, in declaration order (handy for metrics tables and exhaustive tests).
-    pub const ALL: [OutcomeClass; 17] = [
+    pub const ALL: [OutcomeClass; 18] = [
         Self::Success,
         Self::RateLimited,
         Self::QuotaExhausted,
@@ -94,6 +101,7 @@ impl OutcomeClass {
         Self::CircuitOpen,
         Self::BudgetExceeded,
         Self::Throttled,
+        Self::Refused,
         Self::Cancelled,
         Self::Unknown,
     ];
@@ -145,7 +153,7 @@ impl OutcomeClass {
     pub const fn is_local_refusal(self) -> bool {
         matches!(
             self,
-            Self::CircuitOpen | Self::BudgetExceeded | Self::Throttled
+            Self::CircuitOpen | Self::BudgetExceeded | Self::Throttled | Self::Refused
         )
     }
 
@@ -167,6 +175,7 @@ impl OutcomeClass {
             Self::CircuitOpen => "circuit_open",
             Self::BudgetExceeded => "budget_exceeded",
             Self::Throttled => "throttled",
+            Self::Refused => "refused",
             Self::Cancelled => "cancelled",
             Self::Unknown => "unknown",
         }
@@ -263,7 +272,7 @@ mod tests {
         for (i, class) in OutcomeClass::ALL.into_iter().enumerate() {
             assert_eq!(class.index(), i);
         }
-        assert_eq!(OutcomeClass::COUNT, 17);
+        assert_eq!(OutcomeClass::COUNT, 18);
     }
 
     #[test]

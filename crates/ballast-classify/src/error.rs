@@ -61,6 +61,29 @@ impl ClassifiedError {
         Self::new(Outcome::new(class), Some(source))
     }
 
+    /// A local layer's refusal (yours: a tenant quota, a policy check), class
+    /// [`Refused`](OutcomeClass::Refused): nothing was sent, so no layer retries it, counts
+    /// it against the provider or charges it; `reason` (your error type) is its source and
+    /// its message, and `retry_in`, if any, its wait hint (a `Retry-After` through a proxy).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ballast_classify::{ClassifiedError, Outcome, OutcomeClass};
+    ///
+    /// let error = ClassifiedError::refused("tenant quota spent".into(), Some(Duration::from_secs(60)));
+    /// assert_eq!(error.class(), OutcomeClass::Refused);
+    /// assert!(error.class().is_local_refusal());
+    /// assert_eq!(error.to_string(), "refused: tenant quota spent");
+    /// assert_eq!(error.outcome().wait_hint().map(|h| h.delay()), Some(Duration::from_secs(60)));
+    /// ```
+    pub fn refused(reason: BoxError, retry_in: Option<std::time::Duration>) -> Self {
+        let hint = retry_in.map(|delay| crate::WaitHint::new(delay, crate::HintSource::Local));
+        Self::new(
+            Outcome::new(OutcomeClass::Refused).with_wait_hint(hint),
+            Some(reason),
+        )
+    }
+
     /// Attaches the provider's error object.
     pub fn with_detail(mut self, detail: Option<Box<ProviderError>>) -> Self {
         self.detail = detail;

@@ -103,6 +103,8 @@ pub enum HintSource {
     BudgetWindow,
     /// A local rate limiter: when its queue is likely to have a turn.
     Throttle,
+    /// Another local layer's refusal ([`ClassifiedError::refused`](crate::ClassifiedError::refused)).
+    Local,
 }
 
 impl HintSource {
@@ -124,7 +126,7 @@ impl HintSource {
             | Self::AnthropicReset
             | Self::RetryInfo
             | Self::Message => true,
-            Self::CircuitBreaker | Self::BudgetWindow | Self::Throttle => false,
+            Self::CircuitBreaker | Self::BudgetWindow | Self::Throttle | Self::Local => false,
         }
     }
 
@@ -138,6 +140,7 @@ impl HintSource {
             Self::RetryInfo => "retry_info",
             Self::Message => "message",
             Self::CircuitBreaker => "circuit_breaker",
+            Self::Local => "local",
             Self::BudgetWindow => "budget_window",
             Self::Throttle => "throttle",
         }

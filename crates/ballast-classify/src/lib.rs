@@ -95,6 +95,7 @@ mod sse;
 pub mod stream;
 mod usage_span;
 mod watched;
+pub mod window;
 
 pub use attempt::{Attempt, Queued};
 pub use body::ClassifiedBody;

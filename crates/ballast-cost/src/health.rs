@@ -2,10 +2,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use ballast_classify::window::RollingCounts;
 use foldhash::HashMap;
 use tokio::time::Instant;
 
@@ -75,68 +76,35 @@ impl fmt::Display for HealthStatus {
     }
 }
 
-#[derive(Debug, Default)]
-struct Bucket {
-    period: AtomicU64,
-    calls: AtomicU64,
-    errors: AtomicU64,
-    latency_ms: AtomicU64,
-}
-
 /// Models with a window of their own; past this, calls count in the overall window only.
 const MAX_MODELS: usize = 256;
 
-/// One rolling window of calls, and whether its alerts are raised.
+/// One rolling window of calls (the shared [`RollingCounts`]: calls, errors, latency in
+/// milliseconds), and whether its alerts are raised.
 #[derive(Debug)]
 struct Window {
-    buckets: Box<[Bucket]>,
+    counts: RollingCounts<3>,
     alerting_errors: AtomicBool,
     alerting_latency: AtomicBool,
 }
 
 impl Window {
-    fn new(buckets: u32) -> Self {
+    fn new(buckets: u32, bucket_nanos: u64) -> Self {
         Self {
-            buckets: (0..buckets.max(1)).map(|_| Bucket::default()).collect(),
+            counts: RollingCounts::new(buckets, bucket_nanos),
             alerting_errors: AtomicBool::new(false),
             alerting_latency: AtomicBool::new(false),
         }
     }
 
-    fn record(&self, period: u64, error: bool, latency: Duration) {
-        let buckets = &self.buckets;
-        let bucket = &buckets[(period % buckets.len() as u64) as usize];
-        let seen = bucket.period.load(Ordering::Acquire);
-        if seen != period
-            && bucket
-                .period
-                .compare_exchange(seen, period, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            bucket.calls.store(0, Ordering::Release);
-            bucket.errors.store(0, Ordering::Release);
-            bucket.latency_ms.store(0, Ordering::Release);
-        }
-        bucket.calls.fetch_add(1, Ordering::AcqRel);
-        if error {
-            bucket.errors.fetch_add(1, Ordering::AcqRel);
-        }
+    fn record(&self, now: u64, error: bool, latency: Duration) {
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        bucket.latency_ms.fetch_add(ms, Ordering::AcqRel);
+        self.counts.add(now, [1, u64::from(error), ms]);
     }
 
-    /// The verdict with `current` as the newest bucket's period.
-    fn status(&self, config: &HealthConfig, current: u64) -> HealthStatus {
-        let oldest = current.saturating_sub(self.buckets.len() as u64 - 1);
-        let (mut calls, mut errors, mut latency_ms) = (0u64, 0u64, 0u64);
-        for bucket in self.buckets.iter() {
-            let period = bucket.period.load(Ordering::Acquire);
-            if period >= oldest && period <= current {
-                calls += bucket.calls.load(Ordering::Acquire);
-                errors += bucket.errors.load(Ordering::Acquire);
-                latency_ms = latency_ms.saturating_add(bucket.latency_ms.load(Ordering::Acquire));
-            }
-        }
+    /// The verdict at `now` (nanoseconds since the monitor's epoch).
+    fn status(&self, config: &HealthConfig, now: u64) -> HealthStatus {
+        let [calls, errors, latency_ms] = self.counts.totals(now);
         let error_rate = if calls == 0 {
             0.0
         } else {
@@ -215,7 +183,7 @@ impl HealthMonitor {
             .unwrap_or(u64::MAX);
         Self {
             inner: Arc::new(Inner {
-                overall: Window::new(buckets),
+                overall: Window::new(buckets, bucket_nanos),
                 config,
                 epoch: Instant::now(),
                 bucket_nanos,
@@ -224,14 +192,14 @@ impl HealthMonitor {
         }
     }
 
-    fn period(&self) -> u64 {
-        self.period_at(Instant::now())
+    /// Nanoseconds from the monitor's epoch to `now`.
+    fn nanos_at(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.inner.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
     }
 
-    fn period_at(&self, now: Instant) -> u64 {
-        let nanos = u64::try_from(now.saturating_duration_since(self.inner.epoch).as_nanos())
-            .unwrap_or(u64::MAX);
-        nanos / self.inner.bucket_nanos + 1
+    fn nanos(&self) -> u64 {
+        self.nanos_at(Instant::now())
     }
 
     /// Records one logical call, in the overall window.
@@ -253,20 +221,20 @@ impl HealthMonitor {
         latency: Duration,
     ) {
         let inner = &*self.inner;
-        let period = self.period_at(now);
-        inner.overall.record(period, error, latency);
+        let now = self.nanos_at(now);
+        inner.overall.record(now, error, latency);
         inner.overall.alert(
             &inner.config,
-            &inner.overall.status(&inner.config, period),
+            &inner.overall.status(&inner.config, now),
             None,
         );
         if let Some(model) = model
             && let Some(window) = self.window(model)
         {
-            window.record(period, error, latency);
+            window.record(now, error, latency);
             window.alert(
                 &inner.config,
-                &window.status(&inner.config, period),
+                &window.status(&inner.config, now),
                 Some(model),
             );
         }
@@ -284,7 +252,7 @@ impl HealthMonitor {
             if let Some(window) = models.get(model) {
                 made = Some(Arc::clone(window));
             } else if models.len() < MAX_MODELS {
-                let window = Arc::new(Window::new(inner.config.buckets));
+                let window = Arc::new(Window::new(inner.config.buckets, inner.bucket_nanos));
                 made = Some(Arc::clone(&window));
                 models.insert(Box::from(model), window);
             } else {
@@ -297,24 +265,24 @@ impl HealthMonitor {
 
     /// The verdict now, over every call.
     pub fn status(&self) -> HealthStatus {
-        self.inner.overall.status(&self.inner.config, self.period())
+        self.inner.overall.status(&self.inner.config, self.nanos())
     }
 
     /// The verdict now for `model`'s calls, if any were recorded for it.
     pub fn status_of(&self, model: &str) -> Option<HealthStatus> {
         let window = Arc::clone(self.inner.models.load().get(model)?);
-        Some(window.status(&self.inner.config, self.period()))
+        Some(window.status(&self.inner.config, self.nanos()))
     }
 
     /// Every model's verdict now, by model name.
     pub fn statuses(&self) -> Vec<(String, HealthStatus)> {
-        let period = self.period();
+        let now = self.nanos();
         let mut out: Vec<_> = self
             .inner
             .models
             .load()
             .iter()
-            .map(|(model, window)| (model.to_string(), window.status(&self.inner.config, period)))
+            .map(|(model, window)| (model.to_string(), window.status(&self.inner.config, now)))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out

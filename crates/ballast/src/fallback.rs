@@ -75,18 +75,22 @@ impl Fallback {
                 StatusCode::BAD_REQUEST,
                 "The request could not be processed.",
             ),
+            // A local layer of the app's own (a tenant quota, a policy) said no.
+            Refused => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The AI service cannot take this request right now.",
+            ),
             _ => (
                 StatusCode::BAD_GATEWAY,
                 "The AI service failed to answer. Please try again.",
             ),
         };
         let retry_after = match class {
-            CircuitOpen | BudgetExceeded | RateLimited | Throttled | Overloaded | ServerError => {
-                outcome
-                    .wait_hint()
-                    .map(|hint| hint.delay())
-                    .or((class == CircuitOpen).then_some(Duration::from_secs(5)))
-            }
+            CircuitOpen | BudgetExceeded | RateLimited | Throttled | Refused | Overloaded
+            | ServerError => outcome
+                .wait_hint()
+                .map(|hint| hint.delay())
+                .or((class == CircuitOpen).then_some(Duration::from_secs(5))),
             _ => None,
         };
         Self {

@@ -221,3 +221,110 @@ fn time_in_the_throttles_line_is_not_provider_slowness() {
         assert_eq!((snapshot.calls, snapshot.slow), (6, 0));
     });
 }
+
+/// A layer of the app's own refuses with `ClassifiedError::refused`, no class of its own:
+/// every Ballast layer treats it as a local refusal. Not retried, not sent, not charged,
+/// not a provider failure, and a 503 with its `Retry-After` through the fallback.
+#[test]
+fn a_layer_of_your_own_refuses_without_a_class_of_its_own() {
+    use ballast::breaker::BreakerLayer;
+    use ballast::budget::{BudgetConfig, BudgetLayer};
+    use ballast::classify::ClassifiedError;
+    use ballast::retry::{RetryLayer, RetryPolicy};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let provider = {
+            let sent = Arc::clone(&sent);
+            tower::service_fn(move |_: http::Request<String>| {
+                sent.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, ballast::classify::BoxError>(http::Response::new(String::new())) }
+            })
+        };
+        // The app's tenant quota: tenant "acme" is refused for a minute, others go on.
+        let quota = tower::layer::layer_fn(|inner: tower::util::BoxCloneService<_, _, _>| {
+            tower::util::BoxCloneService::new(tower::service_fn(
+                move |request: http::Request<String>| {
+                    let inner = inner.clone();
+                    async move {
+                        if request
+                            .headers()
+                            .get("x-tenant")
+                            .is_some_and(|t| t == "acme")
+                        {
+                            return Err(Box::new(ClassifiedError::refused(
+                                "tenant acme has used its hour".into(),
+                                Some(Duration::from_secs(60)),
+                            ))
+                                as ballast::classify::BoxError);
+                        }
+                        inner.oneshot(request).await
+                    }
+                },
+            ))
+        });
+        let budget = BudgetLayer::new(BudgetConfig::daily("1".parse().unwrap()));
+        let breaker = BreakerLayer::new(ballast::breaker::BreakerConfig::default());
+        let handle = breaker.handle();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counting = {
+            let attempts = Arc::clone(&attempts);
+            tower::layer::layer_fn(move |inner| {
+                let attempts = Arc::clone(&attempts);
+                tower::util::MapRequest::new(inner, move |r: http::Request<String>| {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    r
+                })
+            })
+        };
+        let service = tower::ServiceBuilder::new()
+            .layer(RetryLayer::new(RetryPolicy::default()))
+            .layer(breaker)
+            .layer(budget.clone())
+            .layer(counting)
+            .layer(quota)
+            .service(tower::util::BoxCloneService::new(provider));
+        let call = |i: usize, tenant: &'static str| {
+            let mut request = common::job("http://api.x.ai/v1/chat/completions", i, 100);
+            request
+                .headers_mut()
+                .insert("x-tenant", http::HeaderValue::from_static(tenant));
+            ballast::classify::RequestFacts::note(&mut request);
+            service.clone().oneshot(request)
+        };
+        assert!(call(0, "other").await.is_ok());
+        for i in 1..=10 {
+            let error = call(i, "acme").await.unwrap_err();
+            let outcome = Outcome::from_error(&*error);
+            assert_eq!(outcome.class(), OutcomeClass::Refused);
+            let fallback = ballast::Fallback::from_outcome(&outcome);
+            assert_eq!(fallback.status, http::StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(fallback.retry_after, Some(Duration::from_secs(60)));
+            assert!(error.to_string().contains("tenant acme"), "{error}");
+        }
+        assert_eq!(attempts.load(Ordering::SeqCst), 11, "none retried");
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            1,
+            "only the other tenant's call"
+        );
+        let readout = budget.readout(None).await.unwrap();
+        // The other tenant's call: an empty 200 is charged its reservation; the refusals
+        // nothing.
+        assert_eq!(readout.reserved, Usd::ZERO);
+        let one = readout.spent;
+        let key = handle.get("api.x.ai", "grok-code-fast-1").unwrap();
+        assert_eq!(
+            (key.calls, key.failures, key.consecutive_failures),
+            (1, 0, 0)
+        );
+        assert_eq!(key.state, ballast::breaker::BreakerState::Closed);
+        let _ = call(11, "acme").await;
+        assert_eq!(
+            budget.readout(None).await.unwrap().spent,
+            one,
+            "a refusal costs nothing"
+        );
+    });
+}
