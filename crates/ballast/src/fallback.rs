@@ -189,17 +189,31 @@ mod tests {
     }
 
     #[test]
-    fn every_class_has_a_safe_answer() {
+    fn every_class_has_its_answer() {
+        use OutcomeClass::*;
+        let expected = |class| match class {
+            BudgetExceeded | RateLimited | Throttled => 429,
+            CircuitOpen | Auth | QuotaExhausted | Refused => 503,
+            Timeout => 504,
+            ContextTooLong => 413,
+            ContentFiltered => 422,
+            BadRequest => 400,
+            _ => 502,
+        };
         for class in OutcomeClass::ALL {
-            let fallback = Fallback::from_outcome(&Outcome::new(class));
             if class.is_success() {
                 continue;
             }
+            let fallback = Fallback::from_outcome(&Outcome::new(class));
+            assert_eq!(fallback.status.as_u16(), expected(class), "{class}");
+            assert_eq!(fallback.class, class);
+            // A sentence for a user: no class name, no detail.
             assert!(
-                fallback.status.is_client_error() || fallback.status.is_server_error(),
-                "{class}"
+                fallback.message.ends_with('.'),
+                "{class}: {}",
+                fallback.message
             );
-            assert!(!fallback.message.is_empty());
+            assert!(!fallback.message.contains(class.as_str()), "{class}");
         }
     }
 
