@@ -79,6 +79,9 @@ struct Case {
     workers: usize,
     budget: Usd,
     outage: Option<(Duration, Duration)>,
+    /// A second provider, healthy, that only `ballast_failover` is configured to fall back
+    /// to (the others have no failover to use): the two-provider scenarios of #19 item 5.
+    fallback: Option<Scenario>,
 }
 
 fn cases() -> Vec<Case> {
@@ -88,13 +91,48 @@ fn cases() -> Vec<Case> {
         ..Scenario::lying_rate_limits()
     };
     let outage = (Duration::from_secs(300), Duration::from_secs(600));
+    // The primary flapping: down a minute, up a minute, for the whole run.
+    let flapping = Scenario {
+        name: "flapping".into(),
+        outages: (0..60)
+            .map(|i| ballast_sim::Outage {
+                start: Duration::from_secs(60 + 120 * i),
+                duration: Duration::from_secs(60),
+            })
+            .collect(),
+        ..Scenario::healthy()
+    };
+    let healthy_fallback = || {
+        Some(Scenario {
+            name: "fallback".into(),
+            seed: 99,
+            ..Scenario::healthy()
+        })
+    };
     vec![
+        Case {
+            name: "primary_outage_with_fallback",
+            scenario: Scenario::outage_then_recovery(outage.0, outage.1),
+            workers: 8,
+            budget: dollars(50),
+            outage: Some(outage),
+            fallback: healthy_fallback(),
+        },
+        Case {
+            name: "primary_flapping_with_fallback",
+            scenario: flapping,
+            workers: 8,
+            budget: dollars(50),
+            outage: None,
+            fallback: healthy_fallback(),
+        },
         Case {
             name: "limit_250_150_200_429s_count",
             scenario: limits(true),
             workers: 32,
             budget: dollars(50),
             outage: None,
+            fallback: None,
         },
         Case {
             name: "limit_250_150_200_429s_free",
@@ -102,6 +140,7 @@ fn cases() -> Vec<Case> {
             workers: 32,
             budget: dollars(50),
             outage: None,
+            fallback: None,
         },
         Case {
             name: "outage_10min",
@@ -109,6 +148,7 @@ fn cases() -> Vec<Case> {
             workers: 8,
             budget: dollars(50),
             outage: Some(outage),
+            fallback: None,
         },
         Case {
             name: "5xx_bursts",
@@ -127,6 +167,7 @@ fn cases() -> Vec<Case> {
             workers: 8,
             budget: dollars(50),
             outage: None,
+            fallback: None,
         },
         Case {
             name: "overload",
@@ -143,6 +184,7 @@ fn cases() -> Vec<Case> {
             workers: 16,
             budget: dollars(50),
             outage: None,
+            fallback: None,
         },
         Case {
             name: "hangs",
@@ -157,6 +199,7 @@ fn cases() -> Vec<Case> {
             workers: 8,
             budget: dollars(50),
             outage: None,
+            fallback: None,
         },
         Case {
             name: "64_callers_small_budget",
@@ -164,6 +207,7 @@ fn cases() -> Vec<Case> {
             workers: 64,
             budget: "0.50".parse().unwrap_or(Usd::ZERO),
             outage: None,
+            fallback: None,
         },
     ]
 }
@@ -171,6 +215,8 @@ fn cases() -> Vec<Case> {
 #[derive(Clone, Copy, PartialEq)]
 enum Policy {
     Ballast,
+    /// Ballast with the second provider as its fallback (two-provider cases only).
+    BallastFailover,
     BallastNoThrottle,
     Naive,
     TowerRetry,
@@ -181,8 +227,9 @@ enum Policy {
 }
 
 impl Policy {
-    const ALL: [Policy; 8] = [
+    const ALL: [Policy; 9] = [
         Policy::Ballast,
+        Policy::BallastFailover,
         Policy::BallastNoThrottle,
         Policy::Naive,
         Policy::TowerRetry,
@@ -195,6 +242,7 @@ impl Policy {
     fn name(self) -> &'static str {
         match self {
             Policy::Ballast => "ballast",
+            Policy::BallastFailover => "ballast_failover",
             Policy::BallastNoThrottle => "ballast_no_throttle",
             Policy::Naive => "naive_retry",
             Policy::TowerRetry => "tower_retry_tpsbudget",
@@ -365,9 +413,40 @@ fn limit_at(schedule: &[LimitStep], at: Duration) -> Option<u32> {
         .map(|step| step.rpm)
 }
 
-fn stack(policy: Policy, case: &Case, sim: &Simulator, seed: u64) -> Stack {
+fn stack(
+    policy: Policy,
+    case: &Case,
+    sim: &Simulator,
+    fallback: Option<&Simulator>,
+    seed: u64,
+) -> Stack {
     let scale = policy.scale();
     match policy {
+        Policy::BallastFailover => {
+            let mut config = Config::new(Preset::XAi);
+            config.daily_budget = case.budget;
+            let mut second = config.clone();
+            second.base_url = "http://fallback.invalid/v1"
+                .parse()
+                .unwrap_or_else(|_| second.base_url.clone());
+            // One client reaching both providers by host, as an HTTPS client would.
+            let (primary, fallback) = (sim.clone(), fallback.unwrap_or(sim).clone());
+            let client = tower::service_fn(
+                move |request: http::Request<ballast::classify::RequestBody>| {
+                    let sim = if request.uri().host() == Some("fallback.invalid") {
+                        fallback.clone()
+                    } else {
+                        primary.clone()
+                    };
+                    sim.oneshot(request)
+                },
+            );
+            let route = ballast::RouteBuilder::new(config)
+                .fallback(second, Some("grok-code-fast-1"))
+                .seed(seed)
+                .build(client);
+            outcomes(route.service, ballast_outcome)
+        }
         Policy::Ballast | Policy::BallastNoThrottle | Policy::Oracle => {
             let mut config = Config::new(Preset::XAi);
             config.daily_budget = case.budget;
@@ -654,14 +733,25 @@ fn run_one(policy: Policy, case: &Case, minutes: u64, seed: u64, baseline: u64) 
         eprintln!("no runtime");
         std::process::exit(1);
     };
-    let (sim, seen) = runtime.block_on(async {
+    let (sim, fallback, seen) = runtime.block_on(async {
         let sim = Simulator::new(scenario);
-        let stack = stack(policy, case, &sim, seed);
+        let fallback = case.fallback.clone().map(|fallback| {
+            Simulator::new(Scenario {
+                time_scale: scale,
+                ..fallback
+            })
+        });
+        let stack = stack(policy, case, &sim, fallback.as_ref(), seed);
         let seen = drive(stack, case.workers, run, scale).await;
-        (sim, seen)
+        (sim, fallback, seen)
     });
+    // Calls to both providers count; the outage figures read the primary's.
     let ledger = sim.ledger();
-    let entries = ledger.entries();
+    let mut all = ledger.entries().to_vec();
+    if let Some(fallback) = &fallback {
+        all.extend(fallback.ledger().entries().iter().cloned());
+    }
+    let entries = &all;
     let calls = entries.len() as u64;
     let rate_limited = ledger.count(SimOutcome::RateLimited) as u64;
     let mut by_minute = vec![(0, 0, 0); minutes as usize];
@@ -774,6 +864,8 @@ fn main() {
         for policy in Policy::ALL
             .into_iter()
             .filter(|p| only_policy.as_deref().is_none_or(|n| n == p.name()))
+            // Failover needs a second provider: only the two-provider cases have one.
+            .filter(|p| *p != Policy::BallastFailover || case.fallback.is_some())
         {
             let started = std::time::Instant::now();
             let row = run_one(policy, case, minutes, seed, baseline);

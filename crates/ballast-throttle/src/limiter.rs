@@ -52,6 +52,7 @@ pub(crate) struct Limiter {
     pub(crate) fleet_down: std::sync::atomic::AtomicBool,
     /// While the fleet store is down: when (nanoseconds since `epoch`) to ask it again;
     /// until then calls pace locally at once instead of each waiting out the deadline.
+    #[cfg(feature = "redis")]
     pub(crate) fleet_retry_at: AtomicU64,
 }
 
@@ -96,6 +97,7 @@ impl Limiter {
             generation: AtomicU64::new(0),
             slowed: tokio::sync::Notify::new(),
             fleet_down: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(feature = "redis")]
             fleet_retry_at: AtomicU64::new(0),
             config,
         }
