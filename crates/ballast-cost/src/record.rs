@@ -154,9 +154,12 @@ impl Finished {
         } else {
             self.count(shared)
         };
-        // A call its caller dropped says nothing of the provider's health.
+        // A call its caller dropped, or a local layer refused (nothing was sent), says
+        // nothing of the provider's health.
+        let class = self.outcome.class();
         if scope == Scope::Call
-            && self.outcome.class() != ballast_classify::OutcomeClass::Cancelled
+            && class != ballast_classify::OutcomeClass::Cancelled
+            && !class.is_local_refusal()
             && let Some(health) = &shared.health
         {
             health.record_at(
@@ -188,7 +191,12 @@ impl Finished {
         meters.output.increment(usage.output_tokens);
         meters.cost_picos.increment(self.cost.picos());
         let today = shared.spend.add_at(self.ended, self.cost, self.worst);
-        shared.meters.spend_today().set(today.as_f64());
+        // Only a logger that counted money moves the gauge: a call-scope logger whose call
+        // cost nothing (refused locally, its attempts counted below) would otherwise write
+        // its own zero over the attempt logger's total.
+        if self.cost != Usd::ZERO {
+            shared.meters.spend_today().set(today.as_f64());
+        }
         today
     }
 

@@ -425,3 +425,67 @@ fn a_call_that_fails_every_attempt_logs_all_of_them() {
         calls[0]
     );
 }
+
+/// A call a local layer refused (nothing sent) between the two loggers: the spend gauge
+/// keeps the attempt logger's total (the call logger wrote its own zero over it), and the
+/// health monitor does not count the refusal as a provider error.
+#[test]
+fn a_local_refusal_leaves_the_spend_gauge_and_health_alone() {
+    use metrics_util::MetricKind;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let health = HealthMonitor::default();
+    let monitor = health.clone();
+    let total = metrics::with_local_recorder(&recorder, || {
+        ballast_sim::paused_runtime().unwrap().block_on(async {
+            let sim = Simulator::new(Scenario::healthy());
+            let attempts = CostLogLayer::new(Provider::XAi, Scope::Attempt);
+            let spend = attempts.daily_spend();
+            let inner = ServiceBuilder::new()
+                .layer(attempts)
+                .layer(ClassifyLayer::new(Provider::XAi))
+                .service(sim);
+            // A local layer between the loggers: the second call is refused there.
+            let refusing = tower::service_fn(move |request: http::Request<String>| {
+                let inner = inner.clone();
+                async move {
+                    if request.body().contains("refuse me") {
+                        return Err(Box::new(ballast_classify::ClassifiedError::refused(
+                            "not now".into(),
+                            None,
+                        )) as ballast_classify::BoxError);
+                    }
+                    inner.oneshot(request).await
+                }
+            });
+            let service = ServiceBuilder::new()
+                .layer(CostLogLayer::new(Provider::XAi, Scope::Call).health(monitor))
+                .service(refusing);
+            service
+                .clone()
+                .oneshot(request(0, "grok-code-fast-1"))
+                .await
+                .unwrap();
+            let mut refused = request(1, "grok-code-fast-1");
+            *refused.body_mut() = r#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"refuse me"}]}"#.to_owned();
+            ballast_classify::RequestFacts::note(&mut refused);
+            assert!(service.clone().oneshot(refused).await.is_err());
+            spend.total()
+        })
+    });
+    assert!(total > ballast_cost::Usd::ZERO);
+    let snapshot = snapshotter.snapshot().into_vec();
+    let gauge = metric(&snapshot, MetricKind::Gauge, "ballast_spend_today_usd", &[]);
+    match gauge {
+        Some(DebugValue::Gauge(value)) => assert_eq!(value.into_inner(), total.as_f64()),
+        other => panic!("{other:?}"),
+    }
+    let status = health.status();
+    assert_eq!(
+        (status.calls, status.errors),
+        (1, 0),
+        "the refusal is not counted"
+    );
+}
