@@ -30,8 +30,9 @@ pub struct Config {
 }
 
 /// A configuration value that cannot be used. Names the variable and what it expected;
-/// never shows a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// never shows a key or a URL's credentials. Its `Debug` is its sentence too, so a `main`
+/// that returns it prints something a person can act on.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConfigError {
     variable: &'static str,
     problem: Problem,
@@ -47,6 +48,10 @@ enum Problem {
     Missing {
         expected: &'static str,
     },
+    /// Set, but not UTF-8.
+    NotUnicode,
+    /// A URL with a user or password in it.
+    Credentials,
 }
 
 impl ConfigError {
@@ -70,7 +75,23 @@ impl fmt::Display for ConfigError {
             Problem::Missing { expected } => {
                 write!(f, "{} is not set: expected {expected}", self.variable)
             }
+            Problem::NotUnicode => write!(
+                f,
+                "{} is not valid UTF-8: set it to plain text (it was not used)",
+                self.variable
+            ),
+            Problem::Credentials => write!(
+                f,
+                "{} holds a user or password (user:password@host): credentials do not go in the URL; put the key in the key variable",
+                self.variable
+            ),
         }
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -110,7 +131,31 @@ impl Config {
     /// `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT` and `REQUEST_TIMEOUT` from the environment.
     /// Unset variables keep their defaults; a bad value is an error naming the variable.
     pub fn from_env(preset: Preset) -> Result<Self, ConfigError> {
-        Self::from_vars(preset, |name| std::env::var(name).ok())
+        Self::from_os_vars(preset, |name| std::env::var_os(name))
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables as the OS gives them through
+    /// `var`: a value that is set but not UTF-8 is an error naming it, not a silent default
+    /// (a budget falling back to $50, a key left out).
+    pub fn from_os_vars(
+        preset: Preset,
+        var: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, ConfigError> {
+        for variable in [
+            preset.key_var(),
+            preset.base_url_var(),
+            "DAILY_BUDGET_USD",
+            "MAX_TOKENS_DEFAULT",
+            "REQUEST_TIMEOUT",
+        ] {
+            if var(variable).is_some_and(|value| value.to_str().is_none()) {
+                return Err(ConfigError {
+                    variable,
+                    problem: Problem::NotUnicode,
+                });
+            }
+        }
+        Self::from_vars(preset, |name| var(name)?.into_string().ok())
     }
 
     /// As [`from_env`](Self::from_env), reading variables through `var` (for tests and other
@@ -129,6 +174,20 @@ impl Config {
         }
         if let Some(url) = var(preset.base_url_var()) {
             let expected = "an http or https URL such as https://api.x.ai/v1";
+            // Credentials in the URL would be logged and echoed, and not used: refused,
+            // without showing them.
+            let authority = url
+                .split_once("://")
+                .map_or(url.as_str(), |(_, rest)| rest)
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or("");
+            if authority.contains('@') {
+                return Err(ConfigError {
+                    variable: preset.base_url_var(),
+                    problem: Problem::Credentials,
+                });
+            }
             let parsed: http::Uri = url
                 .trim()
                 .parse()
@@ -146,37 +205,43 @@ impl Config {
             });
         }
         if let Some(value) = var("DAILY_BUDGET_USD") {
-            config.daily_budget = value.trim().parse().map_err(|_| {
-                invalid(
-                    "DAILY_BUDGET_USD",
-                    &value,
-                    "a dollar amount such as 50 or 12.5",
-                )
-            })?;
+            config.daily_budget = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|budget: &Usd| {
+                    *budget > Usd::ZERO && *budget <= Usd::from_dollars(1_000_000)
+                })
+                .ok_or_else(|| {
+                    invalid(
+                        "DAILY_BUDGET_USD",
+                        &value,
+                        "a dollar amount above 0 and up to 1000000, such as 50 or 12.5",
+                    )
+                })?;
         }
         if let Some(value) = var("MAX_TOKENS_DEFAULT") {
-            config.max_tokens_default =
-                value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        invalid(
-                            "MAX_TOKENS_DEFAULT",
-                            &value,
-                            "a whole number of tokens above 0, such as 500",
-                        )
-                    })?;
+            config.max_tokens_default = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "MAX_TOKENS_DEFAULT",
+                        &value,
+                        "a whole number of tokens from 1 to 1000000, such as 500",
+                    )
+                })?;
         }
         if let Some(value) = var("REQUEST_TIMEOUT") {
             config.request_timeout = ballast_classify::hint::parse_go_duration(&value)
-                .filter(|d| !d.is_zero())
+                .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(d))
                 .ok_or_else(|| {
                     invalid(
                         "REQUEST_TIMEOUT",
                         &value,
-                        "seconds (90) or a duration such as 90s or 2m",
+                        "from 1 second to 1 hour: seconds (90) or a duration such as 90s or 2m",
                     )
                 })?;
         }
@@ -303,11 +368,32 @@ mod tests {
     fn bad_values_name_the_variable_and_never_the_key() {
         // (variables, the variable blamed, a word the message must contain)
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
-        let cases: [Case<'_>; 7] = [
+        let cases: [Case<'_>; 12] = [
             (
                 &[("DAILY_BUDGET_USD", "fifty")],
                 "DAILY_BUDGET_USD",
                 "dollar amount",
+            ),
+            (&[("DAILY_BUDGET_USD", "0")], "DAILY_BUDGET_USD", "above 0"),
+            (
+                &[("DAILY_BUDGET_USD", "1e12")],
+                "DAILY_BUDGET_USD",
+                "up to 1000000",
+            ),
+            (
+                &[("REQUEST_TIMEOUT", "1ns")],
+                "REQUEST_TIMEOUT",
+                "from 1 second to 1 hour",
+            ),
+            (
+                &[("REQUEST_TIMEOUT", "30000h")],
+                "REQUEST_TIMEOUT",
+                "from 1 second to 1 hour",
+            ),
+            (
+                &[("XAI_BASE_URL", "http://user:secret123@proxy.local/v1")],
+                "XAI_BASE_URL",
+                "credentials do not go in the URL",
             ),
             (
                 &[("DAILY_BUDGET_USD", "-5")],
@@ -341,6 +427,31 @@ mod tests {
         }
         let error = Config::from_vars(Preset::OpenAiCompatible, vars(&[])).unwrap_err();
         assert_eq!(error.variable(), "LLM_BASE_URL");
+        // What a `main` returning the error prints: the sentence, not a struct.
+        assert_eq!(
+            format!("{error:?}"),
+            "LLM_BASE_URL is not set: expected the base URL of the OpenAI-compatible API"
+        );
+    }
+
+    /// A variable set to bytes that are not UTF-8 is an error naming it, not a default.
+    #[cfg(unix)]
+    #[test]
+    fn a_value_that_is_not_utf8_is_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        for variable in ["DAILY_BUDGET_USD", "XAI_API_KEY"] {
+            let error = Config::from_os_vars(Preset::XAi, |name| {
+                (name == variable).then(|| std::ffi::OsStr::from_bytes(b"5\xff0").to_owned())
+            })
+            .unwrap_err();
+            assert_eq!(error.variable(), variable);
+            assert!(error.to_string().contains("not valid UTF-8"), "{error}");
+        }
+        let fine = Config::from_os_vars(Preset::XAi, |name| {
+            (name == "DAILY_BUDGET_USD").then(|| "12".into())
+        })
+        .unwrap();
+        assert_eq!(fine.daily_budget, Usd::from_dollars(12));
     }
 
     #[test]
