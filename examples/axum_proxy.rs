@@ -16,8 +16,10 @@
 //!   settles its cost at its end; one that is cut, stalls or fails after content ends with
 //!   an error event in OpenAI's shape, never with `[DONE]`. Point an OpenAI SDK at `http://127.0.0.1:8080/v1`
 //!   with any API key: the proxy drops the caller's credentials and uses its own.
-//!   Failures the caller can fix (bad request, context too long, content filtered) pass
-//!   through with the provider's own message; every other failure becomes the `Fallback`
+//!   Failures the caller can fix (bad request, context too long, content filtered) come
+//!   back with the provider's own message, masked of anything key-like, in OpenAI's error
+//!   shape; upstream headers are allow-listed (content type, request ids, rate-limit and
+//!   retry headers); any other path is a 404 in the same shape. Every other failure becomes the `Fallback`
 //!   answer (503, or 429 with `Retry-After` when the breaker is open or the budget spent),
 //!   with the detail in the log, never in the answer.
 //! - `GET /healthz`: breaker states (per target), budget left, error rate and latency, as
@@ -44,7 +46,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ballast::breaker::{BreakerHandle, BreakerState};
 use ballast::budget::{BudgetLayer, MemoryStore};
-use ballast::classify::{BoxError, ClassifiedBody, Dialect, Outcome, OutcomeClass};
+use ballast::classify::{BoxError, ClassifiedBody, Dialect, Outcome, OutcomeClass, ProviderError};
 use ballast::cost::HealthMonitor;
 use ballast::{Config, Fallback, InBandErrors, Preset, RouteBuilder, StackBuilder};
 use ballast_sim::{Scenario, SimServer, Simulator};
@@ -161,6 +163,10 @@ async fn main() -> Result<(), BoxError> {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        // The stack reads the body under its own cap (32 MiB), answering 413 in OpenAI's
+        // shape; axum's 2 MB default would answer in plain text first.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, "ballast proxy listening");
@@ -209,14 +215,36 @@ async fn chat_completions(State(app): State<Arc<App>>, body: Body) -> Response {
     let result = app.stack.clone().oneshot(request).await;
     let outcome = Outcome::from_result(&result);
     match result {
-        Ok(response) if outcome.is_success() || is_callers_fault(outcome.class()) => {
+        Ok(response) if outcome.is_success() => {
             let (mut parts, body) = response.into_parts();
-            for hop in [http::header::CONNECTION, http::header::TRANSFER_ENCODING] {
-                parts.headers.remove(hop);
-            }
+            keep_allowed_headers(&mut parts.headers);
             // A stream that fails after its first content ends with an error event the
             // SDK raises, never with `[DONE]`.
             Response::from_parts(parts, Body::new(InBandErrors::new(body, Dialect::Chat)))
+        }
+        // The caller can fix it: the provider's message, masked (an upstream that echoes a
+        // key does not hand it on) and in OpenAI's error shape, not its body as it came.
+        Ok(response) if is_callers_fault(outcome.class()) => {
+            let detail = response.extensions().get::<ProviderError>();
+            let message = detail
+                .and_then(ProviderError::message)
+                .unwrap_or("The request could not be processed.");
+            let body = json!({"error": {
+                "message": message,
+                "type": outcome.class().as_str(),
+                "param": null,
+                "code": detail.and_then(ProviderError::code),
+            }});
+            let mut answer = (response.status(), axum::Json(body)).into_response();
+            for (name, value) in response.headers() {
+                if is_allowed_header(name)
+                    && name != http::header::CONTENT_TYPE
+                    && name != http::header::CONTENT_LENGTH
+                {
+                    answer.headers_mut().insert(name, value.clone());
+                }
+            }
+            answer
         }
         Ok(_) => {
             tracing::warn!(class = %outcome.class(), status = ?outcome.status(), "upstream failed; answering with a fallback");
@@ -230,7 +258,48 @@ async fn chat_completions(State(app): State<Arc<App>>, body: Body) -> Response {
     }
 }
 
-/// Failures only the caller can fix: they get the provider's own answer.
+/// The upstream headers a caller gets: the content type, request ids and the rate-limit
+/// and retry hints; nothing else (no `server`, `www-authenticate`, cookies, or a header a
+/// provider may echo a key in).
+fn is_allowed_header(name: &http::HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "content-type"
+            | "content-length"
+            | "x-request-id"
+            | "request-id"
+            | "retry-after"
+            | "retry-after-ms"
+            | "openai-processing-ms"
+            | "openai-version"
+    ) || name.starts_with("x-ratelimit-")
+        || name.starts_with("anthropic-ratelimit-")
+}
+
+fn keep_allowed_headers(headers: &mut http::HeaderMap) {
+    let dropped: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|name| !is_allowed_header(name))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+}
+
+/// Any other path: a 404 in OpenAI's error shape, not an empty one.
+async fn not_found(uri: http::Uri) -> Response {
+    let body = json!({"error": {
+        "message": format!("No route for {}: this proxy serves POST /v1/chat/completions, GET /healthz and GET /metrics.", uri.path()),
+        "type": "not_found",
+        "param": null,
+        "code": null,
+    }});
+    (http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+/// Failures only the caller can fix: they get the provider's own message.
 fn is_callers_fault(class: OutcomeClass) -> bool {
     matches!(
         class,
