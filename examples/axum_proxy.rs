@@ -5,6 +5,7 @@
 //! curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \
 //!   -d '{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}]}'
 //! curl -s localhost:8080/healthz
+//! curl -s localhost:8080/readyz
 //! curl -s localhost:8080/metrics
 //! ```
 //!
@@ -22,15 +23,17 @@
 //!   retry headers); any other path is a 404 in the same shape. Every other failure becomes the `Fallback`
 //!   answer (503, or 429 with `Retry-After` when the breaker is open or the budget spent),
 //!   with the detail in the log, never in the answer.
-//! - `GET /healthz`: breaker states (per target), budget left, error rate and latency, as
-//!   JSON; 503 when no target can serve (each has a breaker open) or the budget is spent.
+//! - `GET /healthz`: liveness, always 200. `GET /readyz`: breaker states (per target),
+//!   budget left, error rate and latency, as JSON; `status` `ready`, `degraded` (serving,
+//!   past a health threshold) or `unavailable` (503: no target can serve, each has a
+//!   breaker open, or the budget is spent).
 //! - `GET /metrics`: Prometheus text (every `ballast_*` metric the layers record).
 //!
 //! Environment: `BALLAST_LISTEN` (default `127.0.0.1:8080`); with `XAI_API_KEY` the upstream
 //! is `XAI_BASE_URL` (default `https://api.x.ai/v1`), without it the simulated provider's bad
 //! day on loopback, in real time. `BALLAST_FALLBACKS` (`openai:gpt-4o-mini,...`, each with
 //! its own key and base URL variables) puts fallbacks behind it: a call the primary cannot
-//! serve goes to the next (`RouteBuilder`); `/healthz` then reports every target's breakers
+//! serve goes to the next (`RouteBuilder`); `/readyz` then reports every target's breakers
 //! and is degraded only when none can serve. `DAILY_BUDGET_USD`, `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT`
 //! as the facade reads them; `BALLAST_THROTTLE` = `auto` (default: the preset's throttle,
 //! on for xAI), `off`, or a starting pace in requests per minute; `RUST_LOG` for the log
@@ -79,12 +82,25 @@ async fn main() -> Result<(), BoxError> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        // Colour only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
         .init();
     let prometheus = PrometheusBuilder::new().install_recorder()?;
+    // A host name (`localhost:8080`) or an address; the first address it resolves to.
     let listen: SocketAddr = match std::env::var("BALLAST_LISTEN") {
-        Ok(value) => value.trim().parse().map_err(|_| {
-            format!("BALLAST_LISTEN: expected an address such as 127.0.0.1:8080, got {value:?}")
-        })?,
+        Ok(value) => {
+            let expected = || {
+                format!(
+                    "BALLAST_LISTEN: expected host:port such as 127.0.0.1:8080 or localhost:8080, got {value:?}"
+                )
+            };
+            tokio::net::lookup_host(value.trim())
+                .await
+                .map_err(|_| expected())?
+                .next()
+                .ok_or_else(expected)?
+        }
         Err(_) => SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
 
@@ -162,6 +178,7 @@ async fn main() -> Result<(), BoxError> {
     let router = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         // The stack reads the body under its own cap (32 MiB), answering 413 in OpenAI's
@@ -291,7 +308,7 @@ fn keep_allowed_headers(headers: &mut http::HeaderMap) {
 /// Any other path: a 404 in OpenAI's error shape, not an empty one.
 async fn not_found(uri: http::Uri) -> Response {
     let body = json!({"error": {
-        "message": format!("No route for {}: this proxy serves POST /v1/chat/completions, GET /healthz and GET /metrics.", uri.path()),
+        "message": format!("No route for {}: this proxy serves POST /v1/chat/completions, GET /healthz, /readyz and /metrics.", uri.path()),
         "type": "not_found",
         "param": null,
         "code": null,
@@ -307,7 +324,15 @@ fn is_callers_fault(class: OutcomeClass) -> bool {
     )
 }
 
-async fn healthz(State(app): State<Arc<App>>) -> Response {
+/// Liveness: the process answers. Always 200; `/readyz` says whether it can serve.
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "alive"})).into_response()
+}
+
+/// Readiness, with the detail: 503 only when no target can serve (each has a breaker open
+/// or latched) or the budget is spent; `status` is `ready`, `degraded` (serving, but the
+/// error rate or latency is past its threshold) or `unavailable`.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
     let mut breakers = Vec::new();
     // Degraded only when no target can serve: each has a breaker that is open or latched.
     let mut open = true;
@@ -345,8 +370,13 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
     };
     let health = app.health.status();
     let ok = !open && !spent_out;
+    let status = match (ok, health.is_healthy()) {
+        (false, _) => "unavailable",
+        (true, false) => "degraded",
+        (true, true) => "ready",
+    };
     let body = json!({
-        "status": if ok { "ok" } else { "degraded" },
+        "status": status,
         "breakers": breakers,
         "budget": budget,
         "calls": {
