@@ -41,6 +41,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -187,13 +188,70 @@ async fn main() -> Result<(), BoxError> {
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listener.local_addr()?, "ballast proxy listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    serve(listener, router).await;
     // Settlements a store refused land before the process goes (and stay in the outbox
     // file, when one is configured, if they still cannot).
     budget.flush().await;
     Ok(())
+}
+
+/// How long a connection may take to send a request's headers: a client trickling them
+/// (slowloris) is closed after this, not held.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; one past it is closed at once, so a flood of idle
+/// connections cannot take every descriptor.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long in-flight calls get to finish on shutdown.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` with hyper's HTTP/1 server (axum's `serve` has no
+/// header-read timeout): each connection under [`HEADER_READ_TIMEOUT`], at most
+/// [`MAX_CONNECTIONS`] at once; on Ctrl-C or SIGTERM, stops accepting and lets in-flight
+/// calls finish for up to [`DRAIN`].
+async fn serve(listener: tokio::net::TcpListener, router: Router) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stop = shutdown();
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before it was taken: go on.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(max = MAX_CONNECTIONS, "connection refused: too many open");
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight calls still running after {DRAIN:?}: closing");
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -150,10 +150,20 @@ impl Finished {
         // spend only where they were not counted already (by the attempts below).
         self.count_request(shared);
         let today = if counted_below {
-            shared.spend.total_at(self.ended)
+            // The attempt logger's count of today, not this logger's own (which holds
+            // nothing its attempts counted).
+            self.started
+                .call_spend
+                .as_ref()
+                .map_or_else(|| shared.spend.total_at(self.ended), CallSpend::today)
         } else {
             self.count(shared)
         };
+        if scope == Scope::Attempt
+            && let Some(spend) = &self.started.call_spend
+        {
+            spend.note_today(today);
+        }
         // A call its caller dropped, or a local layer refused (nothing was sent), says
         // nothing of the provider's health.
         let class = self.outcome.class();

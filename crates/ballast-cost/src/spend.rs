@@ -131,6 +131,8 @@ pub struct CallSpend {
 struct CallSpendInner {
     picos: AtomicU64,
     attempts_logged: AtomicBool,
+    /// Today's spend as the attempt logger counted it after this call's last attempt.
+    today_picos: AtomicU64,
 }
 
 impl CallSpend {
@@ -148,6 +150,18 @@ impl CallSpend {
     /// Whether an attempt-scope logger added to it.
     pub fn attempts_logged(&self) -> bool {
         self.inner.attempts_logged.load(Ordering::Acquire)
+    }
+
+    /// Notes today's spend as the attempt logger counted it, for the call's log line.
+    pub(crate) fn note_today(&self, today: Usd) {
+        self.inner
+            .today_picos
+            .store(today.picos(), Ordering::Release);
+    }
+
+    /// Today's spend as the attempt logger last counted it for this call.
+    pub(crate) fn today(&self) -> Usd {
+        Usd::from_picos(self.inner.today_picos.load(Ordering::Acquire))
     }
 }
 

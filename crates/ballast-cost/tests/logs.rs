@@ -489,3 +489,22 @@ fn a_local_refusal_leaves_the_spend_gauge_and_health_alone() {
         "the refusal is not counted"
     );
 }
+
+/// The call line tells today's spend as the attempt logger counted it (it told its own
+/// logger's zero).
+#[test]
+fn the_call_line_tells_todays_spend() {
+    let logs = logs_of(false, "grok-code-fast-1", Scenario::healthy());
+    let today = |scope: &str| {
+        logs.lines()
+            .filter(|l| l.contains(&format!("ballast.scope=\"{scope}\"")))
+            .last()
+            .and_then(|l| l.split("ballast.spend_today_usd=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {scope} line: {logs}"))
+    };
+    let attempt = today("attempt");
+    assert_ne!(attempt, "0.0");
+    assert_eq!(today("call"), attempt);
+}
