@@ -497,8 +497,7 @@ fn the_call_line_tells_todays_spend() {
     let logs = logs_of(false, "grok-code-fast-1", Scenario::healthy());
     let today = |scope: &str| {
         logs.lines()
-            .filter(|l| l.contains(&format!("ballast.scope=\"{scope}\"")))
-            .last()
+            .rfind(|l| l.contains(&format!("ballast.scope=\"{scope}\"")))
             .and_then(|l| l.split("ballast.spend_today_usd=").nth(1))
             .and_then(|rest| rest.split_whitespace().next())
             .map(str::to_owned)
