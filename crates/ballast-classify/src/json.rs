@@ -139,40 +139,10 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index of the quote closing the string that opens at `start`.
-pub(crate) fn string_end(body: &[u8], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    // Keys and short values, eight bytes at a time: cheaper than starting a vector search
-    // for each. Past 32 bytes, or near the end, `memchr` takes over.
-    while i <= start + 32
-        && let Some(chunk) = body.get(i..i + 8)
-    {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let found = quote_or_backslash(u64::from_le_bytes(word));
-        if found == 0 {
-            i += 8;
-            continue;
-        }
-        let j = i + (found.trailing_zeros() / 8) as usize;
-        if body[j] == b'"' {
-            return Some(j);
-        }
-        i = j + 2;
-    }
-    loop {
-        let rest = body.get(i..)?;
-        match memchr::memchr2(b'"', b'\\', rest)? {
-            j if rest[j] == b'\\' => i += j + 2,
-            j => return Some(i + j),
-        }
-    }
-}
-
 /// The index of the quote closing the string that opens at `start`, checked as a JSON
 /// parser checks it: every escape one of `\" \\ \/ \b \f \n \r \t` or `\u` and four hex
 /// digits, no raw control character (below U+0020). `None` if it is not a valid string.
-pub(crate) fn checked_string_end(body: &[u8], start: usize) -> Option<usize> {
+pub(crate) fn string_end(body: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
         // Keys and short values eight bytes at a time to the next quote, backslash or
@@ -230,15 +200,6 @@ fn stop_byte(word: u64) -> u64 {
         | below(word, 0x20)
 }
 
-/// The high bit of each byte of `word` (little-endian) that may be a `"` or a `\`; the
-/// lowest one set always is (the usual zero-byte test: bits above a match can be false).
-fn quote_or_backslash(word: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_where = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    zero_where(word ^ (ONES * u64::from(b'"'))) | zero_where(word ^ (ONES * u64::from(b'\\')))
-}
-
 /// The index just past the value that starts at `start`.
 fn value_end(body: &[u8], start: usize) -> Option<usize> {
     match body.get(start)? {
@@ -290,13 +251,19 @@ mod tests {
         assert_eq!(top_level(br#"{"a""#, "a"), None);
     }
 
-    /// The closing quote by the plainest loop there is.
+    /// The closing quote by the plainest loop there is, checking escapes and control
+    /// characters as JSON does.
     fn string_end_by_bytes(body: &[u8], start: usize) -> Option<usize> {
         let mut i = start + 1;
         while let Some(&byte) = body.get(i) {
             match byte {
                 b'"' => return Some(i),
-                b'\\' => i += 2,
+                b'\\' => match *body.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' if body.get(i + 2..i + 6)?.iter().all(u8::is_ascii_hexdigit) => i += 6,
+                    _ => return None,
+                },
+                0..0x20 => return None,
                 _ => i += 1,
             }
         }
@@ -304,11 +271,12 @@ mod tests {
     }
 
     proptest! {
-        /// Eight bytes at a time or by `memchr`, the closing quote found is the one a byte
-        /// loop finds, escapes and all, wherever the string ends.
+        /// Eight bytes at a time or by `memchr`, the closing quote found (or the string
+        /// refused) is what a byte loop finds, escapes and control characters and all,
+        /// wherever the string ends.
         #[test]
         fn string_end_agrees_with_a_byte_loop(
-            body in prop::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), Just(b'a'), any::<u8>()], 0..80),
+            body in prop::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), Just(b'a'), Just(b'u'), Just(b'0'), any::<u8>()], 0..80),
         ) {
             for start in 0..body.len() {
                 prop_assert_eq!(string_end(&body, start), string_end_by_bytes(&body, start), "from {}", start);

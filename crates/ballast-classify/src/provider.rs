@@ -255,7 +255,7 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
                     return None;
                 }
                 let start = i + 1;
-                i = crate::json::checked_string_end(body, i)?;
+                i = crate::json::string_end(body, i)?;
                 let text = &body[start..i];
                 let depth = nesting.depth();
                 if key {
