@@ -45,15 +45,27 @@ impl Captured {
     }
 }
 
-fn logs_of(log_content: bool, model: &str, scenario: Scenario) -> String {
+/// Runs `f` with the `tracing` output captured (every level with `trace`, else the
+/// subscriber's default), handing it the capture to read mid-run; returns its result and
+/// the text.
+fn with_captured_logs<T>(trace: bool, f: impl FnOnce(&Captured) -> T) -> (T, String) {
     let captured = Captured::default();
     let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+        .with_ansi(false);
+    let out = if trace {
+        let subscriber = builder.with_max_level(tracing::Level::TRACE).finish();
+        tracing::subscriber::with_default(subscriber, || f(&captured))
+    } else {
+        tracing::subscriber::with_default(builder.finish(), || f(&captured))
+    };
+    let text = captured.text();
+    (out, text)
+}
+
+fn logs_of(log_content: bool, model: &str, scenario: Scenario) -> String {
+    let ((), text) = with_captured_logs(true, |_| {
         let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async {
             let sim = Simulator::new(scenario);
@@ -73,7 +85,7 @@ fn logs_of(log_content: bool, model: &str, scenario: Scenario) -> String {
             }
         });
     });
-    captured.text()
+    text
 }
 
 #[test]
@@ -217,16 +229,10 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
     let health = HealthMonitor::default();
     let monitor = health.clone();
     let spend = Mutex::new(None);
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = with_captured_logs(false, |_| {
         metrics::with_local_recorder(&recorder, || {
             let rt = ballast_sim::paused_runtime().unwrap();
             rt.block_on(async {
@@ -266,7 +272,6 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
     };
     assert_eq!(count("attempt"), Some(3));
     assert_eq!(count("call"), Some(3));
-    let logs = captured.text();
     assert_eq!(
         logs.matches("ballast.outcome=\"cancelled\"").count(),
         6,
@@ -302,13 +307,7 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
 #[test]
 fn a_stream_is_logged_at_its_end_with_its_pace() {
     use http_body_util::BodyExt;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let entry = tracing::subscriber::with_default(subscriber, || {
+    let (entry, logs) = with_captured_logs(false, |captured| {
         ballast_sim::paused_runtime().unwrap().block_on(async {
             let sim = Simulator::new(Scenario::healthy());
             let service = ServiceBuilder::new()
@@ -331,7 +330,6 @@ fn a_stream_is_logged_at_its_end_with_its_pace() {
             sim.ledger().entries()[0].clone()
         })
     });
-    let logs = captured.text();
     assert!(logs.contains("llm attempt success"), "{logs}");
     assert!(
         logs.contains(&format!(
@@ -372,14 +370,7 @@ fn a_stream_is_logged_at_its_end_with_its_pace() {
 /// (a failure that ends in an error carries its count from the retry layer).
 #[test]
 fn a_call_that_fails_every_attempt_logs_all_of_them() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), text) = with_captured_logs(true, |_| {
         let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async {
             let hangs = tower::service_fn(|_: http::Request<String>| async {
@@ -407,7 +398,6 @@ fn a_call_that_fails_every_attempt_logs_all_of_them() {
             );
         });
     });
-    let text = captured.text();
     let calls: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("ballast.scope=\"call\""))
