@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -84,22 +84,53 @@ const MAX_MODELS: usize = 256;
 #[derive(Debug)]
 struct Window {
     counts: RollingCounts<3>,
+    bucket_nanos: u64,
     alerting_errors: AtomicBool,
     alerting_latency: AtomicBool,
+    /// The last bucket in which the verdict was worked out.
+    judged_bucket: AtomicU64,
 }
 
 impl Window {
     fn new(buckets: u32, bucket_nanos: u64) -> Self {
         Self {
             counts: RollingCounts::new(buckets, bucket_nanos),
+            bucket_nanos: bucket_nanos.max(1),
             alerting_errors: AtomicBool::new(false),
             alerting_latency: AtomicBool::new(false),
+            judged_bucket: AtomicU64::new(u64::MAX),
         }
     }
 
-    fn record(&self, now: u64, error: bool, latency: Duration) {
+    /// Counts one call and logs a threshold it makes the window cross.
+    ///
+    /// The verdict (a sum over every bucket) is worked out only when it may change: after a
+    /// failed call or one slower than the latency threshold, while an alert is raised (so
+    /// that its clearing is seen), and once per bucket of time. A healthy window fed fast
+    /// successes thus pays one sum per bucket, not one per call; a crossing a success causes
+    /// (the window filling up to `min_calls`, old calls leaving it) is seen within a bucket.
+    fn record(
+        &self,
+        config: &HealthConfig,
+        now: u64,
+        error: bool,
+        latency: Duration,
+        model: Option<&str>,
+    ) {
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         self.counts.add(now, [1, u64::from(error), ms]);
+        let may_cross = error
+            || latency > config.max_avg_latency
+            || self.alerting_errors.load(Ordering::Relaxed)
+            || self.alerting_latency.load(Ordering::Relaxed)
+            || {
+                let bucket = now / self.bucket_nanos;
+                self.judged_bucket.load(Ordering::Relaxed) != bucket
+                    && self.judged_bucket.swap(bucket, Ordering::Relaxed) != bucket
+            };
+        if may_cross {
+            self.alert(config, &self.status(config, now), model);
+        }
     }
 
     /// The verdict at `now` (nanoseconds since the monitor's epoch).
@@ -125,16 +156,16 @@ impl Window {
     /// Logs a threshold crossed or cleared (once per crossing, not per call); `model` names
     /// a model's own window, `None` the overall one.
     fn alert(&self, config: &HealthConfig, status: &HealthStatus, model: Option<&str>) {
-        let who = model.map_or_else(String::new, |model| format!("model {model:?}: "));
+        let who = || model.map_or_else(String::new, |model| format!("model {model:?}: "));
         if self
             .alerting_errors
             .swap(status.error_rate_high, Ordering::AcqRel)
             != status.error_rate_high
         {
             if status.error_rate_high {
-                tracing::warn!(target: "ballast::health", model, error_rate = status.error_rate, calls = status.calls, "{who}provider error rate above {:.0}%: {status}", config.max_error_rate * 100.0);
+                tracing::warn!(target: "ballast::health", model, error_rate = status.error_rate, calls = status.calls, "{}provider error rate above {:.0}%: {status}", who(), config.max_error_rate * 100.0);
             } else {
-                tracing::info!(target: "ballast::health", model, error_rate = status.error_rate, "{who}provider error rate back to normal: {status}");
+                tracing::info!(target: "ballast::health", model, error_rate = status.error_rate, "{}provider error rate back to normal: {status}", who());
             }
         }
         if self
@@ -143,9 +174,9 @@ impl Window {
             != status.latency_high
         {
             if status.latency_high {
-                tracing::warn!(target: "ballast::health", model, avg_latency_s = status.avg_latency.as_secs_f64(), "{who}provider latency above {:.0}s on average: {status}", config.max_avg_latency.as_secs_f64());
+                tracing::warn!(target: "ballast::health", model, avg_latency_s = status.avg_latency.as_secs_f64(), "{}provider latency above {:.0}s on average: {status}", who(), config.max_avg_latency.as_secs_f64());
             } else {
-                tracing::info!(target: "ballast::health", model, avg_latency_s = status.avg_latency.as_secs_f64(), "{who}provider latency back to normal: {status}");
+                tracing::info!(target: "ballast::health", model, avg_latency_s = status.avg_latency.as_secs_f64(), "{}provider latency back to normal: {status}", who());
             }
         }
     }
@@ -222,21 +253,13 @@ impl HealthMonitor {
     ) {
         let inner = &*self.inner;
         let now = self.nanos_at(now);
-        inner.overall.record(now, error, latency);
-        inner.overall.alert(
-            &inner.config,
-            &inner.overall.status(&inner.config, now),
-            None,
-        );
+        inner
+            .overall
+            .record(&inner.config, now, error, latency, None);
         if let Some(model) = model
             && let Some(window) = self.window(model)
         {
-            window.record(now, error, latency);
-            window.alert(
-                &inner.config,
-                &window.status(&inner.config, now),
-                Some(model),
-            );
+            window.record(&inner.config, now, error, latency, Some(model));
         }
     }
 

@@ -1,6 +1,9 @@
 //! What reaches the logs. Its own test binary: `tracing` caches each call site's interest
 //! process-wide, so a test running without a subscriber on another thread could hide events
-//! from the scoped subscriber these tests install.
+//! from the scoped subscriber these tests install. Within it the tests take turns
+//! ([`one_at_a_time`]): a call site first reached while another test's subscriber was
+//! being installed could otherwise be cached as uninteresting (about one run in ten lost
+//! an event when they ran in parallel).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,13 @@ fn request(i: usize, model: &str) -> http::Request<String> {
         .unwrap();
     ballast_classify::RequestFacts::note(&mut request);
     request
+}
+
+/// Held for the whole of each test of this binary, so that their subscribers never overlap.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A `tracing` writer into a shared buffer.
@@ -90,6 +100,7 @@ fn logs_of(log_content: bool, model: &str, scenario: Scenario) -> String {
 
 #[test]
 fn no_key_and_no_prompt_in_the_logs_by_default() {
+    let _turn = one_at_a_time();
     let scenario = Scenario {
         api_key: Some(ExpectedKey("xai-CANARYKEY123".into())),
         ..Scenario::bad_day()
@@ -112,6 +123,7 @@ fn no_key_and_no_prompt_in_the_logs_by_default() {
 
 #[test]
 fn unknown_models_are_flagged_and_never_free() {
+    let _turn = one_at_a_time();
     let scenario = Scenario {
         flavor: Flavor::OpenAi,
         ..Scenario::healthy()
@@ -157,6 +169,7 @@ fn metric<'a>(
 
 #[test]
 fn metrics_count_tokens_cost_and_requests() {
+    let _turn = one_at_a_time();
     use metrics_util::MetricKind;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
@@ -224,6 +237,7 @@ fn metrics_count_tokens_cost_and_requests() {
 /// it, and the call line carries its attempt's charge.
 #[test]
 fn dropped_calls_are_logged_and_counted_as_cancelled() {
+    let _turn = one_at_a_time();
     use metrics_util::MetricKind;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
@@ -306,6 +320,7 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
 /// output pace, and its content bytes as the response's size.
 #[test]
 fn a_stream_is_logged_at_its_end_with_its_pace() {
+    let _turn = one_at_a_time();
     use http_body_util::BodyExt;
     let (entry, logs) = with_captured_logs(false, |captured| {
         ballast_sim::paused_runtime().unwrap().block_on(async {
@@ -370,6 +385,7 @@ fn a_stream_is_logged_at_its_end_with_its_pace() {
 /// (a failure that ends in an error carries its count from the retry layer).
 #[test]
 fn a_call_that_fails_every_attempt_logs_all_of_them() {
+    let _turn = one_at_a_time();
     let ((), text) = with_captured_logs(true, |_| {
         let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async {
@@ -421,6 +437,7 @@ fn a_call_that_fails_every_attempt_logs_all_of_them() {
 /// health monitor does not count the refusal as a provider error.
 #[test]
 fn a_local_refusal_leaves_the_spend_gauge_and_health_alone() {
+    let _turn = one_at_a_time();
     use metrics_util::MetricKind;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
@@ -484,6 +501,7 @@ fn a_local_refusal_leaves_the_spend_gauge_and_health_alone() {
 /// logger's zero).
 #[test]
 fn the_call_line_tells_todays_spend() {
+    let _turn = one_at_a_time();
     let logs = logs_of(false, "grok-code-fast-1", Scenario::healthy());
     let today = |scope: &str| {
         logs.lines()
@@ -496,4 +514,49 @@ fn the_call_line_tells_todays_spend() {
     let attempt = today("attempt");
     assert_ne!(attempt, "0.0");
     assert_eq!(today("call"), attempt);
+}
+
+/// The health monitor warns once per crossing, overall and per model, and says when it
+/// clears. Its verdict is worked out after each failed call and while an alert is raised;
+/// after a success in a healthy window only once per bucket (10 s by default), so a
+/// crossing a success causes is seen at the next bucket.
+#[test]
+fn health_warns_once_per_crossing_and_clears() {
+    let _turn = one_at_a_time();
+    let second = Duration::from_secs(1);
+    let ((), logs) = with_captured_logs(false, |_| {
+        ballast_sim::paused_runtime().unwrap().block_on(async {
+            let monitor = HealthMonitor::default();
+            // 3 failures, then 6 successes: 9 calls, under the 10 needed for a verdict.
+            for i in 0..9 {
+                monitor.record_for("m", i < 3, second);
+            }
+            // The 10th call, a success, makes it 30%; a success in a healthy window
+            // is not judged again within its bucket.
+            monitor.record_for("m", false, second);
+            assert!(monitor.status().error_rate_high);
+            tokio::time::advance(Duration::from_secs(10)).await;
+            // Next bucket: judged, 3 of 11 is above 20%: one warning each.
+            monitor.record_for("m", false, second);
+            // Still above, and raised: no second warning.
+            monitor.record_for("m", true, second);
+            // 4 of 20 is 20%, not above: cleared at the 20th call, not before.
+            for _ in 0..7 {
+                monitor.record_for("m", false, second);
+            }
+            assert!(monitor.status().error_rate_high, "4 of 19");
+            monitor.record_for("m", false, second);
+            assert!(!monitor.status().error_rate_high, "4 of 20");
+        });
+    });
+    let raised = "provider error rate above 20%: 11 calls, 27.3% errors";
+    assert_eq!(logs.matches(raised).count(), 2, "{logs}");
+    assert_eq!(
+        logs.matches(&format!("model \"m\": {raised}")).count(),
+        1,
+        "{logs}"
+    );
+    let cleared = "provider error rate back to normal: 20 calls, 20.0% errors";
+    assert_eq!(logs.matches(cleared).count(), 2, "{logs}");
+    assert_eq!(logs.matches("error rate").count(), 4, "{logs}");
 }
