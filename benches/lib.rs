@@ -78,8 +78,8 @@ pub fn response(status: u16, body: Bytes) -> http::Response<Bytes> {
     response
 }
 
-/// The release axum proxy (`examples/axum_proxy.rs`, built first: `cargo build --release
-/// --example axum_proxy`; `BALLAST_PROXY_BIN` overrides the path) started in front of
+/// The release gateway (`crates/ballast-gateway`, built first: `cargo build --release
+/// -p ballast-gateway`; `BALLAST_PROXY_BIN` overrides the path) started in front of
 /// `upstream` (a base URL with its `/v1`), on a free loopback port, with `env` on top of a
 /// key, a large budget and quiet logs; waits until it accepts. Kill the child when done.
 pub fn spawn_proxy(
@@ -89,7 +89,7 @@ pub fn spawn_proxy(
     use std::process::{Command, Stdio};
     let bin = std::env::var("BALLAST_PROXY_BIN").unwrap_or_else(|_| {
         format!(
-            "{}/../target/release/examples/axum_proxy",
+            "{}/../target/release/ballast-gateway",
             env!("CARGO_MANIFEST_DIR")
         )
     });
@@ -111,7 +111,7 @@ pub fn spawn_proxy(
         command.env(name, value);
     }
     let mut child = command.spawn().unwrap_or_else(|e| {
-        panic!("{bin}: {e} (build it: cargo build --release --example axum_proxy)")
+        panic!("{bin}: {e} (build it: cargo build --release -p ballast-gateway)")
     });
     for _ in 0..200 {
         if std::net::TcpStream::connect(listen).is_ok() {

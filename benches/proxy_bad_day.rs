@@ -1,5 +1,5 @@
 //! Callers served on the simulator's bad day, in real time over loopback: plain callers (no
-//! retries of their own, a 5-minute deadline) through the axum proxy, side by side with an
+//! retries of their own, a 5-minute deadline) through the gateway, side by side with an
 //! OpenAI-SDK-like client straight at the provider (its defaults: 2 retries on 408, 409,
 //! 429, 5xx and connection errors, backoff 0.5 s doubling to 8 s with up to 25% jitter off,
 //! `retry-after` honoured up to 60 s, a 10-minute timeout).

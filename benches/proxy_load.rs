@@ -1,4 +1,4 @@
-//! The axum proxy (`examples/axum_proxy.rs`) at load, against a loopback upstream that
+//! The gateway (`crates/ballast-gateway`) at load, against a loopback upstream that
 //! answers a 2 KB chat completion at once: open-loop latency at fixed rates, straight at the
 //! upstream and through the proxy, and the proxy's closed-loop throughput. The proxy runs as
 //! its own process (the release example binary) with its throttle off.

@@ -1,4 +1,4 @@
-//! The axum proxy serving many streams at once (#20): a loopback upstream streaming a chat
+//! The gateway serving many streams at once (#20): a loopback upstream streaming a chat
 //! answer of 20 content events 50 ms apart (about 1 s), `BALLAST_STREAMS` (1,000) callers
 //! starting together on warm connections, straight at the upstream and through the proxy.
 //! Reported: time to

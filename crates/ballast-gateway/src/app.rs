@@ -1,0 +1,401 @@
+//! [`Gateway`]: the routes, over the stack (or the fallback route) the config describes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ballast::breaker::{BreakerHandle, BreakerState};
+use ballast::budget::{BudgetLayer, MemoryStore};
+use ballast::classify::{BoxError, ClassifiedBody, Dialect, Outcome, OutcomeClass, ProviderError};
+use ballast::cost::HealthMonitor;
+use ballast::route::Api;
+use ballast::{Fallback, InBandErrors, RouteBuilder, StackBuilder};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::body::DeadlineBody;
+use crate::config::{AdminToken, GatewayConfig, ThrottleSetting};
+use crate::headers::{is_allowed_header, keep_allowed_headers};
+
+/// The stack, or the route over the stacks of the primary and its fallbacks.
+type Upstream = BoxCloneSyncService<
+    http::Request<DeadlineBody<Body>>,
+    http::Response<ClassifiedBody<hyper::body::Incoming>>,
+    BoxError,
+>;
+
+/// One target the gateway can send to: its name, the model it is asked for (the caller's
+/// when `None`), its breakers.
+#[derive(Debug, Clone)]
+pub(crate) struct TargetInfo {
+    pub(crate) name: String,
+    pub(crate) model: String,
+    pub(crate) breakers: BreakerHandle,
+}
+
+pub(crate) struct App {
+    upstream: Upstream,
+    upstream_uri: http::Uri,
+    pub(crate) targets: Vec<TargetInfo>,
+    pub(crate) budget: BudgetLayer<Arc<MemoryStore>>,
+    health: HealthMonitor,
+    prometheus: Option<PrometheusHandle>,
+    body_timeout: std::time::Duration,
+    pub(crate) admin_token: Option<AdminToken>,
+}
+
+/// The gateway: an OpenAI-compatible front over a Ballast stack, or over a fallback chain
+/// of them.
+///
+/// Routes: `POST /v1/chat/completions` (streamed or not), `GET /v1/models` (the configured
+/// targets' models), `GET /healthz` (liveness), `GET /readyz` (readiness: 503 only when no
+/// target can serve or the budget is spent), `GET /metrics` (Prometheus, when a handle is
+/// given), and with an admin token `GET /admin/breakers`, `POST /admin/breakers/reset`,
+/// `GET /admin/budget`. Any other path is a 404 in OpenAI's error shape.
+#[derive(Clone)]
+pub struct Gateway {
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.app.targets.iter().map(|t| t.name.as_str()).collect();
+        f.debug_struct("Gateway")
+            .field("targets", &names)
+            .field("upstream", &self.app.upstream_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// The gateway `config` describes, calling out with the facade's HTTPS client;
+    /// `/metrics` renders `prometheus` when given.
+    pub fn new(
+        config: &GatewayConfig,
+        prometheus: Option<PrometheusHandle>,
+    ) -> Result<Self, BoxError> {
+        let primary = config.provider.clone();
+        let upstream_uri: http::Uri = format!(
+            "{}/chat/completions",
+            primary.base_url.to_string().trim_end_matches('/')
+        )
+        .parse()?;
+        // One stack when the primary speaks chat and nothing comes after it; otherwise a
+        // route (fallbacks, or a primary whose API the caller's chat is translated to).
+        let app = if config.fallbacks.is_empty() && primary.preset.api() == Api::OpenAi {
+            let model = primary.preset.default_model().to_owned();
+            let name = primary.preset.name().to_owned();
+            let builder = StackBuilder::new(primary);
+            let builder = match config.throttle {
+                ThrottleSetting::Auto => builder,
+                ThrottleSetting::Off => builder.no_throttle(),
+                ThrottleSetting::PerMinute(rpm) => {
+                    builder.throttle(ballast::throttle::ThrottleConfig::starting_at(rpm))
+                }
+            };
+            let stack = builder
+                .budget_store(Arc::new(MemoryStore::new()))
+                .build_https()?;
+            App {
+                upstream: BoxCloneSyncService::new(stack.service),
+                upstream_uri,
+                targets: vec![TargetInfo {
+                    name,
+                    model,
+                    breakers: stack.breaker,
+                }],
+                budget: stack.budget,
+                health: stack.health,
+                prometheus,
+                body_timeout: config.body_timeout,
+                admin_token: config.admin_token.clone(),
+            }
+        } else {
+            let mut models = vec![primary.preset.default_model().to_owned()];
+            let mut route = RouteBuilder::new(primary);
+            for fallback in &config.fallbacks {
+                models.push(
+                    fallback
+                        .model
+                        .clone()
+                        .unwrap_or_else(|| fallback.config.preset.default_model().to_owned()),
+                );
+                route = route.fallback(fallback.config.clone(), fallback.model.as_deref());
+            }
+            let route = route.build_https()?;
+            let (_, first) = &route.targets[0];
+            App {
+                budget: first.budget.clone(),
+                health: first.health.clone(),
+                targets: route
+                    .targets
+                    .iter()
+                    .zip(models)
+                    .map(|((name, stack), model)| TargetInfo {
+                        name: name.clone(),
+                        model,
+                        breakers: stack.breaker.clone(),
+                    })
+                    .collect(),
+                upstream: BoxCloneSyncService::new(route.service),
+                upstream_uri,
+                prometheus,
+                body_timeout: config.body_timeout,
+                admin_token: config.admin_token.clone(),
+            }
+        };
+        Ok(Self { app: Arc::new(app) })
+    }
+
+    /// The routes, ready to serve.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/models", get(models))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .merge(crate::admin::routes())
+            .fallback(not_found)
+            // The stack reads the body under its own cap (32 MiB), answering 413 in
+            // OpenAI's shape; axum's 2 MB default would answer in plain text first.
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .with_state(Arc::clone(&self.app))
+    }
+
+    /// Lands the budget settlements a store refused (call before the process ends).
+    pub async fn flush(&self) {
+        self.app.budget.flush().await;
+    }
+}
+
+/// An error in OpenAI's shape.
+pub(crate) fn openai_error(status: http::StatusCode, kind: &str, message: &str) -> Response {
+    let body = json!({"error": {
+        "message": message,
+        "type": kind,
+        "param": null,
+        "code": null,
+    }});
+    (status, axum::Json(body)).into_response()
+}
+
+/// Forwards the body upstream through the stack and answers with what came back. The body
+/// goes in as it arrives, due whole within the body timeout (408 after it): the stack
+/// reads it once, under its size cap (413 past it, and nothing is sent).
+async fn chat_completions(State(app): State<Arc<App>>, body: Body) -> Response {
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let body = DeadlineBody::new(
+        body,
+        tokio::time::Instant::now() + app.body_timeout,
+        Arc::clone(&timed_out),
+    );
+    let mut request = http::Request::new(body);
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = app.upstream_uri.clone();
+    request.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let result = app.upstream.clone().oneshot(request).await;
+    if timed_out.load(Ordering::Acquire) {
+        return openai_error(
+            http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            &format!(
+                "The request body did not arrive within {} s.",
+                app.body_timeout.as_secs()
+            ),
+        );
+    }
+    let outcome = Outcome::from_result(&result);
+    match result {
+        Ok(response) if outcome.is_success() => {
+            let (mut parts, body) = response.into_parts();
+            keep_allowed_headers(&mut parts.headers);
+            // A stream that fails after its first content ends with an error event the
+            // SDK raises, never with `[DONE]`.
+            Response::from_parts(parts, Body::new(InBandErrors::new(body, Dialect::Chat)))
+        }
+        // The caller can fix it: the provider's message, masked (an upstream that echoes a
+        // key does not hand it on) and in OpenAI's error shape, not its body as it came.
+        Ok(response) if is_callers_fault(outcome.class()) => {
+            let detail = response.extensions().get::<ProviderError>();
+            let message = detail
+                .and_then(ProviderError::message)
+                .unwrap_or("The request could not be processed.");
+            let body = json!({"error": {
+                "message": message,
+                "type": outcome.class().as_str(),
+                "param": null,
+                "code": detail.and_then(ProviderError::code),
+            }});
+            let mut answer = (response.status(), axum::Json(body)).into_response();
+            for (name, value) in response.headers() {
+                if is_allowed_header(name)
+                    && name != http::header::CONTENT_TYPE
+                    && name != http::header::CONTENT_LENGTH
+                {
+                    answer.headers_mut().insert(name, value.clone());
+                }
+            }
+            answer
+        }
+        Ok(_) => {
+            tracing::warn!(class = %outcome.class(), status = ?outcome.status(), "upstream failed; answering with a fallback");
+            Fallback::from_outcome(&outcome)
+                .into_response()
+                .map(Body::from)
+        }
+        Err(error) => Fallback::from_error(&*error)
+            .into_response()
+            .map(Body::from),
+    }
+}
+
+/// Failures only the caller can fix: they get the provider's own message.
+fn is_callers_fault(class: OutcomeClass) -> bool {
+    matches!(
+        class,
+        OutcomeClass::BadRequest | OutcomeClass::ContextTooLong | OutcomeClass::ContentFiltered
+    )
+}
+
+/// The configured targets' models, in OpenAI's list shape (`owned_by` names the target).
+async fn models(State(app): State<Arc<App>>) -> Response {
+    let data: Vec<_> = app
+        .targets
+        .iter()
+        .map(|target| {
+            json!({
+                "id": target.model,
+                "object": "model",
+                "created": 0,
+                "owned_by": target.name,
+            })
+        })
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// Any other path: a 404 in OpenAI's error shape, not an empty one.
+async fn not_found(uri: http::Uri) -> Response {
+    openai_error(
+        http::StatusCode::NOT_FOUND,
+        "not_found",
+        &format!(
+            "No route for {}: this gateway serves POST /v1/chat/completions, GET /v1/models, /healthz, /readyz and /metrics.",
+            uri.path()
+        ),
+    )
+}
+
+/// Liveness: the process answers. Always 200; `/readyz` says whether it can serve.
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "alive"})).into_response()
+}
+
+/// Whether a breaker in `state` refuses calls (open or latched, not probing or shedding).
+pub(crate) fn refuses(state: BreakerState) -> bool {
+    !matches!(
+        state,
+        BreakerState::Closed | BreakerState::HalfOpen | BreakerState::Shedding
+    )
+}
+
+/// Every target's breakers as JSON.
+pub(crate) fn breakers_json(app: &App) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for target in &app.targets {
+        out.extend(target.breakers.snapshot().into_iter().map(|b| {
+            json!({
+                "target": target.name,
+                "key": b.key.to_string(),
+                "host": b.key.host(),
+                "model": b.key.model(),
+                "state": b.state.as_str(),
+                "calls": b.calls,
+                "failures": b.failures,
+                "failure_rate": b.failure_rate,
+                "opened_total": b.opened_total,
+                "waiting": b.waiting,
+            })
+        }));
+    }
+    out
+}
+
+/// The budget's read-out as JSON, and whether it is spent.
+pub(crate) async fn budget_json(app: &App) -> (serde_json::Value, bool) {
+    match app.budget.readout(None).await {
+        Ok(readout) => (
+            json!({
+                "limit_usd": readout.limit.as_f64(),
+                "spent_usd": readout.spent.as_f64(),
+                "reserved_usd": readout.reserved.as_f64(),
+                "remaining_usd": readout.remaining().as_f64(),
+            }),
+            readout.remaining().picos() == 0,
+        ),
+        Err(error) => (json!({ "error": error.to_string() }), false),
+    }
+}
+
+/// Readiness, with the detail: 503 only when no target can serve (each has a breaker open
+/// or latched) or the budget is spent; `status` is `ready`, `degraded` (serving, but the
+/// error rate or latency is past its threshold) or `unavailable`.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let none_can_serve = app
+        .targets
+        .iter()
+        .all(|target| target.breakers.snapshot().iter().any(|b| refuses(b.state)));
+    let (budget, spent_out) = budget_json(&app).await;
+    let health = app.health.status();
+    let ok = !none_can_serve && !spent_out;
+    let status = match (ok, health.is_healthy()) {
+        (false, _) => "unavailable",
+        (true, false) => "degraded",
+        (true, true) => "ready",
+    };
+    let body = json!({
+        "status": status,
+        "breakers": breakers_json(&app),
+        "budget": budget,
+        "calls": {
+            "in_window": health.calls,
+            "error_rate": health.error_rate,
+            "avg_latency_ms": health.avg_latency.as_millis() as u64,
+            "healthy": health.is_healthy(),
+        },
+    });
+    let status = if ok {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let Some(prometheus) = &app.prometheus else {
+        return openai_error(
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            "This gateway was started without a metrics recorder.",
+        );
+    };
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,410 @@
+//! [`GatewayConfig`]: the gateway's own settings, and [`Settings`], where every setting is
+//! read from (the environment, over an optional TOML file).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use ballast::{Config, FallbackConfig, Preset};
+
+/// Every variable a settings file may set, by its key in the file (the variable's name in
+/// lower case, `BALLAST_` left off). API keys and the admin token are not among them:
+/// secrets stay in the environment.
+const FILE_KEYS: &[(&str, &str)] = &[
+    ("provider", "BALLAST_PROVIDER"),
+    ("listen", "BALLAST_LISTEN"),
+    ("throttle", "BALLAST_THROTTLE"),
+    ("fallbacks", "BALLAST_FALLBACKS"),
+    ("body_timeout", "BALLAST_BODY_TIMEOUT"),
+    ("header_timeout", "BALLAST_HEADER_TIMEOUT"),
+    ("max_connections", "BALLAST_MAX_CONNECTIONS"),
+    ("log_format", "BALLAST_LOG_FORMAT"),
+    ("daily_budget_usd", "DAILY_BUDGET_USD"),
+    ("max_tokens_default", "MAX_TOKENS_DEFAULT"),
+    ("request_timeout", "REQUEST_TIMEOUT"),
+    ("xai_base_url", "XAI_BASE_URL"),
+    ("openai_base_url", "OPENAI_BASE_URL"),
+    ("anthropic_base_url", "ANTHROPIC_BASE_URL"),
+    ("gemini_base_url", "GEMINI_BASE_URL"),
+    ("llm_base_url", "LLM_BASE_URL"),
+];
+
+/// Where settings come from: each variable from the environment when it is set there, else
+/// from the TOML file `BALLAST_CONFIG` names (if any).
+///
+/// ```
+/// use ballast_gateway::Settings;
+///
+/// let settings = Settings::from_toml("listen = \"0.0.0.0:9000\"\ndaily_budget_usd = 20\n", |_| None).unwrap();
+/// assert_eq!(settings.get("BALLAST_LISTEN").unwrap(), "0.0.0.0:9000");
+/// assert_eq!(settings.get("DAILY_BUDGET_USD").unwrap(), "20");
+///
+/// let error = Settings::from_toml("xai_api_key = \"xai-123\"", |_| None).unwrap_err();
+/// assert!(error.to_string().contains("keep secrets in the environment"));
+/// ```
+pub struct Settings {
+    file: BTreeMap<&'static str, String>,
+    env: Box<EnvLookup>,
+}
+
+/// How a variable is looked up in the environment.
+type EnvLookup = dyn Fn(&str) -> Option<OsString> + Send + Sync;
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values are not shown: a base URL may still be on its way to being refused for
+        // the credentials in it.
+        f.debug_struct("Settings")
+            .field("file_keys", &self.file.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// The process environment, over the file `BALLAST_CONFIG` names, if it names one.
+    pub fn from_env() -> Result<Self, GatewayError> {
+        let env = |name: &str| std::env::var_os(name);
+        match env("BALLAST_CONFIG") {
+            None => Ok(Self::from_toml("", env)?),
+            Some(path) => Self::from_file(Path::new(&path), env),
+        }
+    }
+
+    /// `env` over the TOML file at `path`.
+    pub fn from_file(
+        path: &Path,
+        env: impl Fn(&str) -> Option<OsString> + Send + Sync + 'static,
+    ) -> Result<Self, GatewayError> {
+        let text = std::fs::read_to_string(path).map_err(|error| GatewayError::File {
+            path: path.display().to_string(),
+            problem: error.to_string(),
+        })?;
+        Self::from_toml(&text, env).map_err(|error| match error {
+            GatewayError::File { problem, .. } => GatewayError::File {
+                path: path.display().to_string(),
+                problem,
+            },
+            other => other,
+        })
+    }
+
+    /// `env` over the settings in `text` (TOML: a flat table of the keys in `FILE_KEYS`,
+    /// each a string, an integer or a float).
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<OsString> + Send + Sync + 'static,
+    ) -> Result<Self, GatewayError> {
+        let problem = |problem: String| GatewayError::File {
+            path: "the settings file".to_owned(),
+            problem,
+        };
+        let table: toml::Table = text.parse().map_err(|error: toml::de::Error| {
+            // The parser's message, without the line it quotes (a secret may be on it).
+            problem(error.message().to_owned())
+        })?;
+        let mut file = BTreeMap::new();
+        for (key, value) in table {
+            if key.ends_with("api_key") || key.contains("token") || key.contains("secret") {
+                return Err(problem(format!(
+                    "{key}: keep secrets in the environment, not in a file"
+                )));
+            }
+            let Some(&(_, variable)) = FILE_KEYS.iter().find(|(name, _)| *name == key) else {
+                let known: Vec<&str> = FILE_KEYS.iter().map(|(name, _)| *name).collect();
+                return Err(problem(format!(
+                    "unknown key {key:?}; expected one of {}",
+                    known.join(", ")
+                )));
+            };
+            let value = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                _ => {
+                    return Err(problem(format!("{key}: expected a string or a number")));
+                }
+            };
+            file.insert(variable, value);
+        }
+        Ok(Self {
+            file,
+            env: Box::new(env),
+        })
+    }
+
+    /// `name`'s value as the OS gives it: the environment's, else the file's.
+    pub fn get_os(&self, name: &str) -> Option<OsString> {
+        (self.env)(name).or_else(|| self.file.get(name).map(OsString::from))
+    }
+
+    /// `name`'s value, if it is set and is UTF-8 (see [`get_os`](Self::get_os) to tell
+    /// the two apart).
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.get_os(name).and_then(|value| value.into_string().ok())
+    }
+
+    /// `name`'s value: `None` when unset, an error naming it when it is not UTF-8.
+    fn text(&self, name: &'static str) -> Result<Option<String>, GatewayError> {
+        match self.get_os(name) {
+            None => Ok(None),
+            Some(value) => value
+                .into_string()
+                .map(Some)
+                .map_err(|_| GatewayError::Invalid {
+                    variable: name,
+                    problem: "the value is not valid UTF-8".to_owned(),
+                }),
+        }
+    }
+}
+
+/// A setting that cannot be used, told in words (its `Debug` is its `Display`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// A gateway variable's value.
+    Invalid {
+        /// The variable.
+        variable: &'static str,
+        /// What is wrong with it (never the value itself when it may be a secret).
+        problem: String,
+    },
+    /// The settings file.
+    File {
+        /// Its path.
+        path: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A provider setting, as the facade reads it.
+    Provider(ballast::ConfigError),
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid { variable, problem } => write!(f, "{variable}: {problem}"),
+            Self::File { path, problem } => write!(f, "{path}: {problem}"),
+            Self::Provider(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl fmt::Debug for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+impl From<ballast::ConfigError> for GatewayError {
+    fn from(error: ballast::ConfigError) -> Self {
+        Self::Provider(error)
+    }
+}
+
+/// How the throttle is set (`BALLAST_THROTTLE`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThrottleSetting {
+    /// The preset's own: on where its documented limits lie (xAI), off elsewhere.
+    Auto,
+    /// No throttle.
+    Off,
+    /// On, starting at this many requests per minute.
+    PerMinute(f64),
+}
+
+/// The log's format (`BALLAST_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text with colour on a terminal, JSON lines anywhere else.
+    Auto,
+    /// JSON lines.
+    Json,
+    /// Plain text (colour only on a terminal).
+    Text,
+}
+
+/// The admin routes' bearer token (`BALLAST_ADMIN_TOKEN`), compared in constant time;
+/// `Debug` never shows it.
+#[derive(Clone)]
+pub struct AdminToken(Box<str>);
+
+impl AdminToken {
+    /// Whether `offered` is the token.
+    pub fn matches(&self, offered: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(offered.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(****)")
+    }
+}
+
+/// Everything the gateway reads at start: its own settings, the primary provider's and
+/// the fallback chain's.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where to listen (`BALLAST_LISTEN`, default `127.0.0.1:8080`): an address or a host
+    /// name with a port.
+    pub listen: String,
+    /// The primary provider (`BALLAST_PROVIDER`: `xai` (default), `openai`, `anthropic`,
+    /// `gemini`, `openai_compatible`) and its settings as the facade reads them.
+    pub provider: Config,
+    /// The fallbacks after it (`BALLAST_FALLBACKS`).
+    pub fallbacks: Vec<FallbackConfig>,
+    /// The throttle of a gateway without fallbacks (`BALLAST_THROTTLE`: `auto`, `off`, or
+    /// requests per minute); each target of a fallback chain keeps its preset's.
+    pub throttle: ThrottleSetting,
+    /// The admin routes' token (`BALLAST_ADMIN_TOKEN`, at least 16 characters); without
+    /// it the admin routes do not exist.
+    pub admin_token: Option<AdminToken>,
+    /// How long a request's whole body may take to arrive (`BALLAST_BODY_TIMEOUT`, seconds,
+    /// default 30): a body still arriving after it is answered 408.
+    pub body_timeout: Duration,
+    /// How long a connection may take to send a request's headers
+    /// (`BALLAST_HEADER_TIMEOUT`, seconds, default 10).
+    pub header_timeout: Duration,
+    /// Connections served at once (`BALLAST_MAX_CONNECTIONS`, default 1024).
+    pub max_connections: usize,
+    /// The log's format (`BALLAST_LOG_FORMAT`: `auto` (default), `json`, `text`).
+    pub log_format: LogFormat,
+}
+
+impl GatewayConfig {
+    /// The settings `settings` holds, checked; the defaults for the rest.
+    ///
+    /// ```
+    /// use ballast_gateway::{GatewayConfig, Settings, ThrottleSetting};
+    ///
+    /// let settings = Settings::from_toml("provider = \"openai\"\nthrottle = \"off\"", |_| None).unwrap();
+    /// let config = GatewayConfig::from_settings(&settings).unwrap();
+    /// assert_eq!(config.provider.preset.name(), "openai");
+    /// assert_eq!(config.throttle, ThrottleSetting::Off);
+    ///
+    /// let settings = Settings::from_toml("body_timeout = 0", |_| None).unwrap();
+    /// let error = GatewayConfig::from_settings(&settings).unwrap_err();
+    /// assert_eq!(error.to_string(), "BALLAST_BODY_TIMEOUT: expected whole seconds from 1 to 3600, got \"0\"");
+    /// ```
+    pub fn from_settings(settings: &Settings) -> Result<Self, GatewayError> {
+        let preset = match settings.text("BALLAST_PROVIDER")?.as_deref().map(str::trim) {
+            None | Some("" | "xai") => Preset::XAi,
+            Some("openai") => Preset::OpenAi,
+            Some("anthropic") => Preset::Anthropic,
+            Some("gemini") => Preset::Gemini,
+            Some("openai_compatible") => Preset::OpenAiCompatible,
+            Some(other) => {
+                return Err(invalid(
+                    "BALLAST_PROVIDER",
+                    "xai, openai, anthropic, gemini or openai_compatible",
+                    other,
+                ));
+            }
+        };
+        let provider = Config::from_os_vars(preset, |name| settings.get_os(name))?;
+        let fallbacks = Config::fallbacks_from_vars(|name| settings.get(name))?;
+        let throttle = match settings.text("BALLAST_THROTTLE")?.as_deref().map(str::trim) {
+            None | Some("" | "auto") => ThrottleSetting::Auto,
+            Some("off") => ThrottleSetting::Off,
+            Some(rpm) => match rpm.parse::<f64>() {
+                Ok(rpm) if rpm.is_finite() && rpm > 0.0 && rpm <= 1_000_000.0 => {
+                    ThrottleSetting::PerMinute(rpm)
+                }
+                _ => {
+                    return Err(invalid(
+                        "BALLAST_THROTTLE",
+                        "auto, off or requests per minute (above 0, at most 1000000)",
+                        rpm,
+                    ));
+                }
+            },
+        };
+        let admin_token = match settings.text("BALLAST_ADMIN_TOKEN")? {
+            None => None,
+            Some(token) => {
+                let problem = if token.trim() != token {
+                    Some("the token has leading or trailing whitespace")
+                } else if token.chars().count() < 16 {
+                    Some("the token is shorter than 16 characters")
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    // Never the token itself.
+                    return Err(GatewayError::Invalid {
+                        variable: "BALLAST_ADMIN_TOKEN",
+                        problem: problem.to_owned(),
+                    });
+                }
+                Some(AdminToken(token.into_boxed_str()))
+            }
+        };
+        let seconds = |variable: &'static str, default: u64| -> Result<Duration, GatewayError> {
+            let Some(text) = settings.text(variable)? else {
+                return Ok(Duration::from_secs(default));
+            };
+            match text.trim().parse::<u64>() {
+                Ok(secs @ 1..=3600) => Ok(Duration::from_secs(secs)),
+                _ => Err(invalid(variable, "whole seconds from 1 to 3600", &text)),
+            }
+        };
+        let max_connections = match settings.text("BALLAST_MAX_CONNECTIONS")? {
+            None => 1024,
+            Some(text) => match text.trim().parse::<usize>() {
+                Ok(n @ 1..=1_000_000) => n,
+                _ => return Err(invalid("BALLAST_MAX_CONNECTIONS", "1 to 1000000", &text)),
+            },
+        };
+        let log_format = match settings
+            .text("BALLAST_LOG_FORMAT")?
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("" | "auto") => LogFormat::Auto,
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => return Err(invalid("BALLAST_LOG_FORMAT", "auto, json or text", other)),
+        };
+        Ok(Self {
+            listen: settings
+                .text("BALLAST_LISTEN")?
+                .map_or_else(|| "127.0.0.1:8080".to_owned(), |s| s.trim().to_owned()),
+            provider,
+            fallbacks,
+            throttle,
+            admin_token,
+            body_timeout: seconds("BALLAST_BODY_TIMEOUT", 30)?,
+            header_timeout: seconds("BALLAST_HEADER_TIMEOUT", 10)?,
+            max_connections,
+            log_format,
+        })
+    }
+
+    /// The first address [`listen`](Self::listen) resolves to.
+    pub async fn listen_address(&self) -> Result<std::net::SocketAddr, GatewayError> {
+        let problem = || GatewayError::Invalid {
+            variable: "BALLAST_LISTEN",
+            problem: format!(
+                "expected host:port such as 127.0.0.1:8080 or localhost:8080, got {:?}",
+                self.listen
+            ),
+        };
+        tokio::net::lookup_host(self.listen.as_str())
+            .await
+            .map_err(|_| problem())?
+            .next()
+            .ok_or_else(problem)
+    }
+}
+
+fn invalid(variable: &'static str, expected: &str, value: &str) -> GatewayError {
+    GatewayError::Invalid {
+        variable,
+        problem: format!("expected {expected}, got {value:?}"),
+    }
+}

@@ -1,0 +1,45 @@
+//! An OpenAI-compatible gateway in front of any SDK, backed by the Ballast stack.
+//!
+//! ```text
+//! cargo run --release -p ballast-gateway            # no key: the simulated bad day
+//! OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python my_app.py
+//! ```
+//!
+//! Point any OpenAI SDK at it with any API key: the gateway drops the caller's credentials
+//! and calls the configured provider with its own, through the whole stack (retry,
+//! breaker with patience, throttle where the preset's limits lie, budget, cost logging,
+//! classification), falling back along `BALLAST_FALLBACKS`. Settings come from the
+//! environment, over an optional TOML file (`BALLAST_CONFIG`); see [`GatewayConfig`] for
+//! each one and README.md for the reference.
+//!
+//! # Example
+//!
+//! ```
+//! use ballast_gateway::{Gateway, GatewayConfig, Settings};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let settings = Settings::from_toml("provider = \"openai\"\nthrottle = \"off\"", |_| None)?;
+//! let gateway = Gateway::new(&GatewayConfig::from_settings(&settings)?, None)?;
+//! let answer = gateway
+//!     .router()
+//!     .oneshot(http::Request::get("/v1/models").body(axum::body::Body::empty())?)
+//!     .await?;
+//! assert_eq!(answer.status(), 200);
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod admin;
+mod app;
+mod body;
+mod config;
+mod headers;
+mod serve;
+
+pub use app::Gateway;
+pub use body::{BodyTimedOut, DeadlineBody};
+pub use config::{AdminToken, GatewayConfig, GatewayError, LogFormat, Settings, ThrottleSetting};
+pub use serve::{DRAIN, serve, shutdown_signal};

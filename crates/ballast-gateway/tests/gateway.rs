@@ -1,0 +1,436 @@
+//! The gateway end to end: its routes over a simulated provider on loopback (the provider's
+//! clock 600 times faster: assertions are about what happened, never how long it took), and
+//! its limits under tokio's paused clock.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use axum::body::Body;
+use ballast_gateway::{Gateway, GatewayConfig, Settings};
+use ballast_sim::{ExpectedKey, Scenario, SimServer, Simulator};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const KEY: &str = "xai-gateway-test-key";
+const ADMIN: &str = "admin-token-0123456789";
+
+/// Settings from `vars` alone (no process environment, no file).
+fn settings(vars: &[(&str, &str)]) -> Settings {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Settings::from_toml("", move |name| {
+        vars.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| OsString::from(v))
+    })
+    .unwrap()
+}
+
+fn simulator(expected_key: &str) -> Simulator {
+    Simulator::new(Scenario {
+        api_key: Some(ExpectedKey(expected_key.into())),
+        time_scale: 600.0,
+        ..Scenario::healthy()
+    })
+}
+
+async fn call(gateway: &Gateway, request: http::Request<Body>) -> (http::StatusCode, Value) {
+    let answer = gateway.router().oneshot(request).await.unwrap();
+    let status = answer.status();
+    let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, json)
+}
+
+fn chat() -> http::Request<Body> {
+    http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-caller-key-the-gateway-drops")
+        .body(Body::from(
+            r#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}],"max_tokens":20}"#,
+        ))
+        .unwrap()
+}
+
+fn admin(method: &str, path: &str, token: Option<&str>, body: &str) -> http::Request<Body> {
+    let mut request = http::Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// A call is served through the gateway with its own key (the caller's is dropped), the
+/// budget read-out equals the provider's bill, and `/v1/models` lists the targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_served_and_the_budget_equals_the_bill() {
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+
+    let (status, answer) = call(&gateway, chat()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "chat.completion");
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 1, "one provider call");
+
+    let (status, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(ledger.billed_usd())
+    );
+    assert_eq!(budget["budget"]["reserved_usd"].as_f64(), Some(0.0));
+    assert_eq!(budget["spent_out"], false);
+
+    let (status, models) = call(
+        &gateway,
+        http::Request::get("/v1/models")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        models,
+        serde_json::json!({"object": "list", "data": [
+            {"id": "grok-code-fast-1", "object": "model", "created": 0, "owned_by": "xai"},
+        ]})
+    );
+}
+
+/// With fallbacks, `/v1/models` lists every target in order, each with its model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_lists_the_fallback_chain() {
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("OPENAI_API_KEY", "sk-fallback-key"),
+        ("ANTHROPIC_API_KEY", "sk-ant-fallback-key"),
+        ("BALLAST_FALLBACKS", "openai:gpt-4o-mini, anthropic"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let (_, models) = call(
+        &gateway,
+        http::Request::get("/v1/models")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let listed: Vec<(&str, &str)> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["owned_by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("grok-code-fast-1", "xai"),
+            ("gpt-4o-mini", "openai"),
+            ("claude-sonnet-4-5", "anthropic"),
+        ]
+    );
+}
+
+/// A 401 latches the key's breaker; the admin route shows it and resets it, so the next
+/// call (with the key fixed upstream... here, the same wrong key: it latches again) is sent
+/// rather than refused. Without the token, or with another, the admin routes answer 401;
+/// without a configured token they do not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_routes_show_and_reset_a_latched_breaker() {
+    let sim = simulator("xai-the-key-the-provider-wants");
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+
+    let (status, _) = call(&gateway, chat()).await;
+    assert_eq!(
+        status, 503,
+        "a key the provider refuses is not the caller's to see"
+    );
+    assert_eq!(sim.ledger().len(), 1);
+    // Latched: the next call is refused without reaching the provider.
+    let (status, _) = call(&gateway, chat()).await;
+    assert_eq!(status, 503);
+    assert_eq!(sim.ledger().len(), 1);
+
+    for token in [None, Some("admin-token-wrong-one-00")] {
+        let (status, answer) = call(&gateway, admin("GET", "/admin/breakers", token, "")).await;
+        assert_eq!(status, 401, "{token:?}");
+        assert_eq!(answer["error"]["type"], "unauthorized");
+    }
+    let (status, breakers) = call(&gateway, admin("GET", "/admin/breakers", Some(ADMIN), "")).await;
+    assert_eq!(status, 200);
+    let breaker = &breakers["breakers"][0];
+    assert_eq!(breaker["state"], "latched", "{breakers}");
+    assert_eq!(breaker["model"], "grok-code-fast-1");
+    let host = breaker["host"].as_str().unwrap().to_owned();
+
+    let (status, answer) = call(
+        &gateway,
+        admin(
+            "POST",
+            "/admin/breakers/reset",
+            Some(ADMIN),
+            &format!(r#"{{"host":"{host}","model":"grok-code-fast-1"}}"#),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer),
+        (http::StatusCode::OK, &serde_json::json!({"reset": 1}))
+    );
+    let (_, breakers) = call(&gateway, admin("GET", "/admin/breakers", Some(ADMIN), "")).await;
+    assert_eq!(breakers["breakers"][0]["state"], "closed");
+    // Reset, the next call is sent again.
+    let _ = call(&gateway, chat()).await;
+    assert_eq!(sim.ledger().len(), 2);
+
+    // Half a key is a bad request.
+    let (status, _) = call(
+        &gateway,
+        admin(
+            "POST",
+            "/admin/breakers/reset",
+            Some(ADMIN),
+            r#"{"host":"x"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    let config = GatewayConfig::from_settings(&settings(&[("XAI_BASE_URL", &base)])).unwrap();
+    let without = Gateway::new(&config, None).unwrap();
+    let (status, answer) = call(&without, admin("GET", "/admin/breakers", Some(ADMIN), "")).await;
+    assert_eq!(status, 404);
+    assert_eq!(answer["error"]["type"], "not_found");
+}
+
+/// A body still arriving after the body timeout is answered 408 in OpenAI's shape, and
+/// nothing reaches the provider (its address here accepts nothing).
+#[tokio::test(start_paused = true)]
+async fn a_body_that_trickles_past_its_timeout_is_answered_408() {
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("BALLAST_BODY_TIMEOUT", "5"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>(1);
+    let body = http_body_util::StreamBody::new(tokio_stream_from(receiver));
+    let request = http::Request::post("/v1/chat/completions")
+        .body(Body::new(body))
+        .unwrap();
+    sender
+        .send(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"{\"model\":",
+        ))))
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let (status, answer) = call(&gateway, request).await;
+    assert_eq!(status, 408, "{answer}");
+    assert_eq!(answer["error"]["type"], "request_timeout");
+    assert_eq!(
+        answer["error"]["message"],
+        "The request body did not arrive within 5 s."
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    drop(sender);
+}
+
+/// The receiving half of a channel as a stream (what `tokio-stream` would give).
+fn tokio_stream_from<T>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+/// A client that sends half its headers and stops is closed once the header timeout
+/// passes, not held.
+#[tokio::test(start_paused = true)]
+async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("BALLAST_HEADER_TIMEOUT", "3"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(ballast_gateway::serve(
+        listener,
+        gateway.router(),
+        config.header_timeout,
+        config.max_connections,
+        std::future::pending(),
+    ));
+    let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+    client
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut answer))
+        .await
+        .expect("the connection was held past 60 s");
+    let waited = started.elapsed();
+    assert!(read.is_ok() || answer.is_empty());
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+}
+
+/// Settings: the environment wins over the file; an unknown key, a secret in the file and
+/// a value that is not UTF-8 are refused with messages that name them and never echo a
+/// secret.
+#[test]
+fn settings_come_from_the_environment_over_the_file() {
+    let file = "listen = \"0.0.0.0:9000\"\ndaily_budget_usd = 20\nthrottle = \"off\"\n";
+    let settings = Settings::from_toml(file, |name| {
+        (name == "DAILY_BUDGET_USD").then(|| OsString::from("35"))
+    })
+    .unwrap();
+    let config = GatewayConfig::from_settings(&settings).unwrap();
+    assert_eq!(config.listen, "0.0.0.0:9000");
+    assert_eq!(config.provider.daily_budget.to_string(), "$35");
+    assert_eq!(config.throttle, ballast_gateway::ThrottleSetting::Off);
+
+    let error = Settings::from_toml("listen_address = 1", |_| None).unwrap_err();
+    assert!(
+        error.to_string().starts_with(
+            "the settings file: unknown key \"listen_address\"; expected one of provider, listen,"
+        ),
+        "{error}"
+    );
+    let error =
+        Settings::from_toml("admin_token = \"hunter2-hunter2-hunter2\"", |_| None).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the settings file: admin_token: keep secrets in the environment, not in a file"
+    );
+    let error = Settings::from_toml("listen = [", |_| None).unwrap_err();
+    assert!(
+        error.to_string().starts_with("the settings file: "),
+        "{error}"
+    );
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        let settings = Settings::from_toml("", |name| {
+            (name == "BALLAST_BODY_TIMEOUT").then(|| OsString::from_vec(vec![0xff, b'5']))
+        })
+        .unwrap();
+        let error = GatewayConfig::from_settings(&settings).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "BALLAST_BODY_TIMEOUT: the value is not valid UTF-8"
+        );
+    }
+    let short = settings_with("BALLAST_ADMIN_TOKEN", "short-secret");
+    let error = GatewayConfig::from_settings(&short).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "BALLAST_ADMIN_TOKEN: the token is shorter than 16 characters"
+    );
+    assert!(!format!("{error:?}").contains("short-secret"));
+    let error =
+        GatewayConfig::from_settings(&settings_with("BALLAST_PROVIDER", "grok")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "BALLAST_PROVIDER: expected xai, openai, anthropic, gemini or openai_compatible, got \"grok\""
+    );
+    let config =
+        GatewayConfig::from_settings(&settings_with("BALLAST_ADMIN_TOKEN", ADMIN)).unwrap();
+    assert!(!format!("{config:?}").contains(ADMIN));
+}
+
+fn settings_with(name: &'static str, value: &'static str) -> Settings {
+    Settings::from_toml("", move |asked| {
+        (asked == name).then(|| OsString::from(value))
+    })
+    .unwrap()
+}
+
+/// An upstream that echoes the key it was sent (in a 400's message and in a header): the
+/// caller gets the message in OpenAI's shape with the key masked, and no such header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_an_upstream_echoes_never_reaches_the_caller() {
+    const CANARY: &str = "xai-CANARY0123456789abcdef";
+    let upstream = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|headers: http::HeaderMap| async move {
+            let sent = headers["authorization"].to_str().unwrap().to_owned();
+            let body = serde_json::json!({"error": {
+                "message": format!("Invalid messages in the request sent with {sent}"),
+                "type": "invalid_request_error",
+            }});
+            (
+                http::StatusCode::BAD_REQUEST,
+                [
+                    ("x-echo", sent.clone()),
+                    ("server", "upstream/1.0".to_owned()),
+                ],
+                axum::Json(body),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, upstream).await });
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", CANARY),
+        ("XAI_BASE_URL", &base),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let answer = gateway.router().oneshot(chat()).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    for (name, value) in answer.headers() {
+        assert!(
+            !value.to_str().unwrap_or("").contains("CANARY"),
+            "{name} carries the key"
+        );
+        assert!(
+            name != "x-echo" && name != "server",
+            "{name} passed through"
+        );
+    }
+    let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("CANARY"), "{text}");
+    let json: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(json["error"]["type"], "bad_request", "{text}");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid messages in the request sent with Bearer "),
+        "{text}"
+    );
+}
