@@ -25,6 +25,7 @@ pub(crate) struct ModelMeters {
     pub(crate) output: Counter,
     pub(crate) cost_picos: Counter,
     requests: [OnceLock<Counter>; OutcomeClass::COUNT],
+    first_token: OnceLock<Histogram>,
     model: Arc<str>,
     scope: Scope,
     /// Set once the missing price of this model has been warned about.
@@ -41,6 +42,7 @@ impl ModelMeters {
             output: tokens("output"),
             cost_picos: metrics::counter!("ballast_cost_picousd_total", "model" => model.to_string()),
             requests: std::array::from_fn(|_| OnceLock::new()),
+            first_token: OnceLock::new(),
             model,
             scope,
             unknown_price_warned: AtomicBool::new(false),
@@ -60,6 +62,17 @@ impl ModelMeters {
             model,
             "no price for model {model:?}: costs are estimated at the fallback (dearest) price; add it to the price table"
         );
+    }
+
+    /// Time to a stream's first content, registered with the first stream.
+    pub(crate) fn first_token(&self) -> &Histogram {
+        self.first_token.get_or_init(|| {
+            metrics::histogram!(
+                "ballast_time_to_first_token_seconds",
+                "model" => self.model.to_string(),
+                "scope" => self.scope.as_str()
+            )
+        })
     }
 
     pub(crate) fn requests(&self, class: OutcomeClass) -> &Counter {

@@ -186,6 +186,12 @@ impl Finished {
     fn count_request(&self, shared: &Shared) {
         let class = self.outcome.class();
         self.started.meters.requests(class).increment(1);
+        if let Some((Some(first_token), _)) = self.stream {
+            self.started
+                .meters
+                .first_token()
+                .record(first_token.as_secs_f64());
+        }
         shared
             .meters
             .duration(class)

@@ -322,8 +322,11 @@ fn dropped_calls_are_logged_and_counted_as_cancelled() {
 fn a_stream_is_logged_at_its_end_with_its_pace() {
     let _turn = one_at_a_time();
     use http_body_util::BodyExt;
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
     let (entry, logs) = with_captured_logs(false, |captured| {
-        ballast_sim::paused_runtime().unwrap().block_on(async {
+        metrics::with_local_recorder(&recorder, || {
+            ballast_sim::paused_runtime().unwrap().block_on(async {
             let sim = Simulator::new(Scenario::healthy());
             let service = ServiceBuilder::new()
                 .layer(CostLogLayer::new(Provider::XAi, Scope::Attempt))
@@ -344,7 +347,24 @@ fn a_stream_is_logged_at_its_end_with_its_pace() {
             response.into_body().collect().await.unwrap();
             sim.ledger().entries()[0].clone()
         })
+        })
     });
+    // The time to first content is a histogram too, per model: one stream, 40 ms.
+    let snapshot = snapshotter.snapshot().into_vec();
+    match metric(
+        &snapshot,
+        metrics_util::MetricKind::Histogram,
+        "ballast_time_to_first_token_seconds",
+        &[("model", "grok-code-fast-1"), ("scope", "attempt")],
+    ) {
+        Some(metrics_util::debugging::DebugValue::Histogram(values)) => {
+            assert_eq!(
+                values.iter().map(|v| v.into_inner()).collect::<Vec<_>>(),
+                [0.04]
+            );
+        }
+        other => panic!("time to first token: {other:?}"),
+    }
     assert!(logs.contains("llm attempt success"), "{logs}");
     assert!(
         logs.contains(&format!(

@@ -37,6 +37,7 @@ pub(crate) struct TargetInfo {
     pub(crate) name: String,
     pub(crate) model: String,
     pub(crate) breakers: BreakerHandle,
+    pub(crate) throttle: Option<ballast::throttle::ThrottleHandle>,
 }
 
 pub(crate) struct App {
@@ -109,6 +110,7 @@ impl Gateway {
                     name,
                     model,
                     breakers: stack.breaker,
+                    throttle: stack.throttle,
                 }],
                 budget: stack.budget,
                 health: stack.health,
@@ -141,6 +143,7 @@ impl Gateway {
                         name: name.clone(),
                         model,
                         breakers: stack.breaker.clone(),
+                        throttle: stack.throttle.clone(),
                     })
                     .collect(),
                 upstream: BoxCloneSyncService::new(route.service),
@@ -156,6 +159,7 @@ impl Gateway {
     /// The routes, ready to serve.
     pub fn router(&self) -> Router {
         Router::new()
+            .route("/", get(status_page))
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
@@ -382,6 +386,68 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The status page: the story's three numbers (spend today, error rate, average latency)
+/// against their thresholds, the budget left and every breaker, read from `/metrics` by
+/// the page itself every 5 s. One static file, no build step.
+async fn status_page() -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("status.html"),
+    )
+        .into_response()
+}
+
+/// A breaker state as the number `ballast_breaker_state` carries (the status page reads it
+/// back by the same order).
+fn state_code(state: BreakerState) -> f64 {
+    match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Shedding => 2.0,
+        BreakerState::Open { .. } => 3.0,
+        BreakerState::Latched(_) => 4.0,
+        BreakerState::ForcedOpen => 5.0,
+        BreakerState::Disabled => 6.0,
+    }
+}
+
+/// Sets the gauges that are read-outs rather than counts, at scrape time: the health
+/// window's error rate and average latency, each breaker's state, each throttle's pace and
+/// queue, and the budget's limit, spent, reserved and remaining.
+async fn refresh_gauges(app: &App) {
+    let health = app.health.status();
+    metrics::gauge!("ballast_error_rate").set(health.error_rate);
+    metrics::gauge!("ballast_avg_latency_seconds").set(health.avg_latency.as_secs_f64());
+    metrics::gauge!("ballast_calls_in_window").set(health.calls as f64);
+    for target in &app.targets {
+        for breaker in target.breakers.snapshot() {
+            metrics::gauge!(
+                "ballast_breaker_state",
+                "target" => target.name.clone(),
+                "key" => breaker.key.to_string()
+            )
+            .set(state_code(breaker.state));
+        }
+        if let Some(throttle) = &target.throttle {
+            let name = target.name.clone();
+            metrics::gauge!("ballast_throttle_pace_rpm", "target" => name.clone())
+                .set(throttle.rate_rpm());
+            metrics::gauge!("ballast_throttle_queued", "target" => name)
+                .set(throttle.queued() as f64);
+        }
+    }
+    if let Ok(readout) = app.budget.readout(None).await {
+        for (name, usd) in [
+            ("ballast_budget_limit_usd", readout.limit),
+            ("ballast_budget_spent_usd", readout.spent),
+            ("ballast_budget_reserved_usd", readout.reserved),
+            ("ballast_budget_remaining_usd", readout.remaining()),
+        ] {
+            metrics::gauge!(name, "scope" => "global").set(usd.as_f64());
+        }
+    }
+}
+
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let Some(prometheus) = &app.prometheus else {
         return openai_error(
@@ -390,6 +456,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             "This gateway was started without a metrics recorder.",
         );
     };
+    refresh_gauges(&app).await;
     (
         [(
             http::header::CONTENT_TYPE,
