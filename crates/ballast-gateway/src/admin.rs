@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::app::{App, breakers_json, budget_json, openai_error};
+use crate::app::{App, breakers_json, budget_json, openai_error, scopes_json};
 
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
@@ -110,5 +110,10 @@ async fn budget(State(app): State<Arc<App>>, headers: http::HeaderMap) -> Respon
         return answer;
     }
     let (budget, spent_out) = budget_json(&app).await;
-    axum::Json(json!({ "budget": budget, "spent_out": spent_out })).into_response()
+    axum::Json(json!({
+        "budget": budget,
+        "spent_out": spent_out,
+        "scopes": scopes_json(&app).await,
+    }))
+    .into_response()
 }

@@ -1,5 +1,6 @@
 //! [`Gateway`]: the routes, over the stack (or the fallback route) the config describes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,7 +10,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ballast::breaker::{BreakerHandle, BreakerState};
-use ballast::budget::{BudgetLayer, MemoryStore};
+use ballast::budget::{BudgetLayer, BudgetScope, MemoryStore};
 use ballast::classify::{BoxError, ClassifiedBody, Dialect, Outcome, OutcomeClass, ProviderError};
 use ballast::cost::HealthMonitor;
 use ballast::route::Api;
@@ -49,6 +50,10 @@ pub(crate) struct App {
     prometheus: Option<PrometheusHandle>,
     body_timeout: std::time::Duration,
     pub(crate) admin_token: Option<AdminToken>,
+    /// The callers' keys by their SHA-256: the budget scope each counts in.
+    client_keys: HashMap<[u8; 32], BudgetScope>,
+    /// Every client key's scope and its own daily budget, in the order configured.
+    pub(crate) scopes: Vec<(BudgetScope, Option<ballast::cost::Usd>)>,
 }
 
 /// The gateway: an OpenAI-compatible front over a Ballast stack, or over a fallback chain
@@ -92,7 +97,11 @@ impl Gateway {
         let app = if config.fallbacks.is_empty() && primary.preset.api() == Api::OpenAi {
             let model = primary.preset.default_model().to_owned();
             let name = primary.preset.name().to_owned();
-            let builder = StackBuilder::new(primary);
+            let builder = scoped(
+                config,
+                StackBuilder::new(primary),
+                StackBuilder::scope_budget,
+            );
             let builder = match config.throttle {
                 ThrottleSetting::Auto => builder,
                 ThrottleSetting::Off => builder.no_throttle(),
@@ -117,10 +126,16 @@ impl Gateway {
                 prometheus,
                 body_timeout: config.body_timeout,
                 admin_token: config.admin_token.clone(),
+                client_keys: HashMap::new(),
+                scopes: Vec::new(),
             }
         } else {
             let mut models = vec![primary.preset.default_model().to_owned()];
-            let mut route = RouteBuilder::new(primary);
+            let mut route = scoped(
+                config,
+                RouteBuilder::new(primary),
+                RouteBuilder::scope_budget,
+            );
             for fallback in &config.fallbacks {
                 models.push(
                     fallback
@@ -151,8 +166,16 @@ impl Gateway {
                 prometheus,
                 body_timeout: config.body_timeout,
                 admin_token: config.admin_token.clone(),
+                client_keys: HashMap::new(),
+                scopes: Vec::new(),
             }
         };
+        let mut app = app;
+        for key in &config.client_keys {
+            let scope = BudgetScope(Arc::from(key.name.as_str()));
+            app.client_keys.insert(key.sha256, scope.clone());
+            app.scopes.push((scope, key.daily_budget));
+        }
         Ok(Self { app: Arc::new(app) })
     }
 
@@ -179,6 +202,43 @@ impl Gateway {
     }
 }
 
+/// `builder` with each client key's scope given its daily budget through `scope_budget`:
+/// its own, or the global one for a key without (so that its spend is still counted in
+/// its scope, where the read-out finds it).
+fn scoped<B>(
+    config: &GatewayConfig,
+    builder: B,
+    scope_budget: impl Fn(B, &str, ballast::cost::Usd) -> B,
+) -> B {
+    config.client_keys.iter().fold(builder, |builder, key| {
+        let limit = key.daily_budget.unwrap_or(config.provider.daily_budget);
+        scope_budget(builder, &key.name, limit)
+    })
+}
+
+/// The budget scope of the caller's key, or the message of the 401 to answer; `Ok(None)`
+/// when the gateway has no client keys.
+fn caller_scope(app: &App, headers: &http::HeaderMap) -> Result<Option<BudgetScope>, &'static str> {
+    if app.client_keys.is_empty() {
+        return Ok(None);
+    }
+    let offered = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(offered) = offered.filter(|key| !key.is_empty()) else {
+        return Err("This gateway needs a client key, sent as a bearer token.");
+    };
+    use sha2::Digest;
+    let digest: [u8; 32] = sha2::Sha256::digest(offered.as_bytes()).into();
+    match app.client_keys.get(&digest) {
+        Some(scope) => Ok(Some(scope.clone())),
+        // Never the key itself, in the answer or the log.
+        None => Err("The client key is not known to this gateway."),
+    }
+}
+
 /// An error in OpenAI's shape.
 pub(crate) fn openai_error(status: http::StatusCode, kind: &str, message: &str) -> Response {
     let body = json!({"error": {
@@ -193,7 +253,17 @@ pub(crate) fn openai_error(status: http::StatusCode, kind: &str, message: &str) 
 /// Forwards the body upstream through the stack and answers with what came back. The body
 /// goes in as it arrives, due whole within the body timeout (408 after it): the stack
 /// reads it once, under its size cap (413 past it, and nothing is sent).
-async fn chat_completions(State(app): State<Arc<App>>, body: Body) -> Response {
+async fn chat_completions(
+    State(app): State<Arc<App>>,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Response {
+    let scope = match caller_scope(&app, &headers) {
+        Ok(scope) => scope,
+        Err(message) => {
+            return openai_error(http::StatusCode::UNAUTHORIZED, "invalid_api_key", message);
+        }
+    };
     let timed_out = Arc::new(AtomicBool::new(false));
     let body = DeadlineBody::new(
         body,
@@ -207,6 +277,9 @@ async fn chat_completions(State(app): State<Arc<App>>, body: Body) -> Response {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if let Some(scope) = scope {
+        request.extensions_mut().insert(scope);
+    }
     let result = app.upstream.clone().oneshot(request).await;
     if timed_out.load(Ordering::Acquire) {
         return openai_error(
@@ -335,6 +408,25 @@ pub(crate) fn breakers_json(app: &App) -> Vec<serde_json::Value> {
     out
 }
 
+/// Each client key's scope's read-out as JSON (limit and remaining `null` for a key with
+/// no budget of its own: it has the global one's).
+pub(crate) async fn scopes_json(app: &App) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for (scope, own) in &app.scopes {
+        match app.budget.readout(Some(&scope.0)).await {
+            Ok(readout) => out.push(json!({
+                "scope": &*scope.0,
+                "limit_usd": own.map(|limit| limit.as_f64()),
+                "spent_usd": readout.spent.as_f64(),
+                "reserved_usd": readout.reserved.as_f64(),
+                "remaining_usd": own.map(|_| readout.remaining().as_f64()),
+            })),
+            Err(error) => out.push(json!({"scope": &*scope.0, "error": error.to_string()})),
+        }
+    }
+    out
+}
+
 /// The budget's read-out as JSON, and whether it is spent.
 pub(crate) async fn budget_json(app: &App) -> (serde_json::Value, bool) {
     match app.budget.readout(None).await {
@@ -444,6 +536,21 @@ async fn refresh_gauges(app: &App) {
             ("ballast_budget_remaining_usd", readout.remaining()),
         ] {
             metrics::gauge!(name, "scope" => "global").set(usd.as_f64());
+        }
+    }
+    for (scope, own) in &app.scopes {
+        if let Ok(readout) = app.budget.readout(Some(&scope.0)).await {
+            let label = scope.0.to_string();
+            metrics::gauge!("ballast_budget_spent_usd", "scope" => label.clone())
+                .set(readout.spent.as_f64());
+            metrics::gauge!("ballast_budget_reserved_usd", "scope" => label.clone())
+                .set(readout.reserved.as_f64());
+            if own.is_some() {
+                metrics::gauge!("ballast_budget_limit_usd", "scope" => label.clone())
+                    .set(readout.limit.as_f64());
+                metrics::gauge!("ballast_budget_remaining_usd", "scope" => label)
+                    .set(readout.remaining().as_f64());
+            }
         }
     }
 }

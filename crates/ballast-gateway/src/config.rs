@@ -46,6 +46,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
 /// ```
 pub struct Settings {
     file: BTreeMap<&'static str, String>,
+    client_keys: Vec<toml::Table>,
     env: Box<EnvLookup>,
 }
 
@@ -105,7 +106,24 @@ impl Settings {
             problem(error.message().to_owned())
         })?;
         let mut file = BTreeMap::new();
+        let mut client_keys = Vec::new();
         for (key, value) in table {
+            if key == "client_keys" {
+                let toml::Value::Array(entries) = value else {
+                    return Err(problem(
+                        "client_keys: expected an array of tables ([[client_keys]])".to_owned(),
+                    ));
+                };
+                for entry in entries {
+                    let toml::Value::Table(entry) = entry else {
+                        return Err(problem(
+                            "client_keys: expected an array of tables ([[client_keys]])".to_owned(),
+                        ));
+                    };
+                    client_keys.push(entry);
+                }
+                continue;
+            }
             if key.ends_with("api_key") || key.contains("token") || key.contains("secret") {
                 return Err(problem(format!(
                     "{key}: keep secrets in the environment, not in a file"
@@ -130,6 +148,7 @@ impl Settings {
         }
         Ok(Self {
             file,
+            client_keys,
             env: Box::new(env),
         })
     }
@@ -274,6 +293,166 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// The log's format (`BALLAST_LOG_FORMAT`: `auto` (default), `json`, `text`).
     pub log_format: LogFormat,
+    /// The callers' keys (`[[client_keys]]` in the file, or `BALLAST_CLIENT_KEYS`): with
+    /// any, a call must carry one as its bearer token, and is held to its key's budget.
+    pub client_keys: Vec<ClientKey>,
+}
+
+/// A caller's key, kept as its SHA-256 (the key itself is never stored or logged), with
+/// the budget scope it is counted in and that scope's own daily budget, if any.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    /// Its name: the budget scope its calls are counted in.
+    pub name: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+    /// The scope's daily budget (within the global one); `None`: the global one only.
+    pub daily_budget: Option<ballast::cost::Usd>,
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientKey")
+            .field("name", &self.name)
+            .field("daily_budget", &self.daily_budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientKey {
+    /// The SHA-256 of `key`, in lower-case hex: what a settings file keeps for it
+    /// (`ballast-gateway hash-key` prints it).
+    pub fn hash(key: &str) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn parse(
+        name: &str,
+        sha256: &str,
+        budget: Option<&str>,
+        source: &'static str,
+    ) -> Result<Self, GatewayError> {
+        let problem = |problem: String| GatewayError::Invalid {
+            variable: source,
+            problem,
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(problem(format!(
+                "a client key's name is letters, digits, '-', '_' or '.', got {name:?}"
+            )));
+        }
+        let digest = decode_sha256(sha256).ok_or_else(|| {
+            problem(format!(
+                "client key {name:?}: sha256 must be 64 hex digits (ballast-gateway hash-key prints it)"
+            ))
+        })?;
+        let daily_budget = match budget {
+            None => None,
+            Some(text) => match text.trim().parse::<ballast::cost::Usd>() {
+                Ok(usd) if usd.picos() > 0 => Some(usd),
+                _ => {
+                    return Err(problem(format!(
+                        "client key {name:?}: expected a daily budget in dollars above 0, got {text:?}"
+                    )));
+                }
+            },
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            sha256: digest,
+            daily_budget,
+        })
+    }
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let digit = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// The client keys `settings` holds: the file's `[[client_keys]]` tables (`name`,
+/// `sha256`, optional `daily_budget_usd`), then `BALLAST_CLIENT_KEYS`
+/// (`name:sha256[:budget],...`).
+fn client_keys(settings: &Settings) -> Result<Vec<ClientKey>, GatewayError> {
+    let mut keys = Vec::new();
+    for entry in &settings.client_keys {
+        let text = |field: &str| -> Result<Option<String>, GatewayError> {
+            match entry.get(field) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+                Some(toml::Value::Integer(n)) => Ok(Some(n.to_string())),
+                Some(toml::Value::Float(x)) => Ok(Some(x.to_string())),
+                Some(_) => Err(GatewayError::Invalid {
+                    variable: "client_keys",
+                    problem: format!("{field}: expected a string or a number"),
+                }),
+            }
+        };
+        for field in entry.keys() {
+            if !matches!(field.as_str(), "name" | "sha256" | "daily_budget_usd") {
+                return Err(GatewayError::Invalid {
+                    variable: "client_keys",
+                    problem: format!(
+                        "unknown field {field:?}; expected name, sha256, daily_budget_usd (the key itself is never kept: only its sha256)"
+                    ),
+                });
+            }
+        }
+        let name = text("name")?.unwrap_or_default();
+        let sha256 = text("sha256")?.unwrap_or_default();
+        let budget = text("daily_budget_usd")?;
+        keys.push(ClientKey::parse(
+            &name,
+            &sha256,
+            budget.as_deref(),
+            "client_keys",
+        )?);
+    }
+    if let Some(list) = settings.text("BALLAST_CLIENT_KEYS")? {
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let mut parts = entry.split(':');
+            let name = parts.next().unwrap_or_default();
+            let sha256 = parts.next().unwrap_or_default();
+            let budget = parts.next();
+            keys.push(ClientKey::parse(
+                name,
+                sha256,
+                budget,
+                "BALLAST_CLIENT_KEYS",
+            )?);
+        }
+    }
+    for (i, key) in keys.iter().enumerate() {
+        if keys[..i]
+            .iter()
+            .any(|k| k.name == key.name || k.sha256 == key.sha256)
+        {
+            return Err(GatewayError::Invalid {
+                variable: "client_keys",
+                problem: format!(
+                    "client key {:?} is given twice (by name or by key)",
+                    key.name
+                ),
+            });
+        }
+    }
+    Ok(keys)
 }
 
 impl GatewayConfig {
@@ -382,6 +561,7 @@ impl GatewayConfig {
             header_timeout: seconds("BALLAST_HEADER_TIMEOUT", 10)?,
             max_connections,
             log_format,
+            client_keys: client_keys(settings)?,
         })
     }
 

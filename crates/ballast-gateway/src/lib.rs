@@ -41,5 +41,7 @@ mod serve;
 
 pub use app::Gateway;
 pub use body::{BodyTimedOut, DeadlineBody};
-pub use config::{AdminToken, GatewayConfig, GatewayError, LogFormat, Settings, ThrottleSetting};
+pub use config::{
+    AdminToken, ClientKey, GatewayConfig, GatewayError, LogFormat, Settings, ThrottleSetting,
+};
 pub use serve::{DRAIN, serve, shutdown_signal};

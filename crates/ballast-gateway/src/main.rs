@@ -12,6 +12,17 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 
 #[tokio::main]
 async fn main() {
+    // `ballast-gateway hash-key`: the SHA-256 of the key on standard input, for a
+    // `[[client_keys]]` entry (the key itself is never kept).
+    if std::env::args().nth(1).as_deref() == Some("hash-key") {
+        let mut key = String::new();
+        if std::io::stdin().read_line(&mut key).is_err() || key.trim().is_empty() {
+            eprintln!("ballast-gateway hash-key: give the key on standard input");
+            std::process::exit(2);
+        }
+        println!("{}", ballast_gateway::ClientKey::hash(key.trim()));
+        return;
+    }
     if let Err(error) = run().await {
         // Display, not Debug: a reader's sentence, with no secret in it.
         eprintln!("ballast-gateway: {error}");

@@ -434,3 +434,128 @@ async fn a_key_an_upstream_echoes_never_reaches_the_caller() {
         "{text}"
     );
 }
+
+/// With client keys, a call needs one (401 without, or with an unknown one, and nothing
+/// is sent); each key's calls count in its own budget scope: a key whose own budget cannot
+/// cover a call is refused (429) while another key is served, and the admin read-out
+/// shows each scope's spend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_keys_are_required_and_each_has_its_budget() {
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let file = format!(
+        "[[client_keys]]\nname = \"team-a\"\nsha256 = \"{}\"\ndaily_budget_usd = \"0.000001\"\n\n[[client_keys]]\nname = \"team-b\"\nsha256 = \"{}\"\n",
+        ballast_gateway::ClientKey::hash("ck-team-a-secret"),
+        ballast_gateway::ClientKey::hash("ck-team-b-secret"),
+    );
+    let env = [
+        ("XAI_API_KEY".to_owned(), KEY.to_owned()),
+        ("XAI_BASE_URL".to_owned(), base),
+        ("BALLAST_ADMIN_TOKEN".to_owned(), ADMIN.to_owned()),
+    ];
+    let settings = Settings::from_toml(&file, move |name| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| OsString::from(v))
+    })
+    .unwrap();
+    let config = GatewayConfig::from_settings(&settings).unwrap();
+    assert!(!format!("{config:?}").contains("ck-team"));
+    let gateway = Gateway::new(&config, None).unwrap();
+    let with_key = |key: Option<&str>| {
+        let mut request = chat();
+        request.headers_mut().remove("authorization");
+        if let Some(key) = key {
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {key}").parse().unwrap());
+        }
+        request
+    };
+
+    for (key, message) in [
+        (
+            None,
+            "This gateway needs a client key, sent as a bearer token.",
+        ),
+        (
+            Some("ck-team-c-secret"),
+            "The client key is not known to this gateway.",
+        ),
+    ] {
+        let (status, answer) = call(&gateway, with_key(key)).await;
+        assert_eq!(status, 401);
+        assert_eq!(answer["error"]["type"], "invalid_api_key");
+        assert_eq!(answer["error"]["message"], message);
+    }
+    let (status, answer) = call(&gateway, with_key(Some("ck-team-a-secret"))).await;
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(answer["error"]["type"], "budget_exceeded");
+    assert_eq!(sim.ledger().len(), 0, "nothing sent for refused callers");
+
+    let (status, _) = call(&gateway, with_key(Some("ck-team-b-secret"))).await;
+    assert_eq!(status, 200);
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 1);
+
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    let billed = ledger.billed_usd();
+    assert_eq!(budget["budget"]["spent_usd"].as_f64(), Some(billed));
+    assert_eq!(
+        budget["scopes"],
+        serde_json::json!([
+            {"scope": "team-a", "limit_usd": 0.000001, "spent_usd": 0.0, "reserved_usd": 0.0, "remaining_usd": 0.000001},
+            {"scope": "team-b", "limit_usd": null, "spent_usd": billed, "reserved_usd": 0.0, "remaining_usd": null},
+        ])
+    );
+}
+
+/// Client keys from `BALLAST_CLIENT_KEYS` and the file, checked: a key is kept as its
+/// SHA-256, a plain key in the file is refused, names and keys are unique.
+#[test]
+fn client_keys_are_read_as_hashes_and_checked() {
+    assert_eq!(
+        ballast_gateway::ClientKey::hash("abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let hash = ballast_gateway::ClientKey::hash("ck-ops");
+    let config = GatewayConfig::from_settings(&settings(&[(
+        "BALLAST_CLIENT_KEYS",
+        &format!(
+            "ops:{hash}:5, ci:{}",
+            ballast_gateway::ClientKey::hash("ck-ci")
+        ),
+    )]))
+    .unwrap();
+    let keys: Vec<(&str, Option<String>)> = config
+        .client_keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.daily_budget.map(|b| b.to_string())))
+        .collect();
+    assert_eq!(keys, [("ops", Some("$5".to_owned())), ("ci", None)]);
+
+    let error = GatewayConfig::from_settings(&settings(&[("BALLAST_CLIENT_KEYS", "ops:ck-ops")]))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "BALLAST_CLIENT_KEYS: client key \"ops\": sha256 must be 64 hex digits (ballast-gateway hash-key prints it)"
+    );
+    let twice = format!("ops:{hash},ops2:{hash}");
+    let error =
+        GatewayConfig::from_settings(&settings(&[("BALLAST_CLIENT_KEYS", &twice)])).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "client_keys: client key \"ops2\" is given twice (by name or by key)"
+    );
+    let file = "[[client_keys]]\nname = \"ops\"\nkey = \"ck-ops\"\n";
+    let error =
+        GatewayConfig::from_settings(&Settings::from_toml(file, |_| None).unwrap()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("client_keys: unknown field \"key\""),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("ck-ops"));
+}

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use ballast_budget::MemoryStore;
 use ballast_classify::{BoxError, ClassifiedBody, ReadRequest, ReadRequestLayer, RequestBody};
+use ballast_cost::Usd;
 use ballast_route::{Api, Failover, Target};
 use http_body::Body;
 use tower::{Layer, Service};
@@ -36,6 +37,7 @@ pub struct RouteBuilder {
     targets: Vec<FallbackConfig>,
     time_scale: f64,
     seed: Option<u64>,
+    scope_budgets: Vec<(String, Usd)>,
 }
 
 /// A built route: the service, and each target's stack (its handles), first first.
@@ -57,6 +59,7 @@ impl RouteBuilder {
             }],
             time_scale: 1.0,
             seed: None,
+            scope_budgets: Vec::new(),
         }
     }
 
@@ -98,6 +101,13 @@ impl RouteBuilder {
         self
     }
 
+    /// A daily budget of `limit` for calls carrying the scope `scope`, kept across every
+    /// target (see [`StackBuilder::scope_budget`]).
+    pub fn scope_budget(mut self, scope: &str, limit: Usd) -> Self {
+        self.scope_budgets.push((scope.to_owned(), limit));
+        self
+    }
+
     /// The targets' names, first first: the preset's name, numbered when it repeats
     /// (`openai`, `openai#2`).
     pub fn names(&self) -> Vec<String> {
@@ -135,9 +145,12 @@ impl RouteBuilder {
         for (i, (target, name)) in self.targets.into_iter().zip(names).enumerate() {
             let base = target.config.base_url.clone();
             let preset = target.config.preset;
-            let builder = StackBuilder::new(target.config)
-                .time_scale(self.time_scale)
-                .budget_store(Arc::clone(&store));
+            let builder = self.scope_budgets.iter().fold(
+                StackBuilder::new(target.config)
+                    .time_scale(self.time_scale)
+                    .budget_store(Arc::clone(&store)),
+                |builder, (scope, limit)| builder.scope_budget(scope, *limit),
+            );
             let builder = match self.seed {
                 Some(seed) => builder.seed(seed.wrapping_add(i as u64)),
                 None => builder,

@@ -10,7 +10,7 @@ use ballast_classify::{
     BoxError, ClassifiedBody, ClassifyLayer, ReadRequest, ReadRequestLayer, RequestBody,
     StreamTimeouts,
 };
-use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope};
+use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope, Usd};
 use ballast_retry::{RetryLayer, RetryPolicy};
 use ballast_route::{HedgeConfig, HedgeLayer};
 use ballast_throttle::{ThrottleConfig, ThrottleHandle, ThrottleLayer};
@@ -68,6 +68,7 @@ pub struct StackBuilder<St = MemoryStore> {
     streams: StreamTimeouts,
     stream_usage: bool,
     hint_trust: Option<ballast_classify::HintTrust>,
+    scope_budgets: Vec<(String, Usd)>,
 }
 
 /// What a built stack exposes besides the service: the handles to watch and steer it.
@@ -110,6 +111,7 @@ impl StackBuilder<MemoryStore> {
             streams: StreamTimeouts::default(),
             stream_usage: true,
             hint_trust: None,
+            scope_budgets: Vec::new(),
         }
     }
 }
@@ -132,6 +134,7 @@ impl<St: SpendStore> StackBuilder<St> {
             streams: self.streams,
             stream_usage: self.stream_usage,
             hint_trust: self.hint_trust,
+            scope_budgets: self.scope_budgets,
         }
     }
 
@@ -225,6 +228,14 @@ impl<St: SpendStore> StackBuilder<St> {
         self
     }
 
+    /// Gives calls carrying a [`BudgetScope`](ballast_budget::BudgetScope) named `scope`
+    /// a daily budget of their own, `limit`, within the global one (a gateway's client
+    /// key, a team, a tenant).
+    pub fn scope_budget(mut self, scope: &str, limit: Usd) -> Self {
+        self.scope_budgets.push((scope.to_owned(), limit));
+        self
+    }
+
     /// How far the provider's wait hints are trusted, by every layer that reads them: the
     /// default retry policy's wait and the breaker's open time (default
     /// [`HintTrust::default`](crate::classify::HintTrust): clamped to 5 s past the computed
@@ -304,10 +315,11 @@ impl<St: SpendStore> StackBuilder<St> {
             Some(within) => read.deadline(scaled(within, scale)),
             None => read,
         };
-        let budget = BudgetLayer::with_store(
+        let budget_config = self.scope_budgets.iter().fold(
             BudgetConfig::daily(config.daily_budget).default_max_tokens(config.max_tokens_default),
-            self.store,
+            |budget, (scope, limit)| budget.scope_limit(scope, *limit),
         );
+        let budget = BudgetLayer::with_store(budget_config, self.store);
         let mut breaker_config = self.breaker.time_scaled(scale);
         let hint_trust = self.hint_trust.unwrap_or(breaker_config.hint_trust);
         breaker_config.hint_trust = hint_trust;
