@@ -118,6 +118,35 @@ async fn the_gauges_equal_the_ledger_and_the_page_reads_them() {
         Some(0.0)
     );
 
+    // Every metric the Grafana dashboard reads is one the gateway exports (those that
+    // appear only after a stream or a breaker transition excepted by name).
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/grafana/ballast.json")).unwrap();
+    let mut named = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("ballast_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                named.push(name);
+            }
+        }
+    }
+    assert!(named.len() >= 15, "{named:?}");
+    for name in named {
+        let later = [
+            "ballast_time_to_first_token_seconds",
+            "ballast_breaker_transitions_total",
+        ];
+        assert!(
+            later.contains(&name.as_str()) || text.contains(&format!("\n{name}")),
+            "the dashboard reads {name}, which /metrics does not export"
+        );
+    }
+
     let (status, headers, page) = get(&gateway, "/").await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "text/html; charset=utf-8");
