@@ -33,6 +33,40 @@ pub(crate) struct Started {
     pub(crate) prompt_bound: u64,
     /// The request's output cap (or the default), for an attempt dropped while out.
     pub(crate) output_cap: u64,
+    /// The call's or attempt's span (disabled unless a subscriber wants `ballast::gen_ai`
+    /// spans, as the gateway's OpenTelemetry export does): fields recorded at the end.
+    pub(crate) span: tracing::Span,
+    /// Whether this logger logs attempts (not calls).
+    pub(crate) scope_is_attempt: bool,
+}
+
+/// The span of a call or an attempt, with the GenAI semantic conventions' names
+/// (`gen_ai.usage.cost` is ours while its convention is pending); the fields known only at
+/// the end are recorded then.
+pub(crate) fn span(shared: &Shared, model: Option<&str>, attempt: u32) -> tracing::Span {
+    use tracing::field::Empty;
+    let model = model.unwrap_or("");
+    let scope = shared.scope.as_str();
+    // At debug: a subscriber logging at info (the usual) neither builds it nor prints it
+    // before every line; an exporter asks for it by target.
+    tracing::debug_span!(
+        target: "ballast::gen_ai",
+        "gen_ai",
+        otel.name = %format_args!("chat {model}"),
+        otel.kind = if shared.scope == Scope::Attempt { "client" } else { "internal" },
+        otel.status_code = Empty,
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = shared.provider.name(),
+        gen_ai.request.model = model,
+        gen_ai.response.model = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        gen_ai.usage.cost = Empty,
+        error.type = Empty,
+        ballast.scope = scope,
+        ballast.attempt = attempt,
+        ballast.cost_source = Empty,
+    )
 }
 
 impl Started {
@@ -179,7 +213,31 @@ impl Finished {
                 self.duration,
             );
         }
+        self.record_span(model, cost);
         self.log(shared, model, cost, today);
+    }
+
+    /// The span's end fields: usage, cost, the model that answered (at attempt scope, the
+    /// one asked of the provider), and the error class when it failed.
+    fn record_span(&self, model: &str, cost: Usd) {
+        let span = &self.started.span;
+        if span.is_disabled() {
+            return;
+        }
+        let usage = self.reported_usage();
+        span.record("gen_ai.usage.input_tokens", usage.prompt_tokens());
+        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
+        span.record("gen_ai.usage.cost", cost.as_f64());
+        if let Some(source) = self.source {
+            span.record("ballast.cost_source", source.as_str());
+        }
+        if self.started.scope_is_attempt && !model.is_empty() && self.outcome.is_success() {
+            span.record("gen_ai.response.model", model);
+        }
+        if !self.outcome.is_success() {
+            span.record("error.type", self.outcome.class().as_str());
+            span.record("otel.status_code", "ERROR");
+        }
     }
 
     /// Counts the call and its duration, by class.

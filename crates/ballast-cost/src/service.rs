@@ -62,6 +62,8 @@ where
             prompt,
             prompt_bound: facts.prompt_tokens(),
             output_cap: facts.output_cap().unwrap_or(shared.default_max_tokens),
+            span: crate::record::span(&shared, facts.model(), Attempt::of_request(&request).get()),
+            scope_is_attempt: shared.scope == Scope::Attempt,
         };
         let call_spend = match shared.scope {
             Scope::Call => {
@@ -71,8 +73,14 @@ where
             }
             Scope::Attempt => request.extensions().get::<CallSpend>().cloned(),
         };
+        // Layers below that start work in `call` (tower's `Retry` starts the first attempt)
+        // do it inside this span.
+        let inner = {
+            let _entered = started.span.enter();
+            self.inner.call(request)
+        };
         ResponseFuture {
-            inner: self.inner.call(request),
+            inner,
             pending: Pending {
                 started: Some(Started {
                     call_spend,
@@ -138,8 +146,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut result = ready!(this.inner.poll(cx)).map_err(Into::into);
         let pending = this.pending;
+        // The layers below work inside this call's span (a retry's later attempts are
+        // children of it).
+        let polled = match pending.started.as_ref() {
+            Some(started) if !started.span.is_disabled() => {
+                let _entered = started.span.enter();
+                this.inner.poll(cx)
+            }
+            _ => this.inner.poll(cx),
+        };
+        let mut result = ready!(polled).map_err(Into::into);
         // A watched stream is logged at its end, with what it told.
         if let Ok(response) = &mut result
             && response.body().watches_stream()

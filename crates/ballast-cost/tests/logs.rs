@@ -59,17 +59,26 @@ impl Captured {
 /// subscriber's default), handing it the capture to read mid-run; returns its result and
 /// the text.
 fn with_captured_logs<T>(trace: bool, f: impl FnOnce(&Captured) -> T) -> (T, String) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
     let captured = Captured::default();
     let writer = captured.clone();
-    let builder = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false);
-    let out = if trace {
-        let subscriber = builder.with_max_level(tracing::Level::TRACE).finish();
-        tracing::subscriber::with_default(subscriber, || f(&captured))
+    let level = if trace {
+        tracing::level_filters::LevelFilter::TRACE
     } else {
-        tracing::subscriber::with_default(builder.finish(), || f(&captured))
+        tracing::level_filters::LevelFilter::INFO
     };
+    // Events only: the `ballast::gen_ai` spans are for exporters, not a prefix on each line.
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_filter(level)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                !meta.is_span()
+            })),
+    );
+    let out = tracing::subscriber::with_default(subscriber, || f(&captured));
     let text = captured.text();
     (out, text)
 }

@@ -37,6 +37,10 @@ mod app;
 mod body;
 mod config;
 mod headers;
+#[cfg(feature = "otel")]
+mod otel;
+#[cfg(not(feature = "otel"))]
+mod otel_off;
 mod serve;
 
 pub use app::Gateway;
@@ -44,4 +48,8 @@ pub use body::{BodyTimedOut, DeadlineBody};
 pub use config::{
     AdminToken, ClientKey, GatewayConfig, GatewayError, LogFormat, Settings, ThrottleSetting,
 };
+#[cfg(feature = "otel")]
+pub use otel::Otel;
+#[cfg(not(feature = "otel"))]
+pub use otel_off::Otel;
 pub use serve::{DRAIN, serve, shutdown_signal};

@@ -6,7 +6,7 @@
 //! no key.
 
 use ballast::classify::BoxError;
-use ballast_gateway::{Gateway, GatewayConfig, LogFormat, Settings};
+use ballast_gateway::{Gateway, GatewayConfig, LogFormat, Otel, Settings};
 use ballast_sim::{Scenario, SimServer, Simulator};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -33,7 +33,10 @@ async fn main() {
 async fn run() -> Result<(), BoxError> {
     let settings = Settings::from_env()?;
     let mut config = GatewayConfig::from_settings(&settings)?;
-    init_log(config.log_format);
+    let otel = init_log(config.log_format)?;
+    if otel.is_some() {
+        tracing::info!("exporting call and attempt spans over OTLP");
+    }
     let prometheus = PrometheusBuilder::new().install_recorder()?;
     let address = config.listen_address().await?;
     // Kept alive for as long as the gateway runs.
@@ -64,28 +67,54 @@ async fn run() -> Result<(), BoxError> {
         ballast_gateway::shutdown_signal(),
     )
     .await;
-    // Settlements a store refused land before the process goes.
+    // Settlements a store refused land before the process goes; so do buffered spans.
     gateway.flush().await;
+    if let Some(otel) = otel {
+        tokio::task::spawn_blocking(move || otel.shutdown()).await??;
+    }
     Ok(())
 }
 
 /// `RUST_LOG` (default `info`), as text with colour on a terminal and JSON lines elsewhere
-/// unless `BALLAST_LOG_FORMAT` says which.
-fn init_log(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// unless `BALLAST_LOG_FORMAT` says which; with `OTEL_EXPORTER_OTLP_ENDPOINT`, the per-call
+/// and per-attempt spans exported over OTLP too. The log itself never carries those spans
+/// (a log line stays one line, not one with its call's whole context).
+fn init_log(format: LogFormat) -> Result<Option<Otel>, BoxError> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let no_spans = || tracing_subscriber::filter::filter_fn(|meta| !meta.is_span());
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !terminal,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.with_ansi(terminal).init();
-    }
+    let json_log = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .with_filter(no_spans())
+    });
+    let text_log = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(terminal)
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .with_filter(no_spans())
+    });
+    let otel = Otel::from_env()?;
+    let export = otel.as_ref().map(Otel::layer);
+    tracing_subscriber::registry()
+        .with(json_log)
+        .with(text_log)
+        .with(export)
+        .try_init()?;
+    Ok(otel)
 }
