@@ -23,6 +23,7 @@ use tower::util::BoxCloneSyncService;
 use crate::body::DeadlineBody;
 use crate::config::{AdminToken, GatewayConfig, ThrottleSetting};
 use crate::headers::{is_allowed_header, keep_allowed_headers};
+use crate::rate::KeyRate;
 
 /// The stack, or the route over the stacks of the primary and its fallbacks.
 type Upstream = BoxCloneSyncService<
@@ -30,6 +31,13 @@ type Upstream = BoxCloneSyncService<
     http::Response<ClassifiedBody<hyper::body::Incoming>>,
     BoxError,
 >;
+
+/// A client key's budget scope and share of the pace.
+#[derive(Debug)]
+struct Caller {
+    scope: BudgetScope,
+    rate: Option<(f64, KeyRate)>,
+}
 
 /// One target the gateway can send to: its name, the model it is asked for (the caller's
 /// when `None`), its breakers.
@@ -50,8 +58,8 @@ pub(crate) struct App {
     prometheus: Option<PrometheusHandle>,
     body_timeout: std::time::Duration,
     pub(crate) admin_token: Option<AdminToken>,
-    /// The callers' keys by their SHA-256: the budget scope each counts in.
-    client_keys: HashMap<[u8; 32], BudgetScope>,
+    /// The callers' keys by their SHA-256: the budget scope each counts in, its rate.
+    client_keys: HashMap<[u8; 32], Caller>,
     /// Every client key's scope and its own daily budget, in the order configured.
     pub(crate) scopes: Vec<(BudgetScope, Option<ballast::cost::Usd>)>,
 }
@@ -173,7 +181,14 @@ impl Gateway {
         let mut app = app;
         for key in &config.client_keys {
             let scope = BudgetScope(Arc::from(key.name.as_str()));
-            app.client_keys.insert(key.sha256, scope.clone());
+            let rate = key.rpm.map(|rpm| (rpm, KeyRate::new(rpm)));
+            app.client_keys.insert(
+                key.sha256,
+                Caller {
+                    scope: scope.clone(),
+                    rate,
+                },
+            );
             app.scopes.push((scope, key.daily_budget));
         }
         Ok(Self { app: Arc::new(app) })
@@ -216,9 +231,9 @@ fn scoped<B>(
     })
 }
 
-/// The budget scope of the caller's key, or the message of the 401 to answer; `Ok(None)`
-/// when the gateway has no client keys.
-fn caller_scope(app: &App, headers: &http::HeaderMap) -> Result<Option<BudgetScope>, &'static str> {
+/// The caller's key's entry, or the message of the 401 to answer; `Ok(None)` when the
+/// gateway has no client keys.
+fn caller<'a>(app: &'a App, headers: &http::HeaderMap) -> Result<Option<&'a Caller>, &'static str> {
     if app.client_keys.is_empty() {
         return Ok(None);
     }
@@ -233,7 +248,7 @@ fn caller_scope(app: &App, headers: &http::HeaderMap) -> Result<Option<BudgetSco
     use sha2::Digest;
     let digest: [u8; 32] = sha2::Sha256::digest(offered.as_bytes()).into();
     match app.client_keys.get(&digest) {
-        Some(scope) => Ok(Some(scope.clone())),
+        Some(caller) => Ok(Some(caller)),
         // Never the key itself, in the answer or the log.
         None => Err("The client key is not known to this gateway."),
     }
@@ -258,12 +273,29 @@ async fn chat_completions(
     headers: http::HeaderMap,
     body: Body,
 ) -> Response {
-    let scope = match caller_scope(&app, &headers) {
-        Ok(scope) => scope,
+    let caller = match caller(&app, &headers) {
+        Ok(caller) => caller,
         Err(message) => {
             return openai_error(http::StatusCode::UNAUTHORIZED, "invalid_api_key", message);
         }
     };
+    if let Some((rpm, rate)) = caller.and_then(|caller| caller.rate.as_ref())
+        && let Err(wait) = rate.admit(tokio::time::Instant::now())
+    {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut answer = openai_error(
+            http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            &format!(
+                "This client key's share is {rpm} requests a minute; try again in {seconds} s."
+            ),
+        );
+        answer
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        return answer;
+    }
+    let scope = caller.map(|caller| caller.scope.clone());
     let timed_out = Arc::new(AtomicBool::new(false));
     let body = DeadlineBody::new(
         body,

@@ -300,7 +300,7 @@ pub struct GatewayConfig {
 
 /// A caller's key, kept as its SHA-256 (the key itself is never stored or logged), with
 /// the budget scope it is counted in and that scope's own daily budget, if any.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct ClientKey {
     /// Its name: the budget scope its calls are counted in.
     pub name: String,
@@ -308,6 +308,9 @@ pub struct ClientKey {
     pub sha256: [u8; 32],
     /// The scope's daily budget (within the global one); `None`: the global one only.
     pub daily_budget: Option<ballast::cost::Usd>,
+    /// The key's share of the gateway: at most this many calls a minute (a burst of ten
+    /// seconds' worth), 429 past it; `None`: no cap of its own.
+    pub rpm: Option<f64>,
 }
 
 impl fmt::Debug for ClientKey {
@@ -315,6 +318,7 @@ impl fmt::Debug for ClientKey {
         f.debug_struct("ClientKey")
             .field("name", &self.name)
             .field("daily_budget", &self.daily_budget)
+            .field("rpm", &self.rpm)
             .finish_non_exhaustive()
     }
 }
@@ -334,6 +338,7 @@ impl ClientKey {
         name: &str,
         sha256: &str,
         budget: Option<&str>,
+        rpm: Option<&str>,
         source: &'static str,
     ) -> Result<Self, GatewayError> {
         let problem = |problem: String| GatewayError::Invalid {
@@ -354,7 +359,18 @@ impl ClientKey {
                 "client key {name:?}: sha256 must be 64 hex digits (ballast-gateway hash-key prints it)"
             ))
         })?;
-        let daily_budget = match budget {
+        let rpm = match rpm.map(str::trim).filter(|text| !text.is_empty()) {
+            None => None,
+            Some(text) => match text.parse::<f64>() {
+                Ok(rpm) if rpm.is_finite() && rpm > 0.0 && rpm <= 1_000_000.0 => Some(rpm),
+                _ => {
+                    return Err(problem(format!(
+                        "client key {name:?}: expected calls a minute (above 0, at most 1000000), got {text:?}"
+                    )));
+                }
+            },
+        };
+        let daily_budget = match budget.map(str::trim).filter(|text| !text.is_empty()) {
             None => None,
             Some(text) => match text.trim().parse::<ballast::cost::Usd>() {
                 Ok(usd) if usd.picos() > 0 => Some(usd),
@@ -369,6 +385,7 @@ impl ClientKey {
             name: name.to_owned(),
             sha256: digest,
             daily_budget,
+            rpm,
         })
     }
 }
@@ -387,8 +404,8 @@ fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// The client keys `settings` holds: the file's `[[client_keys]]` tables (`name`,
-/// `sha256`, optional `daily_budget_usd`), then `BALLAST_CLIENT_KEYS`
-/// (`name:sha256[:budget],...`).
+/// `sha256`, optional `daily_budget_usd` and `rpm`), then `BALLAST_CLIENT_KEYS`
+/// (`name:sha256[:budget[:rpm]],...`, the budget left empty for none).
 fn client_keys(settings: &Settings) -> Result<Vec<ClientKey>, GatewayError> {
     let mut keys = Vec::new();
     for entry in &settings.client_keys {
@@ -405,11 +422,14 @@ fn client_keys(settings: &Settings) -> Result<Vec<ClientKey>, GatewayError> {
             }
         };
         for field in entry.keys() {
-            if !matches!(field.as_str(), "name" | "sha256" | "daily_budget_usd") {
+            if !matches!(
+                field.as_str(),
+                "name" | "sha256" | "daily_budget_usd" | "rpm"
+            ) {
                 return Err(GatewayError::Invalid {
                     variable: "client_keys",
                     problem: format!(
-                        "unknown field {field:?}; expected name, sha256, daily_budget_usd (the key itself is never kept: only its sha256)"
+                        "unknown field {field:?}; expected name, sha256, daily_budget_usd, rpm (the key itself is never kept: only its sha256)"
                     ),
                 });
             }
@@ -417,10 +437,12 @@ fn client_keys(settings: &Settings) -> Result<Vec<ClientKey>, GatewayError> {
         let name = text("name")?.unwrap_or_default();
         let sha256 = text("sha256")?.unwrap_or_default();
         let budget = text("daily_budget_usd")?;
+        let rpm = text("rpm")?;
         keys.push(ClientKey::parse(
             &name,
             &sha256,
             budget.as_deref(),
+            rpm.as_deref(),
             "client_keys",
         )?);
     }
@@ -430,10 +452,12 @@ fn client_keys(settings: &Settings) -> Result<Vec<ClientKey>, GatewayError> {
             let name = parts.next().unwrap_or_default();
             let sha256 = parts.next().unwrap_or_default();
             let budget = parts.next();
+            let rpm = parts.next();
             keys.push(ClientKey::parse(
                 name,
                 sha256,
                 budget,
+                rpm,
                 "BALLAST_CLIENT_KEYS",
             )?);
         }

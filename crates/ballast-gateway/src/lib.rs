@@ -41,6 +41,7 @@ mod headers;
 mod otel;
 #[cfg(not(feature = "otel"))]
 mod otel_off;
+mod rate;
 mod serve;
 
 pub use app::Gateway;

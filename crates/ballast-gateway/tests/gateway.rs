@@ -559,3 +559,160 @@ fn client_keys_are_read_as_hashes_and_checked() {
     );
     assert!(!error.to_string().contains("ck-ops"));
 }
+
+/// A client key's share: with one call a minute, the second call at once is answered 429
+/// with `Retry-After: 60` and not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_key_past_its_share_is_answered_429() {
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let keys = format!(
+        "solo:{}::1",
+        ballast_gateway::ClientKey::hash("ck-solo-secret")
+    );
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &base),
+        ("BALLAST_CLIENT_KEYS", &keys),
+    ]))
+    .unwrap();
+    assert_eq!(config.client_keys[0].rpm, Some(1.0));
+    assert_eq!(config.client_keys[0].daily_budget, None);
+    let gateway = Gateway::new(&config, None).unwrap();
+    let request = || {
+        let mut request = chat();
+        request
+            .headers_mut()
+            .insert("authorization", "Bearer ck-solo-secret".parse().unwrap());
+        request
+    };
+    let (status, _) = call(&gateway, request()).await;
+    assert_eq!(status, 200);
+    let answer = gateway.router().oneshot(request()).await.unwrap();
+    assert_eq!(answer.status(), 429);
+    assert_eq!(answer.headers()["retry-after"], "60");
+    let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+    let json: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(json["error"]["type"], "rate_limited");
+    assert_eq!(
+        json["error"]["message"],
+        "This client key's share is 1 requests a minute; try again in 60 s."
+    );
+    assert_eq!(sim.ledger().len(), 1, "the refused call was not sent");
+}
+
+/// A request body over the stack's cap (32 MiB) is answered 413 in OpenAI's shape, and
+/// nothing is sent (the provider's address here accepts nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_cap_is_answered_413() {
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", "http://127.0.0.1:9/v1"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let body = format!(
+        r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(33 << 20)
+    );
+    let request = http::Request::post("/v1/chat/completions")
+        .body(Body::from(body))
+        .unwrap();
+    let (status, answer) = call(&gateway, request).await;
+    assert_eq!(status, 413);
+    assert_eq!(answer["error"]["message"], "The request is too large.");
+}
+
+/// With room for one connection, a second is closed at once while the first is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_the_cap_is_closed_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("BALLAST_MAX_CONNECTIONS", "1"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(ballast_gateway::serve(
+        listener,
+        gateway.router(),
+        config.header_timeout,
+        config.max_connections,
+        std::future::pending(),
+    ));
+    let mut first = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The first is taken (its request is answered) before the second arrives.
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    first.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let mut second = tokio::net::TcpStream::connect(address).await.unwrap();
+    let _ = second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut rest = Vec::new();
+    let read = second.read_to_end(&mut rest).await;
+    assert!(
+        rest.is_empty(),
+        "the second connection was served: {rest:?} ({read:?})"
+    );
+}
+
+/// On shutdown, a call in flight is served to its end; the serve loop then returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_a_call_in_flight() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config =
+        GatewayConfig::from_settings(&settings(&[("XAI_API_KEY", KEY), ("XAI_BASE_URL", &base)]))
+            .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(ballast_gateway::serve(
+        listener,
+        gateway.router(),
+        config.header_timeout,
+        config.max_connections,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+    let body = r#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}],"max_tokens":20}"#;
+    client
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // Stopped while the call is with the provider (its request has reached it).
+    while sim.ledger().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    stop.send(()).unwrap();
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"chat.completion\""), "{answer}");
+    serving.await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
