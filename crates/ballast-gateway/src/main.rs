@@ -56,8 +56,12 @@ async fn run() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let local = listener.local_addr()?;
     match (config.client_keys.is_empty(), local.ip().is_loopback()) {
-        (true, true) => tracing::info!(address = %local, "no client keys: open to callers on this machine only (loopback); set BALLAST_CLIENT_KEYS before listening further"),
-        (true, false) => tracing::warn!(address = %local, "listening beyond loopback with no client keys: anyone who can reach this address spends the budget"),
+        (true, true) => {
+            tracing::info!(address = %local, "no client keys: open to callers on this machine only (loopback); set BALLAST_CLIENT_KEYS before listening further")
+        }
+        (true, false) => {
+            tracing::warn!(address = %local, "listening beyond loopback with no client keys: anyone who can reach this address spends the budget")
+        }
         (false, _) => tracing::info!(keys = config.client_keys.len(), "calls need a client key"),
     }
     tracing::info!(address = %local, admin = config.admin_token.is_some(), "ballast gateway listening");

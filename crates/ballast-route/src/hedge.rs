@@ -10,6 +10,7 @@ use std::time::Duration;
 use ballast_classify::{BoxError, Outcome, RequestBody, copy_request};
 use tokio::time::Instant;
 use tower::ServiceExt;
+use tower::util::Oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -34,6 +35,9 @@ pub struct HedgeConfig {
     pub min_delay: Duration,
     /// How long latencies are remembered (between one and two periods).
     pub period: Duration,
+    /// The most hedges one call may send: a hedge that is slow past the delay too gets
+    /// one of its own, up to this many (each counted against `max_share`).
+    pub max_per_call: u32,
 }
 
 impl Default for HedgeConfig {
@@ -44,6 +48,7 @@ impl Default for HedgeConfig {
             max_share: 0.1,
             min_delay: Duration::from_millis(100),
             period: Duration::from_secs(60),
+            max_per_call: 2,
         }
     }
 }
@@ -270,33 +275,67 @@ where
             let (Some(delay), Some((spare, copy))) = (delay, spare) else {
                 return answered(first.await);
             };
-            tokio::select! {
-                result = &mut first => return answered(result),
-                () = tokio::time::sleep(delay) => {}
-            }
-            if !shared.take_hedge() {
-                return answered(first.await);
-            }
-            tracing::debug!(target: "ballast::route", ?delay, "hedging a slow call");
-            let mut second = pin!(spare.oneshot(copy));
-            // The first success wins; a failure waits for the other attempt.
-            let mut failed = None;
+            let first: Pin<&mut S::Future> = first;
+            // The attempts racing: the first, then a hedge each time the delay passes with
+            // none answered well (up to `max_per_call`, within the share). The first success
+            // wins; a failure waits for the others; when all failed, the first attempt's
+            // failure is the call's.
+            let mut first = Some(first);
+            let mut hedges: Vec<Option<Pin<Box<Oneshot<S, http::Request<RequestBody>>>>>> =
+                Vec::new();
+            let mut first_failure = None;
+            let mut other_failure = None;
+            let mut may_hedge = true;
+            let timer = tokio::time::sleep(delay);
+            let mut timer = pin!(timer);
             loop {
-                tokio::select! {
-                    result = &mut first, if failed.as_ref().is_none_or(|(which, _)| *which != 0) => {
-                        if succeeded(&result) || failed.is_some() {
-                            return answered(result);
-                        }
-                        failed = Some((0, result));
+                let event = std::future::poll_fn(|cx| {
+                    if let Some(attempt) = first.as_mut()
+                        && let Poll::Ready(result) = attempt.as_mut().poll(cx)
+                    {
+                        first = None;
+                        return Poll::Ready(Some((0, result)));
                     }
-                    result = &mut second, if failed.as_ref().is_none_or(|(which, _)| *which != 1) => {
-                        if succeeded(&result) {
-                            return result;
+                    for (i, slot) in hedges.iter_mut().enumerate() {
+                        if let Some(attempt) = slot
+                            && let Poll::Ready(result) = attempt.as_mut().poll(cx)
+                        {
+                            *slot = None;
+                            return Poll::Ready(Some((i + 1, result)));
                         }
-                        match failed {
-                            // Both failed: the first attempt's failure is the call's.
-                            Some((_, first_failure)) => return first_failure,
-                            None => failed = Some((1, result)),
+                    }
+                    if may_hedge && timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match event {
+                    Some((which, result)) => {
+                        if succeeded(&result) {
+                            return if which == 0 { answered(result) } else { result };
+                        }
+                        if which == 0 {
+                            first_failure = Some(result);
+                        } else if other_failure.is_none() {
+                            other_failure = Some(result);
+                        }
+                        if first.is_none() && hedges.iter().all(Option::is_none) {
+                            // Every attempt failed: the first's failure is the call's.
+                            if let Some(result) = first_failure.or(other_failure) {
+                                return result;
+                            }
+                            return Err("hedge: no attempt answered".into());
+                        }
+                    }
+                    None => {
+                        if hedges.len() < shared.config.max_per_call as usize && shared.take_hedge()
+                        {
+                            tracing::debug!(target: "ballast::route", ?delay, hedge = hedges.len() + 1, "hedging a slow call");
+                            hedges.push(Some(Box::pin(spare.clone().oneshot(copy_request(&copy)))));
+                            timer.as_mut().reset(Instant::now() + delay);
+                        } else {
+                            may_hedge = false;
                         }
                     }
                 }

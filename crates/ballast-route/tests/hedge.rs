@@ -107,10 +107,13 @@ async fn a_failed_hedge_does_not_beat_a_pending_success() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn both_failing_gives_the_first_attempts_failure() {
+async fn all_failing_gives_the_first_attempts_failure() {
+    // The original fails at 3 s; its hedge at once (1.024 s), the second hedge (2.048 s)
+    // at once too.
     let (provider, _) = provider(|n| match n {
         10 => Some((500, Duration::from_secs(3))),
         11 => Some((503, Duration::ZERO)),
+        12 => Some((502, Duration::ZERO)),
         _ => Some((200, Duration::from_secs(1))),
     });
     let service = HedgeLayer::new(config()).layer(provider);
@@ -222,12 +225,52 @@ async fn a_dropped_call_drops_both_attempts() {
     );
     assert_eq!(
         calls.load(Ordering::SeqCst),
-        12,
-        "the original and its hedge"
+        13,
+        "the original and its two hedges (1.024 s and 2.048 s)"
     );
-    assert_eq!(in_flight.load(Ordering::SeqCst), 2);
+    assert_eq!(in_flight.load(Ordering::SeqCst), 3);
     drop(call);
-    assert_eq!(in_flight.load(Ordering::SeqCst), 0, "both attempts dropped");
+    assert_eq!(in_flight.load(Ordering::SeqCst), 0, "every attempt dropped");
+}
+
+/// A hedge that hangs too gets a hedge of its own at the next delay; the call is served
+/// by it, and no more than `max_per_call` hedges go out for one call.
+#[tokio::test(start_paused = true)]
+async fn a_hedge_that_hangs_too_is_hedged_again_up_to_the_cap() {
+    // Ten 1 s answers; then calls 10 and 11 hang for ever, 12 answers in 1 s.
+    let (hanging, calls) =
+        provider(|n| (n != 10 && n != 11).then_some((200, Duration::from_secs(1))));
+    let layer = HedgeLayer::new(config());
+    let service = layer.layer(hanging);
+    for _ in 0..10 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+    let start = Instant::now();
+    let response = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // Hedged at 1.024 s, hedged again at 2.048 s, answered 1 s later.
+    assert_eq!(start.elapsed(), Duration::from_millis(3_048));
+    assert_eq!(calls.load(Ordering::SeqCst), 13);
+    assert_eq!(layer.counts(), (11, 2));
+
+    // With one hedge a call, two hanging attempts wait on.
+    let (one_hedge, calls) =
+        provider(|n| (n != 10 && n != 11).then_some((200, Duration::from_secs(1))));
+    let service = HedgeLayer::new(HedgeConfig {
+        max_per_call: 1,
+        ..config()
+    })
+    .layer(one_hedge);
+    for _ in 0..10 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+    let mut call = Box::pin(service.clone().oneshot(request()));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), &mut call)
+            .await
+            .is_err()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 12);
 }
 
 #[test]
