@@ -14,6 +14,9 @@ use serde_json::json;
 
 use crate::app::{App, breakers_json, budget_json, openai_error, scopes_json};
 
+/// The most a reset request's body may hold.
+const RESET_BODY_LIMIT: usize = 16 * 1024;
+
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/admin/breakers", get(breakers))
@@ -58,11 +61,19 @@ async fn breakers(State(app): State<Arc<App>>, headers: http::HeaderMap) -> Resp
 async fn reset(
     State(app): State<Arc<App>>,
     headers: http::HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // The token first: nobody without it gets a body read.
     if let Some(answer) = refused(&app, &headers) {
         return answer;
     }
+    let Ok(body) = axum::body::to_bytes(body, RESET_BODY_LIMIT).await else {
+        return openai_error(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "bad_request",
+            "A reset request is a small JSON object.",
+        );
+    };
     let request: serde_json::Value = if body.is_empty() {
         json!({})
     } else {

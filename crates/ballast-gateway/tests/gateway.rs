@@ -716,3 +716,40 @@ async fn shutdown_drains_a_call_in_flight() {
         "still accepting after shutdown"
     );
 }
+
+/// The admin reset route checks the token before it reads a body, and reads at most 16 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_reset_reads_no_body_without_the_token_and_a_small_one_with_it() {
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    // A body that never ends: answered without being read.
+    let (_sender, receiver) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>(1);
+    let endless = Body::new(http_body_util::StreamBody::new(tokio_stream_from(receiver)));
+    let request = http::Request::post("/admin/breakers/reset")
+        .body(endless)
+        .unwrap();
+    let (status, _) = call(&gateway, request).await;
+    assert_eq!(status, 401);
+    let big = "x".repeat(64 * 1024);
+    let (status, answer) = call(
+        &gateway,
+        admin("POST", "/admin/breakers/reset", Some(ADMIN), &big),
+    )
+    .await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, answer) = call(
+        &gateway,
+        admin("POST", "/admin/breakers/reset", Some(ADMIN), "{}"),
+    )
+    .await;
+    assert_eq!(
+        (status, answer),
+        (http::StatusCode::OK, serde_json::json!({"reset": 0}))
+    );
+}
