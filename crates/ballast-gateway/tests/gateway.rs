@@ -750,6 +750,6 @@ async fn the_admin_reset_reads_no_body_without_the_token_and_a_small_one_with_it
     .await;
     assert_eq!(
         (status, answer),
-        (http::StatusCode::OK, serde_json::json!({"reset": 0}))
+        (http::StatusCode::OK, serde_json::json!({"reset": 1}))
     );
 }

@@ -237,6 +237,9 @@ fn succeeded<R>(result: &Result<http::Response<R>, BoxError>) -> bool {
     }
 }
 
+/// A hedge in flight: a copy of the request on its way through a clone of the service.
+type HedgeAttempt<S> = Pin<Box<Oneshot<S, http::Request<RequestBody>>>>;
+
 /// The future of [`Hedge`] (boxed: the race holds two calls).
 pub type HedgeFuture<R> = Pin<Box<dyn Future<Output = Result<http::Response<R>, BoxError>> + Send>>;
 
@@ -265,7 +268,7 @@ where
         let first = self.inner.call(request);
         Box::pin(async move {
             let start = Instant::now();
-            let mut first = pin!(first);
+            let first = pin!(first);
             let answered = |result: Result<http::Response<R>, BoxError>| {
                 if succeeded(&result) {
                     shared.record(start.elapsed());
@@ -281,8 +284,7 @@ where
             // wins; a failure waits for the others; when all failed, the first attempt's
             // failure is the call's.
             let mut first = Some(first);
-            let mut hedges: Vec<Option<Pin<Box<Oneshot<S, http::Request<RequestBody>>>>>> =
-                Vec::new();
+            let mut hedges: Vec<Option<HedgeAttempt<S>>> = Vec::new();
             let mut first_failure = None;
             let mut other_failure = None;
             let mut may_hedge = true;
