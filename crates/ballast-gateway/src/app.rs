@@ -110,6 +110,11 @@ impl Gateway {
                 StackBuilder::new(primary),
                 StackBuilder::scope_budget,
             );
+            let builder = if config.hedge {
+                builder.hedge(ballast::route::HedgeConfig::default())
+            } else {
+                builder
+            };
             let builder = match config.throttle {
                 ThrottleSetting::Auto => builder,
                 ThrottleSetting::Off => builder.no_throttle(),

@@ -21,6 +21,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("header_timeout", "BALLAST_HEADER_TIMEOUT"),
     ("max_connections", "BALLAST_MAX_CONNECTIONS"),
     ("log_format", "BALLAST_LOG_FORMAT"),
+    ("hedge", "BALLAST_HEDGE"),
     ("daily_budget_usd", "DAILY_BUDGET_USD"),
     ("max_tokens_default", "MAX_TOKENS_DEFAULT"),
     ("request_timeout", "REQUEST_TIMEOUT"),
@@ -293,6 +294,10 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// The log's format (`BALLAST_LOG_FORMAT`: `auto` (default), `json`, `text`).
     pub log_format: LogFormat,
+    /// Hedging of slow calls (`BALLAST_HEDGE`: `off` (default) or `on`: another attempt
+    /// for a call slower than the recent p95, at most 10% extra calls; for providers that
+    /// hang, as xAI's did).
+    pub hedge: bool,
     /// The callers' keys (`[[client_keys]]` in the file, or `BALLAST_CLIENT_KEYS`): with
     /// any, a call must carry one as its bearer token, and is held to its key's budget.
     pub client_keys: Vec<ClientKey>,
@@ -585,6 +590,11 @@ impl GatewayConfig {
             header_timeout: seconds("BALLAST_HEADER_TIMEOUT", 10)?,
             max_connections,
             log_format,
+            hedge: match settings.text("BALLAST_HEDGE")?.as_deref().map(str::trim) {
+                None | Some("" | "off") => false,
+                Some("on") => true,
+                Some(other) => return Err(invalid("BALLAST_HEDGE", "on or off", other)),
+            },
             client_keys: client_keys(settings)?,
         })
     }

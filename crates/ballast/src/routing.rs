@@ -38,6 +38,7 @@ pub struct RouteBuilder {
     time_scale: f64,
     seed: Option<u64>,
     scope_budgets: Vec<(String, Usd)>,
+    hedge: Option<ballast_route::HedgeConfig>,
 }
 
 /// A built route: the service, and each target's stack (its handles), first first.
@@ -60,6 +61,7 @@ impl RouteBuilder {
             time_scale: 1.0,
             seed: None,
             scope_budgets: Vec::new(),
+            hedge: None,
         }
     }
 
@@ -108,6 +110,12 @@ impl RouteBuilder {
         self
     }
 
+    /// Hedges slow calls on every target (see [`StackBuilder::hedge`]).
+    pub fn hedge(mut self, config: ballast_route::HedgeConfig) -> Self {
+        self.hedge = Some(config);
+        self
+    }
+
     /// The targets' names, first first: the preset's name, numbered when it repeats
     /// (`openai`, `openai#2`).
     pub fn names(&self) -> Vec<String> {
@@ -151,6 +159,10 @@ impl RouteBuilder {
                     .budget_store(Arc::clone(&store)),
                 |builder, (scope, limit)| builder.scope_budget(scope, *limit),
             );
+            let builder = match &self.hedge {
+                Some(config) => builder.hedge(*config),
+                None => builder,
+            };
             let builder = match self.seed {
                 Some(seed) => builder.seed(seed.wrapping_add(i as u64)),
                 None => builder,
