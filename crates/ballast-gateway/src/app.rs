@@ -423,6 +423,18 @@ pub(crate) fn refuses(state: BreakerState) -> bool {
     )
 }
 
+/// Whether a target's breakers refuse every model it has been asked for: at least one key
+/// refuses and none lets calls through (the overflow breaker counts only once it has had
+/// calls). One model's open breaker does not make the target unable to serve the others.
+fn cannot_serve(breakers: &[ballast::breaker::KeySnapshot]) -> bool {
+    let mut keys = breakers.iter().filter(|b| {
+        let unused_overflow = b.key.host() == "(overflow)" && b.calls == 0 && !refuses(b.state);
+        !unused_overflow
+    });
+    let first = keys.next();
+    first.is_some_and(|b| refuses(b.state)) && keys.all(|b| refuses(b.state))
+}
+
 /// Every target's breakers as JSON.
 pub(crate) fn breakers_json(app: &App) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
@@ -487,7 +499,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     let none_can_serve = app
         .targets
         .iter()
-        .all(|target| target.breakers.snapshot().iter().any(|b| refuses(b.state)));
+        .all(|target| cannot_serve(&target.breakers.snapshot()));
     let (budget, spent_out) = budget_json(&app).await;
     let health = app.health.status();
     let ok = !none_can_serve && !spent_out;
@@ -609,4 +621,70 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         prometheus.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballast::breaker::{BreakerKey, KeySnapshot, LatchReason};
+
+    fn key(host: &str, model: &str, state: BreakerState, calls: u32) -> KeySnapshot {
+        KeySnapshot {
+            key: BreakerKey::new(host, model),
+            state,
+            calls,
+            failures: 0,
+            slow: 0,
+            failure_rate: 0.0,
+            consecutive_failures: 0,
+            trips: 0,
+            opened_total: 0,
+            refused: 0,
+            shed: 0.0,
+            waiting: 0,
+        }
+    }
+
+    #[test]
+    fn a_target_cannot_serve_only_when_every_key_it_was_asked_for_refuses() {
+        let open = BreakerState::Open {
+            retry_in: std::time::Duration::from_secs(5),
+        };
+        let latched = BreakerState::Latched(LatchReason::Auth);
+        let overflow = key("(overflow)", "", BreakerState::Closed, 0);
+        assert!(
+            !cannot_serve(std::slice::from_ref(&overflow)),
+            "nothing asked yet"
+        );
+        assert!(cannot_serve(&[
+            key("api.x.ai", "a", open, 9),
+            overflow.clone()
+        ]));
+        assert!(cannot_serve(&[
+            key("api.x.ai", "a", open, 9),
+            key("api.x.ai", "b", latched, 1),
+            overflow.clone(),
+        ]));
+        assert!(
+            !cannot_serve(&[
+                key("api.x.ai", "a", open, 9),
+                key("api.x.ai", "b", BreakerState::Closed, 30),
+                overflow.clone(),
+            ]),
+            "model b is still served"
+        );
+        assert!(
+            !cannot_serve(&[
+                key("api.x.ai", "a", open, 9),
+                key("(overflow)", "", BreakerState::Closed, 4),
+            ]),
+            "the overflow breaker serves models past the cap"
+        );
+        assert!(!cannot_serve(&[key(
+            "api.x.ai",
+            "a",
+            BreakerState::HalfOpen,
+            9
+        )]));
+    }
 }

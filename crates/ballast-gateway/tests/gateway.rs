@@ -172,6 +172,15 @@ async fn the_admin_routes_show_and_reset_a_latched_breaker() {
     assert_eq!(status, 503);
     assert_eq!(sim.ledger().len(), 1);
 
+    // Its only model latched: the gateway cannot serve, and says so.
+    let (status, ready) = call(
+        &gateway,
+        http::Request::get("/readyz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(ready["status"], "unavailable");
+
     for token in [None, Some("admin-token-wrong-one-00")] {
         let (status, answer) = call(&gateway, admin("GET", "/admin/breakers", token, "")).await;
         assert_eq!(status, 401, "{token:?}");
@@ -200,6 +209,12 @@ async fn the_admin_routes_show_and_reset_a_latched_breaker() {
     );
     let (_, breakers) = call(&gateway, admin("GET", "/admin/breakers", Some(ADMIN), "")).await;
     assert_eq!(breakers["breakers"][0]["state"], "closed");
+    let (status, _) = call(
+        &gateway,
+        http::Request::get("/readyz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "ready again once reset");
     // Reset, the next call is sent again.
     let _ = call(&gateway, chat()).await;
     assert_eq!(sim.ledger().len(), 2);
