@@ -768,3 +768,18 @@ async fn the_admin_reset_reads_no_body_without_the_token_and_a_small_one_with_it
         (http::StatusCode::OK, serde_json::json!({"reset": 1}))
     );
 }
+
+/// The listen address may be a host name; a bad one is refused in words.
+#[tokio::test]
+async fn the_listen_address_may_be_a_host_name() {
+    let config =
+        GatewayConfig::from_settings(&settings(&[("BALLAST_LISTEN", "localhost:0")])).unwrap();
+    let address = config.listen_address().await.unwrap();
+    assert!(address.ip().is_loopback(), "{address}");
+    let config =
+        GatewayConfig::from_settings(&settings(&[("BALLAST_LISTEN", "no port here")])).unwrap();
+    assert_eq!(
+        config.listen_address().await.unwrap_err().to_string(),
+        "BALLAST_LISTEN: expected host:port such as 127.0.0.1:8080 or localhost:8080, got \"no port here\""
+    );
+}
