@@ -17,7 +17,9 @@
 //! `MAX_TOKENS_DEFAULT`, `REQUEST_TIMEOUT` are read as the facade documents) with a small
 //! workload, and spends real money: a few cents at the defaults.
 //!
-//! Knobs: `DEMO_REQUESTS` (400 simulated, 10 live), `DEMO_WORKERS` (12 simulated, 2 live).
+//! Knobs: `DEMO_REQUESTS` (1500 simulated, 10 live), `DEMO_WORKERS` (24 simulated, 2 live).
+//! Flags that change the first pass (Ballast alone), to see what each part costs and buys:
+//! `-- --hedge` (hedging on), `--no-breaker` (the breaker disabled), `--no-throttle`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -106,6 +108,12 @@ async fn main() -> Result<(), BoxError> {
              in bursts, hangs; simulated time x{TIME_SCALE})\n"
         ),
     }
+    let flags: Vec<String> = std::env::args()
+        .filter(|arg| matches!(arg.as_str(), "--hedge" | "--no-breaker" | "--no-throttle"))
+        .collect();
+    if !flags.is_empty() {
+        println!("first pass (ballast) run with {}\n", flags.join(" "));
+    }
 
     let ballast = run(&upstream, &config, "ballast", requests, workers).await?;
     let naive = run(&upstream, &config, "naive retry", requests, workers).await?;
@@ -159,9 +167,18 @@ async fn run(
         _ => None,
     };
     let (service, breaker, spend): (ChatService, _, Vec<_>) = if name == "ballast" {
-        let stack = StackBuilder::new(config.clone())
-            .time_scale(scale)
-            .build(client);
+        let flag = |name: &str| std::env::args().any(|arg| arg == name);
+        let mut builder = StackBuilder::new(config.clone()).time_scale(scale);
+        if flag("--hedge") {
+            builder = builder.hedge(ballast::route::HedgeConfig::default());
+        }
+        if flag("--no-throttle") {
+            builder = builder.no_throttle();
+        }
+        let stack = builder.build(client);
+        if flag("--no-breaker") {
+            stack.breaker.disable();
+        }
         (
             BoxCloneSyncService::new(stack.service),
             Some(stack.breaker),
