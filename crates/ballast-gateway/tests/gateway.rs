@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use ballast_gateway::{Gateway, GatewayConfig, Settings};
-use ballast_sim::{ExpectedKey, Scenario, SimServer, Simulator};
+use ballast_sim::SimServer;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -15,26 +15,25 @@ use tower::ServiceExt;
 const KEY: &str = "xai-gateway-test-key";
 const ADMIN: &str = "admin-token-0123456789";
 
-/// Settings from `vars` alone (no process environment, no file).
-fn settings(vars: &[(&str, &str)]) -> Settings {
-    let vars: Vec<(String, String)> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    Settings::from_toml("", move |name| {
-        vars.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| OsString::from(v))
-    })
-    .unwrap()
-}
+#[allow(dead_code)]
+mod common;
 
-fn simulator(expected_key: &str) -> Simulator {
-    Simulator::new(Scenario {
-        api_key: Some(ExpectedKey(expected_key.into())),
-        time_scale: 600.0,
-        ..Scenario::healthy()
-    })
+use common::{settings, simulator};
+
+/// A gateway over `vars`, served on a free loopback port until the test ends.
+async fn serving(vars: &[(&str, &str)]) -> (GatewayConfig, std::net::SocketAddr) {
+    let config = GatewayConfig::from_settings(&settings(vars)).unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(ballast_gateway::serve(
+        listener,
+        gateway.router(),
+        config.header_timeout,
+        config.max_connections,
+        std::future::pending(),
+    ));
+    (config, address)
 }
 
 async fn call(gateway: &Gateway, request: http::Request<Body>) -> (http::StatusCode, Value) {
@@ -286,22 +285,12 @@ fn tokio_stream_from<T>(
 #[tokio::test(start_paused = true)]
 async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = GatewayConfig::from_settings(&settings(&[
+    let (_, address) = serving(&[
         ("XAI_API_KEY", KEY),
         ("XAI_BASE_URL", "http://127.0.0.1:9/v1"),
         ("BALLAST_HEADER_TIMEOUT", "3"),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(ballast_gateway::serve(
-        listener,
-        gateway.router(),
-        config.header_timeout,
-        config.max_connections,
-        std::future::pending(),
-    ));
+    ])
+    .await;
     let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
     client
         .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -643,22 +632,12 @@ async fn a_body_over_the_cap_is_answered_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_past_the_cap_is_closed_at_once() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = GatewayConfig::from_settings(&settings(&[
+    let (_, address) = serving(&[
         ("XAI_API_KEY", KEY),
         ("XAI_BASE_URL", "http://127.0.0.1:9/v1"),
         ("BALLAST_MAX_CONNECTIONS", "1"),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(ballast_gateway::serve(
-        listener,
-        gateway.router(),
-        config.header_timeout,
-        config.max_connections,
-        std::future::pending(),
-    ));
+    ])
+    .await;
     let mut first = tokio::net::TcpStream::connect(address).await.unwrap();
     // The first is taken (its request is answered) before the second arrives.
     first

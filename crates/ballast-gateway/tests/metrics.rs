@@ -1,12 +1,13 @@
 //! `/metrics` and the status page: the read-out gauges equal what the layers and the
 //! provider's ledger say. Its own test binary: it installs the process's metrics recorder.
 
-use std::ffi::OsString;
+#[allow(dead_code)]
+mod common;
 
 use axum::body::Body;
 use ballast::cost::Usd;
-use ballast_gateway::{Gateway, GatewayConfig, Settings};
-use ballast_sim::{ExpectedKey, Scenario, SimServer, Simulator};
+use ballast_gateway::{Gateway, GatewayConfig};
+use ballast_sim::SimServer;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -47,23 +48,10 @@ async fn the_gauges_equal_the_ledger_and_the_page_reads_them() {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .unwrap();
-    let sim = Simulator::new(Scenario {
-        api_key: Some(ExpectedKey(KEY.into())),
-        time_scale: 600.0,
-        ..Scenario::healthy()
-    });
+    let sim = common::simulator(KEY);
     let server = SimServer::start(sim.clone()).await.unwrap();
     let base = format!("{}/v1", server.url());
-    let vars = [
-        ("XAI_API_KEY".to_owned(), KEY.to_owned()),
-        ("XAI_BASE_URL".to_owned(), base),
-    ];
-    let settings = Settings::from_toml("", move |name| {
-        vars.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| OsString::from(v))
-    })
-    .unwrap();
+    let settings = common::settings(&[("XAI_API_KEY", KEY), ("XAI_BASE_URL", &base)]);
     let config = GatewayConfig::from_settings(&settings).unwrap();
     let gateway = Gateway::new(&config, Some(prometheus)).unwrap();
     for i in 0..5 {

@@ -4,12 +4,14 @@
 //! subscriber.
 #![cfg(feature = "otel")]
 
-use std::ffi::OsString;
+#[allow(dead_code)]
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use ballast_gateway::{Gateway, GatewayConfig, Otel, Settings};
-use ballast_sim::{ExpectedKey, Scenario, SimServer, Simulator};
+use ballast_gateway::{Gateway, GatewayConfig, Otel};
+use ballast_sim::SimServer;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -59,22 +61,10 @@ async fn a_call_reaches_the_collector_as_a_call_span_and_an_attempt_span() {
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(otel.layer()))
         .unwrap();
 
-    let sim = Simulator::new(Scenario {
-        api_key: Some(ExpectedKey(KEY.into())),
-        time_scale: 600.0,
-        ..Scenario::healthy()
-    });
+    let sim = common::simulator(KEY);
     let server = SimServer::start(sim.clone()).await.unwrap();
-    let vars = [
-        ("XAI_API_KEY".to_owned(), KEY.to_owned()),
-        ("XAI_BASE_URL".to_owned(), format!("{}/v1", server.url())),
-    ];
-    let settings = Settings::from_toml("", move |name| {
-        vars.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| OsString::from(v))
-    })
-    .unwrap();
+    let base = format!("{}/v1", server.url());
+    let settings = common::settings(&[("XAI_API_KEY", KEY), ("XAI_BASE_URL", &base)]);
     let gateway = Gateway::new(&GatewayConfig::from_settings(&settings).unwrap(), None).unwrap();
     let request = http::Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
