@@ -52,6 +52,8 @@ pub(crate) struct TargetInfo {
 pub(crate) struct App {
     upstream: Upstream,
     upstream_uri: http::Uri,
+    /// The primary's Responses API endpoint (`{base}/responses`).
+    responses_uri: http::Uri,
     pub(crate) targets: Vec<TargetInfo>,
     pub(crate) budget: BudgetLayer<Arc<MemoryStore>>,
     health: HealthMonitor,
@@ -67,7 +69,8 @@ pub(crate) struct App {
 /// The gateway: an OpenAI-compatible front over a Ballast stack, or over a fallback chain
 /// of them.
 ///
-/// Routes: `POST /v1/chat/completions` (streamed or not), `GET /v1/models` (the configured
+/// Routes: `POST /v1/chat/completions` and `POST /v1/responses` (streamed or not),
+/// `GET /v1/models` (the configured
 /// targets' models), `GET /healthz` (liveness), `GET /readyz` (readiness: 503 only when no
 /// target can serve or the budget is spent), `GET /metrics` (Prometheus, when a handle is
 /// given), and with an admin token `GET /admin/breakers`, `POST /admin/breakers/reset`,
@@ -95,11 +98,11 @@ impl Gateway {
         prometheus: Option<PrometheusHandle>,
     ) -> Result<Self, BoxError> {
         let primary = config.provider.clone();
-        let upstream_uri: http::Uri = format!(
-            "{}/chat/completions",
-            primary.base_url.to_string().trim_end_matches('/')
-        )
-        .parse()?;
+        let base = primary.base_url.to_string();
+        let upstream_uri: http::Uri =
+            format!("{}/chat/completions", base.trim_end_matches('/')).parse()?;
+        let responses_uri: http::Uri =
+            format!("{}/responses", base.trim_end_matches('/')).parse()?;
         // One stack when the primary speaks chat and nothing comes after it; otherwise a
         // route (fallbacks, or a primary whose API the caller's chat is translated to).
         let app = if config.fallbacks.is_empty() && primary.preset.api() == Api::OpenAi {
@@ -128,6 +131,7 @@ impl Gateway {
             App {
                 upstream: BoxCloneSyncService::new(stack.service),
                 upstream_uri,
+                responses_uri,
                 targets: vec![TargetInfo {
                     name,
                     model,
@@ -176,6 +180,7 @@ impl Gateway {
                     .collect(),
                 upstream: BoxCloneSyncService::new(route.service),
                 upstream_uri,
+                responses_uri,
                 prometheus,
                 body_timeout: config.body_timeout,
                 admin_token: config.admin_token.clone(),
@@ -204,6 +209,7 @@ impl Gateway {
         Router::new()
             .route("/", get(status_page))
             .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/responses", post(responses))
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
@@ -270,15 +276,35 @@ pub(crate) fn openai_error(status: http::StatusCode, kind: &str, message: &str) 
     (status, axum::Json(body)).into_response()
 }
 
-/// Forwards the body upstream through the stack and answers with what came back. The body
-/// goes in as it arrives, due whole within the body timeout (408 after it): the stack
-/// reads it once, under its size cap (413 past it, and nothing is sent).
+/// `POST /v1/chat/completions`: see [`forward`].
 async fn chat_completions(
     State(app): State<Arc<App>>,
     headers: http::HeaderMap,
     body: Body,
 ) -> Response {
-    let caller = match caller(&app, &headers) {
+    let uri = app.upstream_uri.clone();
+    forward(&app, &headers, body, uri, Dialect::Chat).await
+}
+
+/// `POST /v1/responses` (OpenAI's Responses API, as xAI and OpenAI serve it): see
+/// [`forward`]. A fallback that cannot take a Responses request is passed over.
+async fn responses(State(app): State<Arc<App>>, headers: http::HeaderMap, body: Body) -> Response {
+    let uri = app.responses_uri.clone();
+    forward(&app, &headers, body, uri, Dialect::Responses).await
+}
+
+/// Forwards the body to `uri` through the stack and answers with what came back, a failed
+/// stream ended in `dialect`'s error event. The body goes in as it arrives, due whole
+/// within the body timeout (408 after it): the stack reads it once, under its size cap
+/// (413 past it, and nothing is sent).
+async fn forward(
+    app: &App,
+    headers: &http::HeaderMap,
+    body: Body,
+    uri: http::Uri,
+    dialect: Dialect,
+) -> Response {
+    let caller = match caller(app, headers) {
         Ok(caller) => caller,
         Err(message) => {
             return openai_error(http::StatusCode::UNAUTHORIZED, "invalid_api_key", message);
@@ -309,7 +335,7 @@ async fn chat_completions(
     );
     let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = app.upstream_uri.clone();
+    *request.uri_mut() = uri;
     request.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
@@ -335,7 +361,7 @@ async fn chat_completions(
             keep_allowed_headers(&mut parts.headers);
             // A stream that fails after its first content ends with an error event the
             // SDK raises, never with `[DONE]`.
-            Response::from_parts(parts, Body::new(InBandErrors::new(body, Dialect::Chat)))
+            Response::from_parts(parts, Body::new(InBandErrors::new(body, dialect)))
         }
         // The caller can fix it: the provider's message, masked (an upstream that echoes a
         // key does not hand it on) and in OpenAI's error shape, not its body as it came.
@@ -404,7 +430,7 @@ async fn not_found(uri: http::Uri) -> Response {
         http::StatusCode::NOT_FOUND,
         "not_found",
         &format!(
-            "No route for {}: this gateway serves POST /v1/chat/completions, GET /v1/models, /healthz, /readyz and /metrics.",
+            "No route for {}: this gateway serves POST /v1/chat/completions and /v1/responses, GET /v1/models, /healthz, /readyz and /metrics.",
             uri.path()
         ),
     )

@@ -762,3 +762,56 @@ async fn the_listen_address_may_be_a_host_name() {
         "BALLAST_LISTEN: expected host:port such as 127.0.0.1:8080 or localhost:8080, got \"no port here\""
     );
 }
+
+/// OpenAI's Responses API goes through too, plain and streamed: the provider's answer back
+/// as it sent it, and the budget equal to the bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_responses_api_is_served() {
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let request = |stream: bool| {
+        http::Request::post("/v1/responses")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({
+                    "model": "grok-code-fast-1",
+                    "input": "hi",
+                    "max_output_tokens": 20,
+                    "stream": stream,
+                })
+                .to_string(),
+            ))
+            .unwrap()
+    };
+    let (status, answer) = call(&gateway, request(false)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "response");
+    let answer = gateway.router().oneshot(request(true)).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = String::from_utf8(
+        answer
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("event: response.completed"), "{text}");
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 2);
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(ledger.billed_usd())
+    );
+}
