@@ -62,6 +62,13 @@ pub(crate) struct App {
     pub(crate) admin_token: Option<AdminToken>,
     /// The callers' keys by their SHA-256: the budget scope each counts in, its rate.
     client_keys: HashMap<[u8; 32], Caller>,
+    /// How many of `targets` are the provider and its fallbacks (the named routes' come
+    /// after).
+    default_targets: usize,
+    /// The named routes, by the model name callers ask for.
+    routes: HashMap<String, Upstream>,
+    /// Each named route's name and its first target's, in the order configured.
+    route_names: Vec<(String, String)>,
     /// Every client key's scope and its own daily budget, in the order configured.
     pub(crate) scopes: Vec<(BudgetScope, Option<ballast::cost::Usd>)>,
 }
@@ -98,6 +105,8 @@ impl Gateway {
         prometheus: Option<PrometheusHandle>,
     ) -> Result<Self, BoxError> {
         let primary = config.provider.clone();
+        // One budget for every stack and route: one store.
+        let store = Arc::new(MemoryStore::new());
         let base = primary.base_url.to_string();
         let upstream_uri: http::Uri =
             format!("{}/chat/completions", base.trim_end_matches('/')).parse()?;
@@ -125,9 +134,7 @@ impl Gateway {
                     builder.throttle(ballast::throttle::ThrottleConfig::starting_at(rpm))
                 }
             };
-            let stack = builder
-                .budget_store(Arc::new(MemoryStore::new()))
-                .build_https()?;
+            let stack = builder.budget_store(Arc::clone(&store)).build_https()?;
             App {
                 upstream: BoxCloneSyncService::new(stack.service),
                 upstream_uri,
@@ -145,12 +152,15 @@ impl Gateway {
                 admin_token: config.admin_token.clone(),
                 client_keys: HashMap::new(),
                 scopes: Vec::new(),
+                default_targets: 0,
+                routes: HashMap::new(),
+                route_names: Vec::new(),
             }
         } else {
             let mut models = vec![primary.preset.default_model().to_owned()];
             let mut route = scoped(
                 config,
-                RouteBuilder::new(primary),
+                RouteBuilder::new(primary).budget_store(Arc::clone(&store)),
                 RouteBuilder::scope_budget,
             );
             for fallback in &config.fallbacks {
@@ -186,9 +196,42 @@ impl Gateway {
                 admin_token: config.admin_token.clone(),
                 client_keys: HashMap::new(),
                 scopes: Vec::new(),
+                default_targets: 0,
+                routes: HashMap::new(),
+                route_names: Vec::new(),
             }
         };
         let mut app = app;
+        app.default_targets = app.targets.len();
+        for named in &config.routes {
+            let Some(route) = RouteBuilder::from_chain(named.chain.clone()) else {
+                continue;
+            };
+            let mut route = scoped(
+                config,
+                route.budget_store(Arc::clone(&store)),
+                RouteBuilder::scope_budget,
+            );
+            if config.hedge {
+                route = route.hedge(ballast::route::HedgeConfig::default());
+            }
+            let route = route.build_https()?;
+            for ((name, stack), target) in route.targets.iter().zip(&named.chain) {
+                app.targets.push(TargetInfo {
+                    name: format!("{}/{name}", named.model),
+                    model: target
+                        .model
+                        .clone()
+                        .unwrap_or_else(|| target.config.preset.default_model().to_owned()),
+                    breakers: stack.breaker.clone(),
+                    throttle: stack.throttle.clone(),
+                });
+            }
+            let owner = route.targets[0].0.clone();
+            app.routes
+                .insert(named.model.clone(), BoxCloneSyncService::new(route.service));
+            app.route_names.push((named.model.clone(), owner));
+        }
         for key in &config.client_keys {
             let scope = BudgetScope(Arc::from(key.name.as_str()));
             let rate = key.rpm.map(|rpm| (rpm, KeyRate::new(rpm)));
@@ -328,11 +371,43 @@ async fn forward(
     }
     let scope = caller.map(|caller| caller.scope.clone());
     let timed_out = Arc::new(AtomicBool::new(false));
-    let body = DeadlineBody::new(
-        body,
-        tokio::time::Instant::now() + app.body_timeout,
-        Arc::clone(&timed_out),
-    );
+    let deadline = tokio::time::Instant::now() + app.body_timeout;
+    let mut upstream = &app.upstream;
+    // With named routes the model decides the route: the body is read here (under the same
+    // deadline and cap as the stack's), and handed on whole.
+    let body = if app.routes.is_empty() {
+        body
+    } else {
+        let read = http_body_util::Limited::new(
+            DeadlineBody::new(body, deadline, Arc::clone(&timed_out)),
+            ROUTED_BODY_LIMIT,
+        );
+        let bytes = match http_body_util::BodyExt::collect(read).await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) if timed_out.load(Ordering::Acquire) => {
+                return body_timed_out(app);
+            }
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return openai_error(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "bad_request",
+                    "The request is too large.",
+                );
+            }
+            Err(_) => {
+                return openai_error(
+                    http::StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "The request body could not be read.",
+                );
+            }
+        };
+        if let Some(route) = requested_model(&bytes).and_then(|model| app.routes.get(&model)) {
+            upstream = route;
+        }
+        Body::from(bytes)
+    };
+    let body = DeadlineBody::new(body, deadline, Arc::clone(&timed_out));
     let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri;
@@ -343,16 +418,9 @@ async fn forward(
     if let Some(scope) = scope {
         request.extensions_mut().insert(scope);
     }
-    let result = app.upstream.clone().oneshot(request).await;
+    let result = upstream.clone().oneshot(request).await;
     if timed_out.load(Ordering::Acquire) {
-        return openai_error(
-            http::StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            &format!(
-                "The request body did not arrive within {} s.",
-                app.body_timeout.as_secs()
-            ),
-        );
+        return body_timed_out(app);
     }
     let outcome = Outcome::from_result(&result);
     match result {
@@ -399,6 +467,31 @@ async fn forward(
     }
 }
 
+/// The most a request read by the gateway itself (to choose a named route) may hold: the
+/// stack's own cap.
+const ROUTED_BODY_LIMIT: usize = 32 << 20;
+
+/// The 408 for a body that did not arrive in time.
+fn body_timed_out(app: &App) -> Response {
+    openai_error(
+        http::StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        &format!(
+            "The request body did not arrive within {} s.",
+            app.body_timeout.as_secs()
+        ),
+    )
+}
+
+/// The top-level `model` of a JSON request body, if it has one.
+fn requested_model(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Model {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<Model>(body).ok()?.model
+}
+
 /// Failures only the caller can fix: they get the provider's own message.
 fn is_callers_fault(class: OutcomeClass) -> bool {
     matches!(
@@ -409,15 +502,22 @@ fn is_callers_fault(class: OutcomeClass) -> bool {
 
 /// The configured targets' models, in OpenAI's list shape (`owned_by` names the target).
 async fn models(State(app): State<Arc<App>>) -> Response {
-    let data: Vec<_> = app
-        .targets
+    // The provider and its fallbacks (the targets before the named routes' own), then each
+    // named route by the name callers ask for.
+    let data: Vec<_> = app.targets[..app.default_targets]
         .iter()
-        .map(|target| {
+        .map(|target| (target.model.as_str(), target.name.as_str()))
+        .chain(
+            app.route_names
+                .iter()
+                .map(|(route, owner)| (route.as_str(), owner.as_str())),
+        )
+        .map(|(id, owner)| {
             json!({
-                "id": target.model,
+                "id": id,
                 "object": "model",
                 "created": 0,
-                "owned_by": target.name,
+                "owned_by": owner,
             })
         })
         .collect();

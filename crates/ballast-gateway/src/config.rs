@@ -48,6 +48,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
 pub struct Settings {
     file: BTreeMap<&'static str, String>,
     client_keys: Vec<toml::Table>,
+    routes: Vec<toml::Table>,
     env: Box<EnvLookup>,
 }
 
@@ -108,20 +109,30 @@ impl Settings {
         })?;
         let mut file = BTreeMap::new();
         let mut client_keys = Vec::new();
+        let mut routes = Vec::new();
         for (key, value) in table {
-            if key == "client_keys" {
-                let toml::Value::Array(entries) = value else {
-                    return Err(problem(
-                        "client_keys: expected an array of tables ([[client_keys]])".to_owned(),
-                    ));
-                };
-                for entry in entries {
-                    let toml::Value::Table(entry) = entry else {
-                        return Err(problem(
-                            "client_keys: expected an array of tables ([[client_keys]])".to_owned(),
-                        ));
+            if key == "client_keys" || key == "routes" {
+                let tables = |value: toml::Value| -> Option<Vec<toml::Table>> {
+                    let toml::Value::Array(entries) = value else {
+                        return None;
                     };
-                    client_keys.push(entry);
+                    entries
+                        .into_iter()
+                        .map(|entry| match entry {
+                            toml::Value::Table(table) => Some(table),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                let Some(entries) = tables(value) else {
+                    return Err(problem(format!(
+                        "{key}: expected an array of tables ([[{key}]])"
+                    )));
+                };
+                if key == "routes" {
+                    routes.extend(entries);
+                } else {
+                    client_keys.extend(entries);
                 }
                 continue;
             }
@@ -150,6 +161,7 @@ impl Settings {
         Ok(Self {
             file,
             client_keys,
+            routes,
             env: Box::new(env),
         })
     }
@@ -298,9 +310,72 @@ pub struct GatewayConfig {
     /// for a call slower than the recent p95, at most 10% extra calls; for providers that
     /// hang, as xAI's did).
     pub hedge: bool,
+    /// Named routes (`[[routes]]` in the file: `model`, the name callers ask for, and
+    /// `chain`, its targets as `BALLAST_FALLBACKS` writes them, e.g.
+    /// `"xai:grok-code-fast-1, openai:gpt-4o-mini"`): a call asking for a route's name goes
+    /// down its chain, each target asked for its own model; any other call goes to the
+    /// provider and its fallbacks.
+    pub routes: Vec<NamedRoute>,
     /// The callers' keys (`[[client_keys]]` in the file, or `BALLAST_CLIENT_KEYS`): with
     /// any, a call must carry one as its bearer token, and is held to its key's budget.
     pub client_keys: Vec<ClientKey>,
+}
+
+/// A route callers reach by asking for its name as their model.
+#[derive(Debug, Clone)]
+pub struct NamedRoute {
+    /// The name callers ask for.
+    pub model: String,
+    /// Its targets, first first, each with the model it is asked for.
+    pub chain: Vec<FallbackConfig>,
+}
+
+/// The `[[routes]]` tables of the settings file, each chain read as `BALLAST_FALLBACKS` is
+/// (each provider's key and base URL from its own variables).
+fn named_routes(settings: &Settings) -> Result<Vec<NamedRoute>, GatewayError> {
+    let mut routes: Vec<NamedRoute> = Vec::new();
+    for table in &settings.routes {
+        let problem = |problem: String| GatewayError::Invalid {
+            variable: "routes",
+            problem,
+        };
+        for field in table.keys() {
+            if !matches!(field.as_str(), "model" | "chain") {
+                return Err(problem(format!(
+                    "unknown field {field:?}; expected model, chain"
+                )));
+            }
+        }
+        let text = |field: &str| match table.get(field) {
+            Some(toml::Value::String(text)) if !text.trim().is_empty() => {
+                Ok(text.trim().to_owned())
+            }
+            _ => Err(problem(format!("each route needs a {field} (a string)"))),
+        };
+        let model = text("model")?;
+        let chain_text = text("chain")?;
+        if routes.iter().any(|route| route.model == model) {
+            return Err(problem(format!("route {model:?} is given twice")));
+        }
+        let chain = Config::fallbacks_from_vars(|name| {
+            if name == "BALLAST_FALLBACKS" {
+                Some(chain_text.clone())
+            } else {
+                settings.get(name)
+            }
+        })
+        .map_err(|error| {
+            problem(format!(
+                "route {model:?}: {}",
+                error.to_string().replace("BALLAST_FALLBACKS", "its chain")
+            ))
+        })?;
+        if chain.is_empty() {
+            return Err(problem(format!("route {model:?} has no target")));
+        }
+        routes.push(NamedRoute { model, chain });
+    }
+    Ok(routes)
 }
 
 /// A caller's key, kept as its SHA-256 (the key itself is never stored or logged), with
@@ -596,6 +671,7 @@ impl GatewayConfig {
                 Some(other) => return Err(invalid("BALLAST_HEDGE", "on or off", other)),
             },
             client_keys: client_keys(settings)?,
+            routes: named_routes(settings)?,
         })
     }
 

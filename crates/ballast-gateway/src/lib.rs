@@ -47,7 +47,8 @@ mod serve;
 pub use app::Gateway;
 pub use body::{BodyTimedOut, DeadlineBody};
 pub use config::{
-    AdminToken, ClientKey, GatewayConfig, GatewayError, LogFormat, Settings, ThrottleSetting,
+    AdminToken, ClientKey, GatewayConfig, GatewayError, LogFormat, NamedRoute, Settings,
+    ThrottleSetting,
 };
 #[cfg(feature = "otel")]
 pub use otel::Otel;

@@ -815,3 +815,85 @@ async fn the_responses_api_is_served() {
         Some(ledger.billed_usd())
     );
 }
+
+/// A named route: a call asking for its name goes down its chain (its first target asked
+/// for the target's own model); any other call goes to the provider. `/v1/models` lists
+/// both, and a route that names an unknown provider is refused in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_route_serves_the_calls_that_ask_for_it() {
+    let primary = simulator(KEY);
+    let primary_server = SimServer::start(primary.clone()).await.unwrap();
+    let routed = ballast_sim::Simulator::new(ballast_sim::Scenario {
+        api_key: Some(ballast_sim::ExpectedKey("sk-route-test-key".into())),
+        time_scale: 600.0,
+        flavor: ballast_sim::Flavor::OpenAi,
+        ..ballast_sim::Scenario::healthy()
+    });
+    let routed_server = SimServer::start(routed.clone()).await.unwrap();
+    let env = [
+        ("XAI_API_KEY".to_owned(), KEY.to_owned()),
+        (
+            "XAI_BASE_URL".to_owned(),
+            format!("{}/v1", primary_server.url()),
+        ),
+        ("OPENAI_API_KEY".to_owned(), "sk-route-test-key".to_owned()),
+        (
+            "OPENAI_BASE_URL".to_owned(),
+            format!("{}/v1", routed_server.url()),
+        ),
+    ];
+    let settings = Settings::from_toml(
+        "[[routes]]\nmodel = \"fast\"\nchain = \"openai:gpt-4o-mini\"\n",
+        move |name| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| OsString::from(v))
+        },
+    )
+    .unwrap();
+    let config = GatewayConfig::from_settings(&settings).unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let ask = |model: &str| {
+        http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(format!(
+                r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}],"max_tokens":20}}"#
+            )))
+            .unwrap()
+    };
+    let (status, answer) = call(&gateway, ask("fast")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(routed.ledger().len(), 1);
+    assert_eq!(routed.ledger().entries()[0].model, "gpt-4o-mini");
+    assert_eq!(primary.ledger().len(), 0);
+    let (status, _) = call(&gateway, ask("grok-code-fast-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(primary.ledger().len(), 1);
+    assert_eq!(routed.ledger().len(), 1);
+
+    let (_, models) = call(
+        &gateway,
+        http::Request::get("/v1/models")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let listed: Vec<(&str, &str)> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap(), m["owned_by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(listed, [("grok-code-fast-1", "xai"), ("fast", "openai")]);
+
+    let error = GatewayConfig::from_settings(
+        &Settings::from_toml("[[routes]]\nmodel = \"x\"\nchain = \"grok\"\n", |_| None).unwrap(),
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("routes: route \"x\": its chain"),
+        "{error}"
+    );
+}

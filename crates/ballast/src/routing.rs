@@ -39,6 +39,7 @@ pub struct RouteBuilder {
     seed: Option<u64>,
     scope_budgets: Vec<(String, Usd)>,
     hedge: Option<ballast_route::HedgeConfig>,
+    store: Option<Arc<MemoryStore>>,
 }
 
 /// A built route: the service, and each target's stack (its handles), first first.
@@ -62,7 +63,27 @@ impl RouteBuilder {
             seed: None,
             scope_budgets: Vec::new(),
             hedge: None,
+            store: None,
         }
+    }
+
+    /// A route over `chain`, first first, each target asked for its own model (`None`: the
+    /// caller's); `None` for an empty chain.
+    pub fn from_chain(chain: Vec<FallbackConfig>) -> Option<Self> {
+        let mut chain = chain.into_iter();
+        let first = chain.next()?;
+        let model = first.model.clone();
+        let mut route = Self::new(first.config);
+        route.targets[0].model = model;
+        route.targets.extend(chain);
+        Some(route)
+    }
+
+    /// Keeps the budget in `store` (shared with other routes or stacks) rather than in a
+    /// store of the route's own.
+    pub fn budget_store(mut self, store: Arc<MemoryStore>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// The primary from `preset`'s variables and the fallbacks from `BALLAST_FALLBACKS`
@@ -147,7 +168,10 @@ impl RouteBuilder {
         R::Error: Into<BoxError>,
     {
         let names = self.names();
-        let store = Arc::new(MemoryStore::new());
+        let store = self
+            .store
+            .clone()
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let mut targets = Vec::new();
         let mut chain = Vec::new();
         for (i, (target, name)) in self.targets.into_iter().zip(names).enumerate() {
