@@ -114,70 +114,58 @@ impl Gateway {
             format!("{}/responses", base.trim_end_matches('/')).parse()?;
         // One stack when the primary speaks chat and nothing comes after it; otherwise a
         // route (fallbacks, or a primary whose API the caller's chat is translated to).
-        let app = if config.fallbacks.is_empty() && primary.preset.api() == Api::OpenAi {
-            let model = primary.preset.default_model().to_owned();
-            let name = primary.preset.name().to_owned();
-            let builder = scoped(
-                config,
-                StackBuilder::new(primary),
-                StackBuilder::scope_budget,
-            );
-            let builder = if config.hedge {
-                builder.hedge(ballast::route::HedgeConfig::default())
-            } else {
-                builder
-            };
-            let builder = match config.throttle {
-                ThrottleSetting::Auto => builder,
-                ThrottleSetting::Off => builder.no_throttle(),
-                ThrottleSetting::PerMinute(rpm) => {
-                    builder.throttle(ballast::throttle::ThrottleConfig::starting_at(rpm))
-                }
-            };
-            let stack = builder.budget_store(Arc::clone(&store)).build_https()?;
-            App {
-                upstream: BoxCloneSyncService::new(stack.service),
-                upstream_uri,
-                responses_uri,
-                targets: vec![TargetInfo {
-                    name,
-                    model,
-                    breakers: stack.breaker,
-                    throttle: stack.throttle,
-                }],
-                budget: stack.budget,
-                health: stack.health,
-                prometheus,
-                body_timeout: config.body_timeout,
-                admin_token: config.admin_token.clone(),
-                client_keys: HashMap::new(),
-                scopes: Vec::new(),
-                default_targets: 0,
-                routes: HashMap::new(),
-                route_names: Vec::new(),
-            }
-        } else {
-            let mut models = vec![primary.preset.default_model().to_owned()];
-            let mut route = scoped(
-                config,
-                RouteBuilder::new(primary).budget_store(Arc::clone(&store)),
-                RouteBuilder::scope_budget,
-            );
-            for fallback in &config.fallbacks {
-                models.push(
-                    fallback
-                        .model
-                        .clone()
-                        .unwrap_or_else(|| fallback.config.preset.default_model().to_owned()),
+        let (upstream, targets, budget, health) =
+            if config.fallbacks.is_empty() && primary.preset.api() == Api::OpenAi {
+                let model = primary.preset.default_model().to_owned();
+                let name = primary.preset.name().to_owned();
+                let builder = scoped(
+                    config,
+                    StackBuilder::new(primary),
+                    StackBuilder::scope_budget,
                 );
-                route = route.fallback(fallback.config.clone(), fallback.model.as_deref());
-            }
-            let route = route.build_https()?;
-            let (_, first) = &route.targets[0];
-            App {
-                budget: first.budget.clone(),
-                health: first.health.clone(),
-                targets: route
+                let builder = if config.hedge {
+                    builder.hedge(ballast::route::HedgeConfig::default())
+                } else {
+                    builder
+                };
+                let builder = match config.throttle {
+                    ThrottleSetting::Auto => builder,
+                    ThrottleSetting::Off => builder.no_throttle(),
+                    ThrottleSetting::PerMinute(rpm) => {
+                        builder.throttle(ballast::throttle::ThrottleConfig::starting_at(rpm))
+                    }
+                };
+                let stack = builder.budget_store(Arc::clone(&store)).build_https()?;
+                (
+                    BoxCloneSyncService::new(stack.service),
+                    vec![TargetInfo {
+                        name,
+                        model,
+                        breakers: stack.breaker,
+                        throttle: stack.throttle,
+                    }],
+                    stack.budget,
+                    stack.health,
+                )
+            } else {
+                let mut models = vec![primary.preset.default_model().to_owned()];
+                let mut route = scoped(
+                    config,
+                    RouteBuilder::new(primary).budget_store(Arc::clone(&store)),
+                    RouteBuilder::scope_budget,
+                );
+                for fallback in &config.fallbacks {
+                    models.push(
+                        fallback
+                            .model
+                            .clone()
+                            .unwrap_or_else(|| fallback.config.preset.default_model().to_owned()),
+                    );
+                    route = route.fallback(fallback.config.clone(), fallback.model.as_deref());
+                }
+                let route = route.build_https()?;
+                let (_, first) = &route.targets[0];
+                let targets = route
                     .targets
                     .iter()
                     .zip(models)
@@ -187,22 +175,30 @@ impl Gateway {
                         breakers: stack.breaker.clone(),
                         throttle: stack.throttle.clone(),
                     })
-                    .collect(),
-                upstream: BoxCloneSyncService::new(route.service),
-                upstream_uri,
-                responses_uri,
-                prometheus,
-                body_timeout: config.body_timeout,
-                admin_token: config.admin_token.clone(),
-                client_keys: HashMap::new(),
-                scopes: Vec::new(),
-                default_targets: 0,
-                routes: HashMap::new(),
-                route_names: Vec::new(),
-            }
+                    .collect();
+                (
+                    BoxCloneSyncService::new(route.service),
+                    targets,
+                    first.budget.clone(),
+                    first.health.clone(),
+                )
+            };
+        let mut app = App {
+            upstream,
+            upstream_uri,
+            responses_uri,
+            default_targets: targets.len(),
+            targets,
+            budget,
+            health,
+            prometheus,
+            body_timeout: config.body_timeout,
+            admin_token: config.admin_token.clone(),
+            client_keys: HashMap::new(),
+            scopes: Vec::new(),
+            routes: HashMap::new(),
+            route_names: Vec::new(),
         };
-        let mut app = app;
-        app.default_targets = app.targets.len();
         for named in &config.routes {
             let Some(route) = RouteBuilder::from_chain(named.chain.clone()) else {
                 continue;

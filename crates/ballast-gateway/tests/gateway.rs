@@ -45,6 +45,28 @@ async fn call(gateway: &Gateway, request: http::Request<Body>) -> (http::StatusC
     (status, json)
 }
 
+/// `/v1/models` as (id, owned_by) pairs.
+async fn listed_models(gateway: &Gateway) -> Vec<(String, String)> {
+    let (_, models) = call(
+        gateway,
+        http::Request::get("/v1/models")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().to_owned(),
+                m["owned_by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn chat() -> http::Request<Body> {
     http::Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
@@ -120,18 +142,10 @@ async fn models_lists_the_fallback_chain() {
     ]))
     .unwrap();
     let gateway = Gateway::new(&config, None).unwrap();
-    let (_, models) = call(
-        &gateway,
-        http::Request::get("/v1/models")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    let listed: Vec<(&str, &str)> = models["data"]
-        .as_array()
-        .unwrap()
+    let listed = listed_models(&gateway).await;
+    let listed: Vec<(&str, &str)> = listed
         .iter()
-        .map(|m| (m["id"].as_str().unwrap(), m["owned_by"].as_str().unwrap()))
+        .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     assert_eq!(
         listed,
@@ -871,18 +885,10 @@ async fn a_named_route_serves_the_calls_that_ask_for_it() {
     assert_eq!(primary.ledger().len(), 1);
     assert_eq!(routed.ledger().len(), 1);
 
-    let (_, models) = call(
-        &gateway,
-        http::Request::get("/v1/models")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
-    let listed: Vec<(&str, &str)> = models["data"]
-        .as_array()
-        .unwrap()
+    let listed = listed_models(&gateway).await;
+    let listed: Vec<(&str, &str)> = listed
         .iter()
-        .map(|m| (m["id"].as_str().unwrap(), m["owned_by"].as_str().unwrap()))
+        .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     assert_eq!(listed, [("grok-code-fast-1", "xai"), ("fast", "openai")]);
 
