@@ -36,8 +36,6 @@ pub(crate) struct Started {
     /// The call's or attempt's span (disabled unless a subscriber wants `ballast::gen_ai`
     /// spans, as the gateway's OpenTelemetry export does): fields recorded at the end.
     pub(crate) span: tracing::Span,
-    /// Whether this logger logs attempts (not calls).
-    pub(crate) scope_is_attempt: bool,
 }
 
 /// The span of a call or an attempt, with the GenAI semantic conventions' names
@@ -213,13 +211,13 @@ impl Finished {
                 self.duration,
             );
         }
-        self.record_span(model, cost);
+        self.record_span(scope, model, cost);
         self.log(shared, model, cost, today);
     }
 
     /// The span's end fields: usage, cost, the model that answered (at attempt scope, the
     /// one asked of the provider), and the error class when it failed.
-    fn record_span(&self, model: &str, cost: Usd) {
+    fn record_span(&self, scope: Scope, model: &str, cost: Usd) {
         let span = &self.started.span;
         if span.is_disabled() {
             return;
@@ -231,7 +229,7 @@ impl Finished {
         if let Some(source) = self.source {
             span.record("ballast.cost_source", source.as_str());
         }
-        if self.started.scope_is_attempt && !model.is_empty() && self.outcome.is_success() {
+        if scope == Scope::Attempt && !model.is_empty() && self.outcome.is_success() {
             span.record("gen_ai.response.model", model);
         }
         if !self.outcome.is_success() {

@@ -52,18 +52,18 @@ where
         let meters = shared.meters.model(facts.model().unwrap_or(""));
         // The facts' own name: an `Arc` clone, not a copy per call.
         let model = facts.model_name().map(|name| Arc::clone(name.shared()));
+        let attempt = Attempt::of_request(&request).get();
         let started = Started {
             model,
             meters,
             request_bytes: facts.body_len() as usize,
-            attempt: Attempt::of_request(&request).get(),
+            attempt,
             at: Instant::now(),
             call_spend: None,
             prompt,
             prompt_bound: facts.prompt_tokens(),
             output_cap: facts.output_cap().unwrap_or(shared.default_max_tokens),
-            span: crate::record::span(&shared, facts.model(), Attempt::of_request(&request).get()),
-            scope_is_attempt: shared.scope == Scope::Attempt,
+            span: crate::record::span(&shared, facts.model(), attempt),
         };
         let call_spend = match shared.scope {
             Scope::Call => {

@@ -278,7 +278,6 @@ where
             let (Some(delay), Some((spare, copy))) = (delay, spare) else {
                 return answered(first.await);
             };
-            let first: Pin<&mut S::Future> = first;
             // The attempts racing: the first, then a hedge each time the delay passes with
             // none answered well (up to `max_per_call`, within the share). The first success
             // wins; a failure waits for the others; when all failed, the first attempt's
