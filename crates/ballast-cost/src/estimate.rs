@@ -97,7 +97,7 @@ pub fn estimate_at(rate: &Rate, facts: &RequestFacts, default_max_tokens: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ballast_classify::{HalfByteCount, TokenEstimator};
+    use ballast_classify::HalfByteCount;
     use bytes::Bytes;
 
     fn facts(body: &'static [u8]) -> RequestFacts {
@@ -111,6 +111,7 @@ mod tests {
     #[cfg(feature = "tokenizer")]
     #[test]
     fn the_tokenizer_is_tighter_than_the_byte_bound_and_still_above_the_truth() {
+        use ballast_classify::TokenEstimator;
         let tokenizer = Tokenizer::o200k().unwrap();
         let text = "The quick brown fox jumps over the lazy dog. ".repeat(50);
         let body =
