@@ -655,18 +655,20 @@ mod tests {
         ]
     }
 
+    /// The count keys of OpenAI, xAI and Anthropic usage objects.
+    const COUNT_KEYS: &[&str] = &[
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cost_in_usd_ticks",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_creation_input_tokens",
+    ];
+
     fn arb_usage() -> impl Strategy<Value = serde_json::Value> {
-        let field = prop_oneof![
-            Just("prompt_tokens"),
-            Just("completion_tokens"),
-            Just("total_tokens"),
-            Just("cost_in_usd_ticks"),
-            Just("input_tokens"),
-            Just("output_tokens"),
-            Just("cache_read_input_tokens"),
-            Just("cache_creation_input_tokens"),
-            Just("other"),
-        ];
+        let field = prop_oneof![prop::sample::select(COUNT_KEYS), Just("other")];
         let details_field = prop_oneof![
             Just("prompt_tokens_details"),
             Just("completion_tokens_details"),
@@ -719,14 +721,7 @@ mod tests {
     /// odd members, odd white space, trailing commas and bytes.
     fn usage_like() -> impl Strategy<Value = Vec<u8>> {
         let key = prop_oneof![
-            Just("prompt_tokens"),
-            Just("completion_tokens"),
-            Just("total_tokens"),
-            Just("cost_in_usd_ticks"),
-            Just("input_tokens"),
-            Just("output_tokens"),
-            Just("cache_read_input_tokens"),
-            Just("cache_creation_input_tokens"),
+            prop::sample::select(COUNT_KEYS),
             Just("cached_tokens"),
             Just("reasoning_tokens"),
             Just("other"),
