@@ -95,7 +95,7 @@ mod state;
 mod status;
 mod window;
 
-pub use config::{Admission, BreakerConfig, Patience};
+pub use config::{Admission, BreakerConfig, PartialTrip, Patience};
 pub use error::BreakerOpen;
 pub use future::ResponseFuture;
 pub use handle::{BreakerHandle, KeySnapshot};

@@ -54,8 +54,10 @@ where
             .map_err(Into::into)?;
         // Only a probe may go again, up to `max_probes` times: copied (a reference count
         // for a read body) once per open time at most.
+        // The probes of a partial trip are bounded for the whole episode instead
+        // (`PartialTrip::outage_after`): they do not use up the call's.
         let probe = permit.as_ref().is_some_and(Permit::is_probe);
-        probes += u32::from(probe);
+        probes += u32::from(probe && !breaker.partial_episode());
         let again = (probe && probes < patience.max_probes).then(|| copy_request(&request));
         let result = ResponseFuture::called(inner.call(request), permit).await;
         if let Some(again) = again

@@ -86,7 +86,18 @@ pub(crate) struct KeyBreaker {
     pub(crate) line: Notify,
     /// Calls waiting in `line` now.
     pub(crate) waiting: AtomicU32,
+    /// With [`PartialTrip`](crate::PartialTrip): the failed probes of this episode (since the
+    /// breaker last tripped while closed) while it is a partial one; `NOT_PARTIAL` once it
+    /// is an outage's, or was one from the start.
+    partial_misses: AtomicU32,
+    /// When a call last succeeded (nanoseconds since the epoch, +1; 0: never), kept only
+    /// with [`PartialTrip`](crate::PartialTrip): a trip within a window of it is partial, even
+    /// when the window was cleared by a close since.
+    last_success: AtomicU64,
 }
+
+/// [`KeyBreaker::partial_misses`] of an episode that is an outage's.
+const NOT_PARTIAL: u32 = u32::MAX;
 
 /// What [`KeyBreaker::record`] changed, for events.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,6 +135,8 @@ impl KeyBreaker {
             transitions: Mutex::new(SmallRng::seed_from_u64(seed)),
             line: Notify::new(),
             waiting: AtomicU32::new(0),
+            partial_misses: AtomicU32::new(NOT_PARTIAL),
+            last_success: AtomicU64::new(0),
         }
     }
 
@@ -265,8 +278,24 @@ impl KeyBreaker {
         f64::from(self.shed.load(Ordering::Relaxed)) / f64::from(u32::MAX)
     }
 
+    /// Whether the breaker is in a partial trip's episode now.
+    pub(crate) fn partial_episode(&self) -> bool {
+        self.partial(&self.config).is_some()
+    }
+
+    /// The partial-trip settings, while this episode is a partial one.
+    fn partial<'a>(&self, config: &'a BreakerConfig) -> Option<&'a crate::PartialTrip> {
+        config
+            .partial
+            .as_ref()
+            .filter(|_| self.partial_misses.load(Ordering::Acquire) != NOT_PARTIAL)
+    }
+
     fn try_probe(&self, config: &BreakerConfig) -> Result<PermitKind, Refusal> {
-        let limit = u64::from(config.probes.max(1));
+        let probes = self
+            .partial(config)
+            .map_or(config.probes, |partial| partial.probes);
+        let limit = u64::from(probes.max(1));
         let admitted = self
             .probes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
@@ -344,6 +373,12 @@ impl KeyBreaker {
         // A dropped call (no outcome) only gives its probe slot back.
         let outcome = outcome?;
         let verdict = verdict(config, outcome);
+        if matches!(kind, PermitKind::Probe(_)) && verdict == Verdict::Failure {
+            self.count_partial_miss(config);
+        }
+        if verdict == Verdict::Success && config.partial.is_some() {
+            self.note_success(now);
+        }
         let slow = elapsed >= config.slow_call;
         match (kind, verdict) {
             (_, Verdict::Latch(reason)) => self.latch(reason, now),
@@ -410,6 +445,34 @@ impl KeyBreaker {
         }
     }
 
+    /// A probe failed: one more miss of a partial episode; at `outage_after` it is an
+    /// outage's. Probes of an ended half-open period count too: they were sent to find out.
+    fn count_partial_miss(&self, config: &BreakerConfig) {
+        let Some(partial) = config.partial else {
+            return;
+        };
+        let _ = self
+            .partial_misses
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |misses| {
+                (misses != NOT_PARTIAL).then(|| {
+                    if misses + 1 >= partial.outage_after {
+                        NOT_PARTIAL
+                    } else {
+                        misses + 1
+                    }
+                })
+            });
+    }
+
+    /// Keeps when a call last succeeded, to the millisecond: read first, so successes in a
+    /// row do not each write the shared word.
+    fn note_success(&self, now: u64) {
+        let stamp = now.saturating_add(1);
+        if stamp.saturating_sub(self.last_success.load(Ordering::Relaxed)) > 1_000_000 {
+            self.last_success.store(stamp, Ordering::Relaxed);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, SmallRng> {
         self.transitions
             .lock()
@@ -430,11 +493,24 @@ impl KeyBreaker {
             return None;
         }
         let totals = self.window.totals(now);
+        if !from_probe {
+            // Partial when the provider still served some of the window's calls.
+            let last = self.last_success.load(Ordering::Relaxed);
+            let window = u64::try_from(config.window.as_nanos()).unwrap_or(u64::MAX);
+            let partial = config.partial.is_some()
+                && (totals.failures < totals.calls
+                    || (last != 0 && now.saturating_add(1).saturating_sub(last) <= window));
+            self.partial_misses
+                .store(if partial { 0 } else { NOT_PARTIAL }, Ordering::Release);
+        }
         let trip = self.trips.fetch_add(1, Ordering::AcqRel).saturating_add(1);
         self.opened.fetch_add(1, Ordering::Relaxed);
         let jitter = 1.0 + config.open_jitter.max(0.0) * rng.random::<f64>();
-        let mut open = Duration::try_from_secs_f64(config.open_time(trip).as_secs_f64() * jitter)
-            .unwrap_or(Duration::MAX);
+        let base = self
+            .partial(config)
+            .map_or_else(|| config.open_time(trip), |partial| partial.open);
+        let mut open =
+            Duration::try_from_secs_f64(base.as_secs_f64() * jitter).unwrap_or(Duration::MAX);
         if let Some(hint) = outcome.wait_hint() {
             let (stretched, _) = config.hint_trust.apply(open, Some(hint.delay()));
             open = stretched.min(open.max(config.max_hint));
@@ -464,6 +540,7 @@ impl KeyBreaker {
         self.trips.store(0, Ordering::Release);
         self.consecutive.store(0, Ordering::Release);
         self.shed.store(0, Ordering::Relaxed);
+        self.partial_misses.store(NOT_PARTIAL, Ordering::Release);
         self.window.clear();
         self.state.store(CLOSED, Ordering::Release);
         // The first waiting call goes; it wakes the next.
@@ -487,6 +564,7 @@ impl KeyBreaker {
         if state == FORCED || state == code {
             return None;
         }
+        self.partial_misses.store(NOT_PARTIAL, Ordering::Release);
         let wait = u64::try_from(self.config.latch_reprobe.as_nanos()).unwrap_or(u64::MAX);
         self.open_until
             .store(now.saturating_add(wait), Ordering::Release);
@@ -518,6 +596,7 @@ impl KeyBreaker {
         self.consecutive.store(0, Ordering::Release);
         self.window.clear();
         self.shed.store(0, Ordering::Relaxed);
+        self.partial_misses.store(NOT_PARTIAL, Ordering::Release);
         self.next_period();
         let was = self.state.swap(CLOSED, Ordering::AcqRel);
         self.line.notify_one();

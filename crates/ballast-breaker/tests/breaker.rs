@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState};
+use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState, PartialTrip};
 use ballast_classify::{BoxError, ClassifyLayer, Outcome, OutcomeClass, Provider, RequestFacts};
 use ballast_retry::{RetryLayer, RetryPolicy};
 use ballast_sim::{Scenario, SimOutcome, Simulator};
@@ -127,6 +127,121 @@ async fn half_open_admits_exactly_n_probes_and_closes_after_success() {
     assert_eq!(snapshot.state, BreakerState::Closed);
     assert_eq!(snapshot.trips, 0, "trips in a row reset on closing");
     assert_eq!(snapshot.opened_total, 1, "but the lifetime count stays");
+}
+
+/// The wait hint of a call the breaker refused.
+fn refusal_hint(result: Result<http::Response<()>, BoxError>) -> Option<Duration> {
+    let outcome = Outcome::from_error(&*result.unwrap_err());
+    assert_eq!(outcome.class(), OutcomeClass::CircuitOpen);
+    outcome.wait_hint().map(|hint| hint.delay())
+}
+
+fn partial_config(outage_after: u32) -> BreakerConfig {
+    BreakerConfig {
+        partial: Some(PartialTrip {
+            open: Duration::from_millis(1500),
+            probes: 3,
+            outage_after,
+        }),
+        ..quiet_config()
+    }
+}
+
+/// A breaker over the test provider.
+type Tested = ballast_breaker::Breaker<TestProvider>;
+
+/// `n` calls, one after another.
+async fn send(service: &Tested, n: usize) {
+    for _ in 0..n {
+        service.clone().oneshot(request("m")).await.unwrap();
+    }
+}
+
+/// The wait hint a call is refused with now.
+async fn hint_now(service: &Tested) -> Option<Duration> {
+    refusal_hint(service.clone().oneshot(request("m")).await)
+}
+
+/// Five calls at once: how many reached the provider, and how many were refused.
+async fn five_at_once(service: &Tested, provider: &Steered) -> (usize, usize) {
+    let before = provider.calls.load(Ordering::SeqCst);
+    let results = join_all((0..5).map(|_| service.clone().oneshot(request("m")))).await;
+    let sent = provider.calls.load(Ordering::SeqCst) - before;
+    (sent, results.iter().filter(|r| r.is_err()).count())
+}
+
+/// A breaker that trips while the provider still serves calls (a burst) opens for the
+/// partial open time and sends three probes at once; once `outage_after` probes have failed
+/// with none succeeding, it is an outage: the full open time and one probe.
+#[tokio::test(start_paused = true)]
+async fn a_partial_trip_probes_sooner_with_more_calls_until_it_is_an_outage() {
+    let provider = Steered::new(Duration::from_secs(1));
+    let service = BreakerLayer::new(partial_config(6)).layer(provider.service());
+    provider.failing.store(false, Ordering::SeqCst);
+    send(&service, 1).await;
+    provider.failing.store(true, Ordering::SeqCst);
+    send(&service, 5).await;
+    let partial = Some(Duration::from_millis(1500));
+    assert_eq!(
+        hint_now(&service).await,
+        partial,
+        "partial: opens for 1.5 s"
+    );
+    for round in 1..=2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let sent = five_at_once(&service, &provider).await;
+        assert_eq!(sent, (3, 2), "round {round}: three probes, two refused");
+    }
+    // Six failed probes, none succeeding: an outage now. The trip of the last round was
+    // still a partial one (its first failure came before the sixth); from here, one probe
+    // and the full open time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        five_at_once(&service, &provider).await,
+        (1, 4),
+        "an outage: one probe"
+    );
+    let outage = Some(Duration::from_secs(5));
+    assert_eq!(
+        hint_now(&service).await,
+        outage,
+        "an outage: the full open time"
+    );
+}
+
+/// Without a success within the window (the provider was down from the first call), a trip
+/// is an outage's from the start; and a success remembered across a close (which clears the
+/// window) still makes the next trip a partial one.
+#[tokio::test(start_paused = true)]
+async fn a_trip_is_partial_only_after_a_recent_success() {
+    let provider = Steered::new(Duration::from_millis(100));
+    let service = BreakerLayer::new(partial_config(40)).layer(provider.service());
+    let (partial, outage) = (
+        Some(Duration::from_millis(1500)),
+        Some(Duration::from_secs(5)),
+    );
+    send(&service, 5).await;
+    assert_eq!(hint_now(&service).await, outage, "never served: an outage");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    provider.failing.store(false, Ordering::SeqCst);
+    // The probe succeeds and closes it, which clears the window.
+    send(&service, 1).await;
+    provider.failing.store(true, Ordering::SeqCst);
+    send(&service, 5).await;
+    assert_eq!(
+        hint_now(&service).await,
+        partial,
+        "served 0.6 s ago: partial"
+    );
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    // Eleven seconds later the remembered success has left the window: the probe that
+    // fails now trips from half-open, still the same partial episode (1.5 s).
+    let _ = service.clone().oneshot(request("m")).await;
+    assert_eq!(
+        hint_now(&service).await,
+        partial,
+        "the episode stays partial"
+    );
 }
 
 /// While the probe is out, a refused caller is told to come back soon, not after a whole

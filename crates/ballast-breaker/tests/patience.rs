@@ -8,7 +8,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use ballast_breaker::{
-    Breaker, BreakerConfig, BreakerHandle, BreakerLayer, BreakerOpen, BreakerState, Patience,
+    Breaker, BreakerConfig, BreakerHandle, BreakerLayer, BreakerOpen, BreakerState, PartialTrip,
+    Patience,
 };
 use ballast_classify::{BoxError, Deadline, Outcome, OutcomeClass, RequestFacts};
 use futures::future::join_all;
@@ -385,6 +386,19 @@ async fn without_patience_a_refused_call_fails_at_once() {
     );
 }
 
+/// How long a patient call (a minute's deadline) to a provider that stays down waits
+/// before its last probe's own 500 comes back.
+async fn failed_after(service: &Tested) -> Duration {
+    let start = Instant::now();
+    let failed = service
+        .clone()
+        .oneshot(due(1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 500, "the last probe's own answer");
+    start.elapsed()
+}
+
 /// A provider that stays down costs a patient call at most `max_probes` probes, not one per
 /// open time until its deadline.
 #[tokio::test(start_paused = true)]
@@ -397,15 +411,37 @@ async fn a_call_is_the_probe_at_most_max_probes_times() {
         ..config(256)
     };
     let (provider, _, service) = opened(two_probes, Duration::ZERO).await;
-    let start = Instant::now();
-    let failed = service
-        .clone()
-        .oneshot(due(1, Duration::from_secs(60)))
-        .await
-        .unwrap();
-    assert_eq!(failed.status(), 500, "the second probe's own answer");
-    assert_eq!(start.elapsed(), Duration::from_secs(10));
+    assert_eq!(failed_after(&service).await, Duration::from_secs(10));
     assert_eq!(provider.calls(), 3, "the first failure and two probes");
+}
+
+/// The probes of a partial trip (a burst) are bounded for the whole episode, not per call:
+/// a waiting call may be one of them more than `max_probes` times, and once the episode is
+/// an outage's its probes count again.
+#[tokio::test(start_paused = true)]
+async fn the_probes_of_a_partial_trip_do_not_use_up_a_calls_own() {
+    let provider = Recorder::new(Duration::ZERO);
+    let service = BreakerLayer::new(BreakerConfig {
+        partial: Some(PartialTrip {
+            open: Duration::from_secs(1),
+            probes: 1,
+            outage_after: 4,
+        }),
+        patience: Some(Patience {
+            max_probes: 2,
+            ..Patience::default()
+        }),
+        ..config(256)
+    })
+    .layer(provider.service());
+    provider.failing.store(false, Ordering::SeqCst);
+    service.clone().oneshot(request(0)).await.unwrap();
+    provider.failing.store(true, Ordering::SeqCst);
+    service.clone().oneshot(request(0)).await.unwrap();
+    // Four partial probes 1 s apart (the fourth failure makes it an outage: 5 s), then the
+    // call's own two.
+    assert_eq!(failed_after(&service).await, Duration::from_secs(4 + 5 + 5));
+    assert_eq!(provider.calls(), 2 + 4 + 2);
 }
 
 /// Waiting calls follow the handle: disabling the breakers lets them through at once,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballast_breaker::{BreakerConfig, BreakerHandle, BreakerLayer};
+use ballast_breaker::{BreakerConfig, BreakerHandle, BreakerLayer, PartialTrip};
 use ballast_budget::{BudgetConfig, BudgetLayer, MemoryStore, SpendStore};
 use ballast_classify::rewrite::ChatCapField;
 use ballast_classify::{
@@ -99,7 +99,10 @@ impl StackBuilder<MemoryStore> {
         Self {
             throttle,
             config,
-            breaker: BreakerConfig::patient(),
+            breaker: BreakerConfig {
+                partial: Some(PartialTrip::default()),
+                ..BreakerConfig::patient()
+            },
             retry: None,
             store: MemoryStore::new(),
             health: HealthMonitor::default(),
@@ -221,8 +224,10 @@ impl<St: SpendStore> StackBuilder<St> {
         self
     }
 
-    /// Breaker settings (default: `BreakerConfig::patient()`: refused calls wait for the
-    /// next chance within their deadline; a config without `patience` fails fast).
+    /// Breaker settings (default: `BreakerConfig::patient()` with
+    /// [`PartialTrip`](crate::breaker::PartialTrip): refused calls wait for the next chance
+    /// within their deadline, and a trip during a 5xx burst probes every 1.5 s with three
+    /// calls; a config without `patience` fails fast).
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
         self.breaker = config;
         self

@@ -321,12 +321,14 @@ fn a_flapping_primary_is_covered_and_returned_to() {
         .iter()
         .filter(|s| s.2.as_deref() == Some("fallback"))
         .count();
-    // Seeded, paused clock: exact. The fallback took the calls of each outage, its last
-    // second included (25), and after the second outage one more (182.5 s), the primary's
-    // breaker still open from its last failed probe. The primary failed 12 calls in each
-    // outage: the 5 that opened its breaker, then a probe every 7.5 s.
-    assert_eq!(fallback, 51);
-    assert_eq!(seen.primary.len(), 45 + 24);
+    // Seeded, paused clock: exact. The fallback took the 48 calls sent during the two
+    // outages and one sent just after, the primary's breaker still open from its last
+    // failed probe (it was 51: with a 5 s open time, two such calls more). Each outage starts right after successes, so the primary's breaker trips as for a
+    // burst (`PartialTrip`: open 1.5 s, three probes, an outage's only after 40 failed
+    // probes): every call of the outage after the 5 that opened it probes the primary
+    // first (failing at once) and is served by the fallback, 19 failed calls an outage.
+    assert_eq!(fallback, 49);
+    assert_eq!(seen.primary.len(), 47 + 38);
 }
 
 /// Claude Sonnet 4.5's prices in the simulator's ticks ($3 / $0.30 / $15 per million).
