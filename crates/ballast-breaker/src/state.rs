@@ -468,7 +468,7 @@ impl KeyBreaker {
     /// row do not each write the shared word.
     fn note_success(&self, now: u64) {
         let stamp = now.saturating_add(1);
-        if stamp.saturating_sub(self.last_success.load(Ordering::Relaxed)) > 1_000_000 {
+        if stamp.saturating_sub(self.last_success.load(Ordering::Relaxed)) >= 1_000_000 {
             self.last_success.store(stamp, Ordering::Relaxed);
         }
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState};
+use ballast_breaker::{BreakerConfig, BreakerLayer, BreakerState, PartialTrip};
 use ballast_classify::{Outcome, OutcomeClass};
 use proptest::prelude::*;
 use tokio::time::Instant;
@@ -53,13 +53,20 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
         (1u32..8, 1u64..20, 1u32..10, 1u32..15, 0.1..1.0f64),
         (1u64..5, 0.1..1.0f64, 1u64..10, 1.0..3.0f64, 1u64..40),
         (1u32..3, 1u32..3, any::<bool>(), 1u64..120),
+        prop::option::of((1u64..5, 1u32..4, 1u32..6)),
     )
         .prop_map(
             |(
                 (consecutive, window, buckets, min_calls, failure_rate),
                 (slow, slow_rate, base, growth, cap),
                 (probes, probe_successes, latch, reprobe),
+                partial,
             )| BreakerConfig {
+                partial: partial.map(|(open, probes, outage_after)| PartialTrip {
+                    open: Duration::from_secs(open),
+                    probes,
+                    outage_after,
+                }),
                 consecutive_failures: consecutive,
                 window: Duration::from_secs(window),
                 buckets,
@@ -90,6 +97,10 @@ struct Model {
     consecutive: u32,
     run_since: u64,
     trips: u32,
+    /// When a call last succeeded.
+    last_success: Option<u64>,
+    /// The failed probes of a partial episode; `None` outside one.
+    partial_misses: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,9 +150,19 @@ impl Model {
         }
     }
 
-    fn trip(&mut self, now: u64) {
+    fn trip(&mut self, now: u64, from_probe: bool) {
         self.trips += 1;
-        let open = self.config.open_time(self.trips);
+        if !from_probe {
+            let (calls, failures, _) = self.totals(now);
+            let window = self.config.window.as_nanos() as u64;
+            let recent = self.last_success.is_some_and(|at| now - at <= window);
+            self.partial_misses =
+                (self.config.partial.is_some() && (failures < calls || recent)).then_some(0);
+        }
+        let open = match (self.config.partial, self.partial_misses) {
+            (Some(partial), Some(_)) => partial.open,
+            _ => self.config.open_time(self.trips),
+        };
         self.state = ModelState::Open {
             until: now + open.as_nanos() as u64,
         };
@@ -151,9 +172,19 @@ impl Model {
 
     fn record(&mut self, probe: bool, kind: Kind, elapsed: Duration, now: u64) {
         let slow = elapsed >= self.config.slow_call;
+        if kind == Kind::Success {
+            self.last_success = Some(now);
+        }
+        if kind == Kind::Failure
+            && probe
+            && let (Some(partial), Some(misses)) = (self.config.partial, self.partial_misses)
+        {
+            self.partial_misses = (misses + 1 < partial.outage_after).then_some(misses + 1);
+        }
         match kind {
             Kind::Auth if self.config.latch_on_auth_and_quota => {
                 if !matches!(self.state, ModelState::Latched { .. }) {
+                    self.partial_misses = None;
                     self.state = ModelState::Latched {
                         until: now + self.config.latch_reprobe.as_nanos() as u64,
                     };
@@ -165,6 +196,7 @@ impl Model {
                     let successes = successes + 1;
                     if successes >= self.config.probe_successes {
                         self.state = ModelState::Closed;
+                        self.partial_misses = None;
                         self.trips = 0;
                         self.events.clear();
                         self.consecutive = 0;
@@ -175,7 +207,7 @@ impl Model {
             }
             Kind::Failure if probe => {
                 if matches!(self.state, ModelState::HalfOpen { .. }) {
-                    self.trip(now);
+                    self.trip(now, true);
                 }
             }
             Kind::Success | Kind::Failure => {
@@ -206,7 +238,7 @@ impl Model {
                     || (enough && rate(failures) >= self.config.failure_rate)
                     || (enough && rate(slows) >= self.config.slow_rate)
                 {
-                    self.trip(now);
+                    self.trip(now, false);
                 }
             }
         }
@@ -248,7 +280,7 @@ proptest! {
             let layer = BreakerLayer::with_seed(config.clone(), 1);
             let handle = layer.handle();
             let service = layer.layer(inner);
-            let mut model = Model { config, state: ModelState::Closed, events: Vec::new(), consecutive: 0, run_since: 0, trips: 0 };
+            let mut model = Model { config, state: ModelState::Closed, events: Vec::new(), consecutive: 0, run_since: 0, trips: 0, last_success: None, partial_misses: None };
             for (step, op) in ops.into_iter().enumerate() {
                 match op {
                     Op::Advance { millis } => tokio::time::sleep(Duration::from_millis(millis)).await,
@@ -457,7 +489,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     /// Overlapping calls across half-open periods: never more than `probes` probes in
-    /// flight; every call answered or refused as open; once every call has ended and the
+    /// flight (or a partial trip's, when more); every call answered or refused as open; once every call has ended and the
     /// longest open time has passed, a call goes through (no wedged slot).
     #[test]
     fn overlapping_calls_never_exceed_the_probes(
@@ -466,8 +498,11 @@ proptest! {
     ) {
         let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async move {
-            let probes = config.probes.max(1) as usize;
-            let cap = config.open_cap;
+            // A partial trip's episode lets its own number of probes out, and opens for its
+            // own time.
+            let partial = config.partial;
+            let probes = partial.map_or(config.probes, |p| p.probes.max(config.probes)).max(1) as usize;
+            let cap = partial.map_or(config.open_cap, |p| p.open.max(config.open_cap));
             let layer = BreakerLayer::with_seed(config, 1);
             let handle = layer.handle();
             let counts = Probed::default();
