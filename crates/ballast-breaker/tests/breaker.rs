@@ -209,6 +209,33 @@ async fn a_partial_trip_probes_sooner_with_more_calls_until_it_is_an_outage() {
     );
 }
 
+/// A probe dropped before its answer gives its slot back and is no failed probe: it does not
+/// bring a partial episode nearer to an outage.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_partial_probe_is_not_a_failed_one() {
+    let provider = Steered::new(Duration::from_secs(1));
+    let service = BreakerLayer::new(partial_config(2)).layer(provider.service());
+    provider.failing.store(false, Ordering::SeqCst);
+    send(&service, 1).await;
+    provider.failing.store(true, Ordering::SeqCst);
+    send(&service, 5).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut dropped = Box::pin(service.clone().oneshot(request("m")));
+    assert!(
+        futures::FutureExt::now_or_never(&mut dropped).is_none(),
+        "a probe in flight"
+    );
+    drop(dropped);
+    // One failed probe: one miss of two, still partial.
+    send(&service, 1).await;
+    let partial = Some(Duration::from_millis(1500));
+    assert_eq!(
+        hint_now(&service).await,
+        partial,
+        "the dropped probe did not count"
+    );
+}
+
 /// Without a success within the window (the provider was down from the first call), a trip
 /// is an outage's from the start; and a success remembered across a close (which clears the
 /// window) still makes the next trip a partial one.
