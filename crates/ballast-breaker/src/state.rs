@@ -494,7 +494,8 @@ impl KeyBreaker {
         }
         let totals = self.window.totals(now);
         if !from_probe {
-            // Partial when the provider still served some of the window's calls.
+            // Partial when the provider still served some of the window's calls, or a call
+            // within a window's time (a close since cleared the window).
             let last = self.last_success.load(Ordering::Relaxed);
             let window = u64::try_from(config.window.as_nanos()).unwrap_or(u64::MAX);
             let partial = config.partial.is_some()
