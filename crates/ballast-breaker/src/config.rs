@@ -115,8 +115,9 @@ pub struct PartialTrip {
     pub probes: u32,
     /// Failed probes, with no success, that turn the episode into an outage (40: a
     /// provider failing four calls in five fails 40 in a row about once in 7 500 episodes;
-    /// 12 turned about one burst in fifteen into an outage and cost 3 points of the
-    /// bursts' goodput; a 10-minute outage pays 40 calls for it, 1.02 -> 1.03 calls per item).
+    /// 12 turns about one burst in fifteen into an outage, and cost 7 points of the bursts'
+    /// goodput in the sweep (1 s open, 4 probes); a 10-minute outage pays 40 calls for it,
+    /// 1.02 -> 1.03 calls per item).
     pub outage_after: u32,
 }
 

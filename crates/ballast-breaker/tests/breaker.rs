@@ -136,6 +136,10 @@ fn refusal_hint(result: Result<http::Response<()>, BoxError>) -> Option<Duration
     outcome.wait_hint().map(|hint| hint.delay())
 }
 
+/// The wait hints of a refusal after a partial trip, and after an outage's (no jitter).
+const PARTIAL: Option<Duration> = Some(Duration::from_millis(1500));
+const OUTAGE: Option<Duration> = Some(Duration::from_secs(5));
+
 fn partial_config(outage_after: u32) -> BreakerConfig {
     BreakerConfig {
         partial: Some(PartialTrip {
@@ -170,21 +174,27 @@ async fn five_at_once(service: &Tested, provider: &Steered) -> (usize, usize) {
     (sent, results.iter().filter(|r| r.is_err()).count())
 }
 
+/// A breaker with partial trips (`outage_after` failed probes) over a provider answering in
+/// 1 s, tripped in a burst: one success, then five failures.
+async fn tripped_in_a_burst(outage_after: u32) -> (Steered, Tested) {
+    let provider = Steered::new(Duration::from_secs(1));
+    let service = BreakerLayer::new(partial_config(outage_after)).layer(provider.service());
+    provider.failing.store(false, Ordering::SeqCst);
+    send(&service, 1).await;
+    provider.failing.store(true, Ordering::SeqCst);
+    send(&service, 5).await;
+    (provider, service)
+}
+
 /// A breaker that trips while the provider still serves calls (a burst) opens for the
 /// partial open time and sends three probes at once; once `outage_after` probes have failed
 /// with none succeeding, it is an outage: the full open time and one probe.
 #[tokio::test(start_paused = true)]
 async fn a_partial_trip_probes_sooner_with_more_calls_until_it_is_an_outage() {
-    let provider = Steered::new(Duration::from_secs(1));
-    let service = BreakerLayer::new(partial_config(6)).layer(provider.service());
-    provider.failing.store(false, Ordering::SeqCst);
-    send(&service, 1).await;
-    provider.failing.store(true, Ordering::SeqCst);
-    send(&service, 5).await;
-    let partial = Some(Duration::from_millis(1500));
+    let (provider, service) = tripped_in_a_burst(6).await;
     assert_eq!(
         hint_now(&service).await,
-        partial,
+        PARTIAL,
         "partial: opens for 1.5 s"
     );
     for round in 1..=2 {
@@ -201,10 +211,9 @@ async fn a_partial_trip_probes_sooner_with_more_calls_until_it_is_an_outage() {
         (1, 4),
         "an outage: one probe"
     );
-    let outage = Some(Duration::from_secs(5));
     assert_eq!(
         hint_now(&service).await,
-        outage,
+        OUTAGE,
         "an outage: the full open time"
     );
 }
@@ -213,12 +222,7 @@ async fn a_partial_trip_probes_sooner_with_more_calls_until_it_is_an_outage() {
 /// bring a partial episode nearer to an outage.
 #[tokio::test(start_paused = true)]
 async fn a_dropped_partial_probe_is_not_a_failed_one() {
-    let provider = Steered::new(Duration::from_secs(1));
-    let service = BreakerLayer::new(partial_config(2)).layer(provider.service());
-    provider.failing.store(false, Ordering::SeqCst);
-    send(&service, 1).await;
-    provider.failing.store(true, Ordering::SeqCst);
-    send(&service, 5).await;
+    let (_provider, service) = tripped_in_a_burst(2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut dropped = Box::pin(service.clone().oneshot(request("m")));
     assert!(
@@ -228,10 +232,9 @@ async fn a_dropped_partial_probe_is_not_a_failed_one() {
     drop(dropped);
     // One failed probe: one miss of two, still partial.
     send(&service, 1).await;
-    let partial = Some(Duration::from_millis(1500));
     assert_eq!(
         hint_now(&service).await,
-        partial,
+        PARTIAL,
         "the dropped probe did not count"
     );
 }
@@ -243,12 +246,8 @@ async fn a_dropped_partial_probe_is_not_a_failed_one() {
 async fn a_trip_is_partial_only_after_a_recent_success() {
     let provider = Steered::new(Duration::from_millis(100));
     let service = BreakerLayer::new(partial_config(40)).layer(provider.service());
-    let (partial, outage) = (
-        Some(Duration::from_millis(1500)),
-        Some(Duration::from_secs(5)),
-    );
     send(&service, 5).await;
-    assert_eq!(hint_now(&service).await, outage, "never served: an outage");
+    assert_eq!(hint_now(&service).await, OUTAGE, "never served: an outage");
     tokio::time::sleep(Duration::from_secs(5)).await;
     provider.failing.store(false, Ordering::SeqCst);
     // The probe succeeds and closes it, which clears the window.
@@ -257,7 +256,7 @@ async fn a_trip_is_partial_only_after_a_recent_success() {
     send(&service, 5).await;
     assert_eq!(
         hint_now(&service).await,
-        partial,
+        PARTIAL,
         "served 0.6 s ago: partial"
     );
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -266,7 +265,7 @@ async fn a_trip_is_partial_only_after_a_recent_success() {
     let _ = service.clone().oneshot(request("m")).await;
     assert_eq!(
         hint_now(&service).await,
-        partial,
+        PARTIAL,
         "the episode stays partial"
     );
 }

@@ -142,7 +142,15 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
 /// The index of the quote closing the string that opens at `start`, checked as a JSON
 /// parser checks it: every escape one of `\" \\ \/ \b \f \n \r \t` or `\u` and four hex
 /// digits, no raw control character (below U+0020). `None` if it is not a valid string.
-pub(crate) fn string_end(body: &[u8], start: usize) -> Option<usize> {
+///
+/// ```
+/// use ballast_classify::json::string_end;
+///
+/// let body = br#"{"key\"s":1}"#;
+/// assert_eq!(string_end(body, 1), Some(8));
+/// assert_eq!(string_end(b"\"cut", 0), None);
+/// ```
+pub fn string_end(body: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
         // Keys and short values eight bytes at a time to the next quote, backslash or
