@@ -129,12 +129,13 @@ pub(crate) fn can_wait(state: BreakerState) -> bool {
 }
 
 /// When a call refused in `state` could next be let through, from `now`: the end of the
-/// open time; else (probes out, shedding) a recheck after `half_open_wait`, or sooner when
-/// the line is woken.
+/// open time; else (probes out, shedding) a recheck after the refusal's hint (at most
+/// `half_open_wait`; sooner when a partial trip's ramp lets more probes out), or sooner
+/// when the line is woken.
 fn next_chance(refusal: &Refusal, now: Instant, half_open_wait: std::time::Duration) -> Instant {
     match refusal.state {
         BreakerState::Open { retry_in } => now + retry_in,
-        _ => now + half_open_wait,
+        _ => now + refusal.retry_in.unwrap_or(half_open_wait),
     }
 }
 

@@ -57,6 +57,8 @@ pub(crate) struct KeyBreaker {
     /// Nanoseconds since the registry's epoch: the end of the open time, or while latched,
     /// of the latch's wait before a probe.
     open_until: AtomicU64,
+    /// When the breaker last went half-open (nanoseconds since the epoch).
+    half_open_since: AtomicU64,
     /// Probes out (low 32 bits), whatever their period, and the half-open period now (high
     /// 32 bits), in one word so a probe is admitted and stamped with its period at once.
     /// Probes still out from an earlier period keep their slots: a half-open breaker never
@@ -122,6 +124,7 @@ impl KeyBreaker {
             epoch,
             state: AtomicU8::new(CLOSED),
             open_until: AtomicU64::new(0),
+            half_open_since: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             probe_successes: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
@@ -217,9 +220,9 @@ impl KeyBreaker {
                     });
                 }
                 let transition = self.to_half_open(now);
-                self.try_probe(config).map(|kind| (kind, transition))
+                self.try_probe(config, now).map(|kind| (kind, transition))
             }
-            HALF_OPEN => self.try_probe(config).map(|kind| (kind, None)),
+            HALF_OPEN => self.try_probe(config, now).map(|kind| (kind, None)),
             FORCED => Err(Refusal {
                 state: BreakerState::ForcedOpen,
                 retry_in: None,
@@ -228,7 +231,7 @@ impl KeyBreaker {
             // fixed or the account topped up.
             _ if now >= self.open_until.load(Ordering::Acquire) => {
                 let transition = self.to_half_open(now);
-                self.try_probe(config).map(|kind| (kind, transition))
+                self.try_probe(config, now).map(|kind| (kind, transition))
             }
             latched => Err(Refusal {
                 state: BreakerState::Latched(if latched == LATCHED_AUTH {
@@ -291,11 +294,29 @@ impl KeyBreaker {
             .filter(|_| self.partial_misses.load(Ordering::Acquire) != NOT_PARTIAL)
     }
 
-    fn try_probe(&self, config: &BreakerConfig) -> Result<PermitKind, Refusal> {
-        let probes = self
-            .partial(config)
-            .map_or(config.probes, |partial| partial.probes);
-        let limit = u64::from(probes.max(1));
+    /// How many probes may be out at `now`, and when that number next grows. A partial
+    /// episode's limit doubles for each [`PartialTrip::ramp`](crate::PartialTrip::ramp) its
+    /// half-open period has lasted: a failed probe would have ended the period, so probes out
+    /// that long without one are taken for successes under way (failures come back fast,
+    /// answers take their time), and the waiting calls follow them before they answer.
+    fn probe_limit(&self, config: &BreakerConfig, now: u64) -> (u64, Option<Duration>) {
+        let Some(partial) = self.partial(config) else {
+            return (u64::from(config.probes.max(1)), None);
+        };
+        let limit = u64::from(partial.probes.max(1));
+        let Some(ramp) = partial.ramp else {
+            return (limit, None);
+        };
+        let step = u64::try_from(ramp.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let quiet = now.saturating_sub(self.half_open_since.load(Ordering::Acquire));
+        // Past 16 doublings the limit is no limit; it stops growing there.
+        let doublings = (quiet / step).min(16);
+        let grows_in = (doublings < 16).then(|| Duration::from_nanos(step - quiet % step));
+        (limit << doublings, grows_in)
+    }
+
+    fn try_probe(&self, config: &BreakerConfig, now: u64) -> Result<PermitKind, Refusal> {
+        let (limit, grows_in) = self.probe_limit(config, now);
         let admitted = self
             .probes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
@@ -312,7 +333,9 @@ impl KeyBreaker {
         // stay away after the breaker closes.
         Err(Refusal {
             state: BreakerState::HalfOpen,
-            retry_in: Some(config.half_open_wait),
+            retry_in: Some(grows_in.map_or(config.half_open_wait, |grows_in| {
+                grows_in.min(config.half_open_wait)
+            })),
         })
     }
 
@@ -331,6 +354,7 @@ impl KeyBreaker {
             return None;
         }
         self.next_period();
+        self.half_open_since.store(now, Ordering::Release);
         self.state.store(HALF_OPEN, Ordering::Release);
         Some(Transition {
             from,
@@ -378,6 +402,9 @@ impl KeyBreaker {
         }
         if verdict == Verdict::Success && config.partial.is_some() {
             self.note_success(now);
+            if matches!(kind, PermitKind::Probe(_)) {
+                self.clear_partial_misses();
+            }
         }
         let slow = elapsed >= config.slow_call;
         match (kind, verdict) {
@@ -461,6 +488,18 @@ impl KeyBreaker {
                         misses + 1
                     }
                 })
+            });
+    }
+
+    /// A probe succeeded: the provider serves, so a partial episode starts its count of
+    /// misses again. Also when the probe's period has ended (a faster failure reopened the
+    /// breaker first): the answers of a provider failing four calls in five come back
+    /// after the failures of the same round, and the episode is not an outage for that.
+    fn clear_partial_misses(&self) {
+        let _ = self
+            .partial_misses
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |misses| {
+                (misses != NOT_PARTIAL && misses != 0).then_some(0)
             });
     }
 

@@ -28,11 +28,13 @@ fn noted(mut request: http::Request<String>) -> http::Request<String> {
     request
 }
 
-/// A provider whose answers the test steers: 500 while `failing`, else 200 after `delay`.
+/// A provider whose answers the test steers: 500 while `failing` (when the call arrives),
+/// else 200, after `delay` (failures after `fail_in`).
 #[derive(Clone)]
 struct Steered {
     failing: Arc<AtomicBool>,
     delay: Duration,
+    fail_in: Duration,
     calls: Arc<AtomicUsize>,
 }
 
@@ -41,19 +43,40 @@ impl Steered {
         Self {
             failing: Arc::new(AtomicBool::new(true)),
             delay,
+            fail_in: delay,
             calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Failures in 50 ms, answers after `delay`: a provider's 5xx against its generations.
+    fn failing_fast(delay: Duration) -> Self {
+        Self {
+            fail_in: Duration::from_millis(50),
+            ..Self::new(delay)
         }
     }
 
     fn service(&self) -> TestProvider {
         let failing = Arc::clone(&self.failing);
-        answering(&self.calls, self.delay, move || {
-            if failing.load(Ordering::SeqCst) {
-                500
+        let calls = Arc::clone(&self.calls);
+        let (delay, fail_in) = (self.delay, self.fail_in);
+        tower::service_fn(move |_request: http::Request<String>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let (status, after) = if failing.load(Ordering::SeqCst) {
+                (500, fail_in)
             } else {
-                200
+                (200, delay)
+            };
+            async move {
+                tokio::time::sleep(after).await;
+                Ok(http::Response::builder().status(status).body(()).unwrap())
             }
         })
+        .boxed_clone()
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
     }
 }
 
@@ -146,6 +169,7 @@ fn partial_config(outage_after: u32) -> BreakerConfig {
             open: Duration::from_millis(1500),
             probes: 3,
             outage_after,
+            ramp: None,
         }),
         ..quiet_config()
     }
@@ -179,11 +203,129 @@ async fn five_at_once(service: &Tested, provider: &Steered) -> (usize, usize) {
 async fn tripped_in_a_burst(outage_after: u32) -> (Steered, Tested) {
     let provider = Steered::new(Duration::from_secs(1));
     let service = BreakerLayer::new(partial_config(outage_after)).layer(provider.service());
-    provider.failing.store(false, Ordering::SeqCst);
-    send(&service, 1).await;
-    provider.failing.store(true, Ordering::SeqCst);
-    send(&service, 5).await;
+    trip_in_a_burst(&service, &provider).await;
     (provider, service)
+}
+
+/// Trips `service` over `provider` in a burst: one success, then five failures.
+async fn trip_in_a_burst(service: &Tested, provider: &Steered) {
+    provider.failing.store(false, Ordering::SeqCst);
+    send(service, 1).await;
+    provider.failing.store(true, Ordering::SeqCst);
+    send(service, 5).await;
+}
+
+/// Partial trips whose probes are followed by more calls after each `ramp` they stay quiet.
+fn ramping(ramp: Duration) -> BreakerConfig {
+    BreakerConfig {
+        partial: Some(PartialTrip {
+            ramp: Some(ramp),
+            ..PartialTrip::default()
+        }),
+        ..quiet_config()
+    }
+}
+
+/// Starts `n` calls and lets them reach the provider (or be refused); their handles.
+async fn start(
+    service: &Tested,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<http::Response<()>, BoxError>>> {
+    let calls = (0..n)
+        .map(|_| tokio::spawn(service.clone().oneshot(request("m"))))
+        .collect();
+    tokio::task::yield_now().await;
+    calls
+}
+
+/// After a partial trip, probes that stay out without failing are taken for answers under
+/// way: the limit on probes doubles each `ramp` (3, 6, 12), and a refused call is told to
+/// come back when it next grows, not after `half_open_wait`. The first answer closes it.
+#[tokio::test(start_paused = true)]
+async fn quiet_probes_let_more_calls_follow_them() {
+    let provider = Steered::failing_fast(Duration::from_secs(1));
+    let layer = BreakerLayer::new(ramping(Duration::from_millis(250)));
+    let handle = layer.handle();
+    let service = layer.layer(provider.service());
+    trip_in_a_burst(&service, &provider).await;
+    assert_eq!(hint_now(&service).await, PARTIAL);
+    provider.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut out = start(&service, 3).await;
+    assert_eq!(provider.calls(), 1 + 5 + 3, "three probes");
+    assert_eq!(
+        hint_now(&service).await,
+        Some(Duration::from_millis(250)),
+        "come back when the limit grows"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(hint_now(&service).await, Some(Duration::from_millis(150)));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    out.extend(start(&service, 4).await);
+    assert_eq!(provider.calls(), 9 + 3, "quiet for 250 ms: six out");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    out.extend(start(&service, 7).await);
+    assert_eq!(provider.calls(), 12 + 6, "quiet for 500 ms: twelve out");
+    let refused = join_all(out)
+        .await
+        .into_iter()
+        .filter(|r| r.as_ref().unwrap().is_err())
+        .count();
+    assert_eq!(refused, 1 + 1, "one refused at 250 ms, one at 500 ms");
+    assert_eq!(
+        handle.get("api.x.ai", "m").unwrap().state,
+        BreakerState::Closed,
+        "the first answer closed it"
+    );
+}
+
+/// The ramp is a burst's: after an outage's trip (no recent success) one probe goes, and
+/// however long it stays out, no call follows it before it answers.
+#[tokio::test(start_paused = true)]
+async fn an_outage_probe_is_not_followed() {
+    let provider = Steered::failing_fast(Duration::from_secs(1));
+    let service = BreakerLayer::new(ramping(Duration::from_millis(250))).layer(provider.service());
+    send(&service, 5).await;
+    assert_eq!(hint_now(&service).await, OUTAGE, "never served: an outage");
+    provider.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let probe = start(&service, 1).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        hint_now(&service).await,
+        Some(Duration::from_secs(1)),
+        "half_open_wait, not the ramp"
+    );
+    assert_eq!(provider.calls(), 5 + 1, "only the probe went");
+    join_all(probe).await;
+}
+
+/// A probe's success keeps a partial episode from becoming an outage, also when it answers
+/// after its half-open period ended (a faster failure of its round reopened the breaker, and
+/// it half-opened again): a provider failing four calls in five answers its successes last.
+#[tokio::test(start_paused = true)]
+async fn a_late_success_keeps_the_episode_partial() {
+    let provider = Steered::failing_fast(Duration::from_secs(2));
+    let service = BreakerLayer::new(partial_config(3)).layer(provider.service());
+    trip_in_a_burst(&service, &provider).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    provider.failing.store(false, Ordering::SeqCst);
+    let late = start(&service, 1).await;
+    provider.failing.store(true, Ordering::SeqCst);
+    // Its round's failure: one miss of three, reopened for 1.5 s.
+    send(&service, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The next period's failure: the second miss. The success answers 0.4 s later.
+    send(&service, 1).await;
+    join_all(late).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Without the late success this would be the third miss: an outage.
+    send(&service, 1).await;
+    assert_eq!(
+        hint_now(&service).await,
+        PARTIAL,
+        "the late success started the count again"
+    );
 }
 
 /// A breaker that trips while the provider still serves calls (a burst) opens for the

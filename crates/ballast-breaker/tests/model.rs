@@ -53,7 +53,7 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
         (1u32..8, 1u64..20, 1u32..10, 1u32..15, 0.1..1.0f64),
         (1u64..5, 0.1..1.0f64, 1u64..10, 1.0..3.0f64, 1u64..40),
         (1u32..3, 1u32..3, any::<bool>(), 1u64..120),
-        prop::option::of((1u64..5, 1u32..4, 1u32..6)),
+        prop::option::of((1u64..5, 1u32..4, 1u32..6, prop::option::of(1u64..2000))),
     )
         .prop_map(
             |(
@@ -62,10 +62,13 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
                 (probes, probe_successes, latch, reprobe),
                 partial,
             )| BreakerConfig {
-                partial: partial.map(|(open, probes, outage_after)| PartialTrip {
+                // The ramp cannot show here (one call at a time: never more than one
+                // probe out), but it must not change what one call at a time sees.
+                partial: partial.map(|(open, probes, outage_after, ramp)| PartialTrip {
                     open: Duration::from_secs(open),
                     probes,
                     outage_after,
+                    ramp: ramp.map(Duration::from_millis),
                 }),
                 consecutive_failures: consecutive,
                 window: Duration::from_secs(window),
@@ -192,6 +195,10 @@ impl Model {
             }
             Kind::Auth | Kind::Neutral => {}
             Kind::Success if probe => {
+                // A probe's success: the provider serves, the episode counts misses anew.
+                if self.partial_misses.is_some() {
+                    self.partial_misses = Some(0);
+                }
                 if let ModelState::HalfOpen { successes } = self.state {
                     let successes = successes + 1;
                     if successes >= self.config.probe_successes {
@@ -489,8 +496,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     /// Overlapping calls across half-open periods: never more than `probes` probes in
-    /// flight (or a partial trip's, when more); every call answered or refused as open; once every call has ended and the
-    /// longest open time has passed, a call goes through (no wedged slot).
+    /// flight (or a partial trip's, when more); every call answered or refused as open;
+    /// once every call has ended and the longest open time has passed, a call goes through
+    /// (no wedged slot).
     #[test]
     fn overlapping_calls_never_exceed_the_probes(
         config in config(),
@@ -499,7 +507,12 @@ proptest! {
         let rt = ballast_sim::paused_runtime().unwrap();
         rt.block_on(async move {
             // A partial trip's episode lets its own number of probes out, and opens for its
-            // own time.
+            // own time. Without its ramp: the ramp's growth is tested on its own
+            // (`quiet_probes_let_the_waiting_calls_follow_them`, tests/breaker.rs).
+            let config = BreakerConfig {
+                partial: config.partial.map(|partial| PartialTrip { ramp: None, ..partial }),
+                ..config
+            };
             let partial = config.partial;
             let probes = partial.map_or(config.probes, |p| p.probes.max(config.probes)).max(1) as usize;
             let cap = partial.map_or(config.open_cap, |p| p.open.max(config.open_cap));

@@ -426,6 +426,7 @@ async fn the_probes_of_a_partial_trip_do_not_use_up_a_calls_own() {
             open: Duration::from_secs(1),
             probes: 1,
             outage_after: 4,
+            ramp: None,
         }),
         patience: Some(Patience {
             max_probes: 2,
@@ -489,4 +490,34 @@ async fn a_fail_fast_request_is_refused_at_once() {
         refusal(&refused).map(|(_, hint)| hint),
         Some(Duration::from_secs(5))
     );
+}
+
+/// After a partial trip, waiting calls follow the probes that stay quiet, at each step of
+/// the ramp (three at the end of the open time, three more 250 ms later, the last two at
+/// 500 ms), not when the first probe answers a second later.
+#[tokio::test(start_paused = true)]
+async fn waiting_calls_follow_quiet_probes() {
+    let provider = Recorder::new(Duration::from_secs(1));
+    let service = BreakerLayer::new(BreakerConfig {
+        partial: Some(PartialTrip {
+            ramp: Some(Duration::from_millis(250)),
+            ..PartialTrip::default()
+        }),
+        ..config(256)
+    })
+    .layer(provider.service());
+    provider.failing.store(false, Ordering::SeqCst);
+    service.clone().oneshot(request(0)).await.unwrap();
+    provider.failing.store(true, Ordering::SeqCst);
+    service.clone().oneshot(request(1)).await.unwrap();
+    // Tripped at 2 s, after a success: partial, open until 3.5 s.
+    provider.failing.store(false, Ordering::SeqCst);
+    let served = join_all((2..10).map(|n| service.clone().oneshot(request(n)))).await;
+    assert!(served.iter().all(|r| r.as_ref().unwrap().status() == 200));
+    let mut sent: Vec<u128> = provider.arrivals()[2..]
+        .iter()
+        .map(|(_, at)| at.as_millis())
+        .collect();
+    sent.sort_unstable();
+    assert_eq!(sent, [3500, 3500, 3500, 3750, 3750, 3750, 4000, 4000]);
 }

@@ -357,7 +357,9 @@ pub enum HintStyle {
 /// `fail_when_good`, in the bad state with `fail_when_bad`. The chain steps once per request
 /// (`step: None`), or once per `step` of simulated time, as a provider's bad spells last
 /// whether or not anyone is calling (a client that stops calling does not end a burst
-/// sooner, nor make it last longer).
+/// sooner, nor make it last longer). A time-stepped chain draws from a generator of its own,
+/// so its spells fall at the same times whoever calls: clients compared on one seed meet
+/// the same weather.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BurstModel {
     /// Chance per request of moving from good to bad.

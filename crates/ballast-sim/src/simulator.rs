@@ -48,6 +48,10 @@ struct Shared {
 #[derive(Debug)]
 struct State {
     rng: StdRng,
+    /// Draws the steps of a time-stepped burst chain, and nothing else: the provider's bad
+    /// spells then fall at the same times whoever calls and however often, so that every
+    /// client run against one seed meets the same weather.
+    spells: StdRng,
     bucket: Bucket,
     burst_bad: bool,
     /// Simulated time the burst chain has been stepped to.
@@ -151,11 +155,15 @@ struct Parsed {
     responses: bool,
 }
 
+/// Mixed into the scenario's seed for the generator of the burst chain's spells.
+const SPELLS_SEED: u64 = 0x5be1_15ba_d5be_115a;
+
 impl Simulator {
     /// A provider behaving as `scenario` says, its clock starting now.
     pub fn new(scenario: Scenario) -> Self {
         let state = State {
             rng: StdRng::seed_from_u64(scenario.seed),
+            spells: StdRng::seed_from_u64(scenario.seed ^ SPELLS_SEED),
             bucket: Bucket {
                 tokens: 0.0,
                 last: Duration::ZERO,
@@ -449,19 +457,19 @@ impl Simulator {
         }
 
         let burst = scenario.server_errors;
-        let steps = match burst.step {
-            None => 1,
+        let (steps, rng) = match burst.step {
+            None => (1, &mut state.rng),
             Some(step) => {
                 let step = step.max(Duration::from_millis(1));
                 let due = now.saturating_sub(state.burst_stepped);
                 let steps = due.as_nanos() / step.as_nanos();
                 state.burst_stepped += step * u32::try_from(steps).unwrap_or(u32::MAX);
                 // A long quiet spell has long forgotten the state it started in.
-                steps.min(10_000) as u32
+                (steps.min(10_000) as u32, &mut state.spells)
             }
         };
         for _ in 0..steps {
-            let roll: f64 = state.rng.random();
+            let roll: f64 = rng.random();
             state.burst_bad = if state.burst_bad {
                 roll >= burst.leave_bad
             } else {

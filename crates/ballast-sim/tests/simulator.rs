@@ -535,6 +535,52 @@ fn time_stepped_bursts_follow_the_clock_not_the_requests() {
     );
 }
 
+/// A time-stepped burst chain draws from its own generator: its bad spells fall at the same
+/// seconds for a client calling once a second as for one calling four times as often, so
+/// every client run against one seed meets the same weather.
+#[test]
+fn time_stepped_spells_are_the_same_whoever_calls() {
+    let scenario = Scenario {
+        seed: 5,
+        server_errors: ballast_sim::BurstModel {
+            enter_bad: 0.3,
+            leave_bad: 0.3,
+            fail_when_good: 0.0,
+            fail_when_bad: 1.0,
+            step: Some(Duration::from_secs(1)),
+        },
+        latency: Latency::INSTANT,
+        ..Scenario::healthy()
+    };
+    let spells = |calls_a_second: u32| {
+        let scenario = scenario.clone();
+        ballast_sim::paused_runtime().unwrap().block_on(async move {
+            let sim = Simulator::new(scenario);
+            let gap = Duration::from_secs(1) / calls_a_second;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut bad = Vec::new();
+            for _ in 0..40 {
+                let statuses = join_all((0..calls_a_second).map(|i| {
+                    let sim = sim.clone();
+                    async move {
+                        tokio::time::sleep(gap * i).await;
+                        send(sim, chat(10)).await.status
+                    }
+                }))
+                .await;
+                // Every call of one second sees the same state.
+                assert!(statuses.iter().all(|s| (*s >= 500) == (statuses[0] >= 500)));
+                bad.push(statuses[0] >= 500);
+                tokio::time::sleep(Duration::from_secs(1) - gap * (calls_a_second - 1)).await;
+            }
+            bad
+        })
+    };
+    let once = spells(1);
+    assert_eq!(once, spells(4));
+    assert!(once.contains(&true) && once.contains(&false), "{once:?}");
+}
+
 /// The ground truth is pessimistic: the provider bills the work it did, whatever reached
 /// the client. A request that hangs for ever is billed for its prompt and the tokens made
 /// until the client left; a broken 200 is billed in full; an error inside a 200 bills its
