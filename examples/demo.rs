@@ -82,6 +82,8 @@ struct Pass {
     wire: Arc<WireCounts>,
     trips: Option<u64>,
     requeued: usize,
+    /// How long the pass took to finish every job, in provider time.
+    took: Duration,
     spend: Usd,
     budget: Option<Usd>,
 }
@@ -238,6 +240,7 @@ async fn run(
     let failed = Arc::new(AtomicUsize::new(0));
     let requeued = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
+    let began = Instant::now();
     for _ in 0..workers {
         let chat = chat.clone();
         let next = Arc::clone(&next);
@@ -293,6 +296,7 @@ async fn run(
         replies,
         wire,
         requeued: requeued.load(Ordering::Relaxed),
+        took: began.elapsed().mul_f64(scale),
         trips: breaker.map(|b| b.snapshot().iter().map(|k| k.opened_total).sum()),
         spend: spend.iter().map(|s| s.total()).sum(),
         budget: (name != "naive retry").then_some(config.daily_budget),
@@ -371,6 +375,24 @@ fn summary(passes: &[Pass], requests: usize) {
                 .map(|p| match p.budget {
                     Some(budget) => format!("${:.4} / {budget}", p.spend.as_f64()),
                     None => format!("${:.4} / none", p.spend.as_f64()),
+                })
+                .collect(),
+        ),
+        (
+            "all jobs done after",
+            passes
+                .iter()
+                .map(|p| format!("{:.0}s", p.took.as_secs_f64()))
+                .collect(),
+        ),
+        (
+            "latency mean",
+            passes
+                .iter()
+                .map(|p| {
+                    let total: Duration = p.replies.iter().map(|(l, _)| *l).sum();
+                    let mean = total.as_secs_f64() / p.replies.len().max(1) as f64;
+                    format!("{mean:.1}s")
                 })
                 .collect(),
         ),
