@@ -387,7 +387,7 @@ mod tests {
         let _ = fresh.acquire(0, 0).unwrap();
         fresh.on_rate_limited(SEC / 2);
         fresh.give_back(held + 10 * SEC, SEC, 0, 0);
-        assert_eq!(fresh.acquire(SEC / 2, 0).unwrap(), SEC / 2 + 1_500_000_000);
+        assert_eq!(fresh.acquire(SEC / 2, 0).unwrap(), SEC / 2 + 1_250_000_000);
     }
 
     #[tokio::test(start_paused = true)]
@@ -414,7 +414,7 @@ mod tests {
         assert!((limiter.rate_rpm() - 90.0).abs() < 1e-9);
         assert_eq!(limiter.ceiling_rpm(), Some(100.0));
         // No turn during the pause.
-        assert_eq!(limiter.acquire(SEC, 0).unwrap(), SEC + 1_500_000_000);
+        assert_eq!(limiter.acquire(SEC, 0).unwrap(), SEC + 1_250_000_000);
         limiter.on_rate_limited(5 * SEC);
         assert!((limiter.rate_rpm() - 81.0).abs() < 1e-9);
         assert_eq!(

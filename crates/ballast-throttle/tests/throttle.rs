@@ -478,7 +478,7 @@ fn a_new_turn_past_the_deadline_is_refused() {
             })
         };
         // Turns at 0, 1 and 2 s, all within the 2 s deadlines; the 429 at 0.1 s pauses the
-        // line for 1.5 s and slows the pace: "b" still makes it, "c" does not.
+        // line for 1.25 s and slows the pace: "b" still makes it, "c" does not.
         let calls: Vec<_> = ["a", "b", "c"].into_iter().map(call).collect();
         let mut ends = Vec::new();
         for call in calls {
