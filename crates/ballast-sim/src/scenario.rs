@@ -197,16 +197,18 @@ impl Scenario {
 
     /// The week from DEVELOPERS.md in one scenario: lying rate limits with wrong hints,
     /// 5xx in bursts, one request in a hundred hanging for two and a half minutes, and the
-    /// odd broken body or error inside a 200.
+    /// odd broken body or error inside a 200. The bursts follow the clock (a second's step:
+    /// about 2.5 s bad, failing three calls in five, in every 22 s), as a real provider's
+    /// do: a client that holds back does not hold the burst back with it.
     pub fn bad_day() -> Self {
         Self {
             name: "bad_day".into(),
             server_errors: BurstModel {
-                enter_bad: 0.02,
-                leave_bad: 0.15,
+                enter_bad: 0.05,
+                leave_bad: 0.4,
                 fail_when_good: 0.02,
                 fail_when_bad: 0.6,
-                step: None,
+                step: Some(Duration::from_secs(1)),
             },
             hangs: Hangs {
                 probability: 0.01,
