@@ -15,6 +15,7 @@
 //! <= 1.3 upstream calls per success.
 #![allow(missing_docs)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Child;
 use std::sync::Arc;
@@ -58,6 +59,18 @@ async fn attempt(
     i: usize,
     timeout: Duration,
 ) -> (Result<u16, ()>, Option<Duration>) {
+    let (result, hint, _) = attempt_with_code(client, url, i, timeout).await;
+    (result, hint)
+}
+
+/// [`attempt`], and the error's `type` when the body names one (a label for the report
+/// only: the first `"type":"..."` in the body, read without a JSON parser).
+async fn attempt_with_code(
+    client: &HttpClient,
+    url: &str,
+    i: usize,
+    timeout: Duration,
+) -> (Result<u16, ()>, Option<Duration>, Option<String>) {
     let call = async {
         let response = client.request(request(url, i)).await.map_err(|_| ())?;
         let status = response.status().as_u16();
@@ -68,34 +81,58 @@ async fn attempt(
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| *s > 0.0 && *s <= 60.0)
             .map(Duration::from_secs_f64);
-        response.into_body().collect().await.map_err(|_| ())?;
-        Ok::<_, ()>((status, hint))
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| ())?
+            .to_bytes();
+        let code = (status != 200)
+            .then(|| {
+                let text = String::from_utf8_lossy(&body);
+                let rest = &text[text.find("\"type\":\"")? + 8..];
+                Some(rest[..rest.find('"')?].to_owned())
+            })
+            .flatten();
+        Ok::<_, ()>((status, hint, code))
     };
     match tokio::time::timeout(timeout, call).await {
-        Ok(Ok((status, hint))) => (Ok(status), hint),
-        _ => (Err(()), None),
+        Ok(Ok((status, hint, code))) => (Ok(status), hint, code),
+        _ => (Err(()), None, None),
     }
 }
 
-/// Call `i` the way `caller` calls: whether it was served (a 200), and how long it took.
-async fn serve(client: &HttpClient, url: &str, i: usize, caller: Caller) -> (bool, Duration) {
+/// Call `i` the way `caller` calls: how it ended (`None`: served, a 200; else what the
+/// caller got) and how long it took.
+async fn serve(
+    client: &HttpClient,
+    url: &str,
+    i: usize,
+    caller: Caller,
+) -> (Option<String>, Duration) {
     let started = Instant::now();
     match caller {
         Caller::Plain { deadline } => {
-            let (result, _) = attempt(client, url, i, deadline).await;
-            (result == Ok(200), started.elapsed())
+            let (result, _, code) = attempt_with_code(client, url, i, deadline).await;
+            let failure = match result {
+                Ok(200) => None,
+                Ok(status) => Some(format!("{status} {}", code.as_deref().unwrap_or("-"))),
+                Err(()) => Some("no answer".to_owned()),
+            };
+            (failure, started.elapsed())
         }
         Caller::Sdk => {
             let mut retries = 0u32;
             loop {
                 let (result, hint) = attempt(client, url, i, Duration::from_secs(600)).await;
                 let retryable = match result {
-                    Ok(200) => return (true, started.elapsed()),
+                    Ok(200) => return (None, started.elapsed()),
                     Ok(status) => matches!(status, 408 | 409 | 429) || status >= 500,
                     Err(()) => true,
                 };
                 if !retryable || retries == 2 {
-                    return (false, started.elapsed());
+                    let failure = result.map_or("no answer".to_owned(), |s| s.to_string());
+                    return (Some(failure), started.elapsed());
                 }
                 let backoff = (0.5 * 2f64.powi(retries as i32)).min(8.0);
                 // The SDK's jitter: up to a quarter off, here from the call's own numbers.
@@ -109,13 +146,13 @@ async fn serve(client: &HttpClient, url: &str, i: usize, caller: Caller) -> (boo
 }
 
 /// `requests` calls from `workers` callers, each taking the next call when its last one
-/// ends: how many were served, and every call's duration.
+/// ends: how many were served, every call's duration, and the failures by what they got.
 async fn drive(
     url: &str,
     requests: usize,
     workers: usize,
     caller: Caller,
-) -> (usize, Vec<Duration>) {
+) -> (usize, Vec<Duration>, BTreeMap<String, usize>) {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(256)
         .build_http();
@@ -137,14 +174,18 @@ async fn drive(
         .collect();
     let mut served = 0;
     let mut durations = Vec::with_capacity(requests);
+    let mut failures = BTreeMap::new();
     for task in tasks {
-        for (ok, took) in task.await.unwrap_or_default() {
-            served += usize::from(ok);
+        for (failure, took) in task.await.unwrap_or_default() {
+            match failure {
+                None => served += 1,
+                Some(failure) => *failures.entry(failure).or_insert(0) += 1,
+            }
             durations.push(took);
         }
     }
     durations.sort();
-    (served, durations)
+    (served, durations, failures)
 }
 
 /// Starts the proxy binary in front of `upstream` with its defaults (the xAI preset's
@@ -207,7 +248,7 @@ fn main() {
                 }
             };
             let started = Instant::now();
-            let (served, durations) = drive(&url, requests, workers, caller).await;
+            let (served, durations, failures) = drive(&url, requests, workers, caller).await;
             let wall = started.elapsed();
             let calls = server.simulator().ledger().len();
             println!(
@@ -218,6 +259,11 @@ fn main() {
                 percentile(&durations, 95.0).as_secs_f64(),
                 wall.as_secs_f64()
             );
+            if !failures.is_empty() {
+                let listed: Vec<String> =
+                    failures.iter().map(|(f, n)| format!("{f}: {n}")).collect();
+                println!("{:<34} not served: {}", "", listed.join(", "));
+            }
             if let Some(mut child) = child {
                 let _ = child.kill();
                 let _ = child.wait();

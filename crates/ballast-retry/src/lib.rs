@@ -9,7 +9,7 @@
 //! - **when**: per-class [`Backoff`] with [`Jitter`] (full by default), a hard cap on any wait,
 //!   and the provider's wait hint weighed by [`HintTrust`] (clamped by default: hints lie);
 //! - **whether it may**: a [`RetryBudget`] per provider key (host and model), shared by every
-//!   clone (retries withdraw, successes deposit 10%), so a total outage costs about one call
+//!   clone (retries withdraw, successes deposit 20%), so a total outage costs about one call
 //!   per logical request, not three, and one failing model cannot spend the others' retries;
 //! - **until when**: a deadline across all attempts. No wait that would end past it starts,
 //!   and a hint that points past it ends the call at once with [`HintBeyondDeadline`].

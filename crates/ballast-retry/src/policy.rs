@@ -179,8 +179,11 @@ impl Session {
 ///
 /// Three attempts in all, a 60 s cap on any wait, a five-minute deadline (three 90 s attempts
 /// and their waits fit), hints clamped to `[backoff, backoff + 5 s]`, and a budget per
-/// provider key (host and model) of 10% of successes with a reserve of 10 retries (at most
-/// 20 banked).
+/// provider key (host and model) of 20% of successes with a reserve of 10 retries (at most
+/// 20 banked). 20%, not 10%: on the simulator's bad day, whose 5xx bursts follow the clock
+/// (about 2.5 s in every 22 s failing three calls in five), a 10% budget ran dry in the
+/// bursts and the proxy's plain callers were served 94.2% at 1.19 calls per success; 20%
+/// serves 98.0% at 1.19 (`bash benches/proxy_bad_day.sh`), the scoreboard unmoved.
 pub struct RetryPolicy {
     shared: Arc<Shared>,
     session: Session,
@@ -518,7 +521,7 @@ impl Default for RetryPolicyBuilder {
             max_delay: secs(60),
             hint_trust: HintTrust::default(),
             rules,
-            budget: Some((0.1, 10, 20)),
+            budget: Some((0.2, 10, 20)),
             seed: None,
             time_scale: 1.0,
         }
@@ -584,7 +587,7 @@ impl RetryPolicyBuilder {
     }
 
     /// A retry budget: `ratio` retries per success, starting with `reserve`, holding at most
-    /// `max_balance` (default 10%, 10, 20). See [`RetryBudget`].
+    /// `max_balance` (default 20%, 10, 20). See [`RetryBudget`].
     pub fn budget(mut self, ratio: f64, reserve: u32, max_balance: u32) -> Self {
         self.budget = Some((ratio, reserve, max_balance));
         self
