@@ -52,20 +52,10 @@ fn request(url: &str, i: usize) -> http::Request<Full<Bytes>> {
 }
 
 /// One attempt: `Ok(status)` with the whole body read, or `Err` for a connection error or
-/// a timeout; and the provider's `retry-after` when it gave one.
+/// a timeout; the provider's `retry-after` when it gave one; and for a failure, the error's
+/// `type` when the body names one (a label for the report only: the first `"type":"..."`
+/// in the body, read without a JSON parser).
 async fn attempt(
-    client: &HttpClient,
-    url: &str,
-    i: usize,
-    timeout: Duration,
-) -> (Result<u16, ()>, Option<Duration>) {
-    let (result, hint, _) = attempt_with_code(client, url, i, timeout).await;
-    (result, hint)
-}
-
-/// [`attempt`], and the error's `type` when the body names one (a label for the report
-/// only: the first `"type":"..."` in the body, read without a JSON parser).
-async fn attempt_with_code(
     client: &HttpClient,
     url: &str,
     i: usize,
@@ -87,17 +77,17 @@ async fn attempt_with_code(
             .await
             .map_err(|_| ())?
             .to_bytes();
-        let code = (status != 200)
+        let error_type = (status != 200)
             .then(|| {
                 let text = String::from_utf8_lossy(&body);
                 let rest = &text[text.find("\"type\":\"")? + 8..];
                 Some(rest[..rest.find('"')?].to_owned())
             })
             .flatten();
-        Ok::<_, ()>((status, hint, code))
+        Ok::<_, ()>((status, hint, error_type))
     };
     match tokio::time::timeout(timeout, call).await {
-        Ok(Ok((status, hint, code))) => (Ok(status), hint, code),
+        Ok(Ok((status, hint, error_type))) => (Ok(status), hint, error_type),
         _ => (Err(()), None, None),
     }
 }
@@ -113,10 +103,10 @@ async fn serve(
     let started = Instant::now();
     match caller {
         Caller::Plain { deadline } => {
-            let (result, _, code) = attempt_with_code(client, url, i, deadline).await;
+            let (result, _, error_type) = attempt(client, url, i, deadline).await;
             let failure = match result {
                 Ok(200) => None,
-                Ok(status) => Some(format!("{status} {}", code.as_deref().unwrap_or("-"))),
+                Ok(status) => Some(format!("{status} {}", error_type.as_deref().unwrap_or("-"))),
                 Err(()) => Some("no answer".to_owned()),
             };
             (failure, started.elapsed())
@@ -124,7 +114,7 @@ async fn serve(
         Caller::Sdk => {
             let mut retries = 0u32;
             loop {
-                let (result, hint) = attempt(client, url, i, Duration::from_secs(600)).await;
+                let (result, hint, _) = attempt(client, url, i, Duration::from_secs(600)).await;
                 let retryable = match result {
                     Ok(200) => return (None, started.elapsed()),
                     Ok(status) => matches!(status, 408 | 409 | 429) || status >= 500,

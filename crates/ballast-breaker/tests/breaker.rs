@@ -58,21 +58,14 @@ impl Steered {
 
     fn service(&self) -> TestProvider {
         let failing = Arc::clone(&self.failing);
-        let calls = Arc::clone(&self.calls);
         let (delay, fail_in) = (self.delay, self.fail_in);
-        tower::service_fn(move |_request: http::Request<String>| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            let (status, after) = if failing.load(Ordering::SeqCst) {
+        answering(&self.calls, move || {
+            if failing.load(Ordering::SeqCst) {
                 (500, fail_in)
             } else {
                 (200, delay)
-            };
-            async move {
-                tokio::time::sleep(after).await;
-                Ok(http::Response::builder().status(status).body(()).unwrap())
             }
         })
-        .boxed_clone()
     }
 
     fn calls(&self) -> usize {
@@ -87,17 +80,16 @@ type TestProvider = tower::util::BoxCloneService<
     std::convert::Infallible,
 >;
 
-/// A provider that counts its calls in `calls` and answers each, after `delay`, with the
-/// status `status` gives when the call arrives.
+/// A provider that counts its calls in `calls` and answers each with the status, after the
+/// delay, that `answer` gives when the call arrives.
 fn answering(
     calls: &Arc<AtomicUsize>,
-    delay: Duration,
-    status: impl Fn() -> u16 + Clone + Send + 'static,
+    answer: impl Fn() -> (u16, Duration) + Clone + Send + 'static,
 ) -> TestProvider {
     let calls = Arc::clone(calls);
     tower::service_fn(move |_request: http::Request<String>| {
         calls.fetch_add(1, Ordering::SeqCst);
-        let status = status();
+        let (status, delay) = answer();
         async move {
             tokio::time::sleep(delay).await;
             Ok(http::Response::builder().status(status).body(()).unwrap())
@@ -914,18 +906,19 @@ struct TwoASecond {
 impl TwoASecond {
     fn service(&self, start: Instant) -> TestProvider {
         let served = Arc::clone(&self.served);
-        answering(&self.calls, Duration::ZERO, move || {
+        answering(&self.calls, move || {
             let second = start.elapsed().as_secs();
             let mut served = served.lock().unwrap();
             if served.0 != second {
                 *served = (second, 0);
             }
-            if served.1 < 2 {
+            let status = if served.1 < 2 {
                 served.1 += 1;
                 200
             } else {
                 503
-            }
+            };
+            (status, Duration::ZERO)
         })
     }
 }

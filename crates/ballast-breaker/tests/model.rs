@@ -508,7 +508,7 @@ proptest! {
         rt.block_on(async move {
             // A partial trip's episode lets its own number of probes out, and opens for its
             // own time. Without its ramp: the ramp's growth is tested on its own
-            // (`quiet_probes_let_the_waiting_calls_follow_them`, tests/breaker.rs).
+            // (`quiet_probes_let_more_calls_follow_them`, tests/breaker.rs).
             let config = BreakerConfig {
                 partial: config.partial.map(|partial| PartialTrip { ramp: None, ..partial }),
                 ..config
