@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use crate::service::MediaType;
 use http::{HeaderMap, StatusCode};
 
 use crate::{Outcome, ProviderError, UsageSpan};
@@ -14,6 +15,8 @@ pub struct ResponseView<'a> {
     headers: &'a HeaderMap,
     body: Option<&'a [u8]>,
     now: Option<SystemTime>,
+    /// The content type, when the caller read it already.
+    media: Option<MediaType>,
 }
 
 impl<'a> ResponseView<'a> {
@@ -24,7 +27,19 @@ impl<'a> ResponseView<'a> {
             headers,
             body,
             now: None,
+            media: None,
         }
+    }
+
+    /// The view with its content type already read (the classify future reads it once).
+    pub(crate) fn with_media(mut self, media: MediaType) -> Self {
+        self.media = Some(media);
+        self
+    }
+
+    /// What the content type says of the body.
+    pub(crate) fn media(&self) -> MediaType {
+        self.media.unwrap_or_else(|| MediaType::of(self.headers))
     }
 
     /// Fixes the wall-clock time used to turn dates in headers into delays (for tests).

@@ -27,7 +27,10 @@ pub enum Dialect {
 impl Dialect {
     /// The dialect of a request to `path`.
     pub fn of_path(path: &str) -> Self {
-        if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+        // Most paths have no colon: one byte search spares the two substring searches.
+        if path.contains(':')
+            && (path.contains(":generateContent") || path.contains(":streamGenerateContent"))
+        {
             Self::Gemini
         } else if path.ends_with("/messages") {
             Self::Messages
@@ -167,20 +170,26 @@ impl RequestFacts {
         // top-level members; only the few the facts need are parsed, from their slices.
         if let Ok(text) = std::str::from_utf8(body) {
             let walked = crate::scan::members(text, |name, value| {
-                let loose = || serde_json::from_slice::<Loose<'_>>(value).ok();
+                // The usual values (a string without escapes, a plain integer) are read from
+                // their text; anything else by `serde_json`, which says what they are.
+                let loose = || serde_json::from_str::<Loose<'_>>(value).ok();
+                let count = || plain_count(value).or_else(|| loose().and_then(Loose::count));
                 // The last of duplicate names wins, as in serde_json's own `Value`.
                 match name {
-                    "model" => found.model = loose().and_then(Loose::string),
-                    "stream" => found.stream = value == b"true",
-                    "max_tokens" => found.max_tokens = loose().and_then(Loose::count),
-                    "max_completion_tokens" => {
-                        found.max_completion_tokens = loose().and_then(Loose::count);
+                    "model" => {
+                        found.model = match plain_string(value) {
+                            Some(plain) => Some(Cow::Borrowed(plain)),
+                            None => loose().and_then(Loose::string),
+                        }
                     }
-                    "max_output_tokens" => {
-                        found.max_output_tokens = loose().and_then(Loose::count);
+                    "stream" => found.stream = value == "true",
+                    "max_tokens" => found.max_tokens = count(),
+                    "max_completion_tokens" => found.max_completion_tokens = count(),
+                    "max_output_tokens" => found.max_output_tokens = count(),
+                    "generationConfig" => found.generation_config = gemini_cap(value.as_bytes()),
+                    "generation_config" => {
+                        found.generation_config_snake = gemini_cap(value.as_bytes());
                     }
-                    "generationConfig" => found.generation_config = gemini_cap(value),
-                    "generation_config" => found.generation_config_snake = gemini_cap(value),
                     _ => {}
                 }
             });
@@ -317,6 +326,23 @@ impl RequestFacts {
         self.prompt_tokens = tokens;
         self
     }
+}
+
+/// The contents of a JSON string value without escapes (`"grok-4"`); `None` for any other
+/// value. The walk has checked the value, so a quote at both ends is the whole string.
+fn plain_string(value: &str) -> Option<&str> {
+    let inner = value.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
+}
+
+/// A JSON value that is only digits (the walk has checked it is a number): its value when it
+/// fits `u64`. `None` for anything else (signs, fractions, exponents, larger integers),
+/// which `serde_json` then reads.
+fn plain_count(value: &str) -> Option<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
 }
 
 /// The model in a Gemini path: `.../models/{model}:method`.

@@ -10,7 +10,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use crate::read::{ReadBody, ReadError};
-use crate::service::{declared_length, is_event_stream};
+use crate::service::{MediaType, declared_length};
 use crate::stream::{StreamEnd, StreamTimeouts, Watch};
 use crate::watched::{Primed, Watched};
 use crate::{
@@ -44,7 +44,7 @@ pin_project! {
         B::Error: Into<BoxError>,
     {
         Calling { #[pin] future: F },
-        Reading { parts: Option<Parts>, #[pin] read: ReadBody<B> },
+        Reading { parts: Option<Parts>, #[pin] read: ReadBody<B>, media: MediaType },
         // A 2xx stream, read until its first content event.
         Priming {
             parts: Option<Parts>,
@@ -109,7 +109,8 @@ where
                             return Poll::Ready(Err(ClassifiedError::transport(err.into())));
                         }
                     };
-                    if is_event_stream(&response) {
+                    let media = MediaType::of(response.headers());
+                    if media == MediaType::EventStream {
                         let (mut parts, body) = response.into_parts();
                         if parts.status.is_success() {
                             // Held back until its first content: what fails before it is
@@ -141,9 +142,10 @@ where
                     this.state.set(State::Reading {
                         parts: Some(parts),
                         read: ReadBody::new(body, limit),
+                        media,
                     });
                 }
-                StateProj::Reading { parts, read } => {
+                StateProj::Reading { parts, read, media } => {
                     let result = ready!(read.poll_read(cx));
                     let Some(mut parts) = parts.take() else {
                         // Polled again after completion: a caller bug, answered without a panic.
@@ -159,7 +161,8 @@ where
                             return Poll::Ready(Err(body_error(err, status, *this.body_limit)));
                         }
                     };
-                    let view = ResponseView::new(parts.status, &parts.headers, Some(&bytes));
+                    let view = ResponseView::new(parts.status, &parts.headers, Some(&bytes))
+                        .with_media(*media);
                     let verdict = this.classifier.classify(&view);
                     let usage = verdict.usage;
                     attach(&mut parts, verdict);

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -361,16 +361,49 @@ where
         if body.size_hint().lower() > limit as u64 {
             return ResponseFuture::failed(too_large(limit));
         }
-        // The ready service goes with this call; a clone takes its place (tower's pattern).
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture {
-            state: State::Reading {
-                body: ReadBody::new(CallerBody { body }, limit),
-                parts: Some(parts),
-                inner: Some(inner),
-                config: Arc::clone(&self.config),
-            },
+        // A body already in memory (`String`, `Bytes`, `Full`, and most small requests off a
+        // connection) is read here, and the service made ready for this call is called at
+        // once: no clone of the stack below (measured: the clone of the facade's stack cost
+        // about 1 000 instructions, the box about 200). A body not ready yet is kept, pinned
+        // in its box, for the future, and polled again there with the caller's waker.
+        let mut body = Box::pin(ReadBody::new(CallerBody { body }, limit));
+        match body
+            .as_mut()
+            .poll_read(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(Ok(data)) => {
+                let request = prepare(&self.config, parts, data);
+                ResponseFuture {
+                    state: State::Calling {
+                        future: self.inner.call(request),
+                    },
+                }
+            }
+            Poll::Ready(Err(error)) => ResponseFuture::failed(read_error(error, limit)),
+            Poll::Pending => {
+                // The ready service goes with this call; a clone takes its place (tower's
+                // pattern).
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Reading {
+                        body,
+                        parts: Some(parts),
+                        inner: Some(inner),
+                        config: Arc::clone(&self.config),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// The refusal for a body that could not be read: too long, or broken.
+fn read_error(error: ReadError, limit: usize) -> ClassifiedError {
+    match error {
+        ReadError::TooLarge => too_large(limit),
+        ReadError::Body(source) => {
+            ClassifiedError::new(Outcome::new(OutcomeClass::BadRequest), Some(source))
         }
     }
 }
@@ -435,8 +468,7 @@ pin_project! {
         S: Service<http::Request<RequestBody>>,
     {
         Reading {
-            #[pin]
-            body: ReadBody<CallerBody<B>>,
+            body: Pin<Box<ReadBody<CallerBody<B>>>>,
             parts: Option<http::request::Parts>,
             inner: Option<S>,
             config: Arc<Config>,
@@ -487,21 +519,14 @@ where
                     inner,
                     config,
                 } => {
-                    let read = ready!(body.poll_read(cx));
+                    let read = ready!(body.as_mut().poll_read(cx));
                     let (Some(parts), Some(inner)) = (parts.take(), inner.take()) else {
                         unreachable!("the body is read once");
                     };
                     match read {
                         Ok(data) => (inner, prepare(config, parts, data)),
-                        Err(ReadError::TooLarge) => {
-                            return Poll::Ready(Err(too_large(config.limit).into()));
-                        }
-                        Err(ReadError::Body(source)) => {
-                            let error = ClassifiedError::new(
-                                Outcome::new(OutcomeClass::BadRequest),
-                                Some(source),
-                            );
-                            return Poll::Ready(Err(error.into()));
+                        Err(error) => {
+                            return Poll::Ready(Err(read_error(error, config.limit).into()));
                         }
                     }
                 }
@@ -525,4 +550,119 @@ where
 /// Whether `error` is one of this layer's refusals (nothing was sent).
 pub(crate) fn is_read_refusal(error: &(dyn StdError + 'static)) -> bool {
     error.is::<RequestTooLarge>() || error.is::<RequestBodyError>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt;
+
+    /// How often the inner service was cloned and called.
+    #[derive(Default)]
+    struct Counts {
+        clones: AtomicUsize,
+        calls: AtomicUsize,
+    }
+
+    /// An inner service that counts its clones and calls, and answers with the body sent.
+    struct Inner(Arc<Counts>);
+
+    impl Clone for Inner {
+        fn clone(&self) -> Self {
+            self.0.clones.fetch_add(1, Ordering::SeqCst);
+            Self(Arc::clone(&self.0))
+        }
+    }
+
+    impl Service<http::Request<RequestBody>> for Inner {
+        type Response = Bytes;
+        type Error = ClassifiedError;
+        type Future = std::future::Ready<Result<Bytes, ClassifiedError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ClassifiedError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+            self.0.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(request.into_body().into_bytes()))
+        }
+    }
+
+    /// A body that is not ready at its first poll (it wakes its caller), then is.
+    struct Late {
+        data: Option<Bytes>,
+        waited: bool,
+    }
+
+    impl Body for Late {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let this = self.get_mut();
+            if !this.waited {
+                this.waited = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(this.data.take().map(|data| Ok(Frame::data(data))))
+        }
+    }
+
+    const BODY: &[u8] = br#"{"model":"grok-4"}"#;
+
+    fn request<B>(body: B) -> http::Request<B> {
+        http::Request::post("/v1/chat/completions")
+            .body(body)
+            .expect("a valid request")
+    }
+
+    /// A body already in memory is read in `call`, and the service made ready is called
+    /// there: the stack below is not cloned.
+    #[tokio::test]
+    async fn a_body_in_memory_calls_the_ready_service_without_a_clone() {
+        let counts = Arc::new(Counts::default());
+        let service = ReadRequestLayer::new().layer(Inner(Arc::clone(&counts)));
+        let body = http_body_util::Full::new(Bytes::from_static(BODY));
+        let sent = service.oneshot(request(body)).await.expect("an answer");
+        assert_eq!(&sent[..], BODY);
+        assert_eq!(counts.clones.load(Ordering::SeqCst), 0);
+        assert_eq!(counts.calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A body not ready yet is read by the future, which calls a clone of the service (the
+    /// one made ready) once it is whole.
+    #[tokio::test]
+    async fn a_body_not_ready_is_read_by_the_future() {
+        let counts = Arc::new(Counts::default());
+        let service = ReadRequestLayer::new().layer(Inner(Arc::clone(&counts)));
+        let body = Late {
+            data: Some(Bytes::from_static(BODY)),
+            waited: false,
+        };
+        let sent = service.oneshot(request(body)).await.expect("an answer");
+        assert_eq!(&sent[..], BODY);
+        assert_eq!(counts.clones.load(Ordering::SeqCst), 1);
+        assert_eq!(counts.calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A call dropped while its body is still coming sends nothing.
+    #[tokio::test]
+    async fn a_call_dropped_before_its_body_is_whole_sends_nothing() {
+        let counts = Arc::new(Counts::default());
+        let mut service = ReadRequestLayer::new().layer(Inner(Arc::clone(&counts)));
+        let body = Late {
+            data: Some(Bytes::from_static(BODY)),
+            waited: false,
+        };
+        let ready = ServiceExt::<http::Request<Late>>::ready(&mut service).await;
+        let future = ready.expect("ready").call(request(body));
+        drop(future);
+        assert_eq!(counts.calls.load(Ordering::SeqCst), 0);
+    }
 }

@@ -20,15 +20,15 @@ pub(crate) enum Document {
     Other,
 }
 
-/// A member's name (unescaped) and the raw slice of its value.
-type Member<'m, 'a> = &'m mut dyn FnMut(&str, &'a [u8]);
+/// A member's name (unescaped) and the raw text of its value.
+type Member<'m, 'a> = &'m mut dyn FnMut(&str, &'a str);
 
 /// Walks `text`. For a top-level object, calls `member` with each member's name (unescaped)
 /// and the raw slice of its value, in order. `None` when the document is not valid JSON
 /// (the callback may have been called for members before the fault).
 pub(crate) fn members<'a>(
     text: &'a str,
-    mut member: impl FnMut(&str, &'a [u8]),
+    mut member: impl FnMut(&str, &'a str),
 ) -> Option<Document> {
     let mut scan = Scan { text, at: 0 };
     scan.whitespace();
@@ -46,13 +46,13 @@ pub(crate) fn members<'a>(
 /// The raw value of the last top-level member named `name` (the one a parser keeps), when
 /// `text` is a valid JSON object that has one.
 pub(crate) fn last_member<'a>(text: &'a str, name: &str) -> Option<&'a [u8]> {
-    let mut last = None;
+    let mut last: Option<&'a str> = None;
     members(text, |key, value| {
         if key == name {
             last = Some(value);
         }
     })?;
-    last
+    last.map(str::as_bytes)
 }
 
 struct Scan<'a> {
@@ -134,7 +134,7 @@ impl<'a> Scan<'a> {
             let value_start = self.at;
             self.value(depth + 1)?;
             if let Some(member) = member.as_mut() {
-                let value = &self.bytes()[value_start..self.at];
+                let value = &self.text[value_start..self.at];
                 if escaped {
                     // Rare: names with escapes are unescaped by the parser itself.
                     let name: String = serde_json::from_str(&self.text[start - 1..=end]).ok()?;
@@ -345,7 +345,7 @@ mod tests {
         let mut seen = Vec::new();
         let body = r#"{ "model" : "m", "mod\u0065l":7, "x":{"y":[1]} }"#;
         members(body, |name, value| {
-            seen.push((name.to_owned(), value.to_vec()))
+            seen.push((name.to_owned(), value.as_bytes().to_vec()))
         });
         assert_eq!(
             seen,

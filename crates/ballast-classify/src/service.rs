@@ -108,10 +108,37 @@ where
     }
 }
 
-/// Whether a response streams server-sent events, and so must not be buffered.
-pub(crate) fn is_event_stream<B>(response: &Response<B>) -> bool {
-    media_type(response.headers())
-        .is_some_and(|media| media.eq_ignore_ascii_case(b"text/event-stream"))
+/// What a response's content type says of its body, read once per response: the classify
+/// future decides by it whether to buffer, and hands it to the classifier with the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaType {
+    /// No content type.
+    Missing,
+    /// `application/json` or a `+json` type.
+    Json,
+    /// `text/html`.
+    Html,
+    /// `text/event-stream`.
+    EventStream,
+    /// Anything else.
+    Other,
+}
+
+impl MediaType {
+    pub(crate) fn of(headers: &http::HeaderMap) -> Self {
+        let Some(essence) = media_type(headers) else {
+            return Self::Missing;
+        };
+        if essence.eq_ignore_ascii_case(b"application/json") || essence.ends_with(b"+json") {
+            Self::Json
+        } else if essence.eq_ignore_ascii_case(b"text/event-stream") {
+            Self::EventStream
+        } else if essence.eq_ignore_ascii_case(b"text/html") {
+            Self::Html
+        } else {
+            Self::Other
+        }
+    }
 }
 
 /// The content type's media type, without parameters (`application/json` of

@@ -129,20 +129,15 @@ fn plain_callers_outwait_a_one_minute_outage() {
             classes.push(task.await.unwrap());
         }
         let served = classes.iter().filter(|c| c.is_success()).count();
-        // No caller was sent away by the open breaker. A failed probe sends its caller back
-        // in line, up to `Patience::max_probes` (4) times per attempt: one caller, there from
-        // the first second, was the probe 4 times on each of its 3 attempts and got the
-        // provider's 500 before the minute was over.
+        // No caller was sent away by the open breaker, and every one was served: a failed
+        // probe sends its caller back in line (up to `Patience::max_probes`, 4, times per
+        // attempt), and none ran out of attempts before the minute was over. (With the seed's
+        // random streams before the read layer stopped cloning the stack, one caller was the
+        // probe 4 times on each of its 3 attempts and got the provider's 500.)
         assert!(!classes.contains(&OutcomeClass::CircuitOpen), "{classes:?}");
-        assert_eq!(served, 39, "{classes:?}");
-        assert_eq!(classes[1], OutcomeClass::ServerError);
-        assert!(
-            classes
-                .iter()
-                .all(|c| c.is_success() || *c == OutcomeClass::ServerError)
-        );
-        // 39 successes; 5 failures opened the breaker, 11 probes failed (one per open
-        // time), the twelfth closed it.
+        assert_eq!(served, 40, "{classes:?}");
+        // 40 successes; 5 failures opened the breaker, 10 probes failed (one per open time,
+        // each opening it again), the eleventh closed it.
         assert_eq!(sim.ledger().len(), 55);
         let key = &stack.breaker.snapshot()[0];
         assert_eq!(key.opened_total, 11);
