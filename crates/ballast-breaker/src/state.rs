@@ -1,6 +1,6 @@
 //! One key's breaker: the state machine, lock-free on the closed path.
 
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -92,6 +92,9 @@ pub(crate) struct KeyBreaker {
     /// breaker last tripped while closed) while it is a partial one; `NOT_PARTIAL` once it
     /// is an outage's, or was one from the start.
     partial_misses: AtomicU32,
+    /// Whether this episode is a sudden one ([`PartialTrip::sudden_share`](crate::PartialTrip::sudden_share)):
+    /// set when the breaker trips while closed.
+    sudden: AtomicBool,
     /// When a call last succeeded (nanoseconds since the epoch, +1; 0: never), kept only
     /// with [`PartialTrip`](crate::PartialTrip): a trip within a window of it is partial, even
     /// when the window was cleared by a close since.
@@ -139,6 +142,7 @@ impl KeyBreaker {
             line: Notify::new(),
             waiting: AtomicU32::new(0),
             partial_misses: AtomicU32::new(NOT_PARTIAL),
+            sudden: AtomicBool::new(false),
             last_success: AtomicU64::new(0),
         }
     }
@@ -542,13 +546,24 @@ impl KeyBreaker {
                     || (last != 0 && now.saturating_add(1).saturating_sub(last) <= window));
             self.partial_misses
                 .store(if partial { 0 } else { NOT_PARTIAL }, Ordering::Release);
+            let sudden = partial
+                && totals.calls > 0
+                && config
+                    .partial
+                    .and_then(|p| p.sudden_share)
+                    .is_some_and(|share| {
+                        f64::from(totals.calls - totals.failures) >= share * f64::from(totals.calls)
+                    });
+            self.sudden.store(sudden, Ordering::Relaxed);
         }
         let trip = self.trips.fetch_add(1, Ordering::AcqRel).saturating_add(1);
         self.opened.fetch_add(1, Ordering::Relaxed);
         let jitter = 1.0 + config.open_jitter.max(0.0) * rng.random::<f64>();
-        let base = self
-            .partial(config)
-            .map_or_else(|| config.open_time(trip), |partial| partial.open);
+        let base = match self.partial(config) {
+            None => config.open_time(trip),
+            Some(partial) if self.sudden.load(Ordering::Relaxed) => partial.sudden_open,
+            Some(partial) => partial.open,
+        };
         let mut open =
             Duration::try_from_secs_f64(base.as_secs_f64() * jitter).unwrap_or(Duration::MAX);
         if let Some(hint) = outcome.wait_hint() {

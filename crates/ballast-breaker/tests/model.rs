@@ -53,7 +53,13 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
         (1u32..8, 1u64..20, 1u32..10, 1u32..15, 0.1..1.0f64),
         (1u64..5, 0.1..1.0f64, 1u64..10, 1.0..3.0f64, 1u64..40),
         (1u32..3, 1u32..3, any::<bool>(), 1u64..120),
-        prop::option::of((1u64..5, 1u32..4, 1u32..6, prop::option::of(1u64..2000))),
+        prop::option::of((
+            1u64..5,
+            1u32..4,
+            1u32..6,
+            prop::option::of(1u64..2000),
+            prop::option::of((0.0..=1.0f64, 1u64..3000)),
+        )),
     )
         .prop_map(
             |(
@@ -64,11 +70,13 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
             )| BreakerConfig {
                 // The ramp cannot show here (one call at a time: never more than one
                 // probe out), but it must not change what one call at a time sees.
-                partial: partial.map(|(open, probes, outage_after, ramp)| PartialTrip {
+                partial: partial.map(|(open, probes, outage_after, ramp, sudden)| PartialTrip {
                     open: Duration::from_secs(open),
                     probes,
                     outage_after,
                     ramp: ramp.map(Duration::from_millis),
+                    sudden_share: sudden.map(|(share, _)| share),
+                    sudden_open: Duration::from_millis(sudden.map_or(100, |(_, open)| open)),
                 }),
                 consecutive_failures: consecutive,
                 window: Duration::from_secs(window),
@@ -104,6 +112,8 @@ struct Model {
     last_success: Option<u64>,
     /// The failed probes of a partial episode; `None` outside one.
     partial_misses: Option<u32>,
+    /// Whether the episode began with at least `sudden_share` of the window's calls served.
+    sudden: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,8 +171,17 @@ impl Model {
             let recent = self.last_success.is_some_and(|at| now - at <= window);
             self.partial_misses =
                 (self.config.partial.is_some() && (failures < calls || recent)).then_some(0);
+            let served = f64::from(calls - failures);
+            self.sudden = self.partial_misses.is_some()
+                && calls > 0
+                && self
+                    .config
+                    .partial
+                    .and_then(|partial| partial.sudden_share)
+                    .is_some_and(|share| served >= share * f64::from(calls));
         }
         let open = match (self.config.partial, self.partial_misses) {
+            (Some(partial), Some(_)) if self.sudden => partial.sudden_open,
             (Some(partial), Some(_)) => partial.open,
             _ => self.config.open_time(self.trips),
         };
@@ -287,7 +306,7 @@ proptest! {
             let layer = BreakerLayer::with_seed(config.clone(), 1);
             let handle = layer.handle();
             let service = layer.layer(inner);
-            let mut model = Model { config, state: ModelState::Closed, events: Vec::new(), consecutive: 0, run_since: 0, trips: 0, last_success: None, partial_misses: None };
+            let mut model = Model { config, state: ModelState::Closed, events: Vec::new(), consecutive: 0, run_since: 0, trips: 0, last_success: None, partial_misses: None, sudden: false };
             for (step, op) in ops.into_iter().enumerate() {
                 match op {
                     Op::Advance { millis } => tokio::time::sleep(Duration::from_millis(millis)).await,

@@ -427,6 +427,7 @@ async fn the_probes_of_a_partial_trip_do_not_use_up_a_calls_own() {
             probes: 1,
             outage_after: 4,
             ramp: None,
+            ..PartialTrip::default()
         }),
         patience: Some(Patience {
             max_probes: 2,
