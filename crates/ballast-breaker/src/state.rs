@@ -307,7 +307,12 @@ impl KeyBreaker {
         let Some(partial) = self.partial(config) else {
             return (u64::from(config.probes.max(1)), None);
         };
-        let limit = u64::from(partial.probes.max(1));
+        let probes = if self.sudden.load(Ordering::Relaxed) {
+            partial.sudden_probes
+        } else {
+            partial.probes
+        };
+        let limit = u64::from(probes.max(1));
         let Some(ramp) = partial.ramp else {
             return (limit, None);
         };

@@ -354,13 +354,13 @@ async fn a_partial_trip_probes_sooner_with_more_calls_until_it_is_an_outage() {
 }
 
 /// A trip while at least 85% of the window's calls had succeeded (failures that began among
-/// successes, as a burst's do) opens for 100 ms, not 1.5 s, and so do the episode's trips
-/// from failed probes; once `outage_after` probes have failed it is an outage's. A trip after
-/// the successes thinned opens for the partial time.
+/// successes, as a burst's do) opens for 100 ms, not 1.5 s, and lets four probes out, not
+/// three, and so do the episode's trips from failed probes; once `outage_after` probes have
+/// failed it is an outage's. A trip after the successes thinned is an ordinary partial one.
 #[tokio::test(start_paused = true)]
 async fn a_trip_among_successes_opens_briefly() {
     let provider = Steered::new(Duration::from_millis(100));
-    let service = BreakerLayer::new(partial_config(6)).layer(provider.service());
+    let service = BreakerLayer::new(partial_config(10)).layer(provider.service());
     provider.failing.store(false, Ordering::SeqCst);
     send(&service, 29).await;
     provider.failing.store(true, Ordering::SeqCst);
@@ -368,32 +368,34 @@ async fn a_trip_among_successes_opens_briefly() {
     send(&service, 5).await;
     let brief = Some(Duration::from_millis(100));
     assert_eq!(hint_now(&service).await, brief, "sudden: opens for 100 ms");
-    for round in 1..=2 {
+    for round in 1..=3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(
-            five_at_once(&service, &provider).await,
-            (3, 2),
-            "round {round}"
-        );
-        assert_eq!(
-            hint_now(&service).await,
-            brief,
-            "round {round}: still sudden"
-        );
+        let sent = five_at_once(&service, &provider).await;
+        assert_eq!(sent, (4, 1), "round {round}: four probes");
+        if round < 3 {
+            assert_eq!(
+                hint_now(&service).await,
+                brief,
+                "round {round}: still sudden"
+            );
+        }
     }
-    // Six failed probes: an outage.
+    // Twelve failed probes, ten needed (the third round's trip came at the ninth, still
+    // sudden): an outage now, one probe and the full open time.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(five_at_once(&service, &provider).await, (1, 4));
     assert_eq!(hint_now(&service).await, OUTAGE);
 
-    // 28 served of 33 (84.8%): a partial trip, not a sudden one.
+    // 28 served of 33 (84.8%): an ordinary partial trip, three probes after 1.5 s.
     let provider = Steered::new(Duration::from_millis(100));
-    let service = BreakerLayer::new(partial_config(6)).layer(provider.service());
+    let service = BreakerLayer::new(partial_config(10)).layer(provider.service());
     provider.failing.store(false, Ordering::SeqCst);
     send(&service, 28).await;
     provider.failing.store(true, Ordering::SeqCst);
     send(&service, 5).await;
     assert_eq!(hint_now(&service).await, PARTIAL);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(five_at_once(&service, &provider).await, (3, 2));
 }
 
 /// A probe dropped before its answer gives its slot back and is no failed probe: it does not

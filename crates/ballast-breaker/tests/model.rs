@@ -58,7 +58,7 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
             1u32..4,
             1u32..6,
             prop::option::of(1u64..2000),
-            prop::option::of((0.0..=1.0f64, 1u64..3000)),
+            prop::option::of((0.0..=1.0f64, 1u64..3000, 1u32..6)),
         )),
     )
         .prop_map(
@@ -75,8 +75,9 @@ fn config() -> impl Strategy<Value = BreakerConfig> {
                     probes,
                     outage_after,
                     ramp: ramp.map(Duration::from_millis),
-                    sudden_share: sudden.map(|(share, _)| share),
-                    sudden_open: Duration::from_millis(sudden.map_or(100, |(_, open)| open)),
+                    sudden_share: sudden.map(|(share, _, _)| share),
+                    sudden_open: Duration::from_millis(sudden.map_or(100, |(_, open, _)| open)),
+                    sudden_probes: sudden.map_or(4, |(_, _, probes)| probes),
                 }),
                 consecutive_failures: consecutive,
                 window: Duration::from_secs(window),
@@ -533,8 +534,10 @@ proptest! {
                 ..config
             };
             let partial = config.partial;
-            let probes = partial.map_or(config.probes, |p| p.probes.max(config.probes)).max(1) as usize;
-            let cap = partial.map_or(config.open_cap, |p| p.open.max(config.open_cap));
+            let probes = partial
+                .map_or(config.probes, |p| p.probes.max(p.sudden_probes).max(config.probes))
+                .max(1) as usize;
+            let cap = partial.map_or(config.open_cap, |p| p.open.max(p.sudden_open).max(config.open_cap));
             let layer = BreakerLayer::with_seed(config, 1);
             let handle = layer.handle();
             let counts = Probed::default();
