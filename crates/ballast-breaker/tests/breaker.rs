@@ -353,19 +353,26 @@ async fn a_partial_trip_probes_sooner_with_more_calls_until_it_is_an_outage() {
     );
 }
 
+/// A breaker with partial trips (10 failed probes make an outage) over a provider answering
+/// in 100 ms, tripped by five failures after `served` successes.
+async fn tripped_after(served: usize) -> (Steered, Tested) {
+    let provider = Steered::new(Duration::from_millis(100));
+    let service = BreakerLayer::new(partial_config(10)).layer(provider.service());
+    provider.failing.store(false, Ordering::SeqCst);
+    send(&service, served).await;
+    provider.failing.store(true, Ordering::SeqCst);
+    send(&service, 5).await;
+    (provider, service)
+}
+
 /// A trip while at least 85% of the window's calls had succeeded (failures that began among
 /// successes, as a burst's do) opens for 100 ms, not 1.5 s, and lets four probes out, not
 /// three, and so do the episode's trips from failed probes; once `outage_after` probes have
 /// failed it is an outage's. A trip after the successes thinned is an ordinary partial one.
 #[tokio::test(start_paused = true)]
 async fn a_trip_among_successes_opens_briefly() {
-    let provider = Steered::new(Duration::from_millis(100));
-    let service = BreakerLayer::new(partial_config(10)).layer(provider.service());
-    provider.failing.store(false, Ordering::SeqCst);
-    send(&service, 29).await;
-    provider.failing.store(true, Ordering::SeqCst);
     // 29 served of 34 (85.3%): sudden.
-    send(&service, 5).await;
+    let (provider, service) = tripped_after(29).await;
     let brief = Some(Duration::from_millis(100));
     assert_eq!(hint_now(&service).await, brief, "sudden: opens for 100 ms");
     for round in 1..=3 {
@@ -387,12 +394,7 @@ async fn a_trip_among_successes_opens_briefly() {
     assert_eq!(hint_now(&service).await, OUTAGE);
 
     // 28 served of 33 (84.8%): an ordinary partial trip, three probes after 1.5 s.
-    let provider = Steered::new(Duration::from_millis(100));
-    let service = BreakerLayer::new(partial_config(10)).layer(provider.service());
-    provider.failing.store(false, Ordering::SeqCst);
-    send(&service, 28).await;
-    provider.failing.store(true, Ordering::SeqCst);
-    send(&service, 5).await;
+    let (provider, service) = tripped_after(28).await;
     assert_eq!(hint_now(&service).await, PARTIAL);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(five_at_once(&service, &provider).await, (3, 2));

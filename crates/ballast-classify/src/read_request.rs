@@ -616,39 +616,48 @@ mod tests {
 
     const BODY: &[u8] = br#"{"model":"grok-4"}"#;
 
+    fn late() -> Late {
+        Late {
+            data: Some(Bytes::from_static(BODY)),
+            waited: false,
+        }
+    }
+
     fn request<B>(body: B) -> http::Request<B> {
         http::Request::post("/v1/chat/completions")
             .body(body)
             .expect("a valid request")
     }
 
+    /// Sends `body` through the layer; the inner service's clones and calls.
+    async fn clones_and_calls<B>(body: B) -> (usize, usize)
+    where
+        B: Body + Send + 'static,
+        B::Error: fmt::Display,
+    {
+        let counts = Arc::new(Counts::default());
+        let service = ReadRequestLayer::new().layer(Inner(Arc::clone(&counts)));
+        let sent = service.oneshot(request(body)).await.expect("an answer");
+        assert_eq!(&sent[..], BODY);
+        (
+            counts.clones.load(Ordering::SeqCst),
+            counts.calls.load(Ordering::SeqCst),
+        )
+    }
+
     /// A body already in memory is read in `call`, and the service made ready is called
     /// there: the stack below is not cloned.
     #[tokio::test]
     async fn a_body_in_memory_calls_the_ready_service_without_a_clone() {
-        let counts = Arc::new(Counts::default());
-        let service = ReadRequestLayer::new().layer(Inner(Arc::clone(&counts)));
         let body = http_body_util::Full::new(Bytes::from_static(BODY));
-        let sent = service.oneshot(request(body)).await.expect("an answer");
-        assert_eq!(&sent[..], BODY);
-        assert_eq!(counts.clones.load(Ordering::SeqCst), 0);
-        assert_eq!(counts.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(clones_and_calls(body).await, (0, 1));
     }
 
     /// A body not ready yet is read by the future, which calls a clone of the service (the
     /// one made ready) once it is whole.
     #[tokio::test]
     async fn a_body_not_ready_is_read_by_the_future() {
-        let counts = Arc::new(Counts::default());
-        let service = ReadRequestLayer::new().layer(Inner(Arc::clone(&counts)));
-        let body = Late {
-            data: Some(Bytes::from_static(BODY)),
-            waited: false,
-        };
-        let sent = service.oneshot(request(body)).await.expect("an answer");
-        assert_eq!(&sent[..], BODY);
-        assert_eq!(counts.clones.load(Ordering::SeqCst), 1);
-        assert_eq!(counts.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(clones_and_calls(late()).await, (1, 1));
     }
 
     /// A call dropped while its body is still coming sends nothing.
@@ -656,10 +665,7 @@ mod tests {
     async fn a_call_dropped_before_its_body_is_whole_sends_nothing() {
         let counts = Arc::new(Counts::default());
         let mut service = ReadRequestLayer::new().layer(Inner(Arc::clone(&counts)));
-        let body = Late {
-            data: Some(Bytes::from_static(BODY)),
-            waited: false,
-        };
+        let body = late();
         let ready = ServiceExt::<http::Request<Late>>::ready(&mut service).await;
         let future = ready.expect("ready").call(request(body));
         drop(future);
