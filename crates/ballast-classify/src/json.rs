@@ -150,6 +150,10 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
 /// assert_eq!(string_end(body, 1), Some(8));
 /// assert_eq!(string_end(b"\"cut", 0), None);
 /// ```
+// Inlined into the classifier's scan, which calls it for every key and string value:
+// `benches/instructions.sh` counted the call's entry and exit at about 20 instructions a
+// string, 350 a 2 KB answer (the facade 34 903 -> 34 377 with it).
+#[inline(always)]
 pub fn string_end(body: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
