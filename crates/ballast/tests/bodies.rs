@@ -391,3 +391,45 @@ async fn a_call_dropped_while_its_body_arrives_holds_nothing() {
     assert!(Outcome::from_response(&response).is_success());
     assert_eq!(sim.ledger().len(), 1);
 }
+
+/// A body in memory is read in the read layer's `call`, which calls the layers below at
+/// once, down to the client's `call`: a call dropped before its first poll is one they saw
+/// begin and end. The provider got nothing here (the simulator, like an HTTP client, sends
+/// when its future is polled), but a client may send in `call` (tower's `Buffer` does), so
+/// the budget charges the attempt's worst case, as for any attempt dropped once sent, and
+/// the cost logger counts the same. Nothing stays reserved, no turn is held, and the next
+/// call is served.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_before_its_first_poll_is_charged_and_holds_nothing() {
+    let sim = Simulator::new(fast());
+    let seen = Seen::default();
+    let stack =
+        StackBuilder::new(Config::new(Preset::XAi)).build(provider(sim.clone(), Arc::clone(&seen)));
+    let mut service = stack.service.clone();
+    let ready = ServiceExt::<http::Request<String>>::ready(&mut service)
+        .await
+        .unwrap();
+    let call = ready.call(post(String::from(BODY)));
+    drop(call);
+    assert_eq!(seen.lock().unwrap().len(), 1, "the client's call was made");
+    assert!(sim.ledger().is_empty(), "its future was never polled");
+    let readout = stack.budget.readout(None).await.unwrap();
+    // The worst case: the prompt bound (72 bytes, 36 tokens) at $0.20 and the default cap
+    // (500 tokens) at $1.50 a million.
+    let worst = ballast::cost::Usd::from_picos(36 * 200_000 + 500 * 1_500_000);
+    assert_eq!(
+        (readout.reserved, readout.spent),
+        (ballast::cost::Usd::ZERO, worst)
+    );
+    assert_eq!(stack.spend.total(), worst);
+    let throttle = stack.throttle.as_ref().expect("the xAI preset throttles");
+    assert_eq!(throttle.queued(), 0);
+    let response = stack
+        .service
+        .clone()
+        .oneshot(post(String::from(BODY)))
+        .await
+        .unwrap();
+    assert!(Outcome::from_response(&response).is_success());
+    assert_eq!(sim.ledger().len(), 1);
+}
