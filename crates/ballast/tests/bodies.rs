@@ -358,6 +358,21 @@ impl Body for Stalled {
     }
 }
 
+/// After a dropped call: the reservation (checked by the caller), and here the throttle's
+/// line, are empty, and the next call is served.
+async fn serves_the_next_call(stack: &Stack<Full<Bytes>>, sim: &Simulator) {
+    let throttle = stack.throttle.as_ref().expect("the xAI preset throttles");
+    assert_eq!(throttle.queued(), 0);
+    let response = stack
+        .service
+        .clone()
+        .oneshot(post(String::from(BODY)))
+        .await
+        .unwrap();
+    assert!(Outcome::from_response(&response).is_success());
+    assert_eq!(sim.ledger().len(), 1);
+}
+
 /// Dropped while its body is still arriving: nothing sent, nothing reserved, no turn
 /// held (the throttle's line is empty), nothing spent, and the stack serves the next call.
 #[tokio::test(start_paused = true)]
@@ -380,16 +395,7 @@ async fn a_call_dropped_while_its_body_arrives_holds_nothing() {
         (readout.reserved, readout.spent),
         (ballast::cost::Usd::ZERO, ballast::cost::Usd::ZERO)
     );
-    let throttle = stack.throttle.as_ref().expect("the xAI preset throttles");
-    assert_eq!(throttle.queued(), 0);
-    let response = stack
-        .service
-        .clone()
-        .oneshot(post(String::from(BODY)))
-        .await
-        .unwrap();
-    assert!(Outcome::from_response(&response).is_success());
-    assert_eq!(sim.ledger().len(), 1);
+    serves_the_next_call(&stack, &sim).await;
 }
 
 /// A body in memory is read in the read layer's `call`, which calls the layers below at
@@ -422,14 +428,5 @@ async fn a_call_dropped_before_its_first_poll_is_charged_and_holds_nothing() {
         (ballast::cost::Usd::ZERO, worst)
     );
     assert_eq!(stack.spend.total(), worst);
-    let throttle = stack.throttle.as_ref().expect("the xAI preset throttles");
-    assert_eq!(throttle.queued(), 0);
-    let response = stack
-        .service
-        .clone()
-        .oneshot(post(String::from(BODY)))
-        .await
-        .unwrap();
-    assert!(Outcome::from_response(&response).is_success());
-    assert_eq!(sim.ledger().len(), 1);
+    serves_the_next_call(&stack, &sim).await;
 }
