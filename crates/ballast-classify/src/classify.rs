@@ -2,9 +2,9 @@
 
 use std::time::SystemTime;
 
-use crate::service::MediaType;
 use http::{HeaderMap, StatusCode};
 
+use crate::service::MediaType;
 use crate::{Outcome, ProviderError, UsageSpan};
 
 /// What a classifier gets to look at: status, headers and, unless the response streams, the

@@ -143,7 +143,7 @@ impl MediaType {
 
 /// The content type's media type, without parameters (`application/json` of
 /// `application/json; charset=utf-8`); `None` without a content type.
-pub(crate) fn media_type(headers: &http::HeaderMap) -> Option<&[u8]> {
+fn media_type(headers: &http::HeaderMap) -> Option<&[u8]> {
     let value = headers.get(CONTENT_TYPE)?.as_bytes();
     let essence = value.split(|b| *b == b';').next().unwrap_or_default();
     Some(essence.trim_ascii())
