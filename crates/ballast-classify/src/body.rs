@@ -118,12 +118,12 @@ impl<B> crate::InspectBody for ClassifiedBody<B> {
         self.bytes().map(|b| &b[..])
     }
 
-    fn usage_span(&self) -> Option<UsageSpan> {
+    fn usage_span(&self) -> Option<&UsageSpan> {
         match &self.kind {
             Kind::Buffered {
                 data: Some(_),
                 usage,
-            } => *usage,
+            } => usage.as_ref(),
             _ => None,
         }
     }

@@ -163,8 +163,8 @@ where
                     };
                     let view = ResponseView::new(parts.status, &parts.headers, Some(&bytes))
                         .with_media(*media);
-                    let verdict = this.classifier.classify(&view);
-                    let usage = verdict.usage;
+                    let mut verdict = this.classifier.classify(&view);
+                    let usage = verdict.usage.take();
                     attach(&mut parts, verdict);
                     let body = ClassifiedBody::buffered(bytes).with_usage_span(usage);
                     return Poll::Ready(Ok(Response::from_parts(parts, body)));

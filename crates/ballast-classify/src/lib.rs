@@ -93,6 +93,7 @@ mod scan;
 mod service;
 mod sse;
 pub mod stream;
+mod usage_fields;
 mod usage_span;
 mod watched;
 pub mod window;
@@ -119,4 +120,5 @@ pub use read_request::{
 pub use request::{InspectBody, model_of};
 pub use service::Classify;
 pub use stream::{StreamEnd, StreamError, StreamSummary, StreamTimeouts};
+pub use usage_fields::{UsageDetails, UsageField, UsageFields};
 pub use usage_span::UsageSpan;

@@ -4,8 +4,10 @@ use serde::Deserialize;
 
 use crate::hint::{self, HintSource, WaitHint};
 use crate::service::MediaType;
+use crate::usage_fields::FieldReader;
 use crate::{
-    ClassifyResponse, Outcome, OutcomeClass, ProviderError, ResponseView, UsageSpan, Verdict,
+    ClassifyResponse, Outcome, OutcomeClass, ProviderError, ResponseView, UsageFields, UsageSpan,
+    Verdict,
 };
 
 /// The LLM providers Ballast knows by name.
@@ -150,7 +152,7 @@ fn classify_success_body(view: &ResponseView<'_>, outcome: Outcome, body: &[u8])
     Verdict {
         usage: scan
             .usage
-            .map(|(start, end, key)| UsageSpan::new(start, end, key)),
+            .map(|(start, end, key)| UsageSpan::new(start, end, key).with_fields(scan.fields)),
         ..Verdict::new(outcome)
     }
 }
@@ -165,6 +167,14 @@ struct JsonScan {
     filter_mark: bool,
     /// The first top-level `"usage"` or `"usageMetadata"` object: start, end, key.
     usage: Option<(usize, usize, &'static str)>,
+    /// A `"usage"` object's counts, when every member read had the usual shape.
+    fields: Option<UsageFields>,
+}
+
+/// The counts of the top-level `"usage"` object of `body`, read as the classifier reads
+/// them (for [`UsageFields::read`]).
+pub(crate) fn usage_fields_of(body: &[u8]) -> Option<UsageFields> {
+    scan_json(body)?.fields
 }
 
 /// Where the scan stands with the usage object.
@@ -198,6 +208,9 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
     }
     let mut scan = JsonScan::default();
     let mut usage = UsageMark::Looking;
+    // The usage object's counts, read on the way (while `reading`: inside `"usage"`).
+    let mut reader = FieldReader::default();
+    let mut reading = false;
     let mut nesting = Nesting::default();
     let mut expect = Expect::Value;
     loop {
@@ -206,12 +219,16 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
         let value = matches!(expect, Expect::Value | Expect::ValueOrEnd);
         match byte {
             b'{' | b'[' if value => {
+                if reading {
+                    reader.open(byte == b'{');
+                }
                 if let UsageMark::Key(key) = usage {
                     usage = if byte == b'{' {
                         UsageMark::Inside(i, key)
                     } else {
                         UsageMark::Looking
                     };
+                    reading = usage == UsageMark::Inside(i, "usage");
                 }
                 nesting.push(byte == b'{');
                 expect = if byte == b'{' {
@@ -231,10 +248,17 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
                 if !closes || nesting.pop()? != object {
                     return None;
                 }
+                if reading {
+                    reader.close(nesting.depth());
+                }
                 if nesting.depth() == 1
                     && let UsageMark::Inside(start, key) = usage
                 {
                     scan.usage = Some((start, i + 1, key));
+                    if reading {
+                        scan.fields = std::mem::take(&mut reader).finish();
+                        reading = false;
+                    }
                     usage = UsageMark::Done;
                 }
                 if nesting.depth() == 0 {
@@ -259,6 +283,13 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
                 i = crate::json::string_end(body, i)?;
                 let text = &body[start..i];
                 let depth = nesting.depth();
+                if reading {
+                    if key {
+                        reader.key(depth, text);
+                    } else {
+                        reader.other();
+                    }
+                }
                 if key {
                     if depth == 1 && usage == UsageMark::Looking {
                         usage = match text {
@@ -285,6 +316,13 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
                 if !body[i..].starts_with(word) {
                     return None;
                 }
+                if reading {
+                    if byte == b'n' {
+                        reader.null();
+                    } else {
+                        reader.other();
+                    }
+                }
                 if let UsageMark::Key(_) = usage {
                     usage = UsageMark::Looking;
                 }
@@ -295,7 +333,11 @@ fn scan_json(body: &[u8]) -> Option<JsonScan> {
                 if let UsageMark::Key(_) = usage {
                     usage = UsageMark::Looking;
                 }
-                i = number_end(body, i)? - 1;
+                let end = number_end(body, i)?;
+                if reading {
+                    reader.number(&body[i..end]);
+                }
+                i = end - 1;
                 expect = Expect::CommaOrEnd;
             }
             _ => return None,

@@ -16,7 +16,7 @@ pub trait InspectBody {
     /// Where the body's usage object sits, when a classifier noted it (a
     /// [`ClassifiedBody`](crate::ClassifiedBody) from the stock classifier); `None`: read
     /// the body.
-    fn usage_span(&self) -> Option<crate::UsageSpan> {
+    fn usage_span(&self) -> Option<&crate::UsageSpan> {
         None
     }
 

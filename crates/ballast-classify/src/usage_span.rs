@@ -1,5 +1,7 @@
 //! [`UsageSpan`]: where a response's usage object sits in its buffered body.
 
+use crate::UsageFields;
+
 /// Where the provider's usage object (`"usage"`, or Gemini's `"usageMetadata"`) sits in a
 /// buffered 2xx JSON body, noted by the stock classifier on its one pass over the body.
 ///
@@ -19,17 +21,38 @@
 /// assert_eq!(span.slice(body), Some(&br#"{"prompt_tokens":12}"#[..]));
 /// assert_eq!(span.key(), "usage");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageSpan {
     start: usize,
     end: usize,
     key: &'static str,
+    /// Boxed: the span rides in every buffered body, which each layer moves; the counts'
+    /// 136 bytes inline cost more in copies (`benches/instructions.sh`: about 850
+    /// instructions a request in the facade) than one allocation.
+    fields: Option<Box<UsageFields>>,
 }
 
 impl UsageSpan {
     /// The object at `start..end` of the body, under the top-level `key`.
     pub fn new(start: usize, end: usize, key: &'static str) -> Self {
-        Self { start, end, key }
+        Self {
+            start,
+            end,
+            key,
+            fields: None,
+        }
+    }
+
+    /// With the object's counts, read on the same pass (`None`: not read).
+    pub fn with_fields(mut self, fields: Option<UsageFields>) -> Self {
+        self.fields = fields.map(Box::new);
+        self
+    }
+
+    /// The object's counts, if the pass that found it read them ([`UsageFields`]); else
+    /// parse [`slice`](Self::slice).
+    pub fn fields(&self) -> Option<&UsageFields> {
+        self.fields.as_deref()
     }
 
     /// The object's bytes in `body` (the body the span was found in); `None` when the span

@@ -1,7 +1,9 @@
 //! [`Usage`]: token counts from a response body, in every provider's convention.
 
 use ballast_classify::json::{self, Malformed};
-use ballast_classify::{InspectBody, StreamEnd, StreamSummary, StreamUsage};
+use ballast_classify::{
+    InspectBody, StreamEnd, StreamSummary, StreamUsage, UsageDetails, UsageField, UsageFields,
+};
 
 use crate::Usd;
 
@@ -98,7 +100,11 @@ impl Usage {
         let bytes = body.inspect()?;
         let noted = body.usage_span().and_then(|span| {
             let object = span.slice(bytes)?;
-            Self::from_object(span.key(), object)
+            match span.fields() {
+                // Read on the classifier's pass: no second walk.
+                Some(fields) => Some(RawUsage::from_fields(fields).normalise()),
+                None => Self::from_object(span.key(), object),
+            }
         });
         // A span that does not read (a body rewritten since) falls back to the walk.
         noted.or_else(|| Self::from_body(bytes))
@@ -188,6 +194,30 @@ impl Details {
 }
 
 impl RawUsage {
+    /// The counts the classifier read on its pass, in the member walk's terms.
+    fn from_fields(fields: &UsageFields) -> Self {
+        let details = |of| {
+            fields.has_details(of).then(|| Details {
+                cached_tokens: fields.get(UsageField::Cached(of)),
+                reasoning_tokens: fields.get(UsageField::Reasoning(of)),
+            })
+        };
+        Self {
+            prompt_tokens: fields.get(UsageField::PromptTokens),
+            completion_tokens: fields.get(UsageField::CompletionTokens),
+            total_tokens: fields.get(UsageField::TotalTokens),
+            prompt_tokens_details: details(UsageDetails::PromptTokens),
+            completion_tokens_details: details(UsageDetails::CompletionTokens),
+            cost_in_usd_ticks: fields.get(UsageField::CostInUsdTicks),
+            input_tokens: fields.get(UsageField::InputTokens),
+            output_tokens: fields.get(UsageField::OutputTokens),
+            input_tokens_details: details(UsageDetails::InputTokens),
+            output_tokens_details: details(UsageDetails::OutputTokens),
+            cache_read_input_tokens: fields.get(UsageField::CacheReadInputTokens),
+            cache_creation_input_tokens: fields.get(UsageField::CacheCreationInputTokens),
+        }
+    }
+
     /// The object's fields: in one pass when it has the usual shape, else member by member.
     fn read(object: &[u8]) -> Option<Self> {
         match Self::read_one_pass(object) {
@@ -724,6 +754,7 @@ mod tests {
             Just("1e3".to_owned()),
             Just("\"7\"".to_owned()),
             Just("[1]".to_owned()),
+            Just("{\"cached_tokens\":9}".to_owned()),
             Just("true".to_owned()),
             Just("nul".to_owned()),
         ];
@@ -786,6 +817,57 @@ mod tests {
                 prop_assert_eq!(Some(fast), walked, "{}", String::from_utf8_lossy(&object));
             }
             prop_assert_eq!(RawUsage::read(&object), RawUsage::read_members(&object));
+        }
+    }
+
+    proptest! {
+        /// The counts the classifier notes on its pass, where it notes them, are what the
+        /// member walk reads from the object.
+        #[test]
+        fn the_classifier_counts_agree_with_the_member_walk(object in usage_like()) {
+            if let Some(fields) = UsageFields::read(&object) {
+                prop_assert_eq!(
+                    Some(RawUsage::from_fields(&fields)),
+                    RawUsage::read_members(&object),
+                    "{}",
+                    String::from_utf8_lossy(&object)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn counts_read_by_the_classifier_are_not_read_again() {
+        let body = br#"{"usage":{"prompt_tokens":812,"completion_tokens":421}}"#;
+        let fields = UsageFields::read(br#"{"prompt_tokens":7,"completion_tokens":3}"#);
+        assert!(fields.is_some());
+        // A span whose counts disagree with its bytes: the counts are what is read.
+        let span = ballast_classify::UsageSpan::new(9, body.len() - 1, "usage").with_fields(fields);
+        let classified =
+            ballast_classify::ClassifiedBody::<()>::buffered(bytes::Bytes::from_static(body))
+                .with_usage_span(Some(span));
+        let usage = Usage::of_body(&classified).unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (7, 3));
+        // Without counts, the object at the span is parsed.
+        let span = ballast_classify::UsageSpan::new(9, body.len() - 1, "usage");
+        let classified =
+            ballast_classify::ClassifiedBody::<()>::buffered(bytes::Bytes::from_static(body))
+                .with_usage_span(Some(span));
+        let usage = Usage::of_body(&classified).unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (812, 421));
+    }
+
+    #[test]
+    fn the_classifier_reads_the_counts_of_the_usual_shapes() {
+        let xai = br#"{"prompt_tokens":812,"completion_tokens":421,"total_tokens":1233,"prompt_tokens_details":{"cached_tokens":640},"completion_tokens_details":{"reasoning_tokens":0},"cost_in_usd_ticks":6692400}"#;
+        let anthropic = br#"{"input_tokens":10,"cache_read_input_tokens":5,"cache_creation_input_tokens":2,"output_tokens":7}"#;
+        let responses = br#"{"input_tokens":10,"input_tokens_details":{"cached_tokens":4},"output_tokens":7,"output_tokens_details":{"reasoning_tokens":3}}"#;
+        for object in [&xai[..], &anthropic[..], &responses[..]] {
+            let fields = UsageFields::read(object).expect("the usual shape");
+            assert_eq!(
+                Some(RawUsage::from_fields(&fields)),
+                RawUsage::read_members(object)
+            );
         }
     }
 
