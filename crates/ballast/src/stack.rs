@@ -361,6 +361,12 @@ impl<St: SpendStore> StackBuilder<St> {
             .layer(breaker.clone())
             .option_layer(throttle.clone())
             .layer(budget.clone())
+            // The attempt's future (logger, timeout, classify, client) boxed once: each
+            // layer above moves its inner future into its own, and one allocation costs
+            // less than those copies (`benches/instructions.sh`: the facade with the
+            // throttle 34 434 -> 33 875 a request; boxing below the retry, the breaker or
+            // the throttle instead saved 170 to 450, and two boxes less than one).
+            .map_future(Box::pin)
             .layer(attempt_log)
             .timeout(timeout)
             .layer(ClassifyLayer::new(provider).stream_timeouts(self.streams.time_scaled(scale)))
