@@ -51,7 +51,7 @@
 //! |---|---|---|---|
 //! | response extensions | [`Outcome`] | [`Classify`] | retry, breaker, budget, cost |
 //! | response extensions | [`ProviderError`] (failures with an error body) | [`Classify`] | logging, fallbacks |
-//! | response body | [`ClassifiedBody`] (buffered bytes, and where the usage object sits: [`UsageSpan`]) | [`Classify`] | cost (usage) |
+//! | response body | [`ClassifiedBody`] (buffered bytes, and where the usage object sits: [`UsageSpan`], with its counts: [`UsageFields`]) | [`Classify`] | cost (usage) |
 //! | error | [`ClassifiedError`] (transport, unreadable body) | [`Classify`] | all, via [`Outcome::from_error`] |
 //! | request and response extensions | [`Attempt`] | retry | cost, logs |
 //! | request extensions | [`RequestFacts`] (dialect, model, stream, output cap, prompt bound), read once from the collected [`RequestBody`] | [`ReadRequestLayer`], outermost; [`rewrite`] keeps them in step with the body | breaker, throttle, budget, cost |
