@@ -5,6 +5,30 @@
 //! structural walk skips string contents with `memchr` and hands back the raw bytes of the
 //! one value asked for, to parse on its own.
 
+/// The JSON unsigned integer `text` (digits only, at most 20) when it fits a `u64`; `None`
+/// for anything else (a sign, a fraction, an exponent, `null`, an overflow). How a token
+/// count is read, by the classifier's pass and by the cost logger's walk alike.
+///
+/// ```
+/// use ballast_classify::json::unsigned;
+///
+/// assert_eq!(unsigned(b"812"), Some(812));
+/// assert_eq!(unsigned(b"-1"), None);
+/// assert_eq!(unsigned(b"18446744073709551616"), None);
+/// ```
+pub fn unsigned(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 {
+        return None;
+    }
+    text.iter().try_fold(0u64, |n, &byte| {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
 /// The raw bytes of the value of `key` in the top-level JSON object `body`, or `None` when
 /// the body is not an object, lacks the key, or ends early.
 ///

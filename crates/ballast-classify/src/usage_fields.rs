@@ -175,7 +175,7 @@ impl FieldReader {
     #[inline]
     pub(crate) fn number(&mut self, text: &[u8]) {
         match self.pending.take() {
-            Some(Slot::Count(i)) => match count(text) {
+            Some(Slot::Count(i)) => match crate::json::unsigned(text) {
                 Some(n) => {
                     self.fields.values[i] = n;
                     self.fields.set |= 1 << i;
@@ -227,23 +227,6 @@ impl FieldReader {
     pub(crate) fn finish(self) -> Option<UsageFields> {
         (!self.irregular).then_some(self.fields)
     }
-}
-
-/// An unsigned integer that fits a `u64` in at most 20 digits (as a member walk reads a
-/// count); `None` for anything else (a sign, a fraction, an exponent).
-fn count(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || text.len() > 20 {
-        return None;
-    }
-    let mut n = 0u64;
-    for &byte in text {
-        let digit = byte.wrapping_sub(b'0');
-        if digit > 9 {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
-    }
-    Some(n)
 }
 
 #[cfg(test)]

@@ -134,19 +134,7 @@ fn count(raw: &[u8]) -> Result<Option<u64>, Malformed> {
     if raw == b"null" {
         return Ok(None);
     }
-    if raw.is_empty() || raw.len() > 20 {
-        return Err(Malformed);
-    }
-    raw.iter()
-        .try_fold(0u64, |n, &digit| {
-            if !digit.is_ascii_digit() {
-                return Err(Malformed);
-            }
-            n.checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(digit - b'0')))
-                .ok_or(Malformed)
-        })
-        .map(Some)
+    json::unsigned(raw).map(Some).ok_or(Malformed)
 }
 
 /// The usage object's fields, read by hand: a few integers out of a small object, cheaper
