@@ -440,8 +440,19 @@ fn stacks() -> Vec<(&'static str, Stack)> {
     out.push((
         "ballast_facade_with_throttle",
         boxed(
+            StackBuilder::new(config.clone())
+                .throttle(ThrottleConfig::starting_at(1e12))
+                .build(bare())
+                .service,
+        ),
+    ));
+    // The same without the hedge (on by default since 2026-12-06): what the hedge costs.
+    out.push((
+        "ballast_facade_with_throttle_no_hedge",
+        boxed(
             StackBuilder::new(config)
                 .throttle(ThrottleConfig::starting_at(1e12))
+                .no_hedge()
                 .build(bare())
                 .service,
         ),

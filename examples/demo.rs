@@ -19,7 +19,8 @@
 //!
 //! Knobs: `DEMO_REQUESTS` (1500 simulated, 10 live), `DEMO_WORKERS` (24 simulated, 2 live).
 //! Flags that change the first pass (Ballast alone), to see what each part costs and buys:
-//! `-- --hedge` (hedging on), `--no-breaker` (the breaker disabled), `--no-throttle`.
+//! `-- --no-hedge` (hedging off; on by default), `--no-breaker` (the breaker disabled),
+//! `--no-throttle`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,7 +112,12 @@ async fn main() -> Result<(), BoxError> {
         ),
     }
     let flags: Vec<String> = std::env::args()
-        .filter(|arg| matches!(arg.as_str(), "--hedge" | "--no-breaker" | "--no-throttle"))
+        .filter(|arg| {
+            matches!(
+                arg.as_str(),
+                "--no-hedge" | "--no-breaker" | "--no-throttle"
+            )
+        })
         .collect();
     if !flags.is_empty() {
         println!("first pass (ballast) run with {}\n", flags.join(" "));
@@ -171,8 +177,8 @@ async fn run(
     let (service, breaker, spend): (ChatService, _, Vec<_>) = if name == "ballast" {
         let flag = |name: &str| std::env::args().any(|arg| arg == name);
         let mut builder = StackBuilder::new(config.clone()).time_scale(scale);
-        if flag("--hedge") {
-            builder = builder.hedge(ballast::route::HedgeConfig::default());
+        if flag("--no-hedge") {
+            builder = builder.no_hedge();
         }
         if flag("--no-throttle") {
             builder = builder.no_throttle();

@@ -7,7 +7,7 @@
 //! cargo run --release --example scoreboard -- --minutes 10 # a shorter run
 //! cargo run --release --example scoreboard -- --scenario 5xx_bursts --policy ballast --seed 3
 //! cargo run --release --example scoreboard -- --once       # plain callers: one call per item
-//! cargo run --release --example scoreboard -- --hedge      # Ballast's rows with hedging on
+//! cargo run --release --example scoreboard -- --no-hedge   # Ballast's rows with hedging off
 //! ```
 //!
 //! Each (policy, scenario) pair runs a fresh simulated provider for 30 simulated minutes
@@ -66,8 +66,9 @@ const ITEM_DEADLINE: Duration = Duration::from_secs(900);
 /// stack, and any failure loses it (the `lost` column is then the share of callers not
 /// served).
 static ONCE: AtomicBool = AtomicBool::new(false);
-/// `--hedge`: Ballast's rows with hedging on (`StackBuilder::hedge`, default settings).
-static HEDGE: AtomicBool = AtomicBool::new(false);
+/// `--no-hedge`: Ballast's rows with hedging off (`StackBuilder::no_hedge`; on by default
+/// since 2026-12-06).
+static NO_HEDGE: AtomicBool = AtomicBool::new(false);
 /// Provider seconds per real second for the rows that need real time.
 const REAL_SCALE: f64 = 600.0;
 
@@ -451,8 +452,8 @@ fn stack(
             let mut config = Config::new(Preset::XAi);
             config.daily_budget = case.budget;
             let builder = StackBuilder::new(config).seed(seed);
-            let builder = if HEDGE.load(Ordering::Relaxed) {
-                builder.hedge(ballast::route::HedgeConfig::default())
+            let builder = if NO_HEDGE.load(Ordering::Relaxed) {
+                builder.no_hedge()
             } else {
                 builder
             };
@@ -826,7 +827,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json_out = args.iter().any(|a| a == "--json");
     ONCE.store(args.iter().any(|a| a == "--once"), Ordering::Relaxed);
-    HEDGE.store(args.iter().any(|a| a == "--hedge"), Ordering::Relaxed);
+    NO_HEDGE.store(args.iter().any(|a| a == "--no-hedge"), Ordering::Relaxed);
     let plot_dir = args
         .iter()
         .position(|a| a == "--plot")

@@ -319,7 +319,15 @@ impl BreakerConfig {
             .patience
             .as_mut()
             .map(|patience| &mut patience.max_wait);
-        let partial_open = self.partial.as_mut().map(|partial| &mut partial.open);
+        let partial = self.partial.as_mut().into_iter().flat_map(|partial| {
+            [
+                Some(&mut partial.open),
+                Some(&mut partial.sudden_open),
+                partial.ramp.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+        });
         for duration in [
             &mut self.window,
             &mut self.slow_call,
@@ -332,7 +340,7 @@ impl BreakerConfig {
         ]
         .into_iter()
         .chain(max_wait)
-        .chain(partial_open)
+        .chain(partial)
         {
             *duration =
                 Duration::try_from_secs_f64(duration.as_secs_f64() / scale).unwrap_or(*duration);
@@ -382,6 +390,17 @@ mod tests {
         assert_eq!(config.max_hint, ms(6000));
         assert_eq!(config.idle_eviction, ms(60_000));
         assert_eq!(config.consecutive_failures, 5);
+        let partial = BreakerConfig {
+            partial: Some(PartialTrip::default()),
+            ..BreakerConfig::default()
+        }
+        .time_scaled(10.0)
+        .partial
+        .unwrap();
+        assert_eq!(partial.open, ms(150));
+        assert_eq!(partial.sudden_open, ms(10));
+        assert_eq!(partial.ramp, Some(ms(25)));
+        assert_eq!(partial.probes, 3);
         for bad in [0.0, -2.0, f64::NAN, f64::INFINITY] {
             assert_eq!(
                 BreakerConfig::default().time_scaled(bad),

@@ -1,8 +1,12 @@
-//! [`Attempt`]: which attempt of a logical call a request or response belongs to; and
-//! [`Queued`]: how long an attempt waited in a local line before it left.
+//! [`Attempt`]: which attempt of a logical call a request or response belongs to;
+//! [`Queued`]: how long an attempt waited in a local line before it left; and [`Sent`]:
+//! when it left, for a layer above the lines that is timing it as it goes.
 
 use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// The attempt number of a request, and the final attempt count on a response.
 ///
@@ -70,9 +74,55 @@ impl Queued {
     }
 }
 
+/// When an attempt left the stack's local lines (the breaker's patience, the throttle's
+/// turn) for the provider: a cell a layer above the lines puts on the request before it
+/// calls down, and the attempt's cost logger, below them, fills as the attempt starts. The
+/// hedge times a call from here, so a call waiting for its turn is not taken for a slow
+/// provider. A request without one costs the logger one look-up.
+#[derive(Debug, Clone, Default)]
+pub struct Sent(Arc<OnceLock<Instant>>);
+
+impl Sent {
+    /// An empty cell, for one attempt.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Notes that the attempt left at `at`; a later note is ignored.
+    pub fn mark(&self, at: Instant) {
+        let _ = self.0.set(at);
+    }
+
+    /// When the attempt left, once it has.
+    pub fn at(&self) -> Option<Instant> {
+        self.0.get().copied()
+    }
+
+    /// Marks the `Sent` cell on `request`, if it carries one.
+    pub fn mark_request<B>(request: &http::Request<B>, at: Instant) {
+        if let Some(sent) = request.extensions().get::<Self>() {
+            sent.mark(at);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sent_cell_keeps_its_first_mark_across_clones() {
+        let sent = Sent::new();
+        let mut request = http::Request::new(());
+        request.extensions_mut().insert(sent.clone());
+        assert_eq!(sent.at(), None);
+        let first = Instant::now();
+        Sent::mark_request(&request, first);
+        Sent::mark_request(&request, first + Duration::from_secs(1));
+        assert_eq!(sent.at(), Some(first));
+        // A request without a cell is left alone.
+        Sent::mark_request(&http::Request::new(()), first);
+    }
 
     #[test]
     fn absent_means_first() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use ballast_classify::{
-    Attempt, BoxError, InspectBody, Outcome, OutcomeClass, RequestFacts, StreamSummary,
+    Attempt, BoxError, InspectBody, Outcome, OutcomeClass, RequestFacts, Sent, StreamSummary,
 };
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -71,7 +71,12 @@ where
                 request.extensions_mut().insert(spend.clone());
                 Some(spend)
             }
-            Scope::Attempt => request.extensions().get::<CallSpend>().cloned(),
+            Scope::Attempt => {
+                // Below the local lines: the attempt leaves now (a hedge above times it
+                // from here).
+                Sent::mark_request(&request, started.at);
+                request.extensions().get::<CallSpend>().cloned()
+            }
         };
         // Layers below that start work in `call` (tower's `Retry` starts the first attempt)
         // do it inside this span.

@@ -124,9 +124,9 @@ impl Gateway {
                     StackBuilder::scope_budget,
                 );
                 let builder = if config.hedge {
-                    builder.hedge(ballast::route::HedgeConfig::default())
-                } else {
                     builder
+                } else {
+                    builder.no_hedge()
                 };
                 let builder = match config.throttle {
                     ThrottleSetting::Auto => builder,
@@ -162,6 +162,9 @@ impl Gateway {
                             .unwrap_or_else(|| fallback.config.preset.default_model().to_owned()),
                     );
                     route = route.fallback(fallback.config.clone(), fallback.model.as_deref());
+                }
+                if !config.hedge {
+                    route = route.no_hedge();
                 }
                 let route = route.build_https()?;
                 let (_, first) = &route.targets[0];
@@ -208,8 +211,8 @@ impl Gateway {
                 route.budget_store(Arc::clone(&store)),
                 RouteBuilder::scope_budget,
             );
-            if config.hedge {
-                route = route.hedge(ballast::route::HedgeConfig::default());
+            if !config.hedge {
+                route = route.no_hedge();
             }
             let route = route.build_https()?;
             for ((name, stack), target) in route.targets.iter().zip(&named.chain) {

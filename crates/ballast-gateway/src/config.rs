@@ -306,9 +306,9 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// The log's format (`BALLAST_LOG_FORMAT`: `auto` (default), `json`, `text`).
     pub log_format: LogFormat,
-    /// Hedging of slow calls (`BALLAST_HEDGE`: `off` (default) or `on`: another attempt
-    /// for a call slower than the recent p95, at most 10% extra calls; for providers that
-    /// hang, as xAI's did).
+    /// Hedging of slow calls (`BALLAST_HEDGE`: `on` (default) or `off`: another attempt
+    /// for a call slower than 199 in 200 recent answers, at most 10% extra calls; for
+    /// providers that hang, as xAI's did).
     pub hedge: bool,
     /// Named routes (`[[routes]]` in the file: `model`, the name callers ask for, and
     /// `chain`, its targets as `BALLAST_FALLBACKS` writes them, e.g.
@@ -666,8 +666,8 @@ impl GatewayConfig {
             max_connections,
             log_format,
             hedge: match settings.text("BALLAST_HEDGE")?.as_deref().map(str::trim) {
-                None | Some("" | "off") => false,
-                Some("on") => true,
+                None | Some("" | "on") => true,
+                Some("off") => false,
                 Some(other) => return Err(invalid("BALLAST_HEDGE", "on or off", other)),
             },
             client_keys: client_keys(settings)?,

@@ -62,7 +62,7 @@ impl RouteBuilder {
             time_scale: 1.0,
             seed: None,
             scope_budgets: Vec::new(),
-            hedge: None,
+            hedge: Some(ballast_route::HedgeConfig::default()),
             store: None,
         }
     }
@@ -131,9 +131,16 @@ impl RouteBuilder {
         self
     }
 
-    /// Hedges slow calls on every target (see [`StackBuilder::hedge`]).
+    /// Hedges slow calls on every target with `config` (on by default; see
+    /// [`StackBuilder::hedge`]).
     pub fn hedge(mut self, config: ballast_route::HedgeConfig) -> Self {
         self.hedge = Some(config);
+        self
+    }
+
+    /// No hedging on any target (see [`StackBuilder::no_hedge`]).
+    pub fn no_hedge(mut self) -> Self {
+        self.hedge = None;
         self
     }
 
@@ -185,7 +192,7 @@ impl RouteBuilder {
             );
             let builder = match &self.hedge {
                 Some(config) => builder.hedge(*config),
-                None => builder,
+                None => builder.no_hedge(),
             };
             let builder = match self.seed {
                 Some(seed) => builder.seed(seed.wrapping_add(i as u64)),

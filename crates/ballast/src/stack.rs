@@ -110,7 +110,7 @@ impl StackBuilder<MemoryStore> {
             seed: None,
             read: ReadRequestLayer::new(),
             deadline: Some(DEFAULT_DEADLINE),
-            hedge: None,
+            hedge: Some(HedgeConfig::default()),
             streams: StreamTimeouts::default(),
             stream_usage: true,
             hint_trust: None,
@@ -190,13 +190,21 @@ impl<St: SpendStore> StackBuilder<St> {
         self
     }
 
-    /// Hedges slow attempts (off by default): an attempt slower than a high percentile of
-    /// recent answers gets a second one, the first success kept, the other dropped (its
-    /// reservation settled at its worst case); at most `max_share` extra calls. See
-    /// [`HedgeConfig`](crate::route::HedgeConfig); its times are scaled with
-    /// [`time_scale`](Self::time_scale).
+    /// Hedges slow attempts with `config` (on by default, with
+    /// [`HedgeConfig::default`](crate::route::HedgeConfig)): an attempt slower than a high
+    /// percentile of recent answers, timed from when it left the breaker's and the
+    /// throttle's lines, gets a second one, the first success kept, the other dropped (its
+    /// reservation settled at its worst case); at most `max_share` extra calls. Its times
+    /// are scaled with [`time_scale`](Self::time_scale).
     pub fn hedge(mut self, config: HedgeConfig) -> Self {
         self.hedge = Some(config);
+        self
+    }
+
+    /// No hedging: one attempt at a time, however long it takes (up to the attempt
+    /// timeout).
+    pub fn no_hedge(mut self) -> Self {
+        self.hedge = None;
         self
     }
 

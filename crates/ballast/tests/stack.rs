@@ -54,8 +54,11 @@ fn bad_day() {
     check(&run, 240);
     let successes = run.classes.iter().filter(|c| c.is_success()).count();
     // Seeded provider and stack under the paused clock: the figure is determined. A change
-    // that moves it is a change in how callers are served: look, then update it.
-    assert_eq!(successes, 234, "of {}", run.calls);
+    // that moves it is a change in how callers are served: look, then update it. (234
+    // before hedging was on by default: a dropped hedge's reservation is settled at its
+    // worst case, and with this $0.05 budget one call more is refused at the end, though
+    // the provider billed less: $0.04836 against $0.04880.)
+    assert_eq!(successes, 233, "of {}", run.calls);
 }
 
 #[test]
