@@ -10,27 +10,36 @@ use ballast_route::{HedgeConfig, HedgeLayer};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 
-/// A provider whose `n`th call (from 0) answers `plan(n)`: a status after a delay, or never.
-fn provider(
-    plan: impl Fn(usize) -> Option<(u16, Duration)> + Send + Sync + 'static,
-) -> (
-    impl tower::Service<
-        http::Request<RequestBody>,
-        Response = http::Response<()>,
-        Error = BoxError,
-        Future = impl Send,
-    > + Clone
-    + Send
-    + 'static,
+/// What a test provider's service and call count are.
+type Provider = (
+    tower::util::BoxCloneSyncService<http::Request<RequestBody>, http::Response<()>, BoxError>,
     Arc<AtomicUsize>,
-) {
+);
+
+/// A provider whose `n`th call (from 0) answers `plan(n)`: a status after a delay, or never.
+/// It notes no departures (`Sent`): the hedge times its calls from when they are made.
+fn provider(plan: impl Fn(usize) -> Option<(u16, Duration)> + Send + Sync + 'static) -> Provider {
+    stack(false, move |n| (Duration::ZERO, plan(n)))
+}
+
+/// A stack whose `n`th call first waits `plan(n).0` in a local line (a throttle's turn, a
+/// breaker's patience), notes that it left (`Sent`, as the attempt's cost logger does) when
+/// `marks`, then answers `plan(n).1`: a status after a delay, or never.
+fn stack(
+    marks: bool,
+    plan: impl Fn(usize) -> (Duration, Option<(u16, Duration)>) + Send + Sync + 'static,
+) -> Provider {
     let calls = Arc::new(AtomicUsize::new(0));
     let plan = Arc::new(plan);
     let counted = Arc::clone(&calls);
-    let service = tower::service_fn(move |_: http::Request<RequestBody>| {
+    let service = tower::service_fn(move |request: http::Request<RequestBody>| {
         let n = counted.fetch_add(1, Ordering::SeqCst);
-        let answer = plan(n);
+        let (line, answer) = plan(n);
         async move {
+            tokio::time::sleep(line).await;
+            if marks {
+                Sent::mark_request(&request, Instant::now());
+            }
             match answer {
                 Some((status, delay)) => {
                     tokio::time::sleep(delay).await;
@@ -40,7 +49,7 @@ fn provider(
             }
         }
     });
-    (service, calls)
+    (tower::util::BoxCloneSyncService::new(service), calls)
 }
 
 fn request() -> http::Request<RequestBody> {
@@ -83,54 +92,17 @@ async fn a_stuck_call_is_hedged_after_the_percentile_and_the_hedge_answers() {
     assert_eq!(layer.counts(), (11, 1));
 }
 
-/// A stack whose `n`th call (from 0) first waits `plan(n).0` in a local line (a throttle's
-/// turn, a breaker's patience), notes that it left (`Sent`, as the attempt's cost logger
-/// does), then answers 200 after `plan(n).1`, or never.
-fn lined_provider(
-    plan: impl Fn(usize) -> (Duration, Option<Duration>) + Send + Sync + 'static,
-) -> (
-    impl tower::Service<
-        http::Request<RequestBody>,
-        Response = http::Response<()>,
-        Error = BoxError,
-        Future = impl Send,
-    > + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let plan = Arc::new(plan);
-    let counted = Arc::clone(&calls);
-    let service = tower::service_fn(move |request: http::Request<RequestBody>| {
-        let n = counted.fetch_add(1, Ordering::SeqCst);
-        let (line, answer) = plan(n);
-        async move {
-            tokio::time::sleep(line).await;
-            Sent::mark_request(&request, Instant::now());
-            match answer {
-                Some(delay) => {
-                    tokio::time::sleep(delay).await;
-                    Ok(http::Response::new(()))
-                }
-                None => std::future::pending().await,
-            }
-        }
-    });
-    (service, calls)
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_call_waiting_in_a_line_below_is_timed_from_when_it_leaves() {
     // Ten calls wait 3 s for their turn and answer 1 s after leaving: the delay is the 1 s
     // bucket's bound (1.024 s), not the 4 s each took in all.
-    let (provider, calls) = lined_provider(|n| match n {
+    let (provider, calls) = stack(true, |n| match n {
         // Waits 5 s for its turn, then answers in 1 s: never hedged.
-        10 => (Duration::from_secs(5), Some(Duration::from_secs(1))),
+        10 => (Duration::from_secs(5), Some((200, Duration::from_secs(1)))),
         // Waits 2 s, then hangs: hedged 1.024 s after it left; the hedge answers at once.
         11 => (Duration::from_secs(2), None),
-        12 => (Duration::ZERO, Some(Duration::ZERO)),
-        _ => (Duration::from_secs(3), Some(Duration::from_secs(1))),
+        12 => (Duration::ZERO, Some((200, Duration::ZERO))),
+        _ => (Duration::from_secs(3), Some((200, Duration::from_secs(1)))),
     });
     let layer = HedgeLayer::new(config());
     let service = layer.layer(provider);
