@@ -254,10 +254,11 @@ fn a_route_from_the_environment_serves_from_its_fallback() {
         let fallback = fallback_sim.ledger();
         assert_eq!(fallback.len(), 10);
         assert!(fallback.entries().iter().all(|e| e.model == "grok-4-fast"));
-        // The primary failed the 5 calls that opened its breaker, then the probes that fell
-        // due while the first calls' retries waited (seeded, paused clock: exact); every
-        // other call was refused there at once and went on.
-        assert_eq!(primary_sim.ledger().len(), 8);
+        // The primary failed the first 5 calls once each (one attempt there before the
+        // fallback), which opened its breaker, then 2 probes as its open time ran out
+        // (seeded, paused clock: exact); every other call was refused there at once and
+        // went on.
+        assert_eq!(primary_sim.ledger().len(), 7);
         assert!(
             primary_sim
                 .ledger()
@@ -478,11 +479,12 @@ fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
         assert_eq!(*spend, Usd::from_xai_ticks(ledger.billed_ticks()));
     }
     assert!(seen.targets[1].1 > Usd::ZERO);
-    // The primary: the 5 failures that opened its breaker (the first call's three attempts,
-    // the second's two), then a probe when each open time ran out (seeded, paused: exact).
+    // The primary: the 5 failures that opened its breaker (the first five calls, one
+    // attempt each before the fallback), then a probe when each open time ran out (seeded,
+    // paused: exact).
     let primary = seen.targets[0].0.entries();
     assert!(primary.iter().all(|e| e.outcome == SimOutcome::Outage));
-    assert_eq!(primary.len(), 10);
+    assert_eq!(primary.len(), 7);
 }
 
 /// Anthropic out of credit too (a 400 that latches its breaker): Gemini answers, translated;
@@ -654,4 +656,68 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
             }
         });
     }
+}
+
+/// Provider calls each target's simulator saw, and who served, for one call through a
+/// `RouteBuilder` route whose primary is down (503s) and whose fallback is well, with
+/// `attempts` before the fallback.
+fn one_call_past_a_failing_primary(attempts: Option<u32>) -> (usize, usize, String) {
+    use ballast::RouteBuilder;
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let primary = Simulator::new(Scenario::outage_then_recovery(
+            Duration::ZERO,
+            Duration::from_secs(3_600),
+        ));
+        let fallback = Simulator::new(Scenario::healthy());
+        let client = {
+            let (primary, fallback) = (primary.clone(), fallback.clone());
+            tower::service_fn(
+                move |request: http::Request<ballast::classify::RequestBody>| {
+                    let sim = match request.uri().host() {
+                        Some("fallback.invalid") => &fallback,
+                        _ => &primary,
+                    };
+                    sim.clone().oneshot(request)
+                },
+            )
+        };
+        let mut second = Config::new(Preset::XAi);
+        second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+        let route = RouteBuilder::new(Config::new(Preset::XAi))
+            .fallback(second, Some("grok-4-fast"))
+            .attempts_before_fallback(attempts)
+            .seed(3)
+            .build(client);
+        let response = route
+            .service
+            .oneshot(common::job(&format!("{BASE}/chat/completions"), 1, 50))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let served = response
+            .extensions()
+            .get::<Served>()
+            .unwrap()
+            .target
+            .to_string();
+        (
+            primary.ledger().entries().len(),
+            fallback.ledger().entries().len(),
+            served,
+        )
+    })
+}
+
+#[test]
+fn a_retryable_failure_goes_to_the_next_target_at_once() {
+    // The default: the primary's 503 is not tried again there; the fallback answers.
+    assert_eq!(
+        one_call_past_a_failing_primary(Some(1)),
+        (1, 1, "xai#2".to_owned())
+    );
+    // Each target's own attempts (three): the primary is asked three times first.
+    assert_eq!(
+        one_call_past_a_failing_primary(None),
+        (3, 1, "xai#2".to_owned())
+    );
 }
