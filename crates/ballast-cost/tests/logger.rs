@@ -120,3 +120,24 @@ async fn the_health_monitor_sees_logical_calls() {
     let model = monitor.status_of("grok-code-fast-1").unwrap();
     assert_eq!((model.calls, model.errors), (12, 12));
 }
+
+/// The attempt logger notes when the attempt leaves on the `Sent` cell it carries (for a
+/// hedge above the local lines); the call logger does not.
+#[tokio::test(start_paused = true)]
+async fn the_attempt_logger_notes_when_the_attempt_leaves() {
+    use ballast_classify::Sent;
+    use tower::Layer;
+    for (scope, noted) in [(Scope::Attempt, true), (Scope::Call, false)] {
+        let sent = Sent::new();
+        let mut request = request(1, "grok-code-fast-1");
+        request.extensions_mut().insert(sent.clone());
+        let service = CostLogLayer::new(Provider::XAi, scope).layer(tower::service_fn(
+            |_: http::Request<String>| async {
+                Ok::<_, ballast_classify::BoxError>(http::Response::new(String::new()))
+            },
+        ));
+        let at = tokio::time::Instant::now();
+        let _ = service.oneshot(request).await;
+        assert_eq!(sent.at(), noted.then_some(at), "{scope:?}");
+    }
+}

@@ -274,6 +274,47 @@ async fn a_dropped_call_drops_both_attempts() {
     assert_eq!(in_flight.load(Ordering::SeqCst), 0, "every attempt dropped");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_while_its_attempt_waits_in_a_line_leaves_nothing() {
+    // Ten answers 1 s after leaving; then a call whose attempt waits in a line below for
+    // ever: dropped after 5 s (the delay, 1.024 s, passed five times over), it has sent no
+    // hedge, and its one attempt is gone with it.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let (provider, calls) = stack(true, |n| {
+        if n < 10 {
+            (Duration::ZERO, Some((200, Duration::from_secs(1))))
+        } else {
+            (Duration::MAX, None)
+        }
+    });
+    let layer = HedgeLayer::new(config());
+    let service = layer.layer(tower::service_fn({
+        let in_flight = Arc::clone(&in_flight);
+        move |request: http::Request<RequestBody>| {
+            let guard = InFlight::new(&in_flight);
+            let answer = provider.clone().oneshot(request);
+            async move {
+                let _guard = guard;
+                answer.await
+            }
+        }
+    }));
+    for _ in 0..10 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+    let mut call = Box::pin(service.clone().oneshot(request()));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), &mut call)
+            .await
+            .is_err()
+    );
+    assert_eq!(layer.counts(), (11, 0), "no hedge for a call still in line");
+    assert_eq!(in_flight.load(Ordering::SeqCst), 1);
+    drop(call);
+    assert_eq!(in_flight.load(Ordering::SeqCst), 0, "its attempt dropped");
+    assert_eq!(calls.load(Ordering::SeqCst), 11);
+}
+
 /// A hedge that hangs too gets a hedge of its own at the next delay; the call is served
 /// by it, and no more than `max_per_call` hedges go out for one call.
 #[tokio::test(start_paused = true)]
