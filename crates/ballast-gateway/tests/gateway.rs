@@ -337,6 +337,12 @@ fn settings_come_from_the_environment_over_the_file() {
     assert_eq!(config.listen, "0.0.0.0:9000");
     assert_eq!(config.provider.daily_budget.to_string(), "$35");
     assert_eq!(config.throttle, ballast_gateway::ThrottleSetting::Off);
+    // Hedging is on unless turned off; anything but on or off is refused, named.
+    assert!(config.hedge);
+    let off = GatewayConfig::from_settings(&settings_with("BALLAST_HEDGE", "off")).unwrap();
+    assert!(!off.hedge);
+    let error = GatewayConfig::from_settings(&settings_with("BALLAST_HEDGE", "yes")).unwrap_err();
+    assert!(error.to_string().contains("BALLAST_HEDGE"), "{error}");
 
     let error = Settings::from_toml("listen_address = 1", |_| None).unwrap_err();
     assert!(
