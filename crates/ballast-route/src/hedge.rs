@@ -284,10 +284,12 @@ where
         let shared = Arc::clone(&self.shared);
         shared.calls.fetch_add(1, Ordering::Relaxed);
         let delay = shared.delay();
+        // The copy first: each hedge gets a `Sent` cell of its own, so the first's is not
+        // copied with it.
+        let spare = delay.map(|_| (self.inner.clone(), copy_request(&request)));
         // Timed from when it leaves the lines below, where a layer notes it (`Sent`).
         let sent = Sent::new();
         request.extensions_mut().insert(sent.clone());
-        let spare = delay.map(|_| (self.inner.clone(), copy_request(&request)));
         let first = self.inner.call(request);
         Box::pin(async move {
             let start = Instant::now();
@@ -317,7 +319,8 @@ where
             let mut first_failure = None;
             let mut other_failure = None;
             let mut may_hedge = true;
-            let mut sents: Vec<Sent> = Vec::new();
+            // The newest hedge's cell (the first attempt's is `sent`).
+            let mut newest_hedge: Option<Sent> = None;
             let timer = tokio::time::sleep(delay);
             let mut timer = pin!(timer);
             loop {
@@ -364,7 +367,7 @@ where
                         // The newest attempt is slow once `delay` has passed since it
                         // left; one still waiting in a line below is looked at again in
                         // half a delay (a stack that notes no departures: since its launch).
-                        let newest = sents.last().unwrap_or(&sent);
+                        let newest = newest_hedge.as_ref().unwrap_or(&sent);
                         let now = Instant::now();
                         match newest.at() {
                             Some(at) if at + delay > now => {
@@ -383,7 +386,7 @@ where
                             let mut request = copy_request(&copy);
                             let sent = Sent::new();
                             request.extensions_mut().insert(sent.clone());
-                            sents.push(sent);
+                            newest_hedge = Some(sent);
                             hedges.push(Some(Box::pin(spare.clone().oneshot(request))));
                             timer.as_mut().reset(now + delay);
                         } else {

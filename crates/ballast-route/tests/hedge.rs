@@ -236,25 +236,31 @@ impl Drop for InFlight {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_dropped_call_drops_both_attempts() {
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let service = HedgeLayer::new(config()).layer(tower::service_fn({
-        let (in_flight, calls) = (Arc::clone(&in_flight), Arc::clone(&calls));
-        move |_: http::Request<RequestBody>| {
-            let n = calls.fetch_add(1, Ordering::SeqCst);
+/// `provider` with its attempts in flight counted in `in_flight` (one more while each lives).
+fn counted(
+    provider: Provider,
+    in_flight: &Arc<AtomicUsize>,
+) -> tower::util::BoxCloneSyncService<http::Request<RequestBody>, http::Response<()>, BoxError> {
+    let in_flight = Arc::clone(in_flight);
+    let (provider, _) = provider;
+    tower::util::BoxCloneSyncService::new(tower::service_fn(
+        move |request: http::Request<RequestBody>| {
             let guard = InFlight::new(&in_flight);
+            let answer = provider.clone().oneshot(request);
             async move {
                 let _guard = guard;
-                if n >= 10 {
-                    std::future::pending::<()>().await;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                Ok::<_, BoxError>(http::Response::new(()))
+                answer.await
             }
-        }
-    }));
+        },
+    ))
+}
+
+/// Ten calls answered through `service`, then one still pending 5 s after it was made.
+async fn stalled_after_ten<S>(service: &S) -> impl std::future::Future + use<S>
+where
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<()>, Error = BoxError>
+        + Clone,
+{
     for _ in 0..10 {
         service.clone().oneshot(request()).await.unwrap();
     }
@@ -264,6 +270,16 @@ async fn a_dropped_call_drops_both_attempts() {
             .await
             .is_err()
     );
+    call
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_drops_both_attempts() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let provider = provider(|n| (n < 10).then_some((200, Duration::from_secs(1))));
+    let calls = Arc::clone(&provider.1);
+    let service = HedgeLayer::new(config()).layer(counted(provider, &in_flight));
+    let call = stalled_after_ten(&service).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         13,
@@ -280,34 +296,17 @@ async fn a_call_dropped_while_its_attempt_waits_in_a_line_leaves_nothing() {
     // ever: dropped after 5 s (the delay, 1.024 s, passed five times over), it has sent no
     // hedge, and its one attempt is gone with it.
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let (provider, calls) = stack(true, |n| {
+    let provider = stack(true, |n| {
         if n < 10 {
             (Duration::ZERO, Some((200, Duration::from_secs(1))))
         } else {
             (Duration::MAX, None)
         }
     });
+    let calls = Arc::clone(&provider.1);
     let layer = HedgeLayer::new(config());
-    let service = layer.layer(tower::service_fn({
-        let in_flight = Arc::clone(&in_flight);
-        move |request: http::Request<RequestBody>| {
-            let guard = InFlight::new(&in_flight);
-            let answer = provider.clone().oneshot(request);
-            async move {
-                let _guard = guard;
-                answer.await
-            }
-        }
-    }));
-    for _ in 0..10 {
-        service.clone().oneshot(request()).await.unwrap();
-    }
-    let mut call = Box::pin(service.clone().oneshot(request()));
-    assert!(
-        tokio::time::timeout(Duration::from_secs(5), &mut call)
-            .await
-            .is_err()
-    );
+    let service = layer.layer(counted(provider, &in_flight));
+    let call = stalled_after_ten(&service).await;
     assert_eq!(layer.counts(), (11, 0), "no hedge for a call still in line");
     assert_eq!(in_flight.load(Ordering::SeqCst), 1);
     drop(call);
