@@ -1,6 +1,7 @@
 //! [`Attempt`]: which attempt of a logical call a request or response belongs to;
 //! [`Queued`]: how long an attempt waited in a local line before it left; and [`Sent`]:
-//! when it left, for a layer above the lines that is timing it as it goes.
+//! when it left, for a layer above the lines that is timing it as it goes; [`Speculative`]:
+//! an attempt sent while another of the same call is still out.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
@@ -103,6 +104,19 @@ impl Sent {
         if let Some(sent) = request.extensions().get::<Self>() {
             sent.mark(at);
         }
+    }
+}
+
+/// On the request of an attempt sent while another attempt of the same call is still out
+/// (a hedge): a line that serves the newest call first (the throttle's) does not let it pass
+/// calls that have nothing out, until it has waited as long as any call may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Speculative;
+
+impl Speculative {
+    /// Whether `request` is a speculative attempt.
+    pub fn of_request<B>(request: &http::Request<B>) -> bool {
+        request.extensions().get::<Self>().is_some()
     }
 }
 

@@ -98,7 +98,7 @@ mod usage_span;
 mod watched;
 pub mod window;
 
-pub use attempt::{Attempt, Queued, Sent};
+pub use attempt::{Attempt, Queued, Sent, Speculative};
 pub use body::ClassifiedBody;
 pub use class::OutcomeClass;
 pub use classify::{ClassifyResponse, ResponseView, Verdict};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ballast_classify::{BoxError, Outcome, RequestBody, Sent, copy_request};
+use ballast_classify::{BoxError, Outcome, RequestBody, Sent, Speculative, copy_request};
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::Oneshot;
@@ -386,6 +386,7 @@ where
                             let mut request = copy_request(&copy);
                             let sent = Sent::new();
                             request.extensions_mut().insert(sent.clone());
+                            request.extensions_mut().insert(Speculative);
                             newest_hedge = Some(sent);
                             hedges.push(Some(Box::pin(spare.clone().oneshot(request))));
                             timer.as_mut().reset(now + delay);

@@ -49,6 +49,7 @@ mod error;
 mod fleet;
 mod layer;
 mod limiter;
+mod line;
 mod service;
 
 pub use config::ThrottleConfig;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::ThrottleConfig;
+use crate::line::Line;
 
 /// Why a call was not given a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub(crate) struct Limiter {
     header_until: AtomicU64,
     /// Calls waiting for their turn.
     pub(crate) queued: AtomicUsize,
+    /// With `newest_first`: the calls waiting for a local turn, and who takes each.
+    pub(crate) line: Line,
     /// Bumped on every decrease: turns handed out before it are taken again.
     generation: AtomicU64,
     /// Wakes the calls waiting for a turn when the pace comes down.
@@ -94,6 +97,7 @@ impl Limiter {
             header_cap: AtomicU64::new(f64::INFINITY.to_bits()),
             header_until: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
+            line: Line::default(),
             generation: AtomicU64::new(0),
             slowed: tokio::sync::Notify::new(),
             fleet_down: std::sync::atomic::AtomicBool::new(false),
@@ -105,6 +109,16 @@ impl Limiter {
 
     pub(crate) fn now(&self) -> u64 {
         nanos(self.epoch.elapsed())
+    }
+
+    /// The instant of `at` (nanoseconds since the epoch).
+    pub(crate) fn instant(&self, at: u64) -> Instant {
+        self.epoch + Duration::from_nanos(at)
+    }
+
+    /// `instant` on the limiter's clock (nanoseconds since the epoch).
+    pub(crate) fn nanos_at(&self, instant: Instant) -> u64 {
+        nanos(instant.saturating_duration_since(self.epoch))
     }
 
     /// The pace calls are given turns at now: the learned pace, or slower while the

@@ -8,13 +8,16 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use ballast_classify::hint::{parse_go_duration, parse_rfc3339_delay};
-use ballast_classify::{BoxError, Deadline, Outcome, OutcomeClass, Queued, RequestFacts};
+use ballast_classify::{
+    BoxError, Deadline, Outcome, OutcomeClass, Queued, RequestFacts, Speculative,
+};
 use http::HeaderName;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::Throttled;
 use crate::limiter::{Limiter, Refusal};
+use crate::line::Place;
 
 #[cfg(feature = "redis")]
 pub(crate) use crate::fleet::Fleet;
@@ -63,24 +66,99 @@ enum Held {
 }
 
 /// Counts a call as waiting while it exists; dropped before its turn came (the caller gave
-/// up), it gives the turn back.
+/// up), it gives the turn back. With `newest_first`, it holds the call's place in the line.
 struct InLine {
     limiter: Arc<Limiter>,
     held: Option<Held>,
+    place: Option<Arc<Place>>,
 }
 
 impl InLine {
-    fn new(limiter: &Arc<Limiter>, held: Option<Held>) -> Self {
+    /// `joined`: when the call first joined the line (`None`: now); `deadline`: its own;
+    /// `speculative`: whether it is a hedge.
+    fn new(
+        limiter: &Arc<Limiter>,
+        held: Option<Held>,
+        joined: Option<u64>,
+        (deadline, speculative): (Option<Deadline>, bool),
+    ) -> Self {
         limiter.queued.fetch_add(1, Ordering::AcqRel);
+        let place = match (&held, limiter.config.newest_first) {
+            (
+                Some(Held::Local {
+                    turn, generation, ..
+                }),
+                Some(_),
+            ) => {
+                let joined = joined.unwrap_or_else(|| limiter.now());
+                let deadline = deadline.map_or(u64::MAX, |d| limiter.nanos_at(d.instant()));
+                let place = Place::new(joined, deadline, *generation, *turn);
+                let place = Arc::new(if speculative {
+                    place.speculative()
+                } else {
+                    place
+                });
+                limiter.line.join(Arc::clone(&place));
+                Some(place)
+            }
+            _ => None,
+        };
         Self {
             limiter: Arc::clone(limiter),
             held,
+            place,
+        }
+    }
+
+    /// When the call joined the line, if it holds a place in it.
+    fn joined(&self) -> Option<u64> {
+        self.place.as_ref().map(|place| place.joined)
+    }
+
+    /// Sleeps until the call may go: its turn has come and the line gives it to this call
+    /// (newest first, a turn may be given away and a later one taken, or an earlier one
+    /// given), or the pace came down (`slowed`).
+    async fn wait(
+        &self,
+        wait: std::time::Duration,
+        generation: u64,
+        mut slowed: Pin<&mut tokio::sync::futures::Notified<'_>>,
+    ) {
+        let limiter = &self.limiter;
+        let Some(place) = &self.place else {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = slowed => {}
+            }
+            return;
+        };
+        let overdue = nanos_of(limiter.config.newest_first.unwrap_or_default());
+        loop {
+            // Listen before reading the turn: a turn given after the read wakes the call.
+            let moved = place.moved.notified();
+            let turn = place.turn();
+            let now = limiter.now();
+            if turn <= now {
+                if limiter.generation() != generation || limiter.line.turn_came(place, now, overdue)
+                {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(limiter.instant(turn)) => {}
+                () = moved => {}
+                () = &mut slowed => return,
+            }
         }
     }
 
     /// The wait ended (the turn came, or a 429 restarted the line): nothing to give back.
     fn leave(mut self) {
         self.held = None;
+        if let Some(place) = self.place.take() {
+            self.limiter.line.leave(&place);
+        }
     }
 }
 
@@ -92,7 +170,23 @@ impl Drop for InLine {
                 turn,
                 steps: (step, span),
                 generation,
-            }) => self.limiter.give_back(turn, step, span, generation),
+            }) => {
+                // In the line, the turn held now may not be the one first taken; one that has
+                // come goes to another waiting call, whose later turn is given back instead.
+                let turn = match &self.place {
+                    Some(place) => {
+                        let overdue =
+                            nanos_of(self.limiter.config.newest_first.unwrap_or_default());
+                        self.limiter
+                            .line
+                            .leave_early(place, self.limiter.now(), overdue)
+                    }
+                    None => Some(turn),
+                };
+                if let Some(turn) = turn {
+                    self.limiter.give_back(turn, step, span, generation);
+                }
+            }
             #[cfg(feature = "redis")]
             Some(Held::Fleet(fleet, turn, interval)) => fleet.give_back(turn, interval),
             _ => {}
@@ -146,10 +240,16 @@ where
             };
         }
         // In line from here: dropped before its first poll, the future gives the turn back.
-        let in_line = InLine::new(limiter, held);
+        let deadline = Deadline::of(&request);
+        let in_line = InLine::new(
+            limiter,
+            held,
+            None,
+            (deadline, Speculative::of_request(&request)),
+        );
         // A turn past the call's deadline is of no use to it: refused at once, the turn
         // given back, the refusal saying how far off the turn was.
-        if past_deadline(Deadline::of(&request), wait) {
+        if past_deadline(deadline, wait) {
             drop(in_line);
             return ResponseFuture::refused(Refusal::TooLong(wait));
         }
@@ -179,8 +279,12 @@ impl<S> Throttle<S> {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let deadline = Deadline::of(&request);
+        let speculative = Speculative::of_request(&request);
         Box::pin(async move {
             let queued_since = tokio::time::Instant::now();
+            // When the call first joined the line: a call sent back by a slower pace keeps
+            // its place in the order of waits.
+            let mut joined = first.as_ref().and_then(|(_, _, in_line)| in_line.joined());
             loop {
                 // Listen before reading the generation, so no decrease slips between. A
                 // `Notified` sees `notify_waiters` from the moment it is made; it takes the
@@ -206,7 +310,8 @@ impl<S> Throttle<S> {
                                 local_turn(&limiter, tokens, generation).map_err(refusal_error)?
                             }
                         };
-                        let in_line = InLine::new(&limiter, held);
+                        let in_line = InLine::new(&limiter, held, joined, (deadline, speculative));
+                        joined = joined.or_else(|| in_line.joined());
                         // As in `call`: a turn past the deadline is refused and given back.
                         if past_deadline(deadline, wait) {
                             drop(in_line);
@@ -216,11 +321,9 @@ impl<S> Throttle<S> {
                     }
                 };
                 if !wait.is_zero() {
-                    // Dropped here, by a caller that gave up, the turn goes back.
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = &mut slowed => {}
-                    }
+                    // Dropped here, by a caller that gave up, the turn goes back (or, if it
+                    // has come, to the next call the line chooses).
+                    in_line.wait(wait, generation, slowed.as_mut()).await;
                 }
                 in_line.leave();
                 // The pace came down while this call waited: its turn was given at the old
@@ -389,7 +492,6 @@ const FLEET_DEADLINE: std::time::Duration = std::time::Duration::from_millis(250
 #[cfg(feature = "redis")]
 const FLEET_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
-#[cfg(feature = "redis")]
 fn nanos_of(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

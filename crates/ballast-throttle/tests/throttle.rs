@@ -291,14 +291,32 @@ fn first_call_limited(
     })
 }
 
+/// After a 429 the waiting calls take new turns after the pause. In arrival order the woken
+/// calls go first; newest first, the turn that comes first goes to the call that joined
+/// last, and each later turn to the newest left, the calls woken by the 429 keeping the
+/// moment they first joined.
 #[test]
 fn waiting_calls_take_new_turns_after_a_429() {
+    for (newest_first, expected) in [
+        (None, ["a", "b", "c", "d", "late"]),
+        (Some(Duration::from_secs(10)), ["a", "late", "c", "d", "b"]),
+    ] {
+        let sent = calls_around_a_429(newest_first);
+        let order: Vec<&str> = sent.iter().map(|(_, name)| name.as_str()).collect();
+        assert_eq!(order, expected, "{newest_first:?}: {sent:?}");
+    }
+}
+
+/// Four calls at once at 60 a minute, the first answered 429, and a fifth half a second
+/// later: when each was sent, checking that none went inside the pause.
+fn calls_around_a_429(newest_first: Option<Duration>) -> Vec<(Duration, String)> {
     ballast_sim::paused_runtime().unwrap().block_on(async {
         let start = tokio::time::Instant::now();
         let sent = Sent::default();
         let provider = first_call_limited(start, &sent);
         let config = ThrottleConfig {
             max_wait: Duration::from_secs(60),
+            newest_first,
             ..ThrottleConfig::starting_at(60.0)
         };
         let pause = config.pause;
@@ -320,12 +338,6 @@ fn waiting_calls_take_new_turns_after_a_429() {
             let _ = call.await.unwrap();
         }
         let sent = sent.lock().unwrap().clone();
-        let order: Vec<&str> = sent.iter().map(|(_, name)| name.as_str()).collect();
-        assert_eq!(
-            order,
-            ["a", "b", "c", "d", "late"],
-            "woken callers first: {sent:?}"
-        );
         assert_eq!(sent[0].0, Duration::ZERO);
         let answered = Duration::from_millis(100);
         for (at, name) in &sent[1..] {
@@ -334,7 +346,8 @@ fn waiting_calls_take_new_turns_after_a_429() {
                 "{name} sent at {at:?}, inside the pause after the 429: {sent:?}"
             );
         }
-    });
+        sent
+    })
 }
 
 /// 200 callers queue for turns at 480 a minute and give up 50 ms later: their turns go back,

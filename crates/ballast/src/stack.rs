@@ -167,6 +167,11 @@ impl<St: SpendStore> StackBuilder<St> {
         self
     }
 
+    /// The throttle's settings, to change one of them, when there is a throttle.
+    pub(crate) fn throttle_mut(&mut self) -> Option<&mut ThrottleConfig> {
+        self.throttle.as_mut()
+    }
+
     /// No throttle.
     pub fn no_throttle(mut self) -> Self {
         self.throttle = None;

@@ -721,3 +721,56 @@ fn a_retryable_failure_goes_to_the_next_target_at_once() {
         (3, 1, "xai#2".to_owned())
     );
 }
+
+/// Provider calls each target's simulator saw for 20 calls at once through a route of two
+/// healthy xAI targets (each throttled from 480 a minute: a turn every 125 ms), with
+/// `wait` as the primary's longest line.
+fn twenty_calls_at_once(wait: Option<Duration>) -> (usize, usize) {
+    use ballast::RouteBuilder;
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let primary = Simulator::new(Scenario::healthy());
+        let fallback = Simulator::new(Scenario::healthy());
+        let client = {
+            let (primary, fallback) = (primary.clone(), fallback.clone());
+            tower::service_fn(
+                move |request: http::Request<ballast::classify::RequestBody>| {
+                    let sim = match request.uri().host() {
+                        Some("fallback.invalid") => &fallback,
+                        _ => &primary,
+                    };
+                    sim.clone().oneshot(request)
+                },
+            )
+        };
+        let mut second = Config::new(Preset::XAi);
+        second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+        let route = RouteBuilder::new(Config::new(Preset::XAi))
+            .fallback(second, Some("grok-4-fast"))
+            .line_before_fallback(wait)
+            .no_hedge()
+            .seed(3)
+            .build(client);
+        let calls = (0..20).map(|i| {
+            route
+                .service
+                .clone()
+                .oneshot(common::job(&format!("{BASE}/chat/completions"), i, 50))
+        });
+        for response in futures::future::join_all(calls).await {
+            assert_eq!(response.unwrap().status(), 200);
+        }
+        (
+            primary.ledger().entries().len(),
+            fallback.ledger().entries().len(),
+        )
+    })
+}
+
+#[test]
+fn a_call_whose_turn_on_the_primary_is_far_off_goes_to_the_fallback_at_once() {
+    // The default, 1 s: turns at 0 to 1 s (nine) on the primary, the other eleven on the
+    // fallback at once.
+    assert_eq!(twenty_calls_at_once(Some(Duration::from_secs(1))), (9, 11));
+    // The throttle's own 60 s: every call waits its turn on the primary.
+    assert_eq!(twenty_calls_at_once(None), (20, 0));
+}

@@ -57,8 +57,11 @@ fn bad_day() {
     // that moves it is a change in how callers are served: look, then update it. (234
     // before hedging was on by default: a dropped hedge's reservation is settled at its
     // worst case, and with this $0.05 budget one call more is refused at the end, though
-    // the provider billed less: $0.04836 against $0.04880.)
-    assert_eq!(successes, 233, "of {}", run.calls);
+    // the provider billed less: $0.04836 against $0.04880. 229 since the throttle serves
+    // the newest call first: which calls meet the day's hangs moves with the order; over
+    // the stack's seeds 1 to 8 newest first serves 228.3 of 240 on average, arrival order
+    // 226.9, this seed 229 against 233.)
+    assert_eq!(successes, 229, "of {}", run.calls);
 }
 
 #[test]
