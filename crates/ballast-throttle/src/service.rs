@@ -26,8 +26,9 @@ pub(crate) use crate::fleet::Fleet;
 #[derive(Debug, Clone)]
 pub(crate) enum Fleet {}
 
-/// A service that sends each call at its turn: turns come at the learned pace, in arrival
-/// order across every clone and caller. A call whose turn is too far off, or that finds the
+/// A service that sends each call at its turn: turns come at the learned pace, shared by
+/// every clone and caller, each to the call the line chooses (newest first, by default:
+/// [`ThrottleConfig::newest_first`](crate::ThrottleConfig)). A call whose turn is too far off, or that finds the
 /// queue full, is refused at once with [`Throttled`].
 ///
 /// It learns from the answers of the service it wraps: a 429 (class `rate_limited` with a

@@ -139,9 +139,10 @@ impl RouteBuilder {
     /// How far off a turn in a throttle's line may be, on every target but the last, before
     /// the call goes on to the next target at once (default 1 s, in the provider's time:
     /// a target whose line is longer is refused as `throttled`, which fails over); `None`
-    /// keeps each throttle's own `max_wait` (60 s). The demo's fallback column (three runs
-    /// each): p95 6.4 to 6.7 s with the primary's 60 s, 5.7 s with 1 s, 8.7 s with 3 s
-    /// (`BENCHMARKS.md`, "Newest first").
+    /// keeps each throttle's own `max_wait` (60 s). With the throttle serving the newest
+    /// call first, a call bumped in the primary's line would wait there up to 5 s while the
+    /// fallback is idle: the demo's fallback column p95 8.7 to 8.9 s with the primary's own
+    /// 60 s line, 8.7 s with 3 s, 5.4 to 5.7 s with 1 s (`BENCHMARKS.md`, "Newest first").
     pub fn line_before_fallback(mut self, wait: Option<Duration>) -> Self {
         self.line_before_fallback = wait;
         self

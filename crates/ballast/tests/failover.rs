@@ -658,6 +658,37 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
     }
 }
 
+/// A client that reaches `primary` at any host but `fallback.invalid`, and `fallback` there;
+/// and the fallback target's configuration (xAI at that host).
+fn two_providers(
+    primary: Simulator,
+    fallback: Simulator,
+) -> (
+    impl tower::Service<
+        http::Request<ballast::classify::RequestBody>,
+        Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+        Error = ballast::classify::BoxError,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static,
+    Config,
+) {
+    let client = tower::service_fn(
+        move |request: http::Request<ballast::classify::RequestBody>| {
+            let sim = match request.uri().host() {
+                Some("fallback.invalid") => &fallback,
+                _ => &primary,
+            };
+            sim.clone().oneshot(request)
+        },
+    );
+    let mut second = Config::new(Preset::XAi);
+    second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+    (client, second)
+}
+
 /// Provider calls each target's simulator saw, and who served, for one call through a
 /// `RouteBuilder` route whose primary is down (503s) and whose fallback is well, with
 /// `attempts` before the fallback.
@@ -669,20 +700,7 @@ fn one_call_past_a_failing_primary(attempts: Option<u32>) -> (usize, usize, Stri
             Duration::from_secs(3_600),
         ));
         let fallback = Simulator::new(Scenario::healthy());
-        let client = {
-            let (primary, fallback) = (primary.clone(), fallback.clone());
-            tower::service_fn(
-                move |request: http::Request<ballast::classify::RequestBody>| {
-                    let sim = match request.uri().host() {
-                        Some("fallback.invalid") => &fallback,
-                        _ => &primary,
-                    };
-                    sim.clone().oneshot(request)
-                },
-            )
-        };
-        let mut second = Config::new(Preset::XAi);
-        second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+        let (client, second) = two_providers(primary.clone(), fallback.clone());
         let route = RouteBuilder::new(Config::new(Preset::XAi))
             .fallback(second, Some("grok-4-fast"))
             .attempts_before_fallback(attempts)
@@ -730,20 +748,7 @@ fn twenty_calls_at_once(wait: Option<Duration>) -> (usize, usize) {
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let primary = Simulator::new(Scenario::healthy());
         let fallback = Simulator::new(Scenario::healthy());
-        let client = {
-            let (primary, fallback) = (primary.clone(), fallback.clone());
-            tower::service_fn(
-                move |request: http::Request<ballast::classify::RequestBody>| {
-                    let sim = match request.uri().host() {
-                        Some("fallback.invalid") => &fallback,
-                        _ => &primary,
-                    };
-                    sim.clone().oneshot(request)
-                },
-            )
-        };
-        let mut second = Config::new(Preset::XAi);
-        second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+        let (client, second) = two_providers(primary.clone(), fallback.clone());
         let route = RouteBuilder::new(Config::new(Preset::XAi))
             .fallback(second, Some("grok-4-fast"))
             .line_before_fallback(wait)
