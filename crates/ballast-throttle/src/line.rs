@@ -141,8 +141,8 @@ impl Line {
 
 /// The call a turn that has come goes to instead of `me`, if not `me`: the longest-waiting
 /// call that has waited `overdue`, or else the newest that is not a hedge, if it joined
-/// after `me` and its turn does not come after `me`'s deadline. Only calls of `me`'s generation whose turn is still
-/// to come are chosen.
+/// after `me`; either only if its turn does not come after `me`'s deadline. Only calls of
+/// `me`'s generation whose turn is still to come are chosen.
 fn choose<'a>(
     places: &'a [Arc<Place>],
     me: &Arc<Place>,
