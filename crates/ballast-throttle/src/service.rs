@@ -28,8 +28,8 @@ pub(crate) enum Fleet {}
 
 /// A service that sends each call at its turn: turns come at the learned pace, shared by
 /// every clone and caller, each to the call the line chooses (newest first, by default:
-/// [`ThrottleConfig::newest_first`](crate::ThrottleConfig)). A call whose turn is too far off, or that finds the
-/// queue full, is refused at once with [`Throttled`].
+/// [`ThrottleConfig::newest_first`](crate::ThrottleConfig)). A call whose turn is too far
+/// off, or that finds the queue full, is refused at once with [`Throttled`].
 ///
 /// It learns from the answers of the service it wraps: a 429 (class `rate_limited` with a
 /// status) lowers the pace; successes raise it while the pace is what holds calls back; the
