@@ -17,6 +17,8 @@ use tower::ServiceExt;
 const SCALE: f64 = 60.0;
 const KEY: &str = "xai-loopback-test-key";
 
+// Each test file uses its part of what they share (`check` or `check_real_time`).
+#[allow(dead_code)]
 mod common;
 
 use common::{Run, check_real_time, job};

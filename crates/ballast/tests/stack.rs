@@ -11,6 +11,8 @@ use ballast_sim::{ExpectedKey, Scenario, Simulator};
 use futures::future::join_all;
 use tower::ServiceExt;
 
+// Each test file uses its part of what they share (`check` or `check_real_time`).
+#[allow(dead_code)]
 mod common;
 
 use common::{Run, check, job};
