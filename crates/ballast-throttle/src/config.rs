@@ -96,16 +96,15 @@ impl ThrottleConfig {
         self.recover_per_sec *= scale;
         self.tokens_per_minute = self.tokens_per_minute.map(|tpm| tpm * scale);
         self.probe_per_sec *= scale;
-        if let Some(overdue) = &mut self.newest_first {
-            *overdue =
-                Duration::try_from_secs_f64(overdue.as_secs_f64() / scale).unwrap_or(*overdue);
-        }
         for duration in [
             &mut self.cooldown,
             &mut self.max_wait,
             &mut self.pause,
             &mut self.hold,
-        ] {
+        ]
+        .into_iter()
+        .chain(self.newest_first.as_mut())
+        {
             *duration =
                 Duration::try_from_secs_f64(duration.as_secs_f64() / scale).unwrap_or(*duration);
         }
@@ -134,5 +133,30 @@ impl Default for ThrottleConfig {
     /// Sixty requests per minute to start: set `start_rpm` to the limit you know.
     fn default() -> Self {
         Self::starting_at(60.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_scaled_multiplies_rates_and_divides_every_wait() {
+        // A scale of 2 keeps every figure exact in binary.
+        let scaled = ThrottleConfig::starting_at(60.0).time_scaled(2.0);
+        assert_eq!((scaled.start_rpm, scaled.max_rpm), (120.0, 480.0));
+        assert_eq!(scaled.pause, Duration::from_millis(625));
+        assert_eq!(scaled.max_wait, Duration::from_secs(30));
+        assert_eq!(scaled.hold, Duration::from_secs(5));
+        assert_eq!(scaled.cooldown, Duration::from_millis(1500));
+        assert_eq!(scaled.newest_first, Some(Duration::from_millis(2500)));
+        let arrival = ThrottleConfig {
+            newest_first: None,
+            ..ThrottleConfig::starting_at(60.0)
+        };
+        assert_eq!(arrival.time_scaled(2.0).newest_first, None);
+        // A scale that is not finite and positive changes nothing.
+        let plain = ThrottleConfig::starting_at(60.0);
+        assert_eq!(plain.clone().time_scaled(f64::NAN), plain);
     }
 }

@@ -4,9 +4,9 @@
 //! real limit moves. Retrying after 429s cannot fix that; pacing can. [`ThrottleLayer`]
 //! gives each call a turn at the current pace, shared by every clone and caller (each turn
 //! that comes going to the newest waiting call, unless one has waited 5 s:
-//! [`ThrottleConfig::newest_first`]), and learns the pace from the answers: a 429 lowers it by 10% (once per 3 s
-//! cooldown: later 429s answer calls sent before the cut), before any 429 successes raise it
-//! 8% a second, and after one the pace holds for 10 s, then probes 0.5% a second above it
+//! [`ThrottleConfig::newest_first`]), and learns the pace from the answers: a 429 lowers
+//! it by 10% (once per 3 s cooldown: later 429s answer calls sent before the cut), before
+//! any 429 successes raise it 8% a second, and after one the pace holds for 10 s, then probes 0.5% a second above it
 //! (the defaults; [`ThrottleConfig`]). The provider's remaining/reset headers may slow it, never speed it
 //! up. Latency is not read: an LLM's latency follows the length of its answer, not
 //! congestion. A call whose turn is too far off, or that finds the queue full, is refused at

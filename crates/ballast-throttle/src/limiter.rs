@@ -69,7 +69,7 @@ impl std::fmt::Debug for Limiter {
     }
 }
 
-fn nanos(d: Duration) -> u64 {
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -109,6 +109,11 @@ impl Limiter {
 
     pub(crate) fn now(&self) -> u64 {
         nanos(self.epoch.elapsed())
+    }
+
+    /// With `newest_first`: how long a call waits before it goes first (ns).
+    pub(crate) fn overdue(&self) -> u64 {
+        nanos(self.config.newest_first.unwrap_or_default())
     }
 
     /// The instant of `at` (nanoseconds since the epoch).

@@ -40,22 +40,20 @@ pub(crate) struct Place {
 }
 
 impl Place {
-    pub(crate) fn new(joined: u64, deadline: u64, generation: u64, turn: u64) -> Self {
+    pub(crate) fn new(
+        joined: u64,
+        deadline: u64,
+        generation: u64,
+        turn: u64,
+        speculative: bool,
+    ) -> Self {
         Self {
             joined,
             deadline,
             generation,
-            speculative: false,
+            speculative,
             turn: AtomicU64::new(turn),
             moved: Notify::new(),
-        }
-    }
-
-    /// The same, for a hedge: it takes no turn as the newest, only once overdue.
-    pub(crate) fn speculative(self) -> Self {
-        Self {
-            speculative: true,
-            ..self
         }
     }
 
@@ -100,10 +98,7 @@ impl Line {
 
     /// `me` leaves the line, its turn taken or given back by the caller.
     pub(crate) fn leave(&self, me: &Arc<Place>) {
-        let mut places = self.places();
-        if let Some(at) = places.iter().position(|p| Arc::ptr_eq(p, me)) {
-            places.swap_remove(at);
-        }
+        remove(&mut self.places(), me);
     }
 
     /// `me` leaves before it went (its caller gave up): the turn to give back to the
@@ -112,9 +107,7 @@ impl Line {
     /// later, so no hole is left in the line. The later turn is the one given back.
     pub(crate) fn leave_early(&self, me: &Arc<Place>, now: u64, overdue: u64) -> Option<u64> {
         let mut places = self.places();
-        if let Some(at) = places.iter().position(|p| Arc::ptr_eq(p, me)) {
-            places.swap_remove(at);
-        }
+        remove(&mut places, me);
         let turn = me.turn();
         let heir = if turn > now {
             places
@@ -139,6 +132,33 @@ impl Line {
     }
 }
 
+/// Takes `me` out of `places`.
+fn remove(places: &mut Vec<Arc<Place>>, me: &Arc<Place>) {
+    if let Some(at) = places.iter().position(|p| Arc::ptr_eq(p, me)) {
+        places.swap_remove(at);
+    }
+}
+
+/// Whether `place` has waited `overdue` at `now`.
+fn is_overdue(place: &Place, now: u64, overdue: u64) -> bool {
+    now.saturating_sub(place.joined) >= overdue
+}
+
+/// Among `waiting`, the two a turn may go to: the longest-waiting call that has waited
+/// `overdue`, and the newest call that is not a hedge.
+fn candidates<'a>(
+    waiting: impl Iterator<Item = &'a Arc<Place>> + Clone,
+    now: u64,
+    overdue: u64,
+) -> (Option<&'a Arc<Place>>, Option<&'a Arc<Place>>) {
+    let oldest = waiting
+        .clone()
+        .filter(|p| is_overdue(p, now, overdue))
+        .min_by_key(|p| p.joined);
+    let newest = waiting.filter(|p| !p.speculative).max_by_key(|p| p.joined);
+    (oldest, newest)
+}
+
 /// The call a turn that has come goes to instead of `me`, if not `me`: the longest-waiting
 /// call that has waited `overdue`, or else the newest that is not a hedge, if it joined
 /// after `me`; either only if its turn does not come after `me`'s deadline. Only calls of
@@ -149,22 +169,18 @@ fn choose<'a>(
     now: u64,
     overdue: u64,
 ) -> Option<&'a Arc<Place>> {
-    let others = || {
-        places
-            .iter()
-            .filter(|p| !Arc::ptr_eq(p, me) && p.generation == me.generation && p.turn() > now)
-    };
-    let is_overdue = |p: &Place| now.saturating_sub(p.joined) >= overdue;
-    if let Some(oldest) = others().filter(|p| is_overdue(p)).min_by_key(|p| p.joined) {
-        let before_me = is_overdue(me) && me.joined <= oldest.joined;
+    let others = places
+        .iter()
+        .filter(|p| !Arc::ptr_eq(p, me) && p.generation == me.generation && p.turn() > now);
+    let (oldest, newest) = candidates(others, now, overdue);
+    if let Some(oldest) = oldest {
+        let before_me = is_overdue(me, now, overdue) && me.joined <= oldest.joined;
         return (!before_me && oldest.turn() <= me.deadline).then_some(oldest);
     }
-    if is_overdue(me) {
+    if is_overdue(me, now, overdue) {
         return None;
     }
-    let newest = others()
-        .filter(|p| !p.speculative)
-        .max_by_key(|p| p.joined)?;
+    let newest = newest?;
     (newest.joined > me.joined && newest.turn() <= me.deadline).then_some(newest)
 }
 
@@ -179,11 +195,8 @@ fn choose_heir(
     let waiting = places
         .iter()
         .filter(|p| p.generation == generation && p.turn() > now);
-    let overdue_first = waiting
-        .clone()
-        .filter(|p| now.saturating_sub(p.joined) >= overdue)
-        .min_by_key(|p| p.joined);
-    overdue_first.or_else(|| waiting.filter(|p| !p.speculative).max_by_key(|p| p.joined))
+    let (oldest, newest) = candidates(waiting, now, overdue);
+    oldest.or(newest)
 }
 
 #[cfg(test)]
@@ -193,7 +206,7 @@ mod tests {
     const SEC: u64 = 1_000_000_000;
 
     fn place(joined: u64, turn: u64) -> Arc<Place> {
-        Arc::new(Place::new(joined, u64::MAX, 0, turn))
+        Arc::new(Place::new(joined, u64::MAX, 0, turn, false))
     }
 
     #[test]
@@ -248,7 +261,7 @@ mod tests {
     #[test]
     fn a_holder_keeps_a_turn_it_could_not_take_back_before_its_deadline() {
         let line = Line::default();
-        let b = Arc::new(Place::new(0, 3 * SEC, 0, SEC));
+        let b = Arc::new(Place::new(0, 3 * SEC, 0, SEC, false));
         let c = place(SEC / 2, 4 * SEC);
         line.join(Arc::clone(&b));
         line.join(Arc::clone(&c));
@@ -283,14 +296,14 @@ mod tests {
         // Newer than `b`, but a hedge: `b` keeps its turn.
         let line = Line::default();
         let b = place(0, SEC);
-        let hedge = Arc::new(Place::new(SEC / 2, u64::MAX, 0, 2 * SEC).speculative());
+        let hedge = Arc::new(Place::new(SEC / 2, u64::MAX, 0, 2 * SEC, true));
         line.join(Arc::clone(&b));
         line.join(Arc::clone(&hedge));
         assert!(line.turn_came(&b, SEC, 10 * SEC));
         assert_eq!(hedge.turn(), 2 * SEC);
         // A hedge that has waited `overdue` goes first like any call.
         let line = Line::default();
-        let hedge = Arc::new(Place::new(SEC / 10, u64::MAX, 0, 2 * SEC).speculative());
+        let hedge = Arc::new(Place::new(SEC / 10, u64::MAX, 0, 2 * SEC, true));
         let c = place(9 * SEC / 10, SEC);
         line.join(Arc::clone(&hedge));
         line.join(Arc::clone(&c));
@@ -302,7 +315,7 @@ mod tests {
     fn calls_of_another_generation_are_not_chosen() {
         let line = Line::default();
         let b = place(0, SEC);
-        let stale = Arc::new(Place::new(SEC / 2, u64::MAX, 1, 5 * SEC));
+        let stale = Arc::new(Place::new(SEC / 2, u64::MAX, 1, 5 * SEC, false));
         line.join(Arc::clone(&b));
         line.join(Arc::clone(&stale));
         assert!(line.turn_came(&b, SEC, 10 * SEC));

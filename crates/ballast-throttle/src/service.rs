@@ -93,12 +93,13 @@ impl InLine {
             ) => {
                 let joined = joined.unwrap_or_else(|| limiter.now());
                 let deadline = deadline.map_or(u64::MAX, |d| limiter.nanos_at(d.instant()));
-                let place = Place::new(joined, deadline, *generation, *turn);
-                let place = Arc::new(if speculative {
-                    place.speculative()
-                } else {
-                    place
-                });
+                let place = Arc::new(Place::new(
+                    joined,
+                    deadline,
+                    *generation,
+                    *turn,
+                    speculative,
+                ));
                 limiter.line.join(Arc::clone(&place));
                 Some(place)
             }
@@ -133,7 +134,7 @@ impl InLine {
             }
             return;
         };
-        let overdue = nanos_of(limiter.config.newest_first.unwrap_or_default());
+        let overdue = limiter.overdue();
         loop {
             // Listen before reading the turn: a turn given after the read wakes the call.
             let moved = place.moved.notified();
@@ -176,11 +177,10 @@ impl Drop for InLine {
                 // come goes to another waiting call, whose later turn is given back instead.
                 let turn = match &self.place {
                     Some(place) => {
-                        let overdue =
-                            nanos_of(self.limiter.config.newest_first.unwrap_or_default());
-                        self.limiter
+                        let limiter = &self.limiter;
+                        limiter
                             .line
-                            .leave_early(place, self.limiter.now(), overdue)
+                            .leave_early(place, limiter.now(), limiter.overdue())
                     }
                     None => Some(turn),
                 };
@@ -471,7 +471,7 @@ async fn shared_turn(
         }
         Ok(Ok(crate::fleet::FleetTurn::TooLong(wait))) => Some(Err(Refusal::TooLong(wait))),
         failed => {
-            let retry_at = now.saturating_add(nanos_of(FLEET_RECHECK));
+            let retry_at = now.saturating_add(crate::limiter::nanos(FLEET_RECHECK));
             limiter.fleet_retry_at.store(retry_at, Ordering::Relaxed);
             if !limiter.fleet_down.swap(true, Ordering::Relaxed) {
                 let error = match failed {
@@ -492,10 +492,6 @@ const FLEET_DEADLINE: std::time::Duration = std::time::Duration::from_millis(250
 /// While the fleet store is down, how often it is asked again.
 #[cfg(feature = "redis")]
 const FLEET_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn nanos_of(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
 
 #[cfg(not(feature = "redis"))]
 async fn shared_turn(
