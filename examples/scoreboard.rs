@@ -903,7 +903,7 @@ fn main() {
         }
     }
     if !json_out {
-        print_table(&rows, minutes);
+        print_table(&rows, &cases, minutes, seed);
     }
     if let Some(dir) = plot_dir {
         if let Err(error) = plot::write_all(&dir, &rows, &cases, minutes) {
@@ -918,9 +918,10 @@ fn round(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-fn print_table(rows: &BTreeMap<&'static str, Vec<Row>>, minutes: u64) {
+fn print_table(rows: &BTreeMap<&'static str, Vec<Row>>, cases: &[Case], minutes: u64, seed: u64) {
     println!("Ballast scoreboard: {minutes} simulated minutes per run\n");
     for (scenario, rows) in rows {
+        let case = cases.iter().find(|c| c.name == *scenario);
         println!("{scenario}");
         println!(
             "  {:<27} {:>8} {:>6} {:>10} {:>6} {:>8} {:>8} {:>9} {:>8} {:>9} {:>7}",
@@ -953,7 +954,98 @@ fn print_table(rows: &BTreeMap<&'static str, Vec<Row>>, minutes: u64) {
                 row.calls,
             );
         }
+        if let Some((bad, ceiling)) =
+            case.and_then(|case| burst_ceiling(case, seed, minutes, CALLS_PER_ITEM))
+        {
+            println!(
+                "  weather (seed {seed}): bad {:.1}% of the run; no policy can expect more than {:.1}% goodput at {CALLS_PER_ITEM} calls per item",
+                100.0 * bad,
+                100.0 * ceiling
+            );
+        }
         println!();
+    }
+}
+
+/// The calls per item #19 allows in the 5xx bursts.
+const CALLS_PER_ITEM: f64 = 1.5;
+
+/// For a scenario whose 5xx bursts follow the clock, the share of the run in bad weather
+/// and the most goodput any policy can expect from it at `calls_per_item`.
+///
+/// In good weather a call succeeds with chance `s_g`, in bad with `s_b`, and no worker
+/// serves more items in good weather than it does without faults: of the fault-free run's
+/// items, at most `G = 1 - bad` come in good weather. Items served in bad weather cost
+/// `1 / s_b` calls each, those in good `1 / s_g`; with `B` of them in bad weather, calls
+/// per item `(G / s_g + B / s_b) / (G + B) <= c` gives
+/// `B <= G (c - 1 / s_g) / (1 / s_b - c)`, and goodput `G + B` at most
+/// `(1 - bad) (1 + (c - 1 / s_g) / (1 / s_b - c))`. An expectation over the run's calls:
+/// a run's luck moves it by about a point. `None` for other scenarios.
+fn burst_ceiling(case: &Case, seed: u64, minutes: u64, calls_per_item: f64) -> Option<(f64, f64)> {
+    let scenario = Scenario {
+        seed,
+        ..case.scenario.clone()
+    };
+    let bad = scenario.bad_share(Duration::from_secs(60 * minutes))?;
+    Some((bad, ceiling(bad, &scenario.server_errors, calls_per_item)))
+}
+
+/// The goodput ceiling of [`burst_ceiling`] for a run `bad` of whose time is bad weather.
+fn ceiling(bad: f64, bursts: &BurstModel, calls_per_item: f64) -> f64 {
+    let (good_cost, bad_cost) = (
+        1.0 / (1.0 - bursts.fail_when_good),
+        1.0 / (1.0 - bursts.fail_when_bad),
+    );
+    if !(good_cost.is_finite() && calls_per_item >= good_cost) {
+        return 0.0;
+    }
+    let in_bad = if calls_per_item >= bad_cost {
+        f64::INFINITY
+    } else {
+        (calls_per_item - good_cost) / (bad_cost - calls_per_item)
+    };
+    ((1.0 - bad) * (1.0 + in_bad)).min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bursts() -> Case {
+        cases()
+            .into_iter()
+            .find(|case| case.name == "5xx_bursts")
+            .expect("the bursts case")
+    }
+
+    /// At the calls a good-weather item costs, nothing is left for bad weather: the
+    /// ceiling is the good share; at what a bad-weather item costs, every item can be
+    /// served.
+    #[test]
+    fn the_ceiling_runs_from_the_good_share_to_everything() {
+        let model = bursts().scenario.server_errors;
+        assert_eq!(ceiling(0.25, &model, 1.0 / 0.98), 0.75);
+        assert_eq!(ceiling(0.25, &model, 5.0), 1.0);
+        assert_eq!(
+            ceiling(0.25, &model, 1.0),
+            0.0,
+            "fewer calls than successes need"
+        );
+    }
+
+    /// The figure the scoreboard prints for the bursts on seed 7 over 30 minutes.
+    #[test]
+    fn seed_seven_allows_at_most_73_and_a_half_percent_at_one_and_a_half_calls() {
+        let (bad, ceiling) = burst_ceiling(&bursts(), 7, 30, CALLS_PER_ITEM).expect("bursts");
+        assert_eq!(
+            (
+                format!("{:.1}", 100.0 * bad),
+                format!("{:.1}", 100.0 * ceiling)
+            ),
+            ("35.3".to_owned(), "73.5".to_owned())
+        );
+        let overload = cases().into_iter().find(|c| c.name == "overload").unwrap();
+        assert_eq!(burst_ceiling(&overload, 7, 30, CALLS_PER_ITEM), None);
     }
 }
 

@@ -3,6 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
 /// One US dollar in xAI's billing ticks (`usage.cost_in_usd_ticks`).
 pub const TICKS_PER_USD: u64 = 10_000_000_000;
 
@@ -126,7 +129,62 @@ impl Default for Scenario {
     }
 }
 
+/// Mixed into the scenario's seed for the generator of the burst chain's spells.
+const SPELLS_SEED: u64 = 0x5be1_15ba_d5be_115a;
+
+/// The most steps [`Scenario::bad_share`] walks (a year of one-second steps is 31.5 million).
+const MAX_SHARE_STEPS: u128 = 100_000_000;
+
 impl Scenario {
+    /// The generator of a time-stepped burst chain's spells: its own, seeded from the
+    /// scenario's seed, so every client run on one seed meets the same weather.
+    pub(crate) fn spells(&self) -> StdRng {
+        StdRng::seed_from_u64(self.seed ^ SPELLS_SEED)
+    }
+
+    /// The share of the first `over` of simulated time that the time-stepped burst chain
+    /// spends in its bad state: the weather every client run on this seed meets, whoever
+    /// calls and however often (as long as some call reaches the provider every 10 000
+    /// steps). `None` when the chain steps per request (its spells then follow the calls)
+    /// or `over` is shorter than a step. Walks at most 100 million steps.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ballast_sim::{BurstModel, Scenario};
+    ///
+    /// let scenario = Scenario {
+    ///     server_errors: BurstModel {
+    ///         enter_bad: 0.05,
+    ///         leave_bad: 0.1,
+    ///         fail_when_good: 0.02,
+    ///         fail_when_bad: 0.8,
+    ///         step: Some(Duration::from_secs(1)),
+    ///     },
+    ///     ..Scenario::healthy()
+    /// };
+    /// let share = scenario.bad_share(Duration::from_secs(1800)).unwrap();
+    /// // Spells of 10 s on average, one every 20 s of good weather: about a third.
+    /// assert!((0.2..0.45).contains(&share));
+    /// assert_eq!(Scenario::healthy().bad_share(Duration::from_secs(1800)), None);
+    /// ```
+    pub fn bad_share(&self, over: Duration) -> Option<f64> {
+        let step = self.server_errors.step?.max(Duration::from_millis(1));
+        let steps = (over.as_nanos() / step.as_nanos()).min(MAX_SHARE_STEPS);
+        if steps == 0 {
+            return None;
+        }
+        let mut spells = self.spells();
+        let mut bad = false;
+        let mut bad_steps = 0u64;
+        // Over the k-th step's span the chain is in the state its first k draws left:
+        // the first span is good, as the provider starts.
+        for _ in 0..steps {
+            bad_steps += u64::from(bad);
+            bad = self.server_errors.next_state(bad, spells.random());
+        }
+        Some(bad_steps as f64 / steps as f64)
+    }
+
     /// A provider with no limits and no faults, with grok-code-fast-1's prices and speed.
     pub fn healthy() -> Self {
         Self {
@@ -386,6 +444,15 @@ impl BurstModel {
         fail_when_bad: 0.0,
         step: None,
     };
+
+    /// The chain's state after a step that drew `roll` (uniform in `[0, 1)`) from `bad`.
+    pub(crate) fn next_state(&self, bad: bool, roll: f64) -> bool {
+        if bad {
+            roll >= self.leave_bad
+        } else {
+            roll < self.enter_bad
+        }
+    }
 }
 
 /// A provider with room for `capacity_rpm` requests a minute that collapses past it: over

@@ -155,15 +155,12 @@ struct Parsed {
     responses: bool,
 }
 
-/// Mixed into the scenario's seed for the generator of the burst chain's spells.
-const SPELLS_SEED: u64 = 0x5be1_15ba_d5be_115a;
-
 impl Simulator {
     /// A provider behaving as `scenario` says, its clock starting now.
     pub fn new(scenario: Scenario) -> Self {
         let state = State {
             rng: StdRng::seed_from_u64(scenario.seed),
-            spells: StdRng::seed_from_u64(scenario.seed ^ SPELLS_SEED),
+            spells: scenario.spells(),
             bucket: Bucket {
                 tokens: 0.0,
                 last: Duration::ZERO,
@@ -469,12 +466,7 @@ impl Simulator {
             }
         };
         for _ in 0..steps {
-            let roll: f64 = rng.random();
-            state.burst_bad = if state.burst_bad {
-                roll >= burst.leave_bad
-            } else {
-                roll < burst.enter_bad
-            };
+            state.burst_bad = burst.next_state(state.burst_bad, rng.random());
         }
         let fail_chance = if state.burst_bad {
             burst.fail_when_bad

@@ -679,3 +679,38 @@ fn overload_fails_in_proportion_to_the_load_offered() {
     assert_eq!(failed, 65, "{statuses:?}");
     assert!(statuses[100..].iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+/// `Scenario::bad_share` is the share of the run's seconds in which a call meets the bad
+/// state: with every call failing in it and none outside, a call each second fails in
+/// exactly that share of the seconds (the scoreboard's bursts ceiling rests on it).
+#[test]
+fn bad_share_is_the_share_of_seconds_calls_meet_the_bad_state() {
+    let scenario = Scenario {
+        seed: 7,
+        server_errors: ballast_sim::BurstModel {
+            enter_bad: 0.05,
+            leave_bad: 0.1,
+            fail_when_good: 0.0,
+            fail_when_bad: 1.0,
+            step: Some(Duration::from_secs(1)),
+        },
+        latency: Latency::INSTANT,
+        ..Scenario::healthy()
+    };
+    let seconds = 600;
+    let share = scenario
+        .bad_share(Duration::from_secs(seconds))
+        .expect("a time-stepped chain");
+    let failed = ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let sim = Simulator::new(scenario);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut failed = 0u64;
+        for _ in 0..seconds {
+            failed += u64::from(send(sim.clone(), chat(10)).await.status >= 500);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        failed
+    });
+    assert_eq!(failed as f64 / seconds as f64, share);
+    assert_eq!(failed, 206, "this seed's bad seconds");
+}
