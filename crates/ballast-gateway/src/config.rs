@@ -307,7 +307,7 @@ pub struct GatewayConfig {
     /// The log's format (`BALLAST_LOG_FORMAT`: `auto` (default), `json`, `text`).
     pub log_format: LogFormat,
     /// Hedging of slow calls (`BALLAST_HEDGE`: `on` (default) or `off`: another attempt
-    /// for a call slower than 199 in 200 recent answers, at most 10% extra calls; for
+    /// for a call slower than 199 in 200 recent answers of its model, at most 10% extra calls; for
     /// providers that hang, as xAI's did).
     pub hedge: bool,
     /// Named routes (`[[routes]]` in the file: `model`, the name callers ask for, and

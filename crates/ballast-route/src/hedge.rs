@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,6 +13,8 @@ use tower::ServiceExt;
 use tower::util::Oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
+
+use crate::latencies::ByKind;
 
 /// When and how much to hedge.
 ///
@@ -102,7 +104,8 @@ impl<S> Layer<S> for HedgeLayer {
 }
 
 /// Sends a second attempt (a copy of the request, to the same inner service) when the
-/// first has not answered within a high percentile of recent answers' latency, and keeps
+/// first has not answered within a high percentile of the latency of recent answers of its
+/// kind (its model, streamed or not: a stream is timed to its first content), and keeps
 /// the first success. Each attempt carries a [`Sent`] cell: where a layer below notes when
 /// the attempt left its local lines (the facade's attempt cost logger does), the attempt is
 /// timed from then, and the latencies learnt are the provider's, so a call waiting for
@@ -113,37 +116,27 @@ impl<S> Layer<S> for HedgeLayer {
 /// Hedges are capped at `max_share` of calls; a hedge the stack below refuses (budget
 /// spent, breaker open) simply loses.
 ///
-/// The latencies live in two rotating sets of 64 logarithmic buckets of atomic counters:
-/// recording an answer takes no lock (a mutex-guarded histogram, as tower's `hedge` keeps,
-/// would be one lock per call on every call's path).
+/// Each kind's latencies live in two rotating sets of 64 logarithmic buckets of atomic
+/// counters, and the kinds in a list read without a lock: recording an answer takes no lock
+/// (a mutex-guarded histogram, as tower's `hedge` keeps, would be one lock per call on
+/// every call's path). A kind has no hedges until `min_samples` answers of its own; past
+/// 32 kinds, further ones share one record. The share of hedges is the layer's, over every
+/// kind.
 #[derive(Debug, Clone)]
 pub struct Hedge<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-const BUCKETS: usize = 64;
-
-/// The delay is worked out again (a walk over both sets of buckets, about 800
-/// instructions: the largest part of what the hedge cost an answer) once per this many
-/// answers: a high percentile of hundreds of answers does not move with one more.
-const REFRESH_EVERY: u64 = 8;
-
+/// What every service of one layer shares: the settings, the latency records, the counts.
 #[derive(Debug)]
 struct Shared {
     config: HedgeConfig,
     epoch: Instant,
-    /// Two sets of buckets: the current one and the previous period's.
-    buckets: [[AtomicU32; BUCKETS]; 2],
-    current: AtomicUsize,
-    /// When `current` began, in nanoseconds since `epoch`.
-    since: AtomicU64,
-    /// The hedge delay now, in nanoseconds; 0 while there are too few answers.
-    delay: AtomicU64,
+    /// Recent latencies, one record per kind of call (model, streamed or not).
+    latencies: ByKind,
     calls: AtomicU64,
     hedges: AtomicU64,
-    /// Answers recorded.
-    recorded: AtomicU64,
     /// Whether the stack below notes when attempts leave (`Sent`): then a call is timed
     /// from its departure, and one not gone yet is not hedged.
     marked: AtomicBool,
@@ -154,77 +147,16 @@ impl Shared {
         Self {
             config,
             epoch: Instant::now(),
-            buckets: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU32::new(0))),
-            current: AtomicUsize::new(0),
-            since: AtomicU64::new(0),
-            delay: AtomicU64::new(0),
+            latencies: ByKind::new(),
             calls: AtomicU64::new(0),
             hedges: AtomicU64::new(0),
-            recorded: AtomicU64::new(0),
             marked: AtomicBool::new(false),
         }
     }
 
+    /// Nanoseconds since the layer was made.
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// Records a successful answer's latency, and refreshes the delay on every answer while
-    /// there are few, then on every `REFRESH_EVERY`th and when the period turns.
-    fn record(&self, latency: Duration) {
-        let now = self.now();
-        let since = self.since.load(Ordering::Acquire);
-        let period = u64::try_from(self.config.period.as_nanos()).unwrap_or(u64::MAX);
-        let turned = now.saturating_sub(since) > period
-            && self
-                .since
-                .compare_exchange(since, now, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-        if turned {
-            // This caller turns the period: the older set is cleared and becomes current.
-            let next = 1 - self.current.load(Ordering::Acquire);
-            for bucket in &self.buckets[next] {
-                bucket.store(0, Ordering::Relaxed);
-            }
-            self.current.store(next, Ordering::Release);
-        }
-        let set = self.current.load(Ordering::Acquire);
-        self.buckets[set][bucket_of(latency)].fetch_add(1, Ordering::Relaxed);
-        let n = self.recorded.fetch_add(1, Ordering::Relaxed);
-        if turned || n < 2 * u64::from(self.config.min_samples) || n.is_multiple_of(REFRESH_EVERY) {
-            self.delay.store(self.percentile_nanos(), Ordering::Relaxed);
-        }
-    }
-
-    /// The configured percentile of the remembered latencies (an upper bucket bound), in
-    /// nanoseconds; 0 below `min_samples`.
-    fn percentile_nanos(&self) -> u64 {
-        let counts: [u64; BUCKETS] = std::array::from_fn(|i| {
-            u64::from(self.buckets[0][i].load(Ordering::Relaxed))
-                + u64::from(self.buckets[1][i].load(Ordering::Relaxed))
-        });
-        let total: u64 = counts.iter().sum();
-        if total < u64::from(self.config.min_samples.max(1)) {
-            return 0;
-        }
-        let wanted = (self.config.percentile.clamp(0.0, 1.0) * total as f64).ceil() as u64;
-        let mut seen = 0;
-        for (i, count) in counts.iter().enumerate() {
-            seen += count;
-            if seen >= wanted.max(1) {
-                let bound = upper_bound(i).max(self.config.min_delay);
-                return u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
-            }
-        }
-        0
-    }
-
-    /// The delay before hedging a call, if it may be hedged at all.
-    fn delay(&self) -> Option<Duration> {
-        match self.delay.load(Ordering::Relaxed) {
-            0 => None,
-            nanos => Some(Duration::from_nanos(nanos)),
-        }
     }
 
     /// Takes a hedge, if fewer than `max_share` of the calls so far were hedged.
@@ -237,17 +169,6 @@ impl Shared {
             })
             .is_ok()
     }
-}
-
-/// Bucket `i` holds latencies up to `2^((i + 1) / 4)` ms: four buckets per doubling, from
-/// 1 ms to about 55 s (longer ones share the last).
-fn bucket_of(latency: Duration) -> usize {
-    let ms = latency.as_secs_f64() * 1_000.0;
-    ((ms.max(1.0).log2() * 4.0) as usize).min(BUCKETS - 1)
-}
-
-fn upper_bound(bucket: usize) -> Duration {
-    Duration::from_secs_f64(2f64.powf((bucket + 1) as f64 / 4.0) / 1_000.0)
 }
 
 fn succeeded<R>(result: &Result<http::Response<R>, BoxError>) -> bool {
@@ -283,7 +204,8 @@ where
     fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         shared.calls.fetch_add(1, Ordering::Relaxed);
-        let delay = shared.delay();
+        let kind = shared.latencies.of(&request, || shared.now());
+        let delay = shared.latencies.get(kind).delay();
         // The copy first: each hedge gets a `Sent` cell of its own, so the first's is not
         // copied with it.
         let spare = delay.map(|_| (self.inner.clone(), copy_request(&request)));
@@ -303,7 +225,11 @@ where
                         }
                         None => start.elapsed(),
                     };
-                    shared.record(latency);
+                    let now = shared.now();
+                    shared
+                        .latencies
+                        .get(kind)
+                        .record(&shared.config, now, latency);
                 }
                 result
             };

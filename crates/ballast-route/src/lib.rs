@@ -54,6 +54,7 @@
 
 mod failover;
 mod hedge;
+mod latencies;
 mod served;
 mod target;
 mod translate;

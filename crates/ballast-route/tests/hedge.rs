@@ -365,3 +365,79 @@ fn time_scaling_divides_the_times_and_never_panics() {
     assert_eq!(config.time_scaled(f64::NAN), config);
     assert_eq!(config.time_scaled(0.0), config);
 }
+
+/// A request for `model` with its facts noted, streamed or not.
+fn request_for(model: &str, stream: bool) -> http::Request<RequestBody> {
+    let mut request = http::Request::post("http://p.invalid/v1/chat/completions")
+        .body(RequestBody::new(format!(
+            r#"{{"model":"{model}","stream":{stream}}}"#
+        )))
+        .unwrap();
+    ballast_classify::RequestFacts::note(&mut request);
+    request
+}
+
+/// Each model, streamed or not, is hedged on its own answers: a fast model's stuck call
+/// after the fast model's p90 (1.024 s), not the 8.192 s that one record of both models'
+/// answers would give; and a kind with fewer than `min_samples` answers of its own (the
+/// fast model streamed) is not hedged, whatever its model's whole answers took.
+#[tokio::test(start_paused = true)]
+async fn each_model_is_hedged_on_its_own_answers() {
+    let hang_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (hang, counted) = (Arc::clone(&hang_next), Arc::clone(&calls));
+    let provider = tower::service_fn(move |request: http::Request<RequestBody>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let facts = ballast_classify::RequestFacts::of(&request);
+        let answer = match (facts.model(), facts.is_stream()) {
+            _ if hang.swap(false, Ordering::SeqCst) => None,
+            (Some("slow"), _) => Some(Duration::from_secs(8)),
+            (_, true) => Some(Duration::from_secs(3)),
+            _ => Some(Duration::from_secs(1)),
+        };
+        async move {
+            match answer {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, BoxError>(http::Response::builder().status(200).body(()).unwrap())
+                }
+                None => std::future::pending().await,
+            }
+        }
+    });
+    let layer = HedgeLayer::new(config());
+    let service = layer.layer(provider);
+    for model in ["slow", "fast"] {
+        for _ in 0..10 {
+            service
+                .clone()
+                .oneshot(request_for(model, false))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(layer.counts(), (20, 0));
+
+    hang_next.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    let response = service.clone().oneshot(request_for("fast", false)).await;
+    assert_eq!(response.unwrap().status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_millis(2_024));
+    assert_eq!(
+        (layer.counts(), calls.load(Ordering::SeqCst)),
+        ((21, 1), 22)
+    );
+
+    let start = Instant::now();
+    service
+        .clone()
+        .oneshot(request_for("fast", true))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    assert_eq!(
+        (layer.counts(), calls.load(Ordering::SeqCst)),
+        ((22, 1), 23),
+        "the first streamed call of its model is not hedged"
+    );
+}
