@@ -125,7 +125,7 @@ fn upper_bound(bucket: usize) -> Duration {
 }
 
 /// A kind of call: its model (as the request's facts name it) and whether it streams.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Kind {
     model: Option<Arc<str>>,
     stream: bool,
@@ -170,6 +170,10 @@ impl ByKind {
         let name = model.map(|m| &**m);
         if let Some(index) = self.find(name, stream) {
             return index;
+        }
+        if self.slots[MAX_KINDS - 1].get().is_some() {
+            // Every slot taken: a caller naming a new model on every call takes no lock.
+            return MAX_KINDS;
         }
         let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(index) = self.find(name, stream) {
@@ -261,5 +265,19 @@ mod tests {
         assert_eq!((late, later), (MAX_KINDS, MAX_KINDS));
         assert!(std::ptr::eq(by_kind.get(late), &by_kind.others));
         assert_eq!(by_kind.len(), MAX_KINDS);
+
+        // Known kinds and, once every slot is taken, new ones are found without the lock
+        // that filling a slot takes: held here, it does not stop them.
+        let by_kind = Arc::new(by_kind);
+        let _held = by_kind.adding.lock().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let looking = Arc::clone(&by_kind);
+        std::thread::spawn(move || {
+            let known = looking.of(&request(r#"{"model":"m3"}"#), || 0);
+            let new = looking.of(&request(r#"{"model":"newer"}"#), || 0);
+            let _ = done.send((known, new));
+        });
+        let found = finished.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(found, Ok((3, MAX_KINDS)));
     }
 }
