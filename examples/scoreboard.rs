@@ -954,9 +954,7 @@ fn print_table(rows: &BTreeMap<&'static str, Vec<Row>>, cases: &[Case], minutes:
                 row.calls,
             );
         }
-        if let Some((bad, ceiling)) =
-            case.and_then(|case| burst_ceiling(case, seed, minutes, CALLS_PER_ITEM))
-        {
+        if let Some((bad, ceiling)) = case.and_then(|case| burst_ceiling(case, seed, minutes)) {
             println!(
                 "  weather (seed {seed}): bad {:.1}% of the run; no policy can expect more than {:.1}% goodput at {CALLS_PER_ITEM} calls per item",
                 100.0 * bad,
@@ -971,7 +969,7 @@ fn print_table(rows: &BTreeMap<&'static str, Vec<Row>>, cases: &[Case], minutes:
 const CALLS_PER_ITEM: f64 = 1.5;
 
 /// For a scenario whose 5xx bursts follow the clock, the share of the run in bad weather
-/// and the most goodput any policy can expect from it at `calls_per_item`.
+/// and the most goodput any policy can expect from it at [`CALLS_PER_ITEM`].
 ///
 /// In good weather a call succeeds with chance `s_g`, in bad with `s_b`, and no worker
 /// serves more items in good weather than it does without faults: of the fault-free run's
@@ -981,13 +979,13 @@ const CALLS_PER_ITEM: f64 = 1.5;
 /// `B <= G (c - 1 / s_g) / (1 / s_b - c)`, and goodput `G + B` at most
 /// `(1 - bad) (1 + (c - 1 / s_g) / (1 / s_b - c))`. An expectation over the run's calls:
 /// a run's luck moves it by about a point. `None` for other scenarios.
-fn burst_ceiling(case: &Case, seed: u64, minutes: u64, calls_per_item: f64) -> Option<(f64, f64)> {
+fn burst_ceiling(case: &Case, seed: u64, minutes: u64) -> Option<(f64, f64)> {
     let scenario = Scenario {
         seed,
         ..case.scenario.clone()
     };
     let bad = scenario.bad_share(Duration::from_secs(60 * minutes))?;
-    Some((bad, ceiling(bad, &scenario.server_errors, calls_per_item)))
+    Some((bad, ceiling(bad, &scenario.server_errors, CALLS_PER_ITEM)))
 }
 
 /// The goodput ceiling of [`burst_ceiling`] for a run `bad` of whose time is bad weather.
@@ -1011,11 +1009,11 @@ fn ceiling(bad: f64, bursts: &BurstModel, calls_per_item: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn bursts() -> Case {
+    fn case(name: &str) -> Case {
         cases()
             .into_iter()
-            .find(|case| case.name == "5xx_bursts")
-            .expect("the bursts case")
+            .find(|case| case.name == name)
+            .expect("a scoreboard case")
     }
 
     /// At the calls a good-weather item costs, nothing is left for bad weather: the
@@ -1023,7 +1021,7 @@ mod tests {
     /// served.
     #[test]
     fn the_ceiling_runs_from_the_good_share_to_everything() {
-        let model = bursts().scenario.server_errors;
+        let model = case("5xx_bursts").scenario.server_errors;
         assert_eq!(ceiling(0.25, &model, 1.0 / 0.98), 0.75);
         assert_eq!(ceiling(0.25, &model, 5.0), 1.0);
         assert_eq!(
@@ -1036,7 +1034,7 @@ mod tests {
     /// The figure the scoreboard prints for the bursts on seed 7 over 30 minutes.
     #[test]
     fn seed_seven_allows_at_most_73_and_a_half_percent_at_one_and_a_half_calls() {
-        let (bad, ceiling) = burst_ceiling(&bursts(), 7, 30, CALLS_PER_ITEM).expect("bursts");
+        let (bad, ceiling) = burst_ceiling(&case("5xx_bursts"), 7, 30).expect("bursts");
         assert_eq!(
             (
                 format!("{:.1}", 100.0 * bad),
@@ -1044,8 +1042,7 @@ mod tests {
             ),
             ("35.3".to_owned(), "73.5".to_owned())
         );
-        let overload = cases().into_iter().find(|c| c.name == "overload").unwrap();
-        assert_eq!(burst_ceiling(&overload, 7, 30, CALLS_PER_ITEM), None);
+        assert_eq!(burst_ceiling(&case("overload"), 7, 30), None);
     }
 }
 

@@ -168,19 +168,15 @@ impl ByKind {
         let facts = RequestFacts::of(request);
         let (model, stream) = (facts.model_name().map(|m| m.shared()), facts.is_stream());
         let name = model.map(|m| &**m);
-        if let Some(index) = self.find(name, stream) {
+        // A kind seen before, or every slot taken (a caller naming a new model on every
+        // call): no lock.
+        if let Ok(index) | Err(index @ MAX_KINDS) = self.find(name, stream) {
             return index;
-        }
-        if self.slots[MAX_KINDS - 1].get().is_some() {
-            // Every slot taken: a caller naming a new model on every call takes no lock.
-            return MAX_KINDS;
         }
         let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(index) = self.find(name, stream) {
-            return index;
-        }
-        let Some(index) = self.slots.iter().position(|slot| slot.get().is_none()) else {
-            return MAX_KINDS;
+        let index = match self.find(name, stream) {
+            Ok(index) | Err(index @ MAX_KINDS) => return index,
+            Err(empty) => empty,
         };
         let kind = Kind {
             model: model.cloned(),
@@ -199,16 +195,17 @@ impl ByKind {
         }
     }
 
-    /// The slot of a kind, looking at the filled slots (they fill in order).
-    fn find(&self, model: Option<&str>, stream: bool) -> Option<usize> {
+    /// The slot of a kind among the filled slots (they fill in order), or else how many
+    /// are filled: the next empty slot, [`MAX_KINDS`] when none is.
+    fn find(&self, model: Option<&str>, stream: bool) -> Result<usize, usize> {
         for (index, slot) in self.slots.iter().enumerate() {
             match slot.get() {
-                Some(entry) if entry.0.is(model, stream) => return Some(index),
+                Some(entry) if entry.0.is(model, stream) => return Ok(index),
                 Some(_) => {}
-                None => return None,
+                None => return Err(index),
             }
         }
-        None
+        Err(MAX_KINDS)
     }
 
     /// How many kinds have a record of their own.
