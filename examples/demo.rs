@@ -87,6 +87,8 @@ struct Pass {
     took: Duration,
     spend: Usd,
     budget: Option<Usd>,
+    /// What the simulated providers' ledgers billed, in US dollars (`None` when live).
+    billed: Option<f64>,
 }
 
 #[tokio::main]
@@ -297,6 +299,12 @@ async fn run(
         replies.extend(task.await?);
     }
     progress.finish();
+    // The ground truth: what the providers billed, whatever the stack recorded.
+    let billed = [&_server, &_fallback_server]
+        .into_iter()
+        .flatten()
+        .map(|server| server.simulator().ledger().billed_usd())
+        .reduce(|a, b| a + b);
     Ok(Pass {
         name,
         replies,
@@ -306,6 +314,7 @@ async fn run(
         trips: breaker.map(|b| b.snapshot().iter().map(|k| k.opened_total).sum()),
         spend: spend.iter().map(|s| s.total()).sum(),
         budget: (name != "naive retry").then_some(config.daily_budget),
+        billed,
     })
 }
 
@@ -382,6 +391,13 @@ fn summary(passes: &[Pass], requests: usize) {
                     Some(budget) => format!("${:.4} / {budget}", p.spend.as_f64()),
                     None => format!("${:.4} / none", p.spend.as_f64()),
                 })
+                .collect(),
+        ),
+        (
+            "billed by the provider",
+            passes
+                .iter()
+                .map(|p| p.billed.map_or("-".into(), |usd| format!("${usd:.4}")))
                 .collect(),
         ),
         (
