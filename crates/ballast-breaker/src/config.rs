@@ -17,8 +17,8 @@ use ballast_classify::HintTrust;
 /// | `min_calls` | 10 | a rate over fewer calls is noise; at 200 requests/min the window holds 10 calls after 3 s |
 /// | `failure_rate` | 0.5 | half the calls failing is an outage, not bad luck; with 10 calls it opens within 5 to 10 failed calls |
 /// | `slow_call` / `slow_rate` | 60 s / 0.5 | twice the 30 s average the story calls "complaints"; half the calls that slow is a provider in trouble |
-/// | `open_base` / `open_growth` / `open_cap` | 5 s, x2, 5 s | a probe every 5 s: a provider's bad spells last seconds, so a longer open time costs more successes than it saves calls (the scoreboard's 5xx bursts: 58% goodput with a 5 s cap, 40% with 10 s, 33% with 20 s), while a 10-minute outage costs one probe per 5 s. Raise the cap to back off on repeated trips |
-/// | `open_jitter` | 0.2 | up to 20% longer, so breakers of many processes do not probe together; 5 s x 1.2 = 6 s keeps the first success within 6 s of a recovery |
+/// | `open_base` / `open_growth` / `open_cap` | 3 s, x2, 3 s | a probe every 3 s: a provider's bad spells last seconds, so a longer open time costs more successes than it saves calls (the scoreboard's 5xx bursts: 58% goodput with a 5 s cap, 40% with 10 s, 33% with 20 s); a recovery is found about half an open time after it, so with the primary down a minute and up a minute (six seeds) 3 s keeps 48.3% goodput against 46.7% with 5 s (coming back every second: 50.5% at 2.5 calls per item), while a 10-minute outage costs one probe per 3 s (1.04 calls per item through it, 1.03 with 5 s). Raise the cap to back off on repeated trips |
+/// | `open_jitter` | 0.2 | up to 20% longer, so breakers of many processes do not probe together; 3 s x 1.2 = 3.6 s keeps the first success within 3.6 s of a recovery |
 /// | `hint_trust` / `max_hint` | clamped to 5 s past the open time / 60 s | a 503's `retry-after` may keep the breaker open longer, weighed by the same [`HintTrust`] as the retry's wait (hints lie), and never past `max_hint` |
 /// | `probes` / `probe_successes` | 1 / 1 | one request finds out whether the provider is back, and its success closes the breaker |
 /// | `half_open_wait` | 1 s | a call refused while the probe is out is told to come back this soon: the probe answers in about a call's time, and a caller sent away for a whole open time stays away after the breaker closes (the scoreboard's 5xx bursts, six seeds: 60% goodput with 1 s, 52% with no hint, callers falling back to 5 s) |
@@ -252,9 +252,9 @@ impl Default for BreakerConfig {
             failure_rate: 0.5,
             slow_call: Duration::from_secs(60),
             slow_rate: 0.5,
-            open_base: Duration::from_secs(5),
+            open_base: Duration::from_secs(3),
             open_growth: 2.0,
-            open_cap: Duration::from_secs(5),
+            open_cap: Duration::from_secs(3),
             open_jitter: 0.2,
             hint_trust: HintTrust::default(),
             max_hint: Duration::from_secs(60),
@@ -363,14 +363,14 @@ mod tests {
         let config = BreakerConfig::default();
         let secs = Duration::from_secs;
         let times: Vec<_> = (1..=4).map(|t| config.open_time(t)).collect();
-        assert_eq!(times, [secs(5); 4]);
-        assert_eq!(config.longest_open(), secs(6));
+        assert_eq!(times, [secs(3); 4]);
+        assert_eq!(config.longest_open(), Duration::from_millis(3600));
         let growing = BreakerConfig {
             open_cap: secs(20),
             ..BreakerConfig::default()
         };
         let times: Vec<_> = (1..=4).map(|t| growing.open_time(t)).collect();
-        assert_eq!(times, [secs(5), secs(10), secs(20), secs(20)]);
+        assert_eq!(times, [secs(3), secs(6), secs(12), secs(20)]);
         assert!(
             config.longest_open() < secs(30),
             "first success within 30 s of recovery"
@@ -384,8 +384,8 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(config.window, ms(1000));
         assert_eq!(config.slow_call, ms(6000));
-        assert_eq!(config.open_base, ms(500));
-        assert_eq!(config.open_cap, ms(500));
+        assert_eq!(config.open_base, ms(300));
+        assert_eq!(config.open_cap, ms(300));
         assert_eq!(config.half_open_wait, ms(100));
         assert_eq!(config.max_hint, ms(6000));
         assert_eq!(config.idle_eviction, ms(60_000));

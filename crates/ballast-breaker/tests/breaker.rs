@@ -153,7 +153,7 @@ fn refusal_hint(result: Result<http::Response<()>, BoxError>) -> Option<Duration
 
 /// The wait hints of a refusal after a partial trip, and after an outage's (no jitter).
 const PARTIAL: Option<Duration> = Some(Duration::from_millis(1500));
-const OUTAGE: Option<Duration> = Some(Duration::from_secs(5));
+const OUTAGE: Option<Duration> = Some(Duration::from_secs(3));
 
 fn partial_config(outage_after: u32) -> BreakerConfig {
     BreakerConfig {
@@ -471,7 +471,7 @@ async fn a_call_refused_while_the_probe_is_out_is_told_to_come_back_soon() {
     let open = hint_of(service.clone().oneshot(request("m")).await);
     assert_eq!(
         open,
-        Some(Duration::from_secs(5)),
+        Some(Duration::from_secs(3)),
         "open: the time to the probe"
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -655,7 +655,13 @@ async fn auth_latches_until_reset_and_the_handle_steers() {
 #[tokio::test(start_paused = true)]
 async fn retry_does_not_hammer_an_open_breaker() {
     let provider = Steered::new(Duration::from_millis(100));
-    let breaker = BreakerLayer::new(quiet_config());
+    // Open longer than the retry's backoff (2 s and up, jittered): the sixth attempt meets
+    // the open breaker, not a half-open one whose probe it would be.
+    let breaker = BreakerLayer::new(BreakerConfig {
+        open_base: Duration::from_secs(30),
+        open_cap: Duration::from_secs(30),
+        ..quiet_config()
+    });
     let service = ServiceBuilder::new()
         .layer(RetryLayer::new(
             RetryPolicy::builder().no_budget().max_attempts(3).build(),
@@ -738,10 +744,10 @@ fn outage_opens_fast_and_recovery_is_found_within_30_seconds() {
             .filter(|e| e.outcome == SimOutcome::Outage && e.at <= opened)
             .count();
         assert_eq!(failed_before_open, 5, "failed calls before opening");
-        // While open, only probes reach the provider: one per open time of 5 s plus up to
-        // 20% jitter, so 100 to 120 in 600 s, after the 5 that opened it.
+        // While open, only probes reach the provider: one per open time of 3 s plus up to
+        // 20% jitter, so 166 to 200 in 600 s, after the 5 that opened it.
         let during = ledger.entries().iter().filter(|e| e.outcome == SimOutcome::Outage).count();
-        assert!((105..=125).contains(&during), "{during} calls reached the provider during the outage");
+        assert!((171..=205).contains(&during), "{during} calls reached the provider during the outage");
         // The first success after recovery comes within 30 s.
         let recovered = outage_start + outage;
         let first_success = ledger
@@ -830,13 +836,13 @@ proptest! {
 #[tokio::test(start_paused = true)]
 async fn a_server_hint_keeps_the_breaker_open_as_far_as_it_is_trusted() {
     use ballast_classify::HintTrust;
-    // (trust, hint, open time: the backoff's alone is 5 s)
+    // (trust, hint, open time: the backoff's alone is 3 s)
     let cases = [
-        (HintTrust::default(), 40, 10),
-        (HintTrust::default(), 2, 5),
+        (HintTrust::default(), 40, 8),
+        (HintTrust::default(), 2, 3),
         (HintTrust::Honour, 40, 40),
         (HintTrust::Honour, 100, 60),
-        (HintTrust::Ignore, 40, 5),
+        (HintTrust::Ignore, 40, 3),
     ];
     for (trust, hint, open) in cases {
         let calls = Arc::new(AtomicUsize::new(0));
@@ -1008,10 +1014,10 @@ async fn admission_sends_in_proportion_to_what_an_overloaded_provider_serves() {
     assert_eq!(snapshot.opened_total, 0);
     assert_eq!(snapshot.state, BreakerState::Shedding);
     assert_eq!((snapshot.calls, snapshot.refused), (38, 52));
-    // The classic breaker, same provider: opened ten times and served 40.
+    // The classic breaker, same provider: opened fifteen times and served 60.
     let (sent, served, refused, snapshot) = run(quiet_config()).await;
-    assert_eq!((sent, served, refused), (110, 40, 490));
-    assert_eq!(snapshot.opened_total, 10);
+    assert_eq!((sent, served, refused), (165, 60, 435));
+    assert_eq!(snapshot.opened_total, 15);
 }
 
 /// With admission, an outage still opens the breaker: five failures in a row with no

@@ -92,10 +92,13 @@ impl Recorder {
 }
 
 /// Opens after one failure for 5 s (no jitter), one probe; patient with `max_waiting`.
+/// Open for 5 s after each trip (the default is 3 s): room for deadlines on either side.
 fn config(max_waiting: u32) -> BreakerConfig {
     BreakerConfig {
         consecutive_failures: 1,
         open_jitter: 0.0,
+        open_base: Duration::from_secs(5),
+        open_cap: Duration::from_secs(5),
         patience: Some(Patience {
             max_waiting,
             ..Patience::default()

@@ -137,11 +137,11 @@ fn plain_callers_outwait_a_one_minute_outage() {
         // probe 4 times on each of its 3 attempts and got the provider's 500.)
         assert!(!classes.contains(&OutcomeClass::CircuitOpen), "{classes:?}");
         assert_eq!(served, 40, "{classes:?}");
-        // 40 successes; 5 failures opened the breaker, 10 probes failed (one per open time,
-        // each opening it again), the eleventh closed it.
-        assert_eq!(sim.ledger().len(), 55);
+        // 40 successes; 5 failures opened the breaker, 16 probes failed (one per open time of
+        // 3 s and its jitter, each opening it again), the seventeenth closed it.
+        assert_eq!(sim.ledger().len(), 61);
         let key = &stack.breaker.snapshot()[0];
-        assert_eq!(key.opened_total, 11);
+        assert_eq!(key.opened_total, 17);
         assert_eq!(key.waiting, 0);
     });
 }

@@ -156,9 +156,10 @@ fn a_primary_down_for_a_minute_is_covered_by_the_fallback() {
             .iter()
             .all(|e| e.outcome == SimOutcome::Success || e.at < Duration::from_secs(60))
     );
-    // 12 failed calls in the outage: the 5 that opened its breaker, then 7 probes (the
-    // first call after each open time); nothing else was held on or sent to it.
-    assert_eq!(primary.len(), 27);
+    // 16 failed calls in the outage: the 5 that opened its breaker, then 11 probes (the
+    // first call after each open time of 3 s and its jitter); nothing else was held on or
+    // sent to it.
+    assert_eq!(primary.len(), 31);
     // Money: each stack counted exactly what its provider billed.
     assert_eq!(
         seen.primary_spend,
@@ -327,11 +328,21 @@ fn a_flapping_primary_is_covered_and_returned_to() {
     // failed probe (it was 51: with a 5 s open time, two such calls more). Each outage starts right after successes, so the primary's breaker trips as for a
     // burst (`PartialTrip`: open 1.5 s, three probes, an outage's only after 40 failed
     // probes): every call of the outage after the 5 that opened it probes the primary
-    // first (failing at once) and is served by the fallback, 19 failed calls an outage.
+    // first (failing at once) and is served by the fallback, then an outage's probe each
+    // 3 s: 21 failed calls an outage.
     assert_eq!(fallback, 49);
-    // 85 calls on the primary. (The retries' jitter streams are numbered by policy clone:
-    // 86 when the read layer cloned the stack below for every call.)
-    assert_eq!(seen.primary.len(), 85);
+    // 89 calls on the primary, 42 of them failed. (85 with a 5 s open time; 86 when the
+    // read layer cloned the stack below for every call: the retries' jitter streams are
+    // numbered by policy clone.)
+    assert_eq!(seen.primary.len(), 89);
+    assert_eq!(
+        seen.primary
+            .entries()
+            .iter()
+            .filter(|e| e.outcome != SimOutcome::Success)
+            .count(),
+        42
+    );
 }
 
 /// Claude Sonnet 4.5's prices in the simulator's ticks ($3 / $0.30 / $15 per million).
@@ -484,7 +495,7 @@ fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
     // paused: exact).
     let primary = seen.targets[0].0.entries();
     assert!(primary.iter().all(|e| e.outcome == SimOutcome::Outage));
-    assert_eq!(primary.len(), 7);
+    assert_eq!(primary.len(), 8);
 }
 
 /// Anthropic out of credit too (a 400 that latches its breaker): Gemini answers, translated;
