@@ -307,13 +307,13 @@ fn caller<'a>(app: &'a App, headers: &http::HeaderMap) -> Result<Option<&'a Call
     }
 }
 
-/// An error in OpenAI's shape.
+/// An error in OpenAI's shape, `kind` as its `type` and its `code` (as [`Fallback`]'s).
 pub(crate) fn openai_error(status: http::StatusCode, kind: &str, message: &str) -> Response {
     let body = json!({"error": {
         "message": message,
         "type": kind,
         "param": null,
-        "code": null,
+        "code": kind,
     }});
     (status, axum::Json(body)).into_response()
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ballast_classify::{BoxError, ClassifiedError, Outcome, OutcomeClass, RequestBody};
+use ballast_classify::{BoxError, ClassifiedError, Deadline, Outcome, OutcomeClass, RequestBody};
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -42,6 +42,9 @@ const DEFAULT_CLASSES: [OutcomeClass; 10] = [
 /// server error, overload, timeout, network error or rate limit, a throttle's refusal), the
 /// call goes to the next target, and so on; the last target is not marked, so its breaker's
 /// patience applies. The answer (or the last failure) carries [`Served`].
+///
+/// No target is tried once the call's [`Deadline`] has passed (as no retry starts past
+/// it): the failure that ended the last target tried is the answer.
 ///
 /// Every call starts at the first target, so the chain goes back to the primary as soon as
 /// its breaker lets a call through again (its probe is the first call after its open time).
@@ -132,6 +135,13 @@ where
             let last = route.targets.iter().rposition(|t| t.may_take(&request));
             let mut kept: Option<(Result<http::Response<R>, BoxError>, usize)> = None;
             for (i, target) in route.targets.iter().enumerate() {
+                // No target is tried past the call's deadline, as no retry starts past it:
+                // the call ends within its deadline plus one attempt's timeout, with the
+                // last failure.
+                if kept.is_some() && Deadline::of(&request).is_some_and(|d| d.remaining().is_zero())
+                {
+                    break;
+                }
                 let addressed = match target.address(&request, Some(i) == last) {
                     Ok(addressed) => addressed,
                     Err(why) => {

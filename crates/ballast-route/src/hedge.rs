@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ballast_classify::{BoxError, Outcome, RequestBody, Sent, Speculative, copy_request};
+use ballast_classify::{BoxError, Deadline, Outcome, RequestBody, Sent, Speculative, copy_request};
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::Oneshot;
@@ -113,8 +113,8 @@ impl<S> Layer<S> for HedgeLayer {
 /// The other attempt is dropped, and the layers below act on its drop as on any cancelled
 /// call (its budget reservation settled at its worst case, no outcome
 /// for the breaker). A failure does not win while the other attempt may still succeed.
-/// Hedges are capped at `max_share` of calls; a hedge the stack below refuses (budget
-/// spent, breaker open) simply loses.
+/// Hedges are capped at `max_share` of calls, and none leaves past the call's
+/// [`Deadline`]; a hedge the stack below refuses (budget spent, breaker open) simply loses.
 ///
 /// Each kind's latencies live in two rotating sets of 64 logarithmic buckets of atomic
 /// counters, and the kinds in a list read without a lock: recording an answer takes no lock
@@ -208,7 +208,15 @@ where
         let delay = shared.latencies.get(kind).delay();
         // The copy first: each hedge gets a `Sent` cell of its own, so the first's is not
         // copied with it.
-        let spare = delay.map(|_| (self.inner.clone(), copy_request(&request)));
+        // With the caller's deadline: no hedge leaves past it (a call ends within its
+        // deadline plus one attempt's timeout, hedged or not).
+        let spare = delay.map(|_| {
+            (
+                self.inner.clone(),
+                copy_request(&request),
+                Deadline::of(&request),
+            )
+        });
         // Timed from when it leaves the lines below, where a layer notes it (`Sent`).
         let sent = Sent::new();
         request.extensions_mut().insert(sent.clone());
@@ -233,7 +241,7 @@ where
                 }
                 result
             };
-            let (Some(delay), Some((spare, copy))) = (delay, spare) else {
+            let (Some(delay), Some((spare, copy, deadline))) = (delay, spare) else {
                 return answered(first.await);
             };
             // The attempts racing: the first, then a hedge each time the delay passes with
@@ -306,7 +314,13 @@ where
                             }
                             _ => {}
                         }
-                        if hedges.len() < shared.config.max_per_call as usize && shared.take_hedge()
+                        // Past the deadline a hedge could only end later than the call
+                        // may (found by the facade's deadline property test: a 1 s call
+                        // hedged at 2 s, both attempts hanging, ended 21 s late).
+                        let in_time = deadline.is_none_or(|deadline| now < deadline.instant());
+                        if in_time
+                            && hedges.len() < shared.config.max_per_call as usize
+                            && shared.take_hedge()
                         {
                             tracing::debug!(target: "ballast::route", ?delay, hedge = hedges.len() + 1, "hedging a slow call");
                             let mut request = copy_request(&copy);

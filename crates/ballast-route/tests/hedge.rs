@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ballast_classify::{BoxError, RequestBody, Sent};
+use ballast_classify::{BoxError, Deadline, RequestBody, Sent};
 use ballast_route::{HedgeConfig, HedgeLayer};
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
@@ -58,6 +58,18 @@ fn request() -> http::Request<RequestBody> {
         .unwrap()
 }
 
+/// Ten calls through `service`: the hedge's record of a kind needs `min_samples` (10 in
+/// `config`) answers before it hedges.
+async fn warm_up<S>(service: &S)
+where
+    S: tower::Service<http::Request<RequestBody>, Error = BoxError> + Clone,
+    S::Response: std::fmt::Debug,
+{
+    for _ in 0..10 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+}
+
 fn config() -> HedgeConfig {
     HedgeConfig {
         percentile: 0.9,
@@ -106,9 +118,7 @@ async fn a_call_waiting_in_a_line_below_is_timed_from_when_it_leaves() {
     });
     let layer = HedgeLayer::new(config());
     let service = layer.layer(provider);
-    for _ in 0..10 {
-        service.clone().oneshot(request()).await.unwrap();
-    }
+    warm_up(&service).await;
     let start = Instant::now();
     service.clone().oneshot(request()).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(6));
@@ -134,9 +144,7 @@ async fn a_failed_hedge_does_not_beat_a_pending_success() {
     });
     let layer = HedgeLayer::new(config());
     let service = layer.layer(provider);
-    for _ in 0..10 {
-        service.clone().oneshot(request()).await.unwrap();
-    }
+    warm_up(&service).await;
     let start = Instant::now();
     let response = service.clone().oneshot(request()).await.unwrap();
     assert_eq!(
@@ -158,9 +166,7 @@ async fn all_failing_gives_the_first_attempts_failure() {
         _ => Some((200, Duration::from_secs(1))),
     });
     let service = HedgeLayer::new(config()).layer(provider);
-    for _ in 0..10 {
-        service.clone().oneshot(request()).await.unwrap();
-    }
+    warm_up(&service).await;
     let response = service.clone().oneshot(request()).await.unwrap();
     assert_eq!(response.status(), 500);
 }
@@ -183,9 +189,7 @@ async fn hedges_stay_under_their_share_of_calls() {
         ..config()
     });
     let service = layer.layer(provider);
-    for _ in 0..10 {
-        service.clone().oneshot(request()).await.unwrap();
-    }
+    warm_up(&service).await;
     let results = futures_join(&service, 90).await;
     assert!(results.iter().all(|status| *status == 200));
     let (seen, hedges) = layer.counts();
@@ -261,9 +265,7 @@ where
     S: tower::Service<http::Request<RequestBody>, Response = http::Response<()>, Error = BoxError>
         + Clone,
 {
-    for _ in 0..10 {
-        service.clone().oneshot(request()).await.unwrap();
-    }
+    warm_up(service).await;
     let mut call = Box::pin(service.clone().oneshot(request()));
     assert!(
         tokio::time::timeout(Duration::from_secs(5), &mut call)
@@ -323,9 +325,7 @@ async fn a_hedge_that_hangs_too_is_hedged_again_up_to_the_cap() {
         provider(|n| (n != 10 && n != 11).then_some((200, Duration::from_secs(1))));
     let layer = HedgeLayer::new(config());
     let service = layer.layer(hanging);
-    for _ in 0..10 {
-        service.clone().oneshot(request()).await.unwrap();
-    }
+    warm_up(&service).await;
     let start = Instant::now();
     let response = service.clone().oneshot(request()).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -342,9 +342,7 @@ async fn a_hedge_that_hangs_too_is_hedged_again_up_to_the_cap() {
         ..config()
     })
     .layer(one_hedge);
-    for _ in 0..10 {
-        service.clone().oneshot(request()).await.unwrap();
-    }
+    warm_up(&service).await;
     let mut call = Box::pin(service.clone().oneshot(request()));
     assert!(
         tokio::time::timeout(Duration::from_secs(60), &mut call)
@@ -352,6 +350,44 @@ async fn a_hedge_that_hangs_too_is_hedged_again_up_to_the_cap() {
             .is_err()
     );
     assert_eq!(calls.load(Ordering::SeqCst), 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hedge_leaves_past_the_calls_deadline() {
+    // Ten 1 s answers; then call 10 and its first hedge fail after 4 s, the second hedge
+    // answers in 1 s. Hedges would leave at 1.024 s and 2.048 s. A call whose deadline
+    // (1.5 s) falls between them is hedged once and ends with both failures (the first
+    // attempt's, at 1.024 + 4 s); one whose deadline (0.5 s) comes before the delay is not
+    // hedged; one with time for both is answered by the second. A hedge past the deadline
+    // would end later than the call may (its deadline plus one attempt).
+    for (deadline_ms, hedges, calls_made, answered) in [
+        (1_500, 1, 12, (500, 5_024)),
+        (500, 0, 11, (500, 4_000)),
+        (5_000, 2, 13, (200, 3_048)),
+    ] {
+        let (provider, calls) = provider(|n| match n {
+            10 | 11 => Some((500, Duration::from_secs(4))),
+            _ => Some((200, Duration::from_secs(1))),
+        });
+        let layer = HedgeLayer::new(config());
+        let service = layer.layer(provider);
+        warm_up(&service).await;
+        let start = Instant::now();
+        let mut call = request();
+        Deadline::after(Duration::from_millis(deadline_ms)).set_sooner(call.extensions_mut());
+        let response = service.clone().oneshot(call).await.unwrap();
+        assert_eq!(
+            (response.status().as_u16(), start.elapsed()),
+            (answered.0, Duration::from_millis(answered.1)),
+            "deadline {deadline_ms} ms"
+        );
+        assert_eq!(layer.counts(), (11, hedges), "deadline {deadline_ms} ms");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            calls_made,
+            "deadline {deadline_ms} ms"
+        );
+    }
 }
 
 #[test]

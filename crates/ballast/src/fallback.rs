@@ -126,12 +126,16 @@ impl Fallback {
     }
 
     /// An HTTP response: the status, `Retry-After` in whole seconds (rounded up), and a
-    /// JSON body `{"error": {"message", "type"}}` in the OpenAI shape clients expect.
+    /// JSON body in OpenAI's error shape, `{"error": {"message", "type", "param", "code"}}`:
+    /// `type` and `code` both the outcome class (`circuit_open`, `budget_exceeded`...), the
+    /// field an OpenAI SDK surfaces as the error's `code`; `param` null.
     pub fn into_response(self) -> http::Response<String> {
+        // The message is one of this module's own sentences and the class a fixed
+        // identifier: neither needs escaping.
+        let class = self.class.as_str();
         let body = format!(
-            r#"{{"error":{{"message":"{}","type":"{}"}}}}"#,
+            r#"{{"error":{{"message":"{}","type":"{class}","param":null,"code":"{class}"}}}}"#,
             self.message,
-            self.class.as_str()
         );
         let mut response = http::Response::new(body);
         *response.status_mut() = self.status;
@@ -185,7 +189,28 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "3600");
-        assert!(response.body().contains(r#""type":"budget_exceeded""#));
+        assert_eq!(
+            response.body(),
+            r#"{"error":{"message":"The AI budget for today is used up. Please try again later.","type":"budget_exceeded","param":null,"code":"budget_exceeded"}}"#
+        );
+    }
+
+    #[test]
+    fn every_answer_is_openai_shaped_json() {
+        for class in OutcomeClass::ALL {
+            let response = Fallback::from_outcome(&Outcome::new(class)).into_response();
+            let body: serde_json::Value = serde_json::from_str(response.body())
+                .unwrap_or_else(|e| panic!("{class}: {e}: {}", response.body()));
+            let error = &body["error"];
+            assert_eq!(error["type"], class.as_str(), "{class}");
+            assert_eq!(error["code"], class.as_str(), "{class}");
+            assert!(error["param"].is_null(), "{class}");
+            assert!(
+                error["message"].as_str().is_some_and(|m| m.ends_with('.')),
+                "{class}"
+            );
+            assert_eq!(error.as_object().map(|o| o.len()), Some(4), "{class}");
+        }
     }
 
     #[test]

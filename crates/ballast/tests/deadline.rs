@@ -28,6 +28,44 @@ struct Seen {
     opened: u64,
 }
 
+/// `calls` (arrival ms, deadline s) through `service`, each at its time with its deadline:
+/// per call, how far past its deadline it ended (zero when within), and its class.
+async fn send<S, B>(service: &S, calls: &[(u64, u64)]) -> Vec<(Duration, OutcomeClass)>
+where
+    S: tower::Service<
+            http::Request<String>,
+            Response = http::Response<B>,
+            Error = ballast::classify::BoxError,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    let tasks: Vec<_> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, &(start_ms, deadline_s))| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(start_ms)).await;
+                let mut request =
+                    common::job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
+                let deadline = Deadline::after(Duration::from_secs(deadline_s));
+                deadline.set_sooner(request.extensions_mut());
+                let result = service.oneshot(request).await;
+                let late = Instant::now().saturating_duration_since(deadline.instant());
+                (late, Outcome::from_result(&result).class())
+            })
+        })
+        .collect();
+    let mut ends = Vec::new();
+    for task in tasks {
+        ends.push(task.await.unwrap());
+    }
+    ends
+}
+
 /// `calls`: (arrival ms, deadline s) per call.
 fn run(scenario: Scenario, calls: &[(u64, u64)]) -> Seen {
     ballast_sim::paused_runtime().unwrap().block_on(async {
@@ -38,27 +76,7 @@ fn run(scenario: Scenario, calls: &[(u64, u64)]) -> Seen {
         })
         .unwrap();
         let stack = StackBuilder::new(config).seed(11).build(sim.clone());
-        let tasks: Vec<_> = calls
-            .iter()
-            .enumerate()
-            .map(|(i, &(start_ms, deadline_s))| {
-                let service = stack.service.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(start_ms)).await;
-                    let mut request =
-                        common::job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
-                    let deadline = Deadline::after(Duration::from_secs(deadline_s));
-                    deadline.set_sooner(request.extensions_mut());
-                    let result = service.oneshot(request).await;
-                    let late = Instant::now().saturating_duration_since(deadline.instant());
-                    (late, Outcome::from_result(&result).class())
-                })
-            })
-            .collect();
-        let mut ends = Vec::new();
-        for task in tasks {
-            ends.push(task.await.unwrap());
-        }
+        let ends = send(&stack.service, calls).await;
         Seen {
             ends,
             waiting: stack.breaker.snapshot().iter().map(|key| key.waiting).sum(),
@@ -96,6 +114,72 @@ proptest! {
         // outage's, one), however many wait.
         prop_assert!(
             seen.provider_calls as u64 <= 3 * calls.len() as u64 + 4 * seen.opened,
+            "{} provider calls for {} calls, {} trips", seen.provider_calls, calls.len(), seen.opened
+        );
+    }
+}
+
+/// `calls` (arrival ms, deadline s) through a route of two targets, each over its own
+/// simulated provider (`primary` at any host but `fallback.invalid`, `fallback` there):
+/// how far past its deadline each call ended, the provider calls of both, the breakers'
+/// trips and waiting calls summed over both targets.
+fn run_route(primary: Scenario, fallback: Scenario, calls: &[(u64, u64)]) -> Seen {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let (primary, fallback) = (Simulator::new(primary), Simulator::new(fallback));
+        let vars = |name: &str| (name == "REQUEST_TIMEOUT").then(|| "20".to_owned());
+        let config = Config::from_vars(Preset::XAi, vars).unwrap();
+        let mut second = Config::from_vars(Preset::XAi, vars).unwrap();
+        second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+        let sims = (primary.clone(), fallback.clone());
+        let client = tower::service_fn(
+            move |request: http::Request<ballast::classify::RequestBody>| {
+                let sim = match request.uri().host() {
+                    Some("fallback.invalid") => &sims.1,
+                    _ => &sims.0,
+                };
+                sim.clone().oneshot(request)
+            },
+        );
+        let route = ballast::RouteBuilder::new(config)
+            .fallback(second, Some("grok-4-fast"))
+            .seed(11)
+            .build(client);
+        let ends = send(&route.service, calls).await;
+        let keys = || route.targets.iter().flat_map(|(_, s)| s.breaker.snapshot());
+        Seen {
+            ends,
+            waiting: keys().map(|key| key.waiting).sum(),
+            provider_calls: primary.ledger().len() + fallback.ledger().len(),
+            opened: keys().map(|key| key.opened_total).sum(),
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The same through a route of two flaky providers (the fallback's whole stack after
+    /// the primary's one attempt): failover starts no target past the deadline, as the
+    /// retry starts no attempt past it.
+    #[test]
+    fn no_routed_call_outlives_its_deadline_by_more_than_one_attempt(
+        primary in ballast_sim::strategy::flaky_scenario(),
+        fallback in ballast_sim::strategy::flaky_scenario(),
+        calls in prop::collection::vec((0u64..60_000, 1u64..600), 1..40),
+    ) {
+        let primary = Scenario { flavor: Flavor::XAi, ..primary };
+        let fallback = Scenario { flavor: Flavor::XAi, ..fallback };
+        let seen = run_route(primary, fallback, &calls);
+        prop_assert_eq!(seen.ends.len(), calls.len(), "every call answered once");
+        for (late, class) in &seen.ends {
+            prop_assert!(*late <= ATTEMPT, "{late:?} past the deadline ({class}): {seen:?}");
+            prop_assert!(*class != OutcomeClass::Unknown, "{seen:?}");
+        }
+        prop_assert_eq!(seen.waiting, 0, "the breakers' lines are empty");
+        // One attempt on the primary and three on the fallback per call, plus the failed
+        // probes of either's waiting calls, four per open time.
+        prop_assert!(
+            seen.provider_calls as u64 <= 4 * calls.len() as u64 + 4 * seen.opened,
             "{} provider calls for {} calls, {} trips", seen.provider_calls, calls.len(), seen.opened
         );
     }

@@ -790,3 +790,53 @@ fn a_call_whose_turn_on_the_primary_is_far_off_goes_to_the_fallback_at_once() {
     // The throttle's own 60 s: every call waits its turn on the primary.
     assert_eq!(twenty_calls_at_once(None), (20, 0));
 }
+
+/// The ledgers' sizes and the call's class and length for one call with a deadline of
+/// `deadline` through a route whose primary hangs (its attempt times out after the
+/// preset's 90 s) and whose fallback is well.
+fn one_call_past_a_hanging_primary(deadline: Duration) -> (usize, usize, OutcomeClass, Duration) {
+    use ballast::RouteBuilder;
+    use ballast::classify::Deadline;
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let primary = Simulator::new(Scenario {
+            hangs: ballast_sim::Hangs {
+                probability: 1.0,
+                answer_after: None,
+            },
+            ..Scenario::healthy()
+        });
+        let fallback = Simulator::new(Scenario::healthy());
+        let (client, second) = two_providers(primary.clone(), fallback.clone());
+        let route = RouteBuilder::new(Config::new(Preset::XAi))
+            .fallback(second, Some("grok-4-fast"))
+            .no_hedge()
+            .seed(3)
+            .build(client);
+        let mut request = common::job(&format!("{BASE}/chat/completions"), 1, 50);
+        Deadline::after(deadline).set_sooner(request.extensions_mut());
+        let start = tokio::time::Instant::now();
+        let result = route.service.oneshot(request).await;
+        (
+            primary.ledger().entries().len(),
+            fallback.ledger().entries().len(),
+            Outcome::from_result(&result).class(),
+            start.elapsed(),
+        )
+    })
+}
+
+#[test]
+fn no_target_is_tried_past_the_calls_deadline() {
+    // A 30 s deadline: the primary's one attempt times out at 90 s, past it; the fallback
+    // is not tried (the call ends within its deadline plus one attempt, like a retry).
+    assert_eq!(
+        one_call_past_a_hanging_primary(Duration::from_secs(30)),
+        (1, 0, OutcomeClass::Timeout, Duration::from_secs(90))
+    );
+    // Two minutes: the fallback answers 544 ms after the primary's timeout (its latency
+    // for the seeded answer).
+    assert_eq!(
+        one_call_past_a_hanging_primary(Duration::from_secs(120)),
+        (1, 1, OutcomeClass::Success, Duration::from_millis(90_544))
+    );
+}
