@@ -558,6 +558,15 @@ impl Price {
         cached_input: 200,
         output: 15_000,
     };
+
+    /// grok-4-fast (up to 128k prompt tokens): $0.20 input, $0.05 cached input, $0.50
+    /// output per million tokens. A simulator standing for a fallback asked for that model
+    /// bills at this price.
+    pub const GROK_4_FAST: Self = Self {
+        input: 2_000,
+        cached_input: 500,
+        output: 5_000,
+    };
 }
 
 /// The API key the simulated provider accepts. Its `Debug` does not show it.

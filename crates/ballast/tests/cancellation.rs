@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use ballast::classify::BoxError;
 use ballast::{Config, Preset, StackBuilder};
 use ballast_cost::Usd;
-use ballast_sim::{Flavor, Scenario, Simulator};
+use ballast_sim::{Flavor, Price, Scenario, Simulator};
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use proptest::prelude::*;
@@ -27,6 +28,43 @@ struct Outcome {
     queued: usize,
     logged_calls: u64,
     calls: u64,
+}
+
+/// `calls` (arrival ms, then the ms after which the caller gives up, if it does) through
+/// `service`, each at its time; returns when every caller has its answer or gave up.
+async fn send<S, B>(service: &S, calls: &[(u64, Option<u64>)])
+where
+    S: tower::Service<http::Request<String>, Response = http::Response<B>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    let arrivals = calls.iter().map(|call| call.0);
+    common::spawn_jobs(service, arrivals, |i, request, service| {
+        let cancel_ms = calls[i].1;
+        async move {
+            let call = service.oneshot(request);
+            match cancel_ms {
+                // The caller gives up after `ms`, wherever the call is.
+                Some(ms) => drop(tokio::time::timeout(Duration::from_millis(ms), call).await),
+                None => drop(call.await),
+            }
+        }
+    })
+    .await;
+}
+
+/// Calls still waiting in a stack's throttle line or its breakers' lines.
+fn queued<R, St>(stack: &ballast::Stack<R, St>) -> usize {
+    stack.throttle.as_ref().map_or(0, |t| t.queued())
+        + stack
+            .breaker
+            .snapshot()
+            .iter()
+            .map(|key| key.waiting as usize)
+            .sum::<usize>()
 }
 
 fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: bool) -> Outcome {
@@ -55,45 +93,11 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
                     builder
                 };
                 let stack = builder.build(sim.clone());
-                let tasks: Vec<_> = calls
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &(start_ms, cancel_ms))| {
-                        let service = stack.service.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(start_ms)).await;
-                            let request = common::job(
-                                "http://sim.invalid/v1/chat/completions",
-                                i,
-                                50 + i % 400,
-                            );
-                            let call = service.oneshot(request);
-                            match cancel_ms {
-                                // The caller gives up after `ms`, wherever the call is.
-                                Some(ms) => {
-                                    let _ =
-                                        tokio::time::timeout(Duration::from_millis(ms), call).await;
-                                }
-                                None => {
-                                    let _ = call.await;
-                                }
-                            }
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    task.await.unwrap();
-                }
+                send(&stack.service, calls).await;
                 // Spawned settlements land, hung requests end on the provider's side.
                 tokio::time::sleep(Duration::from_secs(600)).await;
                 let readout = stack.budget.readout(None).await.unwrap();
-                let queued = stack.throttle.as_ref().map_or(0, |t| t.queued())
-                    + stack
-                        .breaker
-                        .snapshot()
-                        .iter()
-                        .map(|key| key.waiting as usize)
-                        .sum::<usize>();
+                let queued = queued(&stack);
                 (
                     Usd::from_xai_ticks(sim.ledger().billed_ticks()),
                     readout.spent,
@@ -161,5 +165,79 @@ proptest! {
         prop_assert_eq!(out.reserved, Usd::ZERO, "{:?}", out);
         prop_assert_eq!(out.queued, 0, "{:?}", out);
         prop_assert_eq!(out.logged_calls, out.calls, "{:?}", out);
+    }
+}
+
+/// What one routed run came to: both providers' bills, the route's one budget, each
+/// target's attempt logger, and what either target still holds.
+#[derive(Debug)]
+struct Routed {
+    billed: Usd,
+    spent: Usd,
+    counted: Usd,
+    budget: Usd,
+    reserved: Usd,
+    queued: usize,
+}
+
+/// `calls` through a `RouteBuilder` route of two targets, the primary over `primary`, the
+/// fallback (`grok-4-fast`) over `fallback`, under one daily budget of `budget`.
+fn run_route(
+    primary: Scenario,
+    fallback: Scenario,
+    budget: Usd,
+    calls: &[(u64, Option<u64>)],
+) -> Routed {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let (primary, fallback) = (Simulator::new(primary), Simulator::new(fallback));
+        let dollars = budget.to_string().trim_start_matches('$').to_owned();
+        let vars = |name: &str| (name == "DAILY_BUDGET_USD").then(|| dollars.clone());
+        let config = Config::from_vars(Preset::XAi, vars).unwrap();
+        let (client, route) = common::two_providers(primary.clone(), fallback.clone(), config);
+        let route = route.seed(7).build(client);
+        send(&route.service, calls).await;
+        // Spawned settlements land, hung requests end on the providers' side.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let stacks = || route.targets.iter().map(|(_, stack)| stack);
+        let readout = route.targets[0].1.budget.readout(None).await.unwrap();
+        let queued = stacks().map(queued).sum();
+        Routed {
+            billed: Usd::from_xai_ticks(
+                primary.ledger().billed_ticks() + fallback.ledger().billed_ticks(),
+            ),
+            spent: readout.spent,
+            counted: stacks().map(|stack| stack.spend.total()).sum(),
+            budget,
+            reserved: readout.reserved,
+            queued,
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The same through a route of two flaky providers under one budget (hedging on, the
+    /// facade's default): a call dropped on the primary, between targets or on the
+    /// fallback leaves nothing reserved or waiting; both providers' bills together stay
+    /// within the budget and under what the budget holds spent, which the two targets'
+    /// loggers counted.
+    #[test]
+    fn cancelled_routed_callers_never_cost_past_the_budget_or_leave_anything_held(
+        primary in ballast_sim::strategy::flaky_scenario(),
+        fallback in ballast_sim::strategy::flaky_scenario(),
+        budget_micros in 100u64..3_000,
+        calls in prop::collection::vec((0u64..30_000, prop::option::of(0u64..40_000)), 1..60),
+    ) {
+        let primary = Scenario { flavor: Flavor::XAi, ..primary };
+        // The fallback is asked for grok-4-fast, and bills at its price.
+        let fallback = Scenario { flavor: Flavor::XAi, price: Price::GROK_4_FAST, ..fallback };
+        let budget = Usd::from_picos(budget_micros * 1_000_000);
+        let out = run_route(primary, fallback, budget, &calls);
+        prop_assert!(out.billed <= out.budget, "{out:?}");
+        prop_assert!(out.billed <= out.spent, "{out:?}");
+        prop_assert_eq!(out.counted, out.spent, "{:?}", out);
+        prop_assert_eq!(out.reserved, Usd::ZERO, "{:?}", out);
+        prop_assert_eq!(out.queued, 0, "{:?}", out);
     }
 }

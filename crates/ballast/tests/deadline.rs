@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ballast::classify::{Deadline, Outcome, OutcomeClass};
+use ballast::classify::{BoxError, Deadline, Outcome, OutcomeClass};
 use ballast::{Config, Preset, StackBuilder};
 use ballast_sim::{Flavor, Scenario, Simulator};
 use proptest::prelude::*;
@@ -32,38 +32,25 @@ struct Seen {
 /// per call, how far past its deadline it ended (zero when within), and its class.
 async fn send<S, B>(service: &S, calls: &[(u64, u64)]) -> Vec<(Duration, OutcomeClass)>
 where
-    S: tower::Service<
-            http::Request<String>,
-            Response = http::Response<B>,
-            Error = ballast::classify::BoxError,
-        > + Clone
+    S: tower::Service<http::Request<String>, Response = http::Response<B>, Error = BoxError>
+        + Clone
         + Send
         + 'static,
     S::Future: Send,
     B: Send + 'static,
 {
-    let tasks: Vec<_> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, &(start_ms, deadline_s))| {
-            let service = service.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(start_ms)).await;
-                let mut request =
-                    common::job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
-                let deadline = Deadline::after(Duration::from_secs(deadline_s));
-                deadline.set_sooner(request.extensions_mut());
-                let result = service.oneshot(request).await;
-                let late = Instant::now().saturating_duration_since(deadline.instant());
-                (late, Outcome::from_result(&result).class())
-            })
-        })
-        .collect();
-    let mut ends = Vec::new();
-    for task in tasks {
-        ends.push(task.await.unwrap());
-    }
-    ends
+    let arrivals = calls.iter().map(|call| call.0);
+    common::spawn_jobs(service, arrivals, |i, mut request, service| {
+        let deadline_s = calls[i].1;
+        async move {
+            let deadline = Deadline::after(Duration::from_secs(deadline_s));
+            deadline.set_sooner(request.extensions_mut());
+            let result = service.oneshot(request).await;
+            let late = Instant::now().saturating_duration_since(deadline.instant());
+            (late, Outcome::from_result(&result).class())
+        }
+    })
+    .await
 }
 
 /// `calls`: (arrival ms, deadline s) per call.
@@ -128,22 +115,8 @@ fn run_route(primary: Scenario, fallback: Scenario, calls: &[(u64, u64)]) -> See
         let (primary, fallback) = (Simulator::new(primary), Simulator::new(fallback));
         let vars = |name: &str| (name == "REQUEST_TIMEOUT").then(|| "20".to_owned());
         let config = Config::from_vars(Preset::XAi, vars).unwrap();
-        let mut second = Config::from_vars(Preset::XAi, vars).unwrap();
-        second.base_url = "http://fallback.invalid/v1".parse().unwrap();
-        let sims = (primary.clone(), fallback.clone());
-        let client = tower::service_fn(
-            move |request: http::Request<ballast::classify::RequestBody>| {
-                let sim = match request.uri().host() {
-                    Some("fallback.invalid") => &sims.1,
-                    _ => &sims.0,
-                };
-                sim.clone().oneshot(request)
-            },
-        );
-        let route = ballast::RouteBuilder::new(config)
-            .fallback(second, Some("grok-4-fast"))
-            .seed(11)
-            .build(client);
+        let (client, route) = common::two_providers(primary.clone(), fallback.clone(), config);
+        let route = route.seed(11).build(client);
         let ends = send(&route.service, calls).await;
         let keys = || route.targets.iter().flat_map(|(_, s)| s.breaker.snapshot());
         Seen {

@@ -7,7 +7,7 @@ use ballast::budget::MemoryStore;
 use ballast::classify::{Outcome, OutcomeClass, ReadRequestLayer};
 use ballast::cost::Usd;
 use ballast::route::{Failover, Served, Target};
-use ballast::{Config, Preset, StackBuilder};
+use ballast::{Config, Preset, RouteBuilder, StackBuilder};
 use ballast_sim::{Scenario, SimOutcome, Simulator};
 use tower::{Layer, ServiceExt};
 
@@ -211,7 +211,6 @@ fn a_prompt_too_long_for_the_primary_goes_to_the_larger_window() {
 /// fallback, the caller's key reaching neither provider.
 #[test]
 fn a_route_from_the_environment_serves_from_its_fallback() {
-    use ballast::RouteBuilder;
     ballast_sim::paused_runtime().unwrap().block_on(async {
         let primary_sim = Simulator::new(Scenario::total_outage());
         let fallback_sim = Simulator::new(Scenario::healthy());
@@ -363,7 +362,6 @@ const GEMINI_FLASH: ballast_sim::Price = ballast_sim::Price {
 /// behind an xAI primary, each target over its simulated provider in `sims` (xAI,
 /// Anthropic, Gemini), streaming what is asked as a stream.
 fn xai_anthropic_gemini(sims: &[Simulator; 3]) -> ballast::Route<ballast_sim::SimBody> {
-    use ballast::RouteBuilder;
     let client = {
         let sims = sims.clone();
         tower::service_fn(
@@ -669,51 +667,19 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
     }
 }
 
-/// A client that reaches `primary` at any host but `fallback.invalid`, and `fallback` there;
-/// and the fallback target's configuration (xAI at that host).
-fn two_providers(
-    primary: Simulator,
-    fallback: Simulator,
-) -> (
-    impl tower::Service<
-        http::Request<ballast::classify::RequestBody>,
-        Response = http::Response<http_body_util::Full<bytes::Bytes>>,
-        Error = ballast::classify::BoxError,
-        Future = impl Send,
-    > + Clone
-    + Send
-    + Sync
-    + 'static,
-    Config,
-) {
-    let client = tower::service_fn(
-        move |request: http::Request<ballast::classify::RequestBody>| {
-            let sim = match request.uri().host() {
-                Some("fallback.invalid") => &fallback,
-                _ => &primary,
-            };
-            sim.clone().oneshot(request)
-        },
-    );
-    let mut second = Config::new(Preset::XAi);
-    second.base_url = "http://fallback.invalid/v1".parse().unwrap();
-    (client, second)
-}
-
 /// Provider calls each target's simulator saw, and who served, for one call through a
 /// `RouteBuilder` route whose primary is down (503s) and whose fallback is well, with
 /// `attempts` before the fallback.
 fn one_call_past_a_failing_primary(attempts: Option<u32>) -> (usize, usize, String) {
-    use ballast::RouteBuilder;
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let primary = Simulator::new(Scenario::outage_then_recovery(
             Duration::ZERO,
             Duration::from_secs(3_600),
         ));
         let fallback = Simulator::new(Scenario::healthy());
-        let (client, second) = two_providers(primary.clone(), fallback.clone());
-        let route = RouteBuilder::new(Config::new(Preset::XAi))
-            .fallback(second, Some("grok-4-fast"))
+        let (client, route) =
+            common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
+        let route = route
             .attempts_before_fallback(attempts)
             .seed(3)
             .build(client);
@@ -755,13 +721,12 @@ fn a_retryable_failure_goes_to_the_next_target_at_once() {
 /// healthy xAI targets (each throttled from 480 a minute: a turn every 125 ms), with
 /// `wait` as the primary's longest line.
 fn twenty_calls_at_once(wait: Option<Duration>) -> (usize, usize) {
-    use ballast::RouteBuilder;
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let primary = Simulator::new(Scenario::healthy());
         let fallback = Simulator::new(Scenario::healthy());
-        let (client, second) = two_providers(primary.clone(), fallback.clone());
-        let route = RouteBuilder::new(Config::new(Preset::XAi))
-            .fallback(second, Some("grok-4-fast"))
+        let (client, route) =
+            common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
+        let route = route
             .line_before_fallback(wait)
             .no_hedge()
             .seed(3)
@@ -795,7 +760,6 @@ fn a_call_whose_turn_on_the_primary_is_far_off_goes_to_the_fallback_at_once() {
 /// `deadline` through a route whose primary hangs (its attempt times out after the
 /// preset's 90 s) and whose fallback is well.
 fn one_call_past_a_hanging_primary(deadline: Duration) -> (usize, usize, OutcomeClass, Duration) {
-    use ballast::RouteBuilder;
     use ballast::classify::Deadline;
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let primary = Simulator::new(Scenario {
@@ -806,12 +770,9 @@ fn one_call_past_a_hanging_primary(deadline: Duration) -> (usize, usize, Outcome
             ..Scenario::healthy()
         });
         let fallback = Simulator::new(Scenario::healthy());
-        let (client, second) = two_providers(primary.clone(), fallback.clone());
-        let route = RouteBuilder::new(Config::new(Preset::XAi))
-            .fallback(second, Some("grok-4-fast"))
-            .no_hedge()
-            .seed(3)
-            .build(client);
+        let (client, route) =
+            common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
+        let route = route.no_hedge().seed(3).build(client);
         let mut request = common::job(&format!("{BASE}/chat/completions"), 1, 50);
         Deadline::after(deadline).set_sooner(request.extensions_mut());
         let start = tokio::time::Instant::now();

@@ -4,6 +4,7 @@
 use ballast_classify::OutcomeClass;
 use ballast_cost::Usd;
 use ballast_sim::{Ledger, SimOutcome};
+use tower::ServiceExt;
 
 /// Job `i`: a short chat completion with an output cap of `cap`.
 pub(crate) fn job(url: &str, i: usize, cap: usize) -> http::Request<String> {
@@ -113,4 +114,70 @@ fn check_bounds(run: &Run, calls: usize) {
         run.billed
     );
     assert_eq!(run.bad_keys, 0, "the key went on the wire, clean");
+}
+
+/// A client that reaches `primary` at any host but `fallback.invalid`, and `fallback` there;
+/// and a route of two targets configured by `config`: the primary, then the fallback (xAI
+/// at that host) asked for `grok-4-fast`.
+pub(crate) fn two_providers(
+    primary: ballast_sim::Simulator,
+    fallback: ballast_sim::Simulator,
+    config: ballast::Config,
+) -> (
+    impl tower::Service<
+        http::Request<ballast::classify::RequestBody>,
+        Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+        Error = ballast::classify::BoxError,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static,
+    ballast::RouteBuilder,
+) {
+    let client = tower::service_fn(
+        move |request: http::Request<ballast::classify::RequestBody>| {
+            let sim = match request.uri().host() {
+                Some("fallback.invalid") => &fallback,
+                _ => &primary,
+            };
+            sim.clone().oneshot(request)
+        },
+    );
+    let mut second = config.clone();
+    second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+    let route = ballast::RouteBuilder::new(config).fallback(second, Some("grok-4-fast"));
+    (client, route)
+}
+
+/// Job `i` for each arrival (ms) in `arrivals`, each on a task of its own sent at its
+/// arrival through `call(i, job, service)` with a clone of `service`; what each call came
+/// to, in order.
+pub(crate) async fn spawn_jobs<S, T, F>(
+    service: &S,
+    arrivals: impl IntoIterator<Item = u64>,
+    call: impl Fn(usize, http::Request<String>, S) -> F,
+) -> Vec<T>
+where
+    S: Clone,
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = arrivals
+        .into_iter()
+        .enumerate()
+        .map(|(i, at)| {
+            let request = job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
+            let call = call(i, request, service.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(at)).await;
+                call.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
 }
