@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use crate::{BurstModel, Flavor, Hangs, HintStyle, LimitStep, Scenario};
+use crate::{BurstModel, Flavor, Hangs, HintStyle, LimitStep, Scenario, StreamFaults};
 
 /// Any of the four dialects.
 pub fn flavor() -> impl Strategy<Value = Flavor> {
@@ -78,6 +78,30 @@ pub fn flaky_scenario() -> impl Strategy<Value = Scenario> {
                 error_in_ok_probability: error_in_ok,
                 quota_ticks: quota,
                 ..Scenario::healthy()
+            },
+        )
+}
+
+/// A flaky stream: each fault up to 30% of streams (cuts, stalls of up to 40 s, error
+/// events, a broken event, no `[DONE]`, a first content up to 30 s late).
+pub fn stream_faults() -> impl Strategy<Value = StreamFaults> {
+    (
+        (0.0..0.3f64, 0.0..0.3f64, 0u64..40_000, 0.0..0.3f64),
+        (0.0..0.3f64, 0.0..0.3f64, 0.0..0.3f64, 0u64..30_000),
+    )
+        .prop_map(
+            |(
+                (cut, stall, stall_ms, error_event),
+                (malformed_event, no_done, slow_first_share, slow_ms),
+            )| StreamFaults {
+                cut,
+                stall,
+                stall_for: Duration::from_millis(stall_ms),
+                error_event,
+                malformed_event,
+                no_done,
+                slow_first_share,
+                slow_first: Duration::from_millis(slow_ms),
             },
         )
 }

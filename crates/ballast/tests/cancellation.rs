@@ -19,13 +19,7 @@ mod common;
 /// What one run came to.
 #[derive(Debug)]
 struct Outcome {
-    billed: Usd,
-    /// What the budget holds spent, and what the attempt logger counted.
-    spent: Usd,
-    counted: Usd,
-    budget: Usd,
-    reserved: Usd,
-    queued: usize,
+    settled: common::Settled,
     logged_calls: u64,
     calls: u64,
 }
@@ -54,17 +48,6 @@ where
         }
     })
     .await;
-}
-
-/// Calls still waiting in a stack's throttle line or its breakers' lines.
-fn queued<R, St>(stack: &ballast::Stack<R, St>) -> usize {
-    stack.throttle.as_ref().map_or(0, |t| t.queued())
-        + stack
-            .breaker
-            .snapshot()
-            .iter()
-            .map(|key| key.waiting as usize)
-            .sum::<usize>()
 }
 
 fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: bool) -> Outcome {
@@ -97,7 +80,7 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
                 // Spawned settlements land, hung requests end on the provider's side.
                 tokio::time::sleep(Duration::from_secs(600)).await;
                 let readout = stack.budget.readout(None).await.unwrap();
-                let queued = queued(&stack);
+                let queued = common::queued(&stack);
                 (
                     Usd::from_xai_ticks(sim.ledger().billed_ticks()),
                     readout.spent,
@@ -125,12 +108,14 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
         })
         .sum();
     Outcome {
-        billed,
-        spent,
-        counted,
-        budget,
-        reserved,
-        queued,
+        settled: common::Settled {
+            billed,
+            spent,
+            counted,
+            budget,
+            reserved,
+            queued,
+        },
         logged_calls,
         calls: calls.len() as u64,
     }
@@ -157,27 +142,9 @@ proptest! {
         let scenario = Scenario { flavor: Flavor::XAi, ..scenario };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
         let out = run(scenario, budget, &calls, hedge);
-        prop_assert!(out.billed <= out.budget, "{out:?}");
-        // Every billed attempt is charged and counted, dropped ones at their worst case:
-        // the budget and the logger agree, and neither is below the bill.
-        prop_assert!(out.billed <= out.spent, "{out:?}");
-        prop_assert_eq!(out.counted, out.spent, "{:?}", out);
-        prop_assert_eq!(out.reserved, Usd::ZERO, "{:?}", out);
-        prop_assert_eq!(out.queued, 0, "{:?}", out);
+        out.settled.check()?;
         prop_assert_eq!(out.logged_calls, out.calls, "{:?}", out);
     }
-}
-
-/// What one routed run came to: both providers' bills, the route's one budget, each
-/// target's attempt logger, and what either target still holds.
-#[derive(Debug)]
-struct Routed {
-    billed: Usd,
-    spent: Usd,
-    counted: Usd,
-    budget: Usd,
-    reserved: Usd,
-    queued: usize,
 }
 
 /// `calls` through a `RouteBuilder` route of two targets, the primary over `primary`, the
@@ -187,7 +154,7 @@ fn run_route(
     fallback: Scenario,
     budget: Usd,
     calls: &[(u64, Option<u64>)],
-) -> Routed {
+) -> common::Settled {
     ballast_sim::paused_runtime().unwrap().block_on(async {
         let (primary, fallback) = (Simulator::new(primary), Simulator::new(fallback));
         let dollars = budget.to_string().trim_start_matches('$').to_owned();
@@ -200,8 +167,8 @@ fn run_route(
         tokio::time::sleep(Duration::from_secs(600)).await;
         let stacks = || route.targets.iter().map(|(_, stack)| stack);
         let readout = route.targets[0].1.budget.readout(None).await.unwrap();
-        let queued = stacks().map(queued).sum();
-        Routed {
+        let queued = stacks().map(common::queued).sum();
+        common::Settled {
             billed: Usd::from_xai_ticks(
                 primary.ledger().billed_ticks() + fallback.ledger().billed_ticks(),
             ),
@@ -233,11 +200,6 @@ proptest! {
         // The fallback is asked for grok-4-fast, and bills at its price.
         let fallback = Scenario { flavor: Flavor::XAi, price: Price::GROK_4_FAST, ..fallback };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        let out = run_route(primary, fallback, budget, &calls);
-        prop_assert!(out.billed <= out.budget, "{out:?}");
-        prop_assert!(out.billed <= out.spent, "{out:?}");
-        prop_assert_eq!(out.counted, out.spent, "{:?}", out);
-        prop_assert_eq!(out.reserved, Usd::ZERO, "{:?}", out);
-        prop_assert_eq!(out.queued, 0, "{:?}", out);
+        run_route(primary, fallback, budget, &calls).check()?;
     }
 }

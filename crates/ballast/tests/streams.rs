@@ -12,6 +12,10 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+// Only the stack read-outs are shared here.
+#[allow(dead_code)]
+mod common;
+
 /// Streamed chat request `i`, asking for usage in the stream.
 fn streamed(i: usize, max_tokens: u64) -> http::Request<String> {
     http::Request::post("http://sim.invalid/v1/chat/completions")
@@ -416,4 +420,105 @@ fn responses_streams_are_counted_as_the_provider_billed() {
         assert_eq!(readout.spent, billed);
         assert_eq!(readout.reserved, Usd::ZERO);
     });
+}
+
+/// How a streaming caller leaves: never (reads to the end), after `ms` wherever the call
+/// is (waiting for its headers or reading its body), or after `frames` frames of its body.
+#[derive(Debug, Clone, Copy)]
+enum Leave {
+    Never,
+    After(u64),
+    AfterFrames(usize),
+}
+
+fn leave() -> impl proptest::strategy::Strategy<Value = Leave> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Leave::Never),
+        (0u64..60_000).prop_map(Leave::After),
+        (0usize..40).prop_map(Leave::AfterFrames),
+    ]
+}
+
+/// Streamed calls (arrival ms, cap, how the caller leaves) through the facade's stack over
+/// `scenario`, under a daily budget of `budget`.
+fn run_abandoned(scenario: Scenario, budget: Usd, calls: &[(u64, u64, Leave)]) -> common::Settled {
+    ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let sim = Simulator::new(scenario);
+        let dollars = budget.to_string().trim_start_matches('$').to_owned();
+        let config = Config::from_vars(Preset::XAi, |name| {
+            (name == "DAILY_BUDGET_USD").then(|| dollars.clone())
+        })
+        .unwrap();
+        let stack = StackBuilder::new(config).seed(5).build(sim.streaming());
+        let tasks: Vec<_> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, &(at, cap, leave))| {
+                let service = stack.service.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(at)).await;
+                    let call = async move {
+                        let Ok(response) = service.oneshot(streamed(i, cap)).await else {
+                            return;
+                        };
+                        let mut body = response.into_body();
+                        let mut frames = 0;
+                        while let Some(Ok(_)) = body.frame().await {
+                            frames += 1;
+                            if matches!(leave, Leave::AfterFrames(n) if frames >= n) {
+                                return;
+                            }
+                        }
+                    };
+                    match leave {
+                        Leave::After(ms) => {
+                            let _ = tokio::time::timeout(Duration::from_millis(ms), call).await;
+                        }
+                        _ => call.await,
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // The provider's side of the streams left behind, and the settlements, land.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let readout = stack.budget.readout(None).await.unwrap();
+        let queued = common::queued(&stack);
+        common::Settled {
+            billed: Usd::from_xai_ticks(sim.ledger().billed_ticks()),
+            spent: readout.spent,
+            counted: stack.spend.total(),
+            budget,
+            reserved: readout.reserved,
+            queued,
+        }
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Streams from a flaky provider (its calls' faults and its streams': cuts, stalls,
+    /// error and broken events, late first content) to callers who leave at any moment:
+    /// before their headers, mid-stream, after some frames, or never. The provider never
+    /// bills past the budget; every billed stream is charged no less than billed, and the
+    /// logger counts what the budget holds spent; nothing stays reserved or waiting.
+    #[test]
+    fn abandoned_streams_never_cost_past_the_budget_or_leave_anything_held(
+        scenario in ballast_sim::strategy::flaky_scenario(),
+        faults in ballast_sim::strategy::stream_faults(),
+        budget_micros in 100u64..3_000,
+        calls in proptest::collection::vec((0u64..30_000, 1u64..400, leave()), 1..60),
+    ) {
+        let scenario = Scenario {
+            flavor: ballast_sim::Flavor::XAi,
+            stream_faults: faults,
+            ..scenario
+        };
+        let budget = Usd::from_picos(budget_micros * 1_000_000);
+        run_abandoned(scenario, budget, &calls).check()?;
+    }
 }

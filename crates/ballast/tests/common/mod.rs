@@ -181,3 +181,44 @@ where
     }
     out
 }
+
+/// Calls still waiting in a stack's throttle line or its breakers' lines.
+pub(crate) fn queued<R, St>(stack: &ballast::Stack<R, St>) -> usize {
+    stack.throttle.as_ref().map_or(0, |t| t.queued())
+        + stack
+            .breaker
+            .snapshot()
+            .iter()
+            .map(|key| key.waiting as usize)
+            .sum::<usize>()
+}
+
+/// Where the money and the lines stand after a run whose callers may have given up.
+#[derive(Debug)]
+pub(crate) struct Settled {
+    /// What the providers billed.
+    pub(crate) billed: Usd,
+    /// What the budget holds spent, and what the attempt loggers counted.
+    pub(crate) spent: Usd,
+    pub(crate) counted: Usd,
+    /// The daily budget.
+    pub(crate) budget: Usd,
+    /// Still reserved, and still waiting in a line.
+    pub(crate) reserved: Usd,
+    pub(crate) queued: usize,
+}
+
+impl Settled {
+    /// The providers never billed past the budget (the simulator keeps to the output cap,
+    /// so the documented overrun is zero); every billed attempt is charged, dropped ones at
+    /// their worst case: the budget and the loggers agree, and neither is below the bill;
+    /// nothing stays reserved or waiting.
+    pub(crate) fn check(&self) -> Result<(), proptest::test_runner::TestCaseError> {
+        proptest::prop_assert!(self.billed <= self.budget, "{self:?}");
+        proptest::prop_assert!(self.billed <= self.spent, "{self:?}");
+        proptest::prop_assert_eq!(self.counted, self.spent, "{:?}", self);
+        proptest::prop_assert_eq!(self.reserved, Usd::ZERO, "{:?}", self);
+        proptest::prop_assert_eq!(self.queued, 0, "{:?}", self);
+        Ok(())
+    }
+}
