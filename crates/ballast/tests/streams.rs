@@ -11,6 +11,7 @@ use ballast_sim::{Scenario, SimOutcome, Simulator, StreamFaults};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
 
 // Only the stack read-outs are shared here.
 #[allow(dead_code)]
@@ -441,21 +442,58 @@ fn leave() -> impl proptest::strategy::Strategy<Value = Leave> {
 }
 
 /// Streamed calls (arrival ms, cap, how the caller leaves) through the facade's stack over
-/// `scenario`, under a daily budget of `budget`.
-fn run_abandoned(scenario: Scenario, budget: Usd, calls: &[(u64, u64, Leave)]) -> common::Settled {
+/// `scenario`, or with `fallback` through a route of two (the fallback asked for
+/// `grok-4-fast` at any host `fallback.invalid`), under one daily budget of `budget`.
+fn run_abandoned(
+    scenario: Scenario,
+    fallback: Option<Scenario>,
+    budget: Usd,
+    calls: &[(u64, u64, Leave)],
+) -> common::Settled {
     ballast_sim::paused_runtime().unwrap().block_on(async move {
-        let sim = Simulator::new(scenario);
+        let sims: Vec<_> = std::iter::once(scenario)
+            .chain(fallback)
+            .map(Simulator::new)
+            .collect();
         let dollars = budget.to_string().trim_start_matches('$').to_owned();
         let config = Config::from_vars(Preset::XAi, |name| {
             (name == "DAILY_BUDGET_USD").then(|| dollars.clone())
         })
         .unwrap();
-        let stack = StackBuilder::new(config).seed(5).build(sim.streaming());
+        let (service, stacks) = match &sims[..] {
+            [primary, fallback] => {
+                let streams = (primary.streaming(), fallback.streaming());
+                let client = tower::service_fn(
+                    move |request: http::Request<ballast::classify::RequestBody>| match request
+                        .uri()
+                        .host()
+                    {
+                        Some("fallback.invalid") => streams.1.clone().oneshot(request),
+                        _ => streams.0.clone().oneshot(request),
+                    },
+                );
+                let mut second = config.clone();
+                second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+                let route = ballast::RouteBuilder::new(config)
+                    .fallback(second, Some("grok-4-fast"))
+                    .seed(5)
+                    .build(client);
+                let stacks: Vec<_> = route.targets.into_iter().map(|(_, s)| s).collect();
+                (BoxCloneSyncService::new(route.service), stacks)
+            }
+            _ => {
+                let stack = StackBuilder::new(config)
+                    .seed(5)
+                    .budget_store(std::sync::Arc::new(ballast::budget::MemoryStore::new()))
+                    .build(sims[0].streaming());
+                (BoxCloneSyncService::new(stack.service.clone()), vec![stack])
+            }
+        };
         let tasks: Vec<_> = calls
             .iter()
             .enumerate()
             .map(|(i, &(at, cap, leave))| {
-                let service = stack.service.clone();
+                let service = service.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(at)).await;
                     let call = async move {
@@ -485,15 +523,15 @@ fn run_abandoned(scenario: Scenario, budget: Usd, calls: &[(u64, u64, Leave)]) -
         }
         // The provider's side of the streams left behind, and the settlements, land.
         tokio::time::sleep(Duration::from_secs(600)).await;
-        let readout = stack.budget.readout(None).await.unwrap();
-        let queued = common::queued(&stack);
+        // One budget: every target's stack reads the same store.
+        let readout = stacks[0].budget.readout(None).await.unwrap();
         common::Settled {
-            billed: Usd::from_xai_ticks(sim.ledger().billed_ticks()),
+            billed: Usd::from_xai_ticks(sims.iter().map(|s| s.ledger().billed_ticks()).sum()),
             spent: readout.spent,
-            counted: stack.spend.total(),
+            counted: stacks.iter().map(|s| s.spend.total()).sum(),
             budget,
             reserved: readout.reserved,
-            queued,
+            queued: stacks.iter().map(common::queued).sum(),
         }
     })
 }
@@ -519,6 +557,32 @@ proptest::proptest! {
             ..scenario
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        run_abandoned(scenario, budget, &calls).check()?;
+        run_abandoned(scenario, None, budget, &calls).check()?;
+    }
+
+    /// The same through a route of two such providers (the fallback asked for
+    /// `grok-4-fast`, billing at its price): streams that fail before their first content
+    /// on the primary go to the fallback, under one budget.
+    #[test]
+    fn abandoned_routed_streams_never_cost_past_the_budget_or_leave_anything_held(
+        primary in ballast_sim::strategy::flaky_scenario(),
+        fallback in ballast_sim::strategy::flaky_scenario(),
+        faults in (ballast_sim::strategy::stream_faults(), ballast_sim::strategy::stream_faults()),
+        budget_micros in 100u64..3_000,
+        calls in proptest::collection::vec((0u64..30_000, 1u64..400, leave()), 1..60),
+    ) {
+        let primary = Scenario {
+            flavor: ballast_sim::Flavor::XAi,
+            stream_faults: faults.0,
+            ..primary
+        };
+        let fallback = Scenario {
+            flavor: ballast_sim::Flavor::XAi,
+            stream_faults: faults.1,
+            price: ballast_sim::Price::GROK_4_FAST,
+            ..fallback
+        };
+        let budget = Usd::from_picos(budget_micros * 1_000_000);
+        run_abandoned(primary, Some(fallback), budget, &calls).check()?;
     }
 }
