@@ -34,7 +34,7 @@ use ballast::{
     ChatClient, ChatError, ChatReply, Config, Preset, RouteBuilder, StackBuilder, StackService,
 };
 use ballast_examples::{WireCounts, percentile};
-use ballast_sim::{Outage, Scenario, SimServer, Simulator};
+use ballast_sim::{Outage, Price, Scenario, SimServer, Simulator};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
@@ -170,6 +170,8 @@ async fn run(
             SimServer::start(Simulator::new(Scenario {
                 time_scale: TIME_SCALE,
                 seed: 99,
+                // Asked for grok-4-fast, it bills at grok-4-fast's price.
+                price: Price::GROK_4_FAST,
                 ..Scenario::healthy()
             }))
             .await?,

@@ -16,10 +16,10 @@ use crate::{Served, Target};
 /// latched (`circuit_open`), its account is empty (`quota_exhausted`), its key is refused
 /// (`auth`), the prompt does not fit its window (`context_too_long`), its retries are spent
 /// on a failure worth trying elsewhere (`server_error`, `overloaded`, `timeout`, `network`,
-/// `rate_limited`), or a local layer of its stack refused (`throttled`, `budget_exceeded`).
-/// A content filter's refusal, a bad request or a billed broken answer is the caller's to
-/// see: another target would refuse or bill it too.
-const DEFAULT_CLASSES: [OutcomeClass; 10] = [
+/// `rate_limited`, a broken answer: `invalid_response`), or its throttle refused
+/// (`throttled`). A spent budget (a route has one), a content filter's refusal or a bad
+/// request is the caller's to see: another target would refuse it too.
+const DEFAULT_CLASSES: [OutcomeClass; 11] = [
     OutcomeClass::CircuitOpen,
     OutcomeClass::QuotaExhausted,
     OutcomeClass::Auth,
@@ -29,6 +29,7 @@ const DEFAULT_CLASSES: [OutcomeClass; 10] = [
     OutcomeClass::Timeout,
     OutcomeClass::Network,
     OutcomeClass::RateLimited,
+    OutcomeClass::InvalidResponse,
     OutcomeClass::Throttled,
 ];
 
@@ -39,9 +40,9 @@ const DEFAULT_CLASSES: [OutcomeClass; 10] = [
 /// [`Target`]), marked [`FailFast`](ballast_classify::FailFast) so that an open breaker
 /// refuses it at once instead of holding it. If its final outcome is one of the failover
 /// classes (by default: open or latched, quota, auth, context too long, retries spent on a
-/// server error, overload, timeout, network error or rate limit, a throttle's refusal), the
-/// call goes to the next target, and so on; the last target is not marked, so its breaker's
-/// patience applies. The answer (or the last failure) carries [`Served`].
+/// server error, overload, timeout, network error, rate limit or broken answer, a
+/// throttle's refusal), the call goes to the next target, and so on; the last target is not
+/// marked, so its breaker's patience applies. The answer (or the last failure) carries [`Served`].
 ///
 /// No target is tried once the call's [`Deadline`] has passed (as no retry starts past
 /// it): the failure that ended the last target tried is the answer.

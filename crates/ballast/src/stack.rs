@@ -7,8 +7,8 @@ use ballast_breaker::{BreakerConfig, BreakerHandle, BreakerLayer, PartialTrip};
 use ballast_budget::{BudgetConfig, BudgetLayer, MemoryStore, SpendStore};
 use ballast_classify::rewrite::ChatCapField;
 use ballast_classify::{
-    BoxError, ClassifiedBody, ClassifyLayer, ReadRequest, ReadRequestLayer, RequestBody,
-    StreamTimeouts,
+    BoxError, ClassifiedBody, ClassifyLayer, OutcomeClass, ReadRequest, ReadRequestLayer,
+    RequestBody, StreamTimeouts,
 };
 use ballast_cost::{CostLogLayer, DailySpend, HealthMonitor, Scope, Usd};
 use ballast_retry::{RetryLayer, RetryPolicy};
@@ -264,7 +264,9 @@ impl<St: SpendStore> StackBuilder<St> {
         self
     }
 
-    /// The retry policy (default: `RetryPolicy` defaults with the config's attempts).
+    /// The retry policy (default: `RetryPolicy` defaults with the config's attempts, and a
+    /// broken answer, `invalid_response`, tried again: the provider billed it, and one more
+    /// call serves the caller).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
         self
@@ -350,6 +352,7 @@ impl<St: SpendStore> StackBuilder<St> {
             let builder = RetryPolicy::builder()
                 .max_attempts(config.max_attempts)
                 .hint_trust(hint_trust)
+                .retry_class(OutcomeClass::InvalidResponse, true)
                 .time_scale(scale);
             match seed {
                 Some(seed) => builder.seed(seed),

@@ -668,14 +668,14 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
 }
 
 /// Provider calls each target's simulator saw, and who served, for one call through a
-/// `RouteBuilder` route whose primary is down (503s) and whose fallback is well, with
+/// `RouteBuilder` route whose primary fails (`primary`) and whose fallback is well, with
 /// `attempts` before the fallback.
-fn one_call_past_a_failing_primary(attempts: Option<u32>) -> (usize, usize, String) {
+fn one_call_past_a_failing_primary(
+    primary: Scenario,
+    attempts: Option<u32>,
+) -> (usize, usize, String) {
     ballast_sim::paused_runtime().unwrap().block_on(async move {
-        let primary = Simulator::new(Scenario::outage_then_recovery(
-            Duration::ZERO,
-            Duration::from_secs(3_600),
-        ));
+        let primary = Simulator::new(primary);
         let fallback = Simulator::new(Scenario::healthy());
         let (client, route) =
             common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
@@ -703,16 +703,21 @@ fn one_call_past_a_failing_primary(attempts: Option<u32>) -> (usize, usize, Stri
     })
 }
 
+/// A primary down (503s) for the hour.
+fn down() -> Scenario {
+    Scenario::outage_then_recovery(Duration::ZERO, Duration::from_secs(3_600))
+}
+
 #[test]
 fn a_retryable_failure_goes_to_the_next_target_at_once() {
     // The default: the primary's 503 is not tried again there; the fallback answers.
     assert_eq!(
-        one_call_past_a_failing_primary(Some(1)),
+        one_call_past_a_failing_primary(down(), Some(1)),
         (1, 1, "xai#2".to_owned())
     );
     // Each target's own attempts (three): the primary is asked three times first.
     assert_eq!(
-        one_call_past_a_failing_primary(None),
+        one_call_past_a_failing_primary(down(), None),
         (3, 1, "xai#2".to_owned())
     );
 }
@@ -799,5 +804,19 @@ fn no_target_is_tried_past_the_calls_deadline() {
     assert_eq!(
         one_call_past_a_hanging_primary(Duration::from_secs(120)),
         (1, 1, OutcomeClass::Success, Duration::from_millis(90_544))
+    );
+}
+
+#[test]
+fn a_broken_answer_on_the_primary_goes_to_the_fallback() {
+    // Every answer of the primary is broken (billed, not JSON): its one attempt, then the
+    // fallback answers.
+    let broken = Scenario {
+        malformed_probability: 1.0,
+        ..Scenario::healthy()
+    };
+    assert_eq!(
+        one_call_past_a_failing_primary(broken, Some(1)),
+        (1, 1, "xai#2".to_owned())
     );
 }

@@ -338,3 +338,38 @@ fn a_layer_of_your_own_refuses_without_a_class_of_its_own() {
         );
     });
 }
+
+/// A broken answer (a 200 whose body is not JSON) is billed by the provider, and the
+/// facade tries again: the caller is served by the next attempt. Here every answer is
+/// broken: three attempts, three billed answers, all counted, and the caller gets
+/// `invalid_response`.
+#[test]
+fn a_broken_answer_is_tried_again() {
+    let (classes, ledger, counted) = ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            malformed_probability: 1.0,
+            ..Scenario::healthy()
+        });
+        let stack = StackBuilder::new(Config::new(Preset::XAi))
+            .seed(5)
+            .build(sim.clone());
+        let result = stack
+            .service
+            .clone()
+            .oneshot(job("http://sim.invalid/v1/chat/completions", 1, 100))
+            .await;
+        (
+            Outcome::from_result(&result).class(),
+            sim.ledger(),
+            stack.spend.total(),
+        )
+    });
+    assert_eq!(classes, OutcomeClass::InvalidResponse);
+    assert_eq!(ledger.len(), 3);
+    // Billed $0.0003603 for the three; each counted at its worst case (prompt bound and
+    // the 100-token cap: nothing in a broken body proves it cheaper), $0.0004776.
+    assert_eq!(
+        (Usd::from_xai_ticks(ledger.billed_ticks()), counted),
+        (Usd::from_picos(360_300_000), Usd::from_picos(477_600_000))
+    );
+}
