@@ -909,3 +909,29 @@ async fn a_named_route_serves_the_calls_that_ask_for_it() {
         "{error}"
     );
 }
+
+/// A known path asked with another method: 405 in OpenAI's shape, with `Allow`.
+#[tokio::test]
+async fn a_wrong_method_is_answered_405_in_openai_shape() {
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", "http://127.0.0.1:9/v1"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let answer = gateway
+        .router()
+        .oneshot(
+            http::Request::get("/v1/chat/completions")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 405);
+    assert_eq!(answer.headers()[http::header::ALLOW], "POST");
+    let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"]["type"], "method_not_allowed");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
