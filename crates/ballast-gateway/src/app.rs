@@ -258,7 +258,8 @@ impl Gateway {
             .route("/metrics", get(metrics))
             .merge(crate::admin::routes())
             .fallback(not_found)
-            .layer(axum::middleware::map_response(method_not_allowed))
+            // After every route: it is set on the routes registered so far.
+            .method_not_allowed_fallback(method_not_allowed)
             // The stack reads the body under its own cap (32 MiB), answering 413 in
             // OpenAI's shape; axum's 2 MB default would answer in plain text first.
             .layer(axum::extract::DefaultBodyLimit::disable())
@@ -536,22 +537,15 @@ async fn not_found(uri: http::Uri) -> Response {
     )
 }
 
-/// axum's 405 (a known path, another method) in OpenAI's shape, its `Allow` header kept;
-/// every other response as it is.
-async fn method_not_allowed(response: Response) -> Response {
-    if response.status() != http::StatusCode::METHOD_NOT_ALLOWED {
-        return response;
-    }
-    let allow = response.headers().get(http::header::ALLOW).cloned();
-    let mut answer = openai_error(
+/// A known path asked with another method: 405 in OpenAI's shape (axum adds `Allow`). A
+/// fallback of the router's, not a layer over every response: `map_response` would box a
+/// future on every request's path.
+async fn method_not_allowed() -> Response {
+    openai_error(
         http::StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "This path does not take that method (see the Allow header).",
-    );
-    if let Some(allow) = allow {
-        answer.headers_mut().insert(http::header::ALLOW, allow);
-    }
-    answer
+    )
 }
 
 /// Liveness: the process answers. Always 200; `/readyz` says whether it can serve.

@@ -934,4 +934,16 @@ async fn a_wrong_method_is_answered_405_in_openai_shape() {
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["error"]["type"], "method_not_allowed");
     assert_eq!(body["error"]["code"], "method_not_allowed");
+    // Every route registered, the models list too.
+    let answer = gateway
+        .router()
+        .oneshot(
+            http::Request::delete("/v1/models")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 405);
+    assert_eq!(answer.headers()[http::header::ALLOW], "GET,HEAD");
 }
