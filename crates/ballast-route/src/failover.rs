@@ -6,10 +6,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ballast_classify::{BoxError, ClassifiedError, Deadline, Outcome, OutcomeClass, RequestBody};
+use ballast_classify::{BoxError, ClassifiedError, Outcome, OutcomeClass, RequestBody};
 use tower::ServiceExt;
 use tower_service::Service;
 
+use crate::hedge::past_deadline;
 use crate::{Served, Target};
 
 /// The classes that send a call on to the next target by default: the target is open or
@@ -44,7 +45,7 @@ const DEFAULT_CLASSES: [OutcomeClass; 11] = [
 /// throttle's refusal), the call goes to the next target, and so on; the last target is not
 /// marked, so its breaker's patience applies. The answer (or the last failure) carries [`Served`].
 ///
-/// No target is tried once the call's [`Deadline`] has passed (as no retry starts past
+/// No target is tried once the call's [`Deadline`](ballast_classify::Deadline) has passed (as no retry starts past
 /// it): the failure that ended the last target tried is the answer.
 ///
 /// Every call starts at the first target, so the chain goes back to the primary as soon as
@@ -139,8 +140,7 @@ where
                 // No target is tried past the call's deadline, as no retry starts past it:
                 // the call ends within its deadline plus one attempt's timeout, with the
                 // last failure.
-                if kept.is_some() && Deadline::of(&request).is_some_and(|d| d.remaining().is_zero())
-                {
+                if kept.is_some() && past_deadline(&request, tokio::time::Instant::now()) {
                     break;
                 }
                 let addressed = match target.address(&request, Some(i) == last) {

@@ -171,14 +171,17 @@ impl Shared {
     }
 }
 
-/// Whether the call's [`Deadline`] has passed at `now`, read from the request's copy (it
-/// carries the caller's extensions) only when a hedge is due, so a call never hedged pays
-/// nothing for it (`benches/instructions.sh`, the facade with the throttle: 39 916 to
-/// 40 178 instructions a request over four runs, 39 784 and 39 927 without the check: within
-/// the count's spread from run to run).
+/// Whether the call `request` stands for has passed its [`Deadline`] at `now`: from then on
+/// no new attempt starts for it, as no retry does (the hedge and the failover ask).
+///
+/// The hedge reads it from the copy it keeps (the copy carries the caller's extensions)
+/// only when a hedge is due, so a call never hedged pays nothing for it
+/// (`benches/instructions.sh`, the facade with the throttle: 39 916 to 40 178 instructions
+/// a request over four runs, 39 784 and 39 927 without the check: within the count's spread
+/// from run to run).
 #[cold]
-fn past_deadline(copy: &http::Request<RequestBody>, now: Instant) -> bool {
-    Deadline::of(copy).is_some_and(|deadline| now >= deadline.instant())
+pub(crate) fn past_deadline<B>(request: &http::Request<B>, now: Instant) -> bool {
+    Deadline::of(request).is_some_and(|deadline| now >= deadline.instant())
 }
 
 fn succeeded<R>(result: &Result<http::Response<R>, BoxError>) -> bool {
