@@ -910,7 +910,8 @@ async fn a_named_route_serves_the_calls_that_ask_for_it() {
     );
 }
 
-/// A known path asked with another method: 405 in OpenAI's shape, with `Allow`.
+/// A known path asked with another method: 405 in OpenAI's shape, with `Allow`, on every
+/// route registered (the chat route and the models list alike).
 #[tokio::test]
 async fn a_wrong_method_is_answered_405_in_openai_shape() {
     let config = GatewayConfig::from_settings(&settings(&[
@@ -919,31 +920,21 @@ async fn a_wrong_method_is_answered_405_in_openai_shape() {
     ]))
     .unwrap();
     let gateway = Gateway::new(&config, None).unwrap();
-    let answer = gateway
-        .router()
-        .oneshot(
-            http::Request::get("/v1/chat/completions")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 405);
-    assert_eq!(answer.headers()[http::header::ALLOW], "POST");
-    let bytes = answer.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(body["error"]["type"], "method_not_allowed");
-    assert_eq!(body["error"]["code"], "method_not_allowed");
-    // Every route registered, the models list too.
-    let answer = gateway
-        .router()
-        .oneshot(
-            http::Request::delete("/v1/models")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 405);
-    assert_eq!(answer.headers()[http::header::ALLOW], "GET,HEAD");
+    for (method, path, allow) in [
+        (http::Method::GET, "/v1/chat/completions", "POST"),
+        (http::Method::DELETE, "/v1/models", "GET,HEAD"),
+    ] {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let answer = gateway.router().oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), 405, "{path}");
+        assert_eq!(answer.headers()[http::header::ALLOW], allow, "{path}");
+        let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["type"], "method_not_allowed", "{path}");
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{path}");
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use ballast::classify::BoxError;
 use ballast::{Config, Preset, StackBuilder};
 use ballast_cost::Usd;
 use ballast_sim::{Flavor, Price, Scenario, Simulator};
@@ -26,20 +25,15 @@ struct Outcome {
 
 /// `calls` (arrival ms, then the ms after which the caller gives up, if it does) through
 /// `service`, each at its time; returns when every caller has its answer or gave up.
-async fn send<S, B>(service: &S, calls: &[(u64, Option<u64>)])
-where
-    S: tower::Service<http::Request<String>, Response = http::Response<B>, Error = BoxError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Send + 'static,
-{
+async fn send<B: Send + 'static>(
+    service: &impl common::JobService<B>,
+    calls: &[(u64, Option<u64>)],
+) {
     let arrivals = calls.iter().map(|call| call.0);
-    common::spawn_jobs(service, arrivals, |i, request, service| {
+    common::spawn_jobs(service, arrivals, |i, service| {
         let cancel_ms = calls[i].1;
         async move {
-            let call = service.oneshot(request);
+            let call = service.oneshot(common::varied_job(i));
             match cancel_ms {
                 // The caller gives up after `ms`, wherever the call is.
                 Some(ms) => drop(tokio::time::timeout(Duration::from_millis(ms), call).await),

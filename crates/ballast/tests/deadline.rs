@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ballast::classify::{BoxError, Deadline, Outcome, OutcomeClass};
+use ballast::classify::{Deadline, Outcome, OutcomeClass};
 use ballast::{Config, Preset, StackBuilder};
 use ballast_sim::{Flavor, Scenario, Simulator};
 use proptest::prelude::*;
@@ -30,19 +30,15 @@ struct Seen {
 
 /// `calls` (arrival ms, deadline s) through `service`, each at its time with its deadline:
 /// per call, how far past its deadline it ended (zero when within), and its class.
-async fn send<S, B>(service: &S, calls: &[(u64, u64)]) -> Vec<(Duration, OutcomeClass)>
-where
-    S: tower::Service<http::Request<String>, Response = http::Response<B>, Error = BoxError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-    B: Send + 'static,
-{
+async fn send<B: Send + 'static>(
+    service: &impl common::JobService<B>,
+    calls: &[(u64, u64)],
+) -> Vec<(Duration, OutcomeClass)> {
     let arrivals = calls.iter().map(|call| call.0);
-    common::spawn_jobs(service, arrivals, |i, mut request, service| {
+    common::spawn_jobs(service, arrivals, |i, service| {
         let deadline_s = calls[i].1;
         async move {
+            let mut request = common::varied_job(i);
             let deadline = Deadline::after(Duration::from_secs(deadline_s));
             deadline.set_sooner(request.extensions_mut());
             let result = service.oneshot(request).await;

@@ -462,22 +462,9 @@ fn run_abandoned(
         .unwrap();
         let (service, stacks) = match &sims[..] {
             [primary, fallback] => {
-                let streams = (primary.streaming(), fallback.streaming());
-                let client = tower::service_fn(
-                    move |request: http::Request<ballast::classify::RequestBody>| match request
-                        .uri()
-                        .host()
-                    {
-                        Some("fallback.invalid") => streams.1.clone().oneshot(request),
-                        _ => streams.0.clone().oneshot(request),
-                    },
-                );
-                let mut second = config.clone();
-                second.base_url = "http://fallback.invalid/v1".parse().unwrap();
-                let route = ballast::RouteBuilder::new(config)
-                    .fallback(second, Some("grok-4-fast"))
-                    .seed(5)
-                    .build(client);
+                let (client, route) =
+                    common::two_providers(primary.streaming(), fallback.streaming(), config);
+                let route = route.seed(5).build(client);
                 let stacks: Vec<_> = route.targets.into_iter().map(|(_, s)| s).collect();
                 (BoxCloneSyncService::new(route.service), stacks)
             }
@@ -489,38 +476,32 @@ fn run_abandoned(
                 (BoxCloneSyncService::new(stack.service.clone()), vec![stack])
             }
         };
-        let tasks: Vec<_> = calls
-            .iter()
-            .enumerate()
-            .map(|(i, &(at, cap, leave))| {
-                let service = service.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(at)).await;
-                    let call = async move {
-                        let Ok(response) = service.oneshot(streamed(i, cap)).await else {
-                            return;
-                        };
-                        let mut body = response.into_body();
-                        let mut frames = 0;
-                        while let Some(Ok(_)) = body.frame().await {
-                            frames += 1;
-                            if matches!(leave, Leave::AfterFrames(n) if frames >= n) {
-                                return;
-                            }
-                        }
+        let arrivals = calls.iter().map(|call| call.0);
+        common::spawn_jobs(&service, arrivals, |i, service| {
+            let (_, cap, leave) = calls[i];
+            async move {
+                let call = async move {
+                    let Ok(response) = service.oneshot(streamed(i, cap)).await else {
+                        return;
                     };
-                    match leave {
-                        Leave::After(ms) => {
-                            let _ = tokio::time::timeout(Duration::from_millis(ms), call).await;
+                    let mut body = response.into_body();
+                    let mut frames = 0;
+                    while let Some(Ok(_)) = body.frame().await {
+                        frames += 1;
+                        if matches!(leave, Leave::AfterFrames(n) if frames >= n) {
+                            return;
                         }
-                        _ => call.await,
                     }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
+                };
+                match leave {
+                    Leave::After(ms) => {
+                        let _ = tokio::time::timeout(Duration::from_millis(ms), call).await;
+                    }
+                    _ => call.await,
+                }
+            }
+        })
+        .await;
         // The provider's side of the streams left behind, and the settlements, land.
         tokio::time::sleep(Duration::from_secs(600)).await;
         // One budget: every target's stack reads the same store.

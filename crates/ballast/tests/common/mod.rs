@@ -116,25 +116,36 @@ fn check_bounds(run: &Run, calls: usize) {
     assert_eq!(run.bad_keys, 0, "the key went on the wire, clean");
 }
 
-/// A client that reaches `primary` at any host but `fallback.invalid`, and `fallback` there;
-/// and a route of two targets configured by `config`: the primary, then the fallback (xAI
-/// at that host) asked for `grok-4-fast`.
-pub(crate) fn two_providers(
-    primary: ballast_sim::Simulator,
-    fallback: ballast_sim::Simulator,
+/// A client that reaches `primary` at any host but `fallback.invalid`, and `fallback` there
+/// (two simulators, or two simulators' `streaming()` services); and a route of two targets
+/// configured by `config`: the primary, then the fallback (xAI at that host) asked for
+/// `grok-4-fast`.
+pub(crate) fn two_providers<S>(
+    primary: S,
+    fallback: S,
     config: ballast::Config,
 ) -> (
     impl tower::Service<
         http::Request<ballast::classify::RequestBody>,
-        Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+        Response = S::Response,
         Error = ballast::classify::BoxError,
-        Future = impl Send,
+        Future = impl Send + 'static,
     > + Clone
     + Send
     + Sync
     + 'static,
     ballast::RouteBuilder,
-) {
+)
+where
+    S: tower::Service<
+            http::Request<ballast::classify::RequestBody>,
+            Error = ballast::classify::BoxError,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let client = tower::service_fn(
         move |request: http::Request<ballast::classify::RequestBody>| {
             let sim = match request.uri().host() {
@@ -150,13 +161,44 @@ pub(crate) fn two_providers(
     (client, route)
 }
 
-/// Job `i` for each arrival (ms) in `arrivals`, each on a task of its own sent at its
-/// arrival through `call(i, job, service)` with a clone of `service`; what each call came
-/// to, in order.
+/// Job `i` of a property test's run: a chat completion whose cap varies with `i` (50 to
+/// 449 tokens).
+pub(crate) fn varied_job(i: usize) -> http::Request<String> {
+    job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400)
+}
+
+/// A service the property tests send their jobs through: the facade's stack or a route,
+/// whose futures may go to a task of their own.
+pub(crate) trait JobService<B>:
+    tower::Service<
+        http::Request<String>,
+        Response = http::Response<B>,
+        Error = ballast::classify::BoxError,
+        Future: Send,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> JobService<B> for S where
+    S: tower::Service<
+            http::Request<String>,
+            Response = http::Response<B>,
+            Error = ballast::classify::BoxError,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// For each arrival (ms) in `arrivals`, call `i` on a task of its own, begun at its arrival:
+/// `call(i, service)` with a clone of `service`; what each call came to, in order.
 pub(crate) async fn spawn_jobs<S, T, F>(
     service: &S,
     arrivals: impl IntoIterator<Item = u64>,
-    call: impl Fn(usize, http::Request<String>, S) -> F,
+    call: impl Fn(usize, S) -> F,
 ) -> Vec<T>
 where
     S: Clone,
@@ -167,8 +209,7 @@ where
         .into_iter()
         .enumerate()
         .map(|(i, at)| {
-            let request = job("http://sim.invalid/v1/chat/completions", i, 50 + i % 400);
-            let call = call(i, request, service.clone());
+            let call = call(i, service.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(at)).await;
                 call.await
