@@ -43,10 +43,12 @@ const DEFAULT_CLASSES: [OutcomeClass; 11] = [
 /// classes (by default: open or latched, quota, auth, context too long, retries spent on a
 /// server error, overload, timeout, network error, rate limit or broken answer, a
 /// throttle's refusal), the call goes to the next target, and so on; the last target is not
-/// marked, so its breaker's patience applies. The answer (or the last failure) carries [`Served`].
+/// marked, so its breaker's patience applies. The answer (or the last failure) carries
+/// [`Served`].
 ///
-/// No target is tried once the call's [`Deadline`](ballast_classify::Deadline) has passed (as no retry starts past
-/// it): the failure that ended the last target tried is the answer.
+/// No target is tried once the call's [`Deadline`](ballast_classify::Deadline) has passed
+/// (as no retry starts past it): the failure that ended the last target tried is the
+/// answer.
 ///
 /// Every call starts at the first target, so the chain goes back to the primary as soon as
 /// its breaker lets a call through again (its probe is the first call after its open time).
