@@ -63,4 +63,4 @@ pub use failover::{Failover, ResponseFuture};
 pub use hedge::{Hedge, HedgeConfig, HedgeFuture, HedgeLayer};
 pub use served::Served;
 pub use target::Target;
-pub use translate::Api;
+pub use translate::{ANTHROPIC_MAX_TOKENS, Api};

@@ -4,7 +4,10 @@
 //! The translated subset is what chat callers mostly send: system (and developer) messages,
 //! user and assistant text messages (a string or text parts), the output cap
 //! (`max_completion_tokens` or `max_tokens`), `temperature`, `top_p`, `stop` and `user`.
-//! Streamed requests are translated too, and their events come back as chat chunks (a
+//! What the other API requires and chat leaves out is filled in: Anthropic's `max_tokens`
+//! ([`ANTHROPIC_MAX_TOKENS`](crate::ANTHROPIC_MAX_TOKENS) when the request has no cap), and Anthropic's one sampling
+//! knob (recent Claude models refuse `temperature` and `top_p` together: `temperature`
+//! is kept). Streamed requests are translated too, and their events come back as chat chunks (a
 //! usage chunk only when the caller asked for one). A request that needs more (tools,
 //! images, JSON mode, `n` > 1, logprobs) is not translated: the target is passed over, so the call goes to
 //! a target that can take it as it is. Fields with no effect on the answer's meaning
@@ -44,6 +47,11 @@ impl Api {
         }
     }
 }
+
+/// The output cap a chat request without one is sent to Anthropic with: Messages requires
+/// `max_tokens`, chat does not. (The facade writes its own default cap into every request
+/// first, so this is for routes built without it.)
+pub const ANTHROPIC_MAX_TOKENS: u64 = 4096;
 
 /// Why a target cannot take a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,11 +216,14 @@ impl<'a> Chat<'a> {
                 _ => return refuse("a message of role other than system, user or assistant"),
             }
         }
+        if chat.turns.is_empty() {
+            return refuse("a request without user or assistant messages");
+        }
         Ok(chat)
     }
 
     /// As an Anthropic Messages request. Temperature is Anthropic's 0 to 1 (OpenAI's 0 to
-    /// 2, clamped).
+    /// 2, clamped), and `top_p` goes only without it; the cap is required.
     fn to_messages(&self, model: &str) -> Value {
         let mut out = json!({
             "model": model,
@@ -222,17 +233,14 @@ impl<'a> Chat<'a> {
                 .map(|(role, text)| json!({"role": role, "content": text}))
                 .collect::<Vec<_>>(),
         });
-        if let Some(cap) = self.max_tokens {
-            out["max_tokens"] = json!(cap);
-        }
+        out["max_tokens"] = json!(self.max_tokens.unwrap_or(ANTHROPIC_MAX_TOKENS));
         if !self.system.is_empty() {
             out["system"] = json!(self.system.join("\n\n"));
         }
-        if let Some(t) = self.temperature {
-            out["temperature"] = json!(t.clamp(0.0, 1.0));
-        }
-        if let Some(p) = self.top_p {
-            out["top_p"] = p.clone();
+        match (self.temperature, self.top_p) {
+            (Some(t), _) => out["temperature"] = json!(t.clamp(0.0, 1.0)),
+            (None, Some(p)) => out["top_p"] = p.clone(),
+            (None, None) => {}
         }
         if !self.stop.is_empty() {
             out["stop_sequences"] = json!(self.stop);
@@ -645,6 +653,29 @@ mod tests {
         );
     }
 
+    /// What Messages requires and chat may leave out: the cap is filled in, and of
+    /// `temperature` and `top_p` (refused together by recent Claude models) only the
+    /// temperature goes; alone, `top_p` goes as it is. Gemini takes both.
+    #[test]
+    fn messages_get_a_cap_and_one_sampling_knob() {
+        let both = r#"{"temperature":0.5,"top_p":0.9,"messages":[{"role":"user","content":"x"}]}"#;
+        let (_, body) = translated(Api::Anthropic, both).unwrap();
+        assert_eq!(body["max_tokens"], 4096);
+        assert_eq!(body["temperature"], 0.5);
+        assert_eq!(body.get("top_p"), None);
+        let top_p = r#"{"top_p":0.9,"messages":[{"role":"user","content":"x"}]}"#;
+        let (_, body) = translated(Api::Anthropic, top_p).unwrap();
+        assert_eq!(
+            (body.get("temperature"), &body["top_p"]),
+            (None, &json!(0.9))
+        );
+        let (_, body) = translated(Api::Gemini, both).unwrap();
+        assert_eq!(
+            body["generationConfig"],
+            json!({"temperature": 0.5, "topP": 0.9})
+        );
+    }
+
     #[test]
     fn chat_to_gemini() {
         let (path, body) = translated(Api::Gemini, CHAT).unwrap();
@@ -673,6 +704,7 @@ mod tests {
             r#"{"messages":[{"role":"tool","content":"42","tool_call_id":"c"}]}"#,
             r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{}]}]}"#,
             r#"{"model":"m"}"#,
+            r#"{"messages":[{"role":"system","content":"only a system prompt"}]}"#,
             r#"[1]"#,
         ] {
             assert!(translated(Api::Anthropic, body).is_err(), "{body}");

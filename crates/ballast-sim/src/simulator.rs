@@ -764,10 +764,19 @@ fn parse_request(
             if max_tokens.is_none() {
                 return Err("max_tokens: Field required");
             }
+            // Claude models since Sonnet 4.5 take one sampling knob, not both.
+            if json.get("temperature").is_some() && json.get("top_p").is_some() {
+                return Err(
+                    "`temperature` and `top_p` cannot both be specified for this model. Please use only one.",
+                );
+            }
             let turns = json
                 .get("messages")
                 .and_then(serde_json::Value::as_array)
                 .ok_or("messages: Field required")?;
+            if turns.is_empty() {
+                return Err("messages: at least one message is required");
+            }
             let role =
                 |m: &serde_json::Value| m.get("role").and_then(|r| r.as_str()).map(str::to_owned);
             if turns
@@ -780,11 +789,12 @@ fn parse_request(
             }
         }
         Flavor::Gemini
-            if !json
+            if json
                 .get("contents")
-                .is_some_and(serde_json::Value::is_array) =>
+                .and_then(serde_json::Value::as_array)
+                .is_none_or(Vec::is_empty) =>
         {
-            return Err("Invalid JSON payload: contents is required.");
+            return Err("* GenerateContentRequest.contents: contents is not specified");
         }
         Flavor::OpenAi | Flavor::XAi if responses && json.get("input").is_none() => {
             return Err("Missing required parameter: 'input'.");

@@ -445,6 +445,67 @@ fn bad_requests_and_long_prompts() {
     assert_eq!(ledger.count(SimOutcome::ContextTooLong), 1);
 }
 
+/// Each API refuses, with a 400 and no charge, what the real one refuses: Anthropic a
+/// request without `max_tokens`, with both sampling knobs, or without messages; Gemini a
+/// request without contents. The well-formed request next to each is served.
+#[test]
+fn each_api_refuses_what_the_real_one_refuses() {
+    let anthropic = |body: serde_json::Value| {
+        let mut request = request_in(Flavor::Anthropic, 10);
+        *request.body_mut() = Full::new(Bytes::from(body.to_string()));
+        request
+    };
+    let gemini = |contents: serde_json::Value| {
+        let mut request = request_in(Flavor::Gemini, 10);
+        *request.body_mut() = Full::new(Bytes::from(
+            serde_json::json!({ "contents": contents }).to_string(),
+        ));
+        request
+    };
+    let hi = serde_json::json!([{"role": "user", "content": "hi"}]);
+    let cases = [
+        anthropic(serde_json::json!({"model": "m", "messages": hi})),
+        anthropic(
+            serde_json::json!({"model": "m", "max_tokens": 9, "temperature": 0.5, "top_p": 0.9, "messages": hi}),
+        ),
+        anthropic(serde_json::json!({"model": "m", "max_tokens": 9, "messages": []})),
+        anthropic(serde_json::json!({"model": "m", "max_tokens": 9, "top_p": 0.9, "messages": hi})),
+        gemini(serde_json::json!([])),
+        gemini(serde_json::json!([{"role": "user", "parts": [{"text": "hi"}]}])),
+    ];
+    let speaking = |flavor| {
+        Simulator::new(Scenario {
+            flavor,
+            ..Scenario::healthy()
+        })
+    };
+    let (statuses, ledgers) = ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sims = [speaking(Flavor::Anthropic), speaking(Flavor::Gemini)];
+        let mut statuses = Vec::new();
+        for (i, request) in cases.into_iter().enumerate() {
+            statuses.push(send(sims[i / 4].clone(), request).await.status);
+        }
+        (statuses, sims.map(|sim| sim.ledger()))
+    });
+    assert_eq!(statuses, [400, 400, 400, 200, 400, 200]);
+    // (refused, served, ticks billed for the refused ones)
+    let counts = |ledger: &Ledger| {
+        let refused = |e: &&ballast_sim::LedgerEntry| e.outcome == SimOutcome::BadRequest;
+        (
+            ledger.entries().iter().filter(refused).count(),
+            ledger.count(SimOutcome::Success),
+            ledger
+                .entries()
+                .iter()
+                .filter(refused)
+                .map(|e| e.billed_ticks)
+                .sum::<u64>(),
+        )
+    };
+    assert_eq!(counts(&ledgers[0]), (3, 1, 0));
+    assert_eq!(counts(&ledgers[1]), (1, 1, 0));
+}
+
 #[tokio::test]
 async fn loopback_http_face_serves_the_same_provider() {
     use hyper_util::client::legacy::Client;

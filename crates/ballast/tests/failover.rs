@@ -399,7 +399,7 @@ struct Translated {
     targets: Vec<(ballast_sim::Ledger, Usd)>,
 }
 
-/// `calls` OpenAI chat requests, one every 2 s, through the route that `BALLAST_FALLBACKS`
+/// `calls` OpenAI chat requests (with `extra` fields), one every 2 s, through the route that `BALLAST_FALLBACKS`
 /// names (`anthropic`, then `gemini:gemini-2.5-flash`) behind an xAI primary; each target
 /// over its own simulated provider speaking its own API.
 fn through_translation(
@@ -407,6 +407,7 @@ fn through_translation(
     anthropic: Scenario,
     gemini: Scenario,
     calls: usize,
+    extra: &str,
 ) -> Translated {
     use ballast_sim::Flavor;
     ballast_sim::paused_runtime().unwrap().block_on(async {
@@ -428,7 +429,7 @@ fn through_translation(
         for i in 0..calls {
             let request = http::Request::post("http://caller.invalid/v1/chat/completions")
                 .body(format!(
-                    r#"{{"model":"grok-code-fast-1","max_tokens":60,"messages":[{{"role":"system","content":"Be brief."}},{{"role":"user","content":"job {i}"}}]}}"#
+                    r#"{{"model":"grok-code-fast-1","max_tokens":60{extra},"messages":[{{"role":"system","content":"Be brief."}},{{"role":"user","content":"job {i}"}}]}}"#
                 ))
                 .unwrap();
             let response = route.service.clone().oneshot(request).await.unwrap();
@@ -454,7 +455,8 @@ fn through_translation(
 /// An xAI primary down for good, Anthropic next: every OpenAI chat call is answered by
 /// Claude, translated there and back (a chat completion naming the model that answered,
 /// its usage what Anthropic billed), each provider's bill what its stack counted to the
-/// picodollar.
+/// picodollar. The calls set both `temperature` and `top_p`, as many SDK configurations
+/// do, which recent Claude models (and the simulator) refuse together.
 #[test]
 fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
     let seen = through_translation(
@@ -465,6 +467,7 @@ fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
         },
         Scenario::healthy(),
         12,
+        r#","temperature":0.7,"top_p":0.9"#,
     );
     let anthropic = seen.targets[1].0.entries();
     assert_eq!(anthropic.len(), 12, "each call once on Anthropic");
@@ -508,6 +511,7 @@ fn past_an_empty_anthropic_account_gemini_answers() {
         },
         Scenario::healthy(),
         8,
+        "",
     );
     assert!(
         seen.answers
