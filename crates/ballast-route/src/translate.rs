@@ -7,7 +7,7 @@
 //! What the other API requires and chat leaves out is filled in: Anthropic's `max_tokens`
 //! ([`ANTHROPIC_MAX_TOKENS`](crate::ANTHROPIC_MAX_TOKENS) when the request has no cap), and Anthropic's one sampling
 //! knob (recent Claude models refuse `temperature` and `top_p` together: `temperature`
-//! is kept). Streamed requests are translated too, and their events come back as chat chunks (a
+//! is kept); messages with empty text, which both refuse, are left out. Streamed requests are translated too, and their events come back as chat chunks (a
 //! usage chunk only when the caller asked for one). A request that needs more (tools,
 //! images, JSON mode, `n` > 1, logprobs) is not translated: the target is passed over, so the call goes to
 //! a target that can take it as it is. Fields with no effect on the answer's meaning
@@ -211,7 +211,11 @@ impl<'a> Chat<'a> {
                             .concat(),
                         _ => return refuse("a message without text"),
                     };
-                    chat.turns.push((role, text));
+                    // Both APIs refuse an empty text (chat takes one, say an earlier
+                    // empty answer); it says nothing, so it is left out.
+                    if !text.is_empty() {
+                        chat.turns.push((role, text));
+                    }
                 }
                 _ => return refuse("a message of role other than system, user or assistant"),
             }
@@ -674,6 +678,23 @@ mod tests {
             body["generationConfig"],
             json!({"temperature": 0.5, "topP": 0.9})
         );
+    }
+
+    /// An empty message (an earlier empty answer, say) is left out: Messages and Gemini
+    /// refuse empty text. A request left with nothing to say is not translated.
+    #[test]
+    fn empty_messages_are_left_out() {
+        let body = r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":""},
+            {"role":"user","content":[]},{"role":"user","content":"b"}]}"#;
+        let (_, messages) = translated(Api::Anthropic, body).unwrap();
+        assert_eq!(
+            messages["messages"],
+            json!([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+        );
+        let (_, gemini) = translated(Api::Gemini, body).unwrap();
+        assert_eq!(gemini["contents"].as_array().unwrap().len(), 2);
+        let empty = r#"{"messages":[{"role":"user","content":""}]}"#;
+        assert!(translated(Api::Anthropic, empty).is_err());
     }
 
     #[test]

@@ -777,6 +777,16 @@ fn parse_request(
             if turns.is_empty() {
                 return Err("messages: at least one message is required");
             }
+            let empty = |m: &serde_json::Value| match m.get("content") {
+                Some(serde_json::Value::String(text)) => text.is_empty(),
+                Some(serde_json::Value::Array(blocks)) => blocks.is_empty(),
+                _ => true,
+            };
+            if turns.iter().any(empty) {
+                return Err(
+                    "messages: all messages must have non-empty content except for the optional final assistant message",
+                );
+            }
             let role =
                 |m: &serde_json::Value| m.get("role").and_then(|r| r.as_str()).map(str::to_owned);
             if turns
@@ -795,6 +805,20 @@ fn parse_request(
                 .is_none_or(Vec::is_empty) =>
         {
             return Err("* GenerateContentRequest.contents: contents is not specified");
+        }
+        Flavor::Gemini
+            if json
+                .pointer("/contents")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|content| content.get("parts")?.as_array())
+                .flatten()
+                .any(|part| part.get("text").and_then(serde_json::Value::as_str) == Some("")) =>
+        {
+            return Err(
+                "Unable to submit request because it has an empty text parameter. Add a value to the parameter and try again.",
+            );
         }
         Flavor::OpenAi | Flavor::XAi if responses && json.get("input").is_none() => {
             return Err("Missing required parameter: 'input'.");

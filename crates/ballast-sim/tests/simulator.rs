@@ -446,8 +446,9 @@ fn bad_requests_and_long_prompts() {
 }
 
 /// Each API refuses, with a 400 and no charge, what the real one refuses: Anthropic a
-/// request without `max_tokens`, with both sampling knobs, or without messages; Gemini a
-/// request without contents. The well-formed request next to each is served.
+/// request without `max_tokens`, with both sampling knobs, without messages or with an
+/// empty one; Gemini a request without contents or with an empty text. The well-formed
+/// request next to each is served.
 #[test]
 fn each_api_refuses_what_the_real_one_refuses() {
     let anthropic = |body: serde_json::Value| {
@@ -469,8 +470,12 @@ fn each_api_refuses_what_the_real_one_refuses() {
             serde_json::json!({"model": "m", "max_tokens": 9, "temperature": 0.5, "top_p": 0.9, "messages": hi}),
         ),
         anthropic(serde_json::json!({"model": "m", "max_tokens": 9, "messages": []})),
+        anthropic(
+            serde_json::json!({"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": ""}]}),
+        ),
         anthropic(serde_json::json!({"model": "m", "max_tokens": 9, "top_p": 0.9, "messages": hi})),
         gemini(serde_json::json!([])),
+        gemini(serde_json::json!([{"role": "user", "parts": [{"text": ""}]}])),
         gemini(serde_json::json!([{"role": "user", "parts": [{"text": "hi"}]}])),
     ];
     let speaking = |flavor| {
@@ -483,11 +488,11 @@ fn each_api_refuses_what_the_real_one_refuses() {
         let sims = [speaking(Flavor::Anthropic), speaking(Flavor::Gemini)];
         let mut statuses = Vec::new();
         for (i, request) in cases.into_iter().enumerate() {
-            statuses.push(send(sims[i / 4].clone(), request).await.status);
+            statuses.push(send(sims[i / 5].clone(), request).await.status);
         }
         (statuses, sims.map(|sim| sim.ledger()))
     });
-    assert_eq!(statuses, [400, 400, 400, 200, 400, 200]);
+    assert_eq!(statuses, [400, 400, 400, 400, 200, 400, 400, 200]);
     // (refused, served, ticks billed for the refused ones)
     let counts = |ledger: &Ledger| {
         let refused = |e: &&ballast_sim::LedgerEntry| e.outcome == SimOutcome::BadRequest;
@@ -502,8 +507,8 @@ fn each_api_refuses_what_the_real_one_refuses() {
                 .sum::<u64>(),
         )
     };
-    assert_eq!(counts(&ledgers[0]), (3, 1, 0));
-    assert_eq!(counts(&ledgers[1]), (1, 1, 0));
+    assert_eq!(counts(&ledgers[0]), (4, 1, 0));
+    assert_eq!(counts(&ledgers[1]), (2, 1, 0));
 }
 
 #[tokio::test]
