@@ -598,14 +598,16 @@ fn a_stream_that_fails_before_content_fails_over_unseen() {
 
 /// Streamed chat calls through a route whose primary (xAI) is down: the Anthropic
 /// fallback's Messages stream, and past an empty Anthropic account Gemini's stream, reach
-/// the caller as chat chunks: the content as generated, the usage chunk it asked for equal
-/// to the provider's ledger, `[DONE]` at the end; each provider billed what its stack
-/// counted, to the picodollar.
+/// the caller as chat chunks: the content as generated, the usage chunk equal to the
+/// provider's ledger when the caller asked for one (none when it did not), `[DONE]` at the
+/// end; each provider billed what its stack counted, to the picodollar.
 #[test]
 fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
     use ballast_sim::Flavor;
     use http_body_util::BodyExt;
-    for anthropic_empty in [false, true] {
+    for (anthropic_empty, asks_usage) in
+        [(false, true), (true, true), (false, false), (true, false)]
+    {
         ballast_sim::paused_runtime().unwrap().block_on(async {
             let sims = [
                 Simulator::new(Scenario::total_outage()),
@@ -627,10 +629,15 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
             } else {
                 (1, "claude-sonnet-4-5")
             };
+            let options = if asks_usage {
+                r#","stream_options":{"include_usage":true}"#
+            } else {
+                ""
+            };
             for i in 0..4 {
                 let request = http::Request::post("http://caller.invalid/v1/chat/completions")
                     .body(format!(
-                        r#"{{"model":"grok-code-fast-1","stream":true,"stream_options":{{"include_usage":true}},"max_tokens":60,"messages":[{{"role":"user","content":"job {i}"}}]}}"#
+                        r#"{{"model":"grok-code-fast-1","stream":true{options},"max_tokens":60,"messages":[{{"role":"user","content":"job {i}"}}]}}"#
                     ))
                     .unwrap();
                 let response = route.service.clone().oneshot(request).await.unwrap();
@@ -656,8 +663,13 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
                     .collect();
                 assert_eq!(content, ballast_sim::completion_text(entry.completion_tokens));
                 let usage = &chunks.last().unwrap()["usage"];
-                assert_eq!(usage["prompt_tokens"], entry.prompt_tokens);
-                assert_eq!(usage["completion_tokens"], entry.completion_tokens);
+                if asks_usage {
+                    assert_eq!(usage["prompt_tokens"], entry.prompt_tokens);
+                    assert_eq!(usage["completion_tokens"], entry.completion_tokens);
+                } else {
+                    assert!(!text.contains(r#""usage""#), "{text}");
+                    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+                }
             }
             tokio::time::sleep(Duration::from_secs(60)).await;
             assert_eq!(sims[answering].ledger().len(), 4);

@@ -462,8 +462,12 @@ fn run_abandoned(
         .unwrap();
         let (service, stacks) = match &sims[..] {
             [primary, fallback] => {
-                let (client, route) =
-                    common::two_providers(primary.streaming(), fallback.streaming(), config);
+                let flavor = fallback.scenario().flavor;
+                let (client, route) = common::two_providers_speaking(
+                    primary.streaming(),
+                    (fallback.streaming(), flavor),
+                    config,
+                );
                 let route = route.seed(5).build(client);
                 let stacks: Vec<_> = route.targets.into_iter().map(|(_, s)| s).collect();
                 (BoxCloneSyncService::new(route.service), stacks)
@@ -541,13 +545,19 @@ proptest::proptest! {
         run_abandoned(scenario, None, budget, &calls).check()?;
     }
 
-    /// The same through a route of two such providers (the fallback asked for
-    /// `grok-4-fast`, billing at its price): streams that fail before their first content
-    /// on the primary go to the fallback, under one budget.
+    /// The same through a route of two such providers, the fallback speaking xAI's,
+    /// Anthropic's or Gemini's API (the caller's chat translated there and back) at its
+    /// model's price: streams that fail before their first content on the primary go to
+    /// the fallback, under one budget.
     #[test]
     fn abandoned_routed_streams_never_cost_past_the_budget_or_leave_anything_held(
         primary in ballast_sim::strategy::flaky_scenario(),
         fallback in ballast_sim::strategy::flaky_scenario(),
+        flavor in proptest::sample::select(vec![
+            ballast_sim::Flavor::XAi,
+            ballast_sim::Flavor::Anthropic,
+            ballast_sim::Flavor::Gemini,
+        ]),
         faults in (ballast_sim::strategy::stream_faults(), ballast_sim::strategy::stream_faults()),
         budget_micros in 100u64..3_000,
         calls in proptest::collection::vec((0u64..30_000, 1u64..400, leave()), 1..60),
@@ -558,9 +568,9 @@ proptest::proptest! {
             ..primary
         };
         let fallback = Scenario {
-            flavor: ballast_sim::Flavor::XAi,
+            flavor,
             stream_faults: faults.1,
-            price: ballast_sim::Price::GROK_4_FAST,
+            price: common::fallback_model(flavor).1,
             ..fallback
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);

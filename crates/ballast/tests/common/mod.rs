@@ -146,6 +146,65 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    two_providers_speaking(primary, (fallback, ballast_sim::Flavor::XAi), config)
+}
+
+/// The model a fallback speaking `flavor`'s API is asked for in [`two_providers_speaking`],
+/// and the simulator's price for it (the price table's).
+pub(crate) fn fallback_model(flavor: ballast_sim::Flavor) -> (&'static str, ballast_sim::Price) {
+    use ballast_sim::{Flavor, Price};
+    match flavor {
+        // Claude Sonnet 4.5: $3 / $0.30 / $15 per million.
+        Flavor::Anthropic => (
+            "claude-sonnet-4-5",
+            Price {
+                input: 30_000,
+                cached_input: 3_000,
+                output: 150_000,
+            },
+        ),
+        // Gemini 2.5 Flash: $0.30 / $0.075 / $2.50 per million.
+        Flavor::Gemini => (
+            "gemini-2.5-flash",
+            Price {
+                input: 3_000,
+                cached_input: 750,
+                output: 25_000,
+            },
+        ),
+        _ => ("grok-4-fast", Price::GROK_4_FAST),
+    }
+}
+
+/// As [`two_providers`], the fallback speaking `fallback.1`'s API (an OpenAI chat call is
+/// translated for Anthropic and Gemini) and asked for its [`fallback_model`].
+pub(crate) fn two_providers_speaking<S>(
+    primary: S,
+    fallback: (S, ballast_sim::Flavor),
+    config: ballast::Config,
+) -> (
+    impl tower::Service<
+        http::Request<ballast::classify::RequestBody>,
+        Response = S::Response,
+        Error = ballast::classify::BoxError,
+        Future = impl Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static,
+    ballast::RouteBuilder,
+)
+where
+    S: tower::Service<
+            http::Request<ballast::classify::RequestBody>,
+            Error = ballast::classify::BoxError,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (fallback, flavor) = fallback;
     let client = tower::service_fn(
         move |request: http::Request<ballast::classify::RequestBody>| {
             let sim = match request.uri().host() {
@@ -156,8 +215,19 @@ where
         },
     );
     let mut second = config.clone();
-    second.base_url = "http://fallback.invalid/v1".parse().unwrap();
-    let route = ballast::RouteBuilder::new(config).fallback(second, Some("grok-4-fast"));
+    second.preset = match flavor {
+        ballast_sim::Flavor::Anthropic => ballast::Preset::Anthropic,
+        ballast_sim::Flavor::Gemini => ballast::Preset::Gemini,
+        _ => config.preset,
+    };
+    second.base_url = match flavor {
+        ballast_sim::Flavor::Gemini => "http://fallback.invalid/v1beta",
+        _ => "http://fallback.invalid/v1",
+    }
+    .parse()
+    .unwrap();
+    let model = fallback_model(flavor).0;
+    let route = ballast::RouteBuilder::new(config).fallback(second, Some(model));
     (client, route)
 }
 
