@@ -368,8 +368,15 @@ fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {
     ))
 }
 
+/// A Gemini answer as a chat completion. A prompt Gemini blocked (`promptFeedback`'s
+/// `blockReason`, no candidate) is chat's filtered answer: no content, `content_filter`.
 fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
-    let candidate = body.get("candidates")?.get(0)?;
+    let blocked = json!({"finishReason": "SAFETY"});
+    let candidate = match body.get("candidates").and_then(|c| c.get(0)) {
+        Some(candidate) => candidate,
+        None if body.pointer("/promptFeedback/blockReason").is_some() => &blocked,
+        None => return None,
+    };
     let finish = gemini_finish(candidate.get("finishReason").and_then(Value::as_str));
     Some(completion_body(
         body.get("responseId")
@@ -567,6 +574,11 @@ impl Chunks {
                     .and_then(Value::as_str)
                 {
                     self.finish(gemini_finish(Some(reason)), out);
+                } else if candidate.is_none()
+                    && json.pointer("/promptFeedback/blockReason").is_some()
+                {
+                    // A blocked prompt: no candidate will come.
+                    self.finish("content_filter", out);
                 }
             }
         }
@@ -805,6 +817,45 @@ mod tests {
                           "prompt_tokens_details": {"cached_tokens": 0}},
             })
         );
+        // A prompt Gemini blocked: chat's filtered answer, its prompt counted.
+        let blocked = json!({
+            "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+            "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
+        });
+        assert_eq!(
+            back(Api::Gemini, 200, blocked),
+            json!({
+                "id": "gemini", "object": "chat.completion", "created": 0, "model": "asked",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": ""},
+                             "finish_reason": "content_filter"}],
+                "usage": {"prompt_tokens": 8, "completion_tokens": 0, "total_tokens": 8,
+                          "prompt_tokens_details": {"cached_tokens": 0}},
+            })
+        );
+    }
+
+    /// A streamed prompt Gemini blocked ends as chat's filtered stream: the role chunk, the
+    /// `content_filter` finish, the usage chunk asked for, `[DONE]`.
+    #[test]
+    fn a_blocked_gemini_stream_ends_filtered() {
+        let mut chunks = Chunks::new(Api::Gemini, "asked", true);
+        let mut out = bytes::BytesMut::new();
+        let blocked = json!({
+            "promptFeedback": {"blockReason": "SAFETY"},
+            "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
+        });
+        chunks.on("", &blocked.to_string(), &mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let events: Vec<&str> = text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .collect();
+        assert_eq!(events.len(), 4, "{text}");
+        let json = |i: usize| serde_json::from_str::<Value>(events[i]).unwrap();
+        assert_eq!(json(0)["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(json(1)["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(json(2)["usage"]["prompt_tokens"], 8);
+        assert_eq!(events[3], "[DONE]");
     }
 
     #[test]
