@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use ballast_classify::{BoxError, InspectBody, RequestFacts};
-use ballast_cost::{Rate, Usage, Usd, estimate_at};
+use ballast_cost::{Charge, Rate, Usd, estimate_at};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
@@ -210,7 +210,8 @@ impl<St: SpendStore> Held<St> {
 
     /// Settles the call's cost without waiting when the store can; else as a drop does. A
     /// watched stream keeps the reservation until its end, then settles at what it told
-    /// ([`Usage::of_stream`]); a stream dropped unread settles at what was seen of it.
+    /// ([`Charge::of_stream`](Charge::of_stream): the reservation for one
+    /// that went silent); a stream dropped unread settles at what was seen of it.
     pub(crate) fn settle_now<R: InspectBody>(
         mut self,
         rate: &Rate,
@@ -222,7 +223,10 @@ impl<St: SpendStore> Held<St> {
         {
             let rate = rate.clone();
             let hook = Box::new(move |summary: &ballast_classify::StreamSummary| {
-                let actual = rate.cost(&Usage::of_stream(summary, prompt_bound)).0;
+                let actual = match Charge::of_stream(summary, prompt_bound) {
+                    Charge::Usage(usage) => rate.cost(&usage).0,
+                    _ => self.reserved(),
+                };
                 if let Some(reservation) = self.reservation.take() {
                     release(&self.shared, reservation, actual);
                 }
@@ -492,9 +496,9 @@ pub(crate) fn charge<R: InspectBody>(
     reserved: Usd,
     prompt_bound: u64,
 ) -> Usd {
-    match ballast_cost::Charge::of(result, prompt_bound) {
-        ballast_cost::Charge::Usage(usage) => rate.cost(&usage).0,
-        ballast_cost::Charge::Worst => reserved,
-        ballast_cost::Charge::Nothing => Usd::ZERO,
+    match Charge::of(result, prompt_bound) {
+        Charge::Usage(usage) => rate.cost(&usage).0,
+        Charge::Worst => reserved,
+        Charge::Nothing => Usd::ZERO,
     }
 }

@@ -1,7 +1,7 @@
 //! [`Charge`]: what a finished attempt is charged, one rule for every layer that counts money
 //! (the budget's settlement, the attempt logger's count), so they never disagree.
 
-use ballast_classify::{BoxError, InspectBody, Outcome, StreamSummary, never_sent};
+use ballast_classify::{BoxError, InspectBody, Outcome, StreamEnd, StreamSummary, never_sent};
 
 use crate::Usage;
 
@@ -12,7 +12,7 @@ use crate::Usage;
 ///
 /// - usage in the response: that usage;
 /// - a stream that ended, or failed before its first content: what was seen of it
-///   ([`Usage::of_stream`]);
+///   ([`Charge::of_stream`]: the worst case for one that went silent);
 /// - an error status from the provider (not 2xx): nothing, providers do not bill them;
 /// - an error that proves the request never left ([`never_sent`]): nothing;
 /// - anything else (a success without usage, an error inside a 2xx, a timeout, a reset, a
@@ -39,7 +39,7 @@ impl Charge {
         }
         // Looked for only when there is no usage: an ordinary answer pays no second lookup.
         if let Some(summary) = StreamSummary::of_result(result) {
-            return Self::Usage(Usage::of_stream(&summary, prompt_bound));
+            return Self::of_stream(&summary, prompt_bound);
         }
         if let Some(status) = Outcome::from_result(result).status()
             && !status.is_success()
@@ -49,6 +49,23 @@ impl Charge {
         match result {
             Err(error) if never_sent(error.as_ref()) => Self::Nothing,
             _ => Self::Worst,
+        }
+    }
+}
+
+impl Charge {
+    /// What a stream is charged at its end: what was seen of it ([`Usage::of_stream`]),
+    /// unless it went silent (its first content or its next event did not come in time:
+    /// [`StreamEnd::Stalled`]). Then the provider may have gone on generating where nothing
+    /// shows it, reasoning before a first content or writing into a stalled connection,
+    /// and billed up to the cap: the worst case. (Found by the routed streams' property
+    /// test: a Gemini stream held back past the first-content timeout was charged one
+    /// output token, its provider billed the five it was generating.)
+    pub fn of_stream(summary: &StreamSummary, prompt_bound: u64) -> Self {
+        if summary.end == StreamEnd::Stalled {
+            Self::Worst
+        } else {
+            Self::Usage(Usage::of_stream(summary, prompt_bound))
         }
     }
 }
@@ -98,5 +115,36 @@ mod tests {
         let refused: BoxError =
             Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(Charge::of(&failed(refused), 99), Charge::Nothing);
+    }
+
+    /// A stream that failed before its first content: cut, what was seen of it (its
+    /// prompt bound, one output token); gone silent, its worst case.
+    #[test]
+    fn a_silent_stream_is_charged_its_worst_case() {
+        let before_content = |end| -> Result<http::Response<String>, BoxError> {
+            let summary = StreamSummary {
+                end,
+                usage: None,
+                content_bytes: 0,
+                largest_content: 0,
+                events: 0,
+                overflows: 0,
+                overflow_bytes: 0,
+                first_content: None,
+                duration: std::time::Duration::from_secs(20),
+            };
+            Err(Box::new(
+                ClassifiedError::new(Outcome::new(OutcomeClass::Timeout), None)
+                    .with_stream(summary),
+            ))
+        };
+        let Charge::Usage(seen) = Charge::of(&before_content(StreamEnd::Cut), 99) else {
+            panic!("a cut stream is charged what was seen");
+        };
+        assert_eq!((seen.prompt_tokens(), seen.output_tokens), (99, 1));
+        assert_eq!(
+            Charge::of(&before_content(StreamEnd::Stalled), 99),
+            Charge::Worst
+        );
     }
 }

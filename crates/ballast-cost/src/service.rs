@@ -171,14 +171,22 @@ where
             let attempts = Attempt::of_response(response).get();
             let status = Outcome::from_response(response).status();
             let hook = Box::new(move |summary: &StreamSummary| {
-                let usage = Usage::of_stream(summary, started.prompt_bound);
+                let charge = Charge::of_stream(summary, started.prompt_bound);
                 let mut outcome = summary.end.outcome();
                 if let Some(status) = status {
                     outcome = outcome.with_status(status);
                 }
-                Finished::new(&shared, started, outcome, Some(usage), None, attempts)
-                    .with_stream(summary)
-                    .emit(&shared);
+                let finished = match charge {
+                    Charge::Usage(usage) => {
+                        Finished::new(&shared, started, outcome, Some(usage), None, attempts)
+                    }
+                    _ => {
+                        let worst = started.worst();
+                        Finished::new(&shared, started, outcome, Some(worst), None, attempts)
+                            .worst_case()
+                    }
+                };
+                finished.with_stream(summary).emit(&shared);
             });
             // Watched: the hook is taken.
             let _ = response.body_mut().on_end(hook);
@@ -186,11 +194,16 @@ where
         }
         if let Some(started) = pending.started.take() {
             let outcome = Outcome::from_result(&result);
-            // A stream that failed before its first content is counted from what was seen:
-            // looked for only when there is no usage, so an ordinary answer pays nothing.
+            // A stream that failed before its first content is counted from what was seen
+            // (`None` when that is its worst case: it went silent): looked for only when
+            // there is no usage, so an ordinary answer pays nothing.
             let prompt_bound = started.prompt_bound;
-            let seen = |summary: Option<StreamSummary>| {
-                summary.map(|summary| Usage::of_stream(&summary, prompt_bound))
+            let seen = |summary: Option<StreamSummary>| match Charge::of_stream(
+                &summary?,
+                prompt_bound,
+            ) {
+                Charge::Usage(usage) => Some(usage),
+                _ => None,
             };
             // An attempt that may have been billed with nothing to say what is charged its
             // worst case, by the rule the budget settles by ([`Charge`]); a call counts what

@@ -41,7 +41,8 @@ impl Usage {
     /// ended whole; otherwise no less than what was seen: the reported prompt (or
     /// `prompt_bound`, the request's estimate) and the larger of the reported output and
     /// [`StreamSummary::output_bound`] (content delivered, and two events in flight). Never
-    /// zero for a stream that was sent, never the untouched worst case.
+    /// zero for a stream that was sent, never the untouched worst case. A stream that went
+    /// silent is charged its worst case instead ([`Charge::of_stream`](crate::Charge::of_stream)).
     pub fn of_stream(summary: &StreamSummary, prompt_bound: u64) -> Self {
         let whole = summary.end == StreamEnd::Finished;
         match summary.usage {

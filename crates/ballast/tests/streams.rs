@@ -335,6 +335,44 @@ fn a_call_dropped_before_its_first_content_is_charged_within_its_reservation() {
     });
 }
 
+/// A stream whose first content does not come within the first-content timeout (20 s) is
+/// left, and tried again; each attempt is charged its worst case (prompt bound and cap),
+/// not what was seen of it (nothing): the provider may have been generating all along (a
+/// reasoning model thinks before its first content) and bills it. Here each of the three
+/// attempts was generating its first five tokens when it was left.
+#[test]
+fn a_stream_silent_past_its_first_content_timeout_is_charged_its_worst_case() {
+    let (ledger, counted, spent) = ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            stream_faults: StreamFaults {
+                slow_first_share: 1.0,
+                slow_first: Duration::from_secs(30),
+                ..StreamFaults::NONE
+            },
+            ..Scenario::healthy()
+        });
+        let stack = StackBuilder::new(Config::new(Preset::XAi))
+            .seed(5)
+            .build(sim.streaming());
+        let result = stack.service.clone().oneshot(streamed(0, 100)).await;
+        assert_eq!(Outcome::from_result(&result).class(), OutcomeClass::Timeout);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let readout = stack.budget.readout(None).await.unwrap();
+        assert_eq!(readout.reserved, Usd::ZERO);
+        (sim.ledger(), stack.spend.total(), readout.spent)
+    });
+    assert_eq!(ledger.len(), 3);
+    assert!(ledger.entries().iter().all(|e| e.completion_tokens == 5 && !e.delivered));
+    // Billed 3 x (37 prompt + 5 output tokens), $0.0000447; counted 3 x (the prompt bound,
+    // 73 tokens, and the 100-token cap), $0.0004938 (before: the prompt bound and one
+    // output token, $0.0000483, over the bill only by the prompt bound's margin).
+    assert_eq!(
+        (Usd::from_xai_ticks(ledger.billed_ticks()), counted),
+        (Usd::from_picos(44_700_000), Usd::from_picos(493_800_000))
+    );
+    assert_eq!(spent, counted);
+}
+
 /// With `stream_usage(false)` the stack leaves a stream as the caller asked for it: no
 /// usage chunk from the provider, and the stream charged from what was seen of it (no less
 /// than billed).
