@@ -66,5 +66,5 @@ pub use layer::{CostLogLayer, Scope};
 pub use money::{ParseUsdError, Usd};
 pub use price::{CostSource, ModelPrice, Price, PriceFileError, PriceTable, PriceTier, Rate};
 pub use service::{CostLog, ResponseFuture};
-pub use spend::{CallSpend, DailySpend};
+pub use spend::{CallSpend, CostTally, DailySpend};
 pub use usage::Usage;

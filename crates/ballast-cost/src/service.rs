@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::layer::{Scope, Shared};
 use crate::record::{Finished, Started};
-use crate::{CallSpend, Charge, Usage};
+use crate::{CallSpend, Charge, CostTally, Usage};
 
 /// Logs and counts every call through it; see [`CostLogLayer`](crate::CostLogLayer).
 #[derive(Debug, Clone)]
@@ -67,7 +67,10 @@ where
         };
         let call_spend = match shared.scope {
             Scope::Call => {
-                let spend = CallSpend::default();
+                let spend = match request.extensions().get::<CostTally>() {
+                    Some(tally) => CallSpend::counting_into(tally.clone()),
+                    None => CallSpend::default(),
+                };
                 request.extensions_mut().insert(spend.clone());
                 Some(spend)
             }
@@ -198,13 +201,11 @@ where
             // (`None` when that is its worst case: it went silent): looked for only when
             // there is no usage, so an ordinary answer pays nothing.
             let prompt_bound = started.prompt_bound;
-            let seen = |summary: Option<StreamSummary>| match Charge::of_stream(
-                &summary?,
-                prompt_bound,
-            ) {
-                Charge::Usage(usage) => Some(usage),
-                _ => None,
-            };
+            let seen =
+                |summary: Option<StreamSummary>| match Charge::of_stream(&summary?, prompt_bound) {
+                    Charge::Usage(usage) => Some(usage),
+                    _ => None,
+                };
             // An attempt that may have been billed with nothing to say what is charged its
             // worst case, by the rule the budget settles by ([`Charge`]); a call counts what
             // its attempts logged.

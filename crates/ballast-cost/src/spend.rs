@@ -1,7 +1,7 @@
 //! Spend counters: today's total, and one logical call's total across its attempts.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -133,13 +133,28 @@ struct CallSpendInner {
     attempts_logged: AtomicBool,
     /// Today's spend as the attempt logger counted it after this call's last attempt.
     today_picos: AtomicU64,
+    /// The caller's tally, when the request carried one.
+    tally: Option<CostTally>,
 }
 
 impl CallSpend {
+    /// A call's spend that also counts into the caller's `tally`.
+    pub(crate) fn counting_into(tally: CostTally) -> Self {
+        Self {
+            inner: Arc::new(CallSpendInner {
+                tally: Some(tally),
+                ..CallSpendInner::default()
+            }),
+        }
+    }
+
     /// Adds one attempt's cost.
     pub fn add(&self, cost: Usd) {
         self.inner.picos.fetch_add(cost.picos(), Ordering::AcqRel);
         self.inner.attempts_logged.store(true, Ordering::Release);
+        if let Some(tally) = &self.inner.tally {
+            tally.add(cost);
+        }
     }
 
     /// The total so far.
@@ -162,6 +177,56 @@ impl CallSpend {
     /// Today's spend as the attempt logger last counted it for this call.
     pub(crate) fn today(&self) -> Usd {
         Usd::from_picos(self.inner.today_picos.load(Ordering::Acquire))
+    }
+}
+
+/// What one call cost and how many provider calls it made, for its caller: put a
+/// `CostTally` in a request's extensions (keeping a clone), and every attempt the stack's
+/// loggers record for that call (retries, hedges, each target of a route) adds its cost,
+/// as charged, to it.
+///
+/// Read it once the response is in hand: for an answer that is not streamed every attempt
+/// has been counted by then; a stream's last attempt is counted when its body ends. Only
+/// stacks with both a call-scope and an attempt-scope [`CostLogLayer`](crate::CostLogLayer)
+/// count into it (the facade's do). The gateway reports it in its `x-ballast-cost-usd`
+/// and `x-ballast-calls` headers.
+///
+/// ```
+/// use ballast_cost::{CostTally, Usd};
+///
+/// let tally = CostTally::default();
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(tally.clone());
+/// // ... the call goes through the stack ...
+/// assert_eq!((tally.total(), tally.calls()), (Usd::ZERO, 0));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CostTally {
+    inner: Arc<TallyInner>,
+}
+
+#[derive(Debug, Default)]
+struct TallyInner {
+    picos: AtomicU64,
+    calls: AtomicU32,
+}
+
+impl CostTally {
+    fn add(&self, cost: Usd) {
+        self.inner.picos.fetch_add(cost.picos(), Ordering::AcqRel);
+        self.inner.calls.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The cost counted so far, as the loggers charged it (a timed-out attempt its worst
+    /// case).
+    pub fn total(&self) -> Usd {
+        Usd::from_picos(self.inner.picos.load(Ordering::Acquire))
+    }
+
+    /// The provider calls counted so far (attempts sent, hedges included; calls a local
+    /// layer refused are not sent and not counted).
+    pub fn calls(&self) -> u32 {
+        self.inner.calls.load(Ordering::Acquire)
     }
 }
 

@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use ballast::breaker::{BreakerHandle, BreakerState};
 use ballast::budget::{BudgetLayer, BudgetScope, MemoryStore};
 use ballast::classify::{BoxError, ClassifiedBody, Dialect, Outcome, OutcomeClass, ProviderError};
-use ballast::cost::HealthMonitor;
-use ballast::route::Api;
+use ballast::cost::{CostTally, HealthMonitor};
+use ballast::route::{Api, Served};
 use ballast::{Fallback, InBandErrors, RouteBuilder, StackBuilder};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -419,12 +419,23 @@ async fn forward(
     if let Some(scope) = scope {
         request.extensions_mut().insert(scope);
     }
+    let tally = CostTally::default();
+    request.extensions_mut().insert(tally.clone());
     let result = upstream.clone().oneshot(request).await;
     if timed_out.load(Ordering::Acquire) {
         return body_timed_out(app);
     }
     let outcome = Outcome::from_result(&result);
-    match result {
+    // Who answered, and whether the answer is whole (a stream's last call is counted when
+    // it ends, after the headers).
+    let (served, whole) = match &result {
+        Ok(response) => (
+            Some(Served::of(response).map(|served| Arc::clone(&served.target))),
+            !response.body().is_streaming(),
+        ),
+        Err(_) => (None, true),
+    };
+    let mut answer = match result {
         Ok(response) if outcome.is_success() => {
             let (mut parts, body) = response.into_parts();
             keep_allowed_headers(&mut parts.headers);
@@ -465,8 +476,40 @@ async fn forward(
         Err(error) => Fallback::from_error(&*error)
             .into_response()
             .map(Body::from),
+    };
+    // A single stack's answer carries no `Served`: its one target answered.
+    let target = match &served {
+        Some(Some(name)) => Some(&**name),
+        Some(None) => Some(app.targets[0].name.as_str()),
+        None => None,
+    };
+    report(answer.headers_mut(), target, whole.then_some(&tally));
+    answer
+}
+
+/// The gateway's own answer headers: `x-ballast-target`, the target that answered (or
+/// whose failure this is), and for an answer that is not streamed `x-ballast-calls`, the
+/// provider calls the call made (retries, hedges and every target tried), and
+/// `x-ballast-cost-usd`, what they were counted to cost.
+fn report(headers: &mut http::HeaderMap, served: Option<&str>, tally: Option<&CostTally>) {
+    if let Some(value) = served.and_then(|name| http::HeaderValue::from_str(name).ok()) {
+        headers.insert(TARGET, value);
+    }
+    if let Some(tally) = tally {
+        headers.insert(CALLS, http::HeaderValue::from(tally.calls()));
+        let cost = tally.total().to_string();
+        if let Ok(value) = http::HeaderValue::from_str(cost.trim_start_matches('$')) {
+            headers.insert(COST, value);
+        }
     }
 }
+
+/// The target that answered.
+const TARGET: http::HeaderName = http::HeaderName::from_static("x-ballast-target");
+/// The provider calls the call made.
+const CALLS: http::HeaderName = http::HeaderName::from_static("x-ballast-calls");
+/// What the call's provider calls were counted to cost, in US dollars.
+const COST: http::HeaderName = http::HeaderName::from_static("x-ballast-cost-usd");
 
 /// The most a request read by the gateway itself (to choose a named route) may hold: the
 /// stack's own cap.

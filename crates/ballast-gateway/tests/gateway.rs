@@ -129,6 +129,16 @@ async fn a_call_is_served_and_the_budget_equals_the_bill() {
             {"id": "grok-code-fast-1", "object": "model", "created": 0, "owned_by": "xai"},
         ]})
     );
+
+    // One stack, no route: its target names the answer; one call, at what it billed.
+    let answer = gateway.router().oneshot(chat()).await.unwrap();
+    let header = |name: &str| answer.headers().get(name).unwrap().to_str().unwrap();
+    assert_eq!(
+        (header("x-ballast-target"), header("x-ballast-calls")),
+        ("xai", "1")
+    );
+    let billed = ballast::cost::Usd::from_xai_ticks(sim.ledger().entries()[1].billed_ticks);
+    assert_eq!(header("x-ballast-cost-usd").parse(), Ok(billed));
 }
 
 /// With fallbacks, `/v1/models` lists every target in order, each with its model.
@@ -908,6 +918,78 @@ async fn a_named_route_serves_the_calls_that_ask_for_it() {
             .starts_with("routes: route \"x\": its chain"),
         "{error}"
     );
+}
+
+/// Every answer names the target that gave it (`x-ballast-target`); one that is not
+/// streamed also says how many provider calls the call made (`x-ballast-calls`) and what
+/// they were counted to cost (`x-ballast-cost-usd`). Here the primary answers a broken
+/// body (billed, counted at its worst case) and the fallback serves: two calls, and a
+/// cost equal to the whole budget's spend. A stream's headers leave before its last call
+/// is counted: the target only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_say_who_served_them_with_how_many_calls_at_what_cost() {
+    let primary = ballast_sim::Simulator::new(ballast_sim::Scenario {
+        api_key: Some(ballast_sim::ExpectedKey(KEY.into())),
+        time_scale: 600.0,
+        malformed_probability: 1.0,
+        ..ballast_sim::Scenario::healthy()
+    });
+    let primary_server = SimServer::start(primary.clone()).await.unwrap();
+    let fallback = ballast_sim::Simulator::new(ballast_sim::Scenario {
+        api_key: Some(ballast_sim::ExpectedKey("sk-fallback-key".into())),
+        time_scale: 600.0,
+        flavor: ballast_sim::Flavor::OpenAi,
+        ..ballast_sim::Scenario::healthy()
+    });
+    let fallback_server = SimServer::start(fallback.clone()).await.unwrap();
+    let (primary_base, fallback_base) = (
+        format!("{}/v1", primary_server.url()),
+        format!("{}/v1", fallback_server.url()),
+    );
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &primary_base),
+        ("OPENAI_API_KEY", "sk-fallback-key"),
+        ("OPENAI_BASE_URL", &fallback_base),
+        ("BALLAST_FALLBACKS", "openai:gpt-4o-mini"),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let header = |answer: &http::Response<Body>, name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+
+    let answer = gateway.router().oneshot(chat()).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        header(&answer, "x-ballast-target").as_deref(),
+        Some("openai")
+    );
+    assert_eq!(header(&answer, "x-ballast-calls").as_deref(), Some("2"));
+    let cost: ballast::cost::Usd = header(&answer, "x-ballast-cost-usd")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!((primary.ledger().len(), fallback.ledger().len()), (1, 1));
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(budget["budget"]["spent_usd"].as_f64(), Some(cost.as_f64()));
+
+    let streamed = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"model":"grok-code-fast-1","stream":true,"messages":[{"role":"user","content":"hi"}],"max_tokens":20}"#,
+        ))
+        .unwrap();
+    let answer = gateway.router().oneshot(streamed).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(header(&answer, "x-ballast-target").is_some());
+    assert_eq!(header(&answer, "x-ballast-calls"), None);
+    assert_eq!(header(&answer, "x-ballast-cost-usd"), None);
+    let _ = answer.into_body().collect().await.unwrap();
 }
 
 /// A known path asked with another method: 405 in OpenAI's shape, with `Allow`, on every

@@ -719,6 +719,42 @@ fn one_call_past_a_failing_primary(
     })
 }
 
+/// A caller's `CostTally` through a route counts the call's provider calls on every
+/// target: the primary's broken answer (billed, and counted at its worst case) and the
+/// fallback's answer, each as its own stack counted it.
+#[test]
+fn a_cost_tally_counts_the_calls_attempts_on_every_target() {
+    let (tally, targets) = ballast_sim::paused_runtime().unwrap().block_on(async move {
+        let primary = Simulator::new(Scenario {
+            malformed_probability: 1.0,
+            ..Scenario::healthy()
+        });
+        let fallback = Simulator::new(Scenario::healthy());
+        let (client, route) =
+            common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
+        let route = route.seed(3).build(client);
+        let tally = ballast::cost::CostTally::default();
+        let mut request = common::job(&format!("{BASE}/chat/completions"), 1, 50);
+        request.extensions_mut().insert(tally.clone());
+        let response = route.service.oneshot(request).await.unwrap();
+        assert_eq!(Served::of(&response).unwrap().target.as_ref(), "xai#2");
+        let targets: Vec<_> = [primary, fallback]
+            .iter()
+            .zip(&route.targets)
+            .map(|(sim, (_, stack))| (sim.ledger().len(), stack.spend.total()))
+            .collect();
+        (tally, targets)
+    });
+    assert_eq!((targets[0].0, targets[1].0), (1, 1));
+    assert_eq!(tally.calls(), 2);
+    assert_eq!(tally.total(), targets[0].1 + targets[1].1);
+    // The broken answer at its worst case ($0.0000842); the fallback's, read ($0.0000464).
+    assert_eq!(
+        (targets[0].1, targets[1].1),
+        (Usd::from_picos(84_200_000), Usd::from_picos(46_400_000))
+    );
+}
+
 /// A primary down (503s) for the hour.
 fn down() -> Scenario {
     Scenario::outage_then_recovery(Duration::ZERO, Duration::from_secs(3_600))

@@ -339,6 +339,43 @@ fn a_layer_of_your_own_refuses_without_a_class_of_its_own() {
     });
 }
 
+/// A caller's `CostTally` counts every provider call of its own call, as the stack counted
+/// it: the first call, three broken answers at their worst case ($0.0004776); the second,
+/// which met the breaker those opened, waited for its probes and carried two of them (a
+/// failed probe is the breaker's, not one of the call's three attempts), six ($0.0009552).
+/// Each tally holds its own call's share of the provider's ledger and of the stack's spend.
+#[test]
+fn a_cost_tally_counts_every_provider_call_of_its_call() {
+    let (tallies, ledger, counted) = ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            malformed_probability: 1.0,
+            ..Scenario::healthy()
+        });
+        let stack = StackBuilder::new(Config::new(Preset::XAi))
+            .seed(5)
+            .build(sim.clone());
+        let mut tallies = Vec::new();
+        for _ in 0..2 {
+            let tally = ballast::cost::CostTally::default();
+            let mut request = job("http://sim.invalid/v1/chat/completions", 1, 100);
+            request.extensions_mut().insert(tally.clone());
+            let _ = stack.service.clone().oneshot(request).await;
+            tallies.push(tally);
+        }
+        let tallies: Vec<_> = tallies.iter().map(|t| (t.calls(), t.total())).collect();
+        (tallies, sim.ledger(), stack.spend.total())
+    });
+    assert_eq!(
+        tallies,
+        [
+            (3, Usd::from_picos(477_600_000)),
+            (6, Usd::from_picos(955_200_000))
+        ]
+    );
+    assert_eq!(ledger.len(), 9);
+    assert_eq!(counted, Usd::from_picos(1_432_800_000));
+}
+
 /// A broken answer (a 200 whose body is not JSON) is billed by the provider, and the
 /// facade tries again: the caller is served by the next attempt. Here every answer is
 /// broken: three attempts, three billed answers, all counted, and the caller gets

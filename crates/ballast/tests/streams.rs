@@ -362,7 +362,12 @@ fn a_stream_silent_past_its_first_content_timeout_is_charged_its_worst_case() {
         (sim.ledger(), stack.spend.total(), readout.spent)
     });
     assert_eq!(ledger.len(), 3);
-    assert!(ledger.entries().iter().all(|e| e.completion_tokens == 5 && !e.delivered));
+    assert!(
+        ledger
+            .entries()
+            .iter()
+            .all(|e| e.completion_tokens == 5 && !e.delivered)
+    );
     // Billed 3 x (37 prompt + 5 output tokens), $0.0000447; counted 3 x (the prompt bound,
     // 73 tokens, and the 100-token cap), $0.0004938 (before: the prompt bound and one
     // output token, $0.0000483, over the bill only by the prompt bound's margin).
