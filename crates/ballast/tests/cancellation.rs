@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ballast::{Config, Preset, StackBuilder};
-use ballast_cost::Usd;
+use ballast_cost::{CostTally, Usd};
 use ballast_sim::{Flavor, Price, Scenario, Simulator};
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
@@ -21,19 +21,26 @@ struct Outcome {
     settled: common::Settled,
     logged_calls: u64,
     calls: u64,
+    /// The callers' tallies together, and the provider's calls.
+    tallied: (usize, Usd),
+    provider_calls: usize,
 }
 
 /// `calls` (arrival ms, then the ms after which the caller gives up, if it does) through
-/// `service`, each at its time; returns when every caller has its answer or gave up.
+/// `service`, each at its time, each with its own `CostTally` (returned, in call order);
+/// returns when every caller has its answer or gave up.
 async fn send<B: Send + 'static>(
     service: &impl common::JobService<B>,
     calls: &[(u64, Option<u64>)],
-) {
+) -> Vec<CostTally> {
+    let tallies: Vec<CostTally> = calls.iter().map(|_| CostTally::default()).collect();
     let arrivals = calls.iter().map(|call| call.0);
     common::spawn_jobs(service, arrivals, |i, service| {
         let cancel_ms = calls[i].1;
+        let mut request = common::varied_job(i);
+        request.extensions_mut().insert(tallies[i].clone());
         async move {
-            let call = service.oneshot(common::varied_job(i));
+            let call = service.oneshot(request);
             match cancel_ms {
                 // The caller gives up after `ms`, wherever the call is.
                 Some(ms) => drop(tokio::time::timeout(Duration::from_millis(ms), call).await),
@@ -42,12 +49,21 @@ async fn send<B: Send + 'static>(
         }
     })
     .await;
+    tallies
+}
+
+/// The callers' tallies together: (provider calls, cost).
+fn tallied(tallies: &[CostTally]) -> (usize, Usd) {
+    (
+        tallies.iter().map(|t| t.calls() as usize).sum(),
+        tallies.iter().map(CostTally::total).sum(),
+    )
 }
 
 fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: bool) -> Outcome {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let (billed, spent, counted, reserved, queued) =
+    let (billed, spent, counted, reserved, queued, tallied, provider_calls) =
         metrics::with_local_recorder(&recorder, || {
             ballast_sim::paused_runtime().unwrap().block_on(async {
                 let sim = Simulator::new(scenario);
@@ -70,7 +86,7 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
                     builder
                 };
                 let stack = builder.build(sim.clone());
-                send(&stack.service, calls).await;
+                let tallies = send(&stack.service, calls).await;
                 // Spawned settlements land, hung requests end on the provider's side.
                 tokio::time::sleep(Duration::from_secs(600)).await;
                 let readout = stack.budget.readout(None).await.unwrap();
@@ -81,6 +97,8 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
                     stack.spend.total(),
                     readout.reserved,
                     queued,
+                    tallied(&tallies),
+                    sim.ledger().len(),
                 )
             })
         });
@@ -112,6 +130,8 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
         },
         logged_calls,
         calls: calls.len() as u64,
+        tallied,
+        provider_calls,
     }
 }
 
@@ -125,7 +145,8 @@ proptest! {
     /// the output cap, so the documented overrun is zero); nothing stays reserved; the
     /// throttle's line and the breaker's (patience) are empty; every call is logged once;
     /// every billed attempt is charged, and the logger counts what the budget holds spent;
-    /// with hedging on or off.
+    /// each provider call, and its cost, is in exactly one caller's `CostTally`; with
+    /// hedging on or off.
     #[test]
     fn cancelled_callers_never_cost_past_the_budget_or_leave_anything_held(
         scenario in ballast_sim::strategy::flaky_scenario(),
@@ -138,6 +159,7 @@ proptest! {
         let out = run(scenario, budget, &calls, hedge);
         out.settled.check()?;
         prop_assert_eq!(out.logged_calls, out.calls, "{:?}", out);
+        prop_assert_eq!(out.tallied, (out.provider_calls, out.settled.counted), "{:?}", out);
     }
 }
 
@@ -148,7 +170,7 @@ fn run_route(
     fallback: Scenario,
     budget: Usd,
     calls: &[(u64, Option<u64>)],
-) -> common::Settled {
+) -> (common::Settled, (usize, Usd), usize) {
     ballast_sim::paused_runtime().unwrap().block_on(async {
         let (primary, fallback) = (Simulator::new(primary), Simulator::new(fallback));
         let dollars = budget.to_string().trim_start_matches('$').to_owned();
@@ -156,13 +178,14 @@ fn run_route(
         let config = Config::from_vars(Preset::XAi, vars).unwrap();
         let (client, route) = common::two_providers(primary.clone(), fallback.clone(), config);
         let route = route.seed(7).build(client);
-        send(&route.service, calls).await;
+        let tallies = send(&route.service, calls).await;
         // Spawned settlements land, hung requests end on the providers' side.
         tokio::time::sleep(Duration::from_secs(600)).await;
         let stacks = || route.targets.iter().map(|(_, stack)| stack);
         let readout = route.targets[0].1.budget.readout(None).await.unwrap();
         let queued = stacks().map(common::queued).sum();
-        common::Settled {
+        let provider_calls = primary.ledger().len() + fallback.ledger().len();
+        let settled = common::Settled {
             billed: Usd::from_xai_ticks(
                 primary.ledger().billed_ticks() + fallback.ledger().billed_ticks(),
             ),
@@ -171,7 +194,8 @@ fn run_route(
             budget,
             reserved: readout.reserved,
             queued,
-        }
+        };
+        (settled, tallied(&tallies), provider_calls)
     })
 }
 
@@ -182,7 +206,8 @@ proptest! {
     /// facade's default): a call dropped on the primary, between targets or on the
     /// fallback leaves nothing reserved or waiting; both providers' bills together stay
     /// within the budget and under what the budget holds spent, which the two targets'
-    /// loggers counted.
+    /// loggers counted; each provider call, on either target, and its cost, is in exactly
+    /// one caller's `CostTally`.
     #[test]
     fn cancelled_routed_callers_never_cost_past_the_budget_or_leave_anything_held(
         primary in ballast_sim::strategy::flaky_scenario(),
@@ -194,6 +219,8 @@ proptest! {
         // The fallback is asked for grok-4-fast, and bills at its price.
         let fallback = Scenario { flavor: Flavor::XAi, price: Price::GROK_4_FAST, ..fallback };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        run_route(primary, fallback, budget, &calls).check()?;
+        let (settled, tallied, provider_calls) = run_route(primary, fallback, budget, &calls);
+        settled.check()?;
+        prop_assert_eq!(tallied, (provider_calls, settled.counted), "{:?}", settled);
     }
 }
