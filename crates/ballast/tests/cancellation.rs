@@ -176,7 +176,8 @@ fn run_route(
         let dollars = budget.to_string().trim_start_matches('$').to_owned();
         let vars = |name: &str| (name == "DAILY_BUDGET_USD").then(|| dollars.clone());
         let config = Config::from_vars(Preset::XAi, vars).unwrap();
-        let (client, route) = common::two_providers(primary.clone(), fallback.clone(), config);
+        let (client, route) =
+            common::two_providers(primary.clone(), (fallback.clone(), Flavor::XAi), config);
         let route = route.seed(7).build(client);
         let tallies = send(&route.service, calls).await;
         // Spawned settlements land, hung requests end on the providers' side.

@@ -111,7 +111,8 @@ fn run_route(primary: Scenario, fallback: Scenario, calls: &[(u64, u64)]) -> See
         let (primary, fallback) = (Simulator::new(primary), Simulator::new(fallback));
         let vars = |name: &str| (name == "REQUEST_TIMEOUT").then(|| "20".to_owned());
         let config = Config::from_vars(Preset::XAi, vars).unwrap();
-        let (client, route) = common::two_providers(primary.clone(), fallback.clone(), config);
+        let (client, route) =
+            common::two_providers(primary.clone(), (fallback.clone(), Flavor::XAi), config);
         let route = route.seed(11).build(client);
         let ends = send(&route.service, calls).await;
         let keys = || route.targets.iter().flat_map(|(_, s)| s.breaker.snapshot());

@@ -8,7 +8,7 @@ use ballast::classify::{Outcome, OutcomeClass, ReadRequestLayer};
 use ballast::cost::Usd;
 use ballast::route::{Failover, Served, Target};
 use ballast::{Config, Preset, RouteBuilder, StackBuilder};
-use ballast_sim::{Scenario, SimOutcome, Simulator};
+use ballast_sim::{Flavor, Scenario, SimOutcome, Simulator};
 use tower::{Layer, ServiceExt};
 
 // Only the request builder is shared here.
@@ -693,8 +693,11 @@ fn one_call_past_a_failing_primary(
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let primary = Simulator::new(primary);
         let fallback = Simulator::new(Scenario::healthy());
-        let (client, route) =
-            common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
+        let (client, route) = common::two_providers(
+            primary.clone(),
+            (fallback.clone(), Flavor::XAi),
+            Config::new(Preset::XAi),
+        );
         let route = route
             .attempts_before_fallback(attempts)
             .seed(3)
@@ -730,8 +733,11 @@ fn a_cost_tally_counts_the_calls_attempts_on_every_target() {
             ..Scenario::healthy()
         });
         let fallback = Simulator::new(Scenario::healthy());
-        let (client, route) =
-            common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
+        let (client, route) = common::two_providers(
+            primary.clone(),
+            (fallback.clone(), Flavor::XAi),
+            Config::new(Preset::XAi),
+        );
         let route = route.seed(3).build(client);
         let tally = ballast::cost::CostTally::default();
         let mut request = common::job(&format!("{BASE}/chat/completions"), 1, 50);
@@ -781,8 +787,11 @@ fn twenty_calls_at_once(wait: Option<Duration>) -> (usize, usize) {
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let primary = Simulator::new(Scenario::healthy());
         let fallback = Simulator::new(Scenario::healthy());
-        let (client, route) =
-            common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
+        let (client, route) = common::two_providers(
+            primary.clone(),
+            (fallback.clone(), Flavor::XAi),
+            Config::new(Preset::XAi),
+        );
         let route = route
             .line_before_fallback(wait)
             .no_hedge()
@@ -827,8 +836,11 @@ fn one_call_past_a_hanging_primary(deadline: Duration) -> (usize, usize, Outcome
             ..Scenario::healthy()
         });
         let fallback = Simulator::new(Scenario::healthy());
-        let (client, route) =
-            common::two_providers(primary.clone(), fallback.clone(), Config::new(Preset::XAi));
+        let (client, route) = common::two_providers(
+            primary.clone(),
+            (fallback.clone(), Flavor::XAi),
+            Config::new(Preset::XAi),
+        );
         let route = route.no_hedge().seed(3).build(client);
         let mut request = common::job(&format!("{BASE}/chat/completions"), 1, 50);
         Deadline::after(deadline).set_sooner(request.extensions_mut());

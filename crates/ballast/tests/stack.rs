@@ -339,6 +339,22 @@ fn a_layer_of_your_own_refuses_without_a_class_of_its_own() {
     });
 }
 
+/// A provider whose every answer is broken (a 200 whose body is not JSON), and the facade's
+/// stack over it (seeded).
+fn always_broken() -> (
+    Simulator,
+    ballast::Stack<http_body_util::Full<bytes::Bytes>>,
+) {
+    let sim = Simulator::new(Scenario {
+        malformed_probability: 1.0,
+        ..Scenario::healthy()
+    });
+    let stack = StackBuilder::new(Config::new(Preset::XAi))
+        .seed(5)
+        .build(sim.clone());
+    (sim, stack)
+}
+
 /// A caller's `CostTally` counts every provider call of its own call, as the stack counted
 /// it: the first call, three broken answers at their worst case ($0.0004776); the second,
 /// which met the breaker those opened, waited for its probes and carried two of them (a
@@ -347,13 +363,7 @@ fn a_layer_of_your_own_refuses_without_a_class_of_its_own() {
 #[test]
 fn a_cost_tally_counts_every_provider_call_of_its_call() {
     let (tallies, ledger, counted) = ballast_sim::paused_runtime().unwrap().block_on(async {
-        let sim = Simulator::new(Scenario {
-            malformed_probability: 1.0,
-            ..Scenario::healthy()
-        });
-        let stack = StackBuilder::new(Config::new(Preset::XAi))
-            .seed(5)
-            .build(sim.clone());
+        let (sim, stack) = always_broken();
         let mut tallies = Vec::new();
         for _ in 0..2 {
             let tally = ballast::cost::CostTally::default();
@@ -383,13 +393,7 @@ fn a_cost_tally_counts_every_provider_call_of_its_call() {
 #[test]
 fn a_broken_answer_is_tried_again() {
     let (classes, ledger, counted) = ballast_sim::paused_runtime().unwrap().block_on(async {
-        let sim = Simulator::new(Scenario {
-            malformed_probability: 1.0,
-            ..Scenario::healthy()
-        });
-        let stack = StackBuilder::new(Config::new(Preset::XAi))
-            .seed(5)
-            .build(sim.clone());
+        let (sim, stack) = always_broken();
         let result = stack
             .service
             .clone()

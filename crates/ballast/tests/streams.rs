@@ -506,7 +506,7 @@ fn run_abandoned(
         let (service, stacks) = match &sims[..] {
             [primary, fallback] => {
                 let flavor = fallback.scenario().flavor;
-                let (client, route) = common::two_providers_speaking(
+                let (client, route) = common::two_providers(
                     primary.streaming(),
                     (fallback.streaming(), flavor),
                     config,

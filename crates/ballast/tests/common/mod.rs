@@ -116,40 +116,7 @@ fn check_bounds(run: &Run, calls: usize) {
     assert_eq!(run.bad_keys, 0, "the key went on the wire, clean");
 }
 
-/// A client that reaches `primary` at any host but `fallback.invalid`, and `fallback` there
-/// (two simulators, or two simulators' `streaming()` services); and a route of two targets
-/// configured by `config`: the primary, then the fallback (xAI at that host) asked for
-/// `grok-4-fast`.
-pub(crate) fn two_providers<S>(
-    primary: S,
-    fallback: S,
-    config: ballast::Config,
-) -> (
-    impl tower::Service<
-        http::Request<ballast::classify::RequestBody>,
-        Response = S::Response,
-        Error = ballast::classify::BoxError,
-        Future = impl Send + 'static,
-    > + Clone
-    + Send
-    + Sync
-    + 'static,
-    ballast::RouteBuilder,
-)
-where
-    S: tower::Service<
-            http::Request<ballast::classify::RequestBody>,
-            Error = ballast::classify::BoxError,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    two_providers_speaking(primary, (fallback, ballast_sim::Flavor::XAi), config)
-}
-
-/// The model a fallback speaking `flavor`'s API is asked for in [`two_providers_speaking`],
+/// The model a fallback speaking `flavor`'s API is asked for in [`two_providers`],
 /// and the simulator's price for it (the price table's).
 pub(crate) fn fallback_model(flavor: ballast_sim::Flavor) -> (&'static str, ballast_sim::Price) {
     use ballast_sim::{Flavor, Price};
@@ -176,9 +143,12 @@ pub(crate) fn fallback_model(flavor: ballast_sim::Flavor) -> (&'static str, ball
     }
 }
 
-/// As [`two_providers`], the fallback speaking `fallback.1`'s API (an OpenAI chat call is
-/// translated for Anthropic and Gemini) and asked for its [`fallback_model`].
-pub(crate) fn two_providers_speaking<S>(
+/// A client that reaches `primary` at any host but `fallback.invalid`, and `fallback.0`
+/// there (two simulators, or two simulators' `streaming()` services); and a route of two
+/// targets configured by `config`: the primary, then the fallback at that host, speaking
+/// `fallback.1`'s API (an OpenAI chat call is translated for Anthropic and Gemini) and
+/// asked for its [`fallback_model`] (xAI's: `grok-4-fast`).
+pub(crate) fn two_providers<S>(
     primary: S,
     fallback: (S, ballast_sim::Flavor),
     config: ballast::Config,
