@@ -683,13 +683,21 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
     }
 }
 
-/// Provider calls each target's simulator saw, and who served, for one call through a
-/// `RouteBuilder` route whose primary fails (`primary`) and whose fallback is well, with
-/// `attempts` before the fallback.
-fn one_call_past_a_failing_primary(
-    primary: Scenario,
-    attempts: Option<u32>,
-) -> (usize, usize, String) {
+/// What one call through a `RouteBuilder` route whose primary fails (`primary`) and whose
+/// fallback is well, with `attempts` before the fallback, came to.
+#[derive(Debug)]
+struct OneCall {
+    /// Provider calls each target's simulator saw.
+    calls: (usize, usize),
+    /// The target that served.
+    served: String,
+    /// The caller's `CostTally`: provider calls and cost.
+    tallied: (u32, Usd),
+    /// What each target's stack counted.
+    counted: (Usd, Usd),
+}
+
+fn one_call_past_a_failing_primary(primary: Scenario, attempts: Option<u32>) -> OneCall {
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let primary = Simulator::new(primary);
         let fallback = Simulator::new(Scenario::healthy());
@@ -702,63 +710,19 @@ fn one_call_past_a_failing_primary(
             .attempts_before_fallback(attempts)
             .seed(3)
             .build(client);
-        let response = route
-            .service
-            .oneshot(common::job(&format!("{BASE}/chat/completions"), 1, 50))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let served = response
-            .extensions()
-            .get::<Served>()
-            .unwrap()
-            .target
-            .to_string();
-        (
-            primary.ledger().entries().len(),
-            fallback.ledger().entries().len(),
-            served,
-        )
-    })
-}
-
-/// A caller's `CostTally` through a route counts the call's provider calls on every
-/// target: the primary's broken answer (billed, and counted at its worst case) and the
-/// fallback's answer, each as its own stack counted it.
-#[test]
-fn a_cost_tally_counts_the_calls_attempts_on_every_target() {
-    let (tally, targets) = ballast_sim::paused_runtime().unwrap().block_on(async move {
-        let primary = Simulator::new(Scenario {
-            malformed_probability: 1.0,
-            ..Scenario::healthy()
-        });
-        let fallback = Simulator::new(Scenario::healthy());
-        let (client, route) = common::two_providers(
-            primary.clone(),
-            (fallback.clone(), Flavor::XAi),
-            Config::new(Preset::XAi),
-        );
-        let route = route.seed(3).build(client);
         let tally = ballast::cost::CostTally::default();
         let mut request = common::job(&format!("{BASE}/chat/completions"), 1, 50);
         request.extensions_mut().insert(tally.clone());
         let response = route.service.oneshot(request).await.unwrap();
-        assert_eq!(Served::of(&response).unwrap().target.as_ref(), "xai#2");
-        let targets: Vec<_> = [primary, fallback]
-            .iter()
-            .zip(&route.targets)
-            .map(|(sim, (_, stack))| (sim.ledger().len(), stack.spend.total()))
-            .collect();
-        (tally, targets)
-    });
-    assert_eq!((targets[0].0, targets[1].0), (1, 1));
-    assert_eq!(tally.calls(), 2);
-    assert_eq!(tally.total(), targets[0].1 + targets[1].1);
-    // The broken answer at its worst case ($0.0000842); the fallback's, read ($0.0000464).
-    assert_eq!(
-        (targets[0].1, targets[1].1),
-        (Usd::from_picos(84_200_000), Usd::from_picos(46_400_000))
-    );
+        assert_eq!(response.status(), 200);
+        let spend = |i: usize| route.targets[i].1.spend.total();
+        OneCall {
+            calls: (primary.ledger().len(), fallback.ledger().len()),
+            served: Served::of(&response).unwrap().target.to_string(),
+            tallied: (tally.calls(), tally.total()),
+            counted: (spend(0), spend(1)),
+        }
+    })
 }
 
 /// A primary down (503s) for the hour.
@@ -769,15 +733,13 @@ fn down() -> Scenario {
 #[test]
 fn a_retryable_failure_goes_to_the_next_target_at_once() {
     // The default: the primary's 503 is not tried again there; the fallback answers.
-    assert_eq!(
-        one_call_past_a_failing_primary(down(), Some(1)),
-        (1, 1, "xai#2".to_owned())
-    );
+    let once = one_call_past_a_failing_primary(down(), Some(1));
+    assert_eq!((once.calls, once.served.as_str()), ((1, 1), "xai#2"));
     // Each target's own attempts (three): the primary is asked three times first.
-    assert_eq!(
-        one_call_past_a_failing_primary(down(), None),
-        (3, 1, "xai#2".to_owned())
-    );
+    let thrice = one_call_past_a_failing_primary(down(), None);
+    assert_eq!((thrice.calls, thrice.served.as_str()), ((3, 1), "xai#2"));
+    // The caller's tally: every provider call (the 503s cost nothing).
+    assert_eq!(thrice.tallied, (4, thrice.counted.1));
 }
 
 /// Provider calls each target's simulator saw for 20 calls at once through a route of two
@@ -871,16 +833,21 @@ fn no_target_is_tried_past_the_calls_deadline() {
     );
 }
 
+/// Every answer of the primary is broken (billed, not JSON): its one attempt, then the
+/// fallback answers. The caller's `CostTally` counts both provider calls, each as its own
+/// stack counted it: the broken answer at its worst case ($0.0000842), the fallback's
+/// answer as read ($0.0000464).
 #[test]
 fn a_broken_answer_on_the_primary_goes_to_the_fallback() {
-    // Every answer of the primary is broken (billed, not JSON): its one attempt, then the
-    // fallback answers.
     let broken = Scenario {
         malformed_probability: 1.0,
         ..Scenario::healthy()
     };
+    let one = one_call_past_a_failing_primary(broken, Some(1));
+    assert_eq!((one.calls, one.served.as_str()), ((1, 1), "xai#2"));
     assert_eq!(
-        one_call_past_a_failing_primary(broken, Some(1)),
-        (1, 1, "xai#2".to_owned())
+        one.counted,
+        (Usd::from_picos(84_200_000), Usd::from_picos(46_400_000))
     );
+    assert_eq!(one.tallied, (2, Usd::from_picos(130_600_000)));
 }
