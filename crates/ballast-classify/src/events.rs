@@ -431,13 +431,46 @@ impl Folds for ToolCall {
 struct ChatUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
+    total_tokens: Option<u64>,
     #[serde(default)]
     prompt_tokens_details: Option<CachedDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<ReasoningDetails>,
 }
 
 #[derive(Deserialize)]
 struct CachedDetails {
     cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+impl ChatUsage {
+    /// Output tokens, reasoning included: OpenAI counts reasoning inside
+    /// `completion_tokens`; xAI reports it beside them, and its total says so (billed as
+    /// output either way).
+    fn output(&self) -> Option<u64> {
+        let completion = self.completion_tokens?;
+        let reasoning = self
+            .completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0);
+        let outside = reasoning > 0
+            && self.total_tokens
+                == self
+                    .prompt_tokens
+                    .and_then(|p| p.checked_add(completion))
+                    .and_then(|n| n.checked_add(reasoning));
+        Some(if outside {
+            completion.saturating_add(reasoning)
+        } else {
+            completion
+        })
+    }
 }
 
 impl Chat {
@@ -454,7 +487,7 @@ impl Chat {
         };
         if let Some(usage) = self.usage {
             said.prompt = usage.prompt_tokens;
-            said.completion = usage.completion_tokens;
+            said.completion = usage.output();
             said.cached = usage.prompt_tokens_details.and_then(|d| d.cached_tokens);
         }
         Some(said)
@@ -762,6 +795,25 @@ mod tests {
                 completion: 4
             })
         );
+        // Reasoning: inside `completion_tokens` (OpenAI's way), or beside them (xAI's, its
+        // total says so); billed as output either way.
+        for (usage, output) in [
+            (
+                r#"{"prompt_tokens":9,"completion_tokens":40,"total_tokens":49,"completion_tokens_details":{"reasoning_tokens":30}}"#,
+                40,
+            ),
+            (
+                r#"{"prompt_tokens":9,"completion_tokens":10,"total_tokens":49,"completion_tokens_details":{"reasoning_tokens":30}}"#,
+                40,
+            ),
+        ] {
+            let said = read(
+                Dialect::Chat,
+                "",
+                &format!(r#"{{"choices":[],"usage":{usage}}}"#),
+            );
+            assert_eq!(said.completion, Some(output), "{usage}");
+        }
         assert!(read(Dialect::Chat, "", " [DONE] ").end);
         let error = read(
             Dialect::Chat,

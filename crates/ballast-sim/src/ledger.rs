@@ -57,6 +57,8 @@ pub struct LedgerEntry {
     pub cached_tokens: u64,
     /// Output tokens.
     pub completion_tokens: u64,
+    /// Of the output tokens, reasoning (the answer's own are the rest).
+    pub reasoning_tokens: u64,
     /// What the provider bills for it, in ticks; billed when generated, whether or not the
     /// client waited for the answer (a request that hangs for ever: when the client leaves).
     pub billed_ticks: u64,

@@ -69,6 +69,12 @@ pub struct Scenario {
     pub price: Price,
     /// Share of prompt tokens served from the provider's prompt cache.
     pub cached_share: f64,
+    /// Share of each answer's output tokens that are reasoning (the model thinking before
+    /// it answers, as grok-code-fast-1 does): billed as output, reported as each provider
+    /// does (xAI beside `completion_tokens`, its total counting them; OpenAI and Anthropic
+    /// inside the output count; Gemini as `thoughtsTokenCount`), and, in a stream, all
+    /// generated before the first content and billed even if the client leaves then.
+    pub reasoning_share: f64,
     /// Output tokens when the request sets no cap.
     pub default_max_tokens: u32,
     /// The model's context window, in tokens; longer prompts get "context too long".
@@ -207,6 +213,7 @@ impl Scenario {
             api_key: None,
             price: Price::GROK_CODE_FAST_1,
             cached_share: 0.0,
+            reasoning_share: 0.0,
             default_max_tokens: 400,
             context_window: 256_000,
             time_scale: 1.0,

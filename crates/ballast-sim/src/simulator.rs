@@ -137,6 +137,7 @@ impl Drop for OnLeave<'_> {
             .and_then(|i| state.entries.get_mut(i))
         {
             entry.completion_tokens = generated;
+            entry.reasoning_tokens = entry.reasoning_tokens.min(generated);
             entry.billed_ticks = ticks;
         }
         state.billed = state.billed.saturating_add(ticks);
@@ -334,6 +335,7 @@ impl Simulator {
             prompt_tokens: 0,
             cached_tokens: 0,
             completion_tokens: 0,
+            reasoning_tokens: 0,
             billed_ticks: 0,
             delivered: false,
             hidden_rpm,
@@ -494,6 +496,8 @@ impl Simulator {
             .unwrap_or(u64::from(scenario.default_max_tokens))
             .max(1);
         let completion = state.rng.random_range((cap / 4).max(1)..=cap);
+        // Of the output, the reasoning (generated first, billed alike).
+        let reasoning = (completion as f64 * scenario.reasoning_share.clamp(0.0, 1.0)) as u64;
         let cached = (prompt as f64 * scenario.cached_share.clamp(0.0, 1.0)) as u64;
         let price = scenario.price;
         let ticks = (prompt - cached)
@@ -503,13 +507,15 @@ impl Simulator {
         let usage = Usage {
             prompt,
             cached,
-            completion,
+            completion: completion - reasoning,
+            reasoning,
             ticks,
             hit_cap: completion == cap,
         };
         entry.prompt_tokens = prompt;
         entry.cached_tokens = cached;
         entry.completion_tokens = completion;
+        entry.reasoning_tokens = reasoning;
         let jitter = 0.8 + 0.4 * state.rng.random::<f64>();
         let generation = scenario
             .latency
@@ -533,6 +539,7 @@ impl Simulator {
         }
         if spoil < scenario.malformed_probability + scenario.error_in_ok_probability {
             entry.completion_tokens = 0;
+            entry.reasoning_tokens = 0;
             if scenario.bills_errors_in_ok {
                 let read = (prompt - cached)
                     .saturating_mul(price.input)
@@ -603,14 +610,16 @@ impl Simulator {
             entry.billed_ticks = 0;
             state.billed = state.billed.saturating_sub(ticks);
             let faults = scenario.stream_faults;
-            let chunks = completion.div_ceil(u64::from(scenario.chunk_tokens.max(1))) as usize;
+            let chunks =
+                (completion - reasoning).div_ceil(u64::from(scenario.chunk_tokens.max(1))) as usize;
             let plan = StreamPlan {
                 id,
                 flavor,
                 model: request.model.clone(),
                 prompt,
                 cached,
-                completion,
+                completion: completion - reasoning,
+                reasoning,
                 hit_cap: completion == cap,
                 chunk_tokens: u64::from(scenario.chunk_tokens.max(1)),
                 per_token: scenario.latency.per_output_token,

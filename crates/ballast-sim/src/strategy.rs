@@ -33,7 +33,7 @@ pub fn hint_style() -> impl Strategy<Value = HintStyle> {
 /// A flaky provider: any dialect, maybe a hidden limit (30 to 600 rpm, rejections counted
 /// or not), any hint style, 5xx bursts up to 60% in the bad state, hangs (for ever or for
 /// 150 s) up to 20%, broken bodies and errors in 200s up to 15% each, maybe a quota of
-/// $0.0001 to $0.005. No key check: set [`Scenario::api_key`] where a test needs one.
+/// $0.0001 to $0.005, and half the time a reasoning model (up to 90% of its output). No key check: set [`Scenario::api_key`] where a test needs one.
 pub fn flaky_scenario() -> impl Strategy<Value = Scenario> {
     (
         (
@@ -47,13 +47,14 @@ pub fn flaky_scenario() -> impl Strategy<Value = Scenario> {
             0.0..0.15f64,
             0.0..0.15f64,
             prop::option::of(1_000_000u64..50_000_000),
+            prop_oneof![Just(0.0), 0.0..0.9f64],
         ),
     )
         .prop_map(
             |(
                 (seed, flavor, rpm, rejections_count),
                 (wait_hint, fail, hang, hang_forever),
-                (malformed, error_in_ok, quota),
+                (malformed, error_in_ok, quota, reasoning_share),
             )| Scenario {
                 name: "flaky".into(),
                 seed,
@@ -77,6 +78,7 @@ pub fn flaky_scenario() -> impl Strategy<Value = Scenario> {
                 malformed_probability: malformed,
                 error_in_ok_probability: error_in_ok,
                 quota_ticks: quota,
+                reasoning_share,
                 ..Scenario::healthy()
             },
         )

@@ -95,7 +95,10 @@ pub(crate) struct StreamPlan {
     pub(crate) model: String,
     pub(crate) prompt: u64,
     pub(crate) cached: u64,
+    /// Output tokens of the answer, delivered in the events.
     pub(crate) completion: u64,
+    /// Output tokens of reasoning, all generated before the first content, never shown.
+    pub(crate) reasoning: u64,
     pub(crate) hit_cap: bool,
     pub(crate) chunk_tokens: u64,
     /// Simulated time per output token.
@@ -199,9 +202,7 @@ impl StreamPlan {
                 ));
                 if self.include_usage {
                     let usage = json!({"id": id, "object": "chat.completion.chunk", "model": model, "choices": [],
-                        "usage": {"prompt_tokens": self.prompt, "completion_tokens": self.completion,
-                                  "total_tokens": self.prompt + self.completion,
-                                  "prompt_tokens_details": {"cached_tokens": self.cached}}});
+                        "usage": crate::wire::chat_usage(self.flavor, &self.usage())});
                     events.push(plain(sse(None, &usage), self.completion));
                 }
                 if !self.no_done {
@@ -254,7 +255,7 @@ impl StreamPlan {
                         Some("message_delta"),
                         &json!({"type": "message_delta",
                         "delta": {"stop_reason": stop, "stop_sequence": null},
-                        "usage": {"output_tokens": self.completion}}),
+                        "usage": {"output_tokens": self.output(self.completion)}}),
                     ),
                     self.completion,
                 ));
@@ -275,10 +276,7 @@ impl StreamPlan {
                         bytes: sse(
                             None,
                             &json!({"candidates": [candidate],
-                            "usageMetadata": {"promptTokenCount": self.prompt,
-                                "cachedContentTokenCount": self.cached,
-                                "candidatesTokenCount": tokens,
-                                "totalTokenCount": self.prompt + tokens},
+                            "usageMetadata": crate::wire::gemini_usage(&self.usage(), *tokens),
                             "modelVersion": model}),
                         ),
                         tokens: *tokens,
@@ -378,9 +376,9 @@ impl StreamPlan {
         );
         let usage = json!({"input_tokens": self.prompt,
             "input_tokens_details": {"cached_tokens": self.cached},
-            "output_tokens": self.completion,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": self.prompt + self.completion});
+            "output_tokens": self.output(self.completion),
+            "output_tokens_details": {"reasoning_tokens": self.reasoning},
+            "total_tokens": self.prompt + self.output(self.completion)});
         let (kind, status) = if self.hit_cap {
             ("response.incomplete", "incomplete")
         } else {
@@ -394,13 +392,31 @@ impl StreamPlan {
         );
     }
 
-    /// What the provider bills for `tokens` generated.
+    /// What the provider bills once `tokens` of the answer are generated: the prompt, the
+    /// reasoning before them, and them.
     pub(crate) fn ticks(&self, tokens: u64) -> u64 {
         let (input, cached, output) = self.prices;
         (self.prompt - self.cached)
             .saturating_mul(input)
             .saturating_add(self.cached.saturating_mul(cached))
-            .saturating_add(tokens.saturating_mul(output))
+            .saturating_add(self.output(tokens).saturating_mul(output))
+    }
+
+    /// Output tokens billed once `tokens` of the answer are generated: the reasoning too.
+    pub(crate) fn output(&self, tokens: u64) -> u64 {
+        self.reasoning.saturating_add(tokens)
+    }
+
+    /// The usage in the answer's own counts, as the wire module writes it.
+    fn usage(&self) -> crate::wire::Usage {
+        crate::wire::Usage {
+            prompt: self.prompt,
+            cached: self.cached,
+            completion: self.completion,
+            reasoning: self.reasoning,
+            ticks: self.ticks(self.completion),
+            hit_cap: self.hit_cap,
+        }
     }
 
     /// The error event of this dialect.
@@ -451,7 +467,7 @@ pub(crate) async fn produce(
                     plan.id,
                     SimOutcome::StreamCut,
                     plan.ticks(sent_tokens),
-                    sent_tokens,
+                    plan.output(sent_tokens),
                     false,
                 );
                 return;
@@ -462,7 +478,7 @@ pub(crate) async fn produce(
                     plan.id,
                     SimOutcome::StreamError,
                     plan.ticks(sent_tokens),
-                    sent_tokens,
+                    plan.output(sent_tokens),
                     false,
                 );
                 return;
@@ -476,7 +492,7 @@ pub(crate) async fn produce(
                         plan.id,
                         SimOutcome::Success,
                         plan.ticks(sent_tokens),
-                        sent_tokens,
+                        plan.output(sent_tokens),
                         false,
                     );
                     return;
@@ -498,7 +514,7 @@ pub(crate) async fn produce(
                 plan.id,
                 SimOutcome::Success,
                 plan.ticks(event.tokens),
-                event.tokens,
+                plan.output(event.tokens),
                 false,
             );
             return;
@@ -509,7 +525,7 @@ pub(crate) async fn produce(
         plan.id,
         SimOutcome::Success,
         plan.ticks(plan.completion),
-        plan.completion,
+        plan.output(plan.completion),
         true,
     );
 }

@@ -14,7 +14,10 @@ use crate::Flavor;
 pub(crate) struct Usage {
     pub(crate) prompt: u64,
     pub(crate) cached: u64,
+    /// Output tokens of the answer itself.
     pub(crate) completion: u64,
+    /// Output tokens of reasoning, before it.
+    pub(crate) reasoning: u64,
     pub(crate) ticks: u64,
     pub(crate) hit_cap: bool,
 }
@@ -55,13 +58,7 @@ pub(crate) fn success_body(
     }
     let body = match flavor {
         Flavor::XAi | Flavor::OpenAi => {
-            let mut usage_json = json!({
-                "prompt_tokens": usage.prompt,
-                "completion_tokens": usage.completion,
-                "total_tokens": usage.prompt + usage.completion,
-                "prompt_tokens_details": {"cached_tokens": usage.cached},
-                "completion_tokens_details": {"reasoning_tokens": 0},
-            });
+            let mut usage_json = chat_usage(flavor, &usage);
             if flavor == Flavor::XAi {
                 usage_json["cost_in_usd_ticks"] = json!(usage.ticks);
             }
@@ -92,7 +89,7 @@ pub(crate) fn success_body(
                 "input_tokens": usage.prompt - usage.cached,
                 "cache_read_input_tokens": usage.cached,
                 "cache_creation_input_tokens": 0,
-                "output_tokens": usage.completion,
+                "output_tokens": usage.completion + usage.reasoning,
             },
         }),
         Flavor::Gemini => json!({
@@ -101,16 +98,41 @@ pub(crate) fn success_body(
                 "finishReason": if usage.hit_cap { "MAX_TOKENS" } else { "STOP" },
                 "index": 0,
             }],
-            "usageMetadata": {
-                "promptTokenCount": usage.prompt,
-                "cachedContentTokenCount": usage.cached,
-                "candidatesTokenCount": usage.completion,
-                "totalTokenCount": usage.prompt + usage.completion,
-            },
+            "usageMetadata": gemini_usage(&usage, usage.completion),
             "modelVersion": model,
         }),
     };
     Bytes::from(body.to_string())
+}
+
+/// A chat usage object: xAI reports reasoning beside `completion_tokens` (its total
+/// counts them), OpenAI inside.
+pub(crate) fn chat_usage(flavor: Flavor, usage: &Usage) -> Value {
+    let completion = match flavor {
+        Flavor::XAi => usage.completion,
+        _ => usage.completion + usage.reasoning,
+    };
+    json!({
+        "prompt_tokens": usage.prompt,
+        "completion_tokens": completion,
+        "total_tokens": usage.prompt + usage.completion + usage.reasoning,
+        "prompt_tokens_details": {"cached_tokens": usage.cached},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning},
+    })
+}
+
+/// Gemini's `usageMetadata` with `candidates` answer tokens so far: thoughts apart.
+pub(crate) fn gemini_usage(usage: &Usage, candidates: u64) -> Value {
+    let mut metadata = json!({
+        "promptTokenCount": usage.prompt,
+        "cachedContentTokenCount": usage.cached,
+        "candidatesTokenCount": candidates,
+        "totalTokenCount": usage.prompt + candidates + usage.reasoning,
+    });
+    if usage.reasoning > 0 {
+        metadata["thoughtsTokenCount"] = json!(usage.reasoning);
+    }
+    metadata
 }
 
 /// A Responses API answer (`object: "response"`), whole: its text in one message, and its
@@ -133,9 +155,9 @@ pub(crate) fn responses_body(id: u64, model: &str, usage: &Usage, text: &str) ->
         "usage": {
             "input_tokens": usage.prompt,
             "input_tokens_details": {"cached_tokens": usage.cached},
-            "output_tokens": usage.completion,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": usage.prompt + usage.completion,
+            "output_tokens": usage.completion + usage.reasoning,
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning},
+            "total_tokens": usage.prompt + usage.completion + usage.reasoning,
         },
     })
 }

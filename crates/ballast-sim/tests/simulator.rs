@@ -374,6 +374,59 @@ fn usage_follows_each_providers_convention() {
     );
 }
 
+/// A reasoning model's answer (half its output reasoning): billed as output, reported as
+/// each provider reports it (xAI beside `completion_tokens`, its total counting them;
+/// OpenAI and Anthropic inside the output count; Gemini as `thoughtsTokenCount`).
+#[test]
+fn reasoning_is_billed_and_reported_as_each_provider_does() {
+    let answer = |flavor| {
+        let scenario = Scenario {
+            flavor,
+            reasoning_share: 0.5,
+            ..Scenario::healthy()
+        };
+        let (observed, ledger) = run(scenario, 1, 1);
+        let json: Value = serde_json::from_slice(&observed[0].as_ref().unwrap().body).unwrap();
+        let entry = ledger.entries()[0].clone();
+        let price = ballast_sim::Price::GROK_CODE_FAST_1;
+        assert_eq!(
+            entry.billed_ticks,
+            entry.prompt_tokens * price.input + entry.completion_tokens * price.output
+        );
+        assert_eq!(entry.reasoning_tokens, entry.completion_tokens / 2);
+        (json, entry)
+    };
+    let (json, entry) = answer(Flavor::XAi);
+    let usage = &json["usage"];
+    assert_eq!(
+        usage["completion_tokens"],
+        entry.completion_tokens - entry.reasoning_tokens
+    );
+    assert_eq!(
+        usage["completion_tokens_details"]["reasoning_tokens"],
+        entry.reasoning_tokens
+    );
+    assert_eq!(
+        usage["total_tokens"],
+        entry.prompt_tokens + entry.completion_tokens
+    );
+    let (json, entry) = answer(Flavor::OpenAi);
+    assert_eq!(json["usage"]["completion_tokens"], entry.completion_tokens);
+    assert_eq!(
+        json["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        entry.reasoning_tokens
+    );
+    let (json, entry) = answer(Flavor::Anthropic);
+    assert_eq!(json["usage"]["output_tokens"], entry.completion_tokens);
+    let (json, entry) = answer(Flavor::Gemini);
+    let metadata = &json["usageMetadata"];
+    assert_eq!(
+        metadata["candidatesTokenCount"],
+        entry.completion_tokens - entry.reasoning_tokens
+    );
+    assert_eq!(metadata["thoughtsTokenCount"], entry.reasoning_tokens);
+}
+
 #[test]
 fn spoiled_successes() {
     let scenario = Scenario {

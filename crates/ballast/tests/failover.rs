@@ -455,14 +455,16 @@ fn through_translation(
 /// An xAI primary down for good, Anthropic next: every OpenAI chat call is answered by
 /// Claude, translated there and back (a chat completion naming the model that answered,
 /// its usage what Anthropic billed), each provider's bill what its stack counted to the
-/// picodollar. The calls set both `temperature` and `top_p`, as many SDK configurations
-/// do, which recent Claude models (and the simulator) refuse together.
+/// picodollar, its thinking included. The calls set both `temperature` and `top_p`, as
+/// many SDK configurations do, which recent Claude models (and the simulator) refuse
+/// together.
 #[test]
 fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
     let seen = through_translation(
         Scenario::total_outage(),
         Scenario {
             cached_share: 0.25,
+            reasoning_share: 0.5,
             ..Scenario::healthy()
         },
         Scenario::healthy(),
@@ -485,6 +487,12 @@ fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
         assert_eq!(json["usage"]["completion_tokens"], entry.completion_tokens);
     }
     assert!(anthropic.iter().any(|e| e.cached_tokens > 0));
+    assert!(
+        anthropic
+            .iter()
+            .all(|e| e.reasoning_tokens * 2 <= e.completion_tokens)
+    );
+    assert!(anthropic.iter().any(|e| e.reasoning_tokens > 0));
     // Gemini was never needed.
     assert_eq!(seen.targets[2].0.len(), 0);
     for (ledger, spend) in &seen.targets {
@@ -597,8 +605,9 @@ fn a_stream_that_fails_before_content_fails_over_unseen() {
 }
 
 /// Streamed chat calls through a route whose primary (xAI) is down: the Anthropic
-/// fallback's Messages stream, and past an empty Anthropic account Gemini's stream, reach
-/// the caller as chat chunks: the content as generated, the usage chunk equal to the
+/// fallback's Messages stream, and past an empty Anthropic account Gemini's stream (both
+/// models thinking first), reach the caller as chat chunks: the content as generated (the
+/// thinking is not shown), the usage chunk, thinking included, equal to the
 /// provider's ledger when the caller asked for one (none when it did not), `[DONE]` at the
 /// end; each provider billed what its stack counted, to the picodollar.
 #[test]
@@ -615,11 +624,13 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
                     flavor: Flavor::Anthropic,
                     price: CLAUDE_SONNET,
                     quota_ticks: anthropic_empty.then_some(0),
+                    reasoning_share: 0.5,
                     ..Scenario::healthy()
                 }),
                 Simulator::new(Scenario {
                     flavor: Flavor::Gemini,
                     price: GEMINI_FLASH,
+                    reasoning_share: 0.5,
                     ..Scenario::healthy()
                 }),
             ];
@@ -661,7 +672,12 @@ fn streams_are_translated_for_anthropic_and_gemini_fallbacks() {
                     .iter()
                     .filter_map(|c| c.pointer("/choices/0/delta/content")?.as_str())
                     .collect();
-                assert_eq!(content, ballast_sim::completion_text(entry.completion_tokens));
+                // The answer's own tokens; the thinking before them is billed, not shown.
+                assert_eq!(
+                    content,
+                    ballast_sim::completion_text(entry.completion_tokens - entry.reasoning_tokens)
+                );
+                assert!(entry.reasoning_tokens > 0);
                 let usage = &chunks.last().unwrap()["usage"];
                 if asks_usage {
                     assert_eq!(usage["prompt_tokens"], entry.prompt_tokens);

@@ -101,29 +101,35 @@ fn run(scenario: Scenario, calls: usize, max_tokens: u64, leave_every: Option<us
 /// provider billed, to the picodollar.
 #[test]
 fn whole_streams_are_counted_as_the_provider_billed() {
-    let run = run(
-        Scenario {
-            cached_share: 0.3,
-            ..Scenario::healthy()
-        },
-        20,
-        120,
-        None,
-    );
-    assert!(
-        run.calls
-            .iter()
-            .all(|c| *c == (OutcomeClass::Success, 1, None, true)),
-        "{:?}",
-        run.calls
-    );
-    assert_eq!(run.ledger.len(), 20);
-    assert!(run.ledger.entries().iter().all(|e| e.delivered));
-    let billed = Usd::from_xai_ticks(run.ledger.billed_ticks());
-    assert!(billed > Usd::ZERO);
-    assert_eq!(run.counted, billed);
-    assert_eq!(run.spent, billed);
-    assert_eq!(run.reserved, Usd::ZERO);
+    // Without reasoning, and as a reasoning model answers (grok-code-fast-1 thinks first:
+    // 80% of its output here, reported beside `completion_tokens` and billed as output):
+    // the same output drawn, the same bill, $0.0025129, counted in full either way.
+    for reasoning_share in [0.0, 0.8] {
+        let run = run(
+            Scenario {
+                cached_share: 0.3,
+                reasoning_share,
+                ..Scenario::healthy()
+            },
+            20,
+            120,
+            None,
+        );
+        assert!(
+            run.calls
+                .iter()
+                .all(|c| *c == (OutcomeClass::Success, 1, None, true)),
+            "{:?}",
+            run.calls
+        );
+        assert_eq!(run.ledger.len(), 20);
+        assert!(run.ledger.entries().iter().all(|e| e.delivered));
+        let billed_here = Usd::from_xai_ticks(run.ledger.billed_ticks());
+        assert_eq!(billed_here, Usd::from_picos(2_512_900_000));
+        assert_eq!(run.counted, billed_here, "reasoning {reasoning_share}");
+        assert_eq!(run.spent, billed_here);
+        assert_eq!(run.reserved, Usd::ZERO);
+    }
 }
 
 /// Streams that end with an error event, before or after their first content. Before it,
@@ -582,6 +588,11 @@ proptest::proptest! {
         let scenario = Scenario {
             flavor: ballast_sim::Flavor::XAi,
             stream_faults: faults,
+            // Not a reasoning model: reasoning a stream never shows is not bounded by what
+            // was seen of a stream left before its end (open: see #19's note of
+            // 2026-12-07); a stream read to its end is counted with it
+            // (`whole_streams_are_counted_as_the_provider_billed`).
+            reasoning_share: 0.0,
             ..scenario
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
@@ -605,15 +616,18 @@ proptest::proptest! {
         budget_micros in 100u64..3_000,
         calls in proptest::collection::vec((0u64..30_000, 1u64..400, leave()), 1..60),
     ) {
+        // Neither a reasoning model, as above.
         let primary = Scenario {
             flavor: ballast_sim::Flavor::XAi,
             stream_faults: faults.0,
+            reasoning_share: 0.0,
             ..primary
         };
         let fallback = Scenario {
             flavor,
             stream_faults: faults.1,
             price: common::fallback_model(flavor).1,
+            reasoning_share: 0.0,
             ..fallback
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
