@@ -115,8 +115,10 @@ pub struct StreamSummary {
 }
 
 impl StreamSummary {
-    /// An upper bound of the output tokens the provider generated, for a stream that did not
-    /// report them: one per byte of content seen (no tokenizer makes a token of less than a
+    /// An upper bound of the output tokens a model that shows all it generates generated,
+    /// for a stream that did not report them (reasoning it did not show is not bounded
+    /// here: the cost layer charges a stream left before its end its worst case instead):
+    /// one per byte of content seen (no tokenizer makes a token of less than a
     /// byte; digits, punctuation and newlines often take one each), plus two events as large
     /// as the largest seen (one on its way, one being generated when the stream ended), plus
     /// one. Pessimistic on purpose: English prose runs about four bytes a token, so this is

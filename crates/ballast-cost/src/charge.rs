@@ -11,8 +11,8 @@ use crate::Usage;
 /// charged its worst case whenever nothing proves otherwise:
 ///
 /// - usage in the response: that usage;
-/// - a stream that ended, or failed before its first content: what was seen of it
-///   ([`Charge::of_stream`]: the worst case for one that went silent);
+/// - a stream that ended, or failed before its first content ([`Charge::of_stream`]): its
+///   usage when read to its end, else its worst case;
 /// - an error status from the provider (not 2xx): nothing, providers do not bill them;
 /// - an error that proves the request never left ([`never_sent`]): nothing;
 /// - anything else (a success without usage, an error inside a 2xx, a timeout, a reset, a
@@ -54,18 +54,20 @@ impl Charge {
 }
 
 impl Charge {
-    /// What a stream is charged at its end: what was seen of it ([`Usage::of_stream`]),
-    /// unless it went silent (its first content or its next event did not come in time:
-    /// [`StreamEnd::Stalled`]). Then the provider may have gone on generating where nothing
-    /// shows it, reasoning before a first content or writing into a stalled connection,
-    /// and billed up to the cap: the worst case. (Found by the routed streams' property
-    /// test: a Gemini stream held back past the first-content timeout was charged one
-    /// output token, its provider billed the five it was generating.)
+    /// What a stream is charged at its end: read to its end, its usage (or what was seen of
+    /// it, [`Usage::of_stream`], when it reported none); left before its end (cut, an
+    /// error event, gone silent, dropped by its caller), its worst case, as an answer left
+    /// before it came is. What was seen does not bound what the provider billed: a model
+    /// that reasons without showing it (grok-4, OpenAI's o-series) bills its thinking as
+    /// output, and a silent provider may be generating still. (Found by the property tests:
+    /// a Gemini stream held back past the first-content timeout was charged one output
+    /// token, its provider billed the five it was generating; with the simulator's
+    /// reasoning models, streams left mid-way were charged under their bill.)
     pub fn of_stream(summary: &StreamSummary, prompt_bound: u64) -> Self {
-        if summary.end == StreamEnd::Stalled {
-            Self::Worst
-        } else {
+        if summary.end == StreamEnd::Finished {
             Self::Usage(Usage::of_stream(summary, prompt_bound))
+        } else {
+            Self::Worst
         }
     }
 }
@@ -117,10 +119,11 @@ mod tests {
         assert_eq!(Charge::of(&failed(refused), 99), Charge::Nothing);
     }
 
-    /// A stream that failed before its first content: cut, what was seen of it (its
-    /// prompt bound, one output token); gone silent, its worst case.
+    /// A stream read to its end without usage is charged what was seen of it (its prompt
+    /// bound, one output token when it delivered nothing); one left before its end, cut or
+    /// silent, its worst case.
     #[test]
-    fn a_silent_stream_is_charged_its_worst_case() {
+    fn a_stream_left_before_its_end_is_charged_its_worst_case() {
         let before_content = |end| -> Result<http::Response<String>, BoxError> {
             let summary = StreamSummary {
                 end,
@@ -138,13 +141,16 @@ mod tests {
                     .with_stream(summary),
             ))
         };
-        let Charge::Usage(seen) = Charge::of(&before_content(StreamEnd::Cut), 99) else {
-            panic!("a cut stream is charged what was seen");
+        let Charge::Usage(seen) = Charge::of(&before_content(StreamEnd::Finished), 99) else {
+            panic!("a whole stream is charged what was seen");
         };
         assert_eq!((seen.prompt_tokens(), seen.output_tokens), (99, 1));
-        assert_eq!(
-            Charge::of(&before_content(StreamEnd::Stalled), 99),
-            Charge::Worst
-        );
+        for end in [StreamEnd::Cut, StreamEnd::Stalled, StreamEnd::Dropped] {
+            assert_eq!(
+                Charge::of(&before_content(end), 99),
+                Charge::Worst,
+                "{end:?}"
+            );
+        }
     }
 }

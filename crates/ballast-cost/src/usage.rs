@@ -41,8 +41,10 @@ impl Usage {
     /// ended whole; otherwise no less than what was seen: the reported prompt (or
     /// `prompt_bound`, the request's estimate) and the larger of the reported output and
     /// [`StreamSummary::output_bound`] (content delivered, and two events in flight). Never
-    /// zero for a stream that was sent, never the untouched worst case. A stream that went
-    /// silent is charged its worst case instead ([`Charge::of_stream`](crate::Charge::of_stream)).
+    /// zero for a stream that was sent, never the untouched worst case. What is charged is
+    /// [`Charge::of_stream`](crate::Charge::of_stream)'s: this, for a stream read to its
+    /// end; the worst case for one left before it (what was seen does not bound unseen
+    /// reasoning).
     pub fn of_stream(summary: &StreamSummary, prompt_bound: u64) -> Self {
         let whole = summary.end == StreamEnd::Finished;
         match summary.usage {
