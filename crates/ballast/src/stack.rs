@@ -224,7 +224,8 @@ impl<St: SpendStore> StackBuilder<St> {
 
     /// Whether chat streams are asked for their usage when the caller did not (default on):
     /// the stream's cost is then read from the provider, and the usage-only chunk is kept
-    /// from the caller. Off, such a stream is charged from what was seen of it.
+    /// from the caller. Off, such a stream is charged from what was seen of it, which a
+    /// model that reasons without showing it bills more than: leave it on for those.
     pub fn stream_usage(mut self, on: bool) -> Self {
         self.stream_usage = on;
         self
