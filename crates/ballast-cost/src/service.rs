@@ -197,9 +197,10 @@ where
         }
         if let Some(started) = pending.started.take() {
             let outcome = Outcome::from_result(&result);
-            // A stream that failed before its first content is counted from what was seen
-            // (`None` when that is its worst case: it went silent): looked for only when
-            // there is no usage, so an ordinary answer pays nothing.
+            // A stream's summary on an attempt that did not return its stream: charged by
+            // `Charge::of_stream` (`None` here for its worst case, which is every stream
+            // not read to its end): looked for only when there is no usage, so an ordinary
+            // answer pays nothing.
             let prompt_bound = started.prompt_bound;
             let seen =
                 |summary: Option<StreamSummary>| match Charge::of_stream(&summary?, prompt_bound) {
