@@ -209,9 +209,9 @@ impl<St: SpendStore> Held<St> {
     }
 
     /// Settles the call's cost without waiting when the store can; else as a drop does. A
-    /// watched stream keeps the reservation until its end, then settles at what it told
-    /// ([`Charge::of_stream`](Charge::of_stream): the reservation for one
-    /// that went silent); a stream dropped unread settles at what was seen of it.
+    /// watched stream keeps the reservation until its end, then settles by
+    /// [`Charge::of_stream`]: at its usage when read to its end, at the reservation when
+    /// left before it (dropped unread included).
     pub(crate) fn settle_now<R: InspectBody>(
         mut self,
         rate: &Rate,

@@ -232,9 +232,11 @@ where
                 Err(error) => {
                     let attempts =
                         Attempt::of_error(&**error).map_or(started.attempt, Attempt::get);
-                    let read = seen(StreamSummary::of_result(&result));
-                    let charged =
-                        read.is_none() && Charge::of(&result, prompt_bound) == Charge::Worst;
+                    let (read, charged) = match Charge::of(&result, prompt_bound) {
+                        Charge::Usage(usage) => (Some(usage), false),
+                        Charge::Worst => (None, true),
+                        Charge::Nothing => (None, false),
+                    };
                     (read, charged, None, attempts)
                 }
             };

@@ -428,13 +428,15 @@ async fn forward(
     let outcome = Outcome::from_result(&result);
     // Who answered, and whether the answer is whole (a stream's last call is counted when
     // it ends, after the headers).
-    let (served, whole) = match &result {
+    // A single stack's answer carries no `Served`: its one target answered.
+    let (target, whole) = match &result {
         Ok(response) => (
-            Some(Served::of(response).map(|served| Arc::clone(&served.target))),
+            Some(Served::of(response).map_or(app.targets[0].name.as_str(), |s| &s.target)),
             !response.body().is_streaming(),
         ),
         Err(_) => (None, true),
     };
+    let target = target.and_then(|name| http::HeaderValue::from_str(name).ok());
     let mut answer = match result {
         Ok(response) if outcome.is_success() => {
             let (mut parts, body) = response.into_parts();
@@ -477,12 +479,6 @@ async fn forward(
             .into_response()
             .map(Body::from),
     };
-    // A single stack's answer carries no `Served`: its one target answered.
-    let target = match &served {
-        Some(Some(name)) => Some(&**name),
-        Some(None) => Some(app.targets[0].name.as_str()),
-        None => None,
-    };
     report(answer.headers_mut(), target, whole.then_some(&tally));
     answer
 }
@@ -491,8 +487,12 @@ async fn forward(
 /// whose failure this is), and for an answer that is not streamed `x-ballast-calls`, the
 /// provider calls the call made (retries, hedges and every target tried), and
 /// `x-ballast-cost-usd`, what they were counted to cost.
-fn report(headers: &mut http::HeaderMap, served: Option<&str>, tally: Option<&CostTally>) {
-    if let Some(value) = served.and_then(|name| http::HeaderValue::from_str(name).ok()) {
+fn report(
+    headers: &mut http::HeaderMap,
+    target: Option<http::HeaderValue>,
+    tally: Option<&CostTally>,
+) {
+    if let Some(value) = target {
         headers.insert(TARGET, value);
     }
     if let Some(tally) = tally {

@@ -5,9 +5,11 @@
 //! user and assistant text messages (a string or text parts), the output cap
 //! (`max_completion_tokens` or `max_tokens`), `temperature`, `top_p`, `stop` and `user`.
 //! What the other API requires and chat leaves out is filled in: Anthropic's `max_tokens`
-//! ([`ANTHROPIC_MAX_TOKENS`](crate::ANTHROPIC_MAX_TOKENS) when the request has no cap), and Anthropic's one sampling
-//! knob (recent Claude models refuse `temperature` and `top_p` together: `temperature`
-//! is kept); messages with empty text, which both refuse, are left out. Streamed requests are translated too, and their events come back as chat chunks (a
+//! ([`ANTHROPIC_MAX_TOKENS`](crate::ANTHROPIC_MAX_TOKENS) when the request has no cap),
+//! and Anthropic's one sampling knob (recent Claude models refuse `temperature` and
+//! `top_p` together: `temperature` is kept); messages with empty text, which both refuse,
+//! are left out. Streamed requests are translated too, and their events come back as chat
+//! chunks (a
 //! usage chunk only when the caller asked for one). A request that needs more (tools,
 //! images, JSON mode, `n` > 1, logprobs) is not translated: the target is passed over, so the call goes to
 //! a target that can take it as it is. Fields with no effect on the answer's meaning
@@ -371,13 +373,12 @@ fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {
 /// A Gemini answer as a chat completion. A prompt Gemini blocked (`promptFeedback`'s
 /// `blockReason`, no candidate) is chat's filtered answer: no content, `content_filter`.
 fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
-    let blocked = json!({"finishReason": "SAFETY"});
-    let candidate = match body.get("candidates").and_then(|c| c.get(0)) {
-        Some(candidate) => candidate,
-        None if body.pointer("/promptFeedback/blockReason").is_some() => &blocked,
+    let candidate = body.get("candidates").and_then(|c| c.get(0));
+    let finish = match candidate {
+        Some(candidate) => gemini_finish(candidate.get("finishReason").and_then(Value::as_str)),
+        None if gemini_blocked(body) => "content_filter",
         None => return None,
     };
-    let finish = gemini_finish(candidate.get("finishReason").and_then(Value::as_str));
     Some(completion_body(
         body.get("responseId")
             .and_then(Value::as_str)
@@ -385,7 +386,7 @@ fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
         body.get("modelVersion")
             .and_then(Value::as_str)
             .unwrap_or(model),
-        &gemini_text(candidate),
+        &candidate.map(gemini_text).unwrap_or_default(),
         finish,
         gemini_usage(body.get("usageMetadata")),
     ))
@@ -431,6 +432,12 @@ fn gemini_text(candidate: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether Gemini blocked the prompt (`promptFeedback`'s `blockReason`): no candidate
+/// comes.
+fn gemini_blocked(body: &Value) -> bool {
+    body.pointer("/promptFeedback/blockReason").is_some()
 }
 
 /// A Gemini finish reason as chat's.
@@ -574,9 +581,7 @@ impl Chunks {
                     .and_then(Value::as_str)
                 {
                     self.finish(gemini_finish(Some(reason)), out);
-                } else if candidate.is_none()
-                    && json.pointer("/promptFeedback/blockReason").is_some()
-                {
+                } else if candidate.is_none() && gemini_blocked(&json) {
                     // A blocked prompt: no candidate will come.
                     self.finish("content_filter", out);
                 }

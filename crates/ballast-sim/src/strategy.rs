@@ -33,7 +33,8 @@ pub fn hint_style() -> impl Strategy<Value = HintStyle> {
 /// A flaky provider: any dialect, maybe a hidden limit (30 to 600 rpm, rejections counted
 /// or not), any hint style, 5xx bursts up to 60% in the bad state, hangs (for ever or for
 /// 150 s) up to 20%, broken bodies and errors in 200s up to 15% each, maybe a quota of
-/// $0.0001 to $0.005, and half the time a reasoning model (up to 90% of its output). No key check: set [`Scenario::api_key`] where a test needs one.
+/// $0.0001 to $0.005, and half the time a reasoning model (up to 90% of its output). No
+/// key check: set [`Scenario::api_key`] where a test needs one.
 pub fn flaky_scenario() -> impl Strategy<Value = Scenario> {
     (
         (
