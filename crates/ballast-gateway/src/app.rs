@@ -14,7 +14,7 @@ use ballast::budget::{BudgetLayer, BudgetScope, MemoryStore};
 use ballast::classify::{BoxError, ClassifiedBody, Dialect, Outcome, OutcomeClass, ProviderError};
 use ballast::cost::{CostTally, HealthMonitor};
 use ballast::route::{Api, Served};
-use ballast::{Fallback, InBandErrors, RouteBuilder, StackBuilder};
+use ballast::{Fallback, InBandErrors, Preset, RouteBuilder, StackBuilder, error_answer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower::ServiceExt;
@@ -54,6 +54,11 @@ pub(crate) struct App {
     upstream_uri: http::Uri,
     /// The primary's Responses API endpoint (`{base}/responses`).
     responses_uri: http::Uri,
+    /// The Messages endpoint under the primary's base (`{base}/messages`): a route hands
+    /// the path after the version on to the target that speaks Anthropic's API.
+    messages_uri: http::Uri,
+    /// Whether a target of the provider's chain speaks Anthropic's Messages API.
+    speaks_messages: bool,
     pub(crate) targets: Vec<TargetInfo>,
     pub(crate) budget: BudgetLayer<Arc<MemoryStore>>,
     health: HealthMonitor,
@@ -65,8 +70,9 @@ pub(crate) struct App {
     /// How many of `targets` are the provider and its fallbacks (the named routes' come
     /// after).
     default_targets: usize,
-    /// The named routes, by the model name callers ask for.
-    routes: HashMap<String, Upstream>,
+    /// The named routes, by the model name callers ask for, each with whether a target of
+    /// its chain speaks Anthropic's Messages API.
+    routes: HashMap<String, (Upstream, bool)>,
     /// Each named route's name and its first target's, in the order configured.
     route_names: Vec<(String, String)>,
     /// Every client key's scope and its own daily budget, in the order configured.
@@ -77,6 +83,7 @@ pub(crate) struct App {
 /// of them.
 ///
 /// Routes: `POST /v1/chat/completions` and `POST /v1/responses` (streamed or not),
+/// `POST /v1/messages` (Anthropic's Messages API, as it is, to the targets that speak it),
 /// `GET /v1/models` (the configured
 /// targets' models), `GET /healthz` (liveness), `GET /readyz` (readiness: 503 only when no
 /// target can serve or the budget is spent), `GET /metrics` (Prometheus, when a handle is
@@ -112,6 +119,10 @@ impl Gateway {
             format!("{}/chat/completions", base.trim_end_matches('/')).parse()?;
         let responses_uri: http::Uri =
             format!("{}/responses", base.trim_end_matches('/')).parse()?;
+        let messages_uri: http::Uri = format!("{}/messages", base.trim_end_matches('/')).parse()?;
+        let speaks_messages = std::iter::once(&primary)
+            .chain(config.fallbacks.iter().map(|fallback| &fallback.config))
+            .any(|target| target.preset == Preset::Anthropic);
         // One stack when the primary speaks chat and nothing comes after it; otherwise a
         // route (fallbacks, or a primary whose API the caller's chat is translated to).
         let (upstream, targets, budget, health) =
@@ -190,6 +201,8 @@ impl Gateway {
             upstream,
             upstream_uri,
             responses_uri,
+            messages_uri,
+            speaks_messages,
             default_targets: targets.len(),
             targets,
             budget,
@@ -227,8 +240,14 @@ impl Gateway {
                 });
             }
             let owner = route.targets[0].0.clone();
-            app.routes
-                .insert(named.model.clone(), BoxCloneSyncService::new(route.service));
+            let speaks_messages = named
+                .chain
+                .iter()
+                .any(|target| target.config.preset == Preset::Anthropic);
+            app.routes.insert(
+                named.model.clone(),
+                (BoxCloneSyncService::new(route.service), speaks_messages),
+            );
             app.route_names.push((named.model.clone(), owner));
         }
         for key in &config.client_keys {
@@ -252,6 +271,7 @@ impl Gateway {
             .route("/", get(status_page))
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/responses", post(responses))
+            .route("/v1/messages", post(messages))
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
@@ -292,13 +312,19 @@ fn caller<'a>(app: &'a App, headers: &http::HeaderMap) -> Result<Option<&'a Call
     if app.client_keys.is_empty() {
         return Ok(None);
     }
+    // A bearer token (OpenAI's SDKs), or `x-api-key` (Anthropic's).
     let offered = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|value| value.to_str().ok())
+        })
         .map(str::trim);
     let Some(offered) = offered.filter(|key| !key.is_empty()) else {
-        return Err("This gateway needs a client key, sent as a bearer token.");
+        return Err("This gateway needs a client key, sent as a bearer token or in x-api-key.");
     };
     use sha2::Digest;
     let digest: [u8; 32] = sha2::Sha256::digest(offered.as_bytes()).into();
@@ -337,10 +363,38 @@ async fn responses(State(app): State<Arc<App>>, headers: http::HeaderMap, body: 
     forward(&app, &headers, body, uri, Dialect::Responses).await
 }
 
+/// `POST /v1/messages` (Anthropic's Messages API, for Anthropic's SDKs and the tools built
+/// on them): see [`forward`]. The request goes as it is to the first target that speaks
+/// Anthropic's API (the others passed over), with the caller's `anthropic-version` (or
+/// `2023-06-01`) and `anthropic-beta`; errors come back in Anthropic's shape. A gateway
+/// with no such target answers 404 at once.
+async fn messages(State(app): State<Arc<App>>, headers: http::HeaderMap, body: Body) -> Response {
+    let uri = app.messages_uri.clone();
+    forward(&app, &headers, body, uri, Dialect::Messages).await
+}
+
+/// The message of the 404 for a Messages call no target can take.
+const NO_MESSAGES_TARGET: &str = "No target of this gateway speaks Anthropic's Messages API: add an anthropic target (BALLAST_PROVIDER=anthropic, or anthropic in BALLAST_FALLBACKS or a route's chain).";
+
+/// The Anthropic headers a Messages call takes from its caller: the API version (required:
+/// Anthropic's own default when the caller sent none) and the beta features asked for.
+fn anthropic_headers(from: &http::HeaderMap, to: &mut http::HeaderMap) {
+    const VERSION: http::HeaderName = http::HeaderName::from_static("anthropic-version");
+    const BETA: http::HeaderName = http::HeaderName::from_static("anthropic-beta");
+    let version = from
+        .get(&VERSION)
+        .cloned()
+        .unwrap_or(http::HeaderValue::from_static("2023-06-01"));
+    to.insert(VERSION, version);
+    for beta in from.get_all(&BETA) {
+        to.append(BETA, beta.clone());
+    }
+}
+
 /// Forwards the body to `uri` through the stack and answers with what came back, a failed
-/// stream ended in `dialect`'s error event. The body goes in as it arrives, due whole
-/// within the body timeout (408 after it): the stack reads it once, under its size cap
-/// (413 past it, and nothing is sent).
+/// stream ended in `dialect`'s error event, any failure in `dialect`'s error shape. The
+/// body goes in as it arrives, due whole within the body timeout (408 after it): the stack
+/// reads it once, under its size cap (413 past it, and nothing is sent).
 async fn forward(
     app: &App,
     headers: &http::HeaderMap,
@@ -348,17 +402,20 @@ async fn forward(
     uri: http::Uri,
     dialect: Dialect,
 ) -> Response {
+    let refuse = |status: http::StatusCode, kind: &str, message: &str| -> Response {
+        error_answer(dialect, status, kind, Some(kind), message).map(Body::from)
+    };
     let caller = match caller(app, headers) {
         Ok(caller) => caller,
         Err(message) => {
-            return openai_error(http::StatusCode::UNAUTHORIZED, "invalid_api_key", message);
+            return refuse(http::StatusCode::UNAUTHORIZED, "invalid_api_key", message);
         }
     };
     if let Some((rpm, rate)) = caller.and_then(|caller| caller.rate.as_ref())
         && let Err(wait) = rate.admit(tokio::time::Instant::now())
     {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut answer = openai_error(
+        let mut answer = refuse(
             http::StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             &format!(
@@ -373,7 +430,7 @@ async fn forward(
     let scope = caller.map(|caller| caller.scope.clone());
     let timed_out = Arc::new(AtomicBool::new(false));
     let deadline = tokio::time::Instant::now() + app.body_timeout;
-    let mut upstream = &app.upstream;
+    let (mut upstream, mut speaks_messages) = (&app.upstream, app.speaks_messages);
     // With named routes the model decides the route: the body is read here (under the same
     // deadline and cap as the stack's), and handed on whole.
     let body = if app.routes.is_empty() {
@@ -386,28 +443,33 @@ async fn forward(
         let bytes = match http_body_util::BodyExt::collect(read).await {
             Ok(collected) => collected.to_bytes(),
             Err(_) if timed_out.load(Ordering::Acquire) => {
-                return body_timed_out(app);
+                return body_timed_out(app, dialect);
             }
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                return openai_error(
+                return refuse(
                     http::StatusCode::PAYLOAD_TOO_LARGE,
                     "bad_request",
                     "The request is too large.",
                 );
             }
             Err(_) => {
-                return openai_error(
+                return refuse(
                     http::StatusCode::BAD_REQUEST,
                     "bad_request",
                     "The request body could not be read.",
                 );
             }
         };
-        if let Some(route) = requested_model(&bytes).and_then(|model| app.routes.get(&model)) {
-            upstream = route;
+        if let Some((route, speaks)) =
+            requested_model(&bytes).and_then(|model| app.routes.get(&model))
+        {
+            (upstream, speaks_messages) = (route, *speaks);
         }
         Body::from(bytes)
     };
+    if dialect == Dialect::Messages && !speaks_messages {
+        return refuse(http::StatusCode::NOT_FOUND, "not_found", NO_MESSAGES_TARGET);
+    }
     let body = DeadlineBody::new(body, deadline, Arc::clone(&timed_out));
     let mut request = http::Request::new(body);
     *request.method_mut() = http::Method::POST;
@@ -416,6 +478,9 @@ async fn forward(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if dialect == Dialect::Messages {
+        anthropic_headers(headers, request.headers_mut());
+    }
     if let Some(scope) = scope {
         request.extensions_mut().insert(scope);
     }
@@ -423,7 +488,7 @@ async fn forward(
     request.extensions_mut().insert(tally.clone());
     let result = upstream.clone().oneshot(request).await;
     if timed_out.load(Ordering::Acquire) {
-        return body_timed_out(app);
+        return body_timed_out(app, dialect);
     }
     let outcome = Outcome::from_result(&result);
     // Who answered, and whether the answer is whole (a stream's last call is counted when
@@ -452,13 +517,14 @@ async fn forward(
             let message = detail
                 .and_then(ProviderError::message)
                 .unwrap_or("The request could not be processed.");
-            let body = json!({"error": {
-                "message": message,
-                "type": outcome.class().as_str(),
-                "param": null,
-                "code": detail.and_then(ProviderError::code),
-            }});
-            let mut answer = (response.status(), axum::Json(body)).into_response();
+            let mut answer = error_answer(
+                dialect,
+                response.status(),
+                outcome.class().as_str(),
+                detail.and_then(ProviderError::code),
+                message,
+            )
+            .map(Body::from);
             for (name, value) in response.headers() {
                 if is_allowed_header(name)
                     && name != http::header::CONTENT_TYPE
@@ -472,11 +538,11 @@ async fn forward(
         Ok(_) => {
             tracing::warn!(class = %outcome.class(), status = ?outcome.status(), "upstream failed; answering with a fallback");
             Fallback::from_outcome(&outcome)
-                .into_response()
+                .into_response_in(dialect)
                 .map(Body::from)
         }
         Err(error) => Fallback::from_error(&*error)
-            .into_response()
+            .into_response_in(dialect)
             .map(Body::from),
     };
     report(answer.headers_mut(), target, whole.then_some(&tally));
@@ -515,16 +581,20 @@ const COST: http::HeaderName = http::HeaderName::from_static("x-ballast-cost-usd
 /// stack's own cap.
 const ROUTED_BODY_LIMIT: usize = 32 << 20;
 
-/// The 408 for a body that did not arrive in time.
-fn body_timed_out(app: &App) -> Response {
-    openai_error(
+/// The 408 for a body that did not arrive in time, in `dialect`'s error shape.
+fn body_timed_out(app: &App, dialect: Dialect) -> Response {
+    let message = format!(
+        "The request body did not arrive within {} s.",
+        app.body_timeout.as_secs()
+    );
+    error_answer(
+        dialect,
         http::StatusCode::REQUEST_TIMEOUT,
         "request_timeout",
-        &format!(
-            "The request body did not arrive within {} s.",
-            app.body_timeout.as_secs()
-        ),
+        Some("request_timeout"),
+        &message,
     )
+    .map(Body::from)
 }
 
 /// The top-level `model` of a JSON request body, if it has one.
@@ -574,7 +644,7 @@ async fn not_found(uri: http::Uri) -> Response {
         http::StatusCode::NOT_FOUND,
         "not_found",
         &format!(
-            "No route for {}: this gateway serves POST /v1/chat/completions and /v1/responses, GET /v1/models, /healthz, /readyz and /metrics.",
+            "No route for {}: this gateway serves POST /v1/chat/completions, /v1/responses and /v1/messages, GET /v1/models, /healthz, /readyz and /metrics.",
             uri.path()
         ),
     )
@@ -824,6 +894,32 @@ mod tests {
             shed: 0.0,
             waiting: 0,
         }
+    }
+
+    #[test]
+    fn a_messages_call_takes_the_callers_version_and_betas_and_nothing_else() {
+        let mut from = http::HeaderMap::new();
+        let mut to = http::HeaderMap::new();
+        anthropic_headers(&from, &mut to);
+        assert_eq!(to.len(), 1);
+        assert_eq!(to["anthropic-version"], "2023-06-01");
+
+        from.insert("anthropic-version", "2024-01-01".parse().unwrap());
+        from.append("anthropic-beta", "context-1m-2025-08-07".parse().unwrap());
+        from.append(
+            "anthropic-beta",
+            "interleaved-thinking-2025-05-14".parse().unwrap(),
+        );
+        from.insert("x-api-key", "sk-ant-the-callers-own".parse().unwrap());
+        let mut to = http::HeaderMap::new();
+        anthropic_headers(&from, &mut to);
+        assert_eq!(to["anthropic-version"], "2024-01-01");
+        let betas: Vec<_> = to.get_all("anthropic-beta").iter().collect();
+        assert_eq!(
+            betas,
+            ["context-1m-2025-08-07", "interleaved-thinking-2025-05-14"]
+        );
+        assert_eq!(to.len(), 3, "no key, no other header");
     }
 
     #[test]

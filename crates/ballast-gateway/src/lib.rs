@@ -8,7 +8,10 @@
 //! Point any OpenAI SDK at it with any API key: the gateway drops the caller's credentials
 //! and calls the configured provider with its own, through the whole stack (retry,
 //! breaker with patience, throttle where the preset's limits lie, budget, cost logging,
-//! classification), falling back along `BALLAST_FALLBACKS`. Settings come from the
+//! classification), falling back along `BALLAST_FALLBACKS`. Anthropic's SDKs (and the
+//! tools built on them) can point at it too (`ANTHROPIC_BASE_URL=http://127.0.0.1:8080`):
+//! `POST /v1/messages` goes as it is to the targets that speak Anthropic's API, its
+//! errors in Anthropic's shape. Settings come from the
 //! environment, over an optional TOML file (`BALLAST_CONFIG`); see [`GatewayConfig`] for
 //! each one and README.md for the reference.
 //!

@@ -5,9 +5,10 @@
 //! simulator's bad day on loopback, in real time, so that the gateway can be tried with
 //! no key.
 
+use ballast::Preset;
 use ballast::classify::BoxError;
 use ballast_gateway::{Gateway, GatewayConfig, LogFormat, Otel, Settings};
-use ballast_sim::{Scenario, SimServer, Simulator};
+use ballast_sim::{Flavor, Scenario, SimServer, Simulator};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 #[tokio::main]
@@ -41,7 +42,20 @@ async fn run() -> Result<(), BoxError> {
     let address = config.listen_address().await?;
     // Kept alive for as long as the gateway runs.
     let _simulated = if config.provider.api_key.is_none() {
-        let server = SimServer::start(Simulator::new(Scenario::bad_day())).await?;
+        // The bad day in the provider's own API: the gateway speaks to it as it would to
+        // the real one (an Anthropic or Gemini provider gets its translated requests).
+        let flavor = match config.provider.preset {
+            Preset::Anthropic => Flavor::Anthropic,
+            Preset::Gemini => Flavor::Gemini,
+            Preset::OpenAi | Preset::OpenAiCompatible => Flavor::OpenAi,
+            // xAI, and any preset to come: the story's provider.
+            _ => Flavor::XAi,
+        };
+        let scenario = Scenario {
+            flavor,
+            ..Scenario::bad_day()
+        };
+        let server = SimServer::start(Simulator::new(scenario)).await?;
         config.provider.base_url = format!("{}/v1", server.url()).parse()?;
         tracing::info!(upstream = %config.provider.base_url, key = config.provider.preset.key_var(), "no API key: the upstream is the simulated provider's bad day");
         Some(server)

@@ -511,7 +511,7 @@ async fn client_keys_are_required_and_each_has_its_budget() {
     for (key, message) in [
         (
             None,
-            "This gateway needs a client key, sent as a bearer token.",
+            "This gateway needs a client key, sent as a bearer token or in x-api-key.",
         ),
         (
             Some("ck-team-c-secret"),
@@ -1019,4 +1019,217 @@ async fn a_wrong_method_is_answered_405_in_openai_shape() {
         assert_eq!(body["error"]["type"], "method_not_allowed", "{path}");
         assert_eq!(body["error"]["code"], "method_not_allowed", "{path}");
     }
+}
+
+/// A simulated Anthropic API that wants `key`, its clock 600 times faster, with `outage`,
+/// billing Claude Sonnet 4.5's price ($3 / $0.30 / $15 per million).
+fn anthropic(key: &str, outage: bool) -> ballast_sim::Simulator {
+    let outages = if outage {
+        vec![ballast_sim::Outage {
+            start: Duration::ZERO,
+            duration: Duration::MAX,
+        }]
+    } else {
+        Vec::new()
+    };
+    ballast_sim::Simulator::new(ballast_sim::Scenario {
+        api_key: Some(ballast_sim::ExpectedKey(key.into())),
+        time_scale: 600.0,
+        flavor: ballast_sim::Flavor::Anthropic,
+        outages,
+        price: ballast_sim::Price {
+            input: 30_000,
+            cached_input: 3_000,
+            output: 150_000,
+        },
+        ..ballast_sim::Scenario::healthy()
+    })
+}
+
+/// A Messages request as Anthropic's SDKs send it, with the caller's own key.
+fn messages(body: Value, stream: bool) -> http::Request<Body> {
+    let mut body = body;
+    body["stream"] = Value::Bool(stream);
+    http::Request::post("/v1/messages")
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-ant-caller-key-the-gateway-drops")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn claude_hi() -> Value {
+    serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "hi"}],
+    })
+}
+
+/// Anthropic's SDKs can put the gateway in front too: `POST /v1/messages` goes as it is to
+/// the Anthropic target, with the gateway's key and the caller's `anthropic-version` (or
+/// the API's own default: the simulated API refuses a call without one), streamed or
+/// not; the answer is Anthropic's, named, counted and priced like any other; the
+/// provider's refusal of the caller's request comes back in Anthropic's error shape, with
+/// the provider's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_messages_are_served_as_they_are() {
+    let key = "sk-ant-gateway-test-key";
+    let sim = anthropic(key, false);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("BALLAST_PROVIDER", "anthropic"),
+        ("ANTHROPIC_API_KEY", key),
+        ("ANTHROPIC_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+
+    let answer = gateway
+        .router()
+        .oneshot(messages(claude_hi(), false))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let header = |name: &str| answer.headers()[name].to_str().unwrap().to_owned();
+    let (target, calls, cost) = (
+        header("x-ballast-target"),
+        header("x-ballast-calls"),
+        header("x-ballast-cost-usd"),
+    );
+    let body: Value =
+        serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        (body["type"].as_str(), body["role"].as_str()),
+        (Some("message"), Some("assistant"))
+    );
+    assert_eq!(body["model"], "claude-sonnet-4-5");
+    assert_eq!((target.as_str(), calls.as_str()), ("anthropic", "1"));
+    let billed = ballast::cost::Usd::from_xai_ticks(sim.ledger().entries()[0].billed_ticks);
+    assert_eq!(cost.parse(), Ok(billed));
+
+    let mut streamed = messages(claude_hi(), true);
+    let headers = streamed.headers_mut();
+    headers.insert("anthropic-version", "2023-06-01".parse().unwrap());
+    headers.insert("anthropic-beta", "context-1m-2025-08-07".parse().unwrap());
+    let answer = gateway.router().oneshot(streamed).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("event: message_stop"), "{text}");
+
+    let mut both = claude_hi();
+    both["temperature"] = 0.5.into();
+    both["top_p"] = 0.9.into();
+    let (status, answer) = call(&gateway, messages(both, false)).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer,
+        serde_json::json!({"type": "error", "error": {
+            "type": "invalid_request_error",
+            "message": "`temperature` and `top_p` cannot both be specified for this model. Please use only one.",
+        }})
+    );
+
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 3);
+    let models: Vec<&str> = ledger.entries().iter().map(|e| e.model.as_str()).collect();
+    // The refusal is logged unread (no model) and unbilled.
+    assert_eq!(models, ["claude-sonnet-4-5", "claude-sonnet-4-5", ""]);
+    assert_eq!(ledger.entries()[2].billed_ticks, 0);
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(ledger.billed_usd())
+    );
+    assert_eq!(budget["budget"]["reserved_usd"].as_f64(), Some(0.0));
+}
+
+/// A Messages call goes past targets that do not speak Anthropic's API to the one that
+/// does; its failures are in Anthropic's error shape (here the Anthropic target is down:
+/// a 502 the SDK retries, never the OpenAI shape it cannot read); a gateway with no
+/// Anthropic target answers 404 at once, and client keys are read from `x-api-key` as
+/// Anthropic's SDKs send them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_go_to_the_target_that_speaks_them_and_fail_in_its_shape() {
+    let primary = simulator(KEY);
+    let primary_server = SimServer::start(primary.clone()).await.unwrap();
+    let key = "sk-ant-gateway-test-key";
+    let down = anthropic(key, true);
+    let down_server = SimServer::start(down.clone()).await.unwrap();
+    let primary_base = format!("{}/v1", primary_server.url());
+    let down_base = format!("{}/v1", down_server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &primary_base),
+        ("ANTHROPIC_API_KEY", key),
+        ("ANTHROPIC_BASE_URL", &down_base),
+        ("BALLAST_FALLBACKS", "anthropic"),
+        (
+            "BALLAST_CLIENT_KEYS",
+            &format!(
+                "team:{}",
+                ballast_gateway::ClientKey::hash("ck-team-secret")
+            ),
+        ),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let with_key = |key: &str| {
+        let mut request = messages(claude_hi(), false);
+        request
+            .headers_mut()
+            .insert("x-api-key", key.parse().unwrap());
+        request
+    };
+
+    let (status, answer) = call(&gateway, with_key("ck-someone-else")).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        answer,
+        serde_json::json!({"type": "error", "error": {
+            "type": "authentication_error",
+            "message": "The client key is not known to this gateway.",
+        }})
+    );
+
+    let answer = gateway
+        .router()
+        .oneshot(with_key("ck-team-secret"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 502);
+    assert_eq!(answer.headers()["x-ballast-target"], "anthropic");
+    let body: Value =
+        serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"type": "error", "error": {
+            "type": "api_error",
+            "message": "The AI service failed to answer. Please try again.",
+        }})
+    );
+    assert_eq!(primary.ledger().len(), 0, "xAI does not speak Messages");
+    assert!(!down.ledger().is_empty());
+
+    let only_xai = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &primary_base),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&only_xai, None).unwrap();
+    let (status, answer) = call(&gateway, messages(claude_hi(), false)).await;
+    assert_eq!(status, 404);
+    assert_eq!(answer["type"], "error");
+    assert_eq!(answer["error"]["type"], "not_found_error");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("No target of this gateway speaks Anthropic's Messages API"),
+        "{answer}"
+    );
+    assert_eq!(primary.ledger().len(), 0);
 }

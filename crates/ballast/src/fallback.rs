@@ -3,7 +3,7 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use ballast_classify::{Outcome, OutcomeClass};
+use ballast_classify::{Dialect, Outcome, OutcomeClass};
 use http::StatusCode;
 
 /// What a web app should answer when an LLM call failed: a status, a message safe to show a
@@ -130,28 +130,112 @@ impl Fallback {
     /// `type` and `code` both the outcome class (`circuit_open`, `budget_exceeded`...), the
     /// field an OpenAI SDK surfaces as the error's `code`; `param` null.
     pub fn into_response(self) -> http::Response<String> {
-        // The message is one of this module's own sentences and the class a fixed
-        // identifier: neither needs escaping.
+        self.into_response_in(Dialect::Chat)
+    }
+
+    /// [`into_response`](Self::into_response) for a caller of `dialect`'s API: the body in
+    /// that API's error shape (see [`error_answer`]), the outcome class as its code where
+    /// the shape has one.
+    pub fn into_response_in(self, dialect: Dialect) -> http::Response<String> {
         let class = self.class.as_str();
-        let body = format!(
-            r#"{{"error":{{"message":"{}","type":"{class}","param":null,"code":"{class}"}}}}"#,
-            self.message,
-        );
-        let mut response = http::Response::new(body);
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
+        let mut response = error_answer(dialect, self.status, class, Some(class), self.message);
         if let Some(after) = self.retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            headers.insert(
+            response.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from(secs.max(1)),
             );
         }
         response
+    }
+}
+
+/// An error answer with `status` and `message` in the error shape of `dialect`'s API, for
+/// a proxy that answers each caller in the API it called:
+///
+/// | dialect | body |
+/// |---|---|
+/// | chat, Responses | OpenAI's `{"error": {"message", "type": kind, "param": null, "code"}}` |
+/// | Anthropic's Messages | `{"type": "error", "error": {"type", "message"}}`, `type` named from the status as Anthropic names its errors (`invalid_request_error`, `authentication_error`, `rate_limit_error`, `api_error`...) |
+/// | Gemini | `{"error": {"code": status, "message", "status"}}`, `status` the RPC name of the status (`INVALID_ARGUMENT`, `RESOURCE_EXHAUSTED`, `UNAVAILABLE`...) |
+///
+/// ```
+/// use ballast::error_answer;
+/// use ballast::classify::Dialect;
+/// use http::StatusCode;
+///
+/// let answer = error_answer(Dialect::Messages, StatusCode::TOO_MANY_REQUESTS, "rate_limited", None, "Slow down.");
+/// assert_eq!(
+///     answer.body(),
+///     r#"{"type":"error","error":{"type":"rate_limit_error","message":"Slow down."}}"#
+/// );
+/// ```
+pub fn error_answer(
+    dialect: Dialect,
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+) -> http::Response<String> {
+    // Written in order (OpenAI's SDKs and users read the fields as documented, and a map
+    // would sort them); each string quoted and escaped by serde_json.
+    let text = |s: &str| serde_json::Value::from(s).to_string();
+    let body = match dialect {
+        Dialect::Chat | Dialect::Responses => format!(
+            r#"{{"error":{{"message":{},"type":{},"param":null,"code":{}}}}}"#,
+            text(message),
+            text(kind),
+            code.map_or_else(|| "null".to_owned(), text),
+        ),
+        Dialect::Messages => format!(
+            r#"{{"type":"error","error":{{"type":"{}","message":{}}}}}"#,
+            anthropic_type(status),
+            text(message),
+        ),
+        Dialect::Gemini => format!(
+            r#"{{"error":{{"code":{},"message":{},"status":"{}"}}}}"#,
+            status.as_u16(),
+            text(message),
+            rpc_status(status),
+        ),
+    };
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Anthropic's name for an error answered with `status`.
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        408 | 504 => "timeout_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// The RPC status name Gemini answers `status` with.
+fn rpc_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        429 => "RESOURCE_EXHAUSTED",
+        422 => "FAILED_PRECONDITION",
+        400..=499 => "INVALID_ARGUMENT",
+        502 | 503 => "UNAVAILABLE",
+        _ => "INTERNAL",
     }
 }
 
@@ -210,6 +294,84 @@ mod tests {
                 "{class}"
             );
             assert_eq!(error.as_object().map(|o| o.len()), Some(4), "{class}");
+        }
+    }
+
+    #[test]
+    fn each_dialect_gets_the_error_shape_of_its_api() {
+        use serde_json::json;
+        let open = || Fallback::from_outcome(&Outcome::new(OutcomeClass::CircuitOpen));
+        let message = "The AI service is temporarily unavailable. Please try again shortly.";
+        let answer = |dialect| {
+            let response = open().into_response_in(dialect);
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[http::header::RETRY_AFTER], "5");
+            serde_json::from_str::<serde_json::Value>(response.body()).unwrap()
+        };
+        assert_eq!(
+            answer(Dialect::Messages),
+            json!({"type": "error", "error": {"type": "api_error", "message": message}})
+        );
+        assert_eq!(
+            answer(Dialect::Gemini),
+            json!({"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}})
+        );
+        assert_eq!(
+            answer(Dialect::Responses),
+            json!({"error": {"message": message, "type": "circuit_open", "param": null, "code": "circuit_open"}})
+        );
+        // Anthropic's names by status, as its API and SDKs use them.
+        let kind = |status: u16| {
+            let response = error_answer(
+                Dialect::Messages,
+                StatusCode::from_u16(status).unwrap(),
+                "x",
+                None,
+                "m",
+            );
+            let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+            body["error"]["type"].as_str().unwrap().to_owned()
+        };
+        let kinds: Vec<String> = [400, 401, 403, 404, 413, 422, 429, 500, 502, 504, 529]
+            .into_iter()
+            .map(kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "invalid_request_error",
+                "authentication_error",
+                "permission_error",
+                "not_found_error",
+                "request_too_large",
+                "invalid_request_error",
+                "rate_limit_error",
+                "api_error",
+                "api_error",
+                "timeout_error",
+                "overloaded_error"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_message_of_any_text_is_escaped_and_a_missing_code_is_null() {
+        let message = "say \"hi\"\n\\ to {\"key\": 1}";
+        for dialect in [Dialect::Chat, Dialect::Messages, Dialect::Gemini] {
+            let response = error_answer(
+                dialect,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                None,
+                message,
+            );
+            let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+            let error = &body["error"];
+            assert_eq!(error["message"], message, "{dialect:?}");
+            if dialect == Dialect::Chat {
+                assert!(error["code"].is_null());
+                assert_eq!(error["type"], "bad_request");
+            }
         }
     }
 

@@ -66,7 +66,7 @@ pub use chat::{ChatClient, ChatError, ChatReply};
 #[cfg(feature = "rustls")]
 pub use client::{HttpsClient, https_client};
 pub use config::{Config, ConfigError, FallbackConfig};
-pub use fallback::Fallback;
+pub use fallback::{Fallback, error_answer};
 pub use in_band::InBandErrors;
 pub use preset::Preset;
 pub use routing::{Route, RouteBuilder, RouteService};
