@@ -449,27 +449,19 @@ struct ReasoningDetails {
 }
 
 impl ChatUsage {
-    /// Output tokens, reasoning included: OpenAI counts reasoning inside
-    /// `completion_tokens`; xAI reports it beside them, and its total says so (billed as
-    /// output either way).
+    /// Output tokens, reasoning included ([`chat_output_tokens`](crate::chat_output_tokens)).
     fn output(&self) -> Option<u64> {
-        let completion = self.completion_tokens?;
         let reasoning = self
             .completion_tokens_details
             .as_ref()
             .and_then(|d| d.reasoning_tokens)
             .unwrap_or(0);
-        let outside = reasoning > 0
-            && self.total_tokens
-                == self
-                    .prompt_tokens
-                    .and_then(|p| p.checked_add(completion))
-                    .and_then(|n| n.checked_add(reasoning));
-        Some(if outside {
-            completion.saturating_add(reasoning)
-        } else {
-            completion
-        })
+        Some(crate::chat_output_tokens(
+            self.prompt_tokens,
+            self.completion_tokens?,
+            reasoning,
+            self.total_tokens,
+        ))
     }
 }
 

@@ -229,6 +229,38 @@ impl FieldReader {
     }
 }
 
+/// A chat usage object's output tokens, reasoning included: OpenAI counts reasoning inside
+/// `completion_tokens`; xAI reports it beside them, and its `total_tokens` says so (prompt
+/// plus completion plus reasoning). Billed as output either way. The one statement of the
+/// rule for every reader of chat usage (streamed, whole, translated).
+///
+/// ```
+/// use ballast_classify::chat_output_tokens;
+///
+/// // xAI: 40 reasoning tokens beside 10 completion tokens, the total says so.
+/// assert_eq!(chat_output_tokens(Some(5), 10, 40, Some(55)), 50);
+/// // OpenAI: the same 40 inside the 50 completion tokens.
+/// assert_eq!(chat_output_tokens(Some(5), 50, 40, Some(55)), 50);
+/// ```
+pub fn chat_output_tokens(
+    prompt: Option<u64>,
+    completion: u64,
+    reasoning: u64,
+    total: Option<u64>,
+) -> u64 {
+    let outside = reasoning > 0
+        && total.is_some()
+        && total
+            == prompt
+                .and_then(|p| p.checked_add(completion))
+                .and_then(|n| n.checked_add(reasoning));
+    if outside {
+        completion.saturating_add(reasoning)
+    } else {
+        completion
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

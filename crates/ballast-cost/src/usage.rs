@@ -444,22 +444,16 @@ impl RawUsage {
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0);
-            // OpenAI counts reasoning inside completion tokens; xAI reports it beside them,
-            // and its total says so.
-            let reasoning_outside = reasoning > 0
-                && self.total_tokens
-                    == prompt
-                        .checked_add(completion)
-                        .and_then(|n| n.checked_add(reasoning));
             return Usage {
                 input_tokens: prompt - cached,
                 cached_input_tokens: cached,
                 cache_write_tokens: 0,
-                output_tokens: if reasoning_outside {
-                    completion.saturating_add(reasoning)
-                } else {
-                    completion
-                },
+                output_tokens: ballast_classify::chat_output_tokens(
+                    Some(prompt),
+                    completion,
+                    reasoning,
+                    self.total_tokens,
+                ),
                 reasoning_tokens: reasoning,
                 reported_cost,
             };

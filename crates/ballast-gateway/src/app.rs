@@ -120,9 +120,9 @@ impl Gateway {
         let responses_uri: http::Uri =
             format!("{}/responses", base.trim_end_matches('/')).parse()?;
         let messages_uri: http::Uri = format!("{}/messages", base.trim_end_matches('/')).parse()?;
-        let speaks_messages = std::iter::once(&primary)
-            .chain(config.fallbacks.iter().map(|fallback| &fallback.config))
-            .any(|target| target.preset == Preset::Anthropic);
+        // The primary is asked for the caller's model: it takes Messages only as Anthropic.
+        let speaks_messages =
+            primary.preset == Preset::Anthropic || config.fallbacks.iter().any(takes_messages);
         // One stack when the primary speaks chat and nothing comes after it; otherwise a
         // route (fallbacks, or a primary whose API the caller's chat is translated to).
         let (upstream, targets, budget, health) =
@@ -240,10 +240,7 @@ impl Gateway {
                 });
             }
             let owner = route.targets[0].0.clone();
-            let speaks_messages = named
-                .chain
-                .iter()
-                .any(|target| target.config.preset == Preset::Anthropic);
+            let speaks_messages = named.chain.iter().any(takes_messages);
             app.routes.insert(
                 named.model.clone(),
                 (BoxCloneSyncService::new(route.service), speaks_messages),
@@ -289,6 +286,17 @@ impl Gateway {
     /// Lands the budget settlements a store refused (call before the process ends).
     pub async fn flush(&self) {
         self.app.budget.flush().await;
+    }
+}
+
+/// Whether a route's target may take a Messages call: an Anthropic target as it is, an
+/// OpenAI-compatible one naming its model translated (a Claude model's name means nothing
+/// to it). Gemini targets take chat only.
+fn takes_messages(target: &ballast::FallbackConfig) -> bool {
+    match target.config.preset.api() {
+        Api::Anthropic => true,
+        Api::OpenAi => target.model.is_some(),
+        _ => false,
     }
 }
 
@@ -364,17 +372,19 @@ async fn responses(State(app): State<Arc<App>>, headers: http::HeaderMap, body: 
 }
 
 /// `POST /v1/messages` (Anthropic's Messages API, for Anthropic's SDKs and the tools built
-/// on them): see [`forward`]. The request goes as it is to the first target that speaks
-/// Anthropic's API (the others passed over), with the caller's `anthropic-version` (or
-/// `2023-06-01`) and `anthropic-beta`; errors come back in Anthropic's shape. A gateway
-/// with no such target answers 404 at once.
+/// on them): see [`forward`]. The request goes as it is to a target that speaks
+/// Anthropic's API, with the caller's `anthropic-version` (or `2023-06-01`) and
+/// `anthropic-beta`, or translated to an OpenAI-compatible fallback that names its model
+/// (`openai:gpt-4o-mini`), the answer back as Anthropic's; the route passes the other
+/// targets over. Errors come back in Anthropic's shape. A gateway with no such target
+/// answers 404 at once.
 async fn messages(State(app): State<Arc<App>>, headers: http::HeaderMap, body: Body) -> Response {
     let uri = app.messages_uri.clone();
     forward(&app, &headers, body, uri, Dialect::Messages).await
 }
 
 /// The message of the 404 for a Messages call no target can take.
-const NO_MESSAGES_TARGET: &str = "No target of this gateway speaks Anthropic's Messages API: add an anthropic target (BALLAST_PROVIDER=anthropic, or anthropic in BALLAST_FALLBACKS or a route's chain).";
+const NO_MESSAGES_TARGET: &str = "No target of this gateway takes Anthropic's Messages API: add an anthropic target (BALLAST_PROVIDER=anthropic, or anthropic in BALLAST_FALLBACKS or a route's chain), or a fallback that names its model (openai:gpt-4o-mini).";
 
 /// The Anthropic headers a Messages call takes from its caller: the API version (required:
 /// Anthropic's own default when the caller sent none) and the beta features asked for.

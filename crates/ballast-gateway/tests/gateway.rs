@@ -1228,8 +1228,130 @@ async fn messages_go_to_the_target_that_speaks_them_and_fail_in_its_shape() {
         answer["error"]["message"]
             .as_str()
             .unwrap()
-            .starts_with("No target of this gateway speaks Anthropic's Messages API"),
+            .starts_with("No target of this gateway takes Anthropic's Messages API"),
         "{answer}"
     );
     assert_eq!(primary.ledger().len(), 0);
+}
+
+/// The Anthropic primary down, an OpenAI-compatible fallback that names its model (xAI's
+/// `grok-4-fast`, a reasoning model reporting its thinking beside `completion_tokens`):
+/// Messages calls are translated to chat there and answered back in Anthropic's API, a
+/// message or a stream of Messages events, naming the model that answered, its usage the
+/// provider's bill (thinking in `output_tokens`, as Anthropic counts it), and the budget
+/// equal to both providers' ledgers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_fail_over_to_an_openai_compatible_target_translated() {
+    let anthropic_key = "sk-ant-gateway-test-key";
+    let down = anthropic(anthropic_key, true);
+    let down_server = SimServer::start(down.clone()).await.unwrap();
+    let xai = ballast_sim::Simulator::new(ballast_sim::Scenario {
+        api_key: Some(ballast_sim::ExpectedKey(KEY.into())),
+        time_scale: 600.0,
+        price: ballast_sim::Price::GROK_4_FAST,
+        reasoning_share: 0.5,
+        ..ballast_sim::Scenario::healthy()
+    });
+    let xai_server = SimServer::start(xai.clone()).await.unwrap();
+    let (down_base, xai_base) = (
+        format!("{}/v1", down_server.url()),
+        format!("{}/v1", xai_server.url()),
+    );
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("BALLAST_PROVIDER", "anthropic"),
+        ("ANTHROPIC_API_KEY", anthropic_key),
+        ("ANTHROPIC_BASE_URL", &down_base),
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &xai_base),
+        ("BALLAST_FALLBACKS", "xai:grok-4-fast"),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+
+    let answer = gateway
+        .router()
+        .oneshot(messages(claude_hi(), false))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["x-ballast-target"], "xai");
+    assert_eq!(answer.headers()["x-ballast-calls"], "2");
+    let body: Value =
+        serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let entry = xai.ledger().entries()[0].clone();
+    assert!(entry.reasoning_tokens > 0);
+    assert_eq!(
+        (body["type"].as_str(), body["model"].as_str()),
+        (Some("message"), Some("grok-4-fast"))
+    );
+    // The simulator's answer: four characters a token of the answer's own (the thinking
+    // is billed, not shown).
+    let text = body["content"][0]["text"].as_str().unwrap();
+    assert_eq!(body["content"][0]["type"], "text");
+    assert_eq!(
+        text.len() as u64,
+        4 * (entry.completion_tokens - entry.reasoning_tokens)
+    );
+    assert_eq!(
+        body["usage"],
+        serde_json::json!({
+            "input_tokens": entry.prompt_tokens - entry.cached_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": entry.cached_tokens,
+            "output_tokens": entry.completion_tokens,
+        })
+    );
+
+    let answer = gateway
+        .router()
+        .oneshot(messages(claude_hi(), true))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let entry = xai.ledger().entries().last().unwrap().clone();
+    let events: Vec<(&str, Value)> = text
+        .split("\n\n")
+        .filter(|event| !event.is_empty())
+        .map(|event| {
+            let (kind, data) = event.split_once('\n').unwrap();
+            (
+                kind.strip_prefix("event: ").unwrap(),
+                serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds.first(), Some(&"message_start"), "{text}");
+    assert_eq!(
+        kinds[kinds.len() - 3..],
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
+    let streamed: String = events
+        .iter()
+        .filter_map(|(_, data)| data.pointer("/delta/text")?.as_str())
+        .collect();
+    assert_eq!(
+        streamed,
+        ballast_sim::completion_text(entry.completion_tokens - entry.reasoning_tokens)
+    );
+    let delta = &events[events.len() - 2].1;
+    assert_eq!(delta["usage"]["output_tokens"], entry.completion_tokens);
+    assert_eq!(
+        delta["usage"]["input_tokens"],
+        entry.prompt_tokens - entry.cached_tokens
+    );
+
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    let billed = ballast::cost::Usd::from_xai_ticks(
+        down.ledger().billed_ticks() + xai.ledger().billed_ticks(),
+    );
+    assert_eq!(xai.ledger().len(), 2);
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(billed.as_f64())
+    );
+    assert_eq!(budget["budget"]["reserved_usd"].as_f64(), Some(0.0));
 }

@@ -14,7 +14,9 @@
 //! target's stack sets its own key. OpenAI-compatible targets (xAI, OpenAI, Groq, DeepSeek,
 //! OpenRouter, any base URL) take the request as it is; a target that
 //! [`speaks`](Target::speaks) Anthropic's or Gemini's [`Api`] gets an OpenAI chat request
-//! translated, and its answer back as a chat completion (a stream as chat chunks).
+//! translated, and its answer back as a chat completion (a stream as chat chunks); a
+//! caller of Anthropic's Messages API is served by OpenAI-compatible targets the same
+//! way, its answer back as Anthropic's message or events.
 //!
 //! # Example
 //!
@@ -53,6 +55,7 @@
 //! ```
 
 mod failover;
+mod from_messages;
 mod hedge;
 mod latencies;
 mod served;

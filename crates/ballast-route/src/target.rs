@@ -43,7 +43,7 @@ pub struct Target<R> {
     back: Option<AnswerBack<R>>,
 }
 
-type AnswerBack<R> = fn(Api, http::Response<R>, &str, bool) -> http::Response<R>;
+type AnswerBack<R> = fn(Api, Dialect, http::Response<R>, &str, bool) -> http::Response<R>;
 
 impl<R> Clone for Target<R> {
     fn clone(&self) -> Self {
@@ -107,12 +107,18 @@ impl<R> Target<R> {
         self.api
     }
 
-    /// Whether it may take `request`: its dialect, or a chat request it translates (a
-    /// translation can still refuse what the subset lacks, e.g. tools).
+    /// Whether it may take `request`: its dialect, or one it translates (chat for an
+    /// Anthropic or Gemini target; Messages for an OpenAI-compatible one that names its
+    /// model, as a Claude model's name means nothing to it; a translation can still
+    /// refuse what the subset lacks, e.g. tools).
     pub(crate) fn may_take(&self, request: &http::Request<RequestBody>) -> bool {
-        let facts = RequestFacts::of(request);
-        self.api.takes(facts.dialect())
-            || (self.back.is_some() && facts.dialect() == Dialect::Chat && self.api != Api::OpenAi)
+        let dialect = RequestFacts::of(request).dialect();
+        self.api.takes(dialect)
+            || (self.back.is_some()
+                && match self.api {
+                    Api::OpenAi => dialect == Dialect::Messages && self.model.is_some(),
+                    _ => dialect == Dialect::Chat,
+                })
     }
 
     /// `request` addressed to this target: its base URL (the path after the caller's
@@ -126,6 +132,14 @@ impl<R> Target<R> {
         last: bool,
     ) -> Result<http::Request<RequestBody>, Untranslatable> {
         let facts = RequestFacts::of(request);
+        if !self.may_take(request) {
+            // A translation with no way back (a target built without `speaks`) would
+            // answer the caller in another API.
+            return Err(Untranslatable(format!(
+                "a {} request is not translated for this target",
+                facts.dialect().as_str()
+            )));
+        }
         let plan = translate::plan(
             self.api,
             facts.dialect(),
@@ -158,6 +172,11 @@ impl<R> Target<R> {
                         http::HeaderName::from_static("anthropic-version"),
                         http::HeaderValue::from_static(ANTHROPIC_VERSION),
                     );
+                } else {
+                    // A Messages call translated away from Anthropic: its headers mean
+                    // nothing there.
+                    copy.headers_mut().remove("anthropic-version");
+                    copy.headers_mut().remove("anthropic-beta");
                 }
             }
         }
@@ -170,15 +189,12 @@ impl<R> Target<R> {
         request: &http::Request<RequestBody>,
         response: http::Response<R>,
     ) -> http::Response<R> {
+        let facts = RequestFacts::of(request);
         match self.back {
-            Some(back) if !self.api.takes(RequestFacts::of(request).dialect()) => {
-                let model = self
-                    .model
-                    .as_deref()
-                    .or(RequestFacts::of(request).model())
-                    .unwrap_or_default();
+            Some(back) if !self.api.takes(facts.dialect()) => {
+                let model = self.model.as_deref().or(facts.model()).unwrap_or_default();
                 let asked_usage = translate::asked_usage(request.body().bytes());
-                back(self.api, response, model, asked_usage)
+                back(self.api, facts.dialect(), response, model, asked_usage)
             }
             _ => response,
         }
@@ -217,8 +233,9 @@ impl<R> Target<R> {
 impl<B> Target<ClassifiedBody<B>> {
     /// This target speaks `api`: a chat request is translated for Anthropic's Messages or
     /// Gemini's `generateContent` (the common subset: see [`Api`]), and its answer or error
-    /// comes back as a chat completion or an OpenAI error; a request in the target's own
-    /// dialect goes as it is; any other is passed over to the next target.
+    /// comes back as a chat completion or an OpenAI error; a Messages request is translated
+    /// for an OpenAI-compatible target, its answer back as Anthropic's; a request in the
+    /// target's own dialect goes as it is; any other is passed over to the next target.
     pub fn speaks(mut self, api: Api) -> Self {
         self.api = api;
         self.back = Some(translate::answer_back::<B>);

@@ -84,6 +84,16 @@ pub(crate) fn plan(
     if api.takes(dialect) {
         return Ok(Plan::AsItIs);
     }
+    if dialect == Dialect::Messages && api == Api::OpenAi {
+        let model = model
+            .or(fallback_model)
+            .ok_or_else(|| Untranslatable("no model to ask for".into()))?;
+        return Ok(Plan::Translated {
+            path: "/chat/completions".to_owned(),
+            query: None,
+            body: crate::from_messages::to_chat(body, model, stream)?,
+        });
+    }
     if dialect != Dialect::Chat || api == Api::OpenAi {
         return Err(Untranslatable(format!(
             "a {} request is not translated for {api:?}",
@@ -306,16 +316,22 @@ pub(crate) fn asked_usage(body: &[u8]) -> bool {
         .is_some_and(|options| options.get("include_usage") == Some(&Value::Bool(true)))
 }
 
-/// A translated target's answer in the caller's chat dialect: a success as a chat
-/// completion (its `model` the one that answered, usage in chat's fields), a stream as
-/// chat chunks (a usage chunk when `asked_usage`), an error in OpenAI's error shape. A body
-/// that is not the API's JSON is left as it is.
+/// A translated target's answer in the caller's `dialect`. For a chat caller: a success as
+/// a chat completion (its `model` the one that answered, usage in chat's fields), a stream
+/// as chat chunks (a usage chunk when `asked_usage`), an error in OpenAI's error shape; for
+/// a Messages caller of an OpenAI-compatible target, Anthropic's message, events and error
+/// shape ([`from_messages`](crate::from_messages)). A body that is not the API's JSON is
+/// left as it is.
 pub(crate) fn answer_back<B>(
     api: Api,
+    dialect: Dialect,
     mut response: http::Response<ClassifiedBody<B>>,
     model: &str,
     asked_usage: bool,
 ) -> http::Response<ClassifiedBody<B>> {
+    if dialect == Dialect::Messages {
+        return messages_back(response, model);
+    }
     if response.body().is_streaming() {
         let mut chunks = Chunks::new(api, model, asked_usage);
         let _ = response
@@ -340,15 +356,63 @@ pub(crate) fn answer_back<B>(
     } else {
         error_back(&body)
     };
-    let Some(translated) = translated else {
-        return response;
-    };
+    match translated {
+        Some(translated) => with_body(response, translated.to_string()),
+        None => response,
+    }
+}
+
+/// `response` with `body` in place of its own (its length no longer said).
+fn with_body<B>(
+    response: http::Response<ClassifiedBody<B>>,
+    body: String,
+) -> http::Response<ClassifiedBody<B>> {
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
-    http::Response::from_parts(
-        parts,
-        ClassifiedBody::buffered(Bytes::from(translated.to_string())),
-    )
+    http::Response::from_parts(parts, ClassifiedBody::buffered(Bytes::from(body)))
+}
+
+/// An OpenAI-compatible target's answer for a Messages caller.
+fn messages_back<B>(
+    mut response: http::Response<ClassifiedBody<B>>,
+    model: &str,
+) -> http::Response<ClassifiedBody<B>> {
+    if response.body().is_streaming() {
+        let mut events = crate::from_messages::Events::new(model);
+        let _ = response
+            .body_mut()
+            .rewrite_events(Box::new(move |event, data, out| {
+                events.on(event, data, out)
+            }));
+        return response;
+    }
+    let Some(bytes) = response.body().bytes() else {
+        return response;
+    };
+    let translated = if response.status().is_success() {
+        serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|body| crate::from_messages::message_from_completion(&body, model))
+            .map(|message| message.to_string())
+    } else {
+        // Any error body, in Anthropic's shape, with the provider's message (or none).
+        let parsed = ballast_classify::ProviderError::parse(bytes);
+        let message = parsed
+            .as_ref()
+            .and_then(ballast_classify::ProviderError::message)
+            .unwrap_or("The provider refused the request.");
+        Some(ballast_classify::error_body(
+            Dialect::Messages,
+            response.status(),
+            "",
+            None,
+            message,
+        ))
+    };
+    match translated {
+        Some(translated) => with_body(response, translated),
+        None => response,
+    }
 }
 
 fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {
@@ -777,7 +841,7 @@ mod tests {
                 body.to_string(),
             )))
             .unwrap();
-        let response = answer_back(api, response, "asked", false);
+        let response = answer_back(api, Dialect::Chat, response, "asked", false);
         assert!(response.headers().get("content-length").is_none());
         let mut value: Value = serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
         if let Some(created) = value.get_mut("created") {

@@ -175,3 +175,52 @@ async fn a_messages_caller_goes_to_the_target_that_speaks_messages() {
     let json: serde_json::Value = serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
     assert_eq!(json["type"], "message");
 }
+
+/// A caller speaking Messages, served by an OpenAI-compatible target that speaks its API
+/// (`speaks(Api::OpenAi)`, as every target a `RouteBuilder` builds): the request goes as
+/// a chat request on chat's path, the answer comes back as Anthropic's message, usage in
+/// Anthropic's counts. A target built without `speaks` passes such a call over (above).
+#[tokio::test]
+async fn a_messages_caller_is_served_by_an_openai_target_in_its_own_api() {
+    let seen = Seen::default();
+    let route = ReadRequestLayer::new().layer(Failover::new([Target::new(
+        "openai",
+        "http://openai.invalid/v1".parse().unwrap(),
+        target(
+            200,
+            r#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#,
+            seen.clone(),
+        ),
+    )
+    .model("gpt-4o-mini")
+    .speaks(Api::OpenAi)]));
+    let request = http::Request::post("http://caller.invalid/v1/messages")
+        .body(
+            r#"{"model":"claude-x","max_tokens":9,"system":"Be brief.","messages":[{"role":"user","content":"hi"}]}"#
+                .to_owned(),
+        )
+        .unwrap();
+    let response = route.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = seen.lock().unwrap()[0].clone();
+    assert_eq!(sent.0, "/v1/chat/completions");
+    let body: serde_json::Value = serde_json::from_str(&sent.1).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 9, "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+        ]})
+    );
+    let json: serde_json::Value = serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "id": "chatcmpl-1", "type": "message", "role": "assistant", "model": "gpt-4o-mini",
+            "content": [{"type": "text", "text": "hello"}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 9, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 2},
+        })
+    );
+}

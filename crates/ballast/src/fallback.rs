@@ -150,14 +150,9 @@ impl Fallback {
     }
 }
 
-/// An error answer with `status` and `message` in the error shape of `dialect`'s API, for
-/// a proxy that answers each caller in the API it called:
-///
-/// | dialect | body |
-/// |---|---|
-/// | chat, Responses | OpenAI's `{"error": {"message", "type": kind, "param": null, "code"}}` |
-/// | Anthropic's Messages | `{"type": "error", "error": {"type", "message"}}`, `type` named from the status as Anthropic names its errors (`invalid_request_error`, `authentication_error`, `rate_limit_error`, `api_error`...) |
-/// | Gemini | `{"error": {"code": status, "message", "status"}}`, `status` the RPC name of the status (`INVALID_ARGUMENT`, `RESOURCE_EXHAUSTED`, `UNAVAILABLE`...) |
+/// An error answer with `status` and `message` in the error shape of `dialect`'s API
+/// (the body as [`error_body`](ballast_classify::error_body) writes it, JSON's content
+/// type), for a proxy that answers each caller in the API it called.
 ///
 /// ```
 /// use ballast::error_answer;
@@ -177,28 +172,7 @@ pub fn error_answer(
     code: Option<&str>,
     message: &str,
 ) -> http::Response<String> {
-    // Written in order (OpenAI's SDKs and users read the fields as documented, and a map
-    // would sort them); each string quoted and escaped by serde_json.
-    let text = |s: &str| serde_json::Value::from(s).to_string();
-    let body = match dialect {
-        Dialect::Chat | Dialect::Responses => format!(
-            r#"{{"error":{{"message":{},"type":{},"param":null,"code":{}}}}}"#,
-            text(message),
-            text(kind),
-            code.map_or_else(|| "null".to_owned(), text),
-        ),
-        Dialect::Messages => format!(
-            r#"{{"type":"error","error":{{"type":"{}","message":{}}}}}"#,
-            anthropic_type(status),
-            text(message),
-        ),
-        Dialect::Gemini => format!(
-            r#"{{"error":{{"code":{},"message":{},"status":"{}"}}}}"#,
-            status.as_u16(),
-            text(message),
-            rpc_status(status),
-        ),
-    };
+    let body = ballast_classify::error_body(dialect, status, kind, code, message);
     let mut response = http::Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -206,37 +180,6 @@ pub fn error_answer(
         http::HeaderValue::from_static("application/json"),
     );
     response
-}
-
-/// Anthropic's name for an error answered with `status`.
-fn anthropic_type(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        408 | 504 => "timeout_error",
-        529 => "overloaded_error",
-        400..=499 => "invalid_request_error",
-        _ => "api_error",
-    }
-}
-
-/// The RPC status name Gemini answers `status` with.
-fn rpc_status(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        408 | 504 => "DEADLINE_EXCEEDED",
-        429 => "RESOURCE_EXHAUSTED",
-        422 => "FAILED_PRECONDITION",
-        400..=499 => "INVALID_ARGUMENT",
-        502 | 503 => "UNAVAILABLE",
-        _ => "INTERNAL",
-    }
 }
 
 /// Whether an error of type `E` is in `error`'s source chain.
@@ -320,59 +263,6 @@ mod tests {
             answer(Dialect::Responses),
             json!({"error": {"message": message, "type": "circuit_open", "param": null, "code": "circuit_open"}})
         );
-        // Anthropic's names by status, as its API and SDKs use them.
-        let kind = |status: u16| {
-            let response = error_answer(
-                Dialect::Messages,
-                StatusCode::from_u16(status).unwrap(),
-                "x",
-                None,
-                "m",
-            );
-            let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
-            body["error"]["type"].as_str().unwrap().to_owned()
-        };
-        let kinds: Vec<String> = [400, 401, 403, 404, 413, 422, 429, 500, 502, 504, 529]
-            .into_iter()
-            .map(kind)
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "invalid_request_error",
-                "authentication_error",
-                "permission_error",
-                "not_found_error",
-                "request_too_large",
-                "invalid_request_error",
-                "rate_limit_error",
-                "api_error",
-                "api_error",
-                "timeout_error",
-                "overloaded_error"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_message_of_any_text_is_escaped_and_a_missing_code_is_null() {
-        let message = "say \"hi\"\n\\ to {\"key\": 1}";
-        for dialect in [Dialect::Chat, Dialect::Messages, Dialect::Gemini] {
-            let response = error_answer(
-                dialect,
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                None,
-                message,
-            );
-            let body: serde_json::Value = serde_json::from_str(response.body()).unwrap();
-            let error = &body["error"];
-            assert_eq!(error["message"], message, "{dialect:?}");
-            if dialect == Dialect::Chat {
-                assert!(error["code"].is_null());
-                assert_eq!(error["type"], "bad_request");
-            }
-        }
     }
 
     #[test]

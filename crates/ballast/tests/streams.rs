@@ -26,6 +26,16 @@ fn streamed(i: usize, max_tokens: u64) -> http::Request<String> {
         .unwrap()
 }
 
+/// Job `i` as a streamed call of Anthropic's Messages API.
+fn streamed_messages(i: usize, max_tokens: u64) -> http::Request<String> {
+    http::Request::post("http://sim.invalid/v1/messages")
+        .header("anthropic-version", "2023-06-01")
+        .body(format!(
+            r#"{{"model":"claude-sonnet-4-5","stream":true,"max_tokens":{max_tokens},"messages":[{{"role":"user","content":"job {i}"}}]}}"#
+        ))
+        .unwrap()
+}
+
 /// Reads a body to its end: its bytes and how it ended (`None`: cleanly).
 async fn drain<B>(mut body: B) -> (Vec<u8>, Option<StreamEnd>)
 where
@@ -508,13 +518,16 @@ fn leave() -> impl proptest::strategy::Strategy<Value = Leave> {
 }
 
 /// Streamed calls (arrival ms, cap, how the caller leaves) through the facade's stack over
-/// `scenario`, or with `fallback` through a route of two (the fallback asked for
-/// `grok-4-fast` at any host `fallback.invalid`), under one daily budget of `budget`.
+/// `scenario`, or with `fallback` through a route of two (the fallback asked for its
+/// flavor's model at any host `fallback.invalid`), under one daily budget of `budget`. The
+/// callers speak chat to an xAI primary, or with `messages` Anthropic's Messages API to an
+/// Anthropic primary.
 fn run_abandoned(
     scenario: Scenario,
     fallback: Option<Scenario>,
     budget: Usd,
     calls: &[(u64, u64, Leave)],
+    messages: bool,
 ) -> common::Settled {
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let sims: Vec<_> = std::iter::once(scenario)
@@ -522,7 +535,12 @@ fn run_abandoned(
             .map(Simulator::new)
             .collect();
         let dollars = budget.to_string().trim_start_matches('$').to_owned();
-        let config = Config::from_vars(Preset::XAi, |name| {
+        let preset = if messages {
+            Preset::Anthropic
+        } else {
+            Preset::XAi
+        };
+        let config = Config::from_vars(preset, |name| {
             (name == "DAILY_BUDGET_USD").then(|| dollars.clone())
         })
         .unwrap();
@@ -551,7 +569,12 @@ fn run_abandoned(
             let (_, cap, leave) = calls[i];
             async move {
                 let call = async move {
-                    let Ok(response) = service.oneshot(streamed(i, cap)).await else {
+                    let request = if messages {
+                        streamed_messages(i, cap)
+                    } else {
+                        streamed(i, cap)
+                    };
+                    let Ok(response) = service.oneshot(request).await else {
                         return;
                     };
                     let mut body = response.into_body();
@@ -608,7 +631,7 @@ proptest::proptest! {
             ..scenario
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        run_abandoned(scenario, None, budget, &calls).check()?;
+        run_abandoned(scenario, None, budget, &calls, false).check()?;
     }
 
     /// The same through a route of two such providers, the fallback speaking xAI's,
@@ -640,6 +663,34 @@ proptest::proptest! {
             ..fallback
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        run_abandoned(primary, Some(fallback), budget, &calls).check()?;
+        run_abandoned(primary, Some(fallback), budget, &calls, false).check()?;
+    }
+
+    /// The same for callers of Anthropic's Messages API: a flaky Anthropic primary, and a
+    /// flaky xAI fallback (a reasoning model half the time) the calls are translated for,
+    /// their chat chunks back as Messages events.
+    #[test]
+    fn abandoned_messages_streams_translated_never_cost_past_the_budget_or_leave_anything_held(
+        primary in ballast_sim::strategy::flaky_scenario(),
+        fallback in ballast_sim::strategy::flaky_scenario(),
+        faults in (ballast_sim::strategy::stream_faults(), ballast_sim::strategy::stream_faults()),
+        budget_micros in 100u64..3_000,
+        calls in proptest::collection::vec((0u64..30_000, 1u64..400, leave()), 1..60),
+    ) {
+        use ballast_sim::Flavor;
+        let primary = Scenario {
+            flavor: Flavor::Anthropic,
+            stream_faults: faults.0,
+            price: common::fallback_model(Flavor::Anthropic).1,
+            ..primary
+        };
+        let fallback = Scenario {
+            flavor: Flavor::XAi,
+            stream_faults: faults.1,
+            price: common::fallback_model(Flavor::XAi).1,
+            ..fallback
+        };
+        let budget = Usd::from_picos(budget_micros * 1_000_000);
+        run_abandoned(primary, Some(fallback), budget, &calls, true).check()?;
     }
 }

@@ -188,7 +188,8 @@ where
     second.preset = match flavor {
         ballast_sim::Flavor::Anthropic => ballast::Preset::Anthropic,
         ballast_sim::Flavor::Gemini => ballast::Preset::Gemini,
-        _ => config.preset,
+        ballast_sim::Flavor::OpenAi => ballast::Preset::OpenAi,
+        _ => ballast::Preset::XAi,
     };
     second.base_url = match flavor {
         ballast_sim::Flavor::Gemini => "http://fallback.invalid/v1beta",
