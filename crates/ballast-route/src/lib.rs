@@ -60,6 +60,7 @@ mod hedge;
 mod latencies;
 mod served;
 mod target;
+mod tool_use;
 mod translate;
 
 pub use failover::{Failover, ResponseFuture};

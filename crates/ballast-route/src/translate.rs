@@ -3,15 +3,18 @@
 //!
 //! The translated subset is what chat callers mostly send: system (and developer) messages,
 //! user and assistant text messages (a string or text parts), the output cap
-//! (`max_completion_tokens` or `max_tokens`), `temperature`, `top_p`, `stop` and `user`.
+//! (`max_completion_tokens` or `max_tokens`), `temperature`, `top_p`, `stop` and `user`;
+//! for Anthropic, tools too (function definitions, `tool_choice`, `parallel_tool_calls`,
+//! an assistant's `tool_calls` and the `tool` messages answering them: see
+//! [`tool_use`](crate::tool_use)), and Claude's calls come back as chat's `tool_calls`.
 //! What the other API requires and chat leaves out is filled in: Anthropic's `max_tokens`
 //! ([`ANTHROPIC_MAX_TOKENS`](crate::ANTHROPIC_MAX_TOKENS) when the request has no cap),
 //! and Anthropic's one sampling knob (recent Claude models refuse `temperature` and
 //! `top_p` together: `temperature` is kept); messages with empty text, which both refuse,
 //! are left out. Streamed requests are translated too, and their events come back as chat
 //! chunks (a
-//! usage chunk only when the caller asked for one). A request that needs more (tools,
-//! images, JSON mode, `n` > 1, logprobs) is not translated: the target is passed over, so the call goes to
+//! usage chunk only when the caller asked for one). A request that needs more (images,
+//! JSON mode, `n` > 1, logprobs, tools for Gemini) is not translated: the target is passed over, so the call goes to
 //! a target that can take it as it is. Fields with no effect on the answer's meaning
 //! (`seed`, penalties, `metadata`, `store`...) are dropped.
 //!
@@ -103,6 +106,9 @@ pub(crate) fn plan(
     let request: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|_| Untranslatable("the body is not a JSON object".into()))?;
     let chat = Chat::read(&request)?;
+    if api == Api::Gemini && chat.uses_tools() {
+        return Err(Untranslatable("tools are not translated for Gemini".into()));
+    }
     let model = model
         .or(fallback_model)
         .ok_or_else(|| Untranslatable("no model to ask for".into()))?;
@@ -135,19 +141,29 @@ pub(crate) fn plan(
 /// The translated subset of a chat request.
 struct Chat<'a> {
     system: Vec<&'a str>,
-    /// (`user` or `assistant`, text).
-    turns: Vec<(&'a str, String)>,
+    turns: Vec<Turn<'a>>,
     max_tokens: Option<u64>,
     temperature: Option<f64>,
     top_p: Option<&'a Value>,
     stop: Vec<&'a str>,
     user: Option<&'a str>,
+    /// Anthropic's tool definitions and choice (see [`tool_use`](crate::tool_use)).
+    tools: Vec<Value>,
+    tool_choice: Option<Value>,
+}
+
+/// One turn of a chat conversation.
+enum Turn<'a> {
+    /// `user` or `assistant` text.
+    Text(&'a str, String),
+    /// An assistant's tool calls (as `tool_use` blocks), after its text (maybe empty).
+    Calls(String, Vec<Value>),
+    /// A tool's result: the call's id, the text.
+    Result(&'a str, String),
 }
 
 /// Fields whose meaning a translation would lose: such a request is not translated.
-const UNTRANSLATED: [&str; 11] = [
-    "tools",
-    "tool_choice",
+const UNTRANSLATED: [&str; 9] = [
     "functions",
     "function_call",
     "audio",
@@ -195,13 +211,41 @@ impl<'a> Chat<'a> {
                 _ => Vec::new(),
             },
             user: request.get("user").and_then(Value::as_str),
+            tools: match request.get("tools").and_then(Value::as_array) {
+                Some(tools) => crate::tool_use::to_anthropic_tools(tools)?,
+                None => Vec::new(),
+            },
+            tool_choice: crate::tool_use::to_anthropic_choice(
+                request.get("tool_choice"),
+                request.get("parallel_tool_calls").and_then(Value::as_bool),
+            )?,
         };
         for message in messages {
             let role = message.get("role").and_then(Value::as_str).unwrap_or("");
-            if message.get("tool_calls").is_some_and(|v| !v.is_null())
-                || message.get("function_call").is_some_and(|v| !v.is_null())
+            if message.get("function_call").is_some_and(|v| !v.is_null()) {
+                return refuse("a function call");
+            }
+            if let Some(calls) = message.get("tool_calls").and_then(Value::as_array)
+                && !calls.is_empty()
             {
-                return refuse("a tool call");
+                if role != "assistant" {
+                    return refuse("tool calls outside an assistant message");
+                }
+                let text = match message.get("content") {
+                    Some(Value::String(text)) => text.clone(),
+                    Some(Value::Array(parts)) => parts
+                        .iter()
+                        .map(text_part)
+                        .collect::<Result<Vec<_>, _>>()?
+                        .concat(),
+                    _ => String::new(),
+                };
+                let uses = calls
+                    .iter()
+                    .map(crate::tool_use::to_tool_use)
+                    .collect::<Result<Vec<_>, _>>()?;
+                chat.turns.push(Turn::Calls(text, uses));
+                continue;
             }
             match role {
                 "system" | "developer" => match message.get("content") {
@@ -226,16 +270,92 @@ impl<'a> Chat<'a> {
                     // Both APIs refuse an empty text (chat takes one, say an earlier
                     // empty answer); it says nothing, so it is left out.
                     if !text.is_empty() {
-                        chat.turns.push((role, text));
+                        chat.turns.push(Turn::Text(role, text));
                     }
                 }
-                _ => return refuse("a message of role other than system, user or assistant"),
+                "tool" => {
+                    let Some(id) = message.get("tool_call_id").and_then(Value::as_str) else {
+                        return refuse("a tool message without its call's id");
+                    };
+                    let text = match message.get("content") {
+                        Some(Value::String(text)) => text.clone(),
+                        Some(Value::Array(parts)) => parts
+                            .iter()
+                            .map(text_part)
+                            .collect::<Result<Vec<_>, _>>()?
+                            .concat(),
+                        _ => String::new(),
+                    };
+                    chat.turns.push(Turn::Result(id, text));
+                }
+                _ => {
+                    return refuse("a message of role other than system, user, assistant or tool");
+                }
             }
         }
-        if chat.turns.is_empty() {
+        if !chat
+            .turns
+            .iter()
+            .any(|turn| matches!(turn, Turn::Text(..) | Turn::Calls(..)))
+        {
             return refuse("a request without user or assistant messages");
         }
         Ok(chat)
+    }
+
+    /// Whether the conversation offers tools or has tool calls or results in it.
+    fn uses_tools(&self) -> bool {
+        !self.tools.is_empty()
+            || self
+                .turns
+                .iter()
+                .any(|turn| !matches!(turn, Turn::Text(..)))
+    }
+
+    /// The turns as Messages: an assistant's tool calls as `tool_use` blocks after its
+    /// text, and the tool results that answer them as `tool_result` blocks of the next
+    /// user message (a user's text right after them joins that message, after them).
+    fn messages(&self) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        // Whether the last message is a user's made of tool results, still open.
+        let mut results_open = false;
+        for turn in &self.turns {
+            match turn {
+                Turn::Text(role, text) => {
+                    if *role == "user"
+                        && results_open
+                        && let Some(Value::Array(blocks)) =
+                            out.last_mut().and_then(|m| m.get_mut("content"))
+                    {
+                        blocks.push(json!({"type": "text", "text": text}));
+                    } else {
+                        out.push(json!({"role": role, "content": text}));
+                    }
+                    results_open = false;
+                }
+                Turn::Calls(text, uses) => {
+                    let mut blocks = Vec::with_capacity(uses.len() + 1);
+                    if !text.is_empty() {
+                        blocks.push(json!({"type": "text", "text": text}));
+                    }
+                    blocks.extend(uses.iter().cloned());
+                    out.push(json!({"role": "assistant", "content": blocks}));
+                    results_open = false;
+                }
+                Turn::Result(id, text) => {
+                    let mut block = json!({"type": "tool_result", "tool_use_id": id});
+                    if !text.is_empty() {
+                        block["content"] = json!(text);
+                    }
+                    match out.last_mut().and_then(|m| m.get_mut("content")) {
+                        Some(Value::Array(blocks)) if results_open => blocks.push(block),
+                        _ => out.push(json!({"role": "user", "content": [block]})),
+                    }
+                    results_open = true;
+                }
+            }
+        }
+        out
     }
 
     /// As an Anthropic Messages request. Temperature is Anthropic's 0 to 1 (OpenAI's 0 to
@@ -243,12 +363,14 @@ impl<'a> Chat<'a> {
     fn to_messages(&self, model: &str) -> Value {
         let mut out = json!({
             "model": model,
-            "messages": self
-                .turns
-                .iter()
-                .map(|(role, text)| json!({"role": role, "content": text}))
-                .collect::<Vec<_>>(),
+            "messages": self.messages(),
         });
+        if !self.tools.is_empty() {
+            out["tools"] = json!(self.tools);
+        }
+        if let Some(choice) = &self.tool_choice {
+            out["tool_choice"] = choice.clone();
+        }
         out["max_tokens"] = json!(self.max_tokens.unwrap_or(ANTHROPIC_MAX_TOKENS));
         if !self.system.is_empty() {
             out["system"] = json!(self.system.join("\n\n"));
@@ -286,6 +408,11 @@ impl<'a> Chat<'a> {
             "contents": self
                 .turns
                 .iter()
+                .filter_map(|turn| match turn {
+                    Turn::Text(role, text) => Some((role, text)),
+                    // Refused before (`uses_tools`).
+                    Turn::Calls(..) | Turn::Result(..) => None,
+                })
                 .map(|(role, text)| {
                     let role = if *role == "assistant" { "model" } else { "user" };
                     json!({"role": role, "parts": [{"text": text}]})
@@ -417,21 +544,35 @@ fn messages_back<B>(
 
 fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {
     let content = body.get("content")?.as_array()?;
-    let text: String = content
-        .iter()
-        .filter(|part| part.get("type").and_then(Value::as_str) == Some("text"))
+    let of_type = |kind: &'static str| {
+        content
+            .iter()
+            .filter(move |part| part.get("type").and_then(Value::as_str) == Some(kind))
+    };
+    let text: String = of_type("text")
         .filter_map(|part| part.get("text").and_then(Value::as_str))
+        .collect();
+    let calls: Vec<Value> = of_type("tool_use")
+        .map(crate::tool_use::to_tool_call)
         .collect();
     let finish = anthropic_finish(body.get("stop_reason").and_then(Value::as_str));
     let usage = body.get("usage");
     let (prompt, cached) = anthropic_prompt(usage);
-    Some(completion_body(
+    let mut completion = completion_body(
         body.get("id").and_then(Value::as_str).unwrap_or("msg"),
         body.get("model").and_then(Value::as_str).unwrap_or(model),
         &text,
         finish,
         (prompt, cached, count(usage, "output_tokens")),
-    ))
+    );
+    if !calls.is_empty() {
+        let message = &mut completion["choices"][0]["message"];
+        message["tool_calls"] = Value::Array(calls);
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+    }
+    Some(completion)
 }
 
 /// A Gemini answer as a chat completion. A prompt Gemini blocked (`promptFeedback`'s
@@ -542,6 +683,8 @@ struct Chunks {
     started: bool,
     /// (prompt, cached prompt, completion) tokens as reported so far.
     usage: (u64, u64, u64),
+    /// The Messages block index of each tool call so far: chat numbers them from 0.
+    tool_blocks: Vec<u64>,
 }
 
 impl Chunks {
@@ -554,6 +697,7 @@ impl Chunks {
             asked_usage,
             started: false,
             usage: (0, 0, 0),
+            tool_blocks: Vec::new(),
         }
     }
 
@@ -614,10 +758,35 @@ impl Chunks {
                     self.usage = (prompt, cached, 0);
                     self.start(out);
                 }
+                "content_block_start" => {
+                    let block = json.get("content_block").unwrap_or(&Value::Null);
+                    if block.get("type").and_then(Value::as_str) == Some("tool_use") {
+                        let index = self.tool_blocks.len();
+                        self.tool_blocks
+                            .push(json.get("index").and_then(Value::as_u64).unwrap_or(0));
+                        let mut call = crate::tool_use::to_tool_call(block);
+                        // The input comes in the deltas that follow.
+                        call["function"]["arguments"] = json!("");
+                        call["index"] = json!(index);
+                        self.start(out);
+                        self.chunk(json!({"tool_calls": [call]}), None, out);
+                    }
+                }
                 "content_block_delta" => {
                     if let Some(text) = json.pointer("/delta/text").and_then(Value::as_str) {
                         self.start(out);
                         self.chunk(json!({"content": text}), None, out);
+                    } else if let Some(partial) =
+                        json.pointer("/delta/partial_json").and_then(Value::as_str)
+                    {
+                        let block = json.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        if let Some(index) = self.tool_blocks.iter().position(|b| *b == block) {
+                            self.chunk(
+                                json!({"tool_calls": [{"index": index, "function": {"arguments": partial}}]}),
+                                None,
+                                out,
+                            );
+                        }
                     }
                 }
                 "message_delta" => {
@@ -796,6 +965,56 @@ mod tests {
         );
     }
 
+    /// Tools go to Anthropic: definitions and choice, an assistant's calls as `tool_use`
+    /// blocks after its text, the tools' results (two, one after the other) as the next
+    /// user message's `tool_result` blocks, a user's text after them in the same message.
+    /// Gemini is not given tools.
+    #[test]
+    fn tools_go_to_anthropic() {
+        let body = json!({
+            "model": "gpt", "max_tokens": 50, "parallel_tool_calls": false,
+            "tools": [{"type": "function", "function": {"name": "look", "parameters": {"type": "object"}}}],
+            "tool_choice": "required",
+            "messages": [
+                {"role": "user", "content": "Find it."},
+                {"role": "assistant", "content": "Looking.", "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{\"q\":\"a\"}"}},
+                    {"id": "c2", "type": "function", "function": {"name": "look", "arguments": "{\"q\":\"b\"}"}},
+                ]},
+                {"role": "tool", "tool_call_id": "c1", "content": "A"},
+                {"role": "tool", "tool_call_id": "c2", "content": ""},
+                {"role": "user", "content": "And?"},
+            ],
+        })
+        .to_string();
+        let (_, messages) = translated(Api::Anthropic, &body).unwrap();
+        assert_eq!(
+            messages,
+            json!({
+                "model": "m", "max_tokens": 50,
+                "tools": [{"name": "look", "input_schema": {"type": "object"}}],
+                "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+                "messages": [
+                    {"role": "user", "content": "Find it."},
+                    {"role": "assistant", "content": [
+                        {"type": "text", "text": "Looking."},
+                        {"type": "tool_use", "id": "c1", "name": "look", "input": {"q": "a"}},
+                        {"type": "tool_use", "id": "c2", "name": "look", "input": {"q": "b"}},
+                    ]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "c1", "content": "A"},
+                        {"type": "tool_result", "tool_use_id": "c2"},
+                        {"type": "text", "text": "And?"},
+                    ]},
+                ],
+            })
+        );
+        assert_eq!(
+            translated(Api::Gemini, &body).map(|_| ()),
+            Err(Untranslatable("tools are not translated for Gemini".into()))
+        );
+    }
+
     #[test]
     fn what_would_lose_meaning_is_not_translated() {
         for body in [
@@ -901,6 +1120,98 @@ mod tests {
                           "prompt_tokens_details": {"cached_tokens": 0}},
             })
         );
+    }
+
+    /// Claude's tool calls come back as chat's: `tool_calls` (the input as the arguments
+    /// string), no content when it said nothing, `finish_reason: tool_calls`; streamed, a
+    /// `tool_use` block's start is the call's first chunk (id, name, empty arguments) and
+    /// each `input_json_delta` its arguments' next piece, the calls numbered from 0 as chat
+    /// numbers them whatever their block's index.
+    #[test]
+    fn tool_calls_come_back_as_chats() {
+        let messages = json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "look", "input": {"q": "a"}}],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 10, "output_tokens": 3},
+        });
+        let answer = back(Api::Anthropic, 200, messages);
+        assert_eq!(
+            answer["choices"][0],
+            json!({"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null, "tool_calls": [{
+                    "id": "toolu_1", "type": "function",
+                    "function": {"name": "look", "arguments": "{\"q\":\"a\"}"},
+                }],
+            }})
+        );
+
+        let mut chunks = Chunks::new(Api::Anthropic, "asked", false);
+        let mut out = bytes::BytesMut::new();
+        for (event, data) in [
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_2", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Looking."}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            (
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_2", "name": "look", "input": {}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"q\":"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "\"a\"}"}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 1}),
+            ),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
+            ),
+            ("message_stop", json!({"type": "message_stop"})),
+        ] {
+            chunks.on(event, &data.to_string(), &mut out);
+        }
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let deltas: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .filter(|data| *data != "[DONE]")
+            .map(|data| serde_json::from_str::<Value>(data).unwrap()["choices"][0].clone())
+            .collect();
+        assert_eq!(deltas[1]["delta"], json!({"content": "Looking."}));
+        assert_eq!(
+            deltas[2]["delta"],
+            json!({"tool_calls": [{"index": 0, "id": "toolu_2", "type": "function",
+                                   "function": {"name": "look", "arguments": ""}}]})
+        );
+        let arguments: String = deltas
+            .iter()
+            .filter_map(|d| {
+                d.pointer("/delta/tool_calls/0/function/arguments")?
+                    .as_str()
+            })
+            .collect();
+        assert_eq!(arguments, "{\"q\":\"a\"}");
+        assert_eq!(deltas.last().unwrap()["finish_reason"], "tool_calls");
+        assert!(text.ends_with("data: [DONE]\n\n"));
     }
 
     /// A streamed prompt Gemini blocked ends as chat's filtered stream: the role chunk, the

@@ -129,15 +129,13 @@ async fn a_streamed_call_is_translated_to_a_messages_stream() {
     assert_eq!(body["stream"], true);
 }
 
-/// A call with tools: the fallback could not translate it and was passed over; the
+/// A call in JSON mode: the fallback could not translate it and was passed over; the
 /// primary's failure, already in hand, is the answer.
 #[tokio::test]
 async fn a_call_the_translation_cannot_carry_gets_the_primarys_answer() {
     let (primary, fallback) = (Seen::default(), Seen::default());
     let response = route(primary.clone(), fallback.clone())
-        .oneshot(chat(
-            r#","tools":[{"type":"function","function":{"name":"f"}}]"#,
-        ))
+        .oneshot(chat(r#","response_format":{"type":"json_object"}"#))
         .await
         .unwrap();
     assert_eq!(response.status(), 503);

@@ -154,6 +154,8 @@ struct Parsed {
     include_usage: bool,
     /// OpenAI's Responses API (a path ending in `/responses`), not Chat Completions.
     responses: bool,
+    /// The tool an unstreamed answer calls (see [`crate::tools`]).
+    tool_call: Option<String>,
 }
 
 impl Simulator {
@@ -523,9 +525,17 @@ impl Simulator {
             .saturating_mul(u32::try_from(completion).unwrap_or(u32::MAX));
         let latency = scale_duration(scenario.latency.base.saturating_add(generation), jitter);
 
+        // The answer, whole or (malformed) cut in half.
+        let body = wire::success_body(
+            flavor,
+            request.responses,
+            id,
+            &request.model,
+            usage,
+            request.tool_call.as_deref(),
+        );
         let spoil: f64 = state.rng.random();
         if spoil < scenario.malformed_probability {
-            let body = wire::success_body(flavor, request.responses, id, &request.model, usage);
             let broken = body.slice(..body.len() / 2);
             entry.billed_ticks = ticks;
             state.billed = state.billed.saturating_add(ticks);
@@ -588,10 +598,7 @@ impl Simulator {
         }
         let remaining =
             u64::from(scenario.advertised_rpm).saturating_sub(state.recent.len() as u64);
-        let mut response = json_response(
-            200,
-            wire::success_body(flavor, request.responses, id, &request.model, usage),
-        );
+        let mut response = json_response(200, body);
         let headers = response.headers_mut();
         headers.insert(
             "x-ratelimit-limit-requests",
@@ -834,6 +841,11 @@ fn parse_request(
         }
         _ => {}
     }
+    let tool_call = if responses {
+        None
+    } else {
+        crate::tools::check(flavor, &json)?
+    };
     let key = header("authorization")
         .and_then(|v| v.strip_prefix("Bearer "))
         .or_else(|| header("x-api-key"))
@@ -854,6 +866,7 @@ fn parse_request(
         stream,
         include_usage,
         responses,
+        tool_call,
     })
 }
 

@@ -45,12 +45,15 @@ fn text_of(tokens: u64) -> String {
     FILLER.chars().cycle().take(len).collect()
 }
 
+/// An answer's body: its text (or, with `tool_call`, a call to that tool, its input
+/// [`TOOL_INPUT`](crate::tools::TOOL_INPUT)) and its usage, in `flavor`'s API.
 pub(crate) fn success_body(
     flavor: Flavor,
     responses: bool,
     id: u64,
     model: &str,
     usage: Usage,
+    tool_call: Option<&str>,
 ) -> Bytes {
     let text = text_of(usage.completion);
     if responses {
@@ -62,6 +65,20 @@ pub(crate) fn success_body(
             if flavor == Flavor::XAi {
                 usage_json["cost_in_usd_ticks"] = json!(usage.ticks);
             }
+            let (message, finish) = match tool_call {
+                Some(name) => (
+                    json!({"role": "assistant", "content": null, "tool_calls": [{
+                        "id": format!("call_sim{id}"),
+                        "type": "function",
+                        "function": {"name": name, "arguments": crate::tools::TOOL_INPUT},
+                    }]}),
+                    "tool_calls",
+                ),
+                None => (
+                    json!({"role": "assistant", "content": text}),
+                    if usage.hit_cap { "length" } else { "stop" },
+                ),
+            };
             json!({
                 "id": format!("sim-{id}"),
                 "object": "chat.completion",
@@ -69,8 +86,8 @@ pub(crate) fn success_body(
                 "model": model,
                 "choices": [{
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": if usage.hit_cap { "length" } else { "stop" },
+                    "message": message,
+                    "finish_reason": finish,
                 }],
                 "usage": usage_json,
                 "system_fingerprint": "fp_sim",
@@ -81,8 +98,21 @@ pub(crate) fn success_body(
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": if usage.hit_cap { "max_tokens" } else { "end_turn" },
+            "content": match tool_call {
+                Some(name) => json!([{
+                    "type": "tool_use",
+                    "id": format!("toolu_sim{id}"),
+                    "name": name,
+                    "input": serde_json::from_str::<Value>(crate::tools::TOOL_INPUT)
+                        .unwrap_or_default(),
+                }]),
+                None => json!([{"type": "text", "text": text}]),
+            },
+            "stop_reason": match (tool_call, usage.hit_cap) {
+                (Some(_), _) => "tool_use",
+                (None, true) => "max_tokens",
+                (None, false) => "end_turn",
+            },
             "stop_sequence": null,
             // Anthropic counts cache reads apart from input_tokens.
             "usage": {

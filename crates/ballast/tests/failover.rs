@@ -507,6 +507,187 @@ fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
     assert_eq!(primary.len(), 8);
 }
 
+/// An agent's turn with tools, xAI down and Anthropic next: the chat call offering a tool
+/// is answered by Claude with a call to it (chat's `tool_calls`, its input as the
+/// arguments string); the agent runs the tool and sends the conversation back, its
+/// assistant turn with the call and the tool's result; Anthropic (which refuses a
+/// `tool_use` not answered by a `tool_result` right after, as the simulator does) takes
+/// it and answers in text. Each provider billed what its stack counted.
+#[test]
+fn an_agents_tool_calls_go_to_anthropic_and_back() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sims = [
+            Simulator::new(Scenario::total_outage()),
+            Simulator::new(Scenario {
+                flavor: Flavor::Anthropic,
+                price: CLAUDE_SONNET,
+                ..Scenario::healthy()
+            }),
+            Simulator::new(Scenario {
+                flavor: Flavor::Gemini,
+                price: GEMINI_FLASH,
+                ..Scenario::healthy()
+            }),
+        ];
+        let route = xai_anthropic_gemini(&sims);
+        let tools = serde_json::json!([{"type": "function", "function": {
+            "name": "look", "description": "Looks a word up.",
+            "parameters": {"type": "object", "properties": {"arg": {"type": "string"}}},
+        }}]);
+        let ask = |messages: serde_json::Value| {
+            http::Request::post("http://caller.invalid/v1/chat/completions")
+                .body(
+                    serde_json::json!({
+                        "model": "grok-code-fast-1", "max_tokens": 60,
+                        "tools": tools, "messages": messages,
+                    })
+                    .to_string(),
+                )
+                .unwrap()
+        };
+        let user = serde_json::json!({"role": "user", "content": "Look up 'sim'."});
+        let response = route
+            .service
+            .clone()
+            .oneshot(ask(serde_json::json!([user])))
+            .await
+            .unwrap();
+        assert_eq!(Served::of(&response).unwrap().target.as_ref(), "anthropic");
+        let answer: serde_json::Value =
+            serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+        let choice = &answer["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        let call = choice["message"]["tool_calls"][0].clone();
+        assert_eq!(call["function"]["name"], "look");
+        assert_eq!(call["function"]["arguments"], ballast_sim::TOOL_INPUT);
+        let id = call["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("toolu_"), "{id}");
+
+        let assistant = choice["message"].clone();
+        let result = serde_json::json!({"role": "tool", "tool_call_id": id, "content": "found"});
+        let response = route
+            .service
+            .clone()
+            .oneshot(ask(serde_json::json!([user, assistant, result])))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let answer: serde_json::Value =
+            serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+        assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+        assert!(answer["choices"][0]["message"]["content"].is_string());
+
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let anthropic = sims[1].ledger();
+        assert_eq!(anthropic.len(), 2);
+        assert!(
+            anthropic
+                .entries()
+                .iter()
+                .all(|e| e.outcome == SimOutcome::Success)
+        );
+        assert_eq!(sims[2].ledger().len(), 0);
+        for (sim, (_, stack)) in sims.iter().zip(&route.targets) {
+            assert_eq!(
+                stack.spend.total(),
+                Usd::from_xai_ticks(sim.ledger().billed_ticks())
+            );
+        }
+    });
+}
+
+/// The other way: an agent speaking Anthropic's Messages API (Claude Code's shape), its
+/// Anthropic primary down, xAI's `grok-4-fast` next. The call offering a tool is answered
+/// by Grok's tool call, back as a `tool_use` block; the agent sends its result as a
+/// `tool_result` block, which reaches xAI as a `tool` message right after the call (the
+/// simulated xAI refuses it otherwise, as the real one does) and is answered in text.
+/// Each provider billed what its stack counted.
+#[test]
+fn an_anthropic_agents_tool_calls_go_to_an_openai_compatible_target_and_back() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let primary = Simulator::new(Scenario {
+            flavor: Flavor::Anthropic,
+            price: CLAUDE_SONNET,
+            ..Scenario::total_outage()
+        });
+        let fallback = Simulator::new(Scenario {
+            price: ballast_sim::Price::GROK_4_FAST,
+            ..Scenario::healthy()
+        });
+        let (client, route) = common::two_providers(
+            primary.clone(),
+            (fallback.clone(), Flavor::XAi),
+            Config::new(Preset::Anthropic),
+        );
+        let route = route.seed(3).build(client);
+        let ask = |messages: serde_json::Value| {
+            http::Request::post("http://caller.invalid/v1/messages")
+                .header("anthropic-version", "2023-06-01")
+                .body(
+                    serde_json::json!({
+                        "model": "claude-sonnet-4-5", "max_tokens": 60,
+                        "tools": [{"name": "look", "description": "Looks a word up.",
+                                   "input_schema": {"type": "object"}}],
+                        "messages": messages,
+                    })
+                    .to_string(),
+                )
+                .unwrap()
+        };
+        let user = serde_json::json!({"role": "user", "content": "Look up 'sim'."});
+        let response = route
+            .service
+            .clone()
+            .oneshot(ask(serde_json::json!([user])))
+            .await
+            .unwrap();
+        assert_eq!(Served::of(&response).unwrap().target.as_ref(), "xai");
+        let message: serde_json::Value =
+            serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+        assert_eq!(message["type"], "message");
+        assert_eq!(message["stop_reason"], "tool_use");
+        let call = message["content"][0].clone();
+        assert_eq!(
+            (call["type"].as_str(), call["name"].as_str()),
+            (Some("tool_use"), Some("look"))
+        );
+        let input: serde_json::Value = serde_json::from_str(ballast_sim::TOOL_INPUT).unwrap();
+        assert_eq!(call["input"], input);
+
+        let assistant = serde_json::json!({"role": "assistant", "content": [call.clone()]});
+        let result = serde_json::json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": call["id"], "content": "found"},
+        ]});
+        let response = route
+            .service
+            .clone()
+            .oneshot(ask(serde_json::json!([user, assistant, result])))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let message: serde_json::Value =
+            serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+        assert_eq!(message["stop_reason"], "end_turn");
+        assert_eq!(message["content"][0]["type"], "text");
+
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let served = fallback.ledger();
+        assert_eq!(served.len(), 2);
+        assert!(
+            served
+                .entries()
+                .iter()
+                .all(|e| e.outcome == SimOutcome::Success && e.model == "grok-4-fast")
+        );
+        for (sim, (_, stack)) in [&primary, &fallback].into_iter().zip(&route.targets) {
+            assert_eq!(
+                stack.spend.total(),
+                Usd::from_xai_ticks(sim.ledger().billed_ticks())
+            );
+        }
+    });
+}
+
 /// Anthropic out of credit too (a 400 that latches its breaker): Gemini answers, translated;
 /// Anthropic's failures are not billed as completions anywhere.
 #[test]
