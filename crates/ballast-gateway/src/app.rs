@@ -57,7 +57,8 @@ pub(crate) struct App {
     /// The Messages endpoint under the primary's base (`{base}/messages`): a route hands
     /// the path after the version on to the target that speaks Anthropic's API.
     messages_uri: http::Uri,
-    /// Whether a target of the provider's chain speaks Anthropic's Messages API.
+    /// Whether a target of the provider's chain takes Anthropic's Messages API (see
+    /// [`takes_messages`]).
     speaks_messages: bool,
     pub(crate) targets: Vec<TargetInfo>,
     pub(crate) budget: BudgetLayer<Arc<MemoryStore>>,
@@ -71,7 +72,7 @@ pub(crate) struct App {
     /// after).
     default_targets: usize,
     /// The named routes, by the model name callers ask for, each with whether a target of
-    /// its chain speaks Anthropic's Messages API.
+    /// its chain takes Anthropic's Messages API.
     routes: HashMap<String, (Upstream, bool)>,
     /// Each named route's name and its first target's, in the order configured.
     route_names: Vec<(String, String)>,
@@ -83,7 +84,8 @@ pub(crate) struct App {
 /// of them.
 ///
 /// Routes: `POST /v1/chat/completions` and `POST /v1/responses` (streamed or not),
-/// `POST /v1/messages` (Anthropic's Messages API, as it is, to the targets that speak it),
+/// `POST /v1/messages` (Anthropic's Messages API: as it is to Anthropic targets, translated
+/// to OpenAI-compatible ones that name their model),
 /// `GET /v1/models` (the configured
 /// targets' models), `GET /healthz` (liveness), `GET /readyz` (readiness: 503 only when no
 /// target can serve or the budget is spent), `GET /metrics` (Prometheus, when a handle is

@@ -154,7 +154,7 @@ struct Parsed {
     include_usage: bool,
     /// OpenAI's Responses API (a path ending in `/responses`), not Chat Completions.
     responses: bool,
-    /// The tool an unstreamed answer calls (see [`crate::tools`]).
+    /// The tool the answer calls (see [`crate::tools`]).
     tool_call: Option<String>,
 }
 
@@ -635,6 +635,7 @@ impl Simulator {
                 responses: request.responses,
                 no_done: false,
                 fault: None,
+                tool_call: request.tool_call.clone(),
                 prices: (price.input, price.cached_input, price.output),
             };
             // Where a fault strikes: from before the first content to after the last.

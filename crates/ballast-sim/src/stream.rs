@@ -110,6 +110,8 @@ pub(crate) struct StreamPlan {
     pub(crate) responses: bool,
     pub(crate) no_done: bool,
     pub(crate) fault: Option<Fault>,
+    /// The tool the answer calls instead of writing text (chat and Anthropic).
+    pub(crate) tool_call: Option<String>,
     /// Ticks per uncached prompt token, cached prompt token, output token.
     pub(crate) prices: (u64, u64, u64),
 }
@@ -162,6 +164,18 @@ impl StreamPlan {
         chunks
     }
 
+    /// A tool call's arguments ([`TOOL_INPUT`](crate::TOOL_INPUT)) in three pieces, each
+    /// with the answer's tokens generated once it is sent.
+    fn argument_pieces(&self) -> Vec<(&'static str, u64)> {
+        let input = crate::tools::TOOL_INPUT;
+        let (a, b) = (input.len() / 3, 2 * input.len() / 3);
+        [&input[..a], &input[a..b], &input[b..]]
+            .into_iter()
+            .enumerate()
+            .map(|(i, piece)| (piece, self.completion * (i as u64 + 1) / 3))
+            .collect()
+    }
+
     /// The events in order, faults aside.
     pub(crate) fn events(&self) -> Vec<Event> {
         let (id, model) = (format!("sim-{}", self.id), self.model.as_str());
@@ -188,14 +202,38 @@ impl StreamPlan {
                     ),
                     0,
                 ));
-                for (text, tokens) in &chunks {
+                if let Some(name) = &self.tool_call {
+                    // The call's id and name, then its arguments in pieces.
+                    let call = json!({"tool_calls": [{"index": 0, "id": format!("call_sim{}", self.id),
+                        "type": "function", "function": {"name": name, "arguments": ""}}]});
                     events.push(Event {
-                        bytes: sse(None, &chunk(json!({"content": text}), None)),
-                        tokens: *tokens,
+                        bytes: sse(None, &chunk(call, None)),
+                        tokens: 0,
                         content: true,
                     });
+                    for (piece, tokens) in self.argument_pieces() {
+                        let delta =
+                            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]});
+                        events.push(Event {
+                            bytes: sse(None, &chunk(delta, None)),
+                            tokens,
+                            content: true,
+                        });
+                    }
+                } else {
+                    for (text, tokens) in &chunks {
+                        events.push(Event {
+                            bytes: sse(None, &chunk(json!({"content": text}), None)),
+                            tokens: *tokens,
+                            content: true,
+                        });
+                    }
                 }
-                let finish = if self.hit_cap { "length" } else { "stop" };
+                let finish = match (&self.tool_call, self.hit_cap) {
+                    (Some(_), _) => "tool_calls",
+                    (None, true) => "length",
+                    (None, false) => "stop",
+                };
                 events.push(plain(
                     sse(None, &chunk(json!({}), Some(finish))),
                     self.completion,
@@ -218,23 +256,44 @@ impl StreamPlan {
                     "stop_reason": null, "usage": {"input_tokens": self.prompt - self.cached,
                     "cache_read_input_tokens": self.cached, "cache_creation_input_tokens": 0, "output_tokens": 1}}});
                 events.push(plain(sse(Some("message_start"), &start), 0));
+                let block = match &self.tool_call {
+                    Some(name) => json!({"type": "tool_use", "id": format!("toolu_sim{}", self.id),
+                        "name": name, "input": {}}),
+                    None => json!({"type": "text", "text": ""}),
+                };
                 events.push(plain(
                     sse(
                         Some("content_block_start"),
-                        &json!({"type": "content_block_start", "index": 0,
-                        "content_block": {"type": "text", "text": ""}}),
+                        &json!({"type": "content_block_start", "index": 0, "content_block": block}),
                     ),
                     0,
                 ));
                 events.push(plain(sse(Some("ping"), &json!({"type": "ping"})), 0));
-                for (text, tokens) in &chunks {
+                let deltas: Vec<(serde_json::Value, u64)> = match &self.tool_call {
+                    Some(_) => self
+                        .argument_pieces()
+                        .into_iter()
+                        .map(|(piece, tokens)| {
+                            (
+                                json!({"type": "input_json_delta", "partial_json": piece}),
+                                tokens,
+                            )
+                        })
+                        .collect(),
+                    None => chunks
+                        .iter()
+                        .map(|(text, tokens)| {
+                            (json!({"type": "text_delta", "text": text}), *tokens)
+                        })
+                        .collect(),
+                };
+                for (delta, tokens) in deltas {
                     events.push(Event {
                         bytes: sse(
                             Some("content_block_delta"),
-                            &json!({"type": "content_block_delta",
-                            "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                            &json!({"type": "content_block_delta", "index": 0, "delta": delta}),
                         ),
-                        tokens: *tokens,
+                        tokens,
                         content: true,
                     });
                 }
@@ -245,10 +304,10 @@ impl StreamPlan {
                     ),
                     self.completion,
                 ));
-                let stop = if self.hit_cap {
-                    "max_tokens"
-                } else {
-                    "end_turn"
+                let stop = match (&self.tool_call, self.hit_cap) {
+                    (Some(_), _) => "tool_use",
+                    (None, true) => "max_tokens",
+                    (None, false) => "end_turn",
                 };
                 events.push(plain(
                     sse(

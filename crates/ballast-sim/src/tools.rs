@@ -4,7 +4,8 @@
 //!
 //! The simulator answers a request that offers tools, and whose last turn is not a tool's
 //! result, with a call to the first tool (or the one `tool_choice` names), its input
-//! [`TOOL_INPUT`]. Streams never call tools.
+//! [`TOOL_INPUT`]; streamed, the call's arguments come in three pieces (chat's tool-call
+//! deltas, Anthropic's `input_json_delta`s).
 
 use serde_json::Value;
 

@@ -577,9 +577,55 @@ fn an_agents_tool_calls_go_to_anthropic_and_back() {
         assert_eq!(answer["choices"][0]["finish_reason"], "stop");
         assert!(answer["choices"][0]["message"]["content"].is_string());
 
+        // Streamed: Claude's `tool_use` block and its `input_json_delta`s as chat's
+        // tool-call chunks, the arguments whole once joined.
+        let mut streamed: serde_json::Value =
+            serde_json::from_str(ask(serde_json::json!([user])).body()).unwrap();
+        streamed["stream"] = serde_json::json!(true);
+        let request = http::Request::post("http://caller.invalid/v1/chat/completions")
+            .body(streamed.to_string())
+            .unwrap();
+        let response = route.service.clone().oneshot(request).await.unwrap();
+        let text = String::from_utf8(
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let choices: Vec<serde_json::Value> = text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .filter(|data| *data != "[DONE]")
+            .map(|data| {
+                serde_json::from_str::<serde_json::Value>(data).unwrap()["choices"][0].clone()
+            })
+            .collect();
+        let calls: Vec<&serde_json::Value> = choices
+            .iter()
+            .filter_map(|c| c.pointer("/delta/tool_calls/0"))
+            .collect();
+        assert_eq!(calls[0]["function"]["name"], "look");
+        assert!(calls[0]["id"].as_str().unwrap().starts_with("toolu_"));
+        assert!(calls.iter().all(|call| call["index"] == 0));
+        let arguments: String = calls
+            .iter()
+            .filter_map(|call| call["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(arguments, ballast_sim::TOOL_INPUT);
+        assert_eq!(
+            choices
+                .iter()
+                .rev()
+                .find_map(|c| c["finish_reason"].as_str()),
+            Some("tool_calls")
+        );
+
         tokio::time::sleep(Duration::from_secs(60)).await;
         let anthropic = sims[1].ledger();
-        assert_eq!(anthropic.len(), 2);
+        assert_eq!(anthropic.len(), 3);
         assert!(
             anthropic
                 .entries()
@@ -615,8 +661,8 @@ fn an_anthropic_agents_tool_calls_go_to_an_openai_compatible_target_and_back() {
             ..Scenario::healthy()
         });
         let (client, route) = common::two_providers(
-            primary.clone(),
-            (fallback.clone(), Flavor::XAi),
+            primary.streaming(),
+            (fallback.streaming(), Flavor::XAi),
             Config::new(Preset::Anthropic),
         );
         let route = route.seed(3).build(client);
@@ -670,9 +716,66 @@ fn an_anthropic_agents_tool_calls_go_to_an_openai_compatible_target_and_back() {
         assert_eq!(message["stop_reason"], "end_turn");
         assert_eq!(message["content"][0]["type"], "text");
 
+        // Streamed: Grok's tool-call chunks as a `tool_use` block and its
+        // `input_json_delta`s (no empty text block before it), `stop_reason: tool_use`.
+        let mut streamed: serde_json::Value =
+            serde_json::from_str(ask(serde_json::json!([user])).body()).unwrap();
+        streamed["stream"] = serde_json::json!(true);
+        let request = http::Request::post("http://caller.invalid/v1/messages")
+            .header("anthropic-version", "2023-06-01")
+            .body(streamed.to_string())
+            .unwrap();
+        let response = route.service.clone().oneshot(request).await.unwrap();
+        let text = String::from_utf8(
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .map(|data| serde_json::from_str(data).unwrap())
+            .collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ],
+            "{text}"
+        );
+        assert_eq!(events[1]["content_block"]["type"], "tool_use");
+        assert_eq!(events[1]["content_block"]["name"], "look");
+        let input: String = events[2..5]
+            .iter()
+            .map(|e| e["delta"]["partial_json"].as_str().unwrap())
+            .collect();
+        assert_eq!(input, ballast_sim::TOOL_INPUT);
+        assert_eq!(events[6]["delta"]["stop_reason"], "tool_use");
+
         tokio::time::sleep(Duration::from_secs(60)).await;
         let served = fallback.ledger();
-        assert_eq!(served.len(), 2);
+        assert_eq!(served.len(), 3);
+        // The usage chunk the translation asked for, in Anthropic's counts: the bill's.
+        let last = served.entries()[2].clone();
+        assert_eq!(
+            events[6]["usage"]["output_tokens"],
+            serde_json::json!(last.completion_tokens)
+        );
+        assert_eq!(
+            events[6]["usage"]["input_tokens"],
+            serde_json::json!(last.prompt_tokens - last.cached_tokens)
+        );
         assert!(
             served
                 .entries()

@@ -26,12 +26,18 @@ fn streamed(i: usize, max_tokens: u64) -> http::Request<String> {
         .unwrap()
 }
 
-/// Job `i` as a streamed call of Anthropic's Messages API.
+/// Job `i` as a streamed call of Anthropic's Messages API; odd jobs offer a tool (the
+/// simulated providers answer them with a streamed tool call).
 fn streamed_messages(i: usize, max_tokens: u64) -> http::Request<String> {
+    let tools = if i % 2 == 1 {
+        r#","tools":[{"name":"look","input_schema":{"type":"object"}}]"#
+    } else {
+        ""
+    };
     http::Request::post("http://sim.invalid/v1/messages")
         .header("anthropic-version", "2023-06-01")
         .body(format!(
-            r#"{{"model":"claude-sonnet-4-5","stream":true,"max_tokens":{max_tokens},"messages":[{{"role":"user","content":"job {i}"}}]}}"#
+            r#"{{"model":"claude-sonnet-4-5","stream":true,"max_tokens":{max_tokens}{tools},"messages":[{{"role":"user","content":"job {i}"}}]}}"#
         ))
         .unwrap()
 }
@@ -668,7 +674,8 @@ proptest::proptest! {
 
     /// The same for callers of Anthropic's Messages API: a flaky Anthropic primary, and a
     /// flaky xAI fallback (a reasoning model half the time) the calls are translated for,
-    /// their chat chunks back as Messages events.
+    /// their chat chunks back as Messages events; half the calls offer a tool, answered by
+    /// streamed tool calls.
     #[test]
     fn abandoned_messages_streams_translated_never_cost_past_the_budget_or_leave_anything_held(
         primary in ballast_sim::strategy::flaky_scenario(),
