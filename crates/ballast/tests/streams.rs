@@ -26,6 +26,25 @@ fn streamed(i: usize, max_tokens: u64) -> http::Request<String> {
         .unwrap()
 }
 
+/// Job `i` as a streamed chat call offering a tool (the simulated providers answer it with
+/// a streamed tool call).
+fn streamed_with_a_tool(i: usize, max_tokens: u64) -> http::Request<String> {
+    http::Request::post("http://sim.invalid/v1/chat/completions")
+        .body(format!(
+            r#"{{"model":"grok-code-fast-1","stream":true,"stream_options":{{"include_usage":true}},"max_tokens":{max_tokens},"tools":[{{"type":"function","function":{{"name":"look","parameters":{{"type":"object"}}}}}}],"messages":[{{"role":"user","content":"job {i}"}}]}}"#
+        ))
+        .unwrap()
+}
+
+/// The callers of [`run_abandoned`]: chat, chat whose odd jobs offer a tool, or Anthropic's
+/// Messages API (its odd jobs offering a tool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callers {
+    Chat,
+    ChatWithTools,
+    Messages,
+}
+
 /// Job `i` as a streamed call of Anthropic's Messages API; odd jobs offer a tool (the
 /// simulated providers answer them with a streamed tool call).
 fn streamed_messages(i: usize, max_tokens: u64) -> http::Request<String> {
@@ -526,14 +545,14 @@ fn leave() -> impl proptest::strategy::Strategy<Value = Leave> {
 /// Streamed calls (arrival ms, cap, how the caller leaves) through the facade's stack over
 /// `scenario`, or with `fallback` through a route of two (the fallback asked for its
 /// flavor's model at any host `fallback.invalid`), under one daily budget of `budget`. The
-/// callers speak chat to an xAI primary, or with `messages` Anthropic's Messages API to an
-/// Anthropic primary.
+/// callers speak chat to an xAI primary, or Anthropic's Messages API to an Anthropic
+/// primary.
 fn run_abandoned(
     scenario: Scenario,
     fallback: Option<Scenario>,
     budget: Usd,
     calls: &[(u64, u64, Leave)],
-    messages: bool,
+    callers: Callers,
 ) -> common::Settled {
     ballast_sim::paused_runtime().unwrap().block_on(async move {
         let sims: Vec<_> = std::iter::once(scenario)
@@ -541,7 +560,7 @@ fn run_abandoned(
             .map(Simulator::new)
             .collect();
         let dollars = budget.to_string().trim_start_matches('$').to_owned();
-        let preset = if messages {
+        let preset = if callers == Callers::Messages {
             Preset::Anthropic
         } else {
             Preset::XAi
@@ -575,10 +594,10 @@ fn run_abandoned(
             let (_, cap, leave) = calls[i];
             async move {
                 let call = async move {
-                    let request = if messages {
-                        streamed_messages(i, cap)
-                    } else {
-                        streamed(i, cap)
+                    let request = match callers {
+                        Callers::Messages => streamed_messages(i, cap),
+                        Callers::ChatWithTools if i % 2 == 1 => streamed_with_a_tool(i, cap),
+                        _ => streamed(i, cap),
                     };
                     let Ok(response) = service.oneshot(request).await else {
                         return;
@@ -637,13 +656,14 @@ proptest::proptest! {
             ..scenario
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        run_abandoned(scenario, None, budget, &calls, false).check()?;
+        run_abandoned(scenario, None, budget, &calls, Callers::Chat).check()?;
     }
 
     /// The same through a route of two such providers, the fallback speaking xAI's,
     /// Anthropic's or Gemini's API (the caller's chat translated there and back) at its
     /// model's price: streams that fail before their first content on the primary go to
-    /// the fallback, under one budget.
+    /// the fallback, under one budget. Half the calls offer a tool (but to Gemini),
+    /// answered by streamed tool calls.
     #[test]
     fn abandoned_routed_streams_never_cost_past_the_budget_or_leave_anything_held(
         primary in ballast_sim::strategy::flaky_scenario(),
@@ -669,7 +689,13 @@ proptest::proptest! {
             ..fallback
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        run_abandoned(primary, Some(fallback), budget, &calls, false).check()?;
+        // Gemini is not given tools: its calls would pass it over.
+        let callers = if flavor == ballast_sim::Flavor::Gemini {
+            Callers::Chat
+        } else {
+            Callers::ChatWithTools
+        };
+        run_abandoned(primary, Some(fallback), budget, &calls, callers).check()?;
     }
 
     /// The same for callers of Anthropic's Messages API: a flaky Anthropic primary, and a
@@ -698,6 +724,6 @@ proptest::proptest! {
             ..fallback
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        run_abandoned(primary, Some(fallback), budget, &calls, true).check()?;
+        run_abandoned(primary, Some(fallback), budget, &calls, Callers::Messages).check()?;
     }
 }
