@@ -62,6 +62,8 @@ mod served;
 mod target;
 mod tool_use;
 mod translate;
+#[cfg(test)]
+mod translate_props;
 
 pub use failover::{Failover, ResponseFuture};
 pub use hedge::{Hedge, HedgeConfig, HedgeFuture, HedgeLayer};

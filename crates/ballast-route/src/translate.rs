@@ -674,7 +674,7 @@ fn now_secs() -> u64 {
 }
 
 /// Anthropic or Gemini stream events as chat completion chunks, one stream's worth.
-struct Chunks {
+pub(crate) struct Chunks {
     api: Api,
     id: String,
     model: String,
@@ -688,7 +688,7 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn new(api: Api, model: &str, asked_usage: bool) -> Self {
+    pub(crate) fn new(api: Api, model: &str, asked_usage: bool) -> Self {
         Self {
             api,
             id: "chatcmpl-translated".into(),
@@ -735,7 +735,7 @@ impl Chunks {
         out.extend_from_slice(b"data: [DONE]\n\n");
     }
 
-    fn on(&mut self, event: &str, data: &str, out: &mut bytes::BytesMut) {
+    pub(crate) fn on(&mut self, event: &str, data: &str, out: &mut bytes::BytesMut) {
         let Ok(json) = serde_json::from_str::<Value>(data) else {
             return;
         };
