@@ -366,8 +366,9 @@ async fn chat_completions(
     forward(&app, &headers, body, uri, Dialect::Chat).await
 }
 
-/// `POST /v1/responses` (OpenAI's Responses API, as xAI and OpenAI serve it): see
-/// [`forward`]. A fallback that cannot take a Responses request is passed over.
+/// `POST /v1/responses` (OpenAI's Responses API, as xAI and OpenAI serve it; translated
+/// for Anthropic and Gemini targets): see [`forward`]. A target that cannot take a
+/// Responses request (one the translation cannot carry) is passed over.
 async fn responses(State(app): State<Arc<App>>, headers: http::HeaderMap, body: Body) -> Response {
     let uri = app.responses_uri.clone();
     forward(&app, &headers, body, uri, Dialect::Responses).await

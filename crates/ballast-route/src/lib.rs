@@ -16,7 +16,8 @@
 //! [`speaks`](Target::speaks) Anthropic's or Gemini's [`Api`] gets an OpenAI chat request
 //! translated, and its answer back as a chat completion (a stream as chat chunks); a
 //! caller of Anthropic's Messages API is served by OpenAI-compatible targets the same
-//! way, its answer back as Anthropic's message or events.
+//! way, its answer back as Anthropic's message or events, and a caller of OpenAI's
+//! Responses API by Anthropic and Gemini targets, its answer back as a response.
 //!
 //! # Example
 //!
@@ -56,6 +57,7 @@
 
 mod failover;
 mod from_messages;
+mod from_responses;
 mod hedge;
 mod latencies;
 mod served;

@@ -117,7 +117,7 @@ impl<R> Target<R> {
             || (self.back.is_some()
                 && match self.api {
                     Api::OpenAi => dialect == Dialect::Messages && self.model.is_some(),
-                    _ => dialect == Dialect::Chat,
+                    _ => matches!(dialect, Dialect::Chat | Dialect::Responses),
                 })
     }
 

@@ -1,5 +1,6 @@
 //! [`Api`]: the API a target speaks, and the translation of OpenAI chat requests (and their
-//! answers) for the targets that speak another.
+//! answers) for the targets that speak another; a Responses request goes the same way,
+//! read as chat first ([`from_responses`](crate::from_responses)).
 //!
 //! The translated subset is what chat callers mostly send: system (and developer) messages,
 //! user and assistant text messages (a string or text parts), the output cap
@@ -97,7 +98,7 @@ pub(crate) fn plan(
             body: crate::from_messages::to_chat(body, model, stream)?,
         });
     }
-    if dialect != Dialect::Chat || api == Api::OpenAi {
+    if !matches!(dialect, Dialect::Chat | Dialect::Responses) || api == Api::OpenAi {
         return Err(Untranslatable(format!(
             "a {} request is not translated for {api:?}",
             dialect.as_str()
@@ -105,6 +106,12 @@ pub(crate) fn plan(
     }
     let request: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|_| Untranslatable("the body is not a JSON object".into()))?;
+    // A Responses request is read as the chat request it amounts to.
+    let request = if dialect == Dialect::Responses {
+        crate::from_responses::to_chat(&request)?
+    } else {
+        request
+    };
     let chat = Chat::read(&request)?;
     if api == Api::Gemini && chat.uses_tools() {
         return Err(Untranslatable("tools are not translated for Gemini".into()));
@@ -459,7 +466,11 @@ pub(crate) fn answer_back<B>(
     if dialect == Dialect::Messages {
         return messages_back(response, model);
     }
+    let responses = dialect == Dialect::Responses;
     if response.body().is_streaming() {
+        if responses {
+            return responses_stream_back(api, response, model);
+        }
         let mut chunks = Chunks::new(api, model, asked_usage);
         let _ = response
             .body_mut()
@@ -475,12 +486,19 @@ pub(crate) fn answer_back<B>(
         return response;
     };
     let translated = if response.status().is_success() {
-        match api {
+        let completion = match api {
             Api::Anthropic => completion_from_messages(&body, model),
             Api::Gemini => completion_from_gemini(&body, model),
             Api::OpenAi => None,
+        };
+        match completion {
+            Some(completion) if responses => {
+                crate::from_responses::response_from_completion(&completion)
+            }
+            completion => completion,
         }
     } else {
+        // The Responses API's errors are in chat's shape too.
         error_back(&body)
     };
     match translated {
@@ -497,6 +515,33 @@ fn with_body<B>(
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(http::header::CONTENT_LENGTH);
     http::Response::from_parts(parts, ClassifiedBody::buffered(Bytes::from(body)))
+}
+
+/// An Anthropic or Gemini target's stream for a Responses caller: its events as chat
+/// chunks (the usage chunk always: a response reports its usage), those as the Responses
+/// API's events.
+fn responses_stream_back<B>(
+    api: Api,
+    mut response: http::Response<ClassifiedBody<B>>,
+    model: &str,
+) -> http::Response<ClassifiedBody<B>> {
+    let mut chunks = Chunks::new(api, model, true);
+    let mut events = crate::from_responses::Events::new(model);
+    let mut scratch = bytes::BytesMut::new();
+    let _ = response
+        .body_mut()
+        .rewrite_events(Box::new(move |event, data, out| {
+            chunks.on(event, data, &mut scratch);
+            let written = scratch.split().freeze();
+            for chunk in written.split(|b| *b == b'\n') {
+                if let Some(data) = chunk.strip_prefix(b"data: ")
+                    && let Ok(data) = std::str::from_utf8(data)
+                {
+                    events.on("", data, out);
+                }
+            }
+        }));
+    response
 }
 
 /// An OpenAI-compatible target's answer for a Messages caller.

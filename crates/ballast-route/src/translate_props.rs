@@ -63,7 +63,8 @@ fn key() -> impl Strategy<Value = String> {
 }
 
 /// A request-shaped object: messages of known roles whose content is text or blocks of
-/// known types, maybe tools and a choice, any of it replaceable by arbitrary JSON.
+/// known types, maybe tools and a choice, any of it replaceable by arbitrary JSON (and
+/// for the Responses API, the same messages as its `input`).
 fn request() -> impl Strategy<Value = Value> {
     let block = (
         prop::sample::select(vec![
@@ -123,6 +124,7 @@ fn request() -> impl Strategy<Value = Value> {
                 request["tool_choice"] = choice;
             }
             request["system"] = system;
+            request["input"] = request["messages"].clone();
             request
         })
 }
@@ -140,6 +142,8 @@ proptest! {
             (Api::Anthropic, Dialect::Chat),
             (Api::Gemini, Dialect::Chat),
             (Api::OpenAi, Dialect::Messages),
+            (Api::Anthropic, Dialect::Responses),
+            (Api::Gemini, Dialect::Responses),
         ] {
             if let Ok(Plan::Translated { body, .. }) =
                 translate::plan(api, dialect, stream, body.as_bytes(), Some("m"), None)
@@ -162,6 +166,8 @@ proptest! {
             (Api::Anthropic, Dialect::Chat),
             (Api::Gemini, Dialect::Chat),
             (Api::OpenAi, Dialect::Messages),
+            (Api::Anthropic, Dialect::Responses),
+            (Api::Gemini, Dialect::Responses),
         ] {
             let response = http::Response::builder()
                 .status(status)
@@ -175,12 +181,15 @@ proptest! {
         let mut chunks = translate::Chunks::new(Api::Anthropic, "m", true);
         let mut gemini = translate::Chunks::new(Api::Gemini, "m", true);
         let mut messages = crate::from_messages::Events::new("m");
+        let mut responses = crate::from_responses::Events::new("m");
         for (event, data) in &events {
             let data = data.to_string();
             chunks.on(event, &data, &mut out);
             gemini.on(event, &data, &mut out);
             messages.on(event, &data, &mut out);
+            responses.on(event, &data, &mut out);
         }
         messages.on("", "[DONE]", &mut out);
+        responses.on("", "[DONE]", &mut out);
     }
 }

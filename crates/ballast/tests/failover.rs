@@ -791,6 +791,149 @@ fn an_anthropic_agents_tool_calls_go_to_an_openai_compatible_target_and_back() {
     });
 }
 
+/// A caller of OpenAI's Responses API (an agent's shape: instructions, input items,
+/// function tools), xAI down, Anthropic next: Claude's tool call comes back as a
+/// `function_call` output item, the agent's `function_call` and `function_call_output`
+/// items reach Anthropic as `tool_use` and `tool_result` blocks (the simulated API checks
+/// them), the text answer as a message item; streamed, as the Responses API's numbered
+/// events. Usage in the response's counts, each bill what its stack counted.
+#[test]
+fn a_responses_caller_is_served_by_anthropic_translated() {
+    use http_body_util::BodyExt;
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sims = [
+            Simulator::new(Scenario::total_outage()),
+            Simulator::new(Scenario {
+                flavor: Flavor::Anthropic,
+                price: CLAUDE_SONNET,
+                reasoning_share: 0.5,
+                ..Scenario::healthy()
+            }),
+            Simulator::new(Scenario {
+                flavor: Flavor::Gemini,
+                price: GEMINI_FLASH,
+                ..Scenario::healthy()
+            }),
+        ];
+        let route = xai_anthropic_gemini(&sims);
+        let ask = |input: serde_json::Value, stream: bool| {
+            http::Request::post("http://caller.invalid/v1/responses")
+                .body(
+                    serde_json::json!({
+                        "model": "grok-code-fast-1", "instructions": "Be brief.",
+                        "max_output_tokens": 60, "stream": stream, "store": false,
+                        "tools": [{"type": "function", "name": "look",
+                                   "parameters": {"type": "object"}}],
+                        "input": input,
+                    })
+                    .to_string(),
+                )
+                .unwrap()
+        };
+        let user = serde_json::json!({"role": "user", "content": [
+            {"type": "input_text", "text": "Look up 'sim'."},
+        ]});
+        let response = route
+            .service
+            .clone()
+            .oneshot(ask(serde_json::json!([user]), false))
+            .await
+            .unwrap();
+        assert_eq!(Served::of(&response).unwrap().target.as_ref(), "anthropic");
+        let answer: serde_json::Value =
+            serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+        assert_eq!(
+            (answer["object"].as_str(), answer["status"].as_str()),
+            (Some("response"), Some("completed"))
+        );
+        let call = answer["output"][0].clone();
+        assert_eq!(call["type"], "function_call");
+        assert_eq!(call["name"], "look");
+        assert_eq!(call["arguments"], ballast_sim::TOOL_INPUT);
+        let entry = sims[1].ledger().entries()[0].clone();
+        assert_eq!(answer["usage"]["input_tokens"], entry.prompt_tokens);
+        assert_eq!(answer["usage"]["output_tokens"], entry.completion_tokens);
+
+        let output = serde_json::json!({"type": "function_call_output",
+                                        "call_id": call["call_id"], "output": "found"});
+        let response = route
+            .service
+            .clone()
+            .oneshot(ask(serde_json::json!([user, call, output]), false))
+            .await
+            .unwrap();
+        let answer: serde_json::Value =
+            serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+        assert_eq!(answer["status"], "completed", "{answer}");
+        assert_eq!(answer["output"][0]["type"], "message");
+        assert_eq!(answer["output"][0]["content"][0]["type"], "output_text");
+
+        let response = route
+            .service
+            .clone()
+            .oneshot(ask(serde_json::json!([user]), true))
+            .await
+            .unwrap();
+        let text = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .map(|data| serde_json::from_str(data).unwrap())
+            .collect();
+        let numbers: Vec<u64> = events
+            .iter()
+            .map(|e| e["sequence_number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, (0..events.len() as u64).collect::<Vec<_>>());
+        assert_eq!(events[0]["type"], "response.created");
+        let arguments: String = events
+            .iter()
+            .filter(|e| e["type"] == "response.function_call_arguments.delta")
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(arguments, ballast_sim::TOOL_INPUT);
+        let done = &events.last().unwrap();
+        assert_eq!(done["type"], "response.completed", "{text}");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let entry = sims[1].ledger().entries()[2].clone();
+        assert_eq!(
+            done["response"]["usage"]["output_tokens"],
+            entry.completion_tokens
+        );
+        assert_eq!(
+            done["response"]["output"][0]["call_id"],
+            events
+                .iter()
+                .find(|e| e["type"] == "response.output_item.added")
+                .unwrap()["item"]["call_id"]
+        );
+
+        let anthropic = sims[1].ledger();
+        assert_eq!(anthropic.len(), 3);
+        assert!(
+            anthropic
+                .entries()
+                .iter()
+                .all(|e| e.outcome == SimOutcome::Success)
+        );
+        for (sim, (_, stack)) in sims.iter().zip(&route.targets) {
+            assert_eq!(
+                stack.spend.total(),
+                Usd::from_xai_ticks(sim.ledger().billed_ticks())
+            );
+        }
+    });
+}
+
 /// Anthropic out of credit too (a 400 that latches its breaker): Gemini answers, translated;
 /// Anthropic's failures are not billed as completions anywhere.
 #[test]
