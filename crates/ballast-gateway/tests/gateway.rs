@@ -1355,3 +1355,58 @@ async fn messages_fail_over_to_an_openai_compatible_target_translated() {
     );
     assert_eq!(budget["budget"]["reserved_usd"].as_f64(), Some(0.0));
 }
+
+/// The Responses API with an Anthropic provider: `POST /v1/responses` is translated for it
+/// and answered as a response, streamed or not; the budget equals the bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_responses_api_is_served_by_an_anthropic_provider() {
+    let key = "sk-ant-gateway-test-key";
+    let sim = anthropic(key, false);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("BALLAST_PROVIDER", "anthropic"),
+        ("ANTHROPIC_API_KEY", key),
+        ("ANTHROPIC_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let request = |stream: bool| {
+        http::Request::post("/v1/responses")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({
+                    "model": "claude-sonnet-4-5", "input": "hi",
+                    "max_output_tokens": 20, "stream": stream,
+                })
+                .to_string(),
+            ))
+            .unwrap()
+    };
+    let (status, answer) = call(&gateway, request(false)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["object"].as_str(), answer["status"].as_str()),
+        (Some("response"), Some("completed"))
+    );
+    assert_eq!(answer["model"], "claude-sonnet-4-5");
+    let entry = sim.ledger().entries()[0].clone();
+    assert_eq!(answer["usage"]["input_tokens"], entry.prompt_tokens);
+    assert_eq!(answer["usage"]["output_tokens"], entry.completion_tokens);
+
+    let answer = gateway.router().oneshot(request(true)).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    assert!(text.starts_with("event: response.created"), "{text}");
+    assert!(text.contains("event: response.completed"), "{text}");
+
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 2);
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(ledger.billed_usd())
+    );
+}
