@@ -36,13 +36,30 @@ fn streamed_with_a_tool(i: usize, max_tokens: u64) -> http::Request<String> {
         .unwrap()
 }
 
-/// The callers of [`run_abandoned`]: chat, chat whose odd jobs offer a tool, or Anthropic's
-/// Messages API (its odd jobs offering a tool).
+/// Job `i` as a streamed call of OpenAI's Responses API; odd jobs offer a function tool
+/// when `tools`.
+fn streamed_responses(i: usize, max_tokens: u64, tools: bool) -> http::Request<String> {
+    let tools = if tools && i % 2 == 1 {
+        r#","tools":[{"type":"function","name":"look","parameters":{"type":"object"}}]"#
+    } else {
+        ""
+    };
+    http::Request::post("http://sim.invalid/v1/responses")
+        .body(format!(
+            r#"{{"model":"grok-code-fast-1","stream":true,"max_output_tokens":{max_tokens}{tools},"input":"job {i}"}}"#
+        ))
+        .unwrap()
+}
+
+/// The callers of [`run_abandoned`]: chat, chat whose odd jobs offer a tool, Anthropic's
+/// Messages API (its odd jobs offering a tool), or OpenAI's Responses API (its odd jobs
+/// offering a tool when `true`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Callers {
     Chat,
     ChatWithTools,
     Messages,
+    Responses(bool),
 }
 
 /// Job `i` as a streamed call of Anthropic's Messages API; odd jobs offer a tool (the
@@ -597,6 +614,7 @@ fn run_abandoned(
                     let request = match callers {
                         Callers::Messages => streamed_messages(i, cap),
                         Callers::ChatWithTools if i % 2 == 1 => streamed_with_a_tool(i, cap),
+                        Callers::Responses(tools) => streamed_responses(i, cap, tools),
                         _ => streamed(i, cap),
                     };
                     let Ok(response) = service.oneshot(request).await else {
@@ -725,5 +743,37 @@ proptest::proptest! {
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
         run_abandoned(primary, Some(fallback), budget, &calls, Callers::Messages).check()?;
+    }
+
+    /// The same for callers of OpenAI's Responses API: a flaky xAI primary taking them as
+    /// they are, and a flaky Anthropic or Gemini fallback they are translated for, its
+    /// events back as the Responses API's; half the calls offer a tool (but to Gemini).
+    #[test]
+    fn abandoned_responses_streams_translated_never_cost_past_the_budget_or_leave_anything_held(
+        primary in ballast_sim::strategy::flaky_scenario(),
+        fallback in ballast_sim::strategy::flaky_scenario(),
+        flavor in proptest::sample::select(vec![
+            ballast_sim::Flavor::Anthropic,
+            ballast_sim::Flavor::Gemini,
+        ]),
+        faults in (ballast_sim::strategy::stream_faults(), ballast_sim::strategy::stream_faults()),
+        budget_micros in 100u64..3_000,
+        calls in proptest::collection::vec((0u64..30_000, 1u64..400, leave()), 1..60),
+    ) {
+        let primary = Scenario {
+            flavor: ballast_sim::Flavor::XAi,
+            stream_faults: faults.0,
+            ..primary
+        };
+        let fallback = Scenario {
+            flavor,
+            stream_faults: faults.1,
+            price: common::fallback_model(flavor).1,
+            ..fallback
+        };
+        let budget = Usd::from_picos(budget_micros * 1_000_000);
+        let tools = flavor != ballast_sim::Flavor::Gemini;
+        run_abandoned(primary, Some(fallback), budget, &calls, Callers::Responses(tools))
+            .check()?;
     }
 }
