@@ -18,6 +18,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
+use crate::chat_chunk::{ChatChunk, ChatStreamWriter, Kept};
 use crate::tool_use;
 use crate::translate::Untranslatable;
 
@@ -291,8 +292,8 @@ enum Block {
 pub(crate) struct Events {
     model: String,
     started: bool,
-    finish: Option<String>,
-    usage: Option<Value>,
+    /// The usage and finish reason, for the end.
+    kept: Kept,
     /// The open block and its index.
     open: Option<(u64, Block)>,
     /// The index the next block gets.
@@ -304,8 +305,7 @@ impl Events {
         Self {
             model: model.to_owned(),
             started: false,
-            finish: None,
-            usage: None,
+            kept: Kept::default(),
             open: None,
             next: 0,
         }
@@ -313,29 +313,6 @@ impl Events {
 
     fn event(kind: &str, data: &Value, out: &mut BytesMut) {
         out.extend_from_slice(format!("event: {kind}\ndata: {data}\n\n").as_bytes());
-    }
-
-    fn start(&mut self, chunk: Option<&Value>, out: &mut BytesMut) {
-        if self.started {
-            return;
-        }
-        self.started = true;
-        if let Some(model) = chunk.and_then(|c| c.get("model")).and_then(Value::as_str) {
-            model.clone_into(&mut self.model);
-        }
-        let id = chunk
-            .and_then(|c| c.get("id"))
-            .and_then(Value::as_str)
-            .unwrap_or("msg_translated");
-        Self::event(
-            "message_start",
-            &json!({"type": "message_start", "message": {
-                "id": id, "type": "message", "role": "assistant", "model": self.model,
-                "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 0, "output_tokens": 0},
-            }}),
-            out,
-        );
     }
 
     /// Closes the open block, if any.
@@ -372,90 +349,90 @@ impl Events {
         );
         index
     }
+}
 
-    /// Writes what the caller gets for the chat event `data` (of type `event`).
-    pub(crate) fn on(&mut self, event: &str, data: &str, out: &mut BytesMut) {
-        if data.trim() == "[DONE]" {
-            self.start(None, out);
-            self.close(out);
-            Self::event(
-                "message_delta",
-                &json!({"type": "message_delta",
-                        "delta": {"stop_reason": stop_reason(self.finish.as_deref()),
-                                  "stop_sequence": null},
-                        "usage": usage(self.usage.as_ref())}),
-                out,
-            );
-            Self::event("message_stop", &json!({"type": "message_stop"}), out);
+impl ChatStreamWriter for Events {
+    fn start(&mut self, chunk: Option<&ChatChunk>, out: &mut BytesMut) {
+        if self.started {
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        if event == "error" || chunk.get("error").is_some_and(|e| !e.is_null()) {
-            let message = chunk
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("the provider failed mid-stream");
-            Self::event(
-                "error",
-                &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
-                out,
-            );
-            return;
+        self.started = true;
+        if let Some(model) = chunk.and_then(ChatChunk::model) {
+            model.clone_into(&mut self.model);
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
-            self.usage = Some(usage.clone());
-        }
-        let Some(choice) = chunk.pointer("/choices/0") else {
-            return;
-        };
-        self.start(Some(&chunk), out);
-        if let Some(text) = choice
-            .pointer("/delta/content")
+        let id = chunk.and_then(ChatChunk::id).unwrap_or("msg_translated");
+        Self::event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": id, "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }}),
+            out,
+        );
+    }
+
+    /// A content delta: in the text block (opened first if another is open).
+    fn text(&mut self, text: &str, out: &mut BytesMut) {
+        let index = self.open(Block::Text, || json!({"type": "text", "text": ""}), out);
+        Self::event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "text_delta", "text": text}}),
+            out,
+        );
+    }
+
+    /// A tool call's delta: in its `tool_use` block (opened with its first piece).
+    fn call(&mut self, call: &Value, out: &mut BytesMut) {
+        let k = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let index = self.open(
+            Block::Tool(k),
+            || {
+                json!({"type": "tool_use",
+                       "id": call.get("id").and_then(Value::as_str).unwrap_or(""),
+                       "name": call.pointer("/function/name").and_then(Value::as_str).unwrap_or(""),
+                       "input": {}})
+            },
+            out,
+        );
+        if let Some(partial) = call
+            .pointer("/function/arguments")
             .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
+            .filter(|a| !a.is_empty())
         {
-            let index = self.open(Block::Text, || json!({"type": "text", "text": ""}), out);
             Self::event(
                 "content_block_delta",
                 &json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "text_delta", "text": text}}),
+                        "delta": {"type": "input_json_delta", "partial_json": partial}}),
                 out,
             );
         }
-        for call in choice
-            .pointer("/delta/tool_calls")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice)
-        {
-            let k = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let index = self.open(
-                Block::Tool(k),
-                || {
-                    json!({"type": "tool_use",
-                           "id": call.get("id").and_then(Value::as_str).unwrap_or(""),
-                           "name": call.pointer("/function/name").and_then(Value::as_str).unwrap_or(""),
-                           "input": {}})
-                },
-                out,
-            );
-            if let Some(partial) = call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .filter(|a| !a.is_empty())
-            {
-                Self::event(
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": index,
-                            "delta": {"type": "input_json_delta", "partial_json": partial}}),
-                    out,
-                );
-            }
-        }
-        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish = Some(finish.to_owned());
-        }
+    }
+
+    fn kept(&mut self) -> &mut Kept {
+        &mut self.kept
+    }
+
+    fn done(&mut self, out: &mut BytesMut) {
+        self.close(out);
+        Self::event(
+            "message_delta",
+            &json!({"type": "message_delta",
+                    "delta": {"stop_reason": stop_reason(self.kept.finish.as_deref()),
+                              "stop_sequence": null},
+                    "usage": usage(self.kept.usage.as_ref())}),
+            out,
+        );
+        Self::event("message_stop", &json!({"type": "message_stop"}), out);
+    }
+
+    fn error(&mut self, message: &str, out: &mut BytesMut) {
+        Self::event(
+            "error",
+            &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+            out,
+        );
     }
 }
 

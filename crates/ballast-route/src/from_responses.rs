@@ -14,6 +14,7 @@
 use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
+use crate::chat_chunk::{ChatChunk, ChatStreamWriter, Kept};
 use crate::translate::Untranslatable;
 
 fn refuse<T>(what: &str) -> Result<T, Untranslatable> {
@@ -328,8 +329,8 @@ pub(crate) struct Events {
     started: bool,
     open: Option<Open>,
     done: Vec<Value>,
-    finish: Option<String>,
-    usage: Option<Value>,
+    /// The usage and finish reason, for the end.
+    kept: Kept,
 }
 
 impl Events {
@@ -341,8 +342,7 @@ impl Events {
             started: false,
             open: None,
             done: Vec::new(),
-            finish: None,
-            usage: None,
+            kept: Kept::default(),
         }
     }
 
@@ -351,30 +351,6 @@ impl Events {
         data["sequence_number"] = json!(self.sequence);
         self.sequence += 1;
         out.extend_from_slice(format!("event: {kind}\ndata: {data}\n\n").as_bytes());
-    }
-
-    fn start(&mut self, chunk: Option<&Value>, out: &mut BytesMut) {
-        if self.started {
-            return;
-        }
-        if let Some(chunk) = chunk {
-            if let Some(id) = chunk.get("id").and_then(Value::as_str) {
-                self.id = format!("resp_{id}");
-            }
-            if let Some(model) = chunk.get("model").and_then(Value::as_str) {
-                model.clone_into(&mut self.model);
-            }
-        }
-        let created = response(
-            &self.id,
-            &self.model,
-            ("in_progress", Value::Null),
-            Vec::new(),
-            Value::Null,
-        );
-        self.event("response.created", json!({"response": created}), out);
-        self.event("response.in_progress", json!({"response": created}), out);
-        self.started = true;
     }
 
     /// Ends the open item, if any.
@@ -424,68 +400,31 @@ impl Events {
             None => {}
         }
     }
+}
 
-    /// Writes what the caller gets for the chat event `data` (of type `event`).
-    pub(crate) fn on(&mut self, event: &str, data: &str, out: &mut BytesMut) {
-        if data.trim() == "[DONE]" {
-            self.start(None, out);
-            self.close(out);
-            let status = status(self.finish.as_deref());
-            let kind = if status.0 == "completed" {
-                "response.completed"
-            } else {
-                "response.incomplete"
-            };
-            let response = response(
-                &self.id,
-                &self.model,
-                status,
-                self.done.clone(),
-                usage(self.usage.as_ref()),
-            );
-            self.event(kind, json!({"response": response}), out);
+impl ChatStreamWriter for Events {
+    fn start(&mut self, chunk: Option<&ChatChunk>, out: &mut BytesMut) {
+        if self.started {
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        if event == "error" || chunk.get("error").is_some_and(|e| !e.is_null()) {
-            let message = chunk
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("the provider failed mid-stream");
-            let code = chunk
-                .pointer("/error/code")
-                .and_then(Value::as_str)
-                .unwrap_or("server_error")
-                .to_owned();
-            self.event("error", json!({"code": code, "message": message}), out);
-            return;
+        if let Some(chunk) = chunk {
+            if let Some(id) = chunk.id() {
+                self.id = format!("resp_{id}");
+            }
+            if let Some(model) = chunk.model() {
+                model.clone_into(&mut self.model);
+            }
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
-            self.usage = Some(usage.clone());
-        }
-        let Some(choice) = chunk.pointer("/choices/0") else {
-            return;
-        };
-        self.start(Some(&chunk), out);
-        if let Some(text) = choice
-            .pointer("/delta/content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            self.text(text, out);
-        }
-        for call in choice
-            .pointer("/delta/tool_calls")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice)
-        {
-            self.call(call, out);
-        }
-        if let Some(finish) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish = Some(finish.to_owned());
-        }
+        let created = response(
+            &self.id,
+            &self.model,
+            ("in_progress", Value::Null),
+            Vec::new(),
+            Value::Null,
+        );
+        self.event("response.created", json!({"response": created}), out);
+        self.event("response.in_progress", json!({"response": created}), out);
+        self.started = true;
     }
 
     fn text(&mut self, text: &str, out: &mut BytesMut) {
@@ -569,6 +508,36 @@ impl Events {
                 out,
             );
         }
+    }
+
+    fn kept(&mut self) -> &mut Kept {
+        &mut self.kept
+    }
+
+    fn done(&mut self, out: &mut BytesMut) {
+        self.close(out);
+        let status = status(self.kept.finish.as_deref());
+        let kind = if status.0 == "completed" {
+            "response.completed"
+        } else {
+            "response.incomplete"
+        };
+        let response = response(
+            &self.id,
+            &self.model,
+            status,
+            self.done.clone(),
+            usage(self.kept.usage.as_ref()),
+        );
+        self.event(kind, json!({"response": response}), out);
+    }
+
+    fn error(&mut self, message: &str, out: &mut BytesMut) {
+        self.event(
+            "error",
+            json!({"code": "server_error", "message": message}),
+            out,
+        );
     }
 }
 

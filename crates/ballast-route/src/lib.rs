@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+mod chat_chunk;
 mod failover;
 mod from_messages;
 mod from_responses;

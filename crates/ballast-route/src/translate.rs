@@ -24,6 +24,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ballast_classify::{ClassifiedBody, Dialect};
+
+use crate::chat_chunk::ChatStreamWriter;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 

@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use crate::chat_chunk::ChatStreamWriter;
 use crate::translate::{self, Api, Plan};
 use ballast_classify::{ClassifiedBody, Dialect};
 
