@@ -627,7 +627,9 @@ fn is_callers_fault(class: OutcomeClass) -> bool {
     )
 }
 
-/// The configured targets' models, in OpenAI's list shape (`owned_by` names the target).
+/// The configured targets' models, in OpenAI's list shape (`owned_by` names the target)
+/// and Anthropic's at once (`type`, `display_name`, `created_at`, `has_more`, `first_id`,
+/// `last_id`): each SDK reads its own fields of the one list.
 async fn models(State(app): State<Arc<App>>) -> Response {
     // The provider and its fallbacks (the targets before the named routes' own), then each
     // named route by the name callers ask for.
@@ -645,10 +647,24 @@ async fn models(State(app): State<Arc<App>>) -> Response {
                 "object": "model",
                 "created": 0,
                 "owned_by": owner,
+                "type": "model",
+                "display_name": id,
+                "created_at": "1970-01-01T00:00:00Z",
             })
         })
         .collect();
-    axum::Json(json!({"object": "list", "data": data})).into_response()
+    let (first, last) = (
+        data.first().map(|m| m["id"].clone()),
+        data.last().map(|m| m["id"].clone()),
+    );
+    axum::Json(json!({
+        "object": "list",
+        "data": data,
+        "has_more": false,
+        "first_id": first,
+        "last_id": last,
+    }))
+    .into_response()
 }
 
 /// Any other path: a 404 in OpenAI's error shape, not an empty one.

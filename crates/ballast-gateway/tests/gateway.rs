@@ -123,11 +123,14 @@ async fn a_call_is_served_and_the_budget_equals_the_bill() {
     )
     .await;
     assert_eq!(status, 200);
+    // OpenAI's list and Anthropic's at once.
     assert_eq!(
         models,
         serde_json::json!({"object": "list", "data": [
-            {"id": "grok-code-fast-1", "object": "model", "created": 0, "owned_by": "xai"},
-        ]})
+            {"id": "grok-code-fast-1", "object": "model", "created": 0, "owned_by": "xai",
+             "type": "model", "display_name": "grok-code-fast-1",
+             "created_at": "1970-01-01T00:00:00Z"},
+        ], "has_more": false, "first_id": "grok-code-fast-1", "last_id": "grok-code-fast-1"})
     );
 
     // One stack, no route: its target names the answer; one call, at what it billed.

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::chat_chunk::{ChatChunk, ChatStreamWriter, Kept};
 use crate::tool_use;
-use crate::translate::Untranslatable;
+use crate::translate::{Untranslatable, refuse};
 
 /// Fields whose meaning a chat request cannot carry: such a request is not translated.
 const UNTRANSLATED: [&str; 4] = [
@@ -32,10 +32,6 @@ const UNTRANSLATED: [&str; 4] = [
 
 /// The stop sequences chat takes at most.
 const MAX_STOPS: usize = 4;
-
-fn refuse<T>(what: &str) -> Result<T, Untranslatable> {
-    Err(Untranslatable(format!("{what} is not translated")))
-}
 
 /// The Messages request `body` as a chat request for `model`, streamed when `stream`.
 pub(crate) fn to_chat(body: &[u8], model: &str, stream: bool) -> Result<Bytes, Untranslatable> {

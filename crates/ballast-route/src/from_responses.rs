@@ -15,11 +15,7 @@ use bytes::BytesMut;
 use serde_json::{Map, Value, json};
 
 use crate::chat_chunk::{ChatChunk, ChatStreamWriter, Kept};
-use crate::translate::Untranslatable;
-
-fn refuse<T>(what: &str) -> Result<T, Untranslatable> {
-    Err(Untranslatable(format!("{what} is not translated")))
-}
+use crate::translate::{Untranslatable, refuse};
 
 /// Fields whose meaning a chat request cannot carry.
 const UNTRANSLATED: [&str; 5] = [

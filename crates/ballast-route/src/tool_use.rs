@@ -16,11 +16,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::translate::Untranslatable;
-
-fn refuse<T>(what: &str) -> Result<T, Untranslatable> {
-    Err(Untranslatable(format!("{what} is not translated")))
-}
+use crate::translate::{Untranslatable, refuse};
 
 /// Chat's tool definitions as Anthropic's.
 pub(crate) fn to_anthropic_tools(tools: &[Value]) -> Result<Vec<Value>, Untranslatable> {

@@ -65,6 +65,11 @@ pub const ANTHROPIC_MAX_TOKENS: u64 = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Untranslatable(pub(crate) String);
 
+/// `Err`: `what` "is not translated".
+pub(crate) fn refuse<T>(what: &str) -> Result<T, Untranslatable> {
+    Err(Untranslatable(format!("{what} is not translated")))
+}
+
 /// How a request reaches a target that speaks `api`.
 pub(crate) enum Plan {
     /// As it is (the model maybe rewritten).
@@ -186,7 +191,6 @@ const UNTRANSLATED: [&str; 9] = [
 
 impl<'a> Chat<'a> {
     fn read(request: &'a Map<String, Value>) -> Result<Self, Untranslatable> {
-        let refuse = |what: &str| Err(Untranslatable(format!("{what} is not translated")));
         for field in UNTRANSLATED {
             if request.get(field).is_some_and(|v| !v.is_null()) {
                 return refuse(field);
