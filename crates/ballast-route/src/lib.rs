@@ -59,6 +59,7 @@ mod chat_chunk;
 mod failover;
 mod from_messages;
 mod from_responses;
+mod gemini_tools;
 mod hedge;
 mod latencies;
 mod served;

@@ -110,7 +110,7 @@ impl<R> Target<R> {
     /// Whether it may take `request`: its dialect, or one it translates (chat for an
     /// Anthropic or Gemini target; Messages for an OpenAI-compatible one that names its
     /// model, as a Claude model's name means nothing to it; a translation can still
-    /// refuse what the subset lacks, e.g. tools).
+    /// refuse what the subset lacks, e.g. images).
     pub(crate) fn may_take(&self, request: &http::Request<RequestBody>) -> bool {
         let dialect = RequestFacts::of(request).dialect();
         self.api.takes(dialect)

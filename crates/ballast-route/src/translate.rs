@@ -5,9 +5,10 @@
 //! The translated subset is what chat callers mostly send: system (and developer) messages,
 //! user and assistant text messages (a string or text parts), the output cap
 //! (`max_completion_tokens` or `max_tokens`), `temperature`, `top_p`, `stop` and `user`;
-//! for Anthropic, tools too (function definitions, `tool_choice`, `parallel_tool_calls`,
-//! an assistant's `tool_calls` and the `tool` messages answering them: see
-//! [`tool_use`](crate::tool_use)), and Claude's calls come back as chat's `tool_calls`.
+//! tools too (function definitions, `tool_choice`, `parallel_tool_calls`, an assistant's
+//! `tool_calls` and the `tool` messages answering them: see [`tool_use`](crate::tool_use)
+//! for Anthropic, [`gemini_tools`](crate::gemini_tools) for Gemini and its thought
+//! signatures), and Claude's and Gemini's calls come back as chat's `tool_calls`.
 //! What the other API requires and chat leaves out is filled in: Anthropic's `max_tokens`
 //! ([`ANTHROPIC_MAX_TOKENS`](crate::ANTHROPIC_MAX_TOKENS) when the request has no cap),
 //! and Anthropic's one sampling knob (recent Claude models refuse `temperature` and
@@ -15,7 +16,7 @@
 //! are left out. Streamed requests are translated too, and their events come back as chat
 //! chunks (a
 //! usage chunk only when the caller asked for one). A request that needs more (images,
-//! JSON mode, `n` > 1, logprobs, tools for Gemini) is not translated: the target is passed over, so the call goes to
+//! JSON mode, `n` > 1, logprobs) is not translated: the target is passed over, so the call goes to
 //! a target that can take it as it is. Fields with no effect on the answer's meaning
 //! (`seed`, penalties, `metadata`, `store`...) are dropped.
 //!
@@ -120,9 +121,6 @@ pub(crate) fn plan(
         request
     };
     let chat = Chat::read(&request)?;
-    if api == Api::Gemini && chat.uses_tools() {
-        return Err(Untranslatable("tools are not translated for Gemini".into()));
-    }
     let model = model
         .or(fallback_model)
         .ok_or_else(|| Untranslatable("no model to ask for".into()))?;
@@ -137,12 +135,12 @@ pub(crate) fn plan(
         _ if stream => (
             format!("/models/{model}:streamGenerateContent"),
             Some("alt=sse"),
-            chat.to_gemini(),
+            chat.to_gemini()?,
         ),
         _ => (
             format!("/models/{model}:generateContent"),
             None,
-            chat.to_gemini(),
+            chat.to_gemini()?,
         ),
     };
     Ok(Plan::Translated {
@@ -170,8 +168,9 @@ struct Chat<'a> {
 enum Turn<'a> {
     /// `user` or `assistant` text.
     Text(&'a str, String),
-    /// An assistant's tool calls (as `tool_use` blocks), after its text (maybe empty).
-    Calls(String, Vec<Value>),
+    /// An assistant's tool calls (as `tool_use` blocks), after its text (maybe empty), and
+    /// each call's thought signature (Gemini's, see [`gemini_tools`](crate::gemini_tools)).
+    Calls(String, Vec<Value>, Vec<Option<&'a str>>),
     /// A tool's result: the call's id, the text.
     Result(&'a str, String),
 }
@@ -257,7 +256,8 @@ impl<'a> Chat<'a> {
                     .iter()
                     .map(crate::tool_use::to_tool_use)
                     .collect::<Result<Vec<_>, _>>()?;
-                chat.turns.push(Turn::Calls(text, uses));
+                let signatures = calls.iter().map(crate::gemini_tools::signature).collect();
+                chat.turns.push(Turn::Calls(text, uses, signatures));
                 continue;
             }
             match role {
@@ -316,15 +316,6 @@ impl<'a> Chat<'a> {
         Ok(chat)
     }
 
-    /// Whether the conversation offers tools or has tool calls or results in it.
-    fn uses_tools(&self) -> bool {
-        !self.tools.is_empty()
-            || self
-                .turns
-                .iter()
-                .any(|turn| !matches!(turn, Turn::Text(..)))
-    }
-
     /// The turns as Messages: an assistant's tool calls as `tool_use` blocks after its
     /// text, and the tool results that answer them as `tool_result` blocks of the next
     /// user message (a user's text right after them joins that message, after them).
@@ -346,7 +337,7 @@ impl<'a> Chat<'a> {
                     }
                     results_open = false;
                 }
-                Turn::Calls(text, uses) => {
+                Turn::Calls(text, uses, _) => {
                     let mut blocks = Vec::with_capacity(uses.len() + 1);
                     if !text.is_empty() {
                         blocks.push(json!({"type": "text", "text": text}));
@@ -402,8 +393,55 @@ impl<'a> Chat<'a> {
         out
     }
 
+    /// The turns as Gemini contents: an assistant's calls as `functionCall` parts after its
+    /// text, the tool results that answer them as `functionResponse` parts of the next
+    /// user content (a user's text right after them joins it, after them); see
+    /// [`gemini_tools`](crate::gemini_tools).
+    fn contents(&self) -> Result<Vec<Value>, Untranslatable> {
+        let mut out: Vec<Value> = Vec::with_capacity(self.turns.len());
+        // Whether the last content is a user's made of function responses, still open.
+        let mut results_open = false;
+        for (at, turn) in self.turns.iter().enumerate() {
+            match turn {
+                Turn::Text("user", text) if results_open => {
+                    push_part(&mut out, json!({ "text": text }));
+                    results_open = false;
+                }
+                Turn::Text(role, text) => {
+                    let role = if *role == "assistant" {
+                        "model"
+                    } else {
+                        "user"
+                    };
+                    out.push(json!({"role": role, "parts": [{ "text": text }]}));
+                    results_open = false;
+                }
+                Turn::Calls(text, uses, signatures) => {
+                    let parts = crate::gemini_tools::call_parts(text, uses, signatures);
+                    out.push(json!({"role": "model", "parts": parts}));
+                    results_open = false;
+                }
+                Turn::Result(id, text) => {
+                    let earlier = self.turns[..at].iter().flat_map(|turn| match turn {
+                        Turn::Calls(_, uses, _) => uses.as_slice(),
+                        _ => &[],
+                    });
+                    let name = crate::gemini_tools::name_of(earlier, id)?;
+                    let part = crate::gemini_tools::response_part(name, text);
+                    if results_open {
+                        push_part(&mut out, part);
+                    } else {
+                        out.push(json!({"role": "user", "parts": [part]}));
+                        results_open = true;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// As a Gemini `generateContent` request (the model goes in the path).
-    fn to_gemini(&self) -> Value {
+    fn to_gemini(&self) -> Result<Value, Untranslatable> {
         let mut config = Map::new();
         if let Some(cap) = self.max_tokens {
             config.insert("maxOutputTokens".into(), json!(cap));
@@ -417,28 +455,31 @@ impl<'a> Chat<'a> {
         if !self.stop.is_empty() {
             config.insert("stopSequences".into(), json!(self.stop));
         }
-        let mut out = json!({
-            "contents": self
-                .turns
-                .iter()
-                .filter_map(|turn| match turn {
-                    Turn::Text(role, text) => Some((role, text)),
-                    // Refused before (`uses_tools`).
-                    Turn::Calls(..) | Turn::Result(..) => None,
-                })
-                .map(|(role, text)| {
-                    let role = if *role == "assistant" { "model" } else { "user" };
-                    json!({"role": role, "parts": [{"text": text}]})
-                })
-                .collect::<Vec<_>>(),
-        });
+        let mut out = json!({ "contents": self.contents()? });
+        if !self.tools.is_empty() {
+            out["tools"] = crate::gemini_tools::declarations(&self.tools);
+        }
+        if let Some(tool_config) = self
+            .tool_choice
+            .as_ref()
+            .and_then(crate::gemini_tools::config)
+        {
+            out["toolConfig"] = tool_config;
+        }
         if !self.system.is_empty() {
             out["systemInstruction"] = json!({"parts": [{"text": self.system.join("\n\n")}]});
         }
         if !config.is_empty() {
             out["generationConfig"] = Value::Object(config);
         }
-        out
+        Ok(out)
+    }
+}
+
+/// Adds `part` to the last content's parts.
+fn push_part(contents: &mut [Value], part: Value) {
+    if let Some(Value::Array(parts)) = contents.last_mut().and_then(|c| c.get_mut("parts")) {
+        parts.push(part);
     }
 }
 
@@ -616,6 +657,45 @@ fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {
         finish,
         (prompt, cached, count(usage, "output_tokens")),
     );
+    with_calls(&mut completion, &text, calls);
+    Some(completion)
+}
+
+/// A Gemini answer as a chat completion, its `functionCall` parts as `tool_calls` (see
+/// [`gemini_tools`](crate::gemini_tools)). A prompt Gemini blocked (`promptFeedback`'s
+/// `blockReason`, no candidate) is chat's filtered answer: no content, `content_filter`.
+fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
+    let candidate = body.get("candidates").and_then(|c| c.get(0));
+    let id = body
+        .get("responseId")
+        .and_then(Value::as_str)
+        .unwrap_or("gemini");
+    let calls = candidate
+        .map(|candidate| crate::gemini_tools::tool_calls(candidate, id, 0))
+        .unwrap_or_default();
+    let finish = match candidate {
+        // Gemini says `STOP` after calls; chat says `tool_calls`.
+        Some(_) if !calls.is_empty() => "tool_calls",
+        Some(candidate) => gemini_finish(candidate.get("finishReason").and_then(Value::as_str)),
+        None if gemini_blocked(body) => "content_filter",
+        None => return None,
+    };
+    let text = candidate.map(gemini_text).unwrap_or_default();
+    let mut completion = completion_body(
+        id,
+        body.get("modelVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(model),
+        &text,
+        finish,
+        gemini_usage(body.get("usageMetadata")),
+    );
+    with_calls(&mut completion, &text, calls);
+    Some(completion)
+}
+
+/// Puts `calls` in a completion's message (its content `null` when it has no text).
+fn with_calls(completion: &mut Value, text: &str, calls: Vec<Value>) {
     if !calls.is_empty() {
         let message = &mut completion["choices"][0]["message"];
         message["tool_calls"] = Value::Array(calls);
@@ -623,29 +703,6 @@ fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {
             message["content"] = Value::Null;
         }
     }
-    Some(completion)
-}
-
-/// A Gemini answer as a chat completion. A prompt Gemini blocked (`promptFeedback`'s
-/// `blockReason`, no candidate) is chat's filtered answer: no content, `content_filter`.
-fn completion_from_gemini(body: &Value, model: &str) -> Option<Value> {
-    let candidate = body.get("candidates").and_then(|c| c.get(0));
-    let finish = match candidate {
-        Some(candidate) => gemini_finish(candidate.get("finishReason").and_then(Value::as_str)),
-        None if gemini_blocked(body) => "content_filter",
-        None => return None,
-    };
-    Some(completion_body(
-        body.get("responseId")
-            .and_then(Value::as_str)
-            .unwrap_or("gemini"),
-        body.get("modelVersion")
-            .and_then(Value::as_str)
-            .unwrap_or(model),
-        &candidate.map(gemini_text).unwrap_or_default(),
-        finish,
-        gemini_usage(body.get("usageMetadata")),
-    ))
 }
 
 /// A count in a usage object; 0 when it is not there.
@@ -736,6 +793,8 @@ pub(crate) struct Chunks {
     usage: (u64, u64, u64),
     /// The Messages block index of each tool call so far: chat numbers them from 0.
     tool_blocks: Vec<u64>,
+    /// Gemini's calls so far (chat numbers them from 0; they end the stream `tool_calls`).
+    gemini_calls: usize,
 }
 
 impl Chunks {
@@ -749,6 +808,7 @@ impl Chunks {
             started: false,
             usage: (0, 0, 0),
             tool_blocks: Vec::new(),
+            gemini_calls: 0,
         }
     }
 
@@ -851,6 +911,9 @@ impl Chunks {
                 if let Some(model) = json.get("modelVersion").and_then(Value::as_str) {
                     self.model = model.to_owned();
                 }
+                if let Some(id) = json.get("responseId").and_then(Value::as_str) {
+                    id.clone_into(&mut self.id);
+                }
                 if let Some(usage) = json.get("usageMetadata") {
                     self.usage = gemini_usage(Some(usage));
                 }
@@ -860,11 +923,25 @@ impl Chunks {
                 if !text.is_empty() {
                     self.chunk(json!({"content": text}), None, out);
                 }
+                // Gemini sends each call whole: one chunk with all its arguments.
+                let calls = candidate
+                    .map(|c| crate::gemini_tools::tool_calls(c, &self.id, self.gemini_calls))
+                    .unwrap_or_default();
+                for mut call in calls {
+                    call["index"] = json!(self.gemini_calls);
+                    self.gemini_calls += 1;
+                    self.chunk(json!({"tool_calls": [call]}), None, out);
+                }
                 if let Some(reason) = candidate
                     .and_then(|c| c.get("finishReason"))
                     .and_then(Value::as_str)
                 {
-                    self.finish(gemini_finish(Some(reason)), out);
+                    let finish = if self.gemini_calls > 0 {
+                        "tool_calls"
+                    } else {
+                        gemini_finish(Some(reason))
+                    };
+                    self.finish(finish, out);
                 } else if candidate.is_none() && gemini_blocked(&json) {
                     // A blocked prompt: no candidate will come.
                     self.finish("content_filter", out);
@@ -1019,9 +1096,11 @@ mod tests {
     /// Tools go to Anthropic: definitions and choice, an assistant's calls as `tool_use`
     /// blocks after its text, the tools' results (two, one after the other) as the next
     /// user message's `tool_result` blocks, a user's text after them in the same message.
-    /// Gemini is not given tools.
+    /// And to Gemini: declarations and mode (`parallel_tool_calls: false` has no
+    /// counterpart), the calls as `functionCall` parts (the first signed for history from
+    /// another model), the results as `functionResponse` parts named by their calls.
     #[test]
-    fn tools_go_to_anthropic() {
+    fn tools_go_to_anthropic_and_gemini() {
         let body = json!({
             "model": "gpt", "max_tokens": 50, "parallel_tool_calls": false,
             "tools": [{"type": "function", "function": {"name": "look", "parameters": {"type": "object"}}}],
@@ -1060,9 +1139,62 @@ mod tests {
                 ],
             })
         );
+        let (_, gemini) = translated(Api::Gemini, &body).unwrap();
         assert_eq!(
-            translated(Api::Gemini, &body).map(|_| ()),
-            Err(Untranslatable("tools are not translated for Gemini".into()))
+            gemini,
+            json!({
+                "generationConfig": {"maxOutputTokens": 50},
+                "tools": [{"functionDeclarations": [
+                    {"name": "look", "parametersJsonSchema": {"type": "object"}},
+                ]}],
+                "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+                "contents": [
+                    {"role": "user", "parts": [{"text": "Find it."}]},
+                    {"role": "model", "parts": [
+                        {"text": "Looking."},
+                        {"functionCall": {"name": "look", "args": {"q": "a"}},
+                         "thoughtSignature": crate::gemini_tools::UNSIGNED},
+                        {"functionCall": {"name": "look", "args": {"q": "b"}}},
+                    ]},
+                    {"role": "user", "parts": [
+                        {"functionResponse": {"name": "look", "response": {"output": "A"}}},
+                        {"functionResponse": {"name": "look", "response": {"output": ""}}},
+                        {"text": "And?"},
+                    ]},
+                ],
+            })
+        );
+    }
+
+    /// A call Gemini signed goes back with its signature; a result whose call is not in
+    /// the conversation cannot be named, and the target is passed over.
+    #[test]
+    fn gemini_signatures_go_back_and_orphan_results_are_refused() {
+        let body = json!({
+            "model": "gpt",
+            "messages": [
+                {"role": "user", "content": "Find it."},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{}"},
+                     "extra_content": {"google": {"thought_signature": "c2ln"}}},
+                ]},
+                {"role": "tool", "tool_call_id": "c1", "content": "A"},
+            ],
+        });
+        let (_, gemini) = translated(Api::Gemini, &body.to_string()).unwrap();
+        assert_eq!(
+            gemini["contents"][1],
+            json!({"role": "model", "parts": [
+                {"functionCall": {"name": "look", "args": {}}, "thoughtSignature": "c2ln"},
+            ]})
+        );
+        let mut orphan = body;
+        orphan["messages"][2]["tool_call_id"] = json!("c9");
+        assert_eq!(
+            translated(Api::Gemini, &orphan.to_string()).map(|_| ()),
+            Err(Untranslatable(
+                "a tool result whose call is not in the conversation is not translated".into()
+            ))
         );
     }
 
@@ -1262,6 +1394,48 @@ mod tests {
             .collect();
         assert_eq!(arguments, "{\"q\":\"a\"}");
         assert_eq!(deltas.last().unwrap()["finish_reason"], "tool_calls");
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+
+    /// Gemini's calls come back as chat's: the answer's `tool_calls` (ids from the
+    /// response's, the signature where Gemini's own OpenAI-compatible API puts it,
+    /// `tool_calls` for Gemini's `STOP`), and in a stream a chunk per call, whole.
+    #[test]
+    fn gemini_calls_come_back_as_tool_calls() {
+        let answer = json!({
+            "responseId": "r1", "modelVersion": "gemini-3-flash",
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"functionCall": {"name": "look", "args": {"q": "a"}}, "thoughtSignature": "c2ln"},
+            ]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 5},
+        });
+        let completion = back(Api::Gemini, 200, answer.clone());
+        assert_eq!(completion["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            completion["choices"][0]["message"],
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": "call_r1_0", "type": "function",
+                "function": {"name": "look", "arguments": "{\"q\":\"a\"}"},
+                "extra_content": {"google": {"thought_signature": "c2ln"}},
+            }]})
+        );
+        let mut chunks = Chunks::new(Api::Gemini, "asked", false);
+        let mut out = bytes::BytesMut::new();
+        chunks.on("", &answer.to_string(), &mut out);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let events: Vec<Value> = text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .filter_map(|data| serde_json::from_str(data).ok())
+            .collect();
+        assert_eq!(events.len(), 3, "{text}");
+        assert_eq!(
+            events[1]["choices"][0]["delta"]["tool_calls"],
+            json!([{"index": 0, "id": "call_r1_0", "type": "function",
+                "function": {"name": "look", "arguments": "{\"q\":\"a\"}"},
+                "extra_content": {"google": {"thought_signature": "c2ln"}}}])
+        );
+        assert_eq!(events[2]["choices"][0]["finish_reason"], "tool_calls");
         assert!(text.ends_with("data: [DONE]\n\n"));
     }
 

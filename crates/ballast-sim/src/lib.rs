@@ -70,7 +70,7 @@ pub use scenario::{
 pub use server::SimServer;
 pub use simulator::{BoxError, Simulator, Streaming};
 pub use stream::{SimBody, StreamCut, completion_text};
-pub use tools::TOOL_INPUT;
+pub use tools::{THOUGHT_SIGNATURE, TOOL_INPUT};
 
 /// A current-thread tokio runtime with its clock paused, for driving a [`Simulator`]: waits
 /// take no real time, so a simulated hour runs in milliseconds, the same way every run.

@@ -324,21 +324,34 @@ impl StreamPlan {
                 ));
             }
             Flavor::Gemini => {
-                let last = chunks.len().saturating_sub(1);
-                for (i, (text, tokens)) in chunks.iter().enumerate() {
-                    let mut candidate = json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+                // Gemini sends a call whole, in one chunk, once it is generated.
+                let parts: Vec<(serde_json::Value, u64)> = match &self.tool_call {
+                    Some(name) => vec![(crate::wire::gemini_call(self.id, name), self.completion)],
+                    None => chunks
+                        .iter()
+                        .map(|(text, tokens)| (json!({ "text": text }), *tokens))
+                        .collect(),
+                };
+                let last = parts.len().saturating_sub(1);
+                for (i, (part, tokens)) in parts.into_iter().enumerate() {
+                    let mut candidate =
+                        json!({"content": {"parts": [part], "role": "model"}, "index": 0});
                     if i == last {
                         candidate["finishReason"] =
-                            json!(if self.hit_cap { "MAX_TOKENS" } else { "STOP" });
+                            json!(if self.hit_cap && self.tool_call.is_none() {
+                                "MAX_TOKENS"
+                            } else {
+                                "STOP"
+                            });
                     }
                     events.push(Event {
                         bytes: sse(
                             None,
                             &json!({"candidates": [candidate],
-                            "usageMetadata": crate::wire::gemini_usage(&self.usage(), *tokens),
-                            "modelVersion": model}),
+                            "usageMetadata": crate::wire::gemini_usage(&self.usage(), tokens),
+                            "modelVersion": model, "responseId": format!("sim{}", self.id)}),
                         ),
-                        tokens: *tokens,
+                        tokens,
                         content: true,
                     });
                 }

@@ -5,7 +5,8 @@
 //! The simulator answers a request that offers tools, and whose last turn is not a tool's
 //! result, with a call to the first tool (or the one `tool_choice` names), its input
 //! [`TOOL_INPUT`]; streamed, the call's arguments come in three pieces (chat's tool-call
-//! deltas, Anthropic's `input_json_delta`s).
+//! deltas, Anthropic's `input_json_delta`s; Gemini sends a call whole, signed with a
+//! thought signature of the form [`THOUGHT_SIGNATURE`]`{id}`).
 
 use serde_json::Value;
 
@@ -14,13 +15,22 @@ use crate::Flavor;
 /// The input every simulated tool call gives its tool.
 pub const TOOL_INPUT: &str = r#"{"arg":"sim"}"#;
 
+/// How the thought signatures of the simulator's Gemini calls begin (the call's number
+/// follows). Gemini 3 refuses a signature it did not make; the simulator takes its own and
+/// the one Gemini's documentation gives for history from another model.
+pub const THOUGHT_SIGNATURE: &str = "sim-signature-";
+
+/// The thought signature Gemini's documentation gives for a conversation taken from
+/// another model: it skips the check.
+const SKIP_SIGNATURE_CHECK: &str = "skip_thought_signature_validator";
+
 /// Checks the tools and tool turns of a request in `flavor`'s API, as that API does; the
 /// tool the answer calls (`None`: a text answer).
 pub(crate) fn check(flavor: Flavor, json: &Value) -> Result<Option<String>, &'static str> {
     match flavor {
         Flavor::Anthropic => anthropic(json),
         Flavor::OpenAi | Flavor::XAi => chat(json),
-        Flavor::Gemini => Ok(None),
+        Flavor::Gemini => gemini(json),
     }
 }
 
@@ -155,6 +165,105 @@ fn chat(json: &Value) -> Result<Option<String>, &'static str> {
         .map(str::to_owned))
 }
 
+/// Gemini's `generateContent`: each function declaration a name and at most one schema; a
+/// model content's `functionCall` parts answered, as many, by the `functionResponse` parts
+/// of the next content; in the current turn (after the last user text), each step's first
+/// call signed with a signature Gemini made.
+fn gemini(json: &Value) -> Result<Option<String>, &'static str> {
+    let declarations: Vec<&Value> = array(json, "tools")
+        .iter()
+        .flat_map(|tool| array(tool, "functionDeclarations"))
+        .collect();
+    for declaration in &declarations {
+        if declaration.get("name").and_then(Value::as_str).is_none() {
+            return Err(
+                "* GenerateContentRequest.tools[0].function_declarations[0].name: Name is required.",
+            );
+        }
+        if declaration.get("parameters").is_some()
+            && declaration.get("parametersJsonSchema").is_some()
+        {
+            return Err(
+                "* GenerateContentRequest.tools[0].function_declarations[0]: parameters and parameters_json_schema cannot both be set.",
+            );
+        }
+    }
+    let contents = array(json, "contents");
+    let parts_with = |content: &Value, kind: &str| -> usize {
+        array(content, "parts")
+            .iter()
+            .filter(|part| part.get(kind).is_some())
+            .count()
+    };
+    let current_turn = contents
+        .iter()
+        .rposition(|c| {
+            c.get("role").and_then(Value::as_str) == Some("user")
+                && array(c, "parts").iter().any(|p| p.get("text").is_some())
+        })
+        .unwrap_or(0);
+    for (i, content) in contents.iter().enumerate() {
+        let calls = parts_with(content, "functionCall");
+        let responses = parts_with(content, "functionResponse");
+        if calls > 0 {
+            let answered = contents
+                .get(i + 1)
+                .map_or(0, |next| parts_with(next, "functionResponse"));
+            if answered != calls && i + 1 < contents.len() {
+                return Err(
+                    "Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn.",
+                );
+            }
+            if i > current_turn {
+                let first = array(content, "parts")
+                    .iter()
+                    .find(|part| part.get("functionCall").is_some());
+                match first
+                    .and_then(|p| p.get("thoughtSignature"))
+                    .and_then(Value::as_str)
+                {
+                    None | Some("") => {
+                        return Err(
+                            "Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance.",
+                        );
+                    }
+                    Some(signature)
+                        if !signature.starts_with(THOUGHT_SIGNATURE)
+                            && signature != SKIP_SIGNATURE_CHECK =>
+                    {
+                        return Err("Corrupted thought signature.");
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if responses > 0 {
+            let asked = i
+                .checked_sub(1)
+                .map_or(0, |before| parts_with(&contents[before], "functionCall"));
+            if asked != responses {
+                return Err(
+                    "Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn.",
+                );
+            }
+        }
+    }
+    let calling = json.pointer("/toolConfig/functionCallingConfig");
+    let last_is_response = contents
+        .last()
+        .is_some_and(|c| parts_with(c, "functionResponse") > 0);
+    if declarations.is_empty()
+        || last_is_response
+        || calling.and_then(|c| str_at(c, "/mode")) == Some("NONE")
+    {
+        return Ok(None);
+    }
+    let named = calling.and_then(|c| str_at(c, "/allowedFunctionNames/0"));
+    Ok(named
+        .or_else(|| str_at(declarations[0], "/name"))
+        .map(str::to_owned))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +333,70 @@ mod tests {
         let mut named = request(json!([user]));
         named["tool_choice"] = json!({"type": "function", "function": {"name": "jump"}});
         assert_eq!(check(Flavor::XAi, &named), Ok(Some("jump".into())));
+    }
+
+    /// Gemini wants each step's calls answered, as many, by the next content, and the
+    /// current turn's steps signed by Gemini (or marked as taken from another model); an
+    /// earlier turn's steps are not checked.
+    #[test]
+    fn gemini_wants_calls_answered_and_the_current_turn_signed() {
+        let tools = json!([{"functionDeclarations": [{"name": "look"}, {"name": "jump"}]}]);
+        let user = json!({"role": "user", "parts": [{"text": "hi"}]});
+        let call = |signature: Option<&str>| {
+            let mut part = json!({"functionCall": {"name": "look", "args": {}}});
+            if let Some(signature) = signature {
+                part["thoughtSignature"] = json!(signature);
+            }
+            json!({"role": "model", "parts": [part]})
+        };
+        let answer = json!({"role": "user", "parts": [
+            {"functionResponse": {"name": "look", "response": {"output": "x"}}},
+        ]});
+        let request = |contents: Value| json!({"tools": tools, "contents": contents});
+        let signed = call(Some("sim-signature-7"));
+        assert_eq!(
+            check(Flavor::Gemini, &request(json!([user]))),
+            Ok(Some("look".into()))
+        );
+        assert_eq!(
+            check(Flavor::Gemini, &request(json!([user, signed, answer]))),
+            Ok(None),
+            "after a result the answer is text"
+        );
+        let skipped = call(Some(SKIP_SIGNATURE_CHECK));
+        assert_eq!(
+            check(Flavor::Gemini, &request(json!([user, skipped, answer]))),
+            Ok(None)
+        );
+        let unsigned = call(None);
+        assert!(
+            check(Flavor::Gemini, &request(json!([user, unsigned, answer])))
+                .unwrap_err()
+                .starts_with("Function call is missing a thought_signature")
+        );
+        assert_eq!(
+            check(
+                Flavor::Gemini,
+                &request(json!([user, call(Some("forged")), answer]))
+            ),
+            Err("Corrupted thought signature.")
+        );
+        assert_eq!(
+            check(
+                Flavor::Gemini,
+                &request(json!([user, unsigned, answer, user]))
+            ),
+            Ok(Some("look".into())),
+            "an earlier turn is not checked"
+        );
+        assert!(check(Flavor::Gemini, &request(json!([user, signed, user]))).is_err());
+        let two = json!({"role": "user", "parts": [answer["parts"][0], answer["parts"][0]]});
+        assert!(check(Flavor::Gemini, &request(json!([user, signed, two]))).is_err());
+        let named = json!({"tools": tools, "contents": [user],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["jump"]}}});
+        assert_eq!(check(Flavor::Gemini, &named), Ok(Some("jump".into())));
+        let none = json!({"tools": tools, "contents": [user],
+            "toolConfig": {"functionCallingConfig": {"mode": "NONE"}}});
+        assert_eq!(check(Flavor::Gemini, &none), Ok(None));
     }
 }

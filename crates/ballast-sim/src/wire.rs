@@ -124,15 +124,31 @@ pub(crate) fn success_body(
         }),
         Flavor::Gemini => json!({
             "candidates": [{
-                "content": {"parts": [{"text": text}], "role": "model"},
-                "finishReason": if usage.hit_cap { "MAX_TOKENS" } else { "STOP" },
+                "content": {"parts": [match tool_call {
+                    Some(name) => gemini_call(id, name),
+                    None => json!({"text": text}),
+                }], "role": "model"},
+                "finishReason": if usage.hit_cap && tool_call.is_none() { "MAX_TOKENS" } else { "STOP" },
                 "index": 0,
             }],
             "usageMetadata": gemini_usage(&usage, usage.completion),
             "modelVersion": model,
+            "responseId": format!("sim{id}"),
         }),
     };
     Bytes::from(body.to_string())
+}
+
+/// A Gemini `functionCall` part calling `name` with [`TOOL_INPUT`](crate::TOOL_INPUT),
+/// signed as Gemini 3 signs a step.
+pub(crate) fn gemini_call(id: u64, name: &str) -> Value {
+    json!({
+        "functionCall": {
+            "name": name,
+            "args": serde_json::from_str::<Value>(crate::tools::TOOL_INPUT).unwrap_or_default(),
+        },
+        "thoughtSignature": format!("{}{id}", crate::tools::THOUGHT_SIGNATURE),
+    })
 }
 
 /// A chat usage object: xAI reports reasoning beside `completion_tokens` (its total

@@ -642,6 +642,161 @@ fn an_agents_tool_calls_go_to_anthropic_and_back() {
     });
 }
 
+/// The same agent with xAI and Anthropic down: Gemini answers with a call, signed (Gemini 3
+/// refuses a step of the current turn sent back without its signature, as the simulator
+/// does). The call comes back with its signature in `extra_content` (where Gemini's own
+/// OpenAI-compatible API puts it) and goes back with it: a forged one is refused, which
+/// shows it is the caller's that reaches Gemini. A caller that dropped it, and a
+/// conversation whose calls another provider made, are sent marked as history from another
+/// model, and answered. Streamed, the call comes whole in one chunk. Gemini billed what its
+/// stack counted.
+#[test]
+fn an_agents_tool_calls_go_to_gemini_with_their_signatures() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sims = [
+            Simulator::new(Scenario::total_outage()),
+            Simulator::new(Scenario {
+                flavor: Flavor::Anthropic,
+                price: CLAUDE_SONNET,
+                ..Scenario::total_outage()
+            }),
+            Simulator::new(Scenario {
+                flavor: Flavor::Gemini,
+                price: GEMINI_FLASH,
+                ..Scenario::healthy()
+            }),
+        ];
+        let route = xai_anthropic_gemini(&sims);
+        let tools = serde_json::json!([{"type": "function", "function": {
+            "name": "look", "description": "Looks a word up.",
+            "parameters": {"type": "object", "properties": {"arg": {"type": "string"}},
+                           "additionalProperties": false},
+        }}]);
+        let ask = |messages: serde_json::Value, stream: bool| {
+            http::Request::post("http://caller.invalid/v1/chat/completions")
+                .body(
+                    serde_json::json!({
+                        "model": "grok-code-fast-1", "max_tokens": 60, "stream": stream,
+                        "tools": tools, "messages": messages,
+                    })
+                    .to_string(),
+                )
+                .unwrap()
+        };
+        let send = |request| async {
+            let response = route.service.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        };
+        let user = serde_json::json!({"role": "user", "content": "Look up 'sim'."});
+        let (status, body) = send(ask(serde_json::json!([user]), false)).await;
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let choice = &answer["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        let assistant = choice["message"].clone();
+        let call = &assistant["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "look");
+        assert_eq!(call["function"]["arguments"], ballast_sim::TOOL_INPUT);
+        let id = call["id"].as_str().unwrap().to_owned();
+        assert_eq!(id, format!("call_{}_0", answer["id"].as_str().unwrap()));
+        let signature = call["extra_content"]["google"]["thought_signature"]
+            .as_str()
+            .unwrap();
+        assert!(
+            signature.starts_with(ballast_sim::THOUGHT_SIGNATURE),
+            "{signature}"
+        );
+        let result = serde_json::json!({"role": "tool", "tool_call_id": id, "content": "found"});
+
+        let (status, body) = send(ask(serde_json::json!([user, assistant, result]), false)).await;
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+
+        let mut forged = assistant.clone();
+        forged["tool_calls"][0]["extra_content"]["google"]["thought_signature"] =
+            serde_json::json!("forged");
+        let (status, body) = send(ask(serde_json::json!([user, forged, result]), false)).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("Corrupted thought signature."), "{body}");
+
+        let mut dropped = assistant.clone();
+        dropped["tool_calls"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("extra_content");
+        let (status, body) = send(ask(serde_json::json!([user, dropped, result]), false)).await;
+        assert_eq!(status, 200, "{body}");
+        let claudes = serde_json::json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": "toolu_01", "type": "function", "function": {"name": "look", "arguments": "{}"}},
+        ]});
+        let claudes_result =
+            serde_json::json!({"role": "tool", "tool_call_id": "toolu_01", "content": "found"});
+        let (status, body) = send(ask(
+            serde_json::json!([user, claudes, claudes_result]),
+            false,
+        ))
+        .await;
+        assert_eq!(status, 200, "{body}");
+
+        let (status, text) = send(ask(serde_json::json!([user]), true)).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let choices: Vec<serde_json::Value> = text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .filter(|data| *data != "[DONE]")
+            .map(|data| {
+                serde_json::from_str::<serde_json::Value>(data).unwrap()["choices"][0].clone()
+            })
+            .collect();
+        let calls: Vec<&serde_json::Value> = choices
+            .iter()
+            .filter_map(|c| c.pointer("/delta/tool_calls/0"))
+            .collect();
+        assert_eq!(calls.len(), 1, "{text}");
+        assert_eq!(calls[0]["index"], 0);
+        assert_eq!(calls[0]["function"]["arguments"], ballast_sim::TOOL_INPUT);
+        assert!(
+            calls[0]["extra_content"]["google"]["thought_signature"]
+                .as_str()
+                .unwrap()
+                .starts_with(ballast_sim::THOUGHT_SIGNATURE)
+        );
+        assert_eq!(
+            choices
+                .iter()
+                .rev()
+                .find_map(|c| c["finish_reason"].as_str()),
+            Some("tool_calls")
+        );
+
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let outcomes: Vec<SimOutcome> = sims[2]
+            .ledger()
+            .entries()
+            .iter()
+            .map(|e| e.outcome)
+            .collect();
+        use SimOutcome::{BadRequest, Success};
+        assert_eq!(
+            outcomes,
+            [Success, Success, BadRequest, Success, Success, Success]
+        );
+        for (sim, (_, stack)) in sims.iter().zip(&route.targets) {
+            assert_eq!(
+                stack.spend.total(),
+                Usd::from_xai_ticks(sim.ledger().billed_ticks())
+            );
+        }
+    });
+}
+
 /// The other way: an agent speaking Anthropic's Messages API (Claude Code's shape), its
 /// Anthropic primary down, xAI's `grok-4-fast` next. The call offering a tool is answered
 /// by Grok's tool call, back as a `tool_use` block; the agent sends its result as a

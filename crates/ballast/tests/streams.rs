@@ -36,10 +36,9 @@ fn streamed_with_a_tool(i: usize, max_tokens: u64) -> http::Request<String> {
         .unwrap()
 }
 
-/// Job `i` as a streamed call of OpenAI's Responses API; odd jobs offer a function tool
-/// when `tools`.
-fn streamed_responses(i: usize, max_tokens: u64, tools: bool) -> http::Request<String> {
-    let tools = if tools && i % 2 == 1 {
+/// Job `i` as a streamed call of OpenAI's Responses API; odd jobs offer a function tool.
+fn streamed_responses(i: usize, max_tokens: u64) -> http::Request<String> {
+    let tools = if i % 2 == 1 {
         r#","tools":[{"type":"function","name":"look","parameters":{"type":"object"}}]"#
     } else {
         ""
@@ -52,14 +51,13 @@ fn streamed_responses(i: usize, max_tokens: u64, tools: bool) -> http::Request<S
 }
 
 /// The callers of [`run_abandoned`]: chat, chat whose odd jobs offer a tool, Anthropic's
-/// Messages API (its odd jobs offering a tool), or OpenAI's Responses API (its odd jobs
-/// offering a tool when `true`).
+/// Messages API, or OpenAI's Responses API (their odd jobs offering a tool too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Callers {
     Chat,
     ChatWithTools,
     Messages,
-    Responses(bool),
+    Responses,
 }
 
 /// Job `i` as a streamed call of Anthropic's Messages API; odd jobs offer a tool (the
@@ -614,7 +612,7 @@ fn run_abandoned(
                     let request = match callers {
                         Callers::Messages => streamed_messages(i, cap),
                         Callers::ChatWithTools if i % 2 == 1 => streamed_with_a_tool(i, cap),
-                        Callers::Responses(tools) => streamed_responses(i, cap, tools),
+                        Callers::Responses => streamed_responses(i, cap),
                         _ => streamed(i, cap),
                     };
                     let Ok(response) = service.oneshot(request).await else {
@@ -680,8 +678,8 @@ proptest::proptest! {
     /// The same through a route of two such providers, the fallback speaking xAI's,
     /// Anthropic's or Gemini's API (the caller's chat translated there and back) at its
     /// model's price: streams that fail before their first content on the primary go to
-    /// the fallback, under one budget. Half the calls offer a tool (but to Gemini),
-    /// answered by streamed tool calls.
+    /// the fallback, under one budget. Half the calls offer a tool, answered by streamed
+    /// tool calls (Gemini's whole and signed).
     #[test]
     fn abandoned_routed_streams_never_cost_past_the_budget_or_leave_anything_held(
         primary in ballast_sim::strategy::flaky_scenario(),
@@ -707,13 +705,7 @@ proptest::proptest! {
             ..fallback
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        // Gemini is not given tools: its calls would pass it over.
-        let callers = if flavor == ballast_sim::Flavor::Gemini {
-            Callers::Chat
-        } else {
-            Callers::ChatWithTools
-        };
-        run_abandoned(primary, Some(fallback), budget, &calls, callers).check()?;
+        run_abandoned(primary, Some(fallback), budget, &calls, Callers::ChatWithTools).check()?;
     }
 
     /// The same for callers of Anthropic's Messages API: a flaky Anthropic primary, and a
@@ -747,7 +739,7 @@ proptest::proptest! {
 
     /// The same for callers of OpenAI's Responses API: a flaky xAI primary taking them as
     /// they are, and a flaky Anthropic or Gemini fallback they are translated for, its
-    /// events back as the Responses API's; half the calls offer a tool (but to Gemini).
+    /// events back as the Responses API's; half the calls offer a tool.
     #[test]
     fn abandoned_responses_streams_translated_never_cost_past_the_budget_or_leave_anything_held(
         primary in ballast_sim::strategy::flaky_scenario(),
@@ -772,8 +764,6 @@ proptest::proptest! {
             ..fallback
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        let tools = flavor != ballast_sim::Flavor::Gemini;
-        run_abandoned(primary, Some(fallback), budget, &calls, Callers::Responses(tools))
-            .check()?;
+        run_abandoned(primary, Some(fallback), budget, &calls, Callers::Responses).check()?;
     }
 }
