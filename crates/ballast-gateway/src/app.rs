@@ -21,6 +21,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::body::DeadlineBody;
+use crate::cache::{AnswerCache, Asked, Cached};
 use crate::config::{AdminToken, GatewayConfig, ThrottleSetting};
 use crate::headers::{is_allowed_header, keep_allowed_headers};
 use crate::rate::KeyRate;
@@ -78,6 +79,8 @@ pub(crate) struct App {
     route_names: Vec<(String, String)>,
     /// Every client key's scope and its own daily budget, in the order configured.
     pub(crate) scopes: Vec<(BudgetScope, Option<ballast::cost::Usd>)>,
+    /// The answer cache, when `BALLAST_CACHE_TTL` asks for one.
+    cache: Option<AnswerCache>,
 }
 
 /// The gateway: an OpenAI-compatible front over a Ballast stack, or over a fallback chain
@@ -211,6 +214,9 @@ impl Gateway {
             health,
             prometheus,
             body_timeout: config.body_timeout,
+            cache: config
+                .cache_ttl
+                .map(|ttl| AnswerCache::new(ttl, config.cache_bytes)),
             admin_token: config.admin_token.clone(),
             client_keys: HashMap::new(),
             scopes: Vec::new(),
@@ -444,9 +450,14 @@ async fn forward(
     let timed_out = Arc::new(AtomicBool::new(false));
     let deadline = tokio::time::Instant::now() + app.body_timeout;
     let (mut upstream, mut speaks_messages) = (&app.upstream, app.speaks_messages);
-    // With named routes the model decides the route: the body is read here (under the same
-    // deadline and cap as the stack's), and handed on whole.
-    let body = if app.routes.is_empty() {
+    let asked = Asked::of(headers);
+    let cache = app.cache.as_ref().filter(|_| asked != Asked::Bypass);
+    // The key a whole answer to this call is kept under.
+    let mut keep = None;
+    // With named routes the model decides the route, and with the cache the whole call is
+    // its key: the body is read here (under the same deadline and cap as the stack's), and
+    // handed on whole.
+    let body = if app.routes.is_empty() && cache.is_none() {
         body
     } else {
         let read = http_body_util::Limited::new(
@@ -473,10 +484,22 @@ async fn forward(
                 );
             }
         };
-        if let Some((route, speaks)) =
-            requested_model(&bytes).and_then(|model| app.routes.get(&model))
-        {
+        let head = RequestHead::read(&bytes);
+        if let Some((route, speaks)) = head.model.and_then(|model| app.routes.get(&model)) {
             (upstream, speaks_messages) = (route, *speaks);
+        }
+        if let Some(cache) = cache
+            && head.stream != Some(true)
+        {
+            let scope = scope.as_ref().map_or("", |scope| &scope.0);
+            let key = AnswerCache::key(scope, uri.path(), headers, &bytes);
+            if asked == Asked::Use
+                && let Some(hit) = cache.get(&key, tokio::time::Instant::now())
+            {
+                metrics::counter!("ballast_cache_answers_total", "result" => "hit").increment(1);
+                return from_cache(&hit);
+            }
+            keep = Some((cache, key));
         }
         Body::from(bytes)
     };
@@ -519,6 +542,24 @@ async fn forward(
         Ok(response) if outcome.is_success() => {
             let (mut parts, body) = response.into_parts();
             keep_allowed_headers(&mut parts.headers);
+            if let Some((cache, key)) = keep
+                && let Some(bytes) = body.bytes()
+            {
+                metrics::counter!("ballast_cache_answers_total", "result" => "miss").increment(1);
+                parts
+                    .headers
+                    .insert(CACHE, http::HeaderValue::from_static("miss"));
+                cache.put(
+                    key,
+                    Cached {
+                        status: parts.status,
+                        headers: parts.headers.clone(),
+                        body: bytes.clone(),
+                        target: target.clone(),
+                        kept: tokio::time::Instant::now(),
+                    },
+                );
+            }
             // A stream that fails after its first content ends with an error event the
             // SDK raises, never with `[DONE]`.
             Response::from_parts(parts, Body::new(InBandErrors::new(body, dialect)))
@@ -583,6 +624,22 @@ fn report(
     }
 }
 
+/// An answer kept in the cache, answered again: its status, headers, body and target,
+/// `x-ballast-cache: hit`, `Age` (whole seconds since it was kept), no calls at no cost.
+fn from_cache(hit: &Cached) -> Response {
+    let mut answer = Response::new(Body::from(hit.body.clone()));
+    *answer.status_mut() = hit.status;
+    *answer.headers_mut() = hit.headers.clone();
+    let headers = answer.headers_mut();
+    headers.insert(CACHE, http::HeaderValue::from_static("hit"));
+    let age = tokio::time::Instant::now().saturating_duration_since(hit.kept);
+    headers.insert(http::header::AGE, http::HeaderValue::from(age.as_secs()));
+    report(headers, hit.target.clone(), Some(&CostTally::default()));
+    answer
+}
+
+/// Whether the answer came from the cache (`hit`) or was kept in it (`miss`).
+const CACHE: http::HeaderName = http::HeaderName::from_static("x-ballast-cache");
 /// The target that answered.
 const TARGET: http::HeaderName = http::HeaderName::from_static("x-ballast-target");
 /// The provider calls the call made.
@@ -610,13 +667,18 @@ fn body_timed_out(app: &App, dialect: Dialect) -> Response {
     .map(Body::from)
 }
 
-/// The top-level `model` of a JSON request body, if it has one.
-fn requested_model(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Model {
-        model: Option<String>,
+/// What the gateway reads of a request body itself: its top-level `model` and `stream`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RequestHead {
+    model: Option<String>,
+    stream: Option<bool>,
+}
+
+impl RequestHead {
+    /// The head of a JSON body (nothing for a body that is not one).
+    fn read(body: &[u8]) -> Self {
+        serde_json::from_slice(body).unwrap_or_default()
     }
-    serde_json::from_slice::<Model>(body).ok()?.model
 }
 
 /// Failures only the caller can fix: they get the provider's own message.

@@ -22,6 +22,8 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("max_connections", "BALLAST_MAX_CONNECTIONS"),
     ("log_format", "BALLAST_LOG_FORMAT"),
     ("hedge", "BALLAST_HEDGE"),
+    ("cache_ttl", "BALLAST_CACHE_TTL"),
+    ("cache_mb", "BALLAST_CACHE_MB"),
     ("daily_budget_usd", "DAILY_BUDGET_USD"),
     ("max_tokens_default", "MAX_TOKENS_DEFAULT"),
     ("request_timeout", "REQUEST_TIMEOUT"),
@@ -310,6 +312,11 @@ pub struct GatewayConfig {
     /// for a call slower than 199 in 200 recent answers of its model, at most 10% extra calls; for
     /// providers that hang, as xAI's did).
     pub hedge: bool,
+    /// How long an answer is kept to answer the same call again (`BALLAST_CACHE_TTL`,
+    /// seconds, `0` or unset: no cache): see README.md, "The answer cache".
+    pub cache_ttl: Option<Duration>,
+    /// The most the answer cache holds (`BALLAST_CACHE_MB`, mebibytes, default 64).
+    pub cache_bytes: u64,
     /// Named routes (`[[routes]]` in the file: `model`, the name callers ask for, and
     /// `chain`, its targets as `BALLAST_FALLBACKS` writes them, e.g.
     /// `"xai:grok-code-fast-1, openai:gpt-4o-mini"`): a call asking for a route's name goes
@@ -643,6 +650,27 @@ impl GatewayConfig {
                 _ => return Err(invalid("BALLAST_MAX_CONNECTIONS", "1 to 1000000", &text)),
             },
         };
+        let cache_ttl = match settings.text("BALLAST_CACHE_TTL")? {
+            None => None,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(0) => None,
+                Ok(secs @ 1..=86_400) => Some(Duration::from_secs(secs)),
+                _ => {
+                    return Err(invalid(
+                        "BALLAST_CACHE_TTL",
+                        "whole seconds from 0 (no cache) to 86400",
+                        &text,
+                    ));
+                }
+            },
+        };
+        let cache_bytes = match settings.text("BALLAST_CACHE_MB")? {
+            None => 64 << 20,
+            Some(text) => match text.trim().parse::<u64>() {
+                Ok(mb @ 1..=65_536) => mb << 20,
+                _ => return Err(invalid("BALLAST_CACHE_MB", "1 to 65536", &text)),
+            },
+        };
         let log_format = match settings
             .text("BALLAST_LOG_FORMAT")?
             .as_deref()
@@ -670,6 +698,8 @@ impl GatewayConfig {
                 Some("off") => false,
                 Some(other) => return Err(invalid("BALLAST_HEDGE", "on or off", other)),
             },
+            cache_ttl,
+            cache_bytes,
             client_keys: client_keys(settings)?,
             routes: named_routes(settings)?,
         })

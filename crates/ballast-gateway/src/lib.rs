@@ -38,6 +38,7 @@
 mod admin;
 mod app;
 mod body;
+mod cache;
 mod config;
 mod headers;
 #[cfg(feature = "otel")]

@@ -356,6 +356,32 @@ fn settings_come_from_the_environment_over_the_file() {
     assert!(!off.hedge);
     let error = GatewayConfig::from_settings(&settings_with("BALLAST_HEDGE", "yes")).unwrap_err();
     assert!(error.to_string().contains("BALLAST_HEDGE"), "{error}");
+    // The answer cache: off unless given a time to live; bad values named.
+    assert_eq!(config.cache_ttl, None);
+    let cache = GatewayConfig::from_settings(&settings_with("BALLAST_CACHE_TTL", "0")).unwrap();
+    assert_eq!(cache.cache_ttl, None);
+    let small = GatewayConfig::from_settings(&settings_with("BALLAST_CACHE_MB", "2")).unwrap();
+    assert_eq!(small.cache_bytes, 2 << 20);
+    for (name, value, expected) in [
+        (
+            "BALLAST_CACHE_TTL",
+            "1h",
+            "BALLAST_CACHE_TTL: expected whole seconds from 0 (no cache) to 86400, got \"1h\"",
+        ),
+        (
+            "BALLAST_CACHE_TTL",
+            "86401",
+            "BALLAST_CACHE_TTL: expected whole seconds from 0 (no cache) to 86400, got \"86401\"",
+        ),
+        (
+            "BALLAST_CACHE_MB",
+            "0",
+            "BALLAST_CACHE_MB: expected 1 to 65536, got \"0\"",
+        ),
+    ] {
+        let error = GatewayConfig::from_settings(&settings_with(name, value)).unwrap_err();
+        assert_eq!(error.to_string(), expected);
+    }
 
     let error = Settings::from_toml("listen_address = 1", |_| None).unwrap_err();
     assert!(
@@ -1412,4 +1438,122 @@ async fn the_responses_api_is_served_by_an_anthropic_provider() {
         budget["budget"]["spent_usd"].as_f64(),
         Some(ledger.billed_usd())
     );
+}
+
+/// With `BALLAST_CACHE_TTL`, a call asked again word for word by the same client key is
+/// answered from the cache: the same status and body, `x-ballast-cache: hit`, no provider
+/// call, nothing spent. Another client key, another body, a stream, `Cache-Control:
+/// no-cache` (which keeps the fresh answer) and `no-store` reach the provider; a failure is
+/// not kept. The budget equals the provider's bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_asked_again_is_answered_from_the_cache() {
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let keys = format!(
+        "team-a:{},team-b:{}",
+        ballast_gateway::ClientKey::hash("ck-team-a-secret"),
+        ballast_gateway::ClientKey::hash("ck-team-b-secret"),
+    );
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+        ("BALLAST_CLIENT_KEYS", &keys),
+        ("BALLAST_CACHE_TTL", "600"),
+    ]))
+    .unwrap();
+    assert_eq!(config.cache_ttl, Some(Duration::from_secs(600)));
+    assert_eq!(config.cache_bytes, 64 << 20);
+    let gateway = Gateway::new(&config, None).unwrap();
+    let ask = |key: &str, body: &str, cache_control: Option<&str>| {
+        let mut request = http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(value) = cache_control {
+            request = request.header("cache-control", value);
+        }
+        request.body(Body::from(body.to_owned())).unwrap()
+    };
+    let send = |request: http::Request<Body>| async {
+        let answer = gateway.router().oneshot(request).await.unwrap();
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        let seen = (
+            answer.status(),
+            header("x-ballast-cache"),
+            header("x-ballast-calls"),
+        );
+        let (age, cost) = (header("age"), header("x-ballast-cost-usd"));
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        (seen, age, cost, body)
+    };
+    const HI: &str = r#"{"model":"grok-code-fast-1","messages":[{"role":"user","content":"hi"}],"max_tokens":20}"#;
+    let (a, b) = ("ck-team-a-secret", "ck-team-b-secret");
+    let miss = |calls: &str| {
+        (
+            http::StatusCode::OK,
+            Some("miss".to_owned()),
+            Some(calls.to_owned()),
+        )
+    };
+    let hit = (
+        http::StatusCode::OK,
+        Some("hit".to_owned()),
+        Some("0".to_owned()),
+    );
+
+    let (seen, _, _, first) = send(ask(a, HI, None)).await;
+    assert_eq!(seen, miss("1"));
+    assert_eq!(sim.ledger().len(), 1);
+    let (seen, age, cost, again) = send(ask(a, HI, None)).await;
+    assert_eq!(seen, hit);
+    assert_eq!(again, first, "the same answer, byte for byte");
+    assert_eq!(age.as_deref(), Some("0"));
+    assert_eq!(cost.unwrap().parse(), Ok(ballast::cost::Usd::ZERO));
+    assert_eq!(sim.ledger().len(), 1, "no provider call for a hit");
+
+    // Another client key, another body: their own calls.
+    assert_eq!(send(ask(b, HI, None)).await.0, miss("1"));
+    let other = HI.replace("\"hi\"", "\"hello\"");
+    assert_eq!(send(ask(a, &other, None)).await.0, miss("1"));
+    assert_eq!(sim.ledger().len(), 3);
+
+    // `no-cache` asks the provider and keeps its answer; `no-store` neither.
+    let (seen, _, _, fresh) = send(ask(a, HI, Some("no-cache"))).await;
+    assert_eq!(seen, miss("1"));
+    assert_ne!(fresh, first, "a new answer (its own id)");
+    let (seen, _, _, again) = send(ask(a, HI, None)).await;
+    assert_eq!((seen, again), (hit.clone(), fresh));
+    let (seen, ..) = send(ask(a, HI, Some("no-store"))).await;
+    assert_eq!(seen, (http::StatusCode::OK, None, Some("1".to_owned())));
+    assert_eq!(sim.ledger().len(), 5);
+
+    // A stream is never kept.
+    let streamed = HI.replace("{\"model\"", "{\"stream\":true,\"model\"");
+    for _ in 0..2 {
+        let (seen, ..) = send(ask(a, &streamed, None)).await;
+        assert_eq!(seen, (http::StatusCode::OK, None, None));
+    }
+    assert_eq!(sim.ledger().len(), 7);
+
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(sim.ledger().billed_usd())
+    );
+
+    // A failure is not kept: asked again, the provider is asked again (a request the
+    // provider refuses, 400, which nothing retries).
+    let unnamed = r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":20}"#;
+    for calls in [8, 9] {
+        let (seen, ..) = send(ask(a, unnamed, None)).await;
+        assert_eq!(seen.0, 400);
+        assert_eq!(seen.1, None);
+        assert_eq!(sim.ledger().len(), calls);
+    }
 }
