@@ -391,6 +391,33 @@ fn xai_anthropic_gemini(sims: &[Simulator; 3]) -> ballast::Route<ballast_sim::Si
         .build(client)
 }
 
+/// Simulators of xAI, Anthropic and Gemini in these scenarios, each speaking its own API
+/// at its model's price.
+fn three_providers(xai: Scenario, anthropic: Scenario, gemini: Scenario) -> [Simulator; 3] {
+    [
+        Simulator::new(xai),
+        Simulator::new(Scenario {
+            flavor: Flavor::Anthropic,
+            price: CLAUDE_SONNET,
+            ..anthropic
+        }),
+        Simulator::new(Scenario {
+            flavor: Flavor::Gemini,
+            price: GEMINI_FLASH,
+            ..gemini
+        }),
+    ]
+}
+
+/// A chat stream's first choice of each chunk (`[DONE]` left out).
+fn stream_choices(text: &str) -> Vec<serde_json::Value> {
+    text.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str::<serde_json::Value>(data).unwrap()["choices"][0].clone())
+        .collect()
+}
+
 /// What a route from xAI to Anthropic to Gemini did with `calls` chat requests.
 struct Translated {
     /// Per call: status, the target that served it, the answer's JSON.
@@ -409,21 +436,8 @@ fn through_translation(
     calls: usize,
     extra: &str,
 ) -> Translated {
-    use ballast_sim::Flavor;
     ballast_sim::paused_runtime().unwrap().block_on(async {
-        let sims = [
-            Simulator::new(xai),
-            Simulator::new(Scenario {
-                flavor: Flavor::Anthropic,
-                price: CLAUDE_SONNET,
-                ..anthropic
-            }),
-            Simulator::new(Scenario {
-                flavor: Flavor::Gemini,
-                price: GEMINI_FLASH,
-                ..gemini
-            }),
-        ];
+        let sims = three_providers(xai, anthropic, gemini);
         let route = xai_anthropic_gemini(&sims);
         let mut answers = Vec::new();
         for i in 0..calls {
@@ -516,19 +530,11 @@ fn an_anthropic_fallback_answers_openai_callers_in_their_dialect() {
 #[test]
 fn an_agents_tool_calls_go_to_anthropic_and_back() {
     ballast_sim::paused_runtime().unwrap().block_on(async {
-        let sims = [
-            Simulator::new(Scenario::total_outage()),
-            Simulator::new(Scenario {
-                flavor: Flavor::Anthropic,
-                price: CLAUDE_SONNET,
-                ..Scenario::healthy()
-            }),
-            Simulator::new(Scenario {
-                flavor: Flavor::Gemini,
-                price: GEMINI_FLASH,
-                ..Scenario::healthy()
-            }),
-        ];
+        let sims = three_providers(
+            Scenario::total_outage(),
+            Scenario::healthy(),
+            Scenario::healthy(),
+        );
         let route = xai_anthropic_gemini(&sims);
         let tools = serde_json::json!([{"type": "function", "function": {
             "name": "look", "description": "Looks a word up.",
@@ -595,14 +601,7 @@ fn an_agents_tool_calls_go_to_anthropic_and_back() {
         )
         .unwrap();
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
-        let choices: Vec<serde_json::Value> = text
-            .split("\n\n")
-            .filter_map(|event| event.strip_prefix("data: "))
-            .filter(|data| *data != "[DONE]")
-            .map(|data| {
-                serde_json::from_str::<serde_json::Value>(data).unwrap()["choices"][0].clone()
-            })
-            .collect();
+        let choices = stream_choices(&text);
         let calls: Vec<&serde_json::Value> = choices
             .iter()
             .filter_map(|c| c.pointer("/delta/tool_calls/0"))
@@ -653,19 +652,11 @@ fn an_agents_tool_calls_go_to_anthropic_and_back() {
 #[test]
 fn an_agents_tool_calls_go_to_gemini_with_their_signatures() {
     ballast_sim::paused_runtime().unwrap().block_on(async {
-        let sims = [
-            Simulator::new(Scenario::total_outage()),
-            Simulator::new(Scenario {
-                flavor: Flavor::Anthropic,
-                price: CLAUDE_SONNET,
-                ..Scenario::total_outage()
-            }),
-            Simulator::new(Scenario {
-                flavor: Flavor::Gemini,
-                price: GEMINI_FLASH,
-                ..Scenario::healthy()
-            }),
-        ];
+        let sims = three_providers(
+            Scenario::total_outage(),
+            Scenario::total_outage(),
+            Scenario::healthy(),
+        );
         let route = xai_anthropic_gemini(&sims);
         let tools = serde_json::json!([{"type": "function", "function": {
             "name": "look", "description": "Looks a word up.",
@@ -747,14 +738,7 @@ fn an_agents_tool_calls_go_to_gemini_with_their_signatures() {
         let (status, text) = send(ask(serde_json::json!([user]), true)).await;
         assert_eq!(status, 200, "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
-        let choices: Vec<serde_json::Value> = text
-            .split("\n\n")
-            .filter_map(|event| event.strip_prefix("data: "))
-            .filter(|data| *data != "[DONE]")
-            .map(|data| {
-                serde_json::from_str::<serde_json::Value>(data).unwrap()["choices"][0].clone()
-            })
-            .collect();
+        let choices = stream_choices(&text);
         let calls: Vec<&serde_json::Value> = choices
             .iter()
             .filter_map(|c| c.pointer("/delta/tool_calls/0"))
