@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::body::DeadlineBody;
-use crate::cache::{AnswerCache, Asked, Cached};
+use crate::cache::{AnswerCache, Asked, Cached, Keeping};
 use crate::config::{AdminToken, GatewayConfig, ThrottleSetting};
 use crate::headers::{is_allowed_header, keep_allowed_headers};
 use crate::rate::KeyRate;
@@ -484,13 +484,13 @@ async fn forward(
                 );
             }
         };
-        let head = RequestHead::read(&bytes);
-        if let Some((route, speaks)) = head.model.and_then(|model| app.routes.get(&model)) {
+        if !app.routes.is_empty()
+            && let Some((route, speaks)) =
+                requested_model(&bytes).and_then(|model| app.routes.get(&model))
+        {
             (upstream, speaks_messages) = (route, *speaks);
         }
-        if let Some(cache) = cache
-            && head.stream != Some(true)
-        {
+        if let Some(cache) = cache {
             let scope = scope.as_ref().map_or("", |scope| &scope.0);
             let key = AnswerCache::key(scope, uri.path(), headers, &bytes);
             if asked == Asked::Use
@@ -542,27 +542,34 @@ async fn forward(
         Ok(response) if outcome.is_success() => {
             let (mut parts, body) = response.into_parts();
             keep_allowed_headers(&mut parts.headers);
-            if let Some((cache, key)) = keep
-                && let Some(bytes) = body.bytes()
-            {
-                metrics::counter!("ballast_cache_answers_total", "result" => "miss").increment(1);
-                parts
-                    .headers
-                    .insert(CACHE, http::HeaderValue::from_static("miss"));
-                cache.put(
-                    key,
-                    Cached {
-                        status: parts.status,
-                        headers: parts.headers.clone(),
-                        body: bytes.clone(),
-                        target: target.clone(),
-                        kept: tokio::time::Instant::now(),
-                    },
-                );
-            }
             // A stream that fails after its first content ends with an error event the
             // SDK raises, never with `[DONE]`.
-            Response::from_parts(parts, Body::new(InBandErrors::new(body, dialect)))
+            let body = match keep {
+                None => Body::new(InBandErrors::new(body, dialect)),
+                Some((cache, key)) => {
+                    metrics::counter!("ballast_cache_answers_total", "result" => "miss")
+                        .increment(1);
+                    parts
+                        .headers
+                        .insert(CACHE, http::HeaderValue::from_static("miss"));
+                    let answer = Cached {
+                        status: parts.status,
+                        headers: parts.headers.clone(),
+                        body: body.bytes().cloned().unwrap_or_default(),
+                        target: target.clone(),
+                        kept: tokio::time::Instant::now(),
+                    };
+                    if body.is_streaming() {
+                        // Kept once it has ended well.
+                        let body = Keeping::new(body, cache.clone(), key, answer);
+                        Body::new(InBandErrors::new(body, dialect))
+                    } else {
+                        cache.put(key, answer);
+                        Body::new(InBandErrors::new(body, dialect))
+                    }
+                }
+            };
+            Response::from_parts(parts, body)
         }
         // The caller can fix it: the provider's message, masked (an upstream that echoes a
         // key does not hand it on) and in OpenAI's error shape, not its body as it came.
@@ -667,18 +674,13 @@ fn body_timed_out(app: &App, dialect: Dialect) -> Response {
     .map(Body::from)
 }
 
-/// What the gateway reads of a request body itself: its top-level `model` and `stream`.
-#[derive(Debug, Default, serde::Deserialize)]
-struct RequestHead {
-    model: Option<String>,
-    stream: Option<bool>,
-}
-
-impl RequestHead {
-    /// The head of a JSON body (nothing for a body that is not one).
-    fn read(body: &[u8]) -> Self {
-        serde_json::from_slice(body).unwrap_or_default()
+/// The top-level `model` of a JSON request body, if it has one.
+fn requested_model(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Model {
+        model: Option<String>,
     }
+    serde_json::from_slice::<Model>(body).ok()?.model
 }
 
 /// Failures only the caller can fix: they get the provider's own message.

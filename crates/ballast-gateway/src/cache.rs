@@ -4,8 +4,10 @@
 //! the budget is spent. A loop that sends the same request over and over (the story's bad
 //! day) costs one call a time to live.
 //!
-//! What is kept: whole answers (not streams) that succeeded, with the headers the gateway
-//! passes on and the target that gave them. The key is the SHA-256 of the client key's
+//! What is kept: answers that succeeded, with the headers the gateway passes on and the
+//! target that gave them; a stream once it has ended well (its events kept as they came,
+//! and answered again all at once: [`Keeping`]), never one that failed, was cut or was
+//! left by its caller. The key is the SHA-256 of the client key's
 //! scope, the path, the Anthropic version and betas a Messages call names, and the body as
 //! sent: a different model, temperature or message is another key. The caller decides per
 //! call with `Cache-Control`: `no-cache` asks the provider and keeps the new answer,
@@ -17,10 +19,14 @@
 //! [`quick_cache`]'s policy when it is full, and read as missing once past their time to
 //! live.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
 use sha2::Digest;
 use tokio::time::Instant;
 
@@ -58,10 +64,13 @@ impl quick_cache::Weighter<Key, Arc<Cached>> for Bytesize {
     }
 }
 
-/// Answers kept for a time, by [`Key`].
+/// Answers kept for a time, by [`Key`]; clones share the answers.
+#[derive(Clone)]
 pub(crate) struct AnswerCache {
-    entries: quick_cache::sync::Cache<Key, Arc<Cached>, Bytesize>,
+    entries: Arc<quick_cache::sync::Cache<Key, Arc<Cached>, Bytesize>>,
     ttl: Duration,
+    /// The most one stream's events may weigh to be kept.
+    largest: usize,
 }
 
 impl std::fmt::Debug for AnswerCache {
@@ -112,8 +121,11 @@ impl AnswerCache {
         // quick_cache wants an estimate of the number of items: answers of about 2 KB.
         let items = usize::try_from(bytes / 2048).unwrap_or(usize::MAX).max(16);
         Self {
-            entries: quick_cache::sync::Cache::with_weighter(items, bytes, Bytesize),
+            entries: Arc::new(quick_cache::sync::Cache::with_weighter(
+                items, bytes, Bytesize,
+            )),
             ttl,
+            largest: usize::try_from(bytes / 8).unwrap_or(usize::MAX),
         }
     }
 
@@ -150,6 +162,76 @@ impl AnswerCache {
     /// Keeps `cached` under `key`.
     pub(crate) fn put(&self, key: Key, cached: Cached) {
         self.entries.insert(key, Arc::new(cached));
+    }
+}
+
+pin_project! {
+    /// A stream's body that keeps its events as they pass, and puts them in the cache when
+    /// the stream ends well (its last frame read, no error). An error (a cut, a stall, an
+    /// error event: the classifier's `StreamError`), a stream past the cache's share for
+    /// one answer, or a drop before the end keeps nothing.
+    pub(crate) struct Keeping<B> {
+        #[pin]
+        body: B,
+        kept: Option<(AnswerCache, Key, Cached, BytesMut)>,
+    }
+}
+
+impl<B> Keeping<B> {
+    /// Wraps `body`, to be kept under `key` with `answer`'s status, headers and target.
+    pub(crate) fn new(body: B, cache: AnswerCache, key: Key, answer: Cached) -> Self {
+        Self {
+            body,
+            kept: Some((cache, key, answer, BytesMut::new())),
+        }
+    }
+}
+
+impl<B> Body for Keeping<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some((cache, .., events)), Some(data)) =
+                    (this.kept.as_mut(), frame.data_ref())
+                {
+                    if events.len() + data.len() > cache.largest {
+                        *this.kept = None;
+                    } else {
+                        events.extend_from_slice(data);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => *this.kept = None,
+            Poll::Ready(None) => {
+                if let Some((cache, key, mut answer, events)) = this.kept.take() {
+                    answer.body = events.freeze();
+                    answer.kept = Instant::now();
+                    cache.put(key, answer);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        // Its end must be read (`None`) for the stream to be kept.
+        false
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -235,5 +317,58 @@ mod tests {
             cache.entries.weight()
         );
         assert!(cache.entries.len() < 100, "{}", cache.entries.len());
+    }
+
+    /// The events of a stream that ends well are kept, whole; a stream that fails, one
+    /// past the share one answer may take, and one its caller left are not.
+    #[tokio::test]
+    async fn a_stream_is_kept_only_once_it_has_ended_well() {
+        use http_body_util::BodyExt;
+        type Frames = Vec<Result<Frame<Bytes>, &'static str>>;
+        let body = |frames: Frames| http_body_util::StreamBody::new(futures::stream::iter(frames));
+        let events = || -> Frames {
+            vec![
+                Ok(Frame::data(Bytes::from_static(b"data: 1\n\n"))),
+                Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))),
+            ]
+        };
+        let cache = AnswerCache::new(Duration::from_secs(60), 1 << 20);
+        let keeping = |frames: Frames, key: u8| {
+            Keeping::new(
+                body(frames),
+                cache.clone(),
+                [key; 32],
+                answer("", Instant::now()),
+            )
+        };
+
+        let read = keeping(events(), 1).collect().await.unwrap().to_bytes();
+        assert_eq!(&read[..], b"data: 1\n\ndata: [DONE]\n\n");
+        let kept = cache.get(&[1; 32], Instant::now()).unwrap();
+        assert_eq!(kept.body, read, "the events as they came");
+
+        let mut failed = events();
+        failed[1] = Err("cut");
+        assert!(keeping(failed, 2).collect().await.is_err());
+        assert!(cache.get(&[2; 32], Instant::now()).is_none());
+
+        let mut left = keeping(events(), 3);
+        let first = left.frame().await.unwrap().unwrap();
+        assert_eq!(first.data_ref().map(|d| &d[..]), Some(&b"data: 1\n\n"[..]));
+        drop(left);
+        assert!(cache.get(&[3; 32], Instant::now()).is_none());
+
+        let small = AnswerCache::new(Duration::from_secs(60), 64);
+        let large = Keeping::new(
+            body(events()),
+            small.clone(),
+            [4; 32],
+            answer("", Instant::now()),
+        );
+        let _ = large.collect().await.unwrap();
+        assert!(
+            small.get(&[4; 32], Instant::now()).is_none(),
+            "past 64 / 8 bytes"
+        );
     }
 }

@@ -1441,10 +1441,10 @@ async fn the_responses_api_is_served_by_an_anthropic_provider() {
 }
 
 /// With `BALLAST_CACHE_TTL`, a call asked again word for word by the same client key is
-/// answered from the cache: the same status and body, `x-ballast-cache: hit`, no provider
-/// call, nothing spent. Another client key, another body, a stream, `Cache-Control:
-/// no-cache` (which keeps the fresh answer) and `no-store` reach the provider; a failure is
-/// not kept. The budget equals the provider's bill.
+/// answered from the cache: the same status and body (a stream's events as they came),
+/// `x-ballast-cache: hit`, no provider call, nothing spent. Another client key, another
+/// body, `Cache-Control: no-cache` (which keeps the fresh answer) and `no-store` reach the
+/// provider; a failure, and a stream its caller left, are not kept. Hits spend nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_asked_again_is_answered_from_the_cache() {
     let sim = simulator(KEY);
@@ -1533,24 +1533,43 @@ async fn a_call_asked_again_is_answered_from_the_cache() {
     assert_eq!(seen, (http::StatusCode::OK, None, Some("1".to_owned())));
     assert_eq!(sim.ledger().len(), 5);
 
-    // A stream is never kept.
-    let streamed = HI.replace("{\"model\"", "{\"stream\":true,\"model\"");
-    for _ in 0..2 {
-        let (seen, ..) = send(ask(a, &streamed, None)).await;
-        assert_eq!(seen, (http::StatusCode::OK, None, None));
-    }
-    assert_eq!(sim.ledger().len(), 7);
+    // Hits spent nothing: the budget is the provider's bill.
+    let spent = || async {
+        let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+        budget["budget"]["spent_usd"].as_f64().unwrap()
+    };
+    assert_eq!(spent().await, sim.ledger().billed_usd());
 
-    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    // A stream is kept once it has ended well, and answered again whole; one its caller
+    // left after its first frame is not kept.
+    let streamed = HI.replace("{\"model\"", "{\"stream\":true,\"model\"");
+    let left = HI
+        .replace("\"hi\"", "\"bye\"")
+        .replace("{\"model\"", "{\"stream\":true,\"model\"");
+    let answer = gateway.router().oneshot(ask(a, &left, None)).await.unwrap();
+    let mut body = answer.into_body();
+    let _first = body.frame().await.unwrap().unwrap();
+    drop(body);
+    let (seen, _, _, events) = send(ask(a, &streamed, None)).await;
+    assert_eq!(seen, (http::StatusCode::OK, Some("miss".to_owned()), None));
+    assert!(events.ends_with(b"data: [DONE]\n\n"));
+    let (seen, _, _, again) = send(ask(a, &streamed, None)).await;
+    assert_eq!(seen, hit);
+    assert_eq!(again, events, "the events as they came");
+    let (seen, ..) = send(ask(a, &left, None)).await;
     assert_eq!(
-        budget["budget"]["spent_usd"].as_f64(),
-        Some(sim.ledger().billed_usd())
+        seen.1.as_deref(),
+        Some("miss"),
+        "the stream left was not kept"
     );
+    assert_eq!(sim.ledger().len(), 8);
+    // The stream left is charged its worst case: never less than the provider billed.
+    assert!(spent().await >= sim.ledger().billed_usd());
 
     // A failure is not kept: asked again, the provider is asked again (a request the
     // provider refuses, 400, which nothing retries).
     let unnamed = r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":20}"#;
-    for calls in [8, 9] {
+    for calls in [9, 10] {
         let (seen, ..) = send(ask(a, unnamed, None)).await;
         assert_eq!(seen.0, 400);
         assert_eq!(seen.1, None);
