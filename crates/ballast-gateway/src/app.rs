@@ -23,6 +23,7 @@ use tower::util::BoxCloneSyncService;
 use crate::body::DeadlineBody;
 use crate::cache::{AnswerCache, Asked, Cached, Keeping};
 use crate::config::{AdminToken, GatewayConfig, ThrottleSetting};
+use crate::count_tokens::Counter;
 use crate::headers::{is_allowed_header, keep_allowed_headers};
 use crate::rate::KeyRate;
 
@@ -81,6 +82,8 @@ pub(crate) struct App {
     pub(crate) scopes: Vec<(BudgetScope, Option<ballast::cost::Usd>)>,
     /// The answer cache, when `BALLAST_CACHE_TTL` asks for one.
     cache: Option<AnswerCache>,
+    /// Where token counts go: the first Anthropic target of the provider's chain.
+    counter: Option<Counter>,
 }
 
 /// The gateway: an OpenAI-compatible front over a Ballast stack, or over a fallback chain
@@ -88,7 +91,8 @@ pub(crate) struct App {
 ///
 /// Routes: `POST /v1/chat/completions` and `POST /v1/responses` (streamed or not),
 /// `POST /v1/messages` (Anthropic's Messages API: as it is to Anthropic targets, translated
-/// to OpenAI-compatible ones that name their model),
+/// to OpenAI-compatible ones that name their model), `POST /v1/messages/count_tokens`
+/// (Anthropic's token count, from the first Anthropic target),
 /// `GET /v1/models` (the configured
 /// targets' models), `GET /healthz` (liveness), `GET /readyz` (readiness: 503 only when no
 /// target can serve or the budget is spent), `GET /metrics` (Prometheus, when a handle is
@@ -217,6 +221,10 @@ impl Gateway {
             cache: config
                 .cache_ttl
                 .map(|ttl| AnswerCache::new(ttl, config.cache_bytes)),
+            counter: Counter::first_anthropic(
+                std::iter::once(&config.provider)
+                    .chain(config.fallbacks.iter().map(|fallback| &fallback.config)),
+            )?,
             admin_token: config.admin_token.clone(),
             client_keys: HashMap::new(),
             scopes: Vec::new(),
@@ -277,6 +285,7 @@ impl Gateway {
             .route("/v1/chat/completions", post(chat_completions))
             .route("/v1/responses", post(responses))
             .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
@@ -397,7 +406,7 @@ const NO_MESSAGES_TARGET: &str = "No target of this gateway takes Anthropic's Me
 
 /// The Anthropic headers a Messages call takes from its caller: the API version (required:
 /// Anthropic's own default when the caller sent none) and the beta features asked for.
-fn anthropic_headers(from: &http::HeaderMap, to: &mut http::HeaderMap) {
+pub(crate) fn anthropic_headers(from: &http::HeaderMap, to: &mut http::HeaderMap) {
     const VERSION: http::HeaderName = http::HeaderName::from_static("anthropic-version");
     const BETA: http::HeaderName = http::HeaderName::from_static("anthropic-beta");
     let version = from
@@ -460,29 +469,9 @@ async fn forward(
     let body = if app.routes.is_empty() && cache.is_none() {
         body
     } else {
-        let read = http_body_util::Limited::new(
-            DeadlineBody::new(body, deadline, Arc::clone(&timed_out)),
-            ROUTED_BODY_LIMIT,
-        );
-        let bytes = match http_body_util::BodyExt::collect(read).await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) if timed_out.load(Ordering::Acquire) => {
-                return body_timed_out(app, dialect);
-            }
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                return refuse(
-                    http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "bad_request",
-                    "The request is too large.",
-                );
-            }
-            Err(_) => {
-                return refuse(
-                    http::StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "The request body could not be read.",
-                );
-            }
+        let bytes = match read_whole(app, body, deadline, &timed_out, dialect).await {
+            Ok(bytes) => bytes,
+            Err(answer) => return answer,
         };
         if !app.routes.is_empty()
             && let Some((route, speaks)) =
@@ -608,6 +597,66 @@ async fn forward(
     };
     report(answer.headers_mut(), target, whole.then_some(&tally));
     answer
+}
+
+/// `body` read whole, due by `deadline` (raising `timed_out` past it) and under the
+/// stack's size cap; or the answer for a body that could not be: 408, 413 or 400 in
+/// `dialect`'s error shape.
+async fn read_whole(
+    app: &App,
+    body: Body,
+    deadline: tokio::time::Instant,
+    timed_out: &Arc<AtomicBool>,
+    dialect: Dialect,
+) -> Result<bytes::Bytes, Response> {
+    let refuse = |status: http::StatusCode, message: &str| -> Response {
+        error_answer(dialect, status, "bad_request", Some("bad_request"), message).map(Body::from)
+    };
+    let read = http_body_util::Limited::new(
+        DeadlineBody::new(body, deadline, Arc::clone(timed_out)),
+        ROUTED_BODY_LIMIT,
+    );
+    match http_body_util::BodyExt::collect(read).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) if timed_out.load(Ordering::Acquire) => Err(body_timed_out(app, dialect)),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(refuse(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            "The request is too large.",
+        )),
+        Err(_) => Err(refuse(
+            http::StatusCode::BAD_REQUEST,
+            "The request body could not be read.",
+        )),
+    }
+}
+
+/// `POST /v1/messages/count_tokens`: Anthropic's token count, from the first Anthropic
+/// target (see [`count_tokens`](crate::count_tokens)); 404 in Anthropic's shape without
+/// one. A client key is checked as for any call, but a count takes nothing of its share.
+async fn count_tokens(
+    State(app): State<Arc<App>>,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Response {
+    let refuse = |status: http::StatusCode, kind: &str, message: &str| -> Response {
+        error_answer(Dialect::Messages, status, kind, Some(kind), message).map(Body::from)
+    };
+    if let Err(message) = caller(&app, &headers) {
+        return refuse(http::StatusCode::UNAUTHORIZED, "invalid_api_key", message);
+    }
+    let Some(counter) = &app.counter else {
+        return refuse(
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            "No target of this gateway counts tokens: add an anthropic target (BALLAST_PROVIDER=anthropic, or anthropic in BALLAST_FALLBACKS); without one, count with your own estimate.",
+        );
+    };
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let deadline = tokio::time::Instant::now() + app.body_timeout;
+    match read_whole(&app, body, deadline, &timed_out, Dialect::Messages).await {
+        Ok(bytes) => counter.count(&headers, bytes).await,
+        Err(answer) => answer,
+    }
 }
 
 /// The gateway's own answer headers: `x-ballast-target`, the target that answered (or

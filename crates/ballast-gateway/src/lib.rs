@@ -40,6 +40,7 @@ mod app;
 mod body;
 mod cache;
 mod config;
+mod count_tokens;
 mod headers;
 #[cfg(feature = "otel")]
 mod otel;

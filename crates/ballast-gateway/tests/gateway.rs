@@ -1576,3 +1576,57 @@ async fn a_call_asked_again_is_answered_from_the_cache() {
         assert_eq!(sim.ledger().len(), calls);
     }
 }
+
+/// Claude Code's token counts (`POST /v1/messages/count_tokens?beta=true`) go to the
+/// Anthropic target as they are, with the gateway's key, and its count comes back: free,
+/// so nothing in the provider's ledger and nothing spent; a count the provider refuses
+/// comes back in Anthropic's shape with its message. A gateway without an Anthropic
+/// target answers 404, on which the client counts with its own estimate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_counts_go_to_the_anthropic_target() {
+    let key = "sk-ant-gateway-test-key";
+    let sim = anthropic(key, false);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("BALLAST_PROVIDER", "anthropic"),
+        ("ANTHROPIC_API_KEY", key),
+        ("ANTHROPIC_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let count = |body: &str| {
+        http::Request::post("/v1/messages/count_tokens?beta=true")
+            .header("content-type", "application/json")
+            .header("x-api-key", "the-callers-key-the-gateway-drops")
+            .header("anthropic-version", "2023-06-01")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let body =
+        r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"How many?"}]}"#;
+    let (status, answer) = call(&gateway, count(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        serde_json::json!({"input_tokens": body.len().div_ceil(4)})
+    );
+    let (status, answer) = call(&gateway, count(r#"{"model":"claude-sonnet-4-5"}"#)).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer,
+        serde_json::json!({"type": "error", "error": {
+            "type": "invalid_request_error", "message": "messages: Field required"}})
+    );
+    assert_eq!(sim.ledger().len(), 0, "counts are free: not billed");
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(budget["budget"]["spent_usd"].as_f64(), Some(0.0));
+
+    let xai = GatewayConfig::from_settings(&settings(&[("XAI_API_KEY", KEY)])).unwrap();
+    let gateway = Gateway::new(&xai, None).unwrap();
+    let (status, answer) = call(&gateway, count(body)).await;
+    assert_eq!(status, 404);
+    assert_eq!(answer["type"], "error");
+    assert_eq!(answer["error"]["type"], "not_found_error");
+}

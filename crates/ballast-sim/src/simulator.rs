@@ -214,6 +214,9 @@ impl Simulator {
     /// and marks the answer delivered. If the future is dropped first, the ledger shows the
     /// request as not delivered (and still billed, as a real provider would).
     pub async fn respond(&self, request: Request<Bytes>) -> Response<Full<Bytes>> {
+        if let Some(count) = self.count_tokens(&request) {
+            return count;
+        }
         let plan = self.planned(request).await;
         if let Some(stream) = plan.stream {
             // All its events at once, whole: billed as a whole answer.
@@ -235,6 +238,9 @@ impl Simulator {
     /// of generation, with the scenario's stream faults, and are billed as they go. What
     /// [`streaming`](Self::streaming) and [`SimServer`](crate::SimServer) serve.
     pub async fn respond_events(&self, request: Request<Bytes>) -> Response<SimBody> {
+        if let Some(count) = self.count_tokens(&request) {
+            return count.map(SimBody::from);
+        }
         let plan = self.planned(request).await;
         let Some(stream) = plan.stream else {
             self.mark_delivered(plan.id);
@@ -317,6 +323,46 @@ impl Simulator {
         {
             entry.delivered = true;
         }
+    }
+
+    /// Anthropic's token count (`POST /v1/messages/count_tokens`), answered at once: free,
+    /// so not in the ledger, as the real API bills it; the prompt counted as a Messages
+    /// call's is (a token per four bytes of the body), after the same key and version
+    /// checks. `None` for any other request.
+    fn count_tokens(&self, request: &Request<Bytes>) -> Option<Response<Full<Bytes>>> {
+        let scenario = &self.shared.scenario;
+        if scenario.flavor != Flavor::Anthropic
+            || !request.uri().path().ends_with("/messages/count_tokens")
+        {
+            return None;
+        }
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        if let Some(expected) = &scenario.api_key
+            && header("x-api-key") != Some(expected.0.as_str())
+        {
+            return Some(wire::error_response(Flavor::Anthropic, WireError::BadKey));
+        }
+        if header("anthropic-version").is_none() {
+            return Some(wire::error_response(
+                Flavor::Anthropic,
+                WireError::BadRequest("anthropic-version: header is required"),
+            ));
+        }
+        if serde_json::from_slice::<serde_json::Value>(request.body())
+            .ok()
+            .and_then(|json| json.get("messages").cloned())
+            .is_none()
+        {
+            return Some(wire::error_response(
+                Flavor::Anthropic,
+                WireError::BadRequest("messages: Field required"),
+            ));
+        }
+        let tokens = (request.body().len() as u64).div_ceil(4);
+        Some(json_response(
+            200,
+            Bytes::from(format!(r#"{{"input_tokens":{tokens}}}"#)),
+        ))
     }
 
     /// Decides everything about one request, synchronously, and records it.
