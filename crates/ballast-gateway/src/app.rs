@@ -14,7 +14,7 @@ use ballast::budget::{BudgetLayer, BudgetScope, MemoryStore};
 use ballast::classify::{BoxError, ClassifiedBody, Dialect, Outcome, OutcomeClass, ProviderError};
 use ballast::cost::{CostTally, HealthMonitor};
 use ballast::route::{Api, Served};
-use ballast::{Fallback, InBandErrors, Preset, RouteBuilder, StackBuilder, error_answer};
+use ballast::{Fallback, InBandErrors, RouteBuilder, StackBuilder, error_answer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower::ServiceExt;
@@ -130,8 +130,8 @@ impl Gateway {
             format!("{}/responses", base.trim_end_matches('/')).parse()?;
         let messages_uri: http::Uri = format!("{}/messages", base.trim_end_matches('/')).parse()?;
         // The primary is asked for the caller's model: it takes Messages only as Anthropic.
-        let speaks_messages =
-            primary.preset == Preset::Anthropic || config.fallbacks.iter().any(takes_messages);
+        let speaks_messages = primary.preset.api().may_serve(Dialect::Messages, false)
+            || config.fallbacks.iter().any(takes_messages);
         // One stack when the primary speaks chat and nothing comes after it; otherwise a
         // route (fallbacks, or a primary whose API the caller's chat is translated to).
         let (upstream, targets, budget, health) =
@@ -306,15 +306,14 @@ impl Gateway {
     }
 }
 
-/// Whether a route's target may take a Messages call: an Anthropic target as it is, an
-/// OpenAI-compatible one naming its model translated (a Claude model's name means nothing
-/// to it). Gemini targets take chat only.
+/// Whether a route's target may take a Messages call, by the route's own rule
+/// ([`Api::may_serve`]), decided here before any target exists to ask.
 fn takes_messages(target: &ballast::FallbackConfig) -> bool {
-    match target.config.preset.api() {
-        Api::Anthropic => true,
-        Api::OpenAi => target.model.is_some(),
-        _ => false,
-    }
+    target
+        .config
+        .preset
+        .api()
+        .may_serve(Dialect::Messages, target.model.is_some())
 }
 
 /// `builder` with each client key's scope given its daily budget through `scope_budget`:

@@ -113,12 +113,9 @@ impl<R> Target<R> {
     /// refuse what the subset lacks, e.g. images).
     pub(crate) fn may_take(&self, request: &http::Request<RequestBody>) -> bool {
         let dialect = RequestFacts::of(request).dialect();
+        // A translation needs its way back.
         self.api.takes(dialect)
-            || (self.back.is_some()
-                && match self.api {
-                    Api::OpenAi => dialect == Dialect::Messages && self.model.is_some(),
-                    _ => matches!(dialect, Dialect::Chat | Dialect::Responses),
-                })
+            || (self.back.is_some() && self.api.may_serve(dialect, self.model.is_some()))
     }
 
     /// `request` addressed to this target: its base URL (the path after the caller's

@@ -55,6 +55,28 @@ impl Api {
             Self::Gemini => dialect == Dialect::Gemini,
         }
     }
+
+    /// Whether a target speaking this API may serve a call in `dialect`, as it is or
+    /// translated: chat and Responses calls for Anthropic and Gemini; Messages calls for an
+    /// OpenAI-compatible target only when it `names_its_model` (a Claude model's name means
+    /// nothing to it). A translation can still refuse what its subset lacks (images, say).
+    ///
+    /// ```
+    /// use ballast_classify::Dialect;
+    /// use ballast_route::Api;
+    ///
+    /// assert!(Api::Anthropic.may_serve(Dialect::Chat, false));
+    /// assert!(!Api::OpenAi.may_serve(Dialect::Messages, false));
+    /// assert!(Api::OpenAi.may_serve(Dialect::Messages, true));
+    /// assert!(!Api::Gemini.may_serve(Dialect::Messages, true));
+    /// ```
+    pub fn may_serve(self, dialect: Dialect, names_its_model: bool) -> bool {
+        self.takes(dialect)
+            || match self {
+                Self::OpenAi => dialect == Dialect::Messages && names_its_model,
+                _ => matches!(dialect, Dialect::Chat | Dialect::Responses),
+            }
+    }
 }
 
 /// The output cap a chat request without one is sent to Anthropic with: Messages requires
