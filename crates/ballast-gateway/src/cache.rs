@@ -15,9 +15,9 @@
 //! seconds since the answer was kept, and `x-ballast-calls: 0`) or `miss`.
 //!
 //! Two identical calls at once both reach the provider: the cache is not a lock. Memory is
-//! bounded (`BALLAST_CACHE_MB`, weighed by the bytes kept); entries are evicted by
-//! [`quick_cache`]'s policy when it is full, and read as missing once past their time to
-//! live.
+//! bounded (`BALLAST_CACHE_MB`, weighed by the bytes kept; a stream is held while it runs
+//! up to [`LARGEST`], past which it is not kept); entries are evicted by [`quick_cache`]'s
+//! policy when it is full, and read as missing once past their time to live.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +29,11 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use sha2::Digest;
 use tokio::time::Instant;
+
+/// The most a stream's events may weigh to be kept (2 MiB: tens of thousands of tokens of
+/// events). Each stream that may be kept holds its events until its end, so this bounds
+/// what the cache holds per connection besides what it keeps.
+pub(crate) const LARGEST: usize = 2 << 20;
 
 /// An answer kept.
 #[derive(Debug)]
@@ -69,7 +74,8 @@ impl quick_cache::Weighter<Key, Arc<Cached>> for Bytesize {
 pub(crate) struct AnswerCache {
     entries: Arc<quick_cache::sync::Cache<Key, Arc<Cached>, Bytesize>>,
     ttl: Duration,
-    /// The most one stream's events may weigh to be kept.
+    /// The most one stream's events may weigh to be kept: [`LARGEST`], or an eighth of the
+    /// cache if less.
     largest: usize,
 }
 
@@ -125,7 +131,7 @@ impl AnswerCache {
                 items, bytes, Bytesize,
             )),
             ttl,
-            largest: usize::try_from(bytes / 8).unwrap_or(usize::MAX),
+            largest: usize::try_from(bytes / 8).map_or(LARGEST, |eighth| eighth.min(LARGEST)),
         }
     }
 
