@@ -91,7 +91,7 @@ pub(crate) struct App {
 ///
 /// Routes: `POST /v1/chat/completions` and `POST /v1/responses` (streamed or not),
 /// `POST /v1/messages` (Anthropic's Messages API: as it is to Anthropic targets, translated
-/// to OpenAI-compatible ones that name their model), `POST /v1/messages/count_tokens`
+/// to OpenAI-compatible and Gemini ones that name their model), `POST /v1/messages/count_tokens`
 /// (Anthropic's token count, from the first Anthropic target),
 /// `GET /v1/models` (the configured
 /// targets' models), `GET /healthz` (liveness), `GET /readyz` (readiness: 503 only when no
@@ -391,7 +391,7 @@ async fn responses(State(app): State<Arc<App>>, headers: http::HeaderMap, body: 
 /// `POST /v1/messages` (Anthropic's Messages API, for Anthropic's SDKs and the tools built
 /// on them): see [`forward`]. The request goes as it is to a target that speaks
 /// Anthropic's API, with the caller's `anthropic-version` (or `2023-06-01`) and
-/// `anthropic-beta`, or translated to an OpenAI-compatible fallback that names its model
+/// `anthropic-beta`, or translated to an OpenAI-compatible or Gemini fallback that names its model
 /// (`openai:gpt-4o-mini`), the answer back as Anthropic's; the route passes the other
 /// targets over. Errors come back in Anthropic's shape. A gateway with no such target
 /// answers 404 at once.

@@ -15,9 +15,9 @@
 //! OpenRouter, any base URL) take the request as it is; a target that
 //! [`speaks`](Target::speaks) Anthropic's or Gemini's [`Api`] gets an OpenAI chat request
 //! translated, and its answer back as a chat completion (a stream as chat chunks); a
-//! caller of Anthropic's Messages API is served by OpenAI-compatible targets the same
-//! way, its answer back as Anthropic's message or events, and a caller of OpenAI's
-//! Responses API by Anthropic and Gemini targets, its answer back as a response.
+//! caller of Anthropic's Messages API is served by OpenAI-compatible and Gemini targets
+//! the same way, its answer back as Anthropic's message or events, and a caller of
+//! OpenAI's Responses API by Anthropic and Gemini targets, its answer back as a response.
 //!
 //! # Example
 //!

@@ -1,6 +1,8 @@
 //! [`Api`]: the API a target speaks, and the translation of OpenAI chat requests (and their
 //! answers) for the targets that speak another; a Responses request goes the same way,
-//! read as chat first ([`from_responses`](crate::from_responses)).
+//! read as chat first ([`from_responses`](crate::from_responses)), and so does a Messages
+//! request for Gemini ([`from_messages`](crate::from_messages) first, its answer back
+//! through chat).
 //!
 //! The translated subset is what chat callers mostly send: system (and developer) messages,
 //! user and assistant text messages (a string or text parts), the output cap
@@ -57,9 +59,10 @@ impl Api {
     }
 
     /// Whether a target speaking this API may serve a call in `dialect`, as it is or
-    /// translated: chat and Responses calls for Anthropic and Gemini; Messages calls for an
-    /// OpenAI-compatible target only when it `names_its_model` (a Claude model's name means
-    /// nothing to it). A translation can still refuse what its subset lacks (images, say).
+    /// translated: chat and Responses calls for every API; Messages calls for Anthropic, and
+    /// for OpenAI-compatible and Gemini targets only when they `name_their_model` (a Claude
+    /// model's name means nothing to them). A translation can still refuse what its subset
+    /// lacks (images, say). Gemini's own dialect goes to Gemini only.
     ///
     /// ```
     /// use ballast_classify::Dialect;
@@ -68,13 +71,15 @@ impl Api {
     /// assert!(Api::Anthropic.may_serve(Dialect::Chat, false));
     /// assert!(!Api::OpenAi.may_serve(Dialect::Messages, false));
     /// assert!(Api::OpenAi.may_serve(Dialect::Messages, true));
-    /// assert!(!Api::Gemini.may_serve(Dialect::Messages, true));
+    /// assert!(Api::Gemini.may_serve(Dialect::Messages, true));
+    /// assert!(!Api::Anthropic.may_serve(Dialect::Gemini, true));
     /// ```
-    pub fn may_serve(self, dialect: Dialect, names_its_model: bool) -> bool {
+    pub fn may_serve(self, dialect: Dialect, name_their_model: bool) -> bool {
         self.takes(dialect)
-            || match self {
-                Self::OpenAi => dialect == Dialect::Messages && names_its_model,
-                _ => matches!(dialect, Dialect::Chat | Dialect::Responses),
+            || match dialect {
+                Dialect::Chat | Dialect::Responses => true,
+                Dialect::Messages => name_their_model,
+                Dialect::Gemini => false,
             }
     }
 }
@@ -128,12 +133,24 @@ pub(crate) fn plan(
             body: crate::from_messages::to_chat(body, model, stream)?,
         });
     }
-    if !matches!(dialect, Dialect::Chat | Dialect::Responses) || api == Api::OpenAi {
+    let gemini_messages = dialect == Dialect::Messages && api == Api::Gemini;
+    if !(matches!(dialect, Dialect::Chat | Dialect::Responses) || gemini_messages)
+        || api == Api::OpenAi
+    {
         return Err(Untranslatable(format!(
             "a {} request is not translated for {api:?}",
             dialect.as_str()
         )));
     }
+    // A Messages request for Gemini is translated to chat first, and from there on.
+    let chat;
+    let body = if gemini_messages {
+        let model = model.ok_or_else(|| Untranslatable("no model to ask for".into()))?;
+        chat = crate::from_messages::to_chat(body, model, false)?;
+        &chat[..]
+    } else {
+        body
+    };
     let request: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|_| Untranslatable("the body is not a JSON object".into()))?;
     // A Responses request is read as the chat request it amounts to.
@@ -532,25 +549,50 @@ pub(crate) fn answer_back<B>(
     model: &str,
     asked_usage: bool,
 ) -> http::Response<ClassifiedBody<B>> {
-    if dialect == Dialect::Messages {
-        return messages_back(response, model);
-    }
-    let responses = dialect == Dialect::Responses;
     if response.body().is_streaming() {
-        if responses {
-            return responses_stream_back(api, response, model);
+        match (dialect, api) {
+            // Chat chunks as Messages events.
+            (Dialect::Messages, Api::OpenAi) => {
+                let mut events = crate::from_messages::Events::new(model);
+                let _ = response
+                    .body_mut()
+                    .rewrite_events(Box::new(move |event, data, out| {
+                        events.on(event, data, out)
+                    }));
+            }
+            (Dialect::Messages, _) => {
+                let writer = crate::from_messages::Events::new(model);
+                stream_through_chat(api, &mut response, model, writer);
+            }
+            (Dialect::Responses, _) => {
+                let writer = crate::from_responses::Events::new(model);
+                stream_through_chat(api, &mut response, model, writer);
+            }
+            _ => {
+                let mut chunks = Chunks::new(api, model, asked_usage);
+                let _ = response
+                    .body_mut()
+                    .rewrite_events(Box::new(move |event, data, out| {
+                        chunks.on(event, data, out)
+                    }));
+            }
         }
-        let mut chunks = Chunks::new(api, model, asked_usage);
-        let _ = response
-            .body_mut()
-            .rewrite_events(Box::new(move |event, data, out| {
-                chunks.on(event, data, out)
-            }));
         return response;
     }
     let Some(bytes) = response.body().bytes() else {
         return response;
     };
+    if dialect == Dialect::Messages && !response.status().is_success() {
+        // Any error body, in Anthropic's shape, with the provider's message (or none).
+        let parsed = ballast_classify::ProviderError::parse(bytes);
+        let message = parsed
+            .as_ref()
+            .and_then(ballast_classify::ProviderError::message)
+            .unwrap_or("The provider refused the request.");
+        let error =
+            ballast_classify::error_body(Dialect::Messages, response.status(), "", None, message);
+        return with_body(response, error);
+    }
     let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
         return response;
     };
@@ -558,13 +600,18 @@ pub(crate) fn answer_back<B>(
         let completion = match api {
             Api::Anthropic => completion_from_messages(&body, model),
             Api::Gemini => completion_from_gemini(&body, model),
+            // An OpenAI-compatible target's answer is a chat completion already.
             Api::OpenAi => None,
         };
-        match completion {
-            Some(completion) if responses => {
+        match dialect {
+            Dialect::Messages => crate::from_messages::message_from_completion(
+                completion.as_ref().unwrap_or(&body),
+                model,
+            ),
+            Dialect::Responses => completion.and_then(|completion| {
                 crate::from_responses::response_from_completion(&completion)
-            }
-            completion => completion,
+            }),
+            _ => completion,
         }
     } else {
         // The Responses API's errors are in chat's shape too.
@@ -586,16 +633,16 @@ fn with_body<B>(
     http::Response::from_parts(parts, ClassifiedBody::buffered(Bytes::from(body)))
 }
 
-/// An Anthropic or Gemini target's stream for a Responses caller: its events as chat
-/// chunks (the usage chunk always: a response reports its usage), those as the Responses
-/// API's events.
-fn responses_stream_back<B>(
+/// An Anthropic or Gemini target's stream for a caller of another API than chat: its
+/// events as chat chunks (the usage chunk always: Responses and Messages report usage),
+/// those written by `writer` as the caller's API's events.
+fn stream_through_chat<B>(
     api: Api,
-    mut response: http::Response<ClassifiedBody<B>>,
+    response: &mut http::Response<ClassifiedBody<B>>,
     model: &str,
-) -> http::Response<ClassifiedBody<B>> {
+    mut writer: impl ChatStreamWriter + Send + Sync + 'static,
+) {
     let mut chunks = Chunks::new(api, model, true);
-    let mut events = crate::from_responses::Events::new(model);
     let mut scratch = bytes::BytesMut::new();
     let _ = response
         .body_mut()
@@ -606,54 +653,10 @@ fn responses_stream_back<B>(
                 if let Some(data) = chunk.strip_prefix(b"data: ")
                     && let Ok(data) = std::str::from_utf8(data)
                 {
-                    events.on("", data, out);
+                    writer.on("", data, out);
                 }
             }
         }));
-    response
-}
-
-/// An OpenAI-compatible target's answer for a Messages caller.
-fn messages_back<B>(
-    mut response: http::Response<ClassifiedBody<B>>,
-    model: &str,
-) -> http::Response<ClassifiedBody<B>> {
-    if response.body().is_streaming() {
-        let mut events = crate::from_messages::Events::new(model);
-        let _ = response
-            .body_mut()
-            .rewrite_events(Box::new(move |event, data, out| {
-                events.on(event, data, out)
-            }));
-        return response;
-    }
-    let Some(bytes) = response.body().bytes() else {
-        return response;
-    };
-    let translated = if response.status().is_success() {
-        serde_json::from_slice::<Value>(bytes)
-            .ok()
-            .and_then(|body| crate::from_messages::message_from_completion(&body, model))
-            .map(|message| message.to_string())
-    } else {
-        // Any error body, in Anthropic's shape, with the provider's message (or none).
-        let parsed = ballast_classify::ProviderError::parse(bytes);
-        let message = parsed
-            .as_ref()
-            .and_then(ballast_classify::ProviderError::message)
-            .unwrap_or("The provider refused the request.");
-        Some(ballast_classify::error_body(
-            Dialect::Messages,
-            response.status(),
-            "",
-            None,
-            message,
-        ))
-    };
-    match translated {
-        Some(translated) => with_body(response, translated),
-        None => response,
-    }
 }
 
 fn completion_from_messages(body: &Value, model: &str) -> Option<Value> {

@@ -143,6 +143,7 @@ proptest! {
             (Api::Anthropic, Dialect::Chat),
             (Api::Gemini, Dialect::Chat),
             (Api::OpenAi, Dialect::Messages),
+            (Api::Gemini, Dialect::Messages),
             (Api::Anthropic, Dialect::Responses),
             (Api::Gemini, Dialect::Responses),
         ] {
@@ -167,6 +168,7 @@ proptest! {
             (Api::Anthropic, Dialect::Chat),
             (Api::Gemini, Dialect::Chat),
             (Api::OpenAi, Dialect::Messages),
+            (Api::Gemini, Dialect::Messages),
             (Api::Anthropic, Dialect::Responses),
             (Api::Gemini, Dialect::Responses),
         ] {

@@ -709,9 +709,9 @@ proptest::proptest! {
     }
 
     /// The same for callers of Anthropic's Messages API: a flaky Anthropic primary, and a
-    /// flaky xAI fallback (a reasoning model half the time) the calls are translated for,
-    /// their chat chunks back as Messages events; half the calls offer a tool, answered by
-    /// streamed tool calls.
+    /// flaky xAI (a reasoning model half the time) or Gemini fallback the calls are
+    /// translated for, their events back as Messages events; half the calls offer a tool,
+    /// answered by streamed tool calls.
     #[test]
     fn abandoned_messages_streams_translated_never_cost_past_the_budget_or_leave_anything_held(
         primary in ballast_sim::strategy::flaky_scenario(),
@@ -719,6 +719,10 @@ proptest::proptest! {
         faults in (ballast_sim::strategy::stream_faults(), ballast_sim::strategy::stream_faults()),
         budget_micros in 100u64..3_000,
         calls in proptest::collection::vec((0u64..30_000, 1u64..400, leave()), 1..60),
+        flavor in proptest::sample::select(vec![
+            ballast_sim::Flavor::XAi,
+            ballast_sim::Flavor::Gemini,
+        ]),
     ) {
         use ballast_sim::Flavor;
         let primary = Scenario {
@@ -728,9 +732,9 @@ proptest::proptest! {
             ..primary
         };
         let fallback = Scenario {
-            flavor: Flavor::XAi,
+            flavor,
             stream_faults: faults.1,
-            price: common::fallback_model(Flavor::XAi).1,
+            price: common::fallback_model(flavor).1,
             ..fallback
         };
         let budget = Usd::from_picos(budget_micros * 1_000_000);

@@ -185,12 +185,7 @@ where
         },
     );
     let mut second = config.clone();
-    second.preset = match flavor {
-        ballast_sim::Flavor::Anthropic => ballast::Preset::Anthropic,
-        ballast_sim::Flavor::Gemini => ballast::Preset::Gemini,
-        ballast_sim::Flavor::OpenAi => ballast::Preset::OpenAi,
-        _ => ballast::Preset::XAi,
-    };
+    second.preset = preset_of(flavor);
     second.base_url = match flavor {
         ballast_sim::Flavor::Gemini => "http://fallback.invalid/v1beta",
         _ => "http://fallback.invalid/v1",
@@ -200,6 +195,16 @@ where
     let model = fallback_model(flavor).0;
     let route = ballast::RouteBuilder::new(config).fallback(second, Some(model));
     (client, route)
+}
+
+/// The preset of the provider whose API `flavor` is.
+pub(crate) fn preset_of(flavor: ballast_sim::Flavor) -> ballast::Preset {
+    match flavor {
+        ballast_sim::Flavor::Anthropic => ballast::Preset::Anthropic,
+        ballast_sim::Flavor::Gemini => ballast::Preset::Gemini,
+        ballast_sim::Flavor::OpenAi => ballast::Preset::OpenAi,
+        _ => ballast::Preset::XAi,
+    }
 }
 
 /// Job `i` of a property test's run: a chat completion whose cap varies with `i` (50 to
