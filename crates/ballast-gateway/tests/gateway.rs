@@ -1052,6 +1052,24 @@ async fn a_wrong_method_is_answered_405_in_openai_shape() {
 
 /// A simulated Anthropic API that wants `key`, its clock 600 times faster, with `outage`,
 /// billing Claude Sonnet 4.5's price ($3 / $0.30 / $15 per million).
+/// A gateway whose provider is a healthy simulated Anthropic on loopback (the key
+/// `sk-ant-gateway-test-key`, the admin token [`ADMIN`]); the server lives as long as its
+/// handle.
+async fn anthropic_gateway() -> (ballast_sim::Simulator, SimServer, Gateway) {
+    let key = "sk-ant-gateway-test-key";
+    let sim = anthropic(key, false);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("BALLAST_PROVIDER", "anthropic"),
+        ("ANTHROPIC_API_KEY", key),
+        ("ANTHROPIC_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    (sim, server, Gateway::new(&config, None).unwrap())
+}
+
 fn anthropic(key: &str, outage: bool) -> ballast_sim::Simulator {
     let outages = if outage {
         vec![ballast_sim::Outage {
@@ -1102,18 +1120,7 @@ fn claude_hi() -> Value {
 /// the provider's message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_messages_are_served_as_they_are() {
-    let key = "sk-ant-gateway-test-key";
-    let sim = anthropic(key, false);
-    let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1", server.url());
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("BALLAST_PROVIDER", "anthropic"),
-        ("ANTHROPIC_API_KEY", key),
-        ("ANTHROPIC_BASE_URL", &base),
-        ("BALLAST_ADMIN_TOKEN", ADMIN),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
+    let (sim, _server, gateway) = anthropic_gateway().await;
 
     let answer = gateway
         .router()
@@ -1389,18 +1396,7 @@ async fn messages_fail_over_to_an_openai_compatible_target_translated() {
 /// and answered as a response, streamed or not; the budget equals the bill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_responses_api_is_served_by_an_anthropic_provider() {
-    let key = "sk-ant-gateway-test-key";
-    let sim = anthropic(key, false);
-    let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1", server.url());
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("BALLAST_PROVIDER", "anthropic"),
-        ("ANTHROPIC_API_KEY", key),
-        ("ANTHROPIC_BASE_URL", &base),
-        ("BALLAST_ADMIN_TOKEN", ADMIN),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
+    let (sim, _server, gateway) = anthropic_gateway().await;
     let request = |stream: bool| {
         http::Request::post("/v1/responses")
             .header("content-type", "application/json")
@@ -1584,18 +1580,7 @@ async fn a_call_asked_again_is_answered_from_the_cache() {
 /// target answers 404, on which the client counts with its own estimate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_counts_go_to_the_anthropic_target() {
-    let key = "sk-ant-gateway-test-key";
-    let sim = anthropic(key, false);
-    let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1", server.url());
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("BALLAST_PROVIDER", "anthropic"),
-        ("ANTHROPIC_API_KEY", key),
-        ("ANTHROPIC_BASE_URL", &base),
-        ("BALLAST_ADMIN_TOKEN", ADMIN),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
+    let (sim, _server, gateway) = anthropic_gateway().await;
     let count = |body: &str| {
         http::Request::post("/v1/messages/count_tokens?beta=true")
             .header("content-type", "application/json")
