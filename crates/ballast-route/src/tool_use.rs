@@ -8,6 +8,7 @@
 //! | `parallel_tool_calls: false` | `tool_choice.disable_parallel_tool_use: true` |
 //! | assistant `tool_calls[] {id, function {name, arguments}}` (arguments a JSON string) | assistant `tool_use` blocks `{id, name, input}` (input an object) |
 //! | `tool` messages `{tool_call_id, content}` | `tool_result` blocks `{tool_use_id, content}` in the next user message |
+//! | a tool's or a result part's `cache_control` (LiteLLM's and Portkey's extension) | the tool's or `tool_result`'s `cache_control` |
 //!
 //! What has no counterpart is not translated (the target is passed over): chat's other tool
 //! types (`custom`), Anthropic's server tools (web search, code execution, computer use:
@@ -40,6 +41,10 @@ pub(crate) fn to_anthropic_tools(tools: &[Value]) -> Result<Vec<Value>, Untransl
             });
             if let Some(description) = function.get("description").filter(|d| d.is_string()) {
                 out["description"] = description.clone();
+            }
+            // A prompt-caching breakpoint on the tool, as LiteLLM's chat API takes it.
+            if let Some(mark) = tool.get("cache_control").filter(|m| m.is_object()) {
+                out["cache_control"] = mark.clone();
             }
             Ok(out)
         })

@@ -191,7 +191,8 @@ pub(crate) fn plan(
 
 /// The translated subset of a chat request.
 struct Chat<'a> {
-    system: Vec<&'a str>,
+    /// The system texts, each with the prompt-caching breakpoint a caller marked it with.
+    system: Vec<(&'a str, Option<&'a Value>)>,
     turns: Vec<Turn<'a>>,
     max_tokens: Option<u64>,
     temperature: Option<f64>,
@@ -205,13 +206,14 @@ struct Chat<'a> {
 
 /// One turn of a chat conversation.
 enum Turn<'a> {
-    /// `user` or `assistant` text.
-    Text(&'a str, String),
+    /// `user` or `assistant` text, and its parts as Anthropic text blocks when a caller
+    /// marked any with a prompt-caching breakpoint (see [`Content`]).
+    Text(&'a str, String, Option<Vec<Value>>),
     /// An assistant's tool calls (as `tool_use` blocks), after its text (maybe empty), and
     /// each call's thought signature (Gemini's, see [`gemini_tools`](crate::gemini_tools)).
     Calls(String, Vec<Value>, Vec<Option<&'a str>>),
-    /// A tool's result: the call's id, the text.
-    Result(&'a str, String),
+    /// A tool's result: the call's id, the text, a prompt-caching breakpoint.
+    Result(&'a str, String, Option<&'a Value>),
 }
 
 /// Fields whose meaning a translation would lose: such a request is not translated.
@@ -301,44 +303,36 @@ impl<'a> Chat<'a> {
             }
             match role {
                 "system" | "developer" => match message.get("content") {
-                    Some(Value::String(text)) => chat.system.push(text),
+                    Some(Value::String(text)) => chat.system.push((text, None)),
                     Some(Value::Array(parts)) => {
                         for part in parts {
-                            chat.system.push(text_part(part)?);
+                            chat.system.push((text_part(part)?, breakpoint(part)));
                         }
                     }
                     _ => return refuse("a system message without text"),
                 },
                 "user" | "assistant" => {
-                    let text = match message.get("content") {
-                        Some(Value::String(text)) => text.clone(),
-                        Some(Value::Array(parts)) => parts
-                            .iter()
-                            .map(text_part)
-                            .collect::<Result<Vec<_>, _>>()?
-                            .concat(),
-                        _ => return refuse("a message without text"),
+                    let Some(content) = message.get("content").filter(|c| !c.is_null()) else {
+                        return refuse("a message without text");
                     };
+                    let content = Content::read(content)?;
                     // Both APIs refuse an empty text (chat takes one, say an earlier
                     // empty answer); it says nothing, so it is left out.
-                    if !text.is_empty() {
-                        chat.turns.push(Turn::Text(role, text));
+                    if !content.text.is_empty() {
+                        let marked = content.marked_blocks();
+                        chat.turns.push(Turn::Text(role, content.text, marked));
                     }
                 }
                 "tool" => {
                     let Some(id) = message.get("tool_call_id").and_then(Value::as_str) else {
                         return refuse("a tool message without its call's id");
                     };
-                    let text = match message.get("content") {
-                        Some(Value::String(text)) => text.clone(),
-                        Some(Value::Array(parts)) => parts
-                            .iter()
-                            .map(text_part)
-                            .collect::<Result<Vec<_>, _>>()?
-                            .concat(),
-                        _ => String::new(),
+                    let content = match message.get("content").filter(|c| !c.is_null()) {
+                        Some(content) => Content::read(content)?,
+                        None => Content::default(),
                     };
-                    chat.turns.push(Turn::Result(id, text));
+                    let mark = content.parts.iter().rev().find_map(|(_, mark)| *mark);
+                    chat.turns.push(Turn::Result(id, content.text, mark));
                 }
                 _ => {
                     return refuse("a message of role other than system, user, assistant or tool");
@@ -364,13 +358,19 @@ impl<'a> Chat<'a> {
         let mut results_open = false;
         for turn in &self.turns {
             match turn {
-                Turn::Text(role, text) => {
+                Turn::Text(role, text, marked) => {
+                    let mut blocks = match marked {
+                        Some(blocks) => blocks.clone(),
+                        None => vec![json!({"type": "text", "text": text})],
+                    };
                     if *role == "user"
                         && results_open
-                        && let Some(Value::Array(blocks)) =
+                        && let Some(Value::Array(open)) =
                             out.last_mut().and_then(|m| m.get_mut("content"))
                     {
-                        blocks.push(json!({"type": "text", "text": text}));
+                        open.append(&mut blocks);
+                    } else if marked.is_some() {
+                        out.push(json!({"role": role, "content": blocks}));
                     } else {
                         out.push(json!({"role": role, "content": text}));
                     }
@@ -385,10 +385,13 @@ impl<'a> Chat<'a> {
                     out.push(json!({"role": "assistant", "content": blocks}));
                     results_open = false;
                 }
-                Turn::Result(id, text) => {
+                Turn::Result(id, text, mark) => {
                     let mut block = json!({"type": "tool_result", "tool_use_id": id});
                     if !text.is_empty() {
                         block["content"] = json!(text);
+                    }
+                    if let Some(mark) = mark {
+                        block["cache_control"] = (*mark).clone();
                     }
                     match out.last_mut().and_then(|m| m.get_mut("content")) {
                         Some(Value::Array(blocks)) if results_open => blocks.push(block),
@@ -399,6 +402,12 @@ impl<'a> Chat<'a> {
             }
         }
         out
+    }
+
+    /// The system texts joined.
+    fn system_text(&self) -> String {
+        let texts: Vec<&str> = self.system.iter().map(|(text, _)| *text).collect();
+        texts.join("\n\n")
     }
 
     /// As an Anthropic Messages request. Temperature is Anthropic's 0 to 1 (OpenAI's 0 to
@@ -415,8 +424,16 @@ impl<'a> Chat<'a> {
             out["tool_choice"] = choice.clone();
         }
         out["max_tokens"] = json!(self.max_tokens.unwrap_or(ANTHROPIC_MAX_TOKENS));
-        if !self.system.is_empty() {
-            out["system"] = json!(self.system.join("\n\n"));
+        if self.system.iter().any(|(_, mark)| mark.is_some()) {
+            // Text blocks, each with the breakpoint it was marked with.
+            let blocks: Vec<Value> = self
+                .system
+                .iter()
+                .map(|(text, mark)| text_block(text, *mark))
+                .collect();
+            out["system"] = Value::Array(blocks);
+        } else if !self.system.is_empty() {
+            out["system"] = json!(self.system_text());
         }
         match (self.temperature, self.top_p) {
             (Some(t), _) => out["temperature"] = json!(t.clamp(0.0, 1.0)),
@@ -442,11 +459,11 @@ impl<'a> Chat<'a> {
         let mut results_open = false;
         for (at, turn) in self.turns.iter().enumerate() {
             match turn {
-                Turn::Text("user", text) if results_open => {
+                Turn::Text("user", text, _) if results_open => {
                     push_part(&mut out, json!({ "text": text }));
                     results_open = false;
                 }
-                Turn::Text(role, text) => {
+                Turn::Text(role, text, _) => {
                     let role = if *role == "assistant" {
                         "model"
                     } else {
@@ -460,7 +477,7 @@ impl<'a> Chat<'a> {
                     out.push(json!({"role": "model", "parts": parts}));
                     results_open = false;
                 }
-                Turn::Result(id, text) => {
+                Turn::Result(id, text, _) => {
                     let earlier = self.turns[..at].iter().flat_map(|turn| match turn {
                         Turn::Calls(_, uses, _) => uses.as_slice(),
                         _ => &[],
@@ -506,7 +523,7 @@ impl<'a> Chat<'a> {
             out["toolConfig"] = tool_config;
         }
         if !self.system.is_empty() {
-            out["systemInstruction"] = json!({"parts": [{"text": self.system.join("\n\n")}]});
+            out["systemInstruction"] = json!({"parts": [{"text": self.system_text()}]});
         }
         if !config.is_empty() {
             out["generationConfig"] = Value::Object(config);
@@ -520,6 +537,62 @@ fn push_part(contents: &mut [Value], part: Value) {
     if let Some(Value::Array(parts)) = contents.last_mut().and_then(|c| c.get_mut("parts")) {
         parts.push(part);
     }
+}
+
+/// A message's content: its text parts, each with the prompt-caching breakpoint
+/// (`cache_control`) a caller marked it with, as LiteLLM's and Portkey's chat APIs take it
+/// for Anthropic models; and the parts joined.
+#[derive(Default)]
+struct Content<'a> {
+    parts: Vec<(&'a str, Option<&'a Value>)>,
+    text: String,
+}
+
+impl<'a> Content<'a> {
+    /// A string, or an array of text parts.
+    fn read(content: &'a Value) -> Result<Self, Untranslatable> {
+        match content {
+            Value::String(text) => Ok(Self {
+                parts: vec![(text, None)],
+                text: text.clone(),
+            }),
+            Value::Array(parts) => {
+                let parts = parts
+                    .iter()
+                    .map(|part| Ok((text_part(part)?, breakpoint(part))))
+                    .collect::<Result<Vec<_>, Untranslatable>>()?;
+                let text = parts.iter().map(|(text, _)| *text).collect();
+                Ok(Self { parts, text })
+            }
+            _ => refuse("a message without text"),
+        }
+    }
+
+    /// Its parts as Anthropic text blocks, when any is marked (a breakpoint stays on its
+    /// part, so that the prefix cached is the one the caller chose); `None` otherwise.
+    fn marked_blocks(&self) -> Option<Vec<Value>> {
+        self.parts.iter().any(|(_, mark)| mark.is_some()).then(|| {
+            self.parts
+                .iter()
+                .filter(|(text, _)| !text.is_empty())
+                .map(|(text, mark)| text_block(text, *mark))
+                .collect()
+        })
+    }
+}
+
+/// A part's prompt-caching breakpoint (`cache_control`, an object), if marked.
+fn breakpoint(part: &Value) -> Option<&Value> {
+    part.get("cache_control").filter(|mark| mark.is_object())
+}
+
+/// An Anthropic text block, with its breakpoint.
+fn text_block(text: &str, mark: Option<&Value>) -> Value {
+    let mut block = json!({"type": "text", "text": text});
+    if let Some(mark) = mark {
+        block["cache_control"] = mark.clone();
+    }
+    block
 }
 
 fn text_part(part: &Value) -> Result<&str, Untranslatable> {
@@ -1188,6 +1261,60 @@ mod tests {
                     ]},
                 ],
             })
+        );
+    }
+
+    /// Prompt-caching breakpoints a chat caller marks (`cache_control` on a system or
+    /// message part, a tool, a tool result's part: LiteLLM's and Portkey's extension) go to
+    /// Anthropic where they were, so the prefix cached is the one the caller chose; Gemini,
+    /// which caches on its own, gets none.
+    #[test]
+    fn prompt_caching_breakpoints_go_to_anthropic_where_they_were() {
+        let mark = json!({"type": "ephemeral"});
+        let body = json!({
+            "model": "gpt", "max_tokens": 50,
+            "tools": [{"type": "function", "function": {"name": "look"}, "cache_control": mark}],
+            "messages": [
+                {"role": "system", "content": [
+                    {"type": "text", "text": "Long rules.", "cache_control": mark}]},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "A long document.", "cache_control": mark},
+                    {"type": "text", "text": " What does it say?"}]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": [
+                    {"type": "text", "text": "found", "cache_control": mark}]},
+            ],
+        })
+        .to_string();
+        let (_, messages) = translated(Api::Anthropic, &body).unwrap();
+        assert_eq!(
+            messages,
+            json!({
+                "model": "m", "max_tokens": 50,
+                "tools": [{"name": "look", "input_schema": {"type": "object", "properties": {}},
+                           "cache_control": mark}],
+                "system": [{"type": "text", "text": "Long rules.", "cache_control": mark}],
+                "messages": [
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "A long document.", "cache_control": mark},
+                        {"type": "text", "text": " What does it say?"},
+                    ]},
+                    {"role": "assistant", "content": [
+                        {"type": "tool_use", "id": "c1", "name": "look", "input": {}},
+                    ]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "c1", "content": "found",
+                         "cache_control": mark},
+                    ]},
+                ],
+            })
+        );
+        let (_, gemini) = translated(Api::Gemini, &body).unwrap();
+        assert!(!gemini.to_string().contains("cache_control"), "{gemini}");
+        assert_eq!(
+            gemini["contents"][0],
+            json!({"role": "user", "parts": [{"text": "A long document. What does it say?"}]})
         );
     }
 

@@ -850,6 +850,28 @@ fn parse_request(
                     "messages: all messages must have non-empty content except for the optional final assistant message",
                 );
             }
+            // Prompt-caching breakpoints: at most four, each of type `ephemeral`.
+            let blocks = |value: Option<&serde_json::Value>| -> Vec<serde_json::Value> {
+                value
+                    .and_then(serde_json::Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let marks: Vec<serde_json::Value> = blocks(json.get("system"))
+                .into_iter()
+                .chain(blocks(json.get("tools")))
+                .chain(turns.iter().flat_map(|m| blocks(m.get("content"))))
+                .filter_map(|block| block.get("cache_control").cloned())
+                .collect();
+            if marks.len() > 4 {
+                return Err("A maximum of 4 blocks with cache_control may be provided.");
+            }
+            if marks
+                .iter()
+                .any(|mark| mark.get("type").and_then(|t| t.as_str()) != Some("ephemeral"))
+            {
+                return Err("cache_control.type: Input should be 'ephemeral'");
+            }
             let role =
                 |m: &serde_json::Value| m.get("role").and_then(|r| r.as_str()).map(str::to_owned);
             if turns

@@ -641,6 +641,61 @@ fn an_agents_tool_calls_go_to_anthropic_and_back() {
     });
 }
 
+/// A chat caller's prompt-caching breakpoints (`cache_control` on message parts, as
+/// LiteLLM's and Portkey's chat APIs take them) reach Anthropic where they were: two are
+/// taken and the call served; five are refused by the simulated Anthropic as the real one
+/// refuses them (at most four), which shows they arrive.
+#[test]
+fn prompt_caching_breakpoints_reach_anthropic() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sims = three_providers(
+            Scenario::total_outage(),
+            Scenario::healthy(),
+            Scenario::total_outage(),
+        );
+        let route = xai_anthropic_gemini(&sims);
+        let ask = |marks: usize| {
+            let parts: Vec<serde_json::Value> = (0..5)
+                .map(|i| {
+                    let mut part =
+                        serde_json::json!({"type": "text", "text": format!("Part {i}. ")});
+                    if i < marks {
+                        part["cache_control"] = serde_json::json!({"type": "ephemeral"});
+                    }
+                    part
+                })
+                .collect();
+            http::Request::post("http://caller.invalid/v1/chat/completions")
+                .body(
+                    serde_json::json!({
+                        "model": "grok-code-fast-1", "max_tokens": 60,
+                        "messages": [{"role": "user", "content": parts}],
+                    })
+                    .to_string(),
+                )
+                .unwrap()
+        };
+        let response = route.service.clone().oneshot(ask(2)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(Served::of(&response).unwrap().target.as_ref(), "anthropic");
+        let response = route.service.clone().oneshot(ask(5)).await.unwrap();
+        assert_eq!(response.status(), 400);
+        let error: serde_json::Value =
+            serde_json::from_slice(response.body().bytes().unwrap()).unwrap();
+        assert_eq!(
+            error["error"]["message"],
+            "A maximum of 4 blocks with cache_control may be provided."
+        );
+        let outcomes: Vec<SimOutcome> = sims[1]
+            .ledger()
+            .entries()
+            .iter()
+            .map(|e| e.outcome)
+            .collect();
+        assert_eq!(outcomes, [SimOutcome::Success, SimOutcome::BadRequest]);
+    });
+}
+
 /// The same agent with xAI and Anthropic down: Gemini answers with a call, signed (Gemini 3
 /// refuses a step of the current turn sent back without its signature, as the simulator
 /// does). The call comes back with its signature in `extra_content` (where Gemini's own
