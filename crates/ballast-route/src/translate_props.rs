@@ -195,4 +195,45 @@ proptest! {
         messages.on("", "[DONE]", &mut out);
         responses.on("", "[DONE]", &mut out);
     }
+
+    /// A Gemini answer with calls of any shape (names, arguments, signatures and ids of any
+    /// JSON), whole or streamed, goes back to every caller's dialect as JSON, without a
+    /// panic; each call of a whole answer becomes one chat tool call.
+    #[test]
+    fn any_gemini_call_goes_back_as_json(
+        calls in prop::collection::vec((any_json(), any_json(), any_json(), any_json()), 1..4),
+        text in prop::option::of("[a-z ]{0,8}"),
+    ) {
+        let mut parts: Vec<Value> = calls
+            .iter()
+            .map(|(name, args, signature, id)| {
+                json!({"functionCall": {"name": name, "args": args, "id": id},
+                       "thoughtSignature": signature})
+            })
+            .collect();
+        if let Some(text) = text {
+            parts.insert(0, json!({"text": text}));
+        }
+        let answer = json!({"responseId": "r", "candidates": [{"content": {"parts": parts},
+            "finishReason": "STOP"}]});
+        for dialect in [Dialect::Chat, Dialect::Messages, Dialect::Responses] {
+            let response = http::Response::builder()
+                .body(ClassifiedBody::<()>::buffered(Bytes::from(answer.to_string())))
+                .unwrap();
+            let back = translate::answer_back(Api::Gemini, dialect, response, "m", true);
+            let json: Value = serde_json::from_slice(back.body().bytes().unwrap()).unwrap();
+            if dialect == Dialect::Chat {
+                let tool_calls = json.pointer("/choices/0/message/tool_calls");
+                prop_assert_eq!(tool_calls.and_then(Value::as_array).map(Vec::len), Some(calls.len()));
+            }
+        }
+        let mut out = BytesMut::new();
+        let mut chunks = translate::Chunks::new(Api::Gemini, "m", true);
+        chunks.on("", &answer.to_string(), &mut out);
+        for event in std::str::from_utf8(&out).unwrap().split("\n\n") {
+            if let Some(data) = event.strip_prefix("data: ").filter(|d| *d != "[DONE]") {
+                prop_assert!(serde_json::from_str::<Value>(data).is_ok(), "{}", data);
+            }
+        }
+    }
 }
