@@ -62,6 +62,12 @@ pub(crate) struct App {
     /// Whether a target of the provider's chain takes Anthropic's Messages API (see
     /// [`takes_messages`]).
     speaks_messages: bool,
+    /// Whether a target of the provider's chain speaks Gemini's API (its callers' calls go
+    /// to Gemini targets only).
+    speaks_gemini: bool,
+    /// The primary's base, under which a Gemini call's path goes (`{base}/models/...`): a
+    /// route hands the path after the version on to its Gemini target.
+    base: String,
     pub(crate) targets: Vec<TargetInfo>,
     pub(crate) budget: BudgetLayer<Arc<MemoryStore>>,
     health: HealthMonitor,
@@ -92,7 +98,9 @@ pub(crate) struct App {
 /// Routes: `POST /v1/chat/completions` and `POST /v1/responses` (streamed or not),
 /// `POST /v1/messages` (Anthropic's Messages API: as it is to Anthropic targets, translated
 /// to OpenAI-compatible and Gemini ones that name their model), `POST /v1/messages/count_tokens`
-/// (Anthropic's token count, from the first Anthropic target),
+/// (Anthropic's token count, from the first Anthropic target), `POST
+/// /v1beta/models/{model}:generateContent` and `:streamGenerateContent` (Gemini's API, to
+/// the Gemini targets),
 /// `GET /v1/models` (the configured
 /// targets' models), `GET /healthz` (liveness), `GET /readyz` (readiness: 503 only when no
 /// target can serve or the budget is spent), `GET /metrics` (Prometheus, when a handle is
@@ -132,6 +140,10 @@ impl Gateway {
         // The primary is asked for the caller's model: it takes Messages only as Anthropic.
         let speaks_messages = primary.preset.api().may_serve(Dialect::Messages, false)
             || config.fallbacks.iter().any(takes_messages);
+        let speaks_gemini = std::iter::once(&primary)
+            .chain(config.fallbacks.iter().map(|fallback| &fallback.config))
+            .any(|target| target.preset.api().may_serve(Dialect::Gemini, true));
+        let base_path = base.trim_end_matches('/').to_owned();
         // One stack when the primary speaks chat and nothing comes after it; otherwise a
         // route (fallbacks, or a primary whose API the caller's chat is translated to).
         let (upstream, targets, budget, health) =
@@ -212,6 +224,8 @@ impl Gateway {
             responses_uri,
             messages_uri,
             speaks_messages,
+            speaks_gemini,
+            base: base_path,
             default_targets: targets.len(),
             targets,
             budget,
@@ -286,6 +300,7 @@ impl Gateway {
             .route("/v1/responses", post(responses))
             .route("/v1/messages", post(messages))
             .route("/v1/messages/count_tokens", post(count_tokens))
+            .route("/v1beta/models/{call}", post(gemini))
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
@@ -336,15 +351,16 @@ fn caller<'a>(app: &'a App, headers: &http::HeaderMap) -> Result<Option<&'a Call
     if app.client_keys.is_empty() {
         return Ok(None);
     }
-    // A bearer token (OpenAI's SDKs), or `x-api-key` (Anthropic's).
+    // A bearer token (OpenAI's SDKs), `x-api-key` (Anthropic's) or `x-goog-api-key`
+    // (Google's).
     let offered = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .or_else(|| {
-            headers
-                .get("x-api-key")
-                .and_then(|value| value.to_str().ok())
+            ["x-api-key", "x-goog-api-key"]
+                .iter()
+                .find_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))
         })
         .map(str::trim);
     let Some(offered) = offered.filter(|key| !key.is_empty()) else {
@@ -398,6 +414,59 @@ async fn responses(State(app): State<Arc<App>>, headers: http::HeaderMap, body: 
 async fn messages(State(app): State<Arc<App>>, headers: http::HeaderMap, body: Body) -> Response {
     let uri = app.messages_uri.clone();
     forward(&app, &headers, body, uri, Dialect::Messages).await
+}
+
+/// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent` (Gemini's
+/// API, for Google's Gen AI SDKs pointed at the gateway): see [`forward`]. The call goes as
+/// it is to the provider's chain, which passes every target but Gemini's over (a Gemini
+/// target that names its model asks for that one); errors in Gemini's shape. The caller's
+/// key, in `x-goog-api-key` or the query's `key`, is never sent on. 404 in Gemini's shape
+/// for another method, or on a gateway with no Gemini target.
+async fn gemini(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(call): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Response {
+    let not_found = |message: &str| {
+        error_answer(
+            Dialect::Gemini,
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+            message,
+        )
+        .map(Body::from)
+    };
+    if !app.speaks_gemini {
+        return not_found(NO_GEMINI_TARGET);
+    }
+    if !(call.ends_with(":generateContent") || call.ends_with(":streamGenerateContent")) {
+        return not_found("This gateway serves generateContent and streamGenerateContent.");
+    }
+    let query = query.as_deref().map(without_key).filter(|q| !q.is_empty());
+    let uri = match query {
+        Some(query) => format!("{}/models/{call}?{query}", app.base),
+        None => format!("{}/models/{call}", app.base),
+    };
+    let Ok(uri) = uri.parse::<http::Uri>() else {
+        return not_found("The model's name is not one this gateway can ask for.");
+    };
+    forward(&app, &headers, body, uri, Dialect::Gemini).await
+}
+
+/// The message of the 404 for a Gemini call on a gateway without a Gemini target.
+const NO_GEMINI_TARGET: &str = "No target of this gateway speaks Gemini's API: add a gemini target (BALLAST_PROVIDER=gemini, or gemini in BALLAST_FALLBACKS).";
+
+/// A query without its `key` parameters: Gemini's API takes a key there, and the caller's
+/// credentials never go further.
+fn without_key(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| pair.split('=').next() != Some("key") && !pair.is_empty())
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The message of the 404 for a Messages call no target can take.
@@ -1018,6 +1087,14 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Gemini caller's key in the query never goes on; the rest of the query does.
+    #[test]
+    fn the_query_goes_on_without_its_key() {
+        assert_eq!(without_key("alt=sse&key=AIza-secret"), "alt=sse");
+        assert_eq!(without_key("key=AIza-secret"), "");
+        assert_eq!(without_key("keyword=1&key&alt=sse"), "keyword=1&alt=sse");
+    }
     use ballast::breaker::{BreakerKey, KeySnapshot, LatchReason};
 
     fn key(host: &str, model: &str, state: BreakerState, calls: u32) -> KeySnapshot {

@@ -11,7 +11,8 @@
 //! classification), falling back along `BALLAST_FALLBACKS`. Anthropic's SDKs (and the
 //! tools built on them) can point at it too (`ANTHROPIC_BASE_URL=http://127.0.0.1:8080`):
 //! `POST /v1/messages` goes as it is to the targets that speak Anthropic's API, its
-//! errors in Anthropic's shape. Settings come from the
+//! errors in Anthropic's shape; so do Google's Gen AI SDKs, whose `generateContent` calls
+//! go as they are to the Gemini targets. Settings come from the
 //! environment, over an optional TOML file (`BALLAST_CONFIG`); see [`GatewayConfig`] for
 //! each one and README.md for the reference.
 //!

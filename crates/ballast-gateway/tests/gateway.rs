@@ -1615,3 +1615,101 @@ async fn token_counts_go_to_the_anthropic_target() {
     assert_eq!(answer["type"], "error");
     assert_eq!(answer["error"]["type"], "not_found_error");
 }
+
+/// Google's Gen AI SDKs pointed at the gateway: `generateContent` and
+/// `streamGenerateContent?alt=sse` go as they are to the Gemini provider with the gateway's
+/// key (the simulated Gemini refuses any other, so the caller's, in the header or the
+/// query's `key`, did not go on), answered in Gemini's API and counted in the budget as
+/// billed. Another method, and a gateway without a Gemini target, are answered 404 in
+/// Gemini's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_calls_are_served_as_they_are() {
+    let key = "AIza-gateway-test-key";
+    let sim = ballast_sim::Simulator::new(ballast_sim::Scenario {
+        api_key: Some(ballast_sim::ExpectedKey(key.into())),
+        time_scale: 600.0,
+        flavor: ballast_sim::Flavor::Gemini,
+        // Gemini 2.5 Flash: $0.30 / $0.075 / $2.50 per million, as the gateway prices it.
+        price: ballast_sim::Price {
+            input: 3_000,
+            cached_input: 750,
+            output: 25_000,
+        },
+        ..ballast_sim::Scenario::healthy()
+    });
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1beta", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("BALLAST_PROVIDER", "gemini"),
+        ("GEMINI_API_KEY", key),
+        ("GEMINI_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let ask = |path: &str| {
+        http::Request::post(path)
+            .header("content-type", "application/json")
+            .header("x-goog-api-key", "AIza-the-callers-own")
+            .body(Body::from(
+                r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":20}}"#,
+            ))
+            .unwrap()
+    };
+    let (status, answer) = call(
+        &gateway,
+        ask("/v1beta/models/gemini-2.5-flash:generateContent?key=AIza-in-the-query"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["candidates"][0]["finishReason"], "STOP");
+    assert!(
+        answer["usageMetadata"]["promptTokenCount"]
+            .as_u64()
+            .is_some()
+    );
+
+    let streamed = gateway
+        .router()
+        .oneshot(ask(
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 200);
+    let events = streamed.into_body().collect().await.unwrap().to_bytes();
+    let events = String::from_utf8(events.to_vec()).unwrap();
+    assert!(events.starts_with("data: {\"candidates\""), "{events}");
+    assert!(events.contains("\"finishReason\":\"STOP\""), "{events}");
+
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 2);
+    assert!(
+        ledger
+            .entries()
+            .iter()
+            .all(|e| e.outcome == ballast_sim::SimOutcome::Success && e.model == "gemini-2.5-flash")
+    );
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(ledger.billed_usd())
+    );
+
+    let (status, answer) = call(
+        &gateway,
+        ask("/v1beta/models/gemini-2.5-flash:embedContent"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(answer["error"]["status"], "NOT_FOUND");
+    let xai = GatewayConfig::from_settings(&settings(&[("XAI_API_KEY", KEY)])).unwrap();
+    let gateway = Gateway::new(&xai, None).unwrap();
+    let (status, answer) = call(
+        &gateway,
+        ask("/v1beta/models/gemini-2.5-flash:generateContent"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(answer["error"]["code"], 404);
+}
