@@ -1618,9 +1618,9 @@ async fn token_counts_go_to_the_anthropic_target() {
 
 /// Google's Gen AI SDKs pointed at the gateway: `generateContent` and
 /// `streamGenerateContent?alt=sse` go as they are to the Gemini provider with the gateway's
-/// key (the simulated Gemini refuses any other, so the caller's, in the header or the
-/// query's `key`, did not go on), answered in Gemini's API and counted in the budget as
-/// billed. Another method, and a gateway without a Gemini target, are answered 404 in
+/// key (the simulated Gemini refuses any other, so the caller's header did not replace it;
+/// the query's `key` is taken out: `the_query_goes_on_without_its_key`), answered in
+/// Gemini's API and counted in the budget as billed. Another method, and a gateway without a Gemini target, are answered 404 in
 /// Gemini's shape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemini_calls_are_served_as_they_are() {
