@@ -527,8 +527,14 @@ async fn forward(
     let timed_out = Arc::new(AtomicBool::new(false));
     let deadline = tokio::time::Instant::now() + app.body_timeout;
     let (mut upstream, mut speaks_messages) = (&app.upstream, app.speaks_messages);
-    let asked = Asked::of(headers);
-    let cache = app.cache.as_ref().filter(|_| asked != Asked::Bypass);
+    // What the call asks of the cache, read only when there is one.
+    let (cache, asked) = match &app.cache {
+        Some(cache) => match Asked::of(headers) {
+            Asked::Bypass => (None, Asked::Bypass),
+            asked => (Some(cache), asked),
+        },
+        None => (None, Asked::Bypass),
+    };
     // The key a whole answer to this call is kept under.
     let mut keep = None;
     // With named routes the model decides the route, and with the cache the whole call is

@@ -123,10 +123,10 @@ pub(crate) fn plan(
     if api.takes(dialect) {
         return Ok(Plan::AsItIs);
     }
+    let model = model
+        .or(fallback_model)
+        .ok_or_else(|| Untranslatable("no model to ask for".into()))?;
     if dialect == Dialect::Messages && api == Api::OpenAi {
-        let model = model
-            .or(fallback_model)
-            .ok_or_else(|| Untranslatable("no model to ask for".into()))?;
         return Ok(Plan::Translated {
             path: "/chat/completions".to_owned(),
             query: None,
@@ -145,7 +145,6 @@ pub(crate) fn plan(
     // A Messages request for Gemini is translated to chat first, and from there on.
     let chat;
     let body = if gemini_messages {
-        let model = model.ok_or_else(|| Untranslatable("no model to ask for".into()))?;
         chat = crate::from_messages::to_chat(body, model, false)?;
         &chat[..]
     } else {
@@ -160,9 +159,6 @@ pub(crate) fn plan(
         request
     };
     let chat = Chat::read(&request)?;
-    let model = model
-        .or(fallback_model)
-        .ok_or_else(|| Untranslatable("no model to ask for".into()))?;
     let (path, query, body) = match api {
         Api::Anthropic => {
             let mut body = chat.to_messages(model);
@@ -359,20 +355,21 @@ impl<'a> Chat<'a> {
         for turn in &self.turns {
             match turn {
                 Turn::Text(role, text, marked) => {
-                    let mut blocks = match marked {
-                        Some(blocks) => blocks.clone(),
-                        None => vec![json!({"type": "text", "text": text})],
-                    };
                     if *role == "user"
                         && results_open
                         && let Some(Value::Array(open)) =
                             out.last_mut().and_then(|m| m.get_mut("content"))
                     {
-                        open.append(&mut blocks);
-                    } else if marked.is_some() {
-                        out.push(json!({"role": role, "content": blocks}));
+                        match marked {
+                            Some(blocks) => open.extend(blocks.iter().cloned()),
+                            None => open.push(json!({"type": "text", "text": text})),
+                        }
                     } else {
-                        out.push(json!({"role": role, "content": text}));
+                        let content = match marked {
+                            Some(blocks) => json!(blocks),
+                            None => json!(text),
+                        };
+                        out.push(json!({"role": role, "content": content}));
                     }
                     results_open = false;
                 }

@@ -851,17 +851,16 @@ fn parse_request(
                 );
             }
             // Prompt-caching breakpoints: at most four, each of type `ephemeral`.
-            let blocks = |value: Option<&serde_json::Value>| -> Vec<serde_json::Value> {
+            fn blocks(value: Option<&serde_json::Value>) -> &[serde_json::Value] {
                 value
                     .and_then(serde_json::Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            let marks: Vec<serde_json::Value> = blocks(json.get("system"))
-                .into_iter()
+                    .map_or(&[], Vec::as_slice)
+            }
+            let marks: Vec<&serde_json::Value> = blocks(json.get("system"))
+                .iter()
                 .chain(blocks(json.get("tools")))
                 .chain(turns.iter().flat_map(|m| blocks(m.get("content"))))
-                .filter_map(|block| block.get("cache_control").cloned())
+                .filter_map(|block| block.get("cache_control"))
                 .collect();
             if marks.len() > 4 {
                 return Err("A maximum of 4 blocks with cache_control may be provided.");

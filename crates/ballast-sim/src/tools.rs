@@ -20,6 +20,9 @@ pub const TOOL_INPUT: &str = r#"{"arg":"sim"}"#;
 /// the one Gemini's documentation gives for history from another model.
 pub const THOUGHT_SIGNATURE: &str = "sim-signature-";
 
+/// Gemini's refusal of a step whose calls the next content does not answer, as many.
+const UNANSWERED_CALLS: &str = "Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn.";
+
 /// The thought signature Gemini's documentation gives for a conversation taken from
 /// another model: it skips the check.
 const SKIP_SIGNATURE_CHECK: &str = "skip_thought_signature_validator";
@@ -210,9 +213,7 @@ fn gemini(json: &Value) -> Result<Option<String>, &'static str> {
                 .get(i + 1)
                 .map_or(0, |next| parts_with(next, "functionResponse"));
             if answered != calls && i + 1 < contents.len() {
-                return Err(
-                    "Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn.",
-                );
+                return Err(UNANSWERED_CALLS);
             }
             if i > current_turn {
                 let first = array(content, "parts")
@@ -242,9 +243,7 @@ fn gemini(json: &Value) -> Result<Option<String>, &'static str> {
                 .checked_sub(1)
                 .map_or(0, |before| parts_with(&contents[before], "functionCall"));
             if asked != responses {
-                return Err(
-                    "Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn.",
-                );
+                return Err(UNANSWERED_CALLS);
             }
         }
     }

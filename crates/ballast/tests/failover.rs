@@ -409,6 +409,25 @@ fn three_providers(xai: Scenario, anthropic: Scenario, gemini: Scenario) -> [Sim
     ]
 }
 
+/// An agent's chat call offering the tool `look` (its schema closed to other arguments),
+/// with `messages`, streamed or not.
+fn agent_call(messages: serde_json::Value, stream: bool) -> http::Request<String> {
+    let tools = serde_json::json!([{"type": "function", "function": {
+        "name": "look", "description": "Looks a word up.",
+        "parameters": {"type": "object", "properties": {"arg": {"type": "string"}},
+                       "additionalProperties": false},
+    }}]);
+    http::Request::post("http://caller.invalid/v1/chat/completions")
+        .body(
+            serde_json::json!({
+                "model": "grok-code-fast-1", "max_tokens": 60, "stream": stream,
+                "tools": tools, "messages": messages,
+            })
+            .to_string(),
+        )
+        .unwrap()
+}
+
 /// A chat stream's first choice of each chunk (`[DONE]` left out).
 fn stream_choices(text: &str) -> Vec<serde_json::Value> {
     text.split("\n\n")
@@ -536,21 +555,7 @@ fn an_agents_tool_calls_go_to_anthropic_and_back() {
             Scenario::healthy(),
         );
         let route = xai_anthropic_gemini(&sims);
-        let tools = serde_json::json!([{"type": "function", "function": {
-            "name": "look", "description": "Looks a word up.",
-            "parameters": {"type": "object", "properties": {"arg": {"type": "string"}}},
-        }}]);
-        let ask = |messages: serde_json::Value| {
-            http::Request::post("http://caller.invalid/v1/chat/completions")
-                .body(
-                    serde_json::json!({
-                        "model": "grok-code-fast-1", "max_tokens": 60,
-                        "tools": tools, "messages": messages,
-                    })
-                    .to_string(),
-                )
-                .unwrap()
-        };
+        let ask = |messages: serde_json::Value| agent_call(messages, false);
         let user = serde_json::json!({"role": "user", "content": "Look up 'sim'."});
         let response = route
             .service
@@ -585,12 +590,7 @@ fn an_agents_tool_calls_go_to_anthropic_and_back() {
 
         // Streamed: Claude's `tool_use` block and its `input_json_delta`s as chat's
         // tool-call chunks, the arguments whole once joined.
-        let mut streamed: serde_json::Value =
-            serde_json::from_str(ask(serde_json::json!([user])).body()).unwrap();
-        streamed["stream"] = serde_json::json!(true);
-        let request = http::Request::post("http://caller.invalid/v1/chat/completions")
-            .body(streamed.to_string())
-            .unwrap();
+        let request = agent_call(serde_json::json!([user]), true);
         let response = route.service.clone().oneshot(request).await.unwrap();
         let text = String::from_utf8(
             http_body_util::BodyExt::collect(response.into_body())
@@ -713,22 +713,7 @@ fn an_agents_tool_calls_go_to_gemini_with_their_signatures() {
             Scenario::healthy(),
         );
         let route = xai_anthropic_gemini(&sims);
-        let tools = serde_json::json!([{"type": "function", "function": {
-            "name": "look", "description": "Looks a word up.",
-            "parameters": {"type": "object", "properties": {"arg": {"type": "string"}},
-                           "additionalProperties": false},
-        }}]);
-        let ask = |messages: serde_json::Value, stream: bool| {
-            http::Request::post("http://caller.invalid/v1/chat/completions")
-                .body(
-                    serde_json::json!({
-                        "model": "grok-code-fast-1", "max_tokens": 60, "stream": stream,
-                        "tools": tools, "messages": messages,
-                    })
-                    .to_string(),
-                )
-                .unwrap()
-        };
+        let ask = agent_call;
         let send = |request| async {
             let response = route.service.clone().oneshot(request).await.unwrap();
             let status = response.status();
