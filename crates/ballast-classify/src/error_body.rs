@@ -35,7 +35,7 @@ pub fn error_body(
     // them); each string quoted and escaped by serde_json.
     let text = |s: &str| serde_json::Value::from(s).to_string();
     match dialect {
-        Dialect::Chat | Dialect::Responses => format!(
+        Dialect::Chat | Dialect::Responses | Dialect::Embeddings => format!(
             r#"{{"error":{{"message":{},"type":{},"param":null,"code":{}}}}}"#,
             text(message),
             text(kind),

@@ -87,7 +87,8 @@ pub(crate) fn read(dialect: Dialect, event: &str, data: &str) -> Said {
         return said;
     }
     let said = match dialect {
-        Dialect::Chat => serde_json::from_str::<Chat>(data).map(Chat::said),
+        // Embeddings never stream: an event from one is read as chat's.
+        Dialect::Chat | Dialect::Embeddings => serde_json::from_str::<Chat>(data).map(Chat::said),
         Dialect::Responses => serde_json::from_str::<Responses<'_>>(data).map(Responses::said),
         Dialect::Messages => serde_json::from_str::<Messages<'_>>(data).map(Messages::said),
         Dialect::Gemini => serde_json::from_str::<Gemini>(data).map(Gemini::said),

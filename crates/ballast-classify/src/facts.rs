@@ -22,6 +22,10 @@ pub enum Dialect {
     /// Gemini's `generateContent` family: `models/{model}:generateContent` or
     /// `:streamGenerateContent`. The model and the stream flag are in the path.
     Gemini,
+    /// OpenAI's Embeddings API, as every OpenAI-compatible API serves it: a path ending in
+    /// `/embeddings`. No output tokens (its cap is 0), no stream, and no field Ballast may
+    /// add (the API refuses unknown ones).
+    Embeddings,
 }
 
 impl Dialect {
@@ -36,6 +40,8 @@ impl Dialect {
             Self::Messages
         } else if path.ends_with("/responses") {
             Self::Responses
+        } else if path.ends_with("/embeddings") {
+            Self::Embeddings
         } else {
             Self::Chat
         }
@@ -48,6 +54,7 @@ impl Dialect {
             Self::Responses => "responses",
             Self::Messages => "messages",
             Self::Gemini => "gemini",
+            Self::Embeddings => "embeddings",
         }
     }
 }
@@ -161,6 +168,7 @@ impl RequestFacts {
     /// | responses | `"model"` | `"stream": true` | `max_output_tokens` |
     /// | messages | `"model"` | `"stream": true` | `max_tokens` |
     /// | gemini | the path's `models/{model}:` | `:streamGenerateContent` in the path | the larger of `maxOutputTokens` and `max_output_tokens` in `generationConfig` and in `generation_config` (protobuf JSON takes both spellings) |
+    /// | embeddings | `"model"` | never | 0: an embedding has no output tokens |
     ///
     /// A cap is a non-negative integer that fits `u64`; anything else is no cap.
     pub fn read(path: &str, body: &Bytes, estimator: &dyn TokenEstimator) -> Self {
@@ -204,6 +212,11 @@ impl RequestFacts {
                 gemini_model(path).map(ModelName::new),
                 path.contains(":streamGenerateContent"),
                 found.generation_config.max(found.generation_config_snake),
+            ),
+            Dialect::Embeddings => (
+                found.model.map(|name| ModelName::new(&name)),
+                false,
+                Some(0),
             ),
             _ => (
                 found.model.map(|name| ModelName::new(&name)),
@@ -542,6 +555,15 @@ mod tests {
         assert_eq!(gemini.model(), Some("gemini-2.5-flash"));
         assert!(gemini.is_stream());
         assert_eq!(gemini.output_cap(), Some(900));
+
+        let embeddings = facts(
+            "/v1/embeddings",
+            r#"{"model":"text-embedding-3-small","input":["a","b"],"stream":true,"max_tokens":9}"#,
+        );
+        assert_eq!(embeddings.dialect(), Dialect::Embeddings);
+        assert_eq!(embeddings.model(), Some("text-embedding-3-small"));
+        assert!(!embeddings.is_stream());
+        assert_eq!(embeddings.output_cap(), Some(0));
     }
 
     #[test]

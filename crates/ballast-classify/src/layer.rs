@@ -12,11 +12,20 @@ use crate::{Classify, Provider};
 /// memory.
 pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
+/// The default cap on a buffered embeddings answer: 160 MiB.
+///
+/// OpenAI's largest embeddings call (2 048 inputs of `text-embedding-3-large`, 3 072
+/// dimensions each, as JSON floats of about 22 bytes) answers about 140 MB; as base64 (the
+/// Python SDK's default) a quarter of that. A chat answer's 4 MiB would fail it after the
+/// provider billed it.
+pub const DEFAULT_EMBEDDINGS_BODY_LIMIT: usize = 160 * 1024 * 1024;
+
 /// Applies [`Classify`] to a service: every response gets an [`Outcome`](crate::Outcome).
 #[derive(Debug, Clone)]
 pub struct ClassifyLayer<C = Provider> {
     classifier: C,
     body_limit: usize,
+    embeddings_body_limit: usize,
     streams: StreamTimeouts,
 }
 
@@ -27,6 +36,7 @@ impl<C> ClassifyLayer<C> {
         Self {
             classifier,
             body_limit: DEFAULT_BODY_LIMIT,
+            embeddings_body_limit: DEFAULT_EMBEDDINGS_BODY_LIMIT,
             streams: StreamTimeouts::default(),
         }
     }
@@ -44,6 +54,14 @@ impl<C> ClassifyLayer<C> {
         self.body_limit = bytes;
         self
     }
+
+    /// Sets the largest embeddings answer buffered (a request whose
+    /// [`Dialect`](crate::Dialect) is `Embeddings`), in bytes; a longer one fails as
+    /// [`BodyTooLarge`](crate::BodyTooLarge). Default [`DEFAULT_EMBEDDINGS_BODY_LIMIT`].
+    pub fn embeddings_body_limit(mut self, bytes: usize) -> Self {
+        self.embeddings_body_limit = bytes;
+        self
+    }
 }
 
 impl<S, C: Clone> Layer<S> for ClassifyLayer<C> {
@@ -52,6 +70,7 @@ impl<S, C: Clone> Layer<S> for ClassifyLayer<C> {
     fn layer(&self, inner: S) -> Self::Service {
         Classify::new(inner, self.classifier.clone())
             .body_limit(self.body_limit)
+            .embeddings_body_limit(self.embeddings_body_limit)
             .stream_timeouts(self.streams)
     }
 }

@@ -111,7 +111,7 @@ pub use facts::{Dialect, HalfByteCount, ModelName, RequestFacts, TokenEstimator}
 pub use future::ResponseFuture;
 pub use hint::{HintSource, HintTrust, MAX_WAIT_HINT, WaitHint};
 pub use key::{ApiKey, KeyError};
-pub use layer::{ClassifyLayer, DEFAULT_BODY_LIMIT};
+pub use layer::{ClassifyLayer, DEFAULT_BODY_LIMIT, DEFAULT_EMBEDDINGS_BODY_LIMIT};
 pub use outcome::{Outcome, never_sent};
 pub use provider::Provider;
 pub use provider_error::ProviderError;

@@ -380,6 +380,11 @@ mod tests {
             r#"{"max_tokens":9}"#,
             "a cap of its own"
         );
+        // The Embeddings API takes no field of the kind: nothing is written.
+        let embeddings = r#"{"model":"text-embedding-3-small","input":"a","stream":true}"#;
+        assert_eq!(capped("/v1/embeddings", embeddings), embeddings);
+        let mut request = read("/v1/embeddings", embeddings);
+        assert!(!stream_usage(&mut request));
     }
 
     /// After a rewrite, the facts are what a fresh read of the new body gives.

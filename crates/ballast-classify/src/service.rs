@@ -8,7 +8,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::layer::DEFAULT_BODY_LIMIT;
+use crate::layer::{DEFAULT_BODY_LIMIT, DEFAULT_EMBEDDINGS_BODY_LIMIT};
 use crate::stream::StreamTimeouts;
 use crate::{
     BoxError, ClassifiedBody, ClassifiedError, ClassifyResponse, Dialect, Provider, RequestFacts,
@@ -16,7 +16,8 @@ use crate::{
 
 /// Classifies every response of an inner HTTP client service.
 ///
-/// - A response is buffered up to the body limit, classified, and returned with its
+/// - A response is buffered up to the body limit (the embeddings limit for an embeddings
+///   request), classified, and returned with its
 ///   [`Outcome`](crate::Outcome) (and, for failures with an error body, the
 ///   [`ProviderError`](crate::ProviderError)) in its extensions. HTTP failures stay `Ok`:
 ///   the status and body are the caller's to read, and the outcome says what they mean.
@@ -32,6 +33,7 @@ pub struct Classify<S, C = Provider> {
     inner: S,
     classifier: C,
     body_limit: usize,
+    embeddings_body_limit: usize,
     streams: StreamTimeouts,
 }
 
@@ -42,6 +44,7 @@ impl<S, C> Classify<S, C> {
             inner,
             classifier,
             body_limit: DEFAULT_BODY_LIMIT,
+            embeddings_body_limit: DEFAULT_EMBEDDINGS_BODY_LIMIT,
             streams: StreamTimeouts::default(),
         }
     }
@@ -55,6 +58,13 @@ impl<S, C> Classify<S, C> {
     /// Sets the largest body buffered, in bytes.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// Sets the largest embeddings answer buffered, in bytes (default
+    /// [`DEFAULT_EMBEDDINGS_BODY_LIMIT`]).
+    pub fn embeddings_body_limit(mut self, bytes: usize) -> Self {
+        self.embeddings_body_limit = bytes;
         self
     }
 
@@ -98,10 +108,15 @@ where
             Some(facts) => (facts.dialect(), facts.stream_usage_added()),
             None => (Dialect::of_path(request.uri().path()), false),
         };
+        let limit = if read.0 == Dialect::Embeddings {
+            self.embeddings_body_limit
+        } else {
+            self.body_limit
+        };
         ResponseFuture::new(
             self.inner.call(request),
             self.classifier.clone(),
-            self.body_limit,
+            limit,
             read,
             self.streams,
         )

@@ -5,8 +5,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::Value;
 
-const PATHS: [(&str, Dialect); 5] = [
+const PATHS: [(&str, Dialect); 6] = [
     ("/v1/chat/completions", Dialect::Chat),
+    ("/v1/embeddings", Dialect::Embeddings),
     ("/v1/responses", Dialect::Responses),
     ("/v1/messages", Dialect::Messages),
     (
@@ -44,6 +45,12 @@ fn expected(path: &str, dialect: Dialect, body: &[u8]) -> (Option<String>, bool,
             let cap = config_cap(get("generationConfig")).max(config_cap(get("generation_config")));
             (model, path.contains(":streamGenerateContent"), cap)
         }
+        // An embedding has no output, and never streams, whatever the body says.
+        Dialect::Embeddings => (
+            get("model").and_then(Value::as_str).map(str::to_owned),
+            false,
+            Some(0),
+        ),
         _ => {
             let model = get("model").and_then(Value::as_str).map(str::to_owned);
             let stream = get("stream") == Some(&Value::Bool(true));
@@ -127,6 +134,7 @@ fn name() -> impl Strategy<Value = String> {
         "maxOutputTokens",
         "messages",
         "contents",
+        "input",
         "temperature",
         "Model",
         "model ",

@@ -65,6 +65,11 @@ pub(crate) struct App {
     /// Whether a target of the provider's chain speaks Gemini's API (its callers' calls go
     /// to Gemini targets only).
     speaks_gemini: bool,
+    /// The primary's Embeddings endpoint (`{base}/embeddings`).
+    embeddings_uri: http::Uri,
+    /// Whether a target of the provider's chain serves embeddings (an OpenAI-compatible
+    /// one asked for the caller's model: [`Api::may_serve`]).
+    serves_embeddings: bool,
     /// The primary's base, under which a Gemini call's path goes (`{base}/models/...`): a
     /// route hands the path after the version on to its Gemini target.
     base: String,
@@ -137,6 +142,13 @@ impl Gateway {
         let responses_uri: http::Uri =
             format!("{}/responses", base.trim_end_matches('/')).parse()?;
         let messages_uri: http::Uri = format!("{}/messages", base.trim_end_matches('/')).parse()?;
+        let embeddings_uri: http::Uri =
+            format!("{}/embeddings", base.trim_end_matches('/')).parse()?;
+        let serves_embeddings = primary.preset.api().may_serve(Dialect::Embeddings, false)
+            || config.fallbacks.iter().any(|fallback| {
+                let api = fallback.config.preset.api();
+                api.may_serve(Dialect::Embeddings, fallback.model.is_some())
+            });
         // The primary is asked for the caller's model: it takes Messages only as Anthropic.
         let speaks_messages = primary.preset.api().may_serve(Dialect::Messages, false)
             || config.fallbacks.iter().any(takes_messages);
@@ -225,6 +237,8 @@ impl Gateway {
             messages_uri,
             speaks_messages,
             speaks_gemini,
+            embeddings_uri,
+            serves_embeddings,
             base: base_path,
             default_targets: targets.len(),
             targets,
@@ -300,6 +314,7 @@ impl Gateway {
             .route("/v1/responses", post(responses))
             .route("/v1/messages", post(messages))
             .route("/v1/messages/count_tokens", post(count_tokens))
+            .route("/v1/embeddings", post(embeddings))
             .route("/v1beta/models/{call}", post(gemini))
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
@@ -415,6 +430,28 @@ async fn messages(State(app): State<Arc<App>>, headers: http::HeaderMap, body: B
     let uri = app.messages_uri.clone();
     forward(&app, &headers, body, uri, Dialect::Messages).await
 }
+
+/// `POST /v1/embeddings` (OpenAI's Embeddings API, as every OpenAI-compatible API serves
+/// it): see [`forward`]. The call goes as it was asked (no output cap or stream option is
+/// added: the API refuses fields it does not know), priced at its input tokens; a route
+/// passes over every target that would answer from another model (one that names its
+/// own, whose vectors would sit in another space than the caller's) or that has no such
+/// API (Anthropic, Gemini). A gateway whose chain has no such target answers 404 at once.
+async fn embeddings(State(app): State<Arc<App>>, headers: http::HeaderMap, body: Body) -> Response {
+    if !app.serves_embeddings {
+        return openai_error(
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            NO_EMBEDDINGS_TARGET,
+        );
+    }
+    let uri = app.embeddings_uri.clone();
+    forward(&app, &headers, body, uri, Dialect::Embeddings).await
+}
+
+/// The message of the 404 for an embeddings call on a gateway none of whose targets serves
+/// it.
+const NO_EMBEDDINGS_TARGET: &str = "No target of this gateway serves embeddings: they need an OpenAI-compatible target asked for the caller's model (BALLAST_PROVIDER=openai, or openai in BALLAST_FALLBACKS without a model of its own).";
 
 /// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent` (Gemini's
 /// API, for Google's Gen AI SDKs pointed at the gateway): see [`forward`]. The call goes as

@@ -1713,3 +1713,84 @@ async fn gemini_calls_are_served_as_they_are() {
     assert_eq!(status, 404);
     assert_eq!(answer["error"]["code"], 404);
 }
+
+/// `POST /v1/embeddings` (the OpenAI SDK's `embeddings.create` pointed at the gateway): the
+/// call reaches the provider as it was asked (the simulated OpenAI refuses any field a
+/// middleware adds), is priced at its input tokens only (the budget equals the bill), and
+/// with the cache on the same call again is answered from memory with no provider call. A
+/// gateway with no target that serves embeddings answers 404 in OpenAI's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_are_served_priced_and_cached() {
+    let key = "sk-gateway-test-key";
+    let sim = ballast_sim::Simulator::new(ballast_sim::Scenario {
+        api_key: Some(ballast_sim::ExpectedKey(key.into())),
+        time_scale: 600.0,
+        flavor: ballast_sim::Flavor::OpenAi,
+        // text-embedding-3-small: $0.02 per million input tokens, as the gateway prices it.
+        price: ballast_sim::Price {
+            input: 200,
+            cached_input: 200,
+            output: 0,
+        },
+        ..ballast_sim::Scenario::healthy()
+    });
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("BALLAST_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", key),
+        ("OPENAI_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+        ("BALLAST_CACHE_TTL", "600"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let ask = || {
+        http::Request::post("/v1/embeddings")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sk-the-callers-own")
+            .body(Body::from(
+                r#"{"model":"text-embedding-3-small","input":["first passage","second"],"encoding_format":"base64","dimensions":256}"#,
+            ))
+            .unwrap()
+    };
+    let first = gateway.router().oneshot(ask()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let header = |answer: &http::Response<Body>, name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header(&first, "x-ballast-cache").as_deref(), Some("miss"));
+    let cost = header(&first, "x-ballast-cost-usd").unwrap();
+    let first = first.into_body().collect().await.unwrap().to_bytes();
+    let answer: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(answer["data"].as_array().unwrap().len(), 2);
+    // 256 little-endian f32s, as base64.
+    assert_eq!(answer["data"][1]["embedding"].as_str().unwrap().len(), 1368);
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 1);
+    let entry = &ledger.entries()[0];
+    assert_eq!(entry.outcome, ballast_sim::SimOutcome::Success);
+    assert_eq!(entry.completion_tokens, 0);
+    assert_eq!(cost.parse(), Ok(ledger.billed_usd()));
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(ledger.billed_usd())
+    );
+
+    let again = gateway.router().oneshot(ask()).await.unwrap();
+    assert_eq!(header(&again, "x-ballast-cache").as_deref(), Some("hit"));
+    assert_eq!(header(&again, "x-ballast-calls").as_deref(), Some("0"));
+    let again = again.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(again, first);
+    assert_eq!(sim.ledger().len(), 1);
+
+    let (gateway_sim, _server, anthropic) = anthropic_gateway().await;
+    let (status, answer) = call(&anthropic, ask()).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["type"], "not_found");
+    assert_eq!(gateway_sim.ledger().len(), 0);
+}

@@ -110,9 +110,18 @@ impl<R> Target<R> {
     /// Whether it may take `request`: its dialect, or one it translates (chat for an
     /// Anthropic or Gemini target; Messages for an OpenAI-compatible one that names its
     /// model, as a Claude model's name means nothing to it; a translation can still
-    /// refuse what the subset lacks, e.g. images).
+    /// refuse what the subset lacks, e.g. images). Embeddings only when it asks for the
+    /// caller's model: another model's vectors are useless beside the caller's.
     pub(crate) fn may_take(&self, request: &http::Request<RequestBody>) -> bool {
-        let dialect = RequestFacts::of(request).dialect();
+        let facts = RequestFacts::of(request);
+        let dialect = facts.dialect();
+        if dialect == Dialect::Embeddings {
+            let renames = self
+                .model
+                .as_deref()
+                .is_some_and(|model| facts.model() != Some(model));
+            return self.api.may_serve(dialect, renames);
+        }
         // A translation needs its way back.
         self.api.takes(dialect)
             || (self.back.is_some() && self.api.may_serve(dialect, self.model.is_some()))

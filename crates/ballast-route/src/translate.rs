@@ -52,7 +52,10 @@ impl Api {
     /// The caller's dialects it takes as they are.
     pub(crate) fn takes(self, dialect: Dialect) -> bool {
         match self {
-            Self::OpenAi => matches!(dialect, Dialect::Chat | Dialect::Responses),
+            Self::OpenAi => matches!(
+                dialect,
+                Dialect::Chat | Dialect::Responses | Dialect::Embeddings
+            ),
             Self::Anthropic => dialect == Dialect::Messages,
             Self::Gemini => dialect == Dialect::Gemini,
         }
@@ -62,7 +65,9 @@ impl Api {
     /// translated: chat and Responses calls for every API; Messages calls for Anthropic, and
     /// for OpenAI-compatible and Gemini targets only when they `name_their_model` (a Claude
     /// model's name means nothing to them). A translation can still refuse what its subset
-    /// lacks (images, say). Gemini's own dialect goes to Gemini only.
+    /// lacks (images, say). Gemini's own dialect goes to Gemini only. Embeddings go to
+    /// OpenAI-compatible targets that ask for the caller's model, never one that names its
+    /// own: another model's vectors live in another space, useless beside the caller's.
     ///
     /// ```
     /// use ballast_classify::Dialect;
@@ -73,14 +78,17 @@ impl Api {
     /// assert!(Api::OpenAi.may_serve(Dialect::Messages, true));
     /// assert!(Api::Gemini.may_serve(Dialect::Messages, true));
     /// assert!(!Api::Anthropic.may_serve(Dialect::Gemini, true));
+    /// assert!(Api::OpenAi.may_serve(Dialect::Embeddings, false));
+    /// assert!(!Api::OpenAi.may_serve(Dialect::Embeddings, true));
+    /// assert!(!Api::Gemini.may_serve(Dialect::Embeddings, false));
     /// ```
     pub fn may_serve(self, dialect: Dialect, name_their_model: bool) -> bool {
-        self.takes(dialect)
-            || match dialect {
-                Dialect::Chat | Dialect::Responses => true,
-                Dialect::Messages => name_their_model,
-                Dialect::Gemini => false,
-            }
+        match dialect {
+            Dialect::Embeddings => self.takes(dialect) && !name_their_model,
+            Dialect::Chat | Dialect::Responses => true,
+            Dialect::Messages => self.takes(dialect) || name_their_model,
+            Dialect::Gemini => self.takes(dialect),
+        }
     }
 }
 

@@ -52,6 +52,7 @@
 //! for property tests.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod embeddings;
 mod ledger;
 mod scenario;
 mod server;

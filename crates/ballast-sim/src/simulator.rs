@@ -156,6 +156,8 @@ struct Parsed {
     responses: bool,
     /// The tool the answer calls (see [`crate::tools`]).
     tool_call: Option<String>,
+    /// An embeddings request (a path ending in `/embeddings`): what it asks for.
+    embed: Option<crate::embeddings::Embed>,
 }
 
 impl Simulator {
@@ -543,10 +545,16 @@ impl Simulator {
             .max_tokens
             .unwrap_or(u64::from(scenario.default_max_tokens))
             .max(1);
-        let completion = state.rng.random_range((cap / 4).max(1)..=cap);
+        // An embedding has no output, and no cache discount.
+        let (completion, cached) = match request.embed {
+            Some(_) => (0, 0),
+            None => (
+                state.rng.random_range((cap / 4).max(1)..=cap),
+                (prompt as f64 * scenario.cached_share.clamp(0.0, 1.0)) as u64,
+            ),
+        };
         // Of the output, the reasoning (generated first, billed alike).
         let reasoning = (completion as f64 * scenario.reasoning_share.clamp(0.0, 1.0)) as u64;
-        let cached = (prompt as f64 * scenario.cached_share.clamp(0.0, 1.0)) as u64;
         let price = scenario.price;
         let ticks = (prompt - cached)
             .saturating_mul(price.input)
@@ -572,14 +580,17 @@ impl Simulator {
         let latency = scale_duration(scenario.latency.base.saturating_add(generation), jitter);
 
         // The answer, whole or (malformed) cut in half.
-        let body = wire::success_body(
-            flavor,
-            request.responses,
-            id,
-            &request.model,
-            usage,
-            request.tool_call.as_deref(),
-        );
+        let body = match request.embed {
+            Some(embed) => crate::embeddings::body(id, &request.model, embed, prompt),
+            None => wire::success_body(
+                flavor,
+                request.responses,
+                id,
+                &request.model,
+                usage,
+                request.tool_call.as_deref(),
+            ),
+        };
         let spoil: f64 = state.rng.random();
         if spoil < scenario.malformed_probability {
             let broken = body.slice(..body.len() / 2);
@@ -815,6 +826,28 @@ fn parse_request(
         .or_else(|| json.pointer("/generationConfig/maxOutputTokens")?.as_u64());
     let headers = &parts.headers;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let key = header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| header("x-api-key"))
+        .or_else(|| header("x-goog-api-key"))
+        .map(str::to_owned);
+    if parts.uri.path().ends_with("/embeddings") {
+        // OpenAI's Embeddings API; Anthropic has none, Gemini its own methods.
+        let embed = match (flavor, json.as_object()) {
+            (Flavor::OpenAi | Flavor::XAi, Some(object)) => crate::embeddings::check(object)?,
+            _ => return Err("This API has no /embeddings endpoint."),
+        };
+        return Ok(Parsed {
+            model,
+            max_tokens: None,
+            key,
+            stream: false,
+            include_usage: false,
+            responses: false,
+            tool_call: None,
+            embed: Some(embed),
+        });
+    }
     let responses =
         matches!(flavor, Flavor::OpenAi | Flavor::XAi) && parts.uri.path().ends_with("/responses");
     // Each API refuses what it does not take, as the real one does (a translation that
@@ -914,11 +947,6 @@ fn parse_request(
     } else {
         crate::tools::check(flavor, &json)?
     };
-    let key = header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| header("x-api-key"))
-        .or_else(|| header("x-goog-api-key"))
-        .map(str::to_owned);
     let stream = match flavor {
         Flavor::Gemini => parts.uri.path().contains(":streamGenerateContent"),
         _ => json.get("stream").and_then(serde_json::Value::as_bool) == Some(true),
@@ -935,6 +963,7 @@ fn parse_request(
         include_usage,
         responses,
         tool_call,
+        embed: None,
     })
 }
 

@@ -114,7 +114,8 @@ fn error_event(dialect: Dialect, end: StreamEnd) -> Bytes {
             "data: {}\n\n",
             json!({"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}})
         ),
-        Dialect::Chat => format!(
+        // Embeddings never stream: chat's shape, were one to.
+        Dialect::Chat | Dialect::Embeddings => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": kind, "code": class.as_str()}})
         ),

@@ -4,14 +4,13 @@
 use std::time::Duration;
 
 use ballast::{Config, Preset, StackBuilder};
-use ballast_cost::{CostTally, Usd};
+use ballast_cost::Usd;
 use ballast_sim::{Flavor, Price, Scenario, Simulator};
 use metrics_util::MetricKind;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use proptest::prelude::*;
-use tower::ServiceExt;
 
-// Only the request builder is shared here; the run figures are the other tests'.
+// The job runners and the settled figures are shared; not every helper is used here.
 #[allow(dead_code)]
 mod common;
 
@@ -24,40 +23,6 @@ struct Outcome {
     /// The callers' tallies together, and the provider's calls.
     tallied: (usize, Usd),
     provider_calls: usize,
-}
-
-/// `calls` (arrival ms, then the ms after which the caller gives up, if it does) through
-/// `service`, each at its time, each with its own `CostTally` (returned, in call order);
-/// returns when every caller has its answer or gave up.
-async fn send<B: Send + 'static>(
-    service: &impl common::JobService<B>,
-    calls: &[(u64, Option<u64>)],
-) -> Vec<CostTally> {
-    let tallies: Vec<CostTally> = calls.iter().map(|_| CostTally::default()).collect();
-    let arrivals = calls.iter().map(|call| call.0);
-    common::spawn_jobs(service, arrivals, |i, service| {
-        let cancel_ms = calls[i].1;
-        let mut request = common::varied_job(i);
-        request.extensions_mut().insert(tallies[i].clone());
-        async move {
-            let call = service.oneshot(request);
-            match cancel_ms {
-                // The caller gives up after `ms`, wherever the call is.
-                Some(ms) => drop(tokio::time::timeout(Duration::from_millis(ms), call).await),
-                None => drop(call.await),
-            }
-        }
-    })
-    .await;
-    tallies
-}
-
-/// The callers' tallies together: (provider calls, cost).
-fn tallied(tallies: &[CostTally]) -> (usize, Usd) {
-    (
-        tallies.iter().map(|t| t.calls() as usize).sum(),
-        tallies.iter().map(CostTally::total).sum(),
-    )
 }
 
 fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: bool) -> Outcome {
@@ -86,7 +51,8 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
                     builder
                 };
                 let stack = builder.build(sim.clone());
-                let tallies = send(&stack.service, calls).await;
+                let tallies =
+                    common::send_giving_up(&stack.service, calls, common::varied_job).await;
                 // Spawned settlements land, hung requests end on the provider's side.
                 tokio::time::sleep(Duration::from_secs(600)).await;
                 let readout = stack.budget.readout(None).await.unwrap();
@@ -97,7 +63,7 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
                     stack.spend.total(),
                     readout.reserved,
                     queued,
-                    tallied(&tallies),
+                    common::tallied(&tallies),
                     sim.ledger().len(),
                 )
             })
@@ -179,7 +145,7 @@ fn run_route(
         let (client, route) =
             common::two_providers(primary.clone(), (fallback.clone(), Flavor::XAi), config);
         let route = route.seed(7).build(client);
-        let tallies = send(&route.service, calls).await;
+        let tallies = common::send_giving_up(&route.service, calls, common::varied_job).await;
         // Spawned settlements land, hung requests end on the providers' side.
         tokio::time::sleep(Duration::from_secs(600)).await;
         let stacks = || route.targets.iter().map(|(_, stack)| stack);
@@ -196,7 +162,7 @@ fn run_route(
             reserved: readout.reserved,
             queued,
         };
-        (settled, tallied(&tallies), provider_calls)
+        (settled, common::tallied(&tallies), provider_calls)
     })
 }
 

@@ -239,6 +239,42 @@ impl<S, B> JobService<B> for S where
 {
 }
 
+/// `calls` (arrival ms, then the ms after which the caller gives up, if it does) through
+/// `service`, each at its time, job `i` being `job(i)` with a `CostTally` of its own
+/// (returned, in call order); returns when every caller has its answer or gave up.
+pub(crate) async fn send_giving_up<B: Send + 'static>(
+    service: &impl JobService<B>,
+    calls: &[(u64, Option<u64>)],
+    job: impl Fn(usize) -> http::Request<String>,
+) -> Vec<ballast_cost::CostTally> {
+    let tallies: Vec<ballast_cost::CostTally> = calls.iter().map(|_| Default::default()).collect();
+    spawn_jobs(service, calls.iter().map(|call| call.0), |i, service| {
+        let cancel_ms = calls[i].1;
+        let mut request = job(i);
+        request.extensions_mut().insert(tallies[i].clone());
+        async move {
+            let call = service.oneshot(request);
+            match cancel_ms {
+                // The caller gives up after `ms`, wherever the call is.
+                Some(ms) => {
+                    drop(tokio::time::timeout(std::time::Duration::from_millis(ms), call).await)
+                }
+                None => drop(call.await),
+            }
+        }
+    })
+    .await;
+    tallies
+}
+
+/// The callers' tallies together: (provider calls, cost).
+pub(crate) fn tallied(tallies: &[ballast_cost::CostTally]) -> (usize, Usd) {
+    (
+        tallies.iter().map(|t| t.calls() as usize).sum(),
+        tallies.iter().map(ballast_cost::CostTally::total).sum(),
+    )
+}
+
 /// For each arrival (ms) in `arrivals`, call `i` on a task of its own, begun at its arrival:
 /// `call(i, service)` with a clone of `service`; what each call came to, in order.
 pub(crate) async fn spawn_jobs<S, T, F>(

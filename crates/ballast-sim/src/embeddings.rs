@@ -1,0 +1,211 @@
+//! OpenAI's Embeddings API, as the simulated OpenAI-compatible providers serve it.
+//!
+//! A request is checked as OpenAI's API checks it (its schema takes no field but its own,
+//! so a cap or a `stream_options` that a middleware writes in is refused); the answer is one
+//! vector per input, billed as input tokens only.
+
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// The fields OpenAI's embeddings request takes; any other is refused.
+const FIELDS: [&str; 5] = ["model", "input", "dimensions", "encoding_format", "user"];
+
+/// The most inputs one request may carry.
+const MOST_INPUTS: usize = 2048;
+
+/// The length of a vector when the request names none (`text-embedding-3-small`'s).
+const DEFAULT_DIMENSIONS: usize = 1536;
+
+/// What an embeddings request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Embed {
+    /// How many inputs: one vector each.
+    pub(crate) inputs: usize,
+    /// The length of each vector.
+    pub(crate) dimensions: usize,
+    /// `encoding_format: "base64"`: each vector as the base64 of its little-endian `f32`s.
+    pub(crate) base64: bool,
+}
+
+/// Checks an embeddings request's body as OpenAI's API does.
+pub(crate) fn check(json: &serde_json::Map<String, Value>) -> Result<Embed, &'static str> {
+    if let Some(unknown) = json.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        // OpenAI names the argument; the simulator's messages are static, so the usual
+        // suspects are named and the rest told apart by the generic message.
+        return Err(match unknown.as_str() {
+            "max_tokens" => "Unrecognized request argument supplied: max_tokens",
+            "max_completion_tokens" => {
+                "Unrecognized request argument supplied: max_completion_tokens"
+            }
+            "stream" => "Unrecognized request argument supplied: stream",
+            "stream_options" => "Unrecognized request argument supplied: stream_options",
+            _ => "Unrecognized request argument supplied.",
+        });
+    }
+    let invalid = "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.";
+    let inputs = match json.get("input") {
+        None => return Err("Missing required parameter: 'input'."),
+        Some(Value::String(text)) if text.is_empty() => return Err(invalid),
+        Some(Value::String(_)) => 1,
+        Some(Value::Array(items)) if items.is_empty() || items.len() > MOST_INPUTS => {
+            return Err(invalid);
+        }
+        // One input as its tokens.
+        Some(Value::Array(items)) if items.iter().all(Value::is_u64) => 1,
+        Some(Value::Array(items)) => {
+            let one = |item: &Value| match item {
+                Value::String(text) => !text.is_empty(),
+                Value::Array(tokens) => !tokens.is_empty() && tokens.iter().all(Value::is_u64),
+                _ => false,
+            };
+            if !items.iter().all(one) {
+                return Err(invalid);
+            }
+            items.len()
+        }
+        Some(_) => return Err(invalid),
+    };
+    let dimensions = match json.get("dimensions") {
+        None => DEFAULT_DIMENSIONS,
+        Some(value) => match value.as_u64() {
+            Some(n @ 1..=3072) => n as usize,
+            _ => return Err("'$.dimensions' is invalid: it must be an integer from 1 to 3072."),
+        },
+    };
+    let base64 = match json.get("encoding_format").map(Value::as_str) {
+        None | Some(Some("float")) => false,
+        Some(Some("base64")) => true,
+        Some(_) => return Err("'$.encoding_format' must be 'float' or 'base64'."),
+    };
+    Ok(Embed {
+        inputs,
+        dimensions,
+        base64,
+    })
+}
+
+/// The answer: a vector per input (values that depend on the call's id, the input's place
+/// and the dimension only), the model, and the usage (`prompt` tokens, no others).
+pub(crate) fn body(id: u64, model: &str, embed: Embed, prompt: u64) -> Bytes {
+    let data: Vec<Value> = (0..embed.inputs)
+        .map(|index| {
+            let values = (0..embed.dimensions).map(|d| value(id, index, d));
+            let embedding = if embed.base64 {
+                let bytes: Vec<u8> = values.flat_map(f32::to_le_bytes).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(values.collect::<Vec<f32>>())
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
+        .collect();
+    let body = json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    });
+    Bytes::from(body.to_string())
+}
+
+/// A value in (-0.1, 0.1), as a unit vector of 1 536 dimensions has them.
+fn value(id: u64, index: usize, dimension: usize) -> f32 {
+    // SplitMix64 of the three: cheap, and the same for the same call.
+    let mut z = id
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add((index as u64) << 32 | dimension as u64);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(body: Value) -> Result<Embed, &'static str> {
+        check(body.as_object().unwrap())
+    }
+
+    #[test]
+    fn requests_are_checked_as_openai_checks_them() {
+        let one = checked(json!({"model": "m", "input": "hi"})).unwrap();
+        assert_eq!((one.inputs, one.dimensions, one.base64), (1, 1536, false));
+        let batch = checked(
+            json!({"model": "m", "input": ["a", "b", "c"], "dimensions": 8,
+            "encoding_format": "base64"}),
+        )
+        .unwrap();
+        assert_eq!((batch.inputs, batch.dimensions, batch.base64), (3, 8, true));
+        assert_eq!(
+            checked(json!({"model": "m", "input": [1, 2, 3]}))
+                .unwrap()
+                .inputs,
+            1
+        );
+        assert_eq!(
+            checked(json!({"model": "m", "input": [[1, 2], [3]]}))
+                .unwrap()
+                .inputs,
+            2
+        );
+        assert_eq!(
+            checked(json!({"model": "m", "input": "hi", "max_tokens": 500})),
+            Err("Unrecognized request argument supplied: max_tokens")
+        );
+        assert_eq!(
+            checked(json!({"model": "m"})),
+            Err("Missing required parameter: 'input'.")
+        );
+        for bad in [
+            json!(""),
+            json!([]),
+            json!(["a", ""]),
+            json!([[]]),
+            json!(7),
+        ] {
+            assert!(
+                checked(json!({"model": "m", "input": bad})).is_err(),
+                "{bad}"
+            );
+        }
+        let many: Vec<&str> = vec!["a"; 2049];
+        assert!(checked(json!({"model": "m", "input": many})).is_err());
+        assert!(checked(json!({"model": "m", "input": "a", "dimensions": 0})).is_err());
+    }
+
+    #[test]
+    fn the_answer_has_a_vector_per_input_and_its_usage() {
+        let embed = Embed {
+            inputs: 2,
+            dimensions: 4,
+            base64: false,
+        };
+        let answer: Value = serde_json::from_slice(&body(7, "m", embed, 12)).unwrap();
+        assert_eq!(answer["data"].as_array().unwrap().len(), 2);
+        assert_eq!(answer["data"][1]["index"], 1);
+        assert_eq!(answer["data"][0]["embedding"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            answer["usage"],
+            json!({"prompt_tokens": 12, "total_tokens": 12})
+        );
+        let encoded: Value = serde_json::from_slice(&body(
+            7,
+            "m",
+            Embed {
+                base64: true,
+                ..embed
+            },
+            12,
+        ))
+        .unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded["data"][0]["embedding"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(bytes.len(), 16);
+        let first = f32::from_le_bytes(bytes[..4].try_into().unwrap());
+        assert_eq!(json!(first), answer["data"][0]["embedding"][0]);
+    }
+}
