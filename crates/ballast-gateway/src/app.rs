@@ -620,6 +620,10 @@ async fn forward(
     if let Some(scope) = scope {
         request.extensions_mut().insert(scope);
     }
+    // The caller's own timeout, when it sends one: no wait in the stack outlasts it.
+    if let Some(within) = crate::timeout::callers_time(headers) {
+        ballast::classify::Deadline::after(within).set_sooner(request.extensions_mut());
+    }
     let tally = CostTally::default();
     request.extensions_mut().insert(tally.clone());
     let result = upstream.clone().oneshot(request).await;

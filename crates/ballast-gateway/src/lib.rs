@@ -49,6 +49,7 @@ mod otel;
 mod otel_off;
 mod rate;
 mod serve;
+mod timeout;
 
 pub use app::Gateway;
 pub use body::{BodyTimedOut, DeadlineBody};

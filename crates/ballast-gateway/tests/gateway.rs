@@ -1794,3 +1794,48 @@ async fn embeddings_are_served_priced_and_cached() {
     assert_eq!(answer["error"]["type"], "not_found");
     assert_eq!(gateway_sim.ledger().len(), 0);
 }
+
+/// A caller's own timeout (`x-ballast-timeout`, or the `x-stainless-timeout` /
+/// `x-stainless-read-timeout` seconds the OpenAI and Anthropic SDKs send) is the deadline of
+/// its call: with the throttle at one call a minute, a second call that may wait 3 s is
+/// refused at once with a `Retry-After` that tells the real wait (about a minute), instead
+/// of being served to a caller that left; nothing reaches the provider for it. A timeout
+/// longer than the wait changes nothing (checked with the first call, which waits for none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_timeout_is_its_calls_deadline() {
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &base),
+        ("BALLAST_THROTTLE", "1"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let ask = |name: &str, seconds: &str| {
+        let mut request = chat();
+        request.headers_mut().insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(seconds).unwrap(),
+        );
+        request
+    };
+    let first = gateway
+        .router()
+        .oneshot(ask("x-stainless-read-timeout", "600.0"))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    for (name, seconds) in [("x-ballast-timeout", "3"), ("x-stainless-timeout", "3.0")] {
+        let refused = gateway.router().oneshot(ask(name, seconds)).await.unwrap();
+        assert_eq!(refused.status(), 429, "{name}");
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((50..=60).contains(&wait), "{name}: Retry-After {wait}");
+    }
+    assert_eq!(sim.ledger().len(), 1);
+}
