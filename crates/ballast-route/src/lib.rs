@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+mod attempt_timeout;
 mod chat_chunk;
 mod failover;
 mod from_messages;
@@ -69,6 +70,7 @@ mod translate;
 #[cfg(test)]
 mod translate_props;
 
+pub use attempt_timeout::{AttemptTimeout, AttemptTimeoutFuture, AttemptTimeoutLayer};
 pub use failover::{Failover, ResponseFuture};
 pub use hedge::{Hedge, HedgeConfig, HedgeFuture, HedgeLayer};
 pub use served::Served;

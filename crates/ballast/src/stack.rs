@@ -385,7 +385,9 @@ impl<St: SpendStore> StackBuilder<St> {
             // the throttle instead saved 170 to 450, and two boxes less than one).
             .map_future(Box::pin)
             .layer(attempt_log)
-            .timeout(timeout)
+            // tower's timeout, but a target of a route that can fail over spends at most
+            // half of what is left of the call's deadline, leaving the rest to the next.
+            .layer(ballast_route::AttemptTimeoutLayer::new(timeout))
             .layer(ClassifyLayer::new(provider).stream_timeouts(self.streams.time_scaled(scale)))
             .map_request(move |mut request: http::Request<RequestBody>| {
                 if let Some((name, value)) = &auth

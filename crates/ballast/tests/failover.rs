@@ -1453,17 +1453,24 @@ fn one_call_past_a_hanging_primary(deadline: Duration) -> (usize, usize, Outcome
 
 #[test]
 fn no_target_is_tried_past_the_calls_deadline() {
-    // A 30 s deadline: the primary's one attempt times out at 90 s, past it; the fallback
-    // is not tried (the call ends within its deadline plus one attempt, like a retry).
+    // A 30 s deadline: the primary, which can fail over, spends at most half of it (15 s)
+    // and the fallback answers 544 ms later (its latency for the seeded answer). Before the
+    // deadline was shared, the primary's attempt ran its whole 90 s, past the deadline, and
+    // the fallback was never tried: a timeout for a call a healthy target could serve.
     assert_eq!(
         one_call_past_a_hanging_primary(Duration::from_secs(30)),
-        (1, 0, OutcomeClass::Timeout, Duration::from_secs(90))
+        (1, 1, OutcomeClass::Success, Duration::from_millis(15_544))
     );
-    // Two minutes: the fallback answers 544 ms after the primary's timeout (its latency
-    // for the seeded answer).
+    // Four minutes: half is past the primary's own 90-s limit, which holds.
     assert_eq!(
-        one_call_past_a_hanging_primary(Duration::from_secs(120)),
+        one_call_past_a_hanging_primary(Duration::from_secs(240)),
         (1, 1, OutcomeClass::Success, Duration::from_millis(90_544))
+    );
+    // A deadline of 1 ms: the primary's half (on tokio's millisecond timer, 1 ms) ends at
+    // the deadline, and the fallback is not tried past it, as no retry starts past it.
+    assert_eq!(
+        one_call_past_a_hanging_primary(Duration::from_millis(1)),
+        (1, 0, OutcomeClass::Timeout, Duration::from_millis(1))
     );
 }
 
