@@ -205,7 +205,12 @@ impl Gateway {
                             .clone()
                             .unwrap_or_else(|| fallback.config.preset.default_model().to_owned()),
                     );
-                    route = route.fallback(fallback.config.clone(), fallback.model.as_deref());
+                    let (config, model) = (fallback.config.clone(), fallback.model.as_deref());
+                    route = if fallback.alongside {
+                        route.alongside(config, model)
+                    } else {
+                        route.fallback(config, model)
+                    };
                 }
                 if !config.hedge {
                     route = route.no_hedge();

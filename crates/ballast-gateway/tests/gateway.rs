@@ -1839,3 +1839,31 @@ async fn a_callers_timeout_is_its_calls_deadline() {
     }
     assert_eq!(sim.ledger().len(), 1);
 }
+
+/// `BALLAST_FALLBACKS` beginning with `|` puts its first target alongside the provider:
+/// the two share the load (calls taken in turn when neither is busy), where a fallback
+/// would take nothing while the provider serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_alongside_the_provider_share_its_load() {
+    let (first, second) = (simulator(KEY), simulator("sk-compatible-key"));
+    let first_server = SimServer::start(first.clone()).await.unwrap();
+    let second_server = SimServer::start(second.clone()).await.unwrap();
+    let (first_base, second_base) = (
+        format!("{}/v1", first_server.url()),
+        format!("{}/v1", second_server.url()),
+    );
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &first_base),
+        ("LLM_API_KEY", "sk-compatible-key"),
+        ("LLM_BASE_URL", &second_base),
+        ("BALLAST_FALLBACKS", "| openai_compatible:grok-code-fast-1"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    for _ in 0..6 {
+        let (status, answer) = call(&gateway, chat()).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!((first.ledger().len(), second.ledger().len()), (3, 3));
+}

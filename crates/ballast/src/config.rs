@@ -250,13 +250,17 @@ impl Config {
 }
 
 /// A fallback target named in `BALLAST_FALLBACKS`: its configuration (from its preset's own
-/// variables) and the model to ask it for (`None`: the caller's).
+/// variables), the model to ask it for (`None`: the caller's), and whether it shares the
+/// load of the target before it.
 #[derive(Debug, Clone)]
 pub struct FallbackConfig {
     /// The target's configuration.
     pub config: Config,
     /// The model to ask it for.
     pub model: Option<String>,
+    /// It serves alike with the target before it (`a | b`), and shares its load rather
+    /// than waiting for it to fail ([`RouteBuilder::alongside`](crate::RouteBuilder::alongside)).
+    pub alongside: bool,
 }
 
 impl Config {
@@ -267,17 +271,24 @@ impl Config {
     /// fallbacks. Anthropic and Gemini targets get chat requests translated (see
     /// [`RouteBuilder`](crate::RouteBuilder)).
     ///
+    /// Targets joined by `|` serve alike and share their load (see
+    /// [`RouteBuilder::alongside`](crate::RouteBuilder::alongside)); a list that begins
+    /// with `|` shares the primary's: `| openai_compatible:x-ai/grok-code-fast-1, openai:gpt-4o-mini`
+    /// spreads calls over the primary and the compatible target, with OpenAI behind both.
+    ///
     /// ```
     /// use ballast::{Config, Preset};
     ///
     /// let vars = |name: &str| match name {
-    ///     "BALLAST_FALLBACKS" => Some("openai:gpt-4o-mini, xai".to_owned()),
+    ///     "BALLAST_FALLBACKS" => Some("openai:gpt-4o-mini, xai | gemini:gemini-2.5-flash".to_owned()),
     ///     _ => None,
     /// };
     /// let chain = Config::fallbacks_from_vars(vars).unwrap();
     /// assert_eq!(chain[0].config.preset, Preset::OpenAi);
     /// assert_eq!(chain[0].model.as_deref(), Some("gpt-4o-mini"));
-    /// assert_eq!(chain[1].model, None);
+    /// assert_eq!((chain[1].model.as_deref(), chain[1].alongside), (None, false));
+    /// assert_eq!(chain[2].config.preset, Preset::Gemini);
+    /// assert!(chain[2].alongside);
     /// ```
     pub fn fallbacks_from_env() -> Result<Vec<FallbackConfig>, ConfigError> {
         Self::fallbacks_from_vars(|name| std::env::var(name).ok())
@@ -288,31 +299,39 @@ impl Config {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<FallbackConfig>, ConfigError> {
         const VARIABLE: &str = "BALLAST_FALLBACKS";
-        const EXPECTED: &str = "comma-separated provider or provider:model, the provider one of xai, openai, anthropic, gemini, openai_compatible";
+        const EXPECTED: &str = "comma-separated provider or provider:model, the provider one of xai, openai, anthropic, gemini, openai_compatible, those that share their load joined by |";
         let Some(value) = var(VARIABLE) else {
             return Ok(Vec::new());
         };
         let mut chain = Vec::new();
-        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (provider, model) = match entry.split_once(':') {
-                Some((provider, model)) if !model.trim().is_empty() => {
-                    (provider.trim(), Some(model.trim().to_owned()))
+        let entries = value.split(',').map(str::trim).filter(|e| !e.is_empty());
+        for (n, entry) in entries.enumerate() {
+            for (k, member) in entry.split('|').map(str::trim).enumerate() {
+                // A list that begins with `|` shares the primary's load.
+                if member.is_empty() && n == 0 && k == 0 {
+                    continue;
                 }
-                Some(_) => return Err(invalid(VARIABLE, &value, EXPECTED)),
-                None => (entry, None),
-            };
-            let preset = match provider.to_ascii_lowercase().as_str() {
-                "xai" => Preset::XAi,
-                "openai" => Preset::OpenAi,
-                "anthropic" => Preset::Anthropic,
-                "gemini" => Preset::Gemini,
-                "openai_compatible" | "compatible" => Preset::OpenAiCompatible,
-                _ => return Err(invalid(VARIABLE, &value, EXPECTED)),
-            };
-            chain.push(FallbackConfig {
-                config: Self::from_vars(preset, &var)?,
-                model,
-            });
+                let (provider, model) = match member.split_once(':') {
+                    Some((provider, model)) if !model.trim().is_empty() => {
+                        (provider.trim(), Some(model.trim().to_owned()))
+                    }
+                    Some(_) => return Err(invalid(VARIABLE, &value, EXPECTED)),
+                    None => (member, None),
+                };
+                let preset = match provider.to_ascii_lowercase().as_str() {
+                    "xai" => Preset::XAi,
+                    "openai" => Preset::OpenAi,
+                    "anthropic" => Preset::Anthropic,
+                    "gemini" => Preset::Gemini,
+                    "openai_compatible" | "compatible" => Preset::OpenAiCompatible,
+                    _ => return Err(invalid(VARIABLE, &value, EXPECTED)),
+                };
+                chain.push(FallbackConfig {
+                    config: Self::from_vars(preset, &var)?,
+                    model,
+                    alongside: k > 0,
+                });
+            }
         }
         Ok(chain)
     }
@@ -481,7 +500,34 @@ mod tests {
         assert_eq!(chain[0].model, None);
         assert_eq!(chain[1].config.preset, Preset::Gemini);
         assert_eq!(chain[1].model.as_deref(), Some("gemini-2.5-flash"));
-        for bad in ["claude", "openai:", "nope", "xai,,gemini:"] {
+        // `|` joins targets that share their load; a leading one joins the primary.
+        let chain = Config::fallbacks_from_vars(vars(&[(
+            "BALLAST_FALLBACKS",
+            " | anthropic, xai | gemini:gemini-2.5-flash|xai",
+        )]))
+        .unwrap();
+        let shape: Vec<(Preset, bool)> = chain
+            .iter()
+            .map(|target| (target.config.preset, target.alongside))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (Preset::Anthropic, true),
+                (Preset::XAi, false),
+                (Preset::Gemini, true),
+                (Preset::XAi, true),
+            ]
+        );
+        for bad in [
+            "claude",
+            "openai:",
+            "nope",
+            "xai,,gemini:",
+            "xai|",
+            "|",
+            "xai, | gemini",
+        ] {
             let error =
                 Config::fallbacks_from_vars(vars(&[("BALLAST_FALLBACKS", bad)])).unwrap_err();
             assert_eq!(error.variable(), "BALLAST_FALLBACKS", "{bad}");

@@ -61,6 +61,7 @@ impl RouteBuilder {
             targets: vec![FallbackConfig {
                 config: primary,
                 model: None,
+                alongside: false,
             }],
             time_scale: 1.0,
             seed: None,
@@ -112,6 +113,38 @@ impl RouteBuilder {
         self.targets.push(FallbackConfig {
             config,
             model: model.map(str::to_owned),
+            alongside: false,
+        });
+        self
+    }
+
+    /// Adds a target that serves alike with the one added before it (the same model under
+    /// another key, in another region, or from another provider), asked for `model`, and
+    /// shares its load ([`Failover::share_load`]): a call starts at the one of the group
+    /// with the fewest calls in flight, taken in turn when they are equally busy, and goes
+    /// on to the others of the group before the fallbacks after it. Two keys whose
+    /// provider limits each: twice the calls a minute before anything waits or fails over.
+    ///
+    /// Every target of a group that is not the route's last keeps one attempt and a 1-s
+    /// throttle line ([`attempts_before_fallback`](Self::attempts_before_fallback),
+    /// [`line_before_fallback`](Self::line_before_fallback)), as a fallback would; the
+    /// members of the last group keep their own.
+    ///
+    /// ```
+    /// use ballast::{Config, Preset, RouteBuilder};
+    ///
+    /// let mut second_key = Config::new(Preset::XAi);
+    /// second_key.base_url = "https://api.x.ai/v1".parse().unwrap();
+    /// let route = RouteBuilder::new(Config::new(Preset::XAi))
+    ///     .alongside(second_key, None)
+    ///     .fallback(Config::new(Preset::OpenAi), Some("gpt-4o-mini"));
+    /// assert_eq!(route.names(), ["xai", "xai#2", "openai"]);
+    /// ```
+    pub fn alongside(mut self, config: Config, model: Option<&str>) -> Self {
+        self.targets.push(FallbackConfig {
+            config,
+            model: model.map(str::to_owned),
+            alongside: true,
         });
         self
     }
@@ -123,11 +156,12 @@ impl RouteBuilder {
         self
     }
 
-    /// How many attempts each target but the last makes before the call goes on to the next
-    /// (default 1: a retryable failure, a 429 or a 5xx, is tried again on the next target at
-    /// once, where the target's own retry would have waited its backoff); `None` keeps each
-    /// target's [`Config::max_attempts`]. The last target always keeps its own. Measured on
-    /// the scoreboard's two-provider rows (six seeds) against each target's three attempts:
+    /// How many attempts each target before the last group makes before the call goes on to
+    /// the next (default 1: a retryable failure, a 429 or a 5xx, is tried again on the next
+    /// target at once, where the target's own retry would have waited its backoff); `None`
+    /// keeps each target's [`Config::max_attempts`]. The last target (every target of the
+    /// last group, see [`alongside`](Self::alongside)) keeps its own. Measured on the
+    /// scoreboard's two-provider rows (six seeds) against each target's three attempts:
     /// the primary flapping 96.4% -> 99.4% goodput, its outage 99.2% -> 99.5%, at the same
     /// calls per item (1.10, 1.02); the demo's fallback column p95 7.4 s -> 6.4 s
     /// (`BENCHMARKS.md`, "Failing over at once").
@@ -136,8 +170,8 @@ impl RouteBuilder {
         self
     }
 
-    /// How far off a turn in a throttle's line may be, on every target but the last, before
-    /// the call goes on to the next target at once (default 1 s, in the provider's time:
+    /// How far off a turn in a throttle's line may be, on every target before the last
+    /// group, before the call goes on to the next target at once (default 1 s, in the provider's time:
     /// a target whose line is longer is refused as `throttled`, which fails over); `None`
     /// keeps each throttle's own `max_wait` (60 s). With the throttle serving the newest
     /// call first, a call bumped in the primary's line would wait there up to 5 s while the
@@ -211,7 +245,17 @@ impl RouteBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let mut targets = Vec::new();
         let mut chain = Vec::new();
-        let last = self.targets.len().saturating_sub(1);
+        // The groups that share their load: a target alongside the one before it joins its
+        // group (the first has none before it).
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        for (i, target) in self.targets.iter().enumerate() {
+            match groups.last_mut() {
+                Some(group) if target.alongside => group.end = i + 1,
+                _ => groups.push(i..i + 1),
+            }
+        }
+        // Every target before the last group gives way to the next at once.
+        let last = groups.last().map_or(0, |group| group.start);
         for (i, (mut target, name)) in self.targets.into_iter().zip(names).enumerate() {
             if let Some(attempts) = self.attempts_before_fallback
                 && i < last
@@ -259,9 +303,11 @@ impl RouteBuilder {
         // The whole route's deadline, the facade's default: every target keeps the sooner.
         let within = crate::stack::scaled(crate::DEFAULT_DEADLINE, self.time_scale);
         Route {
-            service: ReadRequestLayer::new()
-                .deadline(within)
-                .layer(Failover::new(chain)),
+            service: ReadRequestLayer::new().deadline(within).layer(
+                groups
+                    .into_iter()
+                    .fold(Failover::new(chain), Failover::share_load),
+            ),
             targets,
         }
     }
