@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ballast::{Config, Preset, StackBuilder};
+use ballast::{Config, Preset, RouteBuilder, StackBuilder};
 use ballast_cost::Usd;
 use ballast_sim::{Flavor, Price, Scenario, Simulator};
 use metrics_util::MetricKind;
@@ -130,20 +130,32 @@ proptest! {
 }
 
 /// `calls` through a `RouteBuilder` route of two targets, the primary over `primary`, the
-/// fallback (`grok-4-fast`) over `fallback`, under one daily budget of `budget`.
+/// fallback (`grok-4-fast`) over `fallback` (or, `alongside`, the two sharing the load),
+/// under one daily budget of `budget`.
 fn run_route(
     primary: Scenario,
     fallback: Scenario,
     budget: Usd,
     calls: &[(u64, Option<u64>)],
+    alongside: bool,
 ) -> (common::Settled, (usize, Usd), usize) {
     ballast_sim::paused_runtime().unwrap().block_on(async {
         let (primary, fallback) = (Simulator::new(primary), Simulator::new(fallback));
         let dollars = budget.to_string().trim_start_matches('$').to_owned();
         let vars = |name: &str| (name == "DAILY_BUDGET_USD").then(|| dollars.clone());
         let config = Config::from_vars(Preset::XAi, vars).unwrap();
-        let (client, route) =
-            common::two_providers(primary.clone(), (fallback.clone(), Flavor::XAi), config);
+        let mut second = config.clone();
+        second.base_url = "http://fallback.invalid/v1".parse().unwrap();
+        let (client, route) = common::two_providers(
+            primary.clone(),
+            (fallback.clone(), Flavor::XAi),
+            config.clone(),
+        );
+        let route = if alongside {
+            RouteBuilder::new(config).alongside(second, Some("grok-4-fast"))
+        } else {
+            route
+        };
         let route = route.seed(7).build(client);
         let tallies = common::send_giving_up(&route.service, calls, common::varied_job).await;
         // Spawned settlements land, hung requests end on the providers' side.
@@ -170,8 +182,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     /// The same through a route of two flaky providers under one budget (hedging on, the
-    /// facade's default): a call dropped on the primary, between targets or on the
-    /// fallback leaves nothing reserved or waiting; both providers' bills together stay
+    /// facade's default), chained or alongside each other: a call dropped on the primary,
+    /// between targets or on the fallback leaves nothing reserved or waiting; both providers' bills together stay
     /// within the budget and under what the budget holds spent, which the two targets'
     /// loggers counted; each provider call, on either target, and its cost, is in exactly
     /// one caller's `CostTally`.
@@ -181,12 +193,13 @@ proptest! {
         fallback in ballast_sim::strategy::flaky_scenario(),
         budget_micros in 100u64..3_000,
         calls in prop::collection::vec((0u64..30_000, prop::option::of(0u64..40_000)), 1..60),
+        alongside in any::<bool>(),
     ) {
         let primary = Scenario { flavor: Flavor::XAi, ..primary };
         // The fallback is asked for grok-4-fast, and bills at its price.
         let fallback = Scenario { flavor: Flavor::XAi, price: Price::GROK_4_FAST, ..fallback };
         let budget = Usd::from_picos(budget_micros * 1_000_000);
-        let (settled, tallied, provider_calls) = run_route(primary, fallback, budget, &calls);
+        let (settled, tallied, provider_calls) = run_route(primary, fallback, budget, &calls, alongside);
         settled.check()?;
         prop_assert_eq!(tallied, (provider_calls, settled.counted), "{:?}", settled);
     }
