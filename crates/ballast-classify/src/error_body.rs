@@ -35,12 +35,14 @@ pub fn error_body(
     // them); each string quoted and escaped by serde_json.
     let text = |s: &str| serde_json::Value::from(s).to_string();
     match dialect {
-        Dialect::Chat | Dialect::Responses | Dialect::Embeddings => format!(
-            r#"{{"error":{{"message":{},"type":{},"param":null,"code":{}}}}}"#,
-            text(message),
-            text(kind),
-            code.map_or_else(|| "null".to_owned(), text),
-        ),
+        Dialect::Chat | Dialect::Responses | Dialect::Completions | Dialect::Embeddings => {
+            format!(
+                r#"{{"error":{{"message":{},"type":{},"param":null,"code":{}}}}}"#,
+                text(message),
+                text(kind),
+                code.map_or_else(|| "null".to_owned(), text),
+            )
+        }
         Dialect::Messages => format!(
             r#"{{"type":"error","error":{{"type":"{}","message":{}}}}}"#,
             anthropic_type(status),

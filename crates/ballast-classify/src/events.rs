@@ -87,8 +87,11 @@ pub(crate) fn read(dialect: Dialect, event: &str, data: &str) -> Said {
         return said;
     }
     let said = match dialect {
-        // Embeddings never stream: an event from one is read as chat's.
-        Dialect::Chat | Dialect::Embeddings => serde_json::from_str::<Chat>(data).map(Chat::said),
+        // Legacy completions' chunks are chat's with `text` for a delta; embeddings never
+        // stream: an event from one is read as chat's.
+        Dialect::Chat | Dialect::Completions | Dialect::Embeddings => {
+            serde_json::from_str::<Chat>(data).map(Chat::said)
+        }
         Dialect::Responses => serde_json::from_str::<Responses<'_>>(data).map(Responses::said),
         Dialect::Messages => serde_json::from_str::<Messages<'_>>(data).map(Messages::said),
         Dialect::Gemini => serde_json::from_str::<Gemini>(data).map(Gemini::said),
@@ -128,6 +131,8 @@ fn plain_chat_delta(data: &str) -> Option<Said> {
                 b"\"tool_calls\"",
                 b"\"refusal\"",
                 b"\"reasoning_content\"",
+                // Legacy completions' `choices[].text` (FIM and base models): read by serde.
+                b"\"text\"",
             ])
             .build()
     });
@@ -357,17 +362,28 @@ struct Chat {
 struct ChatChoice {
     #[serde(default)]
     delta: Option<ChatDelta>,
+    /// The legacy Completions API's streamed text (`/v1/completions`: fill-in-the-middle
+    /// and base models), in place of a delta.
+    #[serde(default)]
+    text: Len,
     #[serde(default)]
     finish_reason: Present,
 }
 
+impl ChatChoice {
+    fn len(&self) -> u64 {
+        self.delta.map_or(0, ChatDelta::len) + self.text.0
+    }
+}
+
 impl Folds for ChatChoice {
     fn fold(&mut self, other: Self) {
-        let content = self.delta.map_or(0, ChatDelta::len) + other.delta.map_or(0, ChatDelta::len);
+        let content = self.len() + other.len();
         self.delta = Some(ChatDelta {
             content: Len(content),
             ..ChatDelta::default()
         });
+        self.text = Len(0);
         self.finish_reason.0 |= other.finish_reason.0;
     }
 }
@@ -474,7 +490,7 @@ impl Chat {
         }
         let choice = self.choices.0;
         let mut said = Said {
-            content: choice.delta.map_or(0, ChatDelta::len),
+            content: choice.len(),
             end: choice.finish_reason.0,
             ..Said::default()
         };
@@ -770,6 +786,20 @@ mod tests {
             Dialect::Chat,
             "",
             r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        );
+        assert_eq!((said.content, said.end), (0, true));
+        // The legacy Completions API (`/v1/completions`, fill-in-the-middle): its text is
+        // content, so its stream is passed on from its first chunk, not held to its end.
+        let said = read(
+            Dialect::Chat,
+            "",
+            r#"{"id":"cmpl-1","object":"text_completion","choices":[{"text":"def f(","index":0,"logprobs":null,"finish_reason":null}],"model":"m"}"#,
+        );
+        assert_eq!((said.content, said.end), (6, false));
+        let said = read(
+            Dialect::Chat,
+            "",
+            r#"{"choices":[{"text":"","index":0,"finish_reason":"length"}]}"#,
         );
         assert_eq!((said.content, said.end), (0, true));
         let said = read(

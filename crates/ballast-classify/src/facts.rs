@@ -12,7 +12,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Dialect {
     /// OpenAI's Chat Completions, and every OpenAI-compatible API (xAI, Groq, DeepSeek,
-    /// OpenRouter...): any path not named below.
+    /// OpenRouter...): any path not named below (`/chat/completions` among them).
     #[default]
     Chat,
     /// OpenAI's Responses API: a path ending in `/responses`.
@@ -22,6 +22,11 @@ pub enum Dialect {
     /// Gemini's `generateContent` family: `models/{model}:generateContent` or
     /// `:streamGenerateContent`. The model and the stream flag are in the path.
     Gemini,
+    /// The legacy Completions API (a `prompt` completed as `choices[].text`: fill-in-the-
+    /// middle and base models): a path ending in `/completions` but not
+    /// `/chat/completions` (`/v1/completions`, Mistral's `/v1/fim/completions`). Its cap is
+    /// `max_tokens`.
+    Completions,
     /// OpenAI's Embeddings API, as every OpenAI-compatible API serves it: a path ending in
     /// `/embeddings`. No output tokens (its cap is 0), no stream, and no field Ballast may
     /// add (the API refuses unknown ones).
@@ -42,6 +47,8 @@ impl Dialect {
             Self::Responses
         } else if path.ends_with("/embeddings") {
             Self::Embeddings
+        } else if path.ends_with("/completions") && !path.ends_with("/chat/completions") {
+            Self::Completions
         } else {
             Self::Chat
         }
@@ -54,6 +61,7 @@ impl Dialect {
             Self::Responses => "responses",
             Self::Messages => "messages",
             Self::Gemini => "gemini",
+            Self::Completions => "completions",
             Self::Embeddings => "embeddings",
         }
     }
@@ -168,6 +176,7 @@ impl RequestFacts {
     /// | responses | `"model"` | `"stream": true` | `max_output_tokens` |
     /// | messages | `"model"` | `"stream": true` | `max_tokens` |
     /// | gemini | the path's `models/{model}:` | `:streamGenerateContent` in the path | the larger of `maxOutputTokens` and `max_output_tokens` in `generationConfig` and in `generation_config` (protobuf JSON takes both spellings) |
+    /// | completions | `"model"` | `"stream": true` | `max_tokens` |
     /// | embeddings | `"model"` | never | 0: an embedding has no output tokens |
     ///
     /// A cap is a non-negative integer that fits `u64`; anything else is no cap.

@@ -66,7 +66,8 @@ pub fn replace(request: &mut http::Request<RequestBody>, uri: http::Uri, body: B
     request.extensions_mut().insert(facts);
 }
 
-/// Asks a streamed chat request for its usage (`stream_options.include_usage: true`) when
+/// Asks a streamed chat (or legacy completions) request for its usage
+/// (`stream_options.include_usage: true`) when
 /// the caller did not, so the stream's cost is read from the provider, not estimated; the
 /// facts note it ([`RequestFacts::stream_usage_added`]) and the classifier keeps the
 /// usage-only chunk from the caller. Other `stream_options` are kept. Returns whether it
@@ -77,7 +78,12 @@ pub fn stream_usage(request: &mut http::Request<RequestBody>) -> bool {
 
 /// [`stream_usage`] on facts not yet in a request.
 pub(crate) fn write_stream_usage(facts: &mut RequestFacts) -> bool {
-    if facts.dialect != Dialect::Chat || !facts.stream || !facts.json_object {
+    // Chat and the legacy Completions API take `stream_options` (OpenAI's, and the
+    // compatible APIs that follow it); the others have their own usage events.
+    if !matches!(facts.dialect, Dialect::Chat | Dialect::Completions)
+        || !facts.stream
+        || !facts.json_object
+    {
         return false;
     }
     let asked = br#""stream_options""#;
@@ -379,6 +385,13 @@ mod tests {
             capped("/v1/chat/completions", r#"{"max_tokens":9}"#),
             r#"{"max_tokens":9}"#,
             "a cap of its own"
+        );
+        // The legacy Completions API's cap is `max_tokens`, whatever chat's field.
+        let mut legacy = read("/v1/completions", r#"{"model":"m","prompt":"a"}"#);
+        default_output_cap(&mut legacy, 64, ChatCapField::MaxCompletionTokens);
+        assert_eq!(
+            &legacy.body().bytes()[..],
+            br#"{"max_tokens":64,"model":"m","prompt":"a"}"#
         );
         // The Embeddings API takes no field of the kind: nothing is written.
         let embeddings = r#"{"model":"text-embedding-3-small","input":"a","stream":true}"#;

@@ -5,8 +5,10 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::Value;
 
-const PATHS: [(&str, Dialect); 6] = [
+const PATHS: [(&str, Dialect); 8] = [
     ("/v1/chat/completions", Dialect::Chat),
+    ("/v1/completions", Dialect::Completions),
+    ("/v1/fim/completions", Dialect::Completions),
     ("/v1/embeddings", Dialect::Embeddings),
     ("/v1/responses", Dialect::Responses),
     ("/v1/messages", Dialect::Messages),
@@ -135,6 +137,7 @@ fn name() -> impl Strategy<Value = String> {
         "messages",
         "contents",
         "input",
+        "prompt",
         "temperature",
         "Model",
         "model ",

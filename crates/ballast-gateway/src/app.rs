@@ -67,6 +67,11 @@ pub(crate) struct App {
     speaks_gemini: bool,
     /// The primary's Embeddings endpoint (`{base}/embeddings`).
     embeddings_uri: http::Uri,
+    /// The primary's legacy Completions endpoint (`{base}/completions`).
+    completions_uri: http::Uri,
+    /// Whether a target of the provider's chain speaks OpenAI's API (the only one that
+    /// serves legacy completions).
+    serves_completions: bool,
     /// Whether a target of the provider's chain serves embeddings (an OpenAI-compatible
     /// one asked for the caller's model: [`Api::may_serve`]).
     serves_embeddings: bool,
@@ -144,6 +149,11 @@ impl Gateway {
         let messages_uri: http::Uri = format!("{}/messages", base.trim_end_matches('/')).parse()?;
         let embeddings_uri: http::Uri =
             format!("{}/embeddings", base.trim_end_matches('/')).parse()?;
+        let completions_uri: http::Uri =
+            format!("{}/completions", base.trim_end_matches('/')).parse()?;
+        let serves_completions = std::iter::once(&primary)
+            .chain(config.fallbacks.iter().map(|fallback| &fallback.config))
+            .any(|target| target.preset.api().may_serve(Dialect::Completions, true));
         let serves_embeddings = primary.preset.api().may_serve(Dialect::Embeddings, false)
             || config.fallbacks.iter().any(|fallback| {
                 let api = fallback.config.preset.api();
@@ -244,6 +254,8 @@ impl Gateway {
             speaks_gemini,
             embeddings_uri,
             serves_embeddings,
+            completions_uri,
+            serves_completions,
             base: base_path,
             default_targets: targets.len(),
             targets,
@@ -320,6 +332,7 @@ impl Gateway {
             .route("/v1/messages", post(messages))
             .route("/v1/messages/count_tokens", post(count_tokens))
             .route("/v1/embeddings", post(embeddings))
+            .route("/v1/completions", post(completions))
             .route("/v1beta/models/{call}", post(gemini))
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
@@ -452,6 +465,26 @@ async fn embeddings(State(app): State<Arc<App>>, headers: http::HeaderMap, body:
     }
     let uri = app.embeddings_uri.clone();
     forward(&app, &headers, body, uri, Dialect::Embeddings).await
+}
+
+/// `POST /v1/completions` (the legacy Completions API: fill-in-the-middle for code editors,
+/// base models): see [`forward`]. Through the whole stack as chat is (its cap in
+/// `max_tokens`, its stream passed on from its first text), to the OpenAI-compatible
+/// targets of the chain; 404 at once on a gateway without one.
+async fn completions(
+    State(app): State<Arc<App>>,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Response {
+    if !app.serves_completions {
+        return openai_error(
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            "No target of this gateway serves legacy completions: they need an OpenAI-compatible target.",
+        );
+    }
+    let uri = app.completions_uri.clone();
+    forward(&app, &headers, body, uri, Dialect::Completions).await
 }
 
 /// The message of the 404 for an embeddings call on a gateway none of whose targets serves

@@ -1867,3 +1867,53 @@ async fn targets_alongside_the_provider_share_its_load() {
     }
     assert_eq!((first.ledger().len(), second.ledger().len()), (3, 3));
 }
+
+/// `POST /v1/completions` (the legacy API code editors use for fill-in-the-middle): served
+/// through the stack, streamed from its first text, the budget equal to the bill; 404 on a
+/// gateway with no OpenAI-compatible target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_completions_are_served() {
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &base),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    let ask = |stream: bool| {
+        http::Request::post("/v1/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(format!(
+                r#"{{"model":"grok-code-fast-1","prompt":"fn main() {{","suffix":"}}","max_tokens":30,"stream":{stream}}}"#
+            )))
+            .unwrap()
+    };
+    let (status, answer) = call(&gateway, ask(false)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "text_completion");
+    let streamed = gateway.router().oneshot(ask(true)).await.unwrap();
+    assert_eq!(streamed.status(), 200);
+    let events = streamed.into_body().collect().await.unwrap().to_bytes();
+    let events = String::from_utf8(events.to_vec()).unwrap();
+    assert!(
+        events.starts_with(r#"data: {"choices":[{"finish_reason":null"#),
+        "{events}"
+    );
+    assert!(events.trim_end().ends_with("data: [DONE]"), "{events}");
+    // The usage the gateway asked for on the caller's behalf is read, not handed on.
+    assert!(!events.contains(r#""choices":[]"#), "{events}");
+    let ledger = sim.ledger();
+    assert_eq!(ledger.count(ballast_sim::SimOutcome::Success), 2);
+    let (_, budget) = call(&gateway, admin("GET", "/admin/budget", Some(ADMIN), "")).await;
+    assert_eq!(
+        budget["budget"]["spent_usd"].as_f64(),
+        Some(ledger.billed_usd())
+    );
+    let (_, _server, anthropic) = anthropic_gateway().await;
+    let (status, answer) = call(&anthropic, ask(false)).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["type"], "not_found");
+}

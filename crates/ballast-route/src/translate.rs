@@ -54,7 +54,7 @@ impl Api {
         match self {
             Self::OpenAi => matches!(
                 dialect,
-                Dialect::Chat | Dialect::Responses | Dialect::Embeddings
+                Dialect::Chat | Dialect::Responses | Dialect::Completions | Dialect::Embeddings
             ),
             Self::Anthropic => dialect == Dialect::Messages,
             Self::Gemini => dialect == Dialect::Gemini,
@@ -68,6 +68,7 @@ impl Api {
     /// lacks (images, say). Gemini's own dialect goes to Gemini only. Embeddings go to
     /// OpenAI-compatible targets that ask for the caller's model, never one that names its
     /// own: another model's vectors live in another space, useless beside the caller's.
+    /// Legacy completions go to OpenAI-compatible targets only.
     ///
     /// ```
     /// use ballast_classify::Dialect;
@@ -81,13 +82,15 @@ impl Api {
     /// assert!(Api::OpenAi.may_serve(Dialect::Embeddings, false));
     /// assert!(!Api::OpenAi.may_serve(Dialect::Embeddings, true));
     /// assert!(!Api::Gemini.may_serve(Dialect::Embeddings, false));
+    /// assert!(!Api::Anthropic.may_serve(Dialect::Completions, true));
     /// ```
     pub fn may_serve(self, dialect: Dialect, name_their_model: bool) -> bool {
         match dialect {
             Dialect::Embeddings => self.takes(dialect) && !name_their_model,
             Dialect::Chat | Dialect::Responses => true,
             Dialect::Messages => self.takes(dialect) || name_their_model,
-            Dialect::Gemini => self.takes(dialect),
+            // Legacy completions are not translated: OpenAI-compatible targets only.
+            Dialect::Gemini | Dialect::Completions => self.takes(dialect),
         }
     }
 }

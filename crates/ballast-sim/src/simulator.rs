@@ -154,6 +154,9 @@ struct Parsed {
     include_usage: bool,
     /// OpenAI's Responses API (a path ending in `/responses`), not Chat Completions.
     responses: bool,
+    /// The legacy Completions API (a path ending in `/completions` but not
+    /// `/chat/completions`): a `prompt`, answered with `choices[].text`.
+    legacy: bool,
     /// The tool the answer calls (see [`crate::tools`]).
     tool_call: Option<String>,
     /// An embeddings request (a path ending in `/embeddings`): what it asks for.
@@ -582,6 +585,7 @@ impl Simulator {
         // The answer, whole or (malformed) cut in half.
         let body = match request.embed {
             Some(embed) => crate::embeddings::body(id, &request.model, embed, prompt),
+            None if request.legacy => wire::legacy_body(id, &request.model, usage),
             None => wire::success_body(
                 flavor,
                 request.responses,
@@ -690,6 +694,7 @@ impl Simulator {
                 slow_first: Duration::ZERO,
                 include_usage: request.include_usage,
                 responses: request.responses,
+                legacy: request.legacy,
                 no_done: false,
                 fault: None,
                 tool_call: request.tool_call.clone(),
@@ -844,12 +849,27 @@ fn parse_request(
             stream: false,
             include_usage: false,
             responses: false,
+            legacy: false,
             tool_call: None,
             embed: Some(embed),
         });
     }
     let responses =
         matches!(flavor, Flavor::OpenAi | Flavor::XAi) && parts.uri.path().ends_with("/responses");
+    let legacy = matches!(flavor, Flavor::OpenAi | Flavor::XAi)
+        && parts.uri.path().ends_with("/completions")
+        && !parts.uri.path().ends_with("/chat/completions");
+    if legacy
+        && !json
+            .get("prompt")
+            .is_some_and(|p| p.is_string() || p.is_array())
+    {
+        return Err("Missing required parameter: 'prompt'.");
+    }
+    // Chat's newer cap field is not the legacy API's.
+    if legacy && json.get("max_completion_tokens").is_some() {
+        return Err("Unrecognized request argument supplied: max_completion_tokens");
+    }
     // Each API refuses what it does not take, as the real one does (a translation that
     // gets it wrong fails here, not in production).
     match flavor {
@@ -942,7 +962,7 @@ fn parse_request(
         }
         _ => {}
     }
-    let tool_call = if responses {
+    let tool_call = if responses || legacy {
         None
     } else {
         crate::tools::check(flavor, &json)?
@@ -962,6 +982,7 @@ fn parse_request(
         stream,
         include_usage,
         responses,
+        legacy,
         tool_call,
         embed: None,
     })

@@ -108,6 +108,8 @@ pub(crate) struct StreamPlan {
     pub(crate) include_usage: bool,
     /// The Responses API's events, not Chat Completions' chunks (OpenAI and xAI).
     pub(crate) responses: bool,
+    /// The legacy Completions API's chunks (`choices[].text`), not Chat Completions'.
+    pub(crate) legacy: bool,
     pub(crate) no_done: bool,
     pub(crate) fault: Option<Fault>,
     /// The tool the answer calls instead of writing text (chat and Anthropic).
@@ -189,6 +191,34 @@ impl StreamPlan {
         match self.flavor {
             Flavor::XAi | Flavor::OpenAi if self.responses => {
                 self.responses_events(&chunks, &mut events);
+            }
+            Flavor::XAi | Flavor::OpenAi if self.legacy => {
+                let chunk = |text: &str, finish: Option<&str>| {
+                    json!({"id": format!("cmpl-sim{}", self.id), "object": "text_completion",
+                           "created": 1_764_000_000u64, "model": model,
+                           "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]})
+                };
+                for (text, tokens) in &chunks {
+                    events.push(Event {
+                        bytes: sse(None, &chunk(text, None)),
+                        tokens: *tokens,
+                        content: true,
+                    });
+                }
+                let finish = if self.hit_cap { "length" } else { "stop" };
+                events.push(plain(sse(None, &chunk("", Some(finish))), self.completion));
+                if self.include_usage {
+                    let usage = json!({"id": format!("cmpl-sim{}", self.id), "object": "text_completion",
+                        "model": model, "choices": [],
+                        "usage": crate::wire::chat_usage(self.flavor, &self.usage())});
+                    events.push(plain(sse(None, &usage), self.completion));
+                }
+                if !self.no_done {
+                    events.push(plain(
+                        Bytes::from_static(b"data: [DONE]\n\n"),
+                        self.completion,
+                    ));
+                }
             }
             Flavor::XAi | Flavor::OpenAi => {
                 let chunk = |delta: serde_json::Value, finish: Option<&str>| {

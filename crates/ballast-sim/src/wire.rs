@@ -139,6 +139,29 @@ pub(crate) fn success_body(
     Bytes::from(body.to_string())
 }
 
+/// A legacy Completions API answer (`object: "text_completion"`): its text in
+/// `choices[0].text`, and chat's usage.
+pub(crate) fn legacy_body(id: u64, model: &str, usage: Usage) -> Bytes {
+    let text = text_of(usage.completion);
+    let usage_json = chat_usage(Flavor::OpenAi, &usage);
+    Bytes::from(
+        json!({
+            "id": format!("cmpl-sim{id}"),
+            "object": "text_completion",
+            "created": 1_764_000_000u64,
+            "model": model,
+            "choices": [{
+                "text": text,
+                "index": 0,
+                "logprobs": null,
+                "finish_reason": if usage.hit_cap { "length" } else { "stop" },
+            }],
+            "usage": usage_json,
+        })
+        .to_string(),
+    )
+}
+
 /// A Gemini `functionCall` part calling `name` with [`TOOL_INPUT`](crate::TOOL_INPUT),
 /// signed as Gemini 3 signs a step.
 pub(crate) fn gemini_call(id: u64, name: &str) -> Value {

@@ -114,8 +114,9 @@ fn error_event(dialect: Dialect, end: StreamEnd) -> Bytes {
             "data: {}\n\n",
             json!({"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}})
         ),
-        // Embeddings never stream: chat's shape, were one to.
-        Dialect::Chat | Dialect::Embeddings => format!(
+        // Legacy completions' error event is chat's; embeddings never stream: chat's
+        // shape, were one to.
+        Dialect::Chat | Dialect::Completions | Dialect::Embeddings => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": kind, "code": class.as_str()}})
         ),
