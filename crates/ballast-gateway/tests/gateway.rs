@@ -67,6 +67,23 @@ async fn listed_models(gateway: &Gateway) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A gateway over a simulated xAI (the test key, the admin token) with `more` settings, and
+/// the simulator and its server (kept alive by the caller).
+async fn xai_gateway(more: &[(&str, &str)]) -> (ballast_sim::Simulator, SimServer, Gateway) {
+    let sim = simulator(KEY);
+    let server = SimServer::start(sim.clone()).await.unwrap();
+    let base = format!("{}/v1", server.url());
+    let mut vars = vec![
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", base.as_str()),
+        ("BALLAST_ADMIN_TOKEN", ADMIN),
+    ];
+    vars.extend_from_slice(more);
+    let config = GatewayConfig::from_settings(&settings(&vars)).unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    (sim, server, gateway)
+}
+
 fn chat() -> http::Request<Body> {
     http::Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
@@ -826,16 +843,7 @@ async fn the_listen_address_may_be_a_host_name() {
 /// as it sent it, and the budget equal to the bill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_responses_api_is_served() {
-    let sim = simulator(KEY);
-    let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1", server.url());
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("XAI_API_KEY", KEY),
-        ("XAI_BASE_URL", &base),
-        ("BALLAST_ADMIN_TOKEN", ADMIN),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
+    let (sim, _server, gateway) = xai_gateway(&[]).await;
     let request = |stream: bool| {
         http::Request::post("/v1/responses")
             .header("content-type", "application/json")
@@ -1803,16 +1811,7 @@ async fn embeddings_are_served_priced_and_cached() {
 /// longer than the wait changes nothing (checked with the first call, which waits for none).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_timeout_is_its_calls_deadline() {
-    let sim = simulator(KEY);
-    let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1", server.url());
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("XAI_API_KEY", KEY),
-        ("XAI_BASE_URL", &base),
-        ("BALLAST_THROTTLE", "1"),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
+    let (sim, _server, gateway) = xai_gateway(&[("BALLAST_THROTTLE", "1")]).await;
     let ask = |name: &str, seconds: &str| {
         let mut request = chat();
         request.headers_mut().insert(
@@ -1873,16 +1872,7 @@ async fn targets_alongside_the_provider_share_its_load() {
 /// gateway with no OpenAI-compatible target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_completions_are_served() {
-    let sim = simulator(KEY);
-    let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1", server.url());
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("XAI_API_KEY", KEY),
-        ("XAI_BASE_URL", &base),
-        ("BALLAST_ADMIN_TOKEN", ADMIN),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
+    let (sim, _server, gateway) = xai_gateway(&[]).await;
     let ask = |stream: bool| {
         http::Request::post("/v1/completions")
             .header("content-type", "application/json")

@@ -207,18 +207,8 @@ impl StreamPlan {
                 }
                 let finish = if self.hit_cap { "length" } else { "stop" };
                 events.push(plain(sse(None, &chunk("", Some(finish))), self.completion));
-                if self.include_usage {
-                    let usage = json!({"id": format!("cmpl-sim{}", self.id), "object": "text_completion",
-                        "model": model, "choices": [],
-                        "usage": crate::wire::chat_usage(self.flavor, &self.usage())});
-                    events.push(plain(sse(None, &usage), self.completion));
-                }
-                if !self.no_done {
-                    events.push(plain(
-                        Bytes::from_static(b"data: [DONE]\n\n"),
-                        self.completion,
-                    ));
-                }
+                let id = format!("cmpl-sim{}", self.id);
+                self.usage_and_done(&id, "text_completion", &mut events);
             }
             Flavor::XAi | Flavor::OpenAi => {
                 let chunk = |delta: serde_json::Value, finish: Option<&str>| {
@@ -268,17 +258,7 @@ impl StreamPlan {
                     sse(None, &chunk(json!({}), Some(finish))),
                     self.completion,
                 ));
-                if self.include_usage {
-                    let usage = json!({"id": id, "object": "chat.completion.chunk", "model": model, "choices": [],
-                        "usage": crate::wire::chat_usage(self.flavor, &self.usage())});
-                    events.push(plain(sse(None, &usage), self.completion));
-                }
-                if !self.no_done {
-                    events.push(plain(
-                        Bytes::from_static(b"data: [DONE]\n\n"),
-                        self.completion,
-                    ));
-                }
+                self.usage_and_done(&id, "chat.completion.chunk", &mut events);
             }
             Flavor::Anthropic => {
                 let start = json!({"type": "message_start", "message": {"id": format!("msg_sim{}", self.id),
@@ -518,6 +498,24 @@ impl StreamPlan {
             reasoning: self.reasoning,
             ticks: self.ticks(self.completion),
             hit_cap: self.hit_cap,
+        }
+    }
+
+    /// The end of an OpenAI-style stream: the usage-only chunk when it was asked for, then
+    /// `[DONE]` unless the plan leaves it out.
+    fn usage_and_done(&self, id: &str, object: &str, events: &mut Vec<Event>) {
+        let end = |bytes| Event {
+            bytes,
+            tokens: self.completion,
+            content: false,
+        };
+        if self.include_usage {
+            let usage = json!({"id": id, "object": object, "model": self.model, "choices": [],
+                "usage": crate::wire::chat_usage(self.flavor, &self.usage())});
+            events.push(end(sse(None, &usage)));
+        }
+        if !self.no_done {
+            events.push(end(Bytes::from_static(b"data: [DONE]\n\n")));
         }
     }
 
