@@ -20,7 +20,9 @@ pub enum Dialect {
     /// Anthropic's Messages API: a path ending in `/messages`.
     Messages,
     /// Gemini's `generateContent` family: `models/{model}:generateContent` or
-    /// `:streamGenerateContent`. The model and the stream flag are in the path.
+    /// `:streamGenerateContent`, and its embeddings, `:embedContent` and
+    /// `:batchEmbedContents` (no output: their cap is 0). The model and the stream flag are
+    /// in the path.
     Gemini,
     /// The legacy Completions API (a `prompt` completed as `choices[].text`: fill-in-the-
     /// middle and base models): a path ending in `/completions` but not
@@ -38,7 +40,9 @@ impl Dialect {
     pub fn of_path(path: &str) -> Self {
         // Most paths have no colon: one byte search spares the two substring searches.
         if path.contains(':')
-            && (path.contains(":generateContent") || path.contains(":streamGenerateContent"))
+            && (path.contains(":generateContent")
+                || path.contains(":streamGenerateContent")
+                || is_gemini_embedding(path))
         {
             Self::Gemini
         } else if path.ends_with("/messages") {
@@ -52,6 +56,12 @@ impl Dialect {
         } else {
             Self::Chat
         }
+    }
+
+    /// Whether a request to `path` asks for embeddings: OpenAI's `/embeddings`, or Gemini's
+    /// `:embedContent` and `:batchEmbedContents` (whose dialect is Gemini's).
+    pub fn asks_for_embeddings(path: &str) -> bool {
+        path.ends_with("/embeddings") || is_gemini_embedding(path)
     }
 
     /// A stable `snake_case` name, for logs.
@@ -175,7 +185,7 @@ impl RequestFacts {
     /// | chat | `"model"` | `"stream": true` | the larger of `max_completion_tokens`, `max_tokens` |
     /// | responses | `"model"` | `"stream": true` | `max_output_tokens` |
     /// | messages | `"model"` | `"stream": true` | `max_tokens` |
-    /// | gemini | the path's `models/{model}:` | `:streamGenerateContent` in the path | the larger of `maxOutputTokens` and `max_output_tokens` in `generationConfig` and in `generation_config` (protobuf JSON takes both spellings) |
+    /// | gemini | the path's `models/{model}:` | `:streamGenerateContent` in the path | the larger of `maxOutputTokens` and `max_output_tokens` in `generationConfig` and in `generation_config` (protobuf JSON takes both spellings); 0 for `:embedContent` and `:batchEmbedContents` |
     /// | completions | `"model"` | `"stream": true` | `max_tokens` |
     /// | embeddings | `"model"` | never | 0: an embedding has no output tokens |
     ///
@@ -220,7 +230,11 @@ impl RequestFacts {
             Dialect::Gemini => (
                 gemini_model(path).map(ModelName::new),
                 path.contains(":streamGenerateContent"),
-                found.generation_config.max(found.generation_config_snake),
+                if is_gemini_embedding(path) {
+                    Some(0)
+                } else {
+                    found.generation_config.max(found.generation_config_snake)
+                },
             ),
             Dialect::Embeddings => (
                 found.model.map(|name| ModelName::new(&name)),
@@ -368,6 +382,11 @@ fn plain_count(value: &str) -> Option<u64> {
 }
 
 /// The model in a Gemini path: `.../models/{model}:method`.
+/// Whether a Gemini path asks for embeddings (`:embedContent`, `:batchEmbedContents`).
+fn is_gemini_embedding(path: &str) -> bool {
+    path.ends_with(":embedContent") || path.ends_with(":batchEmbedContents")
+}
+
 fn gemini_model(path: &str) -> Option<&str> {
     let (_, rest) = path.rsplit_once("models/")?;
     let (model, _) = rest.split_once(':')?;

@@ -491,8 +491,9 @@ async fn completions(
 /// it.
 const NO_EMBEDDINGS_TARGET: &str = "No target of this gateway serves embeddings: they need an OpenAI-compatible target asked for the caller's model (BALLAST_PROVIDER=openai, or openai in BALLAST_FALLBACKS without a model of its own).";
 
-/// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent` (Gemini's
-/// API, for Google's Gen AI SDKs pointed at the gateway): see [`forward`]. The call goes as
+/// `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent`, and the
+/// embeddings' `:embedContent` and `:batchEmbedContents` (Gemini's API, for Google's Gen AI
+/// SDKs pointed at the gateway): see [`forward`]. The call goes as
 /// it is to the provider's chain, which passes every target but Gemini's over (a Gemini
 /// target that names its model asks for that one); errors in Gemini's shape. The caller's
 /// key, in `x-goog-api-key` or the query's `key`, is never sent on. 404 in Gemini's shape
@@ -517,8 +518,16 @@ async fn gemini(
     if !app.speaks_gemini {
         return not_found(NO_GEMINI_TARGET);
     }
-    if !(call.ends_with(":generateContent") || call.ends_with(":streamGenerateContent")) {
-        return not_found("This gateway serves generateContent and streamGenerateContent.");
+    const METHODS: [&str; 4] = [
+        ":generateContent",
+        ":streamGenerateContent",
+        ":embedContent",
+        ":batchEmbedContents",
+    ];
+    if !METHODS.iter().any(|method| call.ends_with(method)) {
+        return not_found(
+            "This gateway serves generateContent, streamGenerateContent, embedContent and batchEmbedContents.",
+        );
     }
     let query = query.as_deref().map(without_key).filter(|q| !q.is_empty());
     let uri = match query {

@@ -1704,13 +1704,37 @@ async fn gemini_calls_are_served_as_they_are() {
         Some(ledger.billed_usd())
     );
 
-    let (status, answer) = call(
-        &gateway,
-        ask("/v1beta/models/gemini-2.5-flash:embedContent"),
-    )
-    .await;
+    let (status, answer) = call(&gateway, ask("/v1beta/models/gemini-2.5-flash:countTokens")).await;
     assert_eq!(status, 404);
     assert_eq!(answer["error"]["status"], "NOT_FOUND");
+    // Embeddings, as `embed_content` sends them: served, nothing added to the body.
+    let embed = http::Request::post("/v1beta/models/gemini-embedding-001:embedContent")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"content":{"parts":[{"text":"hi"}]},"outputDimensionality":8}"#,
+        ))
+        .unwrap();
+    let (status, answer) = call(&gateway, embed).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["embedding"]["values"].as_array().unwrap().len(), 8);
+    // The model the caller asks for is the one asked of Gemini (the preset's default is
+    // only for calls translated from another API): no silent swap to gemini-2.5-flash.
+    let (status, answer) = call(
+        &gateway,
+        ask("/v1beta/models/gemini-2.5-pro:generateContent"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let models: Vec<String> = sim.ledger().entries().iter().map(|e| e.model.clone()).collect();
+    assert_eq!(
+        models,
+        [
+            "gemini-2.5-flash",
+            "gemini-2.5-flash",
+            "gemini-embedding-001",
+            "gemini-2.5-pro"
+        ]
+    );
     let xai = GatewayConfig::from_settings(&settings(&[("XAI_API_KEY", KEY)])).unwrap();
     let gateway = Gateway::new(&xai, None).unwrap();
     let (status, answer) = call(

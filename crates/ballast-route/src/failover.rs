@@ -253,7 +253,7 @@ where
             let last = order
                 .iter()
                 .rposition(|i| route.targets[*i].may_take(&request));
-            let mut kept: Option<(Result<http::Response<R>, BoxError>, usize, usize)> = None;
+            let mut kept: Option<Kept<R>> = None;
             for (position, &i) in order.iter().enumerate() {
                 let target = &route.targets[i];
                 // No target is tried past the call's deadline, as no retry starts past it:
@@ -291,15 +291,15 @@ where
                         %class,
                         "failing over"
                     );
-                    kept = Some((result, i, position));
+                    kept = Some((result, i, position, target.asked_model(&request)));
                     continue;
                 }
                 // The last target, or an outcome that stays: this is the call's answer.
-                return route.served(result, i, position);
+                return route.served(result, i, position, target.asked_model(&request));
             }
             // No target took the call after the last failure: that failure is the answer.
             match kept {
-                Some((result, i, position)) => route.served(result, i, position),
+                Some((result, i, position, model)) => route.served(result, i, position, model),
                 None => Err(ClassifiedError::new(
                     Outcome::new(OutcomeClass::BadRequest),
                     Some("no target of the route can take this request".into()),
@@ -309,6 +309,15 @@ where
         })
     }
 }
+
+/// A failed answer kept while the next targets are tried: the result, the target, its
+/// position in the call's order, the model it was asked for.
+type Kept<R> = (
+    Result<http::Response<R>, BoxError>,
+    usize,
+    usize,
+    Option<Arc<str>>,
+);
 
 /// The chain's own order, for routes that do not spread and have no more targets than this
 /// (no allocation per call).
@@ -324,18 +333,19 @@ const ALL: [usize; 64] = {
 
 impl<R> Failover<R> {
     /// `result` marked as served by target `i`, the call's `position`th (the targets before
-    /// it tried or passed over).
+    /// it tried or passed over), asked for `model` when the route changed it.
     fn served(
         &self,
         result: Result<http::Response<R>, BoxError>,
         i: usize,
         position: usize,
+        model: Option<Arc<str>>,
     ) -> Result<http::Response<R>, BoxError> {
         let target = &self.targets[i];
         result.map(|mut response| {
             response.extensions_mut().insert(Served {
                 target: Arc::clone(&target.name),
-                model: target.model.clone(),
+                model,
                 passed_over: position as u32,
             });
             response

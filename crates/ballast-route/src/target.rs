@@ -37,6 +37,8 @@ pub struct Target<R> {
     pub(crate) name: Arc<str>,
     base: http::Uri,
     pub(crate) model: Option<Arc<str>>,
+    /// The model a translated request asks for when the target names none.
+    translation_model: Option<Arc<str>>,
     pub(crate) service: TargetService<R>,
     api: Api,
     /// Turns a translated answer back into the caller's dialect (set with the API).
@@ -51,6 +53,7 @@ impl<R> Clone for Target<R> {
             name: Arc::clone(&self.name),
             base: self.base.clone(),
             model: self.model.clone(),
+            translation_model: self.translation_model.clone(),
             service: self.service.clone(),
             api: self.api,
             back: self.back,
@@ -64,6 +67,7 @@ impl<R> std::fmt::Debug for Target<R> {
             .field("name", &self.name)
             .field("base", &self.base)
             .field("model", &self.model)
+            .field("translation_model", &self.translation_model)
             .field("api", &self.api)
             .finish_non_exhaustive()
     }
@@ -85,6 +89,7 @@ impl<R> Target<R> {
             name: name.into(),
             base,
             model: None,
+            translation_model: None,
             service: BoxCloneSyncService::new(service.map_err(Into::into)),
             api: Api::OpenAi,
             back: None,
@@ -95,6 +100,27 @@ impl<R> Target<R> {
     pub fn model(mut self, model: impl Into<Arc<str>>) -> Self {
         self.model = Some(model.into());
         self
+    }
+
+    /// Asks this target for `model` when a request is translated for it and it names no model
+    /// of its own ([`model`](Self::model)): the caller's model means nothing to another API,
+    /// and a translation needs one (its API's default, say). A request in the target's own
+    /// dialect keeps the caller's model: a Gemini SDK asking Gemini for `gemini-2.5-pro` gets
+    /// `gemini-2.5-pro`.
+    pub fn translation_model(mut self, model: impl Into<Arc<str>>) -> Self {
+        self.translation_model = Some(model.into());
+        self
+    }
+
+    /// The model `request` asks this target for when the route changes it: its own, or for
+    /// a translated request its translation model.
+    pub(crate) fn asked_model(&self, request: &http::Request<RequestBody>) -> Option<Arc<str>> {
+        let translated = !self.api.takes(RequestFacts::of(request).dialect());
+        match (&self.model, translated) {
+            (Some(model), _) => Some(Arc::clone(model)),
+            (None, true) => self.translation_model.clone(),
+            (None, false) => None,
+        }
     }
 
     /// Its name.
@@ -115,16 +141,22 @@ impl<R> Target<R> {
     pub(crate) fn may_take(&self, request: &http::Request<RequestBody>) -> bool {
         let facts = RequestFacts::of(request);
         let dialect = facts.dialect();
-        if dialect == Dialect::Embeddings {
+        if Dialect::asks_for_embeddings(request.uri().path()) {
+            // OpenAI's embeddings, or Gemini's (in its own dialect): never translated, and
+            // never from another model.
             let renames = self
                 .model
                 .as_deref()
                 .is_some_and(|model| facts.model() != Some(model));
-            return self.api.may_serve(dialect, renames);
+            return self.api.takes(dialect) && !renames;
         }
         // A translation needs its way back.
         self.api.takes(dialect)
-            || (self.back.is_some() && self.api.may_serve(dialect, self.model.is_some()))
+            || (self.back.is_some()
+                && self.api.may_serve(
+                    dialect,
+                    self.model.is_some() || self.translation_model.is_some(),
+                ))
     }
 
     /// `request` addressed to this target: its base URL (the path after the caller's
@@ -151,7 +183,7 @@ impl<R> Target<R> {
             facts.dialect(),
             facts.is_stream(),
             request.body().bytes(),
-            self.model.as_deref(),
+            self.model.as_deref().or(self.translation_model.as_deref()),
             facts.model(),
         )?;
         let mut copy = copy_request(request);
@@ -198,7 +230,10 @@ impl<R> Target<R> {
         let facts = RequestFacts::of(request);
         match self.back {
             Some(back) if !self.api.takes(facts.dialect()) => {
-                let model = self.model.as_deref().or(facts.model()).unwrap_or_default();
+                let model = (self.model.as_deref())
+                    .or(self.translation_model.as_deref())
+                    .or(facts.model())
+                    .unwrap_or_default();
                 let asked_usage = translate::asked_usage(request.body().bytes());
                 back(self.api, facts.dialect(), response, model, asked_usage)
             }

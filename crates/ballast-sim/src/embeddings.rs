@@ -1,8 +1,10 @@
-//! OpenAI's Embeddings API, as the simulated OpenAI-compatible providers serve it.
+//! Embeddings, as the simulated providers serve them: OpenAI's Embeddings API (OpenAI and
+//! xAI), and Gemini's `:embedContent` and `:batchEmbedContents`.
 //!
-//! A request is checked as OpenAI's API checks it (its schema takes no field but its own,
-//! so a cap or a `stream_options` that a middleware writes in is refused); the answer is one
-//! vector per input, billed as input tokens only.
+//! A request is checked as each API checks it (neither takes a field it does not know, so a
+//! cap or a `stream_options` that a middleware writes in is refused); the answer is one
+//! vector per input, billed as input tokens only. OpenAI's answer reports its usage;
+//! Gemini's does not.
 
 use base64::Engine;
 use bytes::Bytes;
@@ -17,6 +19,9 @@ const MOST_INPUTS: usize = 2048;
 /// The length of a vector when the request names none (`text-embedding-3-small`'s).
 const DEFAULT_DIMENSIONS: usize = 1536;
 
+/// The length of a Gemini vector when the request names none (`gemini-embedding-001`'s).
+const DEFAULT_GEMINI_DIMENSIONS: usize = 3072;
+
 /// What an embeddings request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Embed {
@@ -26,6 +31,84 @@ pub(crate) struct Embed {
     pub(crate) dimensions: usize,
     /// `encoding_format: "base64"`: each vector as the base64 of its little-endian `f32`s.
     pub(crate) base64: bool,
+    /// The API that asked.
+    pub(crate) wire: Wire,
+}
+
+/// Which embeddings API a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// OpenAI's `/embeddings`.
+    OpenAi,
+    /// Gemini's `:embedContent`: one content, one `embedding`.
+    GeminiOne,
+    /// Gemini's `:batchEmbedContents`: `requests`, `embeddings`.
+    GeminiBatch,
+}
+
+/// The fields Gemini's `:embedContent` takes (protobuf JSON: both spellings).
+const GEMINI_FIELDS: [&str; 8] = [
+    "model",
+    "content",
+    "taskType",
+    "task_type",
+    "title",
+    "outputDimensionality",
+    "output_dimensionality",
+    "embedding_config",
+];
+
+/// Checks a Gemini embeddings request (`path` ends in `:embedContent` or
+/// `:batchEmbedContents`) as Gemini's API does.
+pub(crate) fn check_gemini(
+    path: &str,
+    json: &serde_json::Map<String, Value>,
+) -> Result<Embed, &'static str> {
+    let one = |request: &serde_json::Map<String, Value>| -> Result<usize, &'static str> {
+        if request.keys().any(|k| !GEMINI_FIELDS.contains(&k.as_str())) {
+            return Err("Invalid JSON payload received. Unknown name: Cannot find field.");
+        }
+        request
+            .get("content")
+            .and_then(|c| c.get("parts"))
+            .and_then(Value::as_array)
+            .filter(|parts| !parts.is_empty())
+            .ok_or("* EmbedContentRequest.content: content is not specified")?;
+        let dimensions = request
+            .get("outputDimensionality")
+            .or_else(|| request.get("output_dimensionality"));
+        match dimensions.map(Value::as_u64) {
+            None => Ok(DEFAULT_GEMINI_DIMENSIONS),
+            Some(Some(n @ 1..=3072)) => Ok(n as usize),
+            Some(_) => Err("* EmbedContentRequest.output_dimensionality: must be from 1 to 3072"),
+        }
+    };
+    if path.ends_with(":batchEmbedContents") {
+        if json.keys().any(|k| k != "requests") {
+            return Err("Invalid JSON payload received. Unknown name: Cannot find field.");
+        }
+        let requests = json
+            .get("requests")
+            .and_then(Value::as_array)
+            .filter(|r| !r.is_empty() && r.len() <= 100)
+            .ok_or("* BatchEmbedContentsRequest.requests: between 1 and 100 requests")?;
+        let mut dimensions = DEFAULT_GEMINI_DIMENSIONS;
+        for request in requests {
+            dimensions = one(request.as_object().ok_or("requests[]: must be an object")?)?;
+        }
+        return Ok(Embed {
+            inputs: requests.len(),
+            dimensions,
+            base64: false,
+            wire: Wire::GeminiBatch,
+        });
+    }
+    Ok(Embed {
+        inputs: 1,
+        dimensions: one(json)?,
+        base64: false,
+        wire: Wire::GeminiOne,
+    })
 }
 
 /// Checks an embeddings request's body as OpenAI's API does.
@@ -82,12 +165,27 @@ pub(crate) fn check(json: &serde_json::Map<String, Value>) -> Result<Embed, &'st
         inputs,
         dimensions,
         base64,
+        wire: Wire::OpenAi,
     })
 }
 
 /// The answer: a vector per input (values that depend on the call's id, the input's place
 /// and the dimension only), the model, and the usage (`prompt` tokens, no others).
 pub(crate) fn body(id: u64, model: &str, embed: Embed, prompt: u64) -> Bytes {
+    let vector =
+        |index: usize| -> Vec<f32> { (0..embed.dimensions).map(|d| value(id, index, d)).collect() };
+    match embed.wire {
+        Wire::GeminiOne => {
+            return Bytes::from(json!({"embedding": {"values": vector(0)}}).to_string());
+        }
+        Wire::GeminiBatch => {
+            let all: Vec<Value> = (0..embed.inputs)
+                .map(|i| json!({"values": vector(i)}))
+                .collect();
+            return Bytes::from(json!({"embeddings": all}).to_string());
+        }
+        Wire::OpenAi => {}
+    }
     let data: Vec<Value> = (0..embed.inputs)
         .map(|index| {
             let values = (0..embed.dimensions).map(|d| value(id, index, d));
@@ -177,11 +275,59 @@ mod tests {
     }
 
     #[test]
+    fn gemini_requests_are_checked_as_gemini_checks_them() {
+        let content = json!({"parts": [{"text": "hi"}]});
+        let one = check_gemini(
+            "/v1beta/models/gemini-embedding-001:embedContent",
+            json!({"content": content, "outputDimensionality": 8})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (one.inputs, one.dimensions, one.wire),
+            (1, 8, Wire::GeminiOne)
+        );
+        let batch = check_gemini(
+            "/v1beta/models/gemini-embedding-001:batchEmbedContents",
+            json!({"requests": [{"model": "models/gemini-embedding-001", "content": content},
+                {"content": content}]})
+            .as_object()
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (batch.inputs, batch.dimensions, batch.wire),
+            (2, 3072, Wire::GeminiBatch)
+        );
+        for bad in [
+            json!({"content": content, "generationConfig": {"maxOutputTokens": 500}}),
+            json!({"content": {"parts": []}}),
+            json!({"contents": [content]}),
+        ] {
+            let path = "/v1beta/models/gemini-embedding-001:embedContent";
+            assert!(
+                check_gemini(path, bad.as_object().unwrap()).is_err(),
+                "{bad}"
+            );
+        }
+        let answer: Value =
+            serde_json::from_slice(&body(3, "m", Embed { inputs: 2, ..batch }, 9)).unwrap();
+        assert_eq!(answer["embeddings"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            answer["embeddings"][1]["values"].as_array().unwrap().len(),
+            3072
+        );
+        assert!(answer.get("usageMetadata").is_none());
+    }
+
+    #[test]
     fn the_answer_has_a_vector_per_input_and_its_usage() {
         let embed = Embed {
             inputs: 2,
             dimensions: 4,
             base64: false,
+            wire: Wire::OpenAi,
         };
         let answer: Value = serde_json::from_slice(&body(7, "m", embed, 12)).unwrap();
         assert_eq!(answer["data"].as_array().unwrap().len(), 2);

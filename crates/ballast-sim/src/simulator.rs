@@ -836,10 +836,15 @@ fn parse_request(
         .or_else(|| header("x-api-key"))
         .or_else(|| header("x-goog-api-key"))
         .map(str::to_owned);
-    if parts.uri.path().ends_with("/embeddings") {
-        // OpenAI's Embeddings API; Anthropic has none, Gemini its own methods.
+    let path = parts.uri.path();
+    let gemini_embeds = path.ends_with(":embedContent") || path.ends_with(":batchEmbedContents");
+    if path.ends_with("/embeddings") || (flavor == Flavor::Gemini && gemini_embeds) {
+        // OpenAI's Embeddings API (OpenAI, xAI), Gemini's own methods; Anthropic has none.
         let embed = match (flavor, json.as_object()) {
             (Flavor::OpenAi | Flavor::XAi, Some(object)) => crate::embeddings::check(object)?,
+            (Flavor::Gemini, Some(object)) if gemini_embeds => {
+                crate::embeddings::check_gemini(path, object)?
+            }
             _ => return Err("This API has no /embeddings endpoint."),
         };
         return Ok(Parsed {

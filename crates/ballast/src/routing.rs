@@ -288,15 +288,13 @@ impl RouteBuilder {
             let mut link =
                 Target::new(name.clone(), base, stack.service.clone()).speaks(preset.api());
             // A target that translates needs a model of its own: its preset's default
-            // unless one is named (the caller's model means nothing to it).
-            let model = match (target.model, preset.api()) {
-                (Some(model), _) => Some(model),
-                (None, Api::OpenAi) => None,
-                (None, _) => Some(preset.default_model().to_owned()),
+            // unless one is named (the caller's model means nothing to it); a call in its
+            // own dialect keeps the caller's.
+            link = match (target.model, preset.api()) {
+                (Some(model), _) => link.model(model),
+                (None, Api::OpenAi) => link,
+                (None, _) => link.translation_model(preset.default_model()),
             };
-            if let Some(model) = model {
-                link = link.model(model);
-            }
             chain.push(link);
             targets.push((name, stack));
         }

@@ -229,6 +229,57 @@ fn embeddings_fail_over_only_to_the_same_model() {
     });
 }
 
+/// Gemini's embeddings (`:embedContent`, `:batchEmbedContents`) through a Gemini stack: sent
+/// as asked (no `generationConfig` written: the simulated Gemini refuses an unknown field, as
+/// Gemini does), served, and, as Gemini's answer reports no usage, charged at their worst
+/// case, the prompt bound (half a token a byte) at `gemini-embedding-001`'s $0.15 per
+/// million, against a bill of the simulator's quarter token a byte: never less than billed.
+#[test]
+fn gemini_embeddings_are_sent_as_asked_and_charged_no_less_than_billed() {
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let sim = Simulator::new(Scenario {
+            flavor: Flavor::Gemini,
+            price: Price {
+                input: 1_500,
+                cached_input: 1_500,
+                output: 0,
+            },
+            ..Scenario::healthy()
+        });
+        let stack = StackBuilder::new(Config::new(Preset::Gemini)).build(sim.clone());
+        let base = "http://sim.invalid/v1beta/models/gemini-embedding-001";
+        let one = serde_json::json!({"content": {"parts": [{"text": "The food was good."}]}});
+        let batch = serde_json::json!({"requests": [
+            {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "one"}]}},
+            {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "two"}]}},
+        ]});
+        let mut bound = 0;
+        for (method, body) in [("embedContent", &one), ("batchEmbedContents", &batch)] {
+            let body = body.to_string();
+            bound += (body.len() as u64).div_ceil(2);
+            let request = http::Request::post(format!("{base}:{method}"))
+                .body(body)
+                .unwrap();
+            let response = stack.service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200, "{method}");
+        }
+        let ledger = sim.ledger();
+        assert_eq!(
+            ledger.count(SimOutcome::Success),
+            2,
+            "{:?}",
+            ledger.entries()
+        );
+        let billed = Usd::from_xai_ticks(ledger.billed_ticks());
+        // Billed: a quarter token a byte of each body, rounded up.
+        let tokens: u64 = ledger.entries().iter().map(|e| e.prompt_tokens).sum();
+        assert_eq!(billed, Usd::from_xai_ticks(tokens * 1_500));
+        // Charged: the prompt bound, half a token a byte, each body rounded up.
+        assert_eq!(stack.spend.total(), Usd::from_xai_ticks(bound * 1_500));
+        assert!(stack.spend.total() >= billed);
+    });
+}
+
 /// What one property run came to.
 #[derive(Debug)]
 struct Run {
