@@ -18,6 +18,13 @@
 //! caller of Anthropic's Messages API is served by OpenAI-compatible and Gemini targets
 //! the same way, its answer back as Anthropic's message or events, and a caller of
 //! OpenAI's Responses API by Anthropic and Gemini targets, its answer back as a response.
+//! Embeddings and legacy completions go to targets of their own API only, embeddings only
+//! to one asked for the caller's model.
+//!
+//! Targets that serve alike share the load when grouped ([`Failover::share_load`]): a call
+//! starts at the least busy of them. A target that can fail over spends at most half of
+//! what is left of a call's deadline on an attempt ([`AttemptTimeoutLayer`], in each
+//! target's stack), so the next has the rest.
 //!
 //! # Example
 //!
