@@ -99,6 +99,11 @@ impl Spread {
         while i < self.group.len() {
             let group = self.group[i].clone();
             let len = group.len();
+            if len == 1 {
+                order.push(group.start);
+                i = group.end;
+                continue;
+            }
             let turn = self.turns[group.start].fetch_add(1, Ordering::Relaxed) as usize;
             let at = |k: usize| group.start + (turn + k) % len;
             let busy = |i: usize| self.in_flight[i].load(Ordering::Relaxed);
