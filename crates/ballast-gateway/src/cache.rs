@@ -74,8 +74,8 @@ impl quick_cache::Weighter<Key, Arc<Cached>> for Bytesize {
 pub(crate) struct AnswerCache {
     entries: Arc<quick_cache::sync::Cache<Key, Arc<Cached>, Bytesize>>,
     ttl: Duration,
-    /// The most one stream's events may weigh to be kept: [`LARGEST`], or an eighth of the
-    /// cache if less.
+    /// The most one answer (a stream's events, or a whole body) may weigh to be kept:
+    /// [`LARGEST`], or an eighth of the cache if less.
     largest: usize,
 }
 
@@ -165,8 +165,12 @@ impl AnswerCache {
         Some(cached)
     }
 
-    /// Keeps `cached` under `key`.
+    /// Keeps `cached` under `key`, unless it weighs more than one answer may (a batch of
+    /// embeddings can be a hundred megabytes: it would push every other answer out).
     pub(crate) fn put(&self, key: Key, cached: Cached) {
+        if cached.body.len() > self.largest {
+            return;
+        }
         self.entries.insert(key, Arc::new(cached));
     }
 }
@@ -323,6 +327,18 @@ mod tests {
             cache.entries.weight()
         );
         assert!(cache.entries.len() < 100, "{}", cache.entries.len());
+        // An answer past an eighth of the cache is not kept, and pushes nothing out.
+        let before = cache.entries.len();
+        let key = AnswerCache::key("", "/", &http::HeaderMap::new(), b"large");
+        cache.put(
+            key,
+            Cached {
+                body: Bytes::from(vec![b'x'; (8 << 10) + 1]),
+                ..answer("", now)
+            },
+        );
+        assert!(cache.get(&key, now).is_none());
+        assert_eq!(cache.entries.len(), before);
     }
 
     /// The events of a stream that ends well are kept, whole; a stream that fails, one
