@@ -1725,7 +1725,12 @@ async fn gemini_calls_are_served_as_they_are() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    let models: Vec<String> = sim.ledger().entries().iter().map(|e| e.model.clone()).collect();
+    let models: Vec<String> = sim
+        .ledger()
+        .entries()
+        .iter()
+        .map(|e| e.model.clone())
+        .collect();
     assert_eq!(
         models,
         [
