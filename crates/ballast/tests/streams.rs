@@ -26,6 +26,16 @@ fn streamed(i: usize, max_tokens: u64) -> http::Request<String> {
         .unwrap()
 }
 
+/// Job `i` as a streamed legacy completion (fill-in-the-middle), its usage not asked for
+/// (the read layer asks for it).
+fn streamed_completion(i: usize, max_tokens: u64) -> http::Request<String> {
+    http::Request::post("http://sim.invalid/v1/completions")
+        .body(format!(
+            r#"{{"model":"grok-code-fast-1","stream":true,"max_tokens":{max_tokens},"prompt":"fn job_{i}() {{","suffix":"}}"}}"#
+        ))
+        .unwrap()
+}
+
 /// Job `i` as a streamed chat call offering a tool (the simulated providers answer it with
 /// a streamed tool call).
 fn streamed_with_a_tool(i: usize, max_tokens: u64) -> http::Request<String> {
@@ -560,8 +570,8 @@ fn leave() -> impl proptest::strategy::Strategy<Value = Leave> {
 /// Streamed calls (arrival ms, cap, how the caller leaves) through the facade's stack over
 /// `scenario`, or with `fallback` through a route of two (the fallback asked for its
 /// flavor's model at any host `fallback.invalid`), under one daily budget of `budget`. The
-/// callers speak chat to an xAI primary, or Anthropic's Messages API to an Anthropic
-/// primary.
+/// callers speak chat (on one stack, a third of them legacy completions) to an xAI primary,
+/// or Anthropic's Messages API to an Anthropic primary.
 fn run_abandoned(
     scenario: Scenario,
     fallback: Option<Scenario>,
@@ -613,6 +623,7 @@ fn run_abandoned(
                         Callers::Messages => streamed_messages(i, cap),
                         Callers::ChatWithTools if i % 2 == 1 => streamed_with_a_tool(i, cap),
                         Callers::Responses => streamed_responses(i, cap),
+                        Callers::Chat if i % 3 == 2 => streamed_completion(i, cap),
                         _ => streamed(i, cap),
                     };
                     let Ok(response) = service.oneshot(request).await else {
@@ -655,7 +666,8 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
 
     /// Streams from a flaky provider (its calls' faults and its streams': cuts, stalls,
-    /// error and broken events, late first content) to callers who leave at any moment:
+    /// error and broken events, late first content; a third of them legacy completions) to
+    /// callers who leave at any moment:
     /// before their headers, mid-stream, after some frames, or never. The provider never
     /// bills past the budget; every billed stream is charged no less than billed, and the
     /// logger counts what the budget holds spent; nothing stays reserved or waiting.
