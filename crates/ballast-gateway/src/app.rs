@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::body::DeadlineBody;
-use crate::cache::{AnswerCache, Asked, Cached, Keeping};
+use crate::cache::{AnswerCache, Asked, Cached, Flight, Keeping};
 use crate::config::{AdminToken, GatewayConfig, ThrottleSetting};
 use crate::count_tokens::Counter;
 use crate::headers::{is_allowed_header, keep_allowed_headers};
@@ -621,6 +621,8 @@ async fn forward(
     };
     // The key a whole answer to this call is kept under.
     let mut keep = None;
+    // Leading identical calls in flight: they wait until this is dropped, at the end.
+    let mut _leading = None;
     // With named routes the model decides the route, and with the cache the whole call is
     // its key: the body is read here (under the same deadline and cap as the stack's), and
     // handed on whole.
@@ -645,6 +647,23 @@ async fn forward(
             {
                 metrics::counter!("ballast_cache_answers_total", "result" => "hit").increment(1);
                 return from_cache(&hit);
+            }
+            // An identical call in flight: wait for its answer (not for a stream, whose
+            // answer is kept only at its end, nor for a caller asking afresh).
+            if asked == Asked::Use && !streamed(uri.path(), &bytes) {
+                match cache.fly(key) {
+                    Flight::Lead(guard) => _leading = Some(guard),
+                    Flight::Follow(leader) => {
+                        Flight::wait(leader).await;
+                        if let Some(hit) = cache.get(&key, tokio::time::Instant::now()) {
+                            metrics::counter!("ballast_cache_answers_total", "result" => "coalesced")
+                                .increment(1);
+                            return from_cache(&hit);
+                        }
+                        // Nothing kept (it failed, or its caller left): this call goes on
+                        // by itself.
+                    }
+                }
             }
             keep = Some((cache, key));
         }
@@ -854,6 +873,11 @@ fn from_cache(hit: &Cached) -> Response {
     headers.insert(http::header::AGE, http::HeaderValue::from(age.as_secs()));
     report(headers, hit.target.clone(), Some(&CostTally::default()));
     answer
+}
+
+/// Whether a call to `path` with `body` asks for a stream (in the body, or Gemini's path).
+fn streamed(path: &str, body: &bytes::Bytes) -> bool {
+    ballast::classify::RequestFacts::read(path, body, &ballast::classify::HalfByteCount).is_stream()
 }
 
 /// Whether the answer came from the cache (`hit`) or was kept in it (`miss`).

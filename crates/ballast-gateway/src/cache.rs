@@ -14,13 +14,17 @@
 //! `no-store` neither reads nor keeps. Answers say `x-ballast-cache: hit` (with `Age`, the
 //! seconds since the answer was kept, and `x-ballast-calls: 0`) or `miss`.
 //!
-//! Two identical calls at once both reach the provider: the cache is not a lock. Memory is
+//! Identical calls at once make one provider call ([`AnswerCache::fly`]): the first leads,
+//! the others wait for its answer and are answered from the cache when it is kept; when it
+//! is not (a failure, a stream, a caller that left), each goes on by itself, at once, not in
+//! turn. Streams and `no-cache` calls do not wait. Memory is
 //! bounded (`BALLAST_CACHE_MB`, weighed by the bytes kept; a stream is held while it runs
 //! up to [`LARGEST`], past which it is not kept); entries are evicted by [`quick_cache`]'s
 //! policy when it is full, and read as missing once past their time to live.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -69,10 +73,72 @@ impl quick_cache::Weighter<Key, Arc<Cached>> for Bytesize {
     }
 }
 
+/// The calls in flight whose answer may be kept, by key, in shards (a lock per shard, held
+/// for a map look-up): a later identical call waits on the first one's channel, which
+/// closes when the first is done.
+struct Flights {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+/// One shard of [`Flights`]: each leading call's channel, by key.
+type Shard = HashMap<Key, tokio::sync::watch::Receiver<()>>;
+
+/// Shards of [`Flights`]: enough that two calls rarely meet on a lock.
+const FLIGHT_SHARDS: usize = 16;
+
+impl Flights {
+    fn shard(&self, key: &Key) -> &Mutex<Shard> {
+        &self.shards[usize::from(key[0]) % self.shards.len()]
+    }
+}
+
+/// What a call that may be kept does about identical calls in flight.
+pub(crate) enum Flight {
+    /// It is the first: it leads, and the others wait until this is dropped (after its
+    /// answer is kept, or it failed, or its caller left).
+    Lead(FlightGuard),
+    /// Another leads: wait for it ([`Flight::wait`]), then look in the cache.
+    Follow(tokio::sync::watch::Receiver<()>),
+}
+
+impl Flight {
+    /// Waits until the leading call is done.
+    pub(crate) async fn wait(mut receiver: tokio::sync::watch::Receiver<()>) {
+        // Nothing is ever sent: the channel closes when the leader's guard drops.
+        while receiver.changed().await.is_ok() {}
+    }
+}
+
+/// The leading call's hold on its key: dropped, it lets the waiting calls go.
+pub(crate) struct FlightGuard {
+    flights: Arc<Flights>,
+    key: Key,
+    mine: tokio::sync::watch::Receiver<()>,
+    _sender: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut shard = self
+            .flights
+            .shard(&self.key)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shard
+            .get(&self.key)
+            .is_some_and(|receiver| receiver.same_channel(&self.mine))
+        {
+            shard.remove(&self.key);
+        }
+        // The sender drops after this: the waiting calls wake.
+    }
+}
+
 /// Answers kept for a time, by [`Key`]; clones share the answers.
 #[derive(Clone)]
 pub(crate) struct AnswerCache {
     entries: Arc<quick_cache::sync::Cache<Key, Arc<Cached>, Bytesize>>,
+    flights: Arc<Flights>,
     ttl: Duration,
     /// The most one answer (a stream's events, or a whole body) may weigh to be kept:
     /// [`LARGEST`], or an eighth of the cache if less.
@@ -130,9 +196,32 @@ impl AnswerCache {
             entries: Arc::new(quick_cache::sync::Cache::with_weighter(
                 items, bytes, Bytesize,
             )),
+            flights: Arc::new(Flights {
+                shards: (0..FLIGHT_SHARDS).map(|_| Mutex::default()).collect(),
+            }),
             ttl,
             largest: usize::try_from(bytes / 8).map_or(LARGEST, |eighth| eighth.min(LARGEST)),
         }
+    }
+
+    /// Whether a call under `key` leads, or follows an identical one in flight.
+    pub(crate) fn fly(&self, key: Key) -> Flight {
+        let mut shard = self
+            .flights
+            .shard(&key)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(leader) = shard.get(&key) {
+            return Flight::Follow(leader.clone());
+        }
+        let (sender, receiver) = tokio::sync::watch::channel(());
+        shard.insert(key, receiver.clone());
+        Flight::Lead(FlightGuard {
+            flights: Arc::clone(&self.flights),
+            key,
+            mine: receiver,
+            _sender: sender,
+        })
     }
 
     /// The key of a call: its client key's scope (`""` on a gateway without client keys),
@@ -303,6 +392,48 @@ mod tests {
         assert_eq!(asked("max-age=0, No-Cache"), Asked::Refresh);
         assert_eq!(asked("no-cache, no-store"), Asked::Bypass);
         assert_eq!(asked("private"), Asked::Use);
+    }
+
+    /// The first of identical calls leads; the others wait until it is done (kept, failed
+    /// or left alike), and the key is free for the next call after it.
+    #[tokio::test(start_paused = true)]
+    async fn identical_calls_wait_for_the_first() {
+        let cache = AnswerCache::new(Duration::from_secs(60), 1 << 20);
+        let key = AnswerCache::key("", "/v1/chat/completions", &http::HeaderMap::new(), b"{}");
+        let Flight::Lead(leader) = cache.fly(key) else {
+            panic!("the first call leads");
+        };
+        let followers: Vec<_> = (0..3)
+            .map(|_| match cache.fly(key) {
+                Flight::Follow(leader) => tokio::spawn(Flight::wait(leader)),
+                Flight::Lead(_) => panic!("a call in flight is followed"),
+            })
+            .collect();
+        // Another key is not held up.
+        let other = AnswerCache::key("", "/v1/chat/completions", &http::HeaderMap::new(), b"[]");
+        assert!(matches!(cache.fly(other), Flight::Lead(_)));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(followers.iter().all(|f| !f.is_finished()));
+        // The leader's answer kept, then its guard dropped: they wake, and find it.
+        let now = Instant::now();
+        cache.put(key, answer("kept", now));
+        drop(leader);
+        for follower in followers {
+            follower.await.unwrap();
+        }
+        assert_eq!(&cache.get(&key, now).unwrap().body[..], b"kept");
+        // The key is free: the next call leads (here, one whose leader left: the follower
+        // wakes all the same).
+        let Flight::Lead(next) = cache.fly(key) else {
+            panic!("a finished flight leaves its key free");
+        };
+        let Flight::Follow(waiting) = cache.fly(key) else {
+            panic!("followed");
+        };
+        let waiting = tokio::spawn(Flight::wait(waiting));
+        drop(next);
+        waiting.await.unwrap();
+        assert!(matches!(cache.fly(key), Flight::Lead(_)));
     }
 
     /// Memory is bounded by the bytes kept.

@@ -1936,3 +1936,48 @@ async fn legacy_completions_are_served() {
     assert_eq!(status, 404, "{answer}");
     assert_eq!(answer["error"]["type"], "not_found");
 }
+
+/// With the cache on, identical calls at once make one provider call: the first leads, the
+/// others wait for its answer and get it from the cache (`x-ballast-cache: hit`, no call,
+/// nothing spent), byte for byte. Streams do not wait (their answer is kept only at their
+/// end): each makes its own call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_calls_at_once_make_one_provider_call() {
+    let (sim, _server, gateway) = xai_gateway(&[("BALLAST_CACHE_TTL", "600")]).await;
+    let send = |stream: bool| {
+        let router = gateway.router();
+        async move {
+            let body = format!(
+                r#"{{"model":"grok-code-fast-1","messages":[{{"role":"user","content":"same"}}],"max_tokens":20,"stream":{stream}}}"#
+            );
+            let request = http::Request::post("/v1/chat/completions")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap();
+            let answer = router.oneshot(request).await.unwrap();
+            let cache = answer.headers()["x-ballast-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+            (cache, bytes)
+        }
+    };
+    let answers = futures::future::join_all((0..8).map(|_| send(false))).await;
+    let mut caches: Vec<&str> = answers.iter().map(|(cache, _)| cache.as_str()).collect();
+    caches.sort();
+    assert_eq!(
+        caches,
+        ["hit"; 7]
+            .iter()
+            .chain(&["miss"])
+            .copied()
+            .collect::<Vec<_>>()
+    );
+    assert!(answers.iter().all(|(_, bytes)| *bytes == answers[0].1));
+    assert_eq!(sim.ledger().len(), 1);
+
+    let streams = futures::future::join_all((0..4).map(|_| send(true))).await;
+    assert!(streams.iter().all(|(cache, _)| cache == "miss"));
+    assert_eq!(sim.ledger().len(), 5);
+}
