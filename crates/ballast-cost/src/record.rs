@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballast_classify::Outcome;
+use ballast_classify::{Dialect, Outcome};
 use tokio::time::Instant;
 
 use crate::layer::{Scope, Shared};
@@ -28,6 +28,8 @@ pub(crate) struct Started {
     pub(crate) attempt: u32,
     pub(crate) at: Instant,
     pub(crate) call_spend: Option<CallSpend>,
+    /// The GenAI operation the call is ([`operation`]).
+    pub(crate) operation: &'static str,
     pub(crate) prompt: Option<Box<str>>,
     /// The request's prompt estimate, for a stream that ends without usage.
     pub(crate) prompt_bound: u64,
@@ -38,10 +40,29 @@ pub(crate) struct Started {
     pub(crate) span: tracing::Span,
 }
 
-/// The span of a call or an attempt, with the GenAI semantic conventions' names
-/// (`gen_ai.usage.cost` is ours while its convention is pending); the fields known only at
-/// the end are recorded then.
-pub(crate) fn span(shared: &Shared, model: Option<&str>, attempt: u32) -> tracing::Span {
+/// The GenAI semantic conventions' name of the operation a request to `path` in `dialect`
+/// is: `embeddings` (OpenAI's or Gemini's), `text_completion` (the legacy Completions API),
+/// `generate_content` (Gemini's), or `chat`.
+pub(crate) fn operation(dialect: Dialect, path: &str) -> &'static str {
+    if Dialect::asks_for_embeddings(path) {
+        return "embeddings";
+    }
+    match dialect {
+        Dialect::Completions => "text_completion",
+        Dialect::Gemini => "generate_content",
+        _ => "chat",
+    }
+}
+
+/// The span of a call or an attempt, with the GenAI semantic conventions' names (the span
+/// `{operation} {model}`; `gen_ai.usage.cost` is ours while its convention is pending); the
+/// fields known only at the end are recorded then.
+pub(crate) fn span(
+    shared: &Shared,
+    operation: &'static str,
+    model: Option<&str>,
+    attempt: u32,
+) -> tracing::Span {
     use tracing::field::Empty;
     let model = model.unwrap_or("");
     let scope = shared.scope.as_str();
@@ -50,10 +71,10 @@ pub(crate) fn span(shared: &Shared, model: Option<&str>, attempt: u32) -> tracin
     tracing::debug_span!(
         target: "ballast::gen_ai",
         "gen_ai",
-        otel.name = %format_args!("chat {model}"),
+        otel.name = %format_args!("{operation} {model}"),
         otel.kind = if shared.scope == Scope::Attempt { "client" } else { "internal" },
         otel.status_code = Empty,
-        gen_ai.operation.name = "chat",
+        gen_ai.operation.name = operation,
         gen_ai.provider.name = shared.provider.name(),
         gen_ai.request.model = model,
         gen_ai.response.model = Empty,
@@ -295,7 +316,7 @@ impl Finished {
                     target: "ballast::cost",
                     $level,
                     "gen_ai.system" = shared.provider.name(),
-                    "gen_ai.operation.name" = "chat",
+                    "gen_ai.operation.name" = self.started.operation,
                     "gen_ai.request.model" = model,
                     "gen_ai.usage.input_tokens" = usage.prompt_tokens(),
                     "gen_ai.usage.output_tokens" = usage.output_tokens,
@@ -329,5 +350,29 @@ impl Finished {
         } else {
             event!(tracing::Level::WARN);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each API's calls are named by the GenAI conventions' operation, their spans too.
+    #[test]
+    fn each_call_is_named_by_its_operation() {
+        let named = |path: &str| operation(Dialect::of_path(path), path);
+        assert_eq!(named("/v1/chat/completions"), "chat");
+        assert_eq!(named("/v1/messages"), "chat");
+        assert_eq!(named("/v1/responses"), "chat");
+        assert_eq!(named("/v1/embeddings"), "embeddings");
+        assert_eq!(named("/v1/completions"), "text_completion");
+        assert_eq!(
+            named("/v1beta/models/gemini-2.5-flash:streamGenerateContent"),
+            "generate_content"
+        );
+        assert_eq!(
+            named("/v1beta/models/gemini-embedding-001:batchEmbedContents"),
+            "embeddings"
+        );
     }
 }

@@ -53,6 +53,7 @@ where
         // The facts' own name: an `Arc` clone, not a copy per call.
         let model = facts.model_name().map(|name| Arc::clone(name.shared()));
         let attempt = Attempt::of_request(&request).get();
+        let operation = crate::record::operation(facts.dialect(), request.uri().path());
         let started = Started {
             model,
             meters,
@@ -60,10 +61,11 @@ where
             attempt,
             at: Instant::now(),
             call_spend: None,
+            operation,
             prompt,
             prompt_bound: facts.prompt_tokens(),
             output_cap: facts.output_cap().unwrap_or(shared.default_max_tokens),
-            span: crate::record::span(&shared, facts.model(), attempt),
+            span: crate::record::span(&shared, operation, facts.model(), attempt),
         };
         let call_spend = match shared.scope {
             Scope::Call => {
