@@ -55,8 +55,8 @@ impl<C> ClassifyLayer<C> {
         self
     }
 
-    /// Sets the largest embeddings answer buffered (a request whose
-    /// [`Dialect`](crate::Dialect) is `Embeddings`), in bytes; a longer one fails as
+    /// Sets the largest embeddings answer buffered (a request to a path that
+    /// [`Dialect::asks_for_embeddings`](crate::Dialect::asks_for_embeddings)), in bytes; a longer one fails as
     /// [`BodyTooLarge`](crate::BodyTooLarge). Default [`DEFAULT_EMBEDDINGS_BODY_LIMIT`].
     pub fn embeddings_body_limit(mut self, bytes: usize) -> Self {
         self.embeddings_body_limit = bytes;

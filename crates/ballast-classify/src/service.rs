@@ -108,7 +108,8 @@ where
             Some(facts) => (facts.dialect(), facts.stream_usage_added()),
             None => (Dialect::of_path(request.uri().path()), false),
         };
-        let limit = if read.0 == Dialect::Embeddings {
+        // Embeddings by path: OpenAI's (`/embeddings`) and Gemini's (read in its dialect).
+        let limit = if Dialect::asks_for_embeddings(request.uri().path()) {
             self.embeddings_body_limit
         } else {
             self.body_limit

@@ -9,6 +9,7 @@ use ballast::{Config, Preset, RouteBuilder, StackBuilder};
 use ballast_classify::{Outcome, OutcomeClass};
 use ballast_cost::Usd;
 use ballast_sim::{Flavor, Price, Scenario, SimOutcome, Simulator};
+use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tower::ServiceExt;
 
@@ -55,7 +56,6 @@ where
     B: http_body::Body,
     B::Error: std::fmt::Debug,
 {
-    use http_body_util::BodyExt;
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&bytes).unwrap()
 }
@@ -127,7 +127,6 @@ fn a_large_batch_is_read_whole() {
             .body(body.to_string())
             .unwrap();
         let response = stack.service.clone().oneshot(request).await.unwrap();
-        use http_body_util::BodyExt;
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         assert!(
             bytes.len() > ballast_classify::DEFAULT_BODY_LIMIT,
@@ -231,7 +230,7 @@ fn embeddings_fail_over_only_to_the_same_model() {
 
 /// Gemini's embeddings (`:embedContent`, `:batchEmbedContents`) through a Gemini stack: sent
 /// as asked (no `generationConfig` written: the simulated Gemini refuses an unknown field, as
-/// Gemini does), served, and, as Gemini's answer reports no usage, charged at their worst
+/// Gemini does), served (a large batch read whole), and, as Gemini's answer reports no usage, charged at their worst
 /// case, the prompt bound (half a token a byte) at `gemini-embedding-001`'s $0.15 per
 /// million, against a bill of the simulator's quarter token a byte: never less than billed.
 #[test]
@@ -263,10 +262,28 @@ fn gemini_embeddings_are_sent_as_asked_and_charged_no_less_than_billed() {
             let response = stack.service.clone().oneshot(request).await.unwrap();
             assert_eq!(response.status(), 200, "{method}");
         }
+        // A batch of 100 vectors of 3 072 dimensions, about 6 MB: read whole, past chat's
+        // 4 MiB, as OpenAI's are.
+        let content = serde_json::json!({"parts": [{"text": "a passage"}]});
+        let large: Vec<_> = (0..100)
+            .map(|_| serde_json::json!({"content": content}))
+            .collect();
+        let body = serde_json::json!({"requests": large}).to_string();
+        bound += (body.len() as u64).div_ceil(2);
+        let request = http::Request::post(format!("{base}:batchEmbedContents"))
+            .body(body)
+            .unwrap();
+        let response = stack.service.clone().oneshot(request).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            bytes.len() > ballast_classify::DEFAULT_BODY_LIMIT,
+            "{}",
+            bytes.len()
+        );
         let ledger = sim.ledger();
         assert_eq!(
             ledger.count(SimOutcome::Success),
-            2,
+            3,
             "{:?}",
             ledger.entries()
         );
