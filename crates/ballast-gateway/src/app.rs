@@ -60,7 +60,7 @@ pub(crate) struct App {
     /// the path after the version on to the target that speaks Anthropic's API.
     messages_uri: http::Uri,
     /// Whether a target of the provider's chain takes Anthropic's Messages API (see
-    /// [`takes_messages`]).
+    /// [`may_serve`]).
     speaks_messages: bool,
     /// Whether a target of the provider's chain speaks Gemini's API (its callers' calls go
     /// to Gemini targets only).
@@ -151,20 +151,19 @@ impl Gateway {
             format!("{}/embeddings", base.trim_end_matches('/')).parse()?;
         let completions_uri: http::Uri =
             format!("{}/completions", base.trim_end_matches('/')).parse()?;
-        let serves_completions = std::iter::once(&primary)
-            .chain(config.fallbacks.iter().map(|fallback| &fallback.config))
-            .any(|target| target.preset.api().may_serve(Dialect::Completions, true));
-        let serves_embeddings = primary.preset.api().may_serve(Dialect::Embeddings, false)
-            || config.fallbacks.iter().any(|fallback| {
-                let api = fallback.config.preset.api();
-                api.may_serve(Dialect::Embeddings, fallback.model.is_some())
-            });
-        // The primary is asked for the caller's model: it takes Messages only as Anthropic.
-        let speaks_messages = primary.preset.api().may_serve(Dialect::Messages, false)
-            || config.fallbacks.iter().any(takes_messages);
-        let speaks_gemini = std::iter::once(&primary)
-            .chain(config.fallbacks.iter().map(|fallback| &fallback.config))
-            .any(|target| target.preset.api().may_serve(Dialect::Gemini, true));
+        // Which of the caller APIs the provider's chain serves. The primary is asked for the
+        // caller's model: it takes Messages only as Anthropic, embeddings as it is.
+        let chain_serves = |dialect| {
+            primary.preset.api().may_serve(dialect, false)
+                || config
+                    .fallbacks
+                    .iter()
+                    .any(|target| may_serve(target, dialect))
+        };
+        let serves_completions = chain_serves(Dialect::Completions);
+        let serves_embeddings = chain_serves(Dialect::Embeddings);
+        let speaks_messages = chain_serves(Dialect::Messages);
+        let speaks_gemini = chain_serves(Dialect::Gemini);
         let base_path = base.trim_end_matches('/').to_owned();
         // One stack when the primary speaks chat and nothing comes after it; otherwise a
         // route (fallbacks, or a primary whose API the caller's chat is translated to).
@@ -301,7 +300,10 @@ impl Gateway {
                 });
             }
             let owner = route.targets[0].0.clone();
-            let speaks_messages = named.chain.iter().any(takes_messages);
+            let speaks_messages = named
+                .chain
+                .iter()
+                .any(|target| may_serve(target, Dialect::Messages));
             app.routes.insert(
                 named.model.clone(),
                 (BoxCloneSyncService::new(route.service), speaks_messages),
@@ -354,14 +356,14 @@ impl Gateway {
     }
 }
 
-/// Whether a route's target may take a Messages call, by the route's own rule
+/// Whether a route's target may take a call in `dialect`, by the route's own rule
 /// ([`Api::may_serve`]), decided here before any target exists to ask.
-fn takes_messages(target: &ballast::FallbackConfig) -> bool {
+fn may_serve(target: &ballast::FallbackConfig, dialect: Dialect) -> bool {
     target
         .config
         .preset
         .api()
-        .may_serve(Dialect::Messages, target.model.is_some())
+        .may_serve(dialect, target.model.is_some())
 }
 
 /// `builder` with each client key's scope given its daily budget through `scope_budget`:
@@ -1205,6 +1207,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ballast::breaker::{BreakerKey, KeySnapshot, LatchReason};
 
     /// A Gemini caller's key in the query never goes on; the rest of the query does.
     #[test]
@@ -1213,7 +1216,6 @@ mod tests {
         assert_eq!(without_key("key=AIza-secret"), "");
         assert_eq!(without_key("keyword=1&key&alt=sse"), "keyword=1&alt=sse");
     }
-    use ballast::breaker::{BreakerKey, KeySnapshot, LatchReason};
 
     fn key(host: &str, model: &str, state: BreakerState, calls: u32) -> KeySnapshot {
         KeySnapshot {

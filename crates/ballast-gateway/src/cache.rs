@@ -104,32 +104,26 @@ pub(crate) enum Flight {
 impl Flight {
     /// Waits until the leading call is done.
     pub(crate) async fn wait(mut receiver: tokio::sync::watch::Receiver<()>) {
-        // Nothing is ever sent: the channel closes when the leader's guard drops.
-        while receiver.changed().await.is_ok() {}
+        // Nothing is ever sent: this returns when the leader's guard drops the sender.
+        let _closed = receiver.changed().await;
     }
 }
 
-/// The leading call's hold on its key: dropped, it lets the waiting calls go.
+/// The leading call's hold on its key: dropped, it lets the waiting calls go. While it
+/// lives, the key's entry is its own (only this drop removes it).
 pub(crate) struct FlightGuard {
     flights: Arc<Flights>,
     key: Key,
-    mine: tokio::sync::watch::Receiver<()>,
     _sender: tokio::sync::watch::Sender<()>,
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        let mut shard = self
-            .flights
+        self.flights
             .shard(&self.key)
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if shard
-            .get(&self.key)
-            .is_some_and(|receiver| receiver.same_channel(&self.mine))
-        {
-            shard.remove(&self.key);
-        }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
         // The sender drops after this: the waiting calls wake.
     }
 }
@@ -215,11 +209,10 @@ impl AnswerCache {
             return Flight::Follow(leader.clone());
         }
         let (sender, receiver) = tokio::sync::watch::channel(());
-        shard.insert(key, receiver.clone());
+        shard.insert(key, receiver);
         Flight::Lead(FlightGuard {
             flights: Arc::clone(&self.flights),
             key,
-            mine: receiver,
             _sender: sender,
         })
     }

@@ -18,7 +18,7 @@ const ADMIN: &str = "admin-token-0123456789";
 #[allow(dead_code)]
 mod common;
 
-use common::{settings, simulator};
+use common::{scenario, settings, simulator};
 
 /// A gateway over `vars`, served on a free loopback port until the test ends.
 async fn serving(vars: &[(&str, &str)]) -> (GatewayConfig, std::net::SocketAddr) {
@@ -70,12 +70,36 @@ async fn listed_models(gateway: &Gateway) -> Vec<(String, String)> {
 /// A gateway over a simulated xAI (the test key, the admin token) with `more` settings, and
 /// the simulator and its server (kept alive by the caller).
 async fn xai_gateway(more: &[(&str, &str)]) -> (ballast_sim::Simulator, SimServer, Gateway) {
-    let sim = simulator(KEY);
+    let price = ballast_sim::Price::GROK_CODE_FAST_1;
+    gateway_over(ballast::Preset::XAi, KEY, price, more).await
+}
+
+/// A gateway whose provider is `preset` (its key `key`, the admin token, `more` settings),
+/// over a healthy simulator of that provider's API that wants `key` and bills at `price`;
+/// the simulator and its server (kept alive by the caller).
+async fn gateway_over(
+    preset: ballast::Preset,
+    key: &str,
+    price: ballast_sim::Price,
+    more: &[(&str, &str)],
+) -> (ballast_sim::Simulator, SimServer, Gateway) {
+    let (flavor, version) = match preset {
+        ballast::Preset::Anthropic => (ballast_sim::Flavor::Anthropic, "v1"),
+        ballast::Preset::Gemini => (ballast_sim::Flavor::Gemini, "v1beta"),
+        ballast::Preset::OpenAi => (ballast_sim::Flavor::OpenAi, "v1"),
+        _ => (ballast_sim::Flavor::XAi, "v1"),
+    };
+    let sim = ballast_sim::Simulator::new(ballast_sim::Scenario {
+        flavor,
+        price,
+        ..scenario(key)
+    });
     let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1", server.url());
+    let base = format!("{}/{version}", server.url());
     let mut vars = vec![
-        ("XAI_API_KEY", KEY),
-        ("XAI_BASE_URL", base.as_str()),
+        ("BALLAST_PROVIDER", preset.name()),
+        (preset.key_var(), key),
+        (preset.base_url_var(), base.as_str()),
         ("BALLAST_ADMIN_TOKEN", ADMIN),
     ];
     vars.extend_from_slice(more);
@@ -1632,29 +1656,14 @@ async fn token_counts_go_to_the_anthropic_target() {
 /// Gemini's shape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gemini_calls_are_served_as_they_are() {
+    // Gemini 2.5 Flash: $0.30 / $0.075 / $2.50 per million, as the gateway prices it.
+    let flash = ballast_sim::Price {
+        input: 3_000,
+        cached_input: 750,
+        output: 25_000,
+    };
     let key = "AIza-gateway-test-key";
-    let sim = ballast_sim::Simulator::new(ballast_sim::Scenario {
-        api_key: Some(ballast_sim::ExpectedKey(key.into())),
-        time_scale: 600.0,
-        flavor: ballast_sim::Flavor::Gemini,
-        // Gemini 2.5 Flash: $0.30 / $0.075 / $2.50 per million, as the gateway prices it.
-        price: ballast_sim::Price {
-            input: 3_000,
-            cached_input: 750,
-            output: 25_000,
-        },
-        ..ballast_sim::Scenario::healthy()
-    });
-    let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1beta", server.url());
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("BALLAST_PROVIDER", "gemini"),
-        ("GEMINI_API_KEY", key),
-        ("GEMINI_BASE_URL", &base),
-        ("BALLAST_ADMIN_TOKEN", ADMIN),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
+    let (sim, _server, gateway) = gateway_over(ballast::Preset::Gemini, key, flash, &[]).await;
     let ask = |path: &str| {
         http::Request::post(path)
             .header("content-type", "application/json")
@@ -1758,30 +1767,15 @@ async fn gemini_calls_are_served_as_they_are() {
 /// gateway with no target that serves embeddings answers 404 in OpenAI's shape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_are_served_priced_and_cached() {
+    // text-embedding-3-small: $0.02 per million input tokens, as the gateway prices it.
+    let small = ballast_sim::Price {
+        input: 200,
+        cached_input: 200,
+        output: 0,
+    };
     let key = "sk-gateway-test-key";
-    let sim = ballast_sim::Simulator::new(ballast_sim::Scenario {
-        api_key: Some(ballast_sim::ExpectedKey(key.into())),
-        time_scale: 600.0,
-        flavor: ballast_sim::Flavor::OpenAi,
-        // text-embedding-3-small: $0.02 per million input tokens, as the gateway prices it.
-        price: ballast_sim::Price {
-            input: 200,
-            cached_input: 200,
-            output: 0,
-        },
-        ..ballast_sim::Scenario::healthy()
-    });
-    let server = SimServer::start(sim.clone()).await.unwrap();
-    let base = format!("{}/v1", server.url());
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("BALLAST_PROVIDER", "openai"),
-        ("OPENAI_API_KEY", key),
-        ("OPENAI_BASE_URL", &base),
-        ("BALLAST_ADMIN_TOKEN", ADMIN),
-        ("BALLAST_CACHE_TTL", "600"),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
+    let cache = [("BALLAST_CACHE_TTL", "600")];
+    let (sim, _server, gateway) = gateway_over(ballast::Preset::OpenAi, key, small, &cache).await;
     let ask = || {
         http::Request::post("/v1/embeddings")
             .header("content-type", "application/json")

@@ -176,24 +176,23 @@ impl<R> Failover<R> {
         if indices.len() < 2 {
             return self;
         }
-        let mut spread = match self.spread.take() {
-            Some(spread) => Arc::try_unwrap(spread).unwrap_or_else(|shared| Spread {
-                group: shared.group.clone(),
-                in_flight: (0..n).map(|_| AtomicU32::new(0)).collect(),
-                turns: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            }),
-            None => Spread {
-                group: (0..n).map(|i| i..i + 1).collect(),
-                in_flight: (0..n).map(|_| AtomicU32::new(0)).collect(),
-                turns: (0..n).map(|_| AtomicU32::new(0)).collect(),
-            },
+        // The groups so far (each target alone at first); counts start at zero, as the
+        // route is still being built.
+        let mut group: Box<[Range<usize>]> = match self.spread.as_deref() {
+            Some(spread) => spread.group.clone(),
+            None => (0..n).map(|i| i..i + 1).collect(),
         };
-        if indices.clone().all(|i| spread.group[i].len() == 1) {
+        if indices.clone().all(|i| group[i].len() == 1) {
             for i in indices.clone() {
-                spread.group[i] = indices.clone();
+                group[i] = indices.clone();
             }
         }
-        self.spread = Some(Arc::new(spread));
+        let counts = || (0..n).map(|_| AtomicU32::new(0)).collect();
+        self.spread = Some(Arc::new(Spread {
+            group,
+            in_flight: counts(),
+            turns: counts(),
+        }));
         self
     }
 
@@ -245,21 +244,19 @@ where
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
         let route = self.clone();
         Box::pin(async move {
-            // The order the targets are tried in: the chain's, or each group of a spread
-            // route from its least busy member.
+            // The order the targets are tried in: the chain's (no allocation), or each
+            // group of a spread route from its least busy member.
+            let order = route.spread.as_deref().map(Spread::order);
+            let at = |position: usize| order.as_ref().map_or(position, |order| order[position]);
             let n = route.targets.len();
-            let order = match route.spread.as_deref() {
-                Some(spread) => Some(spread.order()),
-                None if n > ALL.len() => Some((0..n).collect()),
-                None => None,
-            };
-            let order: &[usize] = order.as_deref().unwrap_or(&ALL[..n]);
             // The last target that may take the request: its breaker's patience applies.
-            let last = order
-                .iter()
-                .rposition(|i| route.targets[*i].may_take(&request));
-            let mut kept: Option<Kept<R>> = None;
-            for (position, &i) in order.iter().enumerate() {
+            let last = (0..n)
+                .rev()
+                .find(|position| route.targets[at(*position)].may_take(&request));
+            // A failure kept while the next targets are tried: the result, its position.
+            let mut kept: Option<(Result<http::Response<R>, BoxError>, usize)> = None;
+            for position in 0..n {
+                let i = at(position);
                 let target = &route.targets[i];
                 // No target is tried past the call's deadline, as no retry starts past it:
                 // the call ends within its deadline plus one attempt's timeout, with the
@@ -296,15 +293,15 @@ where
                         %class,
                         "failing over"
                     );
-                    kept = Some((result, i, position, target.asked_model(&request)));
+                    kept = Some((result, position));
                     continue;
                 }
                 // The last target, or an outcome that stays: this is the call's answer.
-                return route.served(result, i, position, target.asked_model(&request));
+                return route.served(result, i, position, &request);
             }
             // No target took the call after the last failure: that failure is the answer.
             match kept {
-                Some((result, i, position, model)) => route.served(result, i, position, model),
+                Some((result, position)) => route.served(result, at(position), position, &request),
                 None => Err(ClassifiedError::new(
                     Outcome::new(OutcomeClass::BadRequest),
                     Some("no target of the route can take this request".into()),
@@ -315,42 +312,22 @@ where
     }
 }
 
-/// A failed answer kept while the next targets are tried: the result, the target, its
-/// position in the call's order, the model it was asked for.
-type Kept<R> = (
-    Result<http::Response<R>, BoxError>,
-    usize,
-    usize,
-    Option<Arc<str>>,
-);
-
-/// The chain's own order, for routes that do not spread and have no more targets than this
-/// (no allocation per call).
-const ALL: [usize; 64] = {
-    let mut all = [0; 64];
-    let mut i = 0;
-    while i < 64 {
-        all[i] = i;
-        i += 1;
-    }
-    all
-};
-
 impl<R> Failover<R> {
     /// `result` marked as served by target `i`, the call's `position`th (the targets before
-    /// it tried or passed over), asked for `model` when the route changed it.
+    /// it tried or passed over), with the model `request` asked of it when the route
+    /// changed it.
     fn served(
         &self,
         result: Result<http::Response<R>, BoxError>,
         i: usize,
         position: usize,
-        model: Option<Arc<str>>,
+        request: &http::Request<RequestBody>,
     ) -> Result<http::Response<R>, BoxError> {
         let target = &self.targets[i];
         result.map(|mut response| {
             response.extensions_mut().insert(Served {
                 target: Arc::clone(&target.name),
-                model,
+                model: target.asked_model(request),
                 passed_over: position as u32,
             });
             response

@@ -112,14 +112,19 @@ impl<R> Target<R> {
         self
     }
 
+    /// The model a request translated for this target asks for: its own, else its
+    /// translation model.
+    fn model_when_translated(&self) -> Option<&Arc<str>> {
+        self.model.as_ref().or(self.translation_model.as_ref())
+    }
+
     /// The model `request` asks this target for when the route changes it: its own, or for
     /// a translated request its translation model.
     pub(crate) fn asked_model(&self, request: &http::Request<RequestBody>) -> Option<Arc<str>> {
-        let translated = !self.api.takes(RequestFacts::of(request).dialect());
-        match (&self.model, translated) {
-            (Some(model), _) => Some(Arc::clone(model)),
-            (None, true) => self.translation_model.clone(),
-            (None, false) => None,
+        if self.api.takes(RequestFacts::of(request).dialect()) {
+            self.model.clone()
+        } else {
+            self.model_when_translated().cloned()
         }
     }
 
@@ -153,10 +158,9 @@ impl<R> Target<R> {
         // A translation needs its way back.
         self.api.takes(dialect)
             || (self.back.is_some()
-                && self.api.may_serve(
-                    dialect,
-                    self.model.is_some() || self.translation_model.is_some(),
-                ))
+                && self
+                    .api
+                    .may_serve(dialect, self.model_when_translated().is_some()))
     }
 
     /// `request` addressed to this target: its base URL (the path after the caller's
@@ -183,7 +187,7 @@ impl<R> Target<R> {
             facts.dialect(),
             facts.is_stream(),
             request.body().bytes(),
-            self.model.as_deref().or(self.translation_model.as_deref()),
+            self.model_when_translated().map(|model| &**model),
             facts.model(),
         )?;
         let mut copy = copy_request(request);
@@ -230,8 +234,7 @@ impl<R> Target<R> {
         let facts = RequestFacts::of(request);
         match self.back {
             Some(back) if !self.api.takes(facts.dialect()) => {
-                let model = (self.model.as_deref())
-                    .or(self.translation_model.as_deref())
+                let model = (self.model_when_translated().map(|model| &**model))
                     .or(facts.model())
                     .unwrap_or_default();
                 let asked_usage = translate::asked_usage(request.body().bytes());

@@ -8,6 +8,8 @@
 
 use base64::Engine;
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
 /// The fields OpenAI's embeddings request takes; any other is refused.
@@ -169,54 +171,50 @@ pub(crate) fn check(json: &serde_json::Map<String, Value>) -> Result<Embed, &'st
     })
 }
 
-/// The answer: a vector per input (values that depend on the call's id, the input's place
-/// and the dimension only), the model, and the usage (`prompt` tokens, no others).
+/// The answer: a vector per input (values that depend on the call's id and the input's
+/// place only), the model, and for OpenAI's API the usage (`prompt` tokens, no others).
 pub(crate) fn body(id: u64, model: &str, embed: Embed, prompt: u64) -> Bytes {
-    let vector =
-        |index: usize| -> Vec<f32> { (0..embed.dimensions).map(|d| value(id, index, d)).collect() };
-    match embed.wire {
-        Wire::GeminiOne => {
-            return Bytes::from(json!({"embedding": {"values": vector(0)}}).to_string());
-        }
+    let vector = |index: usize| vector(id, index, embed.dimensions);
+    let body = match embed.wire {
+        Wire::GeminiOne => json!({"embedding": {"values": vector(0)}}),
         Wire::GeminiBatch => {
             let all: Vec<Value> = (0..embed.inputs)
                 .map(|i| json!({"values": vector(i)}))
                 .collect();
-            return Bytes::from(json!({"embeddings": all}).to_string());
+            json!({"embeddings": all})
         }
-        Wire::OpenAi => {}
-    }
-    let data: Vec<Value> = (0..embed.inputs)
-        .map(|index| {
-            let values = (0..embed.dimensions).map(|d| value(id, index, d));
-            let embedding = if embed.base64 {
-                let bytes: Vec<u8> = values.flat_map(f32::to_le_bytes).collect();
-                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(values.collect::<Vec<f32>>())
-            };
-            json!({"object": "embedding", "index": index, "embedding": embedding})
-        })
-        .collect();
-    let body = json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
-    });
+        Wire::OpenAi => {
+            let data: Vec<Value> = (0..embed.inputs)
+                .map(|index| {
+                    let values = vector(index);
+                    let embedding = if embed.base64 {
+                        let bytes: Vec<u8> =
+                            values.into_iter().flat_map(f32::to_le_bytes).collect();
+                        json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    } else {
+                        json!(values)
+                    };
+                    json!({"object": "embedding", "index": index, "embedding": embedding})
+                })
+                .collect();
+            json!({
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+            })
+        }
+    };
     Bytes::from(body.to_string())
 }
 
-/// A value in (-0.1, 0.1), as a unit vector of 1 536 dimensions has them.
-fn value(id: u64, index: usize, dimension: usize) -> f32 {
-    // SplitMix64 of the three: cheap, and the same for the same call.
-    let mut z = id
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add((index as u64) << 32 | dimension as u64);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+/// Input `index`'s vector of call `id`: `dimensions` values in (-0.1, 0.1), as a unit
+/// vector of 1 536 dimensions has them, the same for the same call.
+fn vector(id: u64, index: usize, dimensions: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(id.rotate_left(32) ^ index as u64);
+    (0..dimensions)
+        .map(|_| rng.random_range(-0.1f32..0.1))
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,9 +22,14 @@ pub(crate) fn settings(vars: &[(&str, &str)]) -> Settings {
 
 /// A healthy simulated provider that wants `expected_key`, its clock 600 times faster.
 pub(crate) fn simulator(expected_key: &str) -> Simulator {
-    Simulator::new(Scenario {
+    Simulator::new(scenario(expected_key))
+}
+
+/// [`simulator`]'s scenario, to change before it starts.
+pub(crate) fn scenario(expected_key: &str) -> Scenario {
+    Scenario {
         api_key: Some(ExpectedKey(expected_key.into())),
         time_scale: 600.0,
         ..Scenario::healthy()
-    })
+    }
 }
