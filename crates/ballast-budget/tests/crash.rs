@@ -42,9 +42,11 @@ fn config() -> BudgetConfig {
 
 /// The request each call sends, with its facts read (as `ReadRequestLayer` would).
 fn request() -> http::Request<String> {
-    let mut request = http::Request::new(String::from(
-        r#"{"model":"grok-code-fast-1","max_tokens":500}"#,
-    ));
+    let mut request = http::Request::post("/v1/chat/completions")
+        .body(String::from(
+            r#"{"model":"grok-code-fast-1","max_tokens":500}"#,
+        ))
+        .unwrap();
     ballast_classify::RequestFacts::note(&mut request);
     request
 }

@@ -35,7 +35,13 @@ pub fn error_body(
     // them); each string quoted and escaped by serde_json.
     let text = |s: &str| serde_json::Value::from(s).to_string();
     match dialect {
-        Dialect::Chat | Dialect::Responses | Dialect::Completions | Dialect::Embeddings => {
+        // A call with no reading of its own (moderations, images, audio, files) is one of
+        // OpenAI's APIs, or a compatible one's.
+        Dialect::Chat
+        | Dialect::Responses
+        | Dialect::Completions
+        | Dialect::Embeddings
+        | Dialect::Other => {
             format!(
                 r#"{{"error":{{"message":{},"type":{},"param":null,"code":{}}}}}"#,
                 text(message),

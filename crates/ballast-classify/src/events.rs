@@ -95,6 +95,7 @@ pub(crate) fn read(dialect: Dialect, event: &str, data: &str) -> Said {
         Dialect::Responses => serde_json::from_str::<Responses<'_>>(data).map(Responses::said),
         Dialect::Messages => serde_json::from_str::<Messages<'_>>(data).map(Messages::said),
         Dialect::Gemini => serde_json::from_str::<Gemini>(data).map(Gemini::said),
+        Dialect::Other => return other_event(data),
     };
     match said {
         Ok(Some(said)) => said,
@@ -256,6 +257,39 @@ fn error_event(data: &[u8]) -> Said {
         error: Some(class),
         ..Said::default()
     }
+}
+
+/// An event of a stream Ballast has no reading of (a transcription's, a speech's, in
+/// `Dialect::Other`): an error when it says so (an `error` member, or its type is `error`
+/// or ends in `.failed`); otherwise content, its data's length, and the stream may end
+/// after it (nothing else marks an end). A `usage` object is counted (OpenAI's audio
+/// streams end with one); data that is not JSON is content all the same.
+fn other_event(data: &str) -> Said {
+    #[derive(Deserialize)]
+    struct OtherEvent<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: std::borrow::Cow<'a, str>,
+        #[serde(default)]
+        error: Option<IgnoredAny>,
+        #[serde(default)]
+        usage: Option<ResponsesUsage>,
+    }
+    let mut said = Said {
+        content: data.len() as u64,
+        end: true,
+        ..Said::default()
+    };
+    if let Ok(event) = serde_json::from_str::<OtherEvent<'_>>(data) {
+        if event.error.is_some() || event.kind == "error" || event.kind.ends_with(".failed") {
+            return error_event(data.as_bytes());
+        }
+        if let Some(usage) = event.usage {
+            said.prompt = usage.input_tokens;
+            said.completion = usage.output_tokens;
+            said.cached = usage.input_tokens_details.and_then(|d| d.cached_tokens);
+        }
+    }
+    said
 }
 
 /// The length of a string value, read where it lies (`null` or any other value: 0).
@@ -712,6 +746,29 @@ mod tests {
             .ok()
             .and_then(Chat::said)
             .unwrap_or_default()
+    }
+
+    /// A stream with no reading of its own (OpenAI's transcription and speech streams):
+    /// every event is content and may end it, its usage is counted, its errors are errors.
+    #[test]
+    fn an_unread_streams_events_are_content_usage_or_errors() {
+        let delta = r#"{"type":"transcript.text.delta","delta":"Hel"}"#;
+        let said = read(Dialect::Other, "", delta);
+        assert_eq!(
+            (said.content, said.end, said.error),
+            (delta.len() as u64, true, None)
+        );
+        let done = r#"{"type":"speech.audio.done","usage":{"input_tokens":14,"output_tokens":101,"total_tokens":115}}"#;
+        let said = read(Dialect::Other, "", done);
+        assert_eq!((said.prompt, said.completion), (Some(14), Some(101)));
+        // Not JSON: content all the same.
+        assert_eq!(read(Dialect::Other, "", "raw bytes").content, 9);
+        // An error object, or an error type.
+        let error = r#"{"error":{"message":"Overloaded","type":"server_error"}}"#;
+        assert!(read(Dialect::Other, "", error).error.is_some());
+        let failed = r#"{"type":"transcript.text.failed"}"#;
+        assert!(read(Dialect::Other, "", failed).error.is_some());
+        assert!(read(Dialect::Other, "error", "{}").error.is_some());
     }
 
     /// A JSON string literal for `text`, with some characters written as `\u` escapes

@@ -33,18 +33,36 @@ pub enum Dialect {
     /// `/embeddings`. No output tokens (its cap is 0), no stream, and no field Ballast may
     /// add (the API refuses unknown ones).
     Embeddings,
+    /// A call Ballast has no reading of: a method other than `POST` (listing models,
+    /// fetching a file or a stored answer), a token count (`/count_tokens`,
+    /// `:countTokens`), or a `POST` to a path not named above whose body is not a chat
+    /// request (no `messages`): moderations, images, audio, files, batches, uploads. Sent as
+    /// it is (nothing written into it), bounded at nothing (no prompt bound, no output): it
+    /// is charged the usage its answer reports, else logged unpriced; every event of its
+    /// stream is content, and its stream ends where its body does. A route sends it to its
+    /// first target only (files, batches and ids live in one account).
+    Other,
 }
 
 impl Dialect {
-    /// The dialect of a request to `path`.
+    /// The dialect of a `POST` to `path`. A path not named by a dialect reads as chat (an
+    /// OpenAI-compatible API may serve chat anywhere); [`RequestFacts::read`] reads it as
+    /// [`Other`](Self::Other) when its body is not a chat request.
     pub fn of_path(path: &str) -> Self {
-        // Most paths have no colon: one byte search spares the two substring searches.
-        if path.contains(':')
-            && (path.contains(":generateContent")
+        // Most paths have no colon: one byte search spares the substring searches.
+        if path.contains(':') {
+            if path.contains(":generateContent")
                 || path.contains(":streamGenerateContent")
-                || is_gemini_embedding(path))
-        {
-            Self::Gemini
+                || is_gemini_embedding(path)
+            {
+                return Self::Gemini;
+            }
+            if path.ends_with(":countTokens") {
+                return Self::Other;
+            }
+        }
+        if path.ends_with("/count_tokens") {
+            Self::Other
         } else if path.ends_with("/messages") {
             Self::Messages
         } else if path.ends_with("/responses") {
@@ -73,6 +91,7 @@ impl Dialect {
             Self::Gemini => "gemini",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Other => "other",
         }
     }
 }
@@ -188,6 +207,11 @@ impl RequestFacts {
     /// | gemini | the path's `models/{model}:` | `:streamGenerateContent` in the path | the larger of `maxOutputTokens` and `max_output_tokens` in `generationConfig` and in `generation_config` (protobuf JSON takes both spellings); 0 for `:embedContent` and `:batchEmbedContents` |
     /// | completions | `"model"` | `"stream": true` | `max_tokens` |
     /// | embeddings | `"model"` | never | 0: an embedding has no output tokens |
+    /// | other | `"model"` | `"stream": true` | 0, and no prompt bound (see [`Dialect::Other`]) |
+    ///
+    /// A path no dialect names is read as chat when its body has `messages`, else as
+    /// other. A request without a body whose method is not `POST` is other whatever its
+    /// path (see [`for_method`](Self::for_method)).
     ///
     /// A cap is a non-negative integer that fits `u64`; anything else is no cap.
     pub fn read(path: &str, body: &Bytes, estimator: &dyn TokenEstimator) -> Self {
@@ -217,6 +241,7 @@ impl RequestFacts {
                     "generation_config" => {
                         found.generation_config_snake = gemini_cap(value.as_bytes());
                     }
+                    "messages" => found.messages = true,
                     _ => {}
                 }
             });
@@ -226,6 +251,15 @@ impl RequestFacts {
                 None => found = Found::default(),
             }
         }
+        // A path no dialect names is chat's only for a chat request.
+        let dialect = if dialect == Dialect::Chat
+            && !found.messages
+            && !path.ends_with("/chat/completions")
+        {
+            Dialect::Other
+        } else {
+            dialect
+        };
         let (model, stream, output_cap) = match dialect {
             Dialect::Gemini => (
                 gemini_model(path).map(ModelName::new),
@@ -239,6 +273,16 @@ impl RequestFacts {
             Dialect::Embeddings => (
                 found.model.map(|name| ModelName::new(&name)),
                 false,
+                Some(0),
+            ),
+            Dialect::Other => (
+                match found.model {
+                    Some(name) => Some(ModelName::new(&name)),
+                    // A form (a transcription, an image edit) names its model in a part.
+                    None if !found.object => form_model(body).map(ModelName::new),
+                    None => None,
+                },
+                found.stream,
                 Some(0),
             ),
             _ => (
@@ -256,11 +300,34 @@ impl RequestFacts {
             model,
             stream,
             output_cap,
-            prompt_tokens: estimator.prompt_tokens(body),
+            // Nothing bounds what a call Ballast has no reading of is billed for; its
+            // answer's usage says (see `Dialect::Other`).
+            prompt_tokens: if dialect == Dialect::Other {
+                0
+            } else {
+                estimator.prompt_tokens(body)
+            },
             json_object: found.object,
             usage_added: false,
             body: body.clone(),
             deadline: None,
+        }
+    }
+
+    /// These facts for a request with `method`: a request without a body that is not a
+    /// `POST` (a `GET` of a model list, a stored answer, a file; a `DELETE`) generates
+    /// nothing and is [`Dialect::Other`] whatever its path. (One with a body is read as its
+    /// body says: `http::Request::new` makes a `GET`.)
+    pub fn for_method(self, method: &http::Method) -> Self {
+        if method == http::Method::POST || !self.body.is_empty() || self.dialect == Dialect::Other {
+            return self;
+        }
+        Self {
+            dialect: Dialect::Other,
+            stream: false,
+            output_cap: Some(0),
+            prompt_tokens: 0,
+            ..self
         }
     }
 
@@ -270,7 +337,8 @@ impl RequestFacts {
     /// body is copied once (the facts keep a reference to it).
     pub fn note<B: crate::InspectBody>(request: &mut http::Request<B>) {
         let body = Bytes::copy_from_slice(request.body().inspect().unwrap_or_default());
-        let facts = Self::read(request.uri().path(), &body, &HalfByteCount);
+        let facts =
+            Self::read(request.uri().path(), &body, &HalfByteCount).for_method(request.method());
         request.extensions_mut().insert(facts);
     }
 
@@ -387,6 +455,18 @@ fn is_gemini_embedding(path: &str) -> bool {
     path.ends_with(":embedContent") || path.ends_with(":batchEmbedContents")
 }
 
+/// The `model` part of a `multipart/form-data` body (OpenAI's transcriptions, translations
+/// and image edits), when it is plain text: the part's value, between its headers' blank
+/// line and the next line break.
+fn form_model(body: &[u8]) -> Option<&str> {
+    let name = memchr::memmem::find(body, b"name=\"model\"")?;
+    let rest = &body[name..];
+    let value = &rest[memchr::memmem::find(rest, b"\r\n\r\n")? + 4..];
+    let end = memchr::memmem::find(value, b"\r\n")?;
+    let model = std::str::from_utf8(&value[..end]).ok()?.trim();
+    (!model.is_empty() && model.len() <= 256).then_some(model)
+}
+
 fn gemini_model(path: &str) -> Option<&str> {
     let (_, rest) = path.rsplit_once("models/")?;
     let (model, _) = rest.split_once(':')?;
@@ -404,6 +484,8 @@ struct Found<'a> {
     max_output_tokens: Option<u64>,
     generation_config: Option<u64>,
     generation_config_snake: Option<u64>,
+    /// A `messages` member: what makes a body at a path no dialect names a chat request.
+    messages: bool,
 }
 
 /// Any JSON value, kept only when it is one of the shapes a fact can take.
@@ -546,6 +628,54 @@ mod tests {
         RequestFacts::read(path, &Bytes::from(body.to_owned()), &HalfByteCount)
     }
 
+    /// What has no reading: a body that is not a chat request at a path no dialect names,
+    /// a token count, and a request without a body that is not a `POST`; its facts bound
+    /// nothing (cap 0, no prompt bound) but keep its model. A chat body at such a path is
+    /// chat.
+    #[test]
+    fn what_has_no_reading_is_other() {
+        let image = facts(
+            "/v1/images/generations",
+            r#"{"model":"gpt-image-1","prompt":"a cat"}"#,
+        );
+        assert_eq!(image.dialect(), Dialect::Other);
+        assert_eq!(
+            (image.model(), image.output_cap(), image.prompt_tokens()),
+            (Some("gpt-image-1"), Some(0), 0)
+        );
+        let transcription = facts(
+            "/v1/audio/transcriptions",
+            "--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--x--\r\n",
+        );
+        assert_eq!(
+            (transcription.dialect(), transcription.model()),
+            (Dialect::Other, Some("whisper-1"))
+        );
+        let unnamed = facts("/v1/audio/transcriptions", "--x\r\nname=\"file\"\r\n\r\n");
+        assert_eq!(unnamed.model(), None);
+        for path in [
+            "/v1/messages/count_tokens",
+            "/v1beta/models/gemini-2.5-pro:countTokens",
+        ] {
+            let counted = facts(path, r#"{"model":"m","messages":[],"contents":[]}"#);
+            assert_eq!(counted.dialect(), Dialect::Other, "{path}");
+        }
+        let chat = r#"{"model":"llama3","messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(facts("/api/chat", chat).dialect(), Dialect::Chat);
+        let listed = facts("/v1/chat/completions", "").for_method(&http::Method::GET);
+        assert_eq!(
+            (
+                listed.dialect(),
+                listed.output_cap(),
+                listed.prompt_tokens()
+            ),
+            (Dialect::Other, Some(0), 0)
+        );
+        // `http::Request::new` makes a GET: one with a body is read as its body says.
+        let with_body = facts("/v1/chat/completions", chat).for_method(&http::Method::GET);
+        assert_eq!(with_body.dialect(), Dialect::Chat);
+    }
+
     #[test]
     fn each_dialect_reads_its_own_fields() {
         let chat = facts(
@@ -601,22 +731,39 @@ mod tests {
             (bad.model(), bad.output_cap(), bad.is_json_object()),
             (None, None, false)
         );
-        assert_eq!(facts("/", r#"{"max_tokens":-1}"#).output_cap(), None);
-        assert_eq!(facts("/", r#"{"max_tokens":5.0}"#).output_cap(), None);
         assert_eq!(
-            facts("/", r#"{"max_tokens":5,"max_tokens":"x"}"#).output_cap(),
+            facts("/v1/chat/completions", r#"{"max_tokens":-1}"#).output_cap(),
             None
         );
-        assert!(!facts("/", r#"{"stream":"true"}"#).is_stream());
         assert_eq!(
-            facts("/", r#"{"messages":[{"model":"inner"}],"model":"outer"}"#).model(),
+            facts("/v1/chat/completions", r#"{"max_tokens":5.0}"#).output_cap(),
+            None
+        );
+        assert_eq!(
+            facts(
+                "/v1/chat/completions",
+                r#"{"max_tokens":5,"max_tokens":"x"}"#
+            )
+            .output_cap(),
+            None
+        );
+        assert!(!facts("/v1/chat/completions", r#"{"stream":"true"}"#).is_stream());
+        assert_eq!(
+            facts(
+                "/v1/chat/completions",
+                r#"{"messages":[{"model":"inner"}],"model":"outer"}"#
+            )
+            .model(),
             Some("outer")
         );
         assert_eq!(
-            facts("/", r#"{"mod\u0065l":"esc\"aped"}"#).model(),
+            facts("/v1/chat/completions", r#"{"mod\u0065l":"esc\"aped"}"#).model(),
             Some("esc\"aped")
         );
-        assert_eq!(facts("/", r#"[{"model":"m"}]"#).model(), None);
+        assert_eq!(
+            facts("/v1/chat/completions", r#"[{"model":"m"}]"#).model(),
+            None
+        );
     }
 
     #[test]

@@ -420,7 +420,8 @@ fn prepare(
     parts: http::request::Parts,
     data: Bytes,
 ) -> http::Request<RequestBody> {
-    let mut facts = RequestFacts::read(parts.uri.path(), &data, config.estimator.as_ref());
+    let mut facts = RequestFacts::read(parts.uri.path(), &data, config.estimator.as_ref())
+        .for_method(&parts.method);
     if let Some(within) = config.deadline {
         // A request read before (a route's copy to one of its targets) keeps the sooner.
         let own = Deadline::after(within).instant();

@@ -120,6 +120,7 @@ pub(crate) fn write_output_cap(
     tokens: u64,
     chat_field: ChatCapField,
 ) -> bool {
+    // A call Ballast has no reading of is sent as it is: its cap is 0, and it has none.
     if facts.output_cap.is_some() || !facts.json_object {
         return false;
     }
@@ -144,7 +145,7 @@ pub(crate) fn write_output_cap(
 }
 
 fn write_model(facts: &mut RequestFacts, name: &str) -> bool {
-    if !facts.json_object || facts.dialect == Dialect::Gemini {
+    if !facts.json_object || matches!(facts.dialect, Dialect::Gemini | Dialect::Other) {
         return false;
     }
     let Ok(quoted) = serde_json::to_string(name) else {

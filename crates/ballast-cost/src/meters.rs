@@ -30,6 +30,8 @@ pub(crate) struct ModelMeters {
     scope: Scope,
     /// Set once the missing price of this model has been warned about.
     unknown_price_warned: AtomicBool,
+    /// Set once an unpriced call of this model has been warned about.
+    unpriced_warned: AtomicBool,
 }
 
 impl ModelMeters {
@@ -46,6 +48,7 @@ impl ModelMeters {
             model,
             scope,
             unknown_price_warned: AtomicBool::new(false),
+            unpriced_warned: AtomicBool::new(false),
         }
     }
 
@@ -61,6 +64,19 @@ impl ModelMeters {
             target: "ballast::cost",
             model,
             "no price for model {model:?}: costs are estimated at the fallback (dearest) price; add it to the price table"
+        );
+    }
+
+    /// Warns once per model that a call of `model` Ballast has no reading of reported no
+    /// usage (an image, a speech, a transcription): logged unpriced, at nothing.
+    pub(crate) fn warn_unpriced(&self, model: &str) {
+        if self.unpriced_warned.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!(
+            target: "ballast::cost",
+            model,
+            "a call to {model:?} reported no usage: logged unpriced (cost_source=\"unpriced\"); the provider may bill it by the image or the minute, which Ballast does not price"
         );
     }
 

@@ -102,6 +102,12 @@ pub enum CostSource {
     /// No usage to go by (a timeout, a caller that left, a 2xx that said nothing): the
     /// attempt's worst case, its prompt bound and output cap, as the budget settles it.
     WorstCase,
+    /// A call Ballast has no reading of ([`Dialect::Other`](ballast_classify::Dialect::Other):
+    /// moderations, images, audio, files, model lists) whose answer reported no usage:
+    /// charged nothing. Most such calls are free; one a provider bills by another unit (an
+    /// image, a minute of audio) is not priced by Ballast, and is counted here so that it
+    /// can be counted apart (a warning is logged once per model the table does not know).
+    Unpriced,
 }
 
 impl CostSource {
@@ -112,6 +118,7 @@ impl CostSource {
             Self::Estimated => "estimated",
             Self::UnknownPrice => "unknown_price",
             Self::WorstCase => "worst_case",
+            Self::Unpriced => "unpriced",
         }
     }
 }
@@ -330,9 +337,10 @@ mod tests {
                 "{}",
                 model.model
             );
-            // An embedding model bills its input only.
-            let generates = !model.model.contains("embedding");
-            assert!(model.base.input > Usd::ZERO, "{}", model.model);
+            // A moderation model is free; an embedding model bills its input only.
+            let free = model.model.contains("moderation");
+            let generates = !model.model.contains("embedding") && !free;
+            assert_eq!(model.base.input > Usd::ZERO, !free, "{}", model.model);
             assert_eq!(model.base.output > Usd::ZERO, generates, "{}", model.model);
         }
         let grok = table.get("grok-code-fast-1").unwrap();

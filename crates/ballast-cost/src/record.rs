@@ -35,6 +35,9 @@ pub(crate) struct Started {
     pub(crate) prompt_bound: u64,
     /// The request's output cap (or the default), for an attempt dropped while out.
     pub(crate) output_cap: u64,
+    /// A call Ballast has no reading of (`Dialect::Other`): without usage it is unpriced,
+    /// not charged a worst case.
+    pub(crate) unread: bool,
     /// The call's or attempt's span (disabled unless a subscriber wants `ballast::gen_ai`
     /// spans, as the gateway's OpenTelemetry export does): fields recorded at the end.
     pub(crate) span: tracing::Span,
@@ -50,7 +53,25 @@ pub(crate) fn operation(dialect: Dialect, path: &str) -> &'static str {
     match dialect {
         Dialect::Completions => "text_completion",
         Dialect::Gemini => "generate_content",
+        Dialect::Other => other_operation(path),
         _ => "chat",
+    }
+}
+
+/// The name of a call Ballast has no reading of, by its path (not one of the conventions'
+/// well-known values, which name none of these): `moderations`, `images`, `audio`,
+/// `count_tokens`, or `other`.
+fn other_operation(path: &str) -> &'static str {
+    if path.ends_with("/moderations") {
+        "moderations"
+    } else if path.contains("/images/") {
+        "images"
+    } else if path.contains("/audio/") {
+        "audio"
+    } else if path.ends_with("/count_tokens") || path.ends_with(":countTokens") {
+        "count_tokens"
+    } else {
+        "other"
     }
 }
 
@@ -153,10 +174,15 @@ impl Finished {
 
     /// Charged at the worst case its usage holds (no usage was reported): the cost counts
     /// in the spend, as the budget's, and is logged `cost_source="worst_case"`; no tokens
-    /// are counted or logged for it.
+    /// are counted or logged for it. A call Ballast has no reading of has no worst case: it
+    /// is logged `cost_source="unpriced"` at nothing.
     pub(crate) fn worst_case(mut self) -> Self {
         self.worst = true;
-        self.source = Some(CostSource::WorstCase);
+        self.source = Some(if self.started.unread {
+            CostSource::Unpriced
+        } else {
+            CostSource::WorstCase
+        });
         self
     }
 
@@ -196,8 +222,18 @@ impl Finished {
             spend.add(self.cost);
         }
         let model = self.started.model.as_deref().unwrap_or("");
-        if self.source == Some(CostSource::UnknownPrice) && !counted_below {
-            self.started.meters.warn_unknown_price(model);
+        match self.source {
+            Some(CostSource::UnknownPrice) if !counted_below => {
+                self.started.meters.warn_unknown_price(model);
+            }
+            // A model the table knows (a moderation model, free) is priced there: only the
+            // others may be billed by a unit Ballast does not count.
+            Some(CostSource::Unpriced)
+                if !model.is_empty() && !counted_below && shared.prices.get(model).is_none() =>
+            {
+                self.started.meters.warn_unpriced(model);
+            }
+            _ => {}
         }
         // Every call is counted in requests and durations at its own scope; tokens and
         // spend only where they were not counted already (by the attempts below).

@@ -152,6 +152,93 @@ fn unknown_models_are_flagged_and_never_free() {
     assert!(!logs.contains("ballast.cost_usd=0.0 ballast.cost_source=\"unknown_price\""));
 }
 
+/// A call with no reading of its own (`Dialect::Other`) is charged what its answer reports:
+/// an image billed by the image (no usage in its answer) is logged unpriced at nothing, its
+/// model warned about once; a model list (no model) and a moderation (a free model in the
+/// table) are unpriced too, with no warning; an image that reports usage is priced by it.
+#[test]
+fn calls_with_no_reading_and_no_usage_are_logged_unpriced() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    let _turn = one_at_a_time();
+    let ((), logs) = with_captured_logs(false, |_| {
+        let rt = ballast_sim::paused_runtime().unwrap();
+        rt.block_on(async {
+            let provider = tower::service_fn(|request: http::Request<String>| async move {
+                let body: &[u8] = if request.uri().path().ends_with("/images/generations")
+                    && request.body().contains("gpt-image-1")
+                {
+                    br#"{"data":[{"b64_json":"x"}],"usage":{"input_tokens":10,"output_tokens":1056}}"#
+                } else {
+                    br#"{"data":[{"b64_json":"x"}]}"#
+                };
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(body)))
+                        .unwrap(),
+                )
+            });
+            let service = ServiceBuilder::new()
+                .layer(CostLogLayer::new(Provider::OpenAi, Scope::Attempt))
+                .layer(ClassifyLayer::new(Provider::OpenAi))
+                .service(provider);
+            let calls = [
+                ("POST", "/v1/images/generations", r#"{"model":"dall-e-3","prompt":"a cat"}"#),
+                ("POST", "/v1/images/generations", r#"{"model":"dall-e-3","prompt":"a dog"}"#),
+                ("GET", "/v1/models", ""),
+                ("POST", "/v1/moderations", r#"{"model":"omni-moderation-latest","input":"hi"}"#),
+                ("POST", "/v1/images/generations", r#"{"model":"gpt-image-1","prompt":"a cow"}"#),
+            ];
+            for (method, path, body) in calls {
+                let mut request = http::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(body.to_owned())
+                    .unwrap();
+                ballast_classify::RequestFacts::note(&mut request);
+                service.clone().oneshot(request).await.unwrap();
+            }
+        });
+    });
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("ballast.cost_source"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{logs}");
+    for line in &lines[..4] {
+        assert!(line.contains("ballast.cost_source=\"unpriced\""), "{line}");
+        assert!(line.contains("ballast.cost_usd=0.0 "), "{line}");
+    }
+    // 10 tokens at $10 a million and 1 056 at $40: $0.04234.
+    assert!(
+        lines[4].contains("ballast.cost_source=\"estimated\""),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        lines[4].contains("ballast.cost_usd=0.04234 "),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        lines[0].contains("gen_ai.operation.name=\"images\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[3].contains("gen_ai.operation.name=\"moderations\""),
+        "{}",
+        lines[3]
+    );
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("reported no usage"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("dall-e-3"), "{}", warnings[0]);
+}
+
 type Snapshot = Vec<(
     metrics_util::CompositeKey,
     Option<metrics::Unit>,

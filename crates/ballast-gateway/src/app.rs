@@ -75,6 +75,9 @@ pub(crate) struct App {
     /// Whether a target of the provider's chain serves embeddings (an OpenAI-compatible
     /// one asked for the caller's model: [`Api::may_serve`]).
     serves_embeddings: bool,
+    /// Whether the primary speaks OpenAI's API: calls with no reading of their own
+    /// (moderations, images, audio) pass through to it ([`passthrough`]).
+    passes_through: bool,
     /// The primary's base, under which a Gemini call's path goes (`{base}/models/...`): a
     /// route hands the path after the version on to its Gemini target.
     base: String,
@@ -165,6 +168,7 @@ impl Gateway {
         let speaks_messages = chain_serves(Dialect::Messages);
         let speaks_gemini = chain_serves(Dialect::Gemini);
         let base_path = base.trim_end_matches('/').to_owned();
+        let passes_through = primary.preset.api() == ballast::route::Api::OpenAi;
         // One stack when the primary speaks chat and nothing comes after it; otherwise a
         // route (fallbacks, or a primary whose API the caller's chat is translated to).
         let (upstream, targets, budget, health) =
@@ -252,6 +256,7 @@ impl Gateway {
             speaks_messages,
             speaks_gemini,
             embeddings_uri,
+            passes_through,
             serves_embeddings,
             completions_uri,
             serves_completions,
@@ -335,6 +340,9 @@ impl Gateway {
             .route("/v1/messages/count_tokens", post(count_tokens))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/completions", post(completions))
+            .route("/v1/moderations", post(passthrough))
+            .route("/v1/images/{operation}", post(passthrough))
+            .route("/v1/audio/{operation}", post(passthrough))
             .route("/v1beta/models/{call}", post(gemini))
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
@@ -489,6 +497,42 @@ async fn completions(
     forward(&app, &headers, body, uri, Dialect::Completions).await
 }
 
+/// `POST /v1/moderations`, `/v1/images/{operation}` and `/v1/audio/{operation}`: the
+/// OpenAI calls that are not text generation, through the whole stack to the primary as
+/// they came (their `content-type`, a form's boundary included, and body; nothing written
+/// into them): paced, retried, behind the breaker and the budget, and charged what their
+/// answers report (`Dialect::Other`: an image of `gpt-image-1` by its usage, a moderation
+/// nothing, an answer without usage logged unpriced). Never cached, never hedged, never
+/// sent to a fallback. 404 at once when the primary is not OpenAI-compatible.
+async fn passthrough(
+    State(app): State<Arc<App>>,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: Body,
+) -> Response {
+    if !app.passes_through {
+        return openai_error(
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            "This gateway's provider is not OpenAI-compatible: it serves no moderations, images or audio.",
+        );
+    }
+    let rest = uri.path().strip_prefix("/v1").unwrap_or(uri.path());
+    let upstream = match uri.query() {
+        Some(query) => format!("{}{rest}?{query}", app.base),
+        None => format!("{}{rest}", app.base),
+    };
+    let Ok(upstream) = upstream.parse() else {
+        return openai_error(
+            http::StatusCode::BAD_REQUEST,
+            "bad_request",
+            "A path the provider cannot be asked for.",
+        );
+    };
+    let kind = headers.get(http::header::CONTENT_TYPE).cloned();
+    forward_as(&app, &headers, body, upstream, Dialect::Other, kind).await
+}
+
 /// The message of the 404 for an embeddings call on a gateway none of whose targets serves
 /// it.
 const NO_EMBEDDINGS_TARGET: &str = "No target of this gateway serves embeddings: they need an OpenAI-compatible target asked for the caller's model (BALLAST_PROVIDER=openai, or openai in BALLAST_FALLBACKS without a model of its own).";
@@ -584,6 +628,19 @@ async fn forward(
     uri: http::Uri,
     dialect: Dialect,
 ) -> Response {
+    forward_as(app, headers, body, uri, dialect, None).await
+}
+
+/// [`forward`], the body sent as `kind` (its `content-type`) when given, JSON otherwise; a
+/// call with no reading ([`Dialect::Other`]) is never cached.
+async fn forward_as(
+    app: &App,
+    headers: &http::HeaderMap,
+    body: Body,
+    uri: http::Uri,
+    dialect: Dialect,
+    kind: Option<http::HeaderValue>,
+) -> Response {
     let refuse = |status: http::StatusCode, kind: &str, message: &str| -> Response {
         error_answer(dialect, status, kind, Some(kind), message).map(Body::from)
     };
@@ -615,6 +672,7 @@ async fn forward(
     let (mut upstream, mut speaks_messages) = (&app.upstream, app.speaks_messages);
     // What the call asks of the cache, read only when there is one.
     let (cache, asked) = match &app.cache {
+        Some(_) if dialect == Dialect::Other => (None, Asked::Bypass),
         Some(cache) => match Asked::of(headers) {
             Asked::Bypass => (None, Asked::Bypass),
             asked => (Some(cache), asked),
@@ -680,7 +738,7 @@ async fn forward(
     *request.uri_mut() = uri;
     request.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
+        kind.unwrap_or(http::HeaderValue::from_static("application/json")),
     );
     if dialect == Dialect::Messages {
         anthropic_headers(headers, request.headers_mut());

@@ -1826,6 +1826,84 @@ async fn embeddings_are_served_priced_and_cached() {
     assert_eq!(gateway_sim.ledger().len(), 0);
 }
 
+/// OpenAI's calls that are not text generation pass through to an OpenAI-compatible
+/// provider as they came (the simulated API refuses a field a middleware adds, as OpenAI's
+/// does) and are charged what their answers report: a moderation nothing, an image of
+/// `gpt-image-1` its bill to the picodollar, one of `dall-e-3` (billed by the image, no
+/// usage in its answer) nothing, logged unpriced. Never cached. A gateway whose provider
+/// is not OpenAI-compatible answers 404 and calls nothing.
+#[tokio::test]
+async fn moderations_and_images_pass_through() {
+    // gpt-image-1's table price: $10 and $40 a million tokens.
+    let price = ballast_sim::Price {
+        input: 100_000,
+        cached_input: 25_000,
+        output: 400_000,
+    };
+    let key = "sk-gateway-test-key";
+    let cache = [("BALLAST_CACHE_TTL", "600")];
+    let (sim, _server, gateway) = gateway_over(ballast::Preset::OpenAi, key, price, &cache).await;
+    let ask = |path: &str, body: &str| {
+        http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let header = |answer: &http::Response<Body>, name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    let moderation = r#"{"model":"omni-moderation-latest","input":"hello"}"#;
+    let answer = gateway
+        .router()
+        .oneshot(ask("/v1/moderations", moderation))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(header(&answer, "x-ballast-cost-usd").as_deref(), Some("0"));
+    assert_eq!(header(&answer, "x-ballast-cache"), None);
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["results"][0]["flagged"], false, "{body}");
+
+    let image = r#"{"model":"gpt-image-1","prompt":"a lighthouse","n":1}"#;
+    for _ in 0..2 {
+        let answer = gateway
+            .router()
+            .oneshot(ask("/v1/images/generations", image))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        // Each a call of its own, charged its bill: the last entry's.
+        let billed = sim.ledger().entries().last().unwrap().billed_ticks;
+        let cost = header(&answer, "x-ballast-cost-usd").unwrap();
+        assert_eq!(cost.parse(), Ok(billed as f64 / 1e10));
+        assert_eq!(header(&answer, "x-ballast-calls").as_deref(), Some("1"));
+    }
+    let dalle = r#"{"model":"dall-e-3","prompt":"a lighthouse"}"#;
+    let answer = gateway
+        .router()
+        .oneshot(ask("/v1/images/generations", dalle))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(header(&answer, "x-ballast-cost-usd").as_deref(), Some("0"));
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 3);
+    assert_eq!(ledger.count(ballast_sim::SimOutcome::Success), 3);
+    assert_eq!(
+        ledger.entries()[2].billed_ticks,
+        ballast_sim::PER_IMAGE_TICKS
+    );
+
+    let (anthropic_sim, _server, anthropic) = anthropic_gateway().await;
+    let (status, answer) = call(&anthropic, ask("/v1/moderations", moderation)).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(anthropic_sim.ledger().len(), 0);
+}
+
 /// A caller's own timeout (`x-ballast-timeout`, or the `x-stainless-timeout` /
 /// `x-stainless-read-timeout` seconds the OpenAI and Anthropic SDKs send) is the deadline of
 /// its call: with the throttle at one call a minute, a second call that may wait 3 s is

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
-use ballast_classify::{BoxError, ClassifiedError, Outcome, OutcomeClass, RequestBody};
+use ballast_classify::{
+    BoxError, ClassifiedError, Dialect, Outcome, OutcomeClass, RequestBody, RequestFacts,
+};
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -244,6 +246,21 @@ where
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
         let route = self.clone();
         Box::pin(async move {
+            // A call Ballast has no reading of (a file, a batch, a moderation) goes to the
+            // chain's first target, as its last: the ids it names or makes live in that
+            // account, and nothing says another would serve it alike.
+            if RequestFacts::of(&request).dialect() == Dialect::Other {
+                let target = &route.targets[0];
+                let result = match target.address(&request, true) {
+                    Ok(addressed) => target.service.clone().oneshot(addressed).await,
+                    Err(why) => Err(ClassifiedError::new(
+                        Outcome::new(OutcomeClass::BadRequest),
+                        Some(why.0.into()),
+                    )
+                    .into()),
+                };
+                return route.served(result, 0, 0, &request);
+            }
             // The order the targets are tried in: the chain's (no allocation), or each
             // group of a spread route from its least busy member.
             let order = route.spread.as_deref().map(Spread::order);

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ballast_classify::{BoxError, Deadline, Outcome, RequestBody, Sent, Speculative, copy_request};
+use ballast_classify::{
+    BoxError, Deadline, Dialect, Outcome, RequestBody, RequestFacts, Sent, Speculative,
+    copy_request,
+};
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower::util::Oneshot;
@@ -217,8 +220,12 @@ where
     fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
         shared.calls.fetch_add(1, Ordering::Relaxed);
-        let kind = shared.latencies.of(&request, || shared.now());
-        let delay = shared.latencies.get(kind).delay();
+        let facts = RequestFacts::of(&request);
+        // A call Ballast has no reading of is never hedged: nothing bounds what a second
+        // one costs (an image, a minute of audio), and a file or a batch made twice is two.
+        let kind = (facts.dialect() != Dialect::Other)
+            .then(|| shared.latencies.of_facts(facts, || shared.now()));
+        let delay = kind.and_then(|kind| shared.latencies.get(kind).delay());
         // The copy first: each hedge gets a `Sent` cell of its own, so the first's is not
         // copied with it.
         let spare = delay.map(|_| (self.inner.clone(), copy_request(&request)));
@@ -230,7 +237,9 @@ where
             let start = Instant::now();
             let first = pin!(first);
             let answered = |result: Result<http::Response<R>, BoxError>| {
-                if succeeded(&result) {
+                if let Some(kind) = kind
+                    && succeeded(&result)
+                {
                     let latency = match sent.at() {
                         Some(at) => {
                             shared.marked.store(true, Ordering::Relaxed);

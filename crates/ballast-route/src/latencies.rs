@@ -161,11 +161,17 @@ impl ByKind {
         }
     }
 
-    /// Which record `request`'s kind (its facts' model and stream flag) has, for
-    /// [`ByKind::get`]; one is made, its first period beginning `now()`, for the first
-    /// call of a kind.
+    /// Which record `request`'s kind (its facts' model and stream flag) has: see
+    /// [`of_facts`](Self::of_facts).
+    #[cfg(test)]
     pub(crate) fn of<B>(&self, request: &http::Request<B>, now: impl FnOnce() -> u64) -> usize {
-        let facts = RequestFacts::of(request);
+        self.of_facts(RequestFacts::of(request), now)
+    }
+
+    /// Which record the kind of a request with these facts (their model and stream flag)
+    /// has, for [`ByKind::get`]; one is made, its first period beginning `now()`, for the
+    /// first call of a kind.
+    pub(crate) fn of_facts(&self, facts: &RequestFacts, now: impl FnOnce() -> u64) -> usize {
         let (model, stream) = (facts.model_name().map(|m| m.shared()), facts.is_stream());
         let name = model.map(|m| &**m);
         // A kind seen before, or every slot taken (a caller naming a new model on every

@@ -121,7 +121,11 @@ impl<R> Target<R> {
     /// The model `request` asks this target for when the route changes it: its own, or for
     /// a translated request its translation model.
     pub(crate) fn asked_model(&self, request: &http::Request<RequestBody>) -> Option<Arc<str>> {
-        if self.api.takes(RequestFacts::of(request).dialect()) {
+        let dialect = RequestFacts::of(request).dialect();
+        if dialect == Dialect::Other {
+            // Sent as it was asked.
+            None
+        } else if self.api.takes(dialect) {
             self.model.clone()
         } else {
             self.model_when_translated().cloned()

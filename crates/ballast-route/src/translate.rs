@@ -51,6 +51,10 @@ pub enum Api {
 impl Api {
     /// The caller's dialects it takes as they are.
     pub(crate) fn takes(self, dialect: Dialect) -> bool {
+        // A call Ballast has no reading of is never translated.
+        if dialect == Dialect::Other {
+            return true;
+        }
         match self {
             Self::OpenAi => matches!(
                 dialect,
@@ -68,7 +72,8 @@ impl Api {
     /// lacks (images, say). Gemini's own dialect goes to Gemini only. Embeddings go to
     /// OpenAI-compatible targets that ask for the caller's model, never one that names its
     /// own: another model's vectors live in another space, useless beside the caller's.
-    /// Legacy completions go to OpenAI-compatible targets only.
+    /// Legacy completions go to OpenAI-compatible targets only. A call Ballast has no reading
+    /// of goes as it is (a route sends it to its first target only).
     ///
     /// ```
     /// use ballast_classify::Dialect;
@@ -90,7 +95,7 @@ impl Api {
             Dialect::Chat | Dialect::Responses => true,
             Dialect::Messages => self.takes(dialect) || name_their_model,
             // Legacy completions are not translated: OpenAI-compatible targets only.
-            Dialect::Gemini | Dialect::Completions => self.takes(dialect),
+            Dialect::Gemini | Dialect::Completions | Dialect::Other => self.takes(dialect),
         }
     }
 }

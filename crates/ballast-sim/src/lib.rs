@@ -54,6 +54,7 @@
 
 mod embeddings;
 mod ledger;
+mod other;
 mod scenario;
 mod server;
 mod simulator;
@@ -64,6 +65,7 @@ mod tools;
 mod wire;
 
 pub use ledger::{Ledger, LedgerEntry, SimOutcome};
+pub use other::{IMAGE_TOKENS, PER_IMAGE_TICKS};
 pub use scenario::{
     BurstModel, ExpectedKey, Flavor, Hangs, HintStyle, Latency, LimitStep, Outage, Overload, Price,
     Scenario, StreamFaults, TICKS_PER_USD,

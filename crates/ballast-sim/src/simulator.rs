@@ -161,6 +161,8 @@ struct Parsed {
     tool_call: Option<String>,
     /// An embeddings request (a path ending in `/embeddings`): what it asks for.
     embed: Option<crate::embeddings::Embed>,
+    /// An image generation (a path ending in `/images/generations`): how many images.
+    images: Option<u64>,
 }
 
 impl Simulator {
@@ -219,8 +221,8 @@ impl Simulator {
     /// and marks the answer delivered. If the future is dropped first, the ledger shows the
     /// request as not delivered (and still billed, as a real provider would).
     pub async fn respond(&self, request: Request<Bytes>) -> Response<Full<Bytes>> {
-        if let Some(count) = self.count_tokens(&request) {
-            return count;
+        if let Some(answer) = self.count_tokens(&request).or_else(|| self.free(&request)) {
+            return answer;
         }
         let plan = self.planned(request).await;
         if let Some(stream) = plan.stream {
@@ -243,8 +245,8 @@ impl Simulator {
     /// of generation, with the scenario's stream faults, and are billed as they go. What
     /// [`streaming`](Self::streaming) and [`SimServer`](crate::SimServer) serve.
     pub async fn respond_events(&self, request: Request<Bytes>) -> Response<SimBody> {
-        if let Some(count) = self.count_tokens(&request) {
-            return count.map(SimBody::from);
+        if let Some(answer) = self.count_tokens(&request).or_else(|| self.free(&request)) {
+            return answer.map(SimBody::from);
         }
         let plan = self.planned(request).await;
         let Some(stream) = plan.stream else {
@@ -368,6 +370,33 @@ impl Simulator {
             200,
             Bytes::from(format!(r#"{{"input_tokens":{tokens}}}"#)),
         ))
+    }
+
+    /// A free call (the model list, a moderation: see [`crate::other`]), answered at once
+    /// after the key check and kept out of the ledger; `None` for any other request.
+    fn free(&self, request: &Request<Bytes>) -> Option<Response<Full<Bytes>>> {
+        let scenario = &self.shared.scenario;
+        let flavor = scenario.flavor;
+        let answer = crate::other::free(
+            flavor,
+            request.method(),
+            request.uri().path(),
+            request.body(),
+        )?;
+        let key = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if let Some(expected) = &scenario.api_key
+            && key != Some(expected.0.as_str())
+        {
+            return Some(wire::error_response(flavor, WireError::BadKey));
+        }
+        Some(match answer {
+            Ok(body) => json_response(200, body),
+            Err(message) => wire::error_response(flavor, WireError::BadRequest(message)),
+        })
     }
 
     /// Decides everything about one request, synchronously, and records it.
@@ -548,10 +577,12 @@ impl Simulator {
             .max_tokens
             .unwrap_or(u64::from(scenario.default_max_tokens))
             .max(1);
-        // An embedding has no output, and no cache discount.
-        let (completion, cached) = match request.embed {
-            Some(_) => (0, 0),
-            None => (
+        // An embedding has no output, and no cache discount; an image's output is its
+        // tokens (a model billed by the image is billed apart, below).
+        let (completion, cached) = match (request.embed, request.images) {
+            (Some(_), _) => (0, 0),
+            (None, Some(images)) => (images * crate::other::IMAGE_TOKENS, 0),
+            (None, None) => (
                 state.rng.random_range((cap / 4).max(1)..=cap),
                 (prompt as f64 * scenario.cached_share.clamp(0.0, 1.0)) as u64,
             ),
@@ -559,10 +590,15 @@ impl Simulator {
         // Of the output, the reasoning (generated first, billed alike).
         let reasoning = (completion as f64 * scenario.reasoning_share.clamp(0.0, 1.0)) as u64;
         let price = scenario.price;
-        let ticks = (prompt - cached)
-            .saturating_mul(price.input)
-            .saturating_add(cached.saturating_mul(price.cached_input))
-            .saturating_add(completion.saturating_mul(price.output));
+        let ticks = match request.images {
+            Some(images) if !crate::other::billed_by_tokens(&request.model) => {
+                images.saturating_mul(crate::other::PER_IMAGE_TICKS)
+            }
+            _ => (prompt - cached)
+                .saturating_mul(price.input)
+                .saturating_add(cached.saturating_mul(price.cached_input))
+                .saturating_add(completion.saturating_mul(price.output)),
+        };
         let usage = Usage {
             prompt,
             cached,
@@ -585,6 +621,9 @@ impl Simulator {
         // The answer, whole or (malformed) cut in half.
         let body = match request.embed {
             Some(embed) => crate::embeddings::body(id, &request.model, embed, prompt),
+            None if let Some(images) = request.images => {
+                crate::other::images_body(&request.model, images, prompt, completion)
+            }
             None if request.legacy => wire::legacy_body(id, &request.model, usage),
             None => wire::success_body(
                 flavor,
@@ -857,6 +896,25 @@ fn parse_request(
             legacy: false,
             tool_call: None,
             embed: Some(embed),
+            images: None,
+        });
+    }
+    if path.ends_with("/images/generations") {
+        let images = match (flavor, json.as_object()) {
+            (Flavor::OpenAi | Flavor::XAi, Some(object)) => crate::other::check_images(object)?,
+            _ => return Err("This API has no /images/generations endpoint."),
+        };
+        return Ok(Parsed {
+            model,
+            max_tokens: None,
+            key,
+            stream: false,
+            include_usage: false,
+            responses: false,
+            legacy: false,
+            tool_call: None,
+            embed: None,
+            images: Some(images),
         });
     }
     let responses =
@@ -990,6 +1048,7 @@ fn parse_request(
         legacy,
         tool_call,
         embed: None,
+        images: None,
     })
 }
 

@@ -115,8 +115,9 @@ fn error_event(dialect: Dialect, end: StreamEnd) -> Bytes {
             json!({"error": {"code": 503, "message": message, "status": "UNAVAILABLE"}})
         ),
         // Legacy completions' error event is chat's; embeddings never stream: chat's
-        // shape, were one to.
-        Dialect::Chat | Dialect::Completions | Dialect::Embeddings => format!(
+        // shape, were one to; a stream with no reading of its own (OpenAI's audio) gets
+        // OpenAI's error object.
+        Dialect::Chat | Dialect::Completions | Dialect::Embeddings | Dialect::Other => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": kind, "code": class.as_str()}})
         ),
