@@ -14,15 +14,16 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// Times out each attempt after a fixed limit, as tower's `Timeout` does (the same
-/// [`Elapsed`] error, classified `timeout`); and an attempt on a target that can fail over
-/// (a request marked [`FailFast`], as [`Failover`](crate::Failover) marks it for every
-/// target but the last) after at most half of what is left of its call's [`Deadline`], so
-/// the next target has the rest.
+/// [`Elapsed`] error, classified `timeout`), or at its call's [`Deadline`] when that is
+/// sooner; and an attempt on a target that can fail over (a request marked [`FailFast`], as
+/// [`Failover`](crate::Failover) marks it for every target but the last) after at most half
+/// of what is left of the deadline, so the next target has the rest.
 ///
 /// Without it, a target that hangs holds a routed call for its whole attempt limit: with a
 /// caller that waits 30 s and a limit of 90 s, the fallback is never tried in time, and the
-/// call fails though a healthy target was there. The last target, and a call without a
-/// deadline, keep the fixed limit.
+/// call fails though a healthy target was there; and the last attempt of a call may answer
+/// up to its limit past the deadline, to a caller that has left. A call without a deadline
+/// keeps the fixed limit.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -73,16 +74,19 @@ pub struct AttemptTimeout<S> {
 }
 
 impl<S> AttemptTimeout<S> {
-    /// The limit for `request`: the fixed one, or half of what is left of its deadline when
-    /// it may fail over and that is sooner.
+    /// The limit for `request`: the fixed one, or what is left of its deadline when that is
+    /// sooner (half of it when it may fail over).
     fn limit_for<B>(&self, request: &http::Request<B>) -> Duration {
-        if !FailFast::is_set(request) {
+        let Some(deadline) = Deadline::of(request) else {
             return self.limit;
-        }
-        match Deadline::of(request) {
-            Some(deadline) => self.limit.min(deadline.remaining() / 2),
-            None => self.limit,
-        }
+        };
+        let left = deadline.remaining();
+        let share = if FailFast::is_set(request) {
+            left / 2
+        } else {
+            left
+        };
+        self.limit.min(share)
     }
 }
 
@@ -173,9 +177,12 @@ mod tests {
         assert_eq!(ran_for(Some(30), true).await, Duration::from_secs(15));
         // A deadline far off: the fixed limit is sooner.
         assert_eq!(ran_for(Some(300), true).await, Duration::from_secs(90));
-        // The last target, and a call without a deadline: the fixed limit.
-        assert_eq!(ran_for(Some(30), false).await, Duration::from_secs(90));
+        // The last target: what is left of the deadline, or the fixed limit if sooner.
+        assert_eq!(ran_for(Some(30), false).await, Duration::from_secs(30));
+        assert_eq!(ran_for(Some(300), false).await, Duration::from_secs(90));
+        // A call without a deadline: the fixed limit.
         assert_eq!(ran_for(None, true).await, Duration::from_secs(90));
+        assert_eq!(ran_for(None, false).await, Duration::from_secs(90));
     }
 
     #[tokio::test(start_paused = true)]
