@@ -1968,6 +1968,39 @@ async fn targets_alongside_the_provider_share_its_load() {
     assert_eq!((first.ledger().len(), second.ledger().len()), (3, 3));
 }
 
+/// A second key of the same provider beside the first (`| xai@2`: its key from
+/// `XAI_API_KEY_2`, its address from `XAI_BASE_URL_2`): each simulated account takes only
+/// its own key, and the two share the load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_key_of_the_provider_shares_its_load() {
+    let second_key = "xai-second-account-key";
+    let (first, second) = (simulator(KEY), simulator(second_key));
+    let first_server = SimServer::start(first.clone()).await.unwrap();
+    let second_server = SimServer::start(second.clone()).await.unwrap();
+    let (first_base, second_base) = (
+        format!("{}/v1", first_server.url()),
+        format!("{}/v1", second_server.url()),
+    );
+    let config = GatewayConfig::from_settings(&settings(&[
+        ("XAI_API_KEY", KEY),
+        ("XAI_BASE_URL", &first_base),
+        ("XAI_API_KEY_2", second_key),
+        ("XAI_BASE_URL_2", &second_base),
+        ("BALLAST_FALLBACKS", "| xai@2"),
+    ]))
+    .unwrap();
+    let gateway = Gateway::new(&config, None).unwrap();
+    for _ in 0..6 {
+        let (status, answer) = call(&gateway, chat()).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!((first.ledger().len(), second.ledger().len()), (3, 3));
+    // Every call carried its account's key (a wrong one is refused, and in the ledger).
+    for ledger in [first.ledger(), second.ledger()] {
+        assert_eq!(ledger.count(ballast_sim::SimOutcome::Success), 3);
+    }
+}
+
 /// `POST /v1/completions` (the legacy API code editors use for fill-in-the-middle): served
 /// through the stack, streamed from its first text, the budget equal to the bill; 404 on a
 /// gateway with no OpenAI-compatible target.

@@ -34,7 +34,8 @@ pub struct Config {
 /// that returns it prints something a person can act on.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    variable: &'static str,
+    /// Owned only for a named account's variables (`XAI_API_KEY_EU`).
+    variable: std::borrow::Cow<'static, str>,
     problem: Problem,
 }
 
@@ -56,8 +57,8 @@ enum Problem {
 
 impl ConfigError {
     /// The variable at fault.
-    pub fn variable(&self) -> &'static str {
-        self.variable
+    pub fn variable(&self) -> &str {
+        &self.variable
     }
 }
 
@@ -102,7 +103,7 @@ const SHOWN: usize = 64;
 
 fn invalid(variable: &'static str, value: &str, expected: &'static str) -> ConfigError {
     ConfigError {
-        variable,
+        variable: variable.into(),
         problem: Problem::Invalid {
             value: value.chars().take(SHOWN).collect(),
             expected,
@@ -150,7 +151,7 @@ impl Config {
         ] {
             if var(variable).is_some_and(|value| value.to_str().is_none()) {
                 return Err(ConfigError {
-                    variable,
+                    variable: variable.into(),
                     problem: Problem::NotUnicode,
                 });
             }
@@ -167,7 +168,7 @@ impl Config {
         let mut config = Self::new(preset);
         if let Some(key) = var(preset.key_var()) {
             let key = ApiKey::parse(preset.provider(), key).map_err(|error| ConfigError {
-                variable: preset.key_var(),
+                variable: preset.key_var().into(),
                 problem: Problem::Key(error),
             })?;
             config.api_key = Some(key);
@@ -184,7 +185,7 @@ impl Config {
                 .unwrap_or("");
             if authority.contains('@') {
                 return Err(ConfigError {
-                    variable: preset.base_url_var(),
+                    variable: preset.base_url_var().into(),
                     problem: Problem::Credentials,
                 });
             }
@@ -198,7 +199,7 @@ impl Config {
             config.base_url = parsed;
         } else if preset.default_base_url().is_none() {
             return Err(ConfigError {
-                variable: preset.base_url_var(),
+                variable: preset.base_url_var().into(),
                 problem: Problem::Missing {
                     expected: "the base URL of the OpenAI-compatible API",
                 },
@@ -268,7 +269,13 @@ impl Config {
     /// `provider` or `provider:model`, the provider one of `xai`, `openai`, `anthropic`,
     /// `gemini`, `openai_compatible`; each reads its own key and base URL variables
     /// (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `LLM_BASE_URL`, ...). Unset or empty: no
-    /// fallbacks. Anthropic and Gemini targets get chat requests translated (see
+    /// fallbacks.
+    ///
+    /// A second account of a provider (another key, another region) is `provider@NAME`:
+    /// its key from the preset's key variable suffixed `_NAME` (`xai@2` reads
+    /// `XAI_API_KEY_2`, which must be set), its base URL from the base URL variable suffixed
+    /// alike when set (`XAI_BASE_URL_2`), else the preset's; `NAME` is letters, digits and
+    /// `_`. `| xai@2` puts a second xAI key beside the first. Anthropic and Gemini targets get chat requests translated (see
     /// [`RouteBuilder`](crate::RouteBuilder)).
     ///
     /// Targets joined by `|` serve alike and share their load (see
@@ -299,7 +306,7 @@ impl Config {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<FallbackConfig>, ConfigError> {
         const VARIABLE: &str = "BALLAST_FALLBACKS";
-        const EXPECTED: &str = "comma-separated provider or provider:model, the provider one of xai, openai, anthropic, gemini, openai_compatible, those that share their load joined by |";
+        const EXPECTED: &str = "comma-separated provider, provider@ACCOUNT or either with :model, the provider one of xai, openai, anthropic, gemini, openai_compatible, those that share their load joined by |";
         let Some(value) = var(VARIABLE) else {
             return Ok(Vec::new());
         };
@@ -318,6 +325,17 @@ impl Config {
                     Some(_) => return Err(invalid(VARIABLE, &value, EXPECTED)),
                     None => (member, None),
                 };
+                let (provider, account) = match provider.split_once('@') {
+                    Some((provider, account)) => {
+                        let account = account.trim();
+                        let plain = |c: char| c.is_ascii_alphanumeric() || c == '_';
+                        if account.is_empty() || !account.chars().all(plain) {
+                            return Err(invalid(VARIABLE, &value, EXPECTED));
+                        }
+                        (provider.trim(), Some(account.to_ascii_uppercase()))
+                    }
+                    None => (provider, None),
+                };
                 let preset = match provider.to_ascii_lowercase().as_str() {
                     "xai" => Preset::XAi,
                     "openai" => Preset::OpenAi,
@@ -326,14 +344,57 @@ impl Config {
                     "openai_compatible" | "compatible" => Preset::OpenAiCompatible,
                     _ => return Err(invalid(VARIABLE, &value, EXPECTED)),
                 };
+                let config = match &account {
+                    None => Self::from_vars(preset, &var)?,
+                    Some(account) => Self::of_account(preset, account, &var)?,
+                };
                 chain.push(FallbackConfig {
-                    config: Self::from_vars(preset, &var)?,
+                    config,
                     model,
                     alongside: k > 0,
                 });
             }
         }
         Ok(chain)
+    }
+}
+
+impl Config {
+    /// A second account's configuration: the preset's variables, its key's and base URL's
+    /// suffixed `_{account}` (the key required, the base URL the preset's when unset).
+    fn of_account(
+        preset: Preset,
+        account: &str,
+        var: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let key_var = format!("{}_{account}", preset.key_var());
+        let url_var = format!("{}_{account}", preset.base_url_var());
+        if var(&key_var).is_none() {
+            return Err(ConfigError {
+                variable: key_var.into(),
+                problem: Problem::Missing {
+                    expected: "the key of the account a provider@ACCOUNT target in BALLAST_FALLBACKS names",
+                },
+            });
+        }
+        let own = |name: &str| {
+            if name == preset.key_var() {
+                var(&key_var)
+            } else if name == preset.base_url_var() {
+                var(&url_var).or_else(|| var(name))
+            } else {
+                var(name)
+            }
+        };
+        Self::from_vars(preset, own).map_err(|mut error| {
+            // Named by the variable that was read.
+            if error.variable == preset.key_var() {
+                error.variable = key_var.into();
+            } else if error.variable == preset.base_url_var() && var(&url_var).is_some() {
+                error.variable = url_var.into();
+            }
+            error
+        })
     }
 }
 
@@ -471,6 +532,51 @@ mod tests {
         })
         .unwrap();
         assert_eq!(fine.daily_budget, Usd::from_dollars(12));
+    }
+
+    /// `provider@ACCOUNT` reads a second account's key (required) and base URL (the
+    /// preset's when unset) from the preset's variables suffixed `_ACCOUNT`; errors name
+    /// the variable that was read.
+    #[test]
+    fn a_second_account_reads_its_own_key_and_address() {
+        let chain = Config::fallbacks_from_vars(vars(&[
+            ("BALLAST_FALLBACKS", "| xai@2, xai@eu:grok-4"),
+            ("XAI_API_KEY", "xai-firstkey123"),
+            ("XAI_API_KEY_2", "xai-secondkey456"),
+            ("XAI_API_KEY_EU", "xai-thirdkey789"),
+            ("XAI_BASE_URL_EU", "https://eu.api.x.ai/v1"),
+        ]))
+        .unwrap();
+        let key = |i: usize| {
+            let config: &Config = &chain[i].config;
+            config.api_key.as_ref().unwrap().expose().to_owned()
+        };
+        assert_eq!(
+            (key(0).as_str(), chain[0].alongside),
+            ("xai-secondkey456", true)
+        );
+        assert_eq!(chain[0].config.base_url, "https://api.x.ai/v1");
+        assert_eq!(key(1), "xai-thirdkey789");
+        assert_eq!(chain[1].config.base_url, "https://eu.api.x.ai/v1");
+        assert_eq!(chain[1].model.as_deref(), Some("grok-4"));
+        let missing = Config::fallbacks_from_vars(vars(&[
+            ("BALLAST_FALLBACKS", "xai@backup"),
+            ("XAI_API_KEY", "xai-firstkey123"),
+        ]))
+        .unwrap_err();
+        assert_eq!(missing.variable(), "XAI_API_KEY_BACKUP");
+        let bad_key = Config::fallbacks_from_vars(vars(&[
+            ("BALLAST_FALLBACKS", "xai@2"),
+            ("XAI_API_KEY_2", "sk-not-an-xai-key"),
+        ]))
+        .unwrap_err();
+        assert_eq!(bad_key.variable(), "XAI_API_KEY_2");
+        assert!(!format!("{bad_key}").contains("not-an-xai"), "{bad_key}");
+        for bad in ["xai@", "xai@e-u", "xai@ 2 x"] {
+            let error =
+                Config::fallbacks_from_vars(vars(&[("BALLAST_FALLBACKS", bad)])).unwrap_err();
+            assert_eq!(error.variable(), "BALLAST_FALLBACKS", "{bad}");
+        }
     }
 
     #[test]
