@@ -116,7 +116,7 @@ where
                             // Held back until its first content: what fails before it is
                             // the attempt's outcome, and can be retried.
                             let watch = Watch::new(*this.dialect, *this.strip_usage);
-                            let streams = *this.streams;
+                            let streams = this.streams.for_dialect(*this.dialect);
                             this.state.set(State::Priming {
                                 parts: Some(parts),
                                 stream: Some(Watched::new(

@@ -25,6 +25,11 @@ use crate::{Dialect, Outcome, OutcomeClass};
 /// still reach the caller) and counted in [`StreamSummary::overflows`].
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
+/// The longest event of a stream with no reading of its own (`Dialect::Other`) held while it
+/// is read (16 MiB): an image stream's events carry whole images in base64, and its last one
+/// the usage the call is charged.
+pub const MAX_UNREAD_EVENT_BYTES: usize = 16 << 20;
+
 /// How long a stream may keep the caller waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamTimeouts {
@@ -46,6 +51,20 @@ impl Default for StreamTimeouts {
 }
 
 impl StreamTimeouts {
+    /// The timeouts for a stream in `dialect`: these, or for a stream with no reading of its
+    /// own (`Dialect::Other`: an image's, whose first event may come after a minute of
+    /// drawing, an audio stream's) six times the first-content timeout and four times the
+    /// idle one (two minutes each by default).
+    pub fn for_dialect(self, dialect: Dialect) -> Self {
+        if dialect != Dialect::Other {
+            return self;
+        }
+        Self {
+            first_content: self.first_content.saturating_mul(6),
+            idle: self.idle.saturating_mul(4),
+        }
+    }
+
     /// The same timeouts for a clock `scale` times faster (a simulation's `time_scale`).
     pub fn time_scaled(self, scale: f64) -> Self {
         if !(scale.is_finite() && scale > 0.0) {
@@ -318,7 +337,11 @@ impl Watch {
         Self {
             reframe: strip_usage.then(|| (BytesMut::new(), Rewrite::StripUsage)),
             dialect,
-            framer: Framer::new(MAX_EVENT_BYTES),
+            framer: Framer::new(if dialect == Dialect::Other {
+                MAX_UNREAD_EVENT_BYTES
+            } else {
+                MAX_EVENT_BYTES
+            }),
             told: Told {
                 started: Instant::now(),
                 usage: None,

@@ -364,3 +364,72 @@ proptest::proptest! {
         proptest::prop_assert!(counted >= Usd::from_xai_ticks(read), "{counted} < {read}");
     }
 }
+
+/// An image drawn as a stream (`gpt-image-1`, `stream: true`): its first event, a partial
+/// image, comes after 40 s of drawing and the last, the whole image with the usage, 40 s
+/// later, each about 1.5 MB of base64. Passed on as it came in one provider call, and
+/// charged its usage. Before, the 20-s first-content timeout (tuned for a model's first
+/// token) failed it and sent it again, each one billed, and an event over 1 MiB went
+/// unread, its usage with it.
+#[test]
+fn an_image_drawn_as_a_stream_is_waited_for_and_charged() {
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    let image = "A".repeat(1_500_000);
+    let events = vec![
+        (
+            Duration::from_secs(40),
+            format!(
+                "event: image_generation.partial_image\ndata: {{\"type\":\"image_generation.partial_image\",\"b64_json\":\"{image}\",\"partial_image_index\":0}}\n\n"
+            ),
+        ),
+        (
+            Duration::from_secs(40),
+            format!(
+                "event: image_generation.completed\ndata: {{\"type\":\"image_generation.completed\",\"b64_json\":\"{image}\",\"usage\":{{\"input_tokens\":16,\"output_tokens\":1056,\"total_tokens\":1072}}}}\n\n"
+            ),
+        ),
+    ];
+    let sent: String = events.iter().map(|(_, event)| event.as_str()).collect();
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let provider = {
+            let calls = calls.clone();
+            tower::service_fn(move |_: http::Request<ballast::classify::RequestBody>| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let events = events.clone();
+                async move {
+                    let frames =
+                        futures::stream::unfold(events.into_iter(), |mut rest| async move {
+                            let (after, event) = rest.next()?;
+                            tokio::time::sleep(after).await;
+                            let frame = http_body::Frame::data(Bytes::from(event));
+                            Some((Ok::<_, std::convert::Infallible>(frame), rest))
+                        });
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(StreamBody::new(frames))
+                            .unwrap(),
+                    )
+                }
+            })
+        };
+        let stack = StackBuilder::new(Config::new(Preset::OpenAi)).build(provider);
+        let asked =
+            r#"{"model":"gpt-image-1","prompt":"a lighthouse","stream":true,"partial_images":1}"#;
+        let response = stack
+            .service
+            .clone()
+            .oneshot(call("POST", "/v1/images/generations", asked))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(bytes.len(), sent.len());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // 16 tokens at $10 a million and 1 056 at $40: $0.04240.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(stack.spend.total(), Usd::from_picos(42_400_000_000));
+    });
+}
