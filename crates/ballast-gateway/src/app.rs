@@ -103,6 +103,8 @@ pub(crate) struct App {
     cache: Option<AnswerCache>,
     /// Where token counts go: the first Anthropic target of the provider's chain.
     counter: Option<Counter>,
+    /// Where Gemini's token counts go: the first Gemini target, if any.
+    gemini_counter: Option<Counter>,
 }
 
 /// The gateway: an OpenAI-compatible front over a Ballast stack, or over a fallback chain
@@ -156,6 +158,11 @@ impl Gateway {
             format!("{}/completions", base.trim_end_matches('/')).parse()?;
         // Which of the caller APIs the provider's chain serves. The primary is asked for the
         // caller's model: it takes Messages only as Anthropic, embeddings as it is.
+        // The provider's chain: the primary, then its fallbacks.
+        let chain = || {
+            std::iter::once(&config.provider)
+                .chain(config.fallbacks.iter().map(|fallback| &fallback.config))
+        };
         let chain_serves = |dialect| {
             primary.preset.api().may_serve(dialect, false)
                 || config
@@ -270,10 +277,8 @@ impl Gateway {
             cache: config
                 .cache_ttl
                 .map(|ttl| AnswerCache::new(ttl, config.cache_bytes)),
-            counter: Counter::first_anthropic(
-                std::iter::once(&config.provider)
-                    .chain(config.fallbacks.iter().map(|fallback| &fallback.config)),
-            )?,
+            counter: Counter::first_of(ballast::Preset::Anthropic, chain())?,
+            gemini_counter: Counter::first_of(ballast::Preset::Gemini, chain())?,
             admin_token: config.admin_token.clone(),
             client_keys: HashMap::new(),
             scopes: Vec::new(),
@@ -564,6 +569,9 @@ async fn gemini(
     if !app.speaks_gemini {
         return not_found(NO_GEMINI_TARGET);
     }
+    if call.ends_with(":countTokens") {
+        return gemini_count(&app, &headers, body, &call).await;
+    }
     const METHODS: [&str; 4] = [
         ":generateContent",
         ":streamGenerateContent",
@@ -572,7 +580,7 @@ async fn gemini(
     ];
     if !METHODS.iter().any(|method| call.ends_with(method)) {
         return not_found(
-            "This gateway serves generateContent, streamGenerateContent, embedContent and batchEmbedContents.",
+            "This gateway serves generateContent, streamGenerateContent, embedContent, batchEmbedContents and countTokens.",
         );
     }
     let query = query.as_deref().map(without_key).filter(|q| !q.is_empty());
@@ -584,6 +592,38 @@ async fn gemini(
         return not_found("The model's name is not one this gateway can ask for.");
     };
     forward(&app, &headers, body, uri, Dialect::Gemini).await
+}
+
+/// `POST /v1beta/models/{model}:countTokens`: Gemini's token count, from the first Gemini
+/// target, outside the stack as Anthropic's is (see [`count_tokens`](crate::count_tokens));
+/// a client key is checked as for any call, but a count takes nothing of its share.
+async fn gemini_count(app: &App, headers: &http::HeaderMap, body: Body, call: &str) -> Response {
+    if let Err(message) = caller(app, headers) {
+        return error_answer(
+            Dialect::Gemini,
+            http::StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            None,
+            message,
+        )
+        .map(Body::from);
+    }
+    let Some(counter) = &app.gemini_counter else {
+        return error_answer(
+            Dialect::Gemini,
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+            NO_GEMINI_TARGET,
+        )
+        .map(Body::from);
+    };
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let deadline = tokio::time::Instant::now() + app.body_timeout;
+    match read_whole(app, body, deadline, &timed_out, Dialect::Gemini).await {
+        Ok(bytes) => counter.count(headers, bytes, Some(call)).await,
+        Err(answer) => answer,
+    }
 }
 
 /// The message of the 404 for a Gemini call on a gateway without a Gemini target.
@@ -895,7 +935,7 @@ async fn count_tokens(
     let timed_out = Arc::new(AtomicBool::new(false));
     let deadline = tokio::time::Instant::now() + app.body_timeout;
     match read_whole(&app, body, deadline, &timed_out, Dialect::Messages).await {
-        Ok(bytes) => counter.count(&headers, bytes).await,
+        Ok(bytes) => counter.count(&headers, bytes, None).await,
         Err(answer) => answer,
     }
 }

@@ -1713,9 +1713,18 @@ async fn gemini_calls_are_served_as_they_are() {
         Some(ledger.billed_usd())
     );
 
-    let (status, answer) = call(&gateway, ask("/v1beta/models/gemini-2.5-flash:countTokens")).await;
-    assert_eq!(status, 404);
-    assert_eq!(answer["error"]["status"], "NOT_FOUND");
+    // A token count (`count_tokens`): answered by the first Gemini target, outside the stack
+    // (free: nothing spent, nothing in the ledger), with the gateway's key.
+    let count = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
+    let counted = http::Request::post("/v1beta/models/gemini-2.5-flash:countTokens")
+        .header("content-type", "application/json")
+        .header("x-goog-api-key", "AIza-the-callers-own")
+        .body(Body::from(count))
+        .unwrap();
+    let (status, answer) = call(&gateway, counted).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["totalTokens"], count.len().div_ceil(4));
+    assert_eq!(sim.ledger().len(), 2);
     // Embeddings, as `embed_content` sends them: served, nothing added to the body.
     let embed = http::Request::post("/v1beta/models/gemini-embedding-001:embedContent")
         .header("content-type", "application/json")
@@ -1751,13 +1760,15 @@ async fn gemini_calls_are_served_as_they_are() {
     );
     let xai = GatewayConfig::from_settings(&settings(&[("XAI_API_KEY", KEY)])).unwrap();
     let gateway = Gateway::new(&xai, None).unwrap();
-    let (status, answer) = call(
-        &gateway,
-        ask("/v1beta/models/gemini-2.5-flash:generateContent"),
-    )
-    .await;
-    assert_eq!(status, 404);
-    assert_eq!(answer["error"]["code"], 404);
+    for method in ["generateContent", "countTokens"] {
+        let (status, answer) = call(
+            &gateway,
+            ask(&format!("/v1beta/models/gemini-2.5-flash:{method}")),
+        )
+        .await;
+        assert_eq!(status, 404, "{method}");
+        assert_eq!(answer["error"]["code"], 404);
+    }
 }
 
 /// `POST /v1/embeddings` (the OpenAI SDK's `embeddings.create` pointed at the gateway): the

@@ -338,6 +338,9 @@ impl Simulator {
     /// checks. `None` for any other request.
     fn count_tokens(&self, request: &Request<Bytes>) -> Option<Response<Full<Bytes>>> {
         let scenario = &self.shared.scenario;
+        if scenario.flavor == Flavor::Gemini && request.uri().path().ends_with(":countTokens") {
+            return Some(self.gemini_count(request));
+        }
         if scenario.flavor != Flavor::Anthropic
             || !request.uri().path().ends_with("/messages/count_tokens")
         {
@@ -397,6 +400,35 @@ impl Simulator {
             Ok(body) => json_response(200, body),
             Err(message) => wire::error_response(flavor, WireError::BadRequest(message)),
         })
+    }
+
+    /// Gemini's token count (`models/{model}:countTokens`), answered at once and free, as
+    /// Anthropic's: the key checked, `contents` (or a `generateContentRequest`) required,
+    /// the prompt counted as a call's is.
+    fn gemini_count(&self, request: &Request<Bytes>) -> Response<Full<Bytes>> {
+        let scenario = &self.shared.scenario;
+        let key = request
+            .headers()
+            .get("x-goog-api-key")
+            .and_then(|v| v.to_str().ok());
+        if let Some(expected) = &scenario.api_key
+            && key != Some(expected.0.as_str())
+        {
+            return wire::error_response(Flavor::Gemini, WireError::BadKey);
+        }
+        let asks = serde_json::from_slice::<serde_json::Value>(request.body())
+            .ok()
+            .is_some_and(|json| {
+                json.get("contents").is_some() || json.get("generateContentRequest").is_some()
+            });
+        if !asks {
+            return wire::error_response(
+                Flavor::Gemini,
+                WireError::BadRequest("* CountTokensRequest.contents: contents is not specified"),
+            );
+        }
+        let tokens = (request.body().len() as u64).div_ceil(4);
+        json_response(200, Bytes::from(format!(r#"{{"totalTokens":{tokens}}}"#)))
     }
 
     /// Decides everything about one request, synchronously, and records it.
