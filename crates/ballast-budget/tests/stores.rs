@@ -622,6 +622,9 @@ mod redis {
 /// `request` with its facts read (as `ReadRequestLayer` would).
 #[cfg(feature = "redis")]
 fn noted(mut request: http::Request<String>) -> http::Request<String> {
+    // A chat call's path: at a path no dialect names, a body without `messages` has no
+    // reading (and no worst case to reserve).
+    *request.uri_mut() = http::Uri::from_static("/v1/chat/completions");
     ballast_classify::RequestFacts::note(&mut request);
     request
 }
