@@ -165,6 +165,25 @@ struct Parsed {
     images: Option<u64>,
 }
 
+impl Parsed {
+    /// A request for `model` with `key` that asks for nothing more: no cap, no stream, no
+    /// other API.
+    fn plain(model: String, key: Option<String>) -> Self {
+        Self {
+            model,
+            max_tokens: None,
+            key,
+            stream: false,
+            include_usage: false,
+            responses: false,
+            legacy: false,
+            tool_call: None,
+            embed: None,
+            images: None,
+        }
+    }
+}
+
 impl Simulator {
     /// A provider behaving as `scenario` says, its clock starting now.
     pub fn new(scenario: Scenario) -> Self {
@@ -919,16 +938,8 @@ fn parse_request(
             _ => return Err("This API has no /embeddings endpoint."),
         };
         return Ok(Parsed {
-            model,
-            max_tokens: None,
-            key,
-            stream: false,
-            include_usage: false,
-            responses: false,
-            legacy: false,
-            tool_call: None,
             embed: Some(embed),
-            images: None,
+            ..Parsed::plain(model, key)
         });
     }
     if path.ends_with("/images/generations") {
@@ -937,16 +948,8 @@ fn parse_request(
             _ => return Err("This API has no /images/generations endpoint."),
         };
         return Ok(Parsed {
-            model,
-            max_tokens: None,
-            key,
-            stream: false,
-            include_usage: false,
-            responses: false,
-            legacy: false,
-            tool_call: None,
-            embed: None,
             images: Some(images),
+            ..Parsed::plain(model, key)
         });
     }
     let responses =

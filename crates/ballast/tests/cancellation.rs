@@ -6,8 +6,7 @@ use std::time::Duration;
 use ballast::{Config, Preset, RouteBuilder, StackBuilder};
 use ballast_cost::Usd;
 use ballast_sim::{Flavor, Price, Scenario, Simulator};
-use metrics_util::MetricKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebuggingRecorder;
 use proptest::prelude::*;
 
 // The job runners and the settled figures are shared; not every helper is used here.
@@ -68,23 +67,7 @@ fn run(scenario: Scenario, budget: Usd, calls: &[(u64, Option<u64>)], hedge: boo
                 )
             })
         });
-    let logged_calls = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, _, _, _)| {
-            key.kind() == MetricKind::Counter
-                && key.key().name() == "ballast_requests_total"
-                && key
-                    .key()
-                    .labels()
-                    .any(|l| l.key() == "scope" && l.value() == "call")
-        })
-        .map(|(_, _, _, value)| match value {
-            DebugValue::Counter(n) => n,
-            other => panic!("{other:?}"),
-        })
-        .sum();
+    let logged_calls = common::calls_logged(&snapshotter);
     Outcome {
         settled: common::Settled {
             billed,

@@ -308,8 +308,7 @@ proptest::proptest! {
             1..60,
         ),
     ) {
-        use metrics_util::MetricKind;
-        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        use metrics_util::debugging::DebuggingRecorder;
         let scenario = Scenario { flavor: Flavor::OpenAi, price: GPT_IMAGE_1, ..scenario };
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
@@ -334,20 +333,7 @@ proptest::proptest! {
                     )
                 })
             });
-        let logged: u64 = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .filter(|(key, _, _, _)| {
-                key.kind() == MetricKind::Counter
-                    && key.key().name() == "ballast_requests_total"
-                    && key.key().labels().any(|l| l.key() == "scope" && l.value() == "call")
-            })
-            .map(|(_, _, _, value)| match value {
-                DebugValue::Counter(n) => n,
-                other => panic!("{other:?}"),
-            })
-            .sum();
+        let logged = common::calls_logged(&snapshotter);
         proptest::prop_assert_eq!(logged, calls.len() as u64);
         proptest::prop_assert_eq!(ledger.count(SimOutcome::BadRequest), 0, "{:?}", ledger.entries());
         proptest::prop_assert_eq!((reserved, queued), (Usd::ZERO, 0));

@@ -345,3 +345,27 @@ impl Settled {
         Ok(())
     }
 }
+
+/// The calls logged at call scope (`ballast_requests_total{scope="call"}`, every class) in
+/// a debugging recorder's snapshot.
+pub(crate) fn calls_logged(snapshotter: &metrics_util::debugging::Snapshotter) -> u64 {
+    use metrics_util::MetricKind;
+    use metrics_util::debugging::DebugValue;
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, _, _, _)| {
+            key.kind() == MetricKind::Counter
+                && key.key().name() == "ballast_requests_total"
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "scope" && l.value() == "call")
+        })
+        .map(|(_, _, _, value)| match value {
+            DebugValue::Counter(n) => n,
+            other => panic!("{other:?}"),
+        })
+        .sum()
+}
