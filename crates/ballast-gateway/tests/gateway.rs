@@ -108,6 +108,14 @@ async fn gateway_over(
     (sim, server, gateway)
 }
 
+/// The value of `answer`'s header `name`, as text.
+fn header(answer: &http::Response<Body>, name: &str) -> Option<String> {
+    answer
+        .headers()
+        .get(name)
+        .map(|value| value.to_str().unwrap().to_owned())
+}
+
 fn chat() -> http::Request<Body> {
     http::Request::post("/v1/chat/completions")
         .header("content-type", "application/json")
@@ -1017,12 +1025,6 @@ async fn answers_say_who_served_them_with_how_many_calls_at_what_cost() {
     ]))
     .unwrap();
     let gateway = Gateway::new(&config, None).unwrap();
-    let header = |answer: &http::Response<Body>, name: &str| {
-        answer
-            .headers()
-            .get(name)
-            .map(|value| value.to_str().unwrap().to_owned())
-    };
 
     let answer = gateway.router().oneshot(chat()).await.unwrap();
     assert_eq!(answer.status(), 200);
@@ -1798,12 +1800,6 @@ async fn embeddings_are_served_priced_and_cached() {
     };
     let first = gateway.router().oneshot(ask()).await.unwrap();
     assert_eq!(first.status(), 200);
-    let header = |answer: &http::Response<Body>, name: &str| {
-        answer
-            .headers()
-            .get(name)
-            .map(|value| value.to_str().unwrap().to_owned())
-    };
     assert_eq!(header(&first, "x-ballast-cache").as_deref(), Some("miss"));
     let cost = header(&first, "x-ballast-cost-usd").unwrap();
     let first = first.into_body().collect().await.unwrap().to_bytes();
@@ -1859,12 +1855,6 @@ async fn moderations_and_images_pass_through() {
             .header("content-type", "application/json")
             .body(Body::from(body.to_owned()))
             .unwrap()
-    };
-    let header = |answer: &http::Response<Body>, name: &str| {
-        answer
-            .headers()
-            .get(name)
-            .map(|value| value.to_str().unwrap().to_owned())
     };
     let moderation = r#"{"model":"omni-moderation-latest","input":"hello"}"#;
     let answer = gateway
