@@ -108,6 +108,21 @@ async fn gateway_over(
     (sim, server, gateway)
 }
 
+/// A gateway over a simulated OpenAI billing at `price`, with the answer cache on (ten
+/// minutes).
+async fn cached_openai_gateway(
+    price: ballast_sim::Price,
+) -> (ballast_sim::Simulator, SimServer, Gateway) {
+    let cache = [("BALLAST_CACHE_TTL", "600")];
+    gateway_over(
+        ballast::Preset::OpenAi,
+        "sk-gateway-test-key",
+        price,
+        &cache,
+    )
+    .await
+}
+
 /// The value of `answer`'s header `name`, as text.
 fn header(answer: &http::Response<Body>, name: &str) -> Option<String> {
     answer
@@ -1786,9 +1801,7 @@ async fn embeddings_are_served_priced_and_cached() {
         cached_input: 200,
         output: 0,
     };
-    let key = "sk-gateway-test-key";
-    let cache = [("BALLAST_CACHE_TTL", "600")];
-    let (sim, _server, gateway) = gateway_over(ballast::Preset::OpenAi, key, small, &cache).await;
+    let (sim, _server, gateway) = cached_openai_gateway(small).await;
     let ask = || {
         http::Request::post("/v1/embeddings")
             .header("content-type", "application/json")
@@ -1847,9 +1860,7 @@ async fn moderations_and_images_pass_through() {
         cached_input: 25_000,
         output: 400_000,
     };
-    let key = "sk-gateway-test-key";
-    let cache = [("BALLAST_CACHE_TTL", "600")];
-    let (sim, _server, gateway) = gateway_over(ballast::Preset::OpenAi, key, price, &cache).await;
+    let (sim, _server, gateway) = cached_openai_gateway(price).await;
     let ask = |path: &str, body: &str| {
         http::Request::post(path)
             .header("content-type", "application/json")
