@@ -1954,62 +1954,50 @@ async fn a_callers_timeout_is_its_calls_deadline() {
 
 /// `BALLAST_FALLBACKS` beginning with `|` puts its first target alongside the provider:
 /// the two share the load (calls taken in turn when neither is busy), where a fallback
-/// would take nothing while the provider serves.
+/// would take nothing while the provider serves. The target alongside is another
+/// provider's (an OpenAI-compatible one serving the model), or a second key of the same
+/// provider (`| xai@2`: its key from `XAI_API_KEY_2`, its address from `XAI_BASE_URL_2`);
+/// each simulated account takes only its own key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_alongside_the_provider_share_its_load() {
-    let (first, second) = (simulator(KEY), simulator("sk-compatible-key"));
-    let first_server = SimServer::start(first.clone()).await.unwrap();
-    let second_server = SimServer::start(second.clone()).await.unwrap();
-    let (first_base, second_base) = (
-        format!("{}/v1", first_server.url()),
-        format!("{}/v1", second_server.url()),
-    );
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("XAI_API_KEY", KEY),
-        ("XAI_BASE_URL", &first_base),
-        ("LLM_API_KEY", "sk-compatible-key"),
-        ("LLM_BASE_URL", &second_base),
-        ("BALLAST_FALLBACKS", "| openai_compatible:grok-code-fast-1"),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
-    for _ in 0..6 {
-        let (status, answer) = call(&gateway, chat()).await;
-        assert_eq!(status, 200, "{answer}");
-    }
-    assert_eq!((first.ledger().len(), second.ledger().len()), (3, 3));
-}
-
-/// A second key of the same provider beside the first (`| xai@2`: its key from
-/// `XAI_API_KEY_2`, its address from `XAI_BASE_URL_2`): each simulated account takes only
-/// its own key, and the two share the load.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_key_of_the_provider_shares_its_load() {
-    let second_key = "xai-second-account-key";
-    let (first, second) = (simulator(KEY), simulator(second_key));
-    let first_server = SimServer::start(first.clone()).await.unwrap();
-    let second_server = SimServer::start(second.clone()).await.unwrap();
-    let (first_base, second_base) = (
-        format!("{}/v1", first_server.url()),
-        format!("{}/v1", second_server.url()),
-    );
-    let config = GatewayConfig::from_settings(&settings(&[
-        ("XAI_API_KEY", KEY),
-        ("XAI_BASE_URL", &first_base),
-        ("XAI_API_KEY_2", second_key),
-        ("XAI_BASE_URL_2", &second_base),
-        ("BALLAST_FALLBACKS", "| xai@2"),
-    ]))
-    .unwrap();
-    let gateway = Gateway::new(&config, None).unwrap();
-    for _ in 0..6 {
-        let (status, answer) = call(&gateway, chat()).await;
-        assert_eq!(status, 200, "{answer}");
-    }
-    assert_eq!((first.ledger().len(), second.ledger().len()), (3, 3));
-    // Every call carried its account's key (a wrong one is refused, and in the ledger).
-    for ledger in [first.ledger(), second.ledger()] {
-        assert_eq!(ledger.count(ballast_sim::SimOutcome::Success), 3);
+    let cases = [
+        (
+            ("LLM_API_KEY", "LLM_BASE_URL"),
+            "sk-compatible-key",
+            "| openai_compatible:grok-code-fast-1",
+        ),
+        (
+            ("XAI_API_KEY_2", "XAI_BASE_URL_2"),
+            "xai-second-account-key",
+            "| xai@2",
+        ),
+    ];
+    for ((key_var, url_var), second_key, fallbacks) in cases {
+        let (first, second) = (simulator(KEY), simulator(second_key));
+        let first_server = SimServer::start(first.clone()).await.unwrap();
+        let second_server = SimServer::start(second.clone()).await.unwrap();
+        let (first_base, second_base) = (
+            format!("{}/v1", first_server.url()),
+            format!("{}/v1", second_server.url()),
+        );
+        let config = GatewayConfig::from_settings(&settings(&[
+            ("XAI_API_KEY", KEY),
+            ("XAI_BASE_URL", &first_base),
+            (key_var, second_key),
+            (url_var, &second_base),
+            ("BALLAST_FALLBACKS", fallbacks),
+        ]))
+        .unwrap();
+        let gateway = Gateway::new(&config, None).unwrap();
+        for _ in 0..6 {
+            let (status, answer) = call(&gateway, chat()).await;
+            assert_eq!(status, 200, "{fallbacks}: {answer}");
+        }
+        // Every call carried its account's key (a wrong one is refused, and in the ledger).
+        for ledger in [first.ledger(), second.ledger()] {
+            assert_eq!(ledger.len(), 3, "{fallbacks}");
+            assert_eq!(ledger.count(ballast_sim::SimOutcome::Success), 3);
+        }
     }
 }
 
