@@ -17,7 +17,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// OpenAI's largest embeddings call (2 048 inputs of `text-embedding-3-large`, 3 072
 /// dimensions each, as JSON floats of about 22 bytes) answers about 140 MB; as base64 (the
 /// Python SDK's default) a quarter of that. A chat answer's 4 MiB would fail it after the
-/// provider billed it.
+/// provider billed it. The same cap holds an answer to a call with no reading of its own
+/// (`Dialect::Other`): ten images as base64 are tens of megabytes.
 pub const DEFAULT_EMBEDDINGS_BODY_LIMIT: usize = 160 * 1024 * 1024;
 
 /// Applies [`Classify`] to a service: every response gets an [`Outcome`](crate::Outcome).
@@ -56,8 +57,10 @@ impl<C> ClassifyLayer<C> {
     }
 
     /// Sets the largest embeddings answer buffered (a request to a path that
-    /// [`Dialect::asks_for_embeddings`](crate::Dialect::asks_for_embeddings)), in bytes; a longer one fails as
-    /// [`BodyTooLarge`](crate::BodyTooLarge). Default [`DEFAULT_EMBEDDINGS_BODY_LIMIT`].
+    /// [`Dialect::asks_for_embeddings`](crate::Dialect::asks_for_embeddings)), and the largest
+    /// answer to a call with no reading of its own ([`Dialect::Other`](crate::Dialect::Other):
+    /// images, audio), in bytes; a longer one fails as [`BodyTooLarge`](crate::BodyTooLarge).
+    /// Default [`DEFAULT_EMBEDDINGS_BODY_LIMIT`].
     pub fn embeddings_body_limit(mut self, bytes: usize) -> Self {
         self.embeddings_body_limit = bytes;
         self

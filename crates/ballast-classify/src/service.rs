@@ -108,12 +108,14 @@ where
             Some(facts) => (facts.dialect(), facts.stream_usage_added()),
             None => (Dialect::of_path(request.uri().path()), false),
         };
-        // Embeddings by path: OpenAI's (`/embeddings`) and Gemini's (read in its dialect).
-        let limit = if Dialect::asks_for_embeddings(request.uri().path()) {
-            self.embeddings_body_limit
-        } else {
-            self.body_limit
-        };
+        // Embeddings by path: OpenAI's (`/embeddings`) and Gemini's (read in its dialect);
+        // and what has no reading (images as base64, audio).
+        let limit =
+            if read.0 == Dialect::Other || Dialect::asks_for_embeddings(request.uri().path()) {
+                self.embeddings_body_limit
+            } else {
+                self.body_limit
+            };
         ResponseFuture::new(
             self.inner.call(request),
             self.classifier.clone(),

@@ -419,3 +419,55 @@ fn an_image_drawn_as_a_stream_is_waited_for_and_charged() {
         assert_eq!(stack.spend.total(), Usd::from_picos(42_400_000_000));
     });
 }
+
+/// Ten images as base64 (about 9 MB, over a chat answer's 4 MiB cap) are read whole and
+/// charged their usage: refused as too large, the call failed after the provider billed it,
+/// and was sent again.
+#[test]
+fn a_large_image_answer_is_read_whole() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    let image = "A".repeat(900_000);
+    let data: Vec<String> = (0..10)
+        .map(|_| format!(r#"{{"b64_json":"{image}"}}"#))
+        .collect();
+    let answer = format!(
+        r#"{{"created":1,"data":[{}],"usage":{{"input_tokens":16,"output_tokens":10560,"total_tokens":10576}}}}"#,
+        data.join(",")
+    );
+    assert!(answer.len() > ballast_classify::DEFAULT_BODY_LIMIT);
+    let answer = Bytes::from(answer);
+    ballast_sim::paused_runtime().unwrap().block_on(async {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let provider = {
+            let (calls, answer) = (calls.clone(), answer.clone());
+            tower::service_fn(move |_: http::Request<ballast::classify::RequestBody>| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = answer.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(answer))
+                            .unwrap(),
+                    )
+                }
+            })
+        };
+        let stack = StackBuilder::new(Config::new(Preset::OpenAi)).build(provider);
+        let asked = r#"{"model":"gpt-image-1","prompt":"ten lighthouses","n":10}"#;
+        let response = stack
+            .service
+            .clone()
+            .oneshot(call("POST", "/v1/images/generations", asked))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(bytes, answer);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // 16 tokens at $10 a million and 10 560 at $40: $0.42256.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(stack.spend.total(), Usd::from_picos(422_560_000_000));
+    });
+}
