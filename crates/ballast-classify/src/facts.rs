@@ -37,8 +37,10 @@ pub enum Dialect {
     /// fetching a file or a stored answer), a token count (`/count_tokens`,
     /// `:countTokens`), or a `POST` to a path not named above whose body is not a chat
     /// request (no `messages`): moderations, images, audio, files, batches, uploads. Sent as
-    /// it is (nothing written into it), bounded at nothing (no prompt bound, no output): it
-    /// is charged the usage its answer reports, else logged unpriced; every event of its
+    /// it is (nothing written into it), bounded at nothing (no prompt bound, no output) but
+    /// for an image generation (its prompt bound and [`IMAGE_OUTPUT_BOUND`] an image): it is
+    /// charged the usage its answer reports, else its bound, or with none logged unpriced
+    /// ([`RequestFacts::has_bound`]); every event of its
     /// stream is content, and its stream ends where its body does. A route sends it to its
     /// first target only (files, batches and ids live in one account).
     Other,
@@ -207,7 +209,7 @@ impl RequestFacts {
     /// | gemini | the path's `models/{model}:` | `:streamGenerateContent` in the path | the larger of `maxOutputTokens` and `max_output_tokens` in `generationConfig` and in `generation_config` (protobuf JSON takes both spellings); 0 for `:embedContent` and `:batchEmbedContents` |
     /// | completions | `"model"` | `"stream": true` | `max_tokens` |
     /// | embeddings | `"model"` | never | 0: an embedding has no output tokens |
-    /// | other | `"model"` | `"stream": true` | 0, and no prompt bound (see [`Dialect::Other`]) |
+    /// | other | `"model"` (or a form's `model` part) | `"stream": true` | 0, and no prompt bound (see [`Dialect::Other`]); an image generation's `n` (1 to 10) times [`IMAGE_OUTPUT_BOUND`], with its prompt bound |
     ///
     /// A path no dialect names is read as chat when its body has `messages`, else as
     /// other. A request without a body whose method is not `POST` is other whatever its
@@ -237,6 +239,7 @@ impl RequestFacts {
                     "max_tokens" => found.max_tokens = count(),
                     "max_completion_tokens" => found.max_completion_tokens = count(),
                     "max_output_tokens" => found.max_output_tokens = count(),
+                    "n" => found.n = count(),
                     "generationConfig" => found.generation_config = gemini_cap(value.as_bytes()),
                     "generation_config" => {
                         found.generation_config_snake = gemini_cap(value.as_bytes());
@@ -259,6 +262,11 @@ impl RequestFacts {
             Dialect::Other
         } else {
             dialect
+        };
+        let images = if dialect == Dialect::Other {
+            images_asked(path, &found)
+        } else {
+            None
         };
         let (model, stream, output_cap) = match dialect {
             Dialect::Gemini => (
@@ -283,7 +291,8 @@ impl RequestFacts {
                     None => None,
                 },
                 found.stream,
-                Some(0),
+                // An image generation is bounded: its images at their largest.
+                Some(images.map_or(0, |images| images * IMAGE_OUTPUT_BOUND)),
             ),
             _ => (
                 found.model.map(|name| ModelName::new(&name)),
@@ -302,10 +311,10 @@ impl RequestFacts {
             output_cap,
             // Nothing bounds what a call Ballast has no reading of is billed for; its
             // answer's usage says (see `Dialect::Other`).
-            prompt_tokens: if dialect == Dialect::Other {
-                0
-            } else {
+            prompt_tokens: if dialect != Dialect::Other || images.is_some() {
                 estimator.prompt_tokens(body)
+            } else {
+                0
             },
             json_object: found.object,
             usage_added: false,
@@ -379,6 +388,14 @@ impl RequestFacts {
     /// Whether it asks for a streamed answer.
     pub fn is_stream(&self) -> bool {
         self.stream
+    }
+
+    /// Whether a worst case bounds what the call may be billed: every call but one with no
+    /// reading of its own ([`Dialect::Other`]), and of those an image generation (its prompt
+    /// bound, and [`IMAGE_OUTPUT_BOUND`] output tokens an image). A call without a bound is
+    /// charged what its answer reports, or nothing (logged unpriced).
+    pub fn has_bound(&self) -> bool {
+        self.dialect != Dialect::Other || self.output_cap != Some(0)
     }
 
     /// The output cap it sets, in its dialect's field.
@@ -455,6 +472,19 @@ fn is_gemini_embedding(path: &str) -> bool {
     path.ends_with(":embedContent") || path.ends_with(":batchEmbedContents")
 }
 
+/// The output tokens of one image at its largest: `gpt-image-1`'s high quality at 1536x1024
+/// or 1024x1536, 6 240 tokens (1024x1024 at medium quality is 1 056). An image generation's
+/// output cap is this times the images it asks for: a bound of what it may be billed, for
+/// the budget's reservation and the worst-case charge of an answer that reports no usage.
+pub const IMAGE_OUTPUT_BOUND: u64 = 6_240;
+
+/// The images an image generation (`POST .../images/generations`, a JSON body) asks for:
+/// its `n` (1 to 10; 1 when absent), `None` for any other call.
+fn images_asked(path: &str, found: &Found<'_>) -> Option<u64> {
+    (found.object && path.ends_with("/images/generations"))
+        .then(|| found.n.unwrap_or(1).clamp(1, 10))
+}
+
 /// The `model` part of a `multipart/form-data` body (OpenAI's transcriptions, translations
 /// and image edits), when it is plain text: the part's value, between its headers' blank
 /// line and the next line break.
@@ -482,6 +512,8 @@ struct Found<'a> {
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
     max_output_tokens: Option<u64>,
+    /// `n`: how many images an image generation asks for.
+    n: Option<u64>,
     generation_config: Option<u64>,
     generation_config_snake: Option<u64>,
     /// A `messages` member: what makes a body at a path no dialect names a chat request.

@@ -107,7 +107,9 @@ pub use deadline::{Deadline, FailFast};
 pub use error::{BodyTooLarge, BoxError, ClassifiedError};
 pub use error_body::error_body;
 pub use events::StreamUsage;
-pub use facts::{Dialect, HalfByteCount, ModelName, RequestFacts, TokenEstimator};
+pub use facts::{
+    Dialect, HalfByteCount, IMAGE_OUTPUT_BOUND, ModelName, RequestFacts, TokenEstimator,
+};
 pub use future::ResponseFuture;
 pub use hint::{HintSource, HintTrust, MAX_WAIT_HINT, WaitHint};
 pub use key::{ApiKey, KeyError};

@@ -76,7 +76,7 @@ impl ModelMeters {
         tracing::warn!(
             target: "ballast::cost",
             model,
-            "a call to {model:?} reported no usage: logged unpriced (cost_source=\"unpriced\"); the provider may bill it by the image or the minute, which Ballast does not price"
+            "a call to {model:?} reported no usage: logged unpriced (cost_source=\"unpriced\"); the provider may bill it by the character or the minute, which Ballast does not price"
         );
     }
 

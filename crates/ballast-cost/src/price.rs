@@ -103,10 +103,12 @@ pub enum CostSource {
     /// attempt's worst case, its prompt bound and output cap, as the budget settles it.
     WorstCase,
     /// A call Ballast has no reading of ([`Dialect::Other`](ballast_classify::Dialect::Other):
-    /// moderations, images, audio, files, model lists) whose answer reported no usage:
-    /// charged nothing. Most such calls are free; one a provider bills by another unit (an
-    /// image, a minute of audio) is not priced by Ballast, and is counted here so that it
-    /// can be counted apart (a warning is logged once per model the table does not know).
+    /// moderations, audio, files, model lists) and no bound for
+    /// ([`RequestFacts::has_bound`](ballast_classify::RequestFacts::has_bound): an image
+    /// generation has one) whose answer reported no usage: charged nothing. Most such calls
+    /// are free; one a provider bills by another unit (a speech's characters, a minute of
+    /// audio) is not priced by Ballast, and is counted here so that it can be counted apart
+    /// (a warning is logged once per model the table does not know).
     Unpriced,
 }
 
@@ -337,10 +339,17 @@ mod tests {
                 "{}",
                 model.model
             );
-            // A moderation model is free; an embedding model bills its input only.
+            // A moderation model is free; an embedding model bills its input only; an image
+            // model billed by the image, its images only (priced over their bound).
             let free = model.model.contains("moderation");
+            let by_the_image = ["dall-e-2", "dall-e-3", "grok-2-image"].contains(&&*model.model);
             let generates = !model.model.contains("embedding") && !free;
-            assert_eq!(model.base.input > Usd::ZERO, !free, "{}", model.model);
+            assert_eq!(
+                model.base.input > Usd::ZERO,
+                !free && !by_the_image,
+                "{}",
+                model.model
+            );
             assert_eq!(model.base.output > Usd::ZERO, generates, "{}", model.model);
         }
         let grok = table.get("grok-code-fast-1").unwrap();

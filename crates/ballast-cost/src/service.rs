@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use ballast_classify::{
-    Attempt, BoxError, Dialect, InspectBody, Outcome, OutcomeClass, RequestFacts, Sent,
-    StreamSummary,
+    Attempt, BoxError, InspectBody, Outcome, OutcomeClass, RequestFacts, Sent, StreamSummary,
 };
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -66,7 +65,7 @@ where
             prompt,
             prompt_bound: facts.prompt_tokens(),
             output_cap: facts.output_cap().unwrap_or(shared.default_max_tokens),
-            unread: facts.dialect() == Dialect::Other,
+            unread: !facts.has_bound(),
             span: crate::record::span(&shared, operation, facts.model(), attempt),
         };
         let call_spend = match shared.scope {

@@ -153,9 +153,10 @@ fn unknown_models_are_flagged_and_never_free() {
 }
 
 /// A call with no reading of its own (`Dialect::Other`) is charged what its answer reports:
-/// an image billed by the image (no usage in its answer) is logged unpriced at nothing, its
-/// model warned about once; a model list (no model) and a moderation (a free model in the
-/// table) are unpriced too, with no warning; an image that reports usage is priced by it.
+/// a speech billed by the character (no usage in its answer) is logged unpriced at nothing,
+/// its model warned about once; a model list (no model) and a moderation (a free model in
+/// the table) are unpriced too, with no warning; an image that reports usage is priced by
+/// it, and one that does not (`dall-e-3`) is charged its bound, as any worst case.
 #[test]
 fn calls_with_no_reading_and_no_usage_are_logged_unpriced() {
     use bytes::Bytes;
@@ -184,11 +185,12 @@ fn calls_with_no_reading_and_no_usage_are_logged_unpriced() {
                 .layer(ClassifyLayer::new(Provider::OpenAi))
                 .service(provider);
             let calls = [
-                ("POST", "/v1/images/generations", r#"{"model":"dall-e-3","prompt":"a cat"}"#),
-                ("POST", "/v1/images/generations", r#"{"model":"dall-e-3","prompt":"a dog"}"#),
+                ("POST", "/v1/audio/speech", r#"{"model":"tts-1","input":"a cat"}"#),
+                ("POST", "/v1/audio/speech", r#"{"model":"tts-1","input":"a dog"}"#),
                 ("GET", "/v1/models", ""),
                 ("POST", "/v1/moderations", r#"{"model":"omni-moderation-latest","input":"hi"}"#),
                 ("POST", "/v1/images/generations", r#"{"model":"gpt-image-1","prompt":"a cow"}"#),
+                ("POST", "/v1/images/generations", r#"{"model":"dall-e-3","prompt":"a cat"}"#),
             ];
             for (method, path, body) in calls {
                 let mut request = http::Request::builder()
@@ -205,38 +207,27 @@ fn calls_with_no_reading_and_no_usage_are_logged_unpriced() {
         .lines()
         .filter(|l| l.contains("ballast.cost_source"))
         .collect();
-    assert_eq!(lines.len(), 5, "{logs}");
-    for line in &lines[..4] {
-        assert!(line.contains("ballast.cost_source=\"unpriced\""), "{line}");
-        assert!(line.contains("ballast.cost_usd=0.0 "), "{line}");
+    assert_eq!(lines.len(), 6, "{logs}");
+    let has = |i: usize, text: &str| assert!(lines[i].contains(text), "{text}: {}", lines[i]);
+    for i in 0..4 {
+        has(i, "ballast.cost_source=\"unpriced\"");
+        has(i, "ballast.cost_usd=0.0 ");
     }
+    has(0, "gen_ai.operation.name=\"audio\"");
+    has(3, "gen_ai.operation.name=\"moderations\"");
     // 10 tokens at $10 a million and 1 056 at $40: $0.04234.
-    assert!(
-        lines[4].contains("ballast.cost_source=\"estimated\""),
-        "{}",
-        lines[4]
-    );
-    assert!(
-        lines[4].contains("ballast.cost_usd=0.04234 "),
-        "{}",
-        lines[4]
-    );
-    assert!(
-        lines[0].contains("gen_ai.operation.name=\"images\""),
-        "{}",
-        lines[0]
-    );
-    assert!(
-        lines[3].contains("gen_ai.operation.name=\"moderations\""),
-        "{}",
-        lines[3]
-    );
+    has(4, "ballast.cost_source=\"estimated\"");
+    has(4, "ballast.cost_usd=0.04234 ");
+    // An image's bound, 6 240 output tokens at $19.2308 a million: its dearest image.
+    has(5, "ballast.cost_source=\"worst_case\"");
+    has(5, "ballast.cost_usd=0.120000192 ");
+    has(5, "gen_ai.operation.name=\"images\"");
     let warnings: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("reported no usage"))
         .collect();
     assert_eq!(warnings.len(), 1, "{logs}");
-    assert!(warnings[0].contains("dall-e-3"), "{}", warnings[0]);
+    assert!(warnings[0].contains("tts-1"), "{}", warnings[0]);
 }
 
 type Snapshot = Vec<(

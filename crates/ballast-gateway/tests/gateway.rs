@@ -1850,7 +1850,7 @@ async fn embeddings_are_served_priced_and_cached() {
 /// provider as they came (the simulated API refuses a field a middleware adds, as OpenAI's
 /// does) and are charged what their answers report: a moderation nothing, an image of
 /// `gpt-image-1` its bill to the picodollar, one of `dall-e-3` (billed by the image, no
-/// usage in its answer) nothing, logged unpriced. Never cached. A gateway whose provider
+/// usage in its answer) its bound, the model's dearest image. Never cached. A gateway whose provider
 /// is not OpenAI-compatible answers 404 and calls nothing.
 #[tokio::test]
 async fn moderations_and_images_pass_through() {
@@ -1901,7 +1901,11 @@ async fn moderations_and_images_pass_through() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    assert_eq!(header(&answer, "x-ballast-cost-usd").as_deref(), Some("0"));
+    // Its bound: its dearest image, $0.12, against a bill of $0.04.
+    assert_eq!(
+        header(&answer, "x-ballast-cost-usd").as_deref(),
+        Some("0.120000192")
+    );
     let ledger = sim.ledger();
     assert_eq!(ledger.len(), 3);
     assert_eq!(ledger.count(ballast_sim::SimOutcome::Success), 3);
