@@ -662,19 +662,39 @@ mod tests {
 
     /// What has no reading: a body that is not a chat request at a path no dialect names,
     /// a token count, and a request without a body that is not a `POST`; its facts bound
-    /// nothing (cap 0, no prompt bound) but keep its model. A chat body at such a path is
+    /// nothing (cap 0, no prompt bound) but keep its model, except an image generation's
+    /// (its images at their largest, and its prompt bound). A chat body at such a path is
     /// chat.
     #[test]
     fn what_has_no_reading_is_other() {
-        let image = facts(
-            "/v1/images/generations",
-            r#"{"model":"gpt-image-1","prompt":"a cat"}"#,
+        let moderation = facts(
+            "/v1/moderations",
+            r#"{"model":"omni-moderation-latest","input":"a cat"}"#,
         );
+        assert_eq!(moderation.dialect(), Dialect::Other);
+        assert_eq!(
+            (
+                moderation.model(),
+                moderation.output_cap(),
+                moderation.prompt_tokens()
+            ),
+            (Some("omni-moderation-latest"), Some(0), 0)
+        );
+        assert!(!moderation.has_bound());
+        // 46 bytes: a bound of 23 prompt tokens; 3 images at 6 240 tokens each.
+        let body = r#"{"model":"gpt-image-1","prompt":"a cat","n":3}"#;
+        let image = facts("/v1/images/generations", body);
         assert_eq!(image.dialect(), Dialect::Other);
         assert_eq!(
             (image.model(), image.output_cap(), image.prompt_tokens()),
-            (Some("gpt-image-1"), Some(0), 0)
+            (Some("gpt-image-1"), Some(3 * IMAGE_OUTPUT_BOUND), 23)
         );
+        assert!(image.has_bound());
+        // `n` absent is one image; past the API's 10, ten.
+        let one = facts("/v1/images/generations", r#"{"prompt":"a cat"}"#);
+        assert_eq!(one.output_cap(), Some(IMAGE_OUTPUT_BOUND));
+        let many = facts("/v1/images/generations", r#"{"prompt":"a cat","n":99}"#);
+        assert_eq!(many.output_cap(), Some(10 * IMAGE_OUTPUT_BOUND));
         let transcription = facts(
             "/v1/audio/transcriptions",
             "--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--x--\r\n",
