@@ -40,9 +40,9 @@ pub enum Dialect {
     /// it is (nothing written into it), bounded at nothing (no prompt bound, no output) but
     /// for an image generation (its prompt bound and [`IMAGE_OUTPUT_BOUND`] an image): it is
     /// charged the usage its answer reports, else its bound, or with none logged unpriced
-    /// ([`RequestFacts::has_bound`]); every event of its
-    /// stream is content, and its stream ends where its body does. A route sends it to its
-    /// first target only (files, batches and ids live in one account).
+    /// ([`RequestFacts::has_bound`]); every event of its stream is content, and its stream
+    /// ends where its body does. A route sends it to its first target only (files, batches
+    /// and ids live in one account).
     Other,
 }
 
@@ -309,8 +309,9 @@ impl RequestFacts {
             model,
             stream,
             output_cap,
-            // Nothing bounds what a call Ballast has no reading of is billed for; its
-            // answer's usage says (see `Dialect::Other`).
+            // Nothing bounds what a call Ballast has no reading of is billed for but an
+            // image generation's prompt and images; its answer's usage says (see
+            // `Dialect::Other`).
             prompt_tokens: if dialect != Dialect::Other || images.is_some() {
                 estimator.prompt_tokens(body)
             } else {
