@@ -41,8 +41,8 @@ pub enum Dialect {
     /// for an image generation (its prompt bound and [`IMAGE_OUTPUT_BOUND`] an image): it is
     /// charged the usage its answer reports, else its bound, or with none logged unpriced
     /// ([`RequestFacts::has_bound`]); every event of its stream is content, and its stream
-    /// ends where its body does. A route sends it to its first target only (files, batches
-    /// and ids live in one account).
+    /// ends where its body does. A route sends it to its first target of the call's API
+    /// only (`ballast_route::Api::of_unread`: files, batches and ids live in one account).
     Other,
 }
 

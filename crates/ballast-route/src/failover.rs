@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::hedge::past_deadline;
-use crate::{Served, Target};
+use crate::{Api, Served, Target};
 
 /// The classes that send a call on to the next target by default: the target is open or
 /// latched (`circuit_open`), its account is empty (`quota_exhausted`), its key is refused
@@ -246,11 +246,16 @@ where
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
         let route = self.clone();
         Box::pin(async move {
-            // A call Ballast has no reading of (a file, a batch, a moderation) goes to the
-            // chain's first target, as its last: the ids it names or makes live in that
-            // account, and nothing says another would serve it alike.
+            // A call Ballast has no reading of (a file, a batch, a moderation, a token
+            // count) goes to the chain's first target of its API (else its first), as its
+            // last: the ids it names or makes live in that account, and nothing says
+            // another would serve it alike.
             if RequestFacts::of(&request).dialect() == Dialect::Other {
-                let target = &route.targets[0];
+                let api = Api::of_unread(request.uri().path());
+                let i = (route.targets.iter())
+                    .position(|target| target.api() == api)
+                    .unwrap_or(0);
+                let target = &route.targets[i];
                 let result = match target.address(&request, true) {
                     Ok(addressed) => target.service.clone().oneshot(addressed).await,
                     Err(why) => Err(ClassifiedError::new(
@@ -259,7 +264,7 @@ where
                     )
                     .into()),
                 };
-                return route.served(result, 0, 0, &request);
+                return route.served(result, i, i, &request);
             }
             // The order the targets are tried in: the chain's (no allocation), or each
             // group of a spread route from its least busy member.

@@ -65,6 +65,28 @@ impl Api {
         }
     }
 
+    /// The API a call with no reading of its own ([`Dialect::Other`]) speaks, by its path:
+    /// Anthropic's under `/messages/` (its token counts, its message batches), Gemini's for
+    /// a `models/{model}:method` path, OpenAI's otherwise (moderations, images, audio,
+    /// files, the model list).
+    ///
+    /// ```
+    /// use ballast_route::Api;
+    ///
+    /// assert_eq!(Api::of_unread("/v1/messages/count_tokens"), Api::Anthropic);
+    /// assert_eq!(Api::of_unread("/v1beta/models/gemini-2.5-pro:countTokens"), Api::Gemini);
+    /// assert_eq!(Api::of_unread("/v1/moderations"), Api::OpenAi);
+    /// ```
+    pub fn of_unread(path: &str) -> Self {
+        if path.contains("/messages/") {
+            Self::Anthropic
+        } else if path.contains("models/") && path.contains(':') {
+            Self::Gemini
+        } else {
+            Self::OpenAi
+        }
+    }
+
     /// Whether a target speaking this API may serve a call in `dialect`, as it is or
     /// translated: chat and Responses calls for every API; Messages calls for Anthropic, and
     /// for OpenAI-compatible and Gemini targets only when they `name_their_model` (a Claude
@@ -73,7 +95,8 @@ impl Api {
     /// OpenAI-compatible targets that ask for the caller's model, never one that names its
     /// own: another model's vectors live in another space, useless beside the caller's.
     /// Legacy completions go to OpenAI-compatible targets only. A call Ballast has no reading
-    /// of goes as it is (a route sends it to its first target only).
+    /// of goes as it is (a route sends it to its first target of the call's API only:
+    /// [`Api::of_unread`]).
     ///
     /// ```
     /// use ballast_classify::Dialect;

@@ -170,9 +170,10 @@ fn a_chat_body_at_an_unnamed_path_is_still_chat() {
     });
 }
 
-/// In a route, a call with no reading goes to the first target only, as it was asked (no
-/// model of the target's written in), even when the first fails: a second account holds
-/// none of the first's files or batches.
+/// In a route, a call with no reading goes to the first target of its API only, as it was
+/// asked (no model of the target's written in), even when that target fails: a second
+/// account holds none of the first's files or batches. An Anthropic token count goes to the
+/// first Anthropic target, past an OpenAI primary.
 #[test]
 fn a_route_sends_a_call_with_no_reading_to_its_first_target_only() {
     ballast_sim::paused_runtime().unwrap().block_on(async {
@@ -181,27 +182,47 @@ fn a_route_sends_a_call_with_no_reading_to_its_first_target_only() {
             ..Scenario::total_outage()
         });
         let fallback = Simulator::new(openai());
+        let anthropic = Simulator::new(Scenario {
+            flavor: Flavor::Anthropic,
+            ..Scenario::healthy()
+        });
         let client = {
-            let (primary, fallback) = (primary.clone(), fallback.clone());
+            let (primary, fallback, anthropic) =
+                (primary.clone(), fallback.clone(), anthropic.clone());
             tower::service_fn(
                 move |request: http::Request<ballast::classify::RequestBody>| {
                     let sim = match request.uri().host() {
                         Some("b.invalid") => &fallback,
+                        Some("c.invalid") => &anthropic,
                         _ => &primary,
                     };
                     sim.clone().oneshot(request)
                 },
             )
         };
-        let at = |host: &str| {
-            let mut config = Config::new(Preset::OpenAi);
+        let at = |preset, host: &str| {
+            let mut config = Config::new(preset);
             config.base_url = format!("http://{host}/v1").parse().unwrap();
             config
         };
-        let route = RouteBuilder::new(at("a.invalid"))
-            .fallback(at("b.invalid"), Some("gpt-image-1-mini"))
+        let route = RouteBuilder::new(at(Preset::OpenAi, "a.invalid"))
+            .fallback(at(Preset::OpenAi, "b.invalid"), Some("gpt-image-1-mini"))
+            .fallback(at(Preset::Anthropic, "c.invalid"), None)
             .seed(3)
             .build(client);
+        let count = http::Request::post("http://gateway.invalid/v1/messages/count_tokens")
+            .header("anthropic-version", "2023-06-01")
+            .body(
+                r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#
+                    .to_owned(),
+            )
+            .unwrap();
+        let counted = route.service.clone().oneshot(count).await.unwrap();
+        let served = ballast::route::Served::of(&counted).unwrap();
+        assert_eq!((&*served.target, served.passed_over), ("anthropic", 2));
+        let (status, answer) = answer(counted).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer["input_tokens"].as_u64().is_some(), "{answer}");
         let request = call(
             "POST",
             "/v1/images/generations",
