@@ -371,6 +371,39 @@ proptest::proptest! {
     }
 }
 
+/// Sends the image generation `asked` through the facade over a provider that answers
+/// every call with `answer()`: the bytes the caller read, the provider calls made, and the
+/// spend once everything settled.
+async fn image_call<R, F>(asked: &str, answer: F) -> (bytes::Bytes, usize, Usd)
+where
+    F: Fn() -> http::Response<R> + Clone + Send + Sync + 'static,
+    R: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    R::Error: Into<ballast::classify::BoxError>,
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = {
+        let calls = calls.clone();
+        tower::service_fn(move |_: http::Request<ballast::classify::RequestBody>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            async move { Ok::<_, std::convert::Infallible>(answer()) }
+        })
+    };
+    let stack = StackBuilder::new(Config::new(Preset::OpenAi)).build(provider);
+    let response = stack
+        .service
+        .clone()
+        .oneshot(call("POST", "/v1/images/generations", asked))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    (bytes, calls.load(Ordering::SeqCst), stack.spend.total())
+}
+
 /// An image drawn as a stream (`gpt-image-1`, `stream: true`): its first event, a partial
 /// image, comes after 40 s of drawing and the last, the whole image with the usage, 40 s
 /// later, each about 1.5 MB of base64. Passed on as it came in one provider call, and
@@ -397,47 +430,26 @@ fn an_image_drawn_as_a_stream_is_waited_for_and_charged() {
         ),
     ];
     let sent: String = events.iter().map(|(_, event)| event.as_str()).collect();
-    ballast_sim::paused_runtime().unwrap().block_on(async {
-        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let provider = {
-            let calls = calls.clone();
-            tower::service_fn(move |_: http::Request<ballast::classify::RequestBody>| {
-                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let events = events.clone();
-                async move {
-                    let frames =
-                        futures::stream::unfold(events.into_iter(), |mut rest| async move {
-                            let (after, event) = rest.next()?;
-                            tokio::time::sleep(after).await;
-                            let frame = http_body::Frame::data(Bytes::from(event));
-                            Some((Ok::<_, std::convert::Infallible>(frame), rest))
-                        });
-                    Ok::<_, std::convert::Infallible>(
-                        http::Response::builder()
-                            .header("content-type", "text/event-stream")
-                            .body(StreamBody::new(frames))
-                            .unwrap(),
-                    )
-                }
-            })
-        };
-        let stack = StackBuilder::new(Config::new(Preset::OpenAi)).build(provider);
-        let asked =
-            r#"{"model":"gpt-image-1","prompt":"a lighthouse","stream":true,"partial_images":1}"#;
-        let response = stack
-            .service
-            .clone()
-            .oneshot(call("POST", "/v1/images/generations", asked))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(bytes.len(), sent.len());
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // 16 tokens at $10 a million and 1 056 at $40: $0.04240.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(stack.spend.total(), Usd::from_picos(42_400_000_000));
-    });
+    let answer = move || {
+        let frames = futures::stream::unfold(events.clone().into_iter(), |mut rest| async move {
+            let (after, event) = rest.next()?;
+            tokio::time::sleep(after).await;
+            let frame = http_body::Frame::data(Bytes::from(event));
+            Some((Ok::<_, std::convert::Infallible>(frame), rest))
+        });
+        http::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(StreamBody::new(frames))
+            .unwrap()
+    };
+    let asked =
+        r#"{"model":"gpt-image-1","prompt":"a lighthouse","stream":true,"partial_images":1}"#;
+    let (bytes, calls, spent) = ballast_sim::paused_runtime()
+        .unwrap()
+        .block_on(image_call(asked, answer));
+    assert_eq!((bytes.len(), calls), (sent.len(), 1));
+    // 16 tokens at $10 a million and 1 056 at $40: $0.04240.
+    assert_eq!(spent, Usd::from_picos(42_400_000_000));
 }
 
 /// Ten images as base64 (about 9 MB, over a chat answer's 4 MiB cap) are read whole and
@@ -457,37 +469,19 @@ fn a_large_image_answer_is_read_whole() {
     );
     assert!(answer.len() > ballast_classify::DEFAULT_BODY_LIMIT);
     let answer = Bytes::from(answer);
-    ballast_sim::paused_runtime().unwrap().block_on(async {
-        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let provider = {
-            let (calls, answer) = (calls.clone(), answer.clone());
-            tower::service_fn(move |_: http::Request<ballast::classify::RequestBody>| {
-                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let answer = answer.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        http::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(answer))
-                            .unwrap(),
-                    )
-                }
-            })
-        };
-        let stack = StackBuilder::new(Config::new(Preset::OpenAi)).build(provider);
-        let asked = r#"{"model":"gpt-image-1","prompt":"ten lighthouses","n":10}"#;
-        let response = stack
-            .service
-            .clone()
-            .oneshot(call("POST", "/v1/images/generations", asked))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(bytes, answer);
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
-        // 16 tokens at $10 a million and 10 560 at $40: $0.42256.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(stack.spend.total(), Usd::from_picos(422_560_000_000));
-    });
+    let whole = answer.clone();
+    let answer = move || {
+        let answer = answer.clone();
+        http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(answer))
+            .unwrap()
+    };
+    let asked = r#"{"model":"gpt-image-1","prompt":"ten lighthouses","n":10}"#;
+    let (bytes, calls, spent) = ballast_sim::paused_runtime()
+        .unwrap()
+        .block_on(image_call(asked, answer));
+    assert_eq!((bytes, calls), (whole, 1));
+    // 16 tokens at $10 a million and 10 560 at $40: $0.42256.
+    assert_eq!(spent, Usd::from_picos(422_560_000_000));
 }
