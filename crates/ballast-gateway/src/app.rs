@@ -350,6 +350,7 @@ impl Gateway {
             .route("/v1/audio/{operation}", post(passthrough))
             .route("/v1beta/models/{call}", post(gemini))
             .route("/v1/models", get(models))
+            .route("/v1/models/{*id}", get(model))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
@@ -1026,13 +1027,11 @@ fn is_callers_fault(class: OutcomeClass) -> bool {
     )
 }
 
-/// The configured targets' models, in OpenAI's list shape (`owned_by` names the target)
-/// and Anthropic's at once (`type`, `display_name`, `created_at`, `has_more`, `first_id`,
-/// `last_id`): each SDK reads its own fields of the one list.
-async fn models(State(app): State<Arc<App>>) -> Response {
-    // The provider and its fallbacks (the targets before the named routes' own), then each
-    // named route by the name callers ask for.
-    let data: Vec<_> = app.targets[..app.default_targets]
+/// The models the gateway names, with who serves each: the provider and its fallbacks
+/// (the targets before the named routes' own), then each named route by the name callers
+/// ask for.
+fn named_models(app: &App) -> impl Iterator<Item = (&str, &str)> {
+    app.targets[..app.default_targets]
         .iter()
         .map(|target| (target.model.as_str(), target.name.as_str()))
         .chain(
@@ -1040,17 +1039,27 @@ async fn models(State(app): State<Arc<App>>) -> Response {
                 .iter()
                 .map(|(route, owner)| (route.as_str(), owner.as_str())),
         )
-        .map(|(id, owner)| {
-            json!({
-                "id": id,
-                "object": "model",
-                "created": 0,
-                "owned_by": owner,
-                "type": "model",
-                "display_name": id,
-                "created_at": "1970-01-01T00:00:00Z",
-            })
-        })
+}
+
+/// One model in OpenAI's and Anthropic's shapes at once.
+fn model_entry(id: &str, owner: &str) -> serde_json::Value {
+    json!({
+        "id": id,
+        "object": "model",
+        "created": 0,
+        "owned_by": owner,
+        "type": "model",
+        "display_name": id,
+        "created_at": "1970-01-01T00:00:00Z",
+    })
+}
+
+/// The configured targets' models, in OpenAI's list shape (`owned_by` names the target)
+/// and Anthropic's at once (`type`, `display_name`, `created_at`, `has_more`, `first_id`,
+/// `last_id`): each SDK reads its own fields of the one list.
+async fn models(State(app): State<Arc<App>>) -> Response {
+    let data: Vec<_> = named_models(&app)
+        .map(|(id, owner)| model_entry(id, owner))
         .collect();
     let (first, last) = (
         data.first().map(|m| m["id"].clone()),
@@ -1064,6 +1073,23 @@ async fn models(State(app): State<Arc<App>>) -> Response {
         "last_id": last,
     }))
     .into_response()
+}
+
+/// `GET /v1/models/{model}` (the SDKs' `models.retrieve`): the model, as `/v1/models` lists
+/// it; 404 in OpenAI's shape for one the gateway does not name (a model id may hold `/`:
+/// `x-ai/grok-code-fast-1`).
+async fn model(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match named_models(&app).find(|(named, _)| *named == id) {
+        Some((id, owner)) => axum::Json(model_entry(id, owner)).into_response(),
+        None => openai_error(
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("The model '{id}' is not one this gateway serves: see GET /v1/models."),
+        ),
+    }
 }
 
 /// Any other path: a 404 in OpenAI's error shape, not an empty one.

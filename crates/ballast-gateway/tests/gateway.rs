@@ -196,6 +196,19 @@ async fn a_call_is_served_and_the_budget_equals_the_bill() {
              "created_at": "1970-01-01T00:00:00Z"},
         ], "has_more": false, "first_id": "grok-code-fast-1", "last_id": "grok-code-fast-1"})
     );
+    // One model (the SDKs' `models.retrieve`): as the list has it; one the gateway does not
+    // name, 404 in OpenAI's shape.
+    let retrieve = |id: &str| {
+        http::Request::get(format!("/v1/models/{id}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, model) = call(&gateway, retrieve("grok-code-fast-1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(model, models["data"][0]);
+    let (status, missing) = call(&gateway, retrieve("x-ai/grok-4")).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"]["type"], "not_found", "{missing}");
 
     // One stack, no route: its target names the answer; one call, at what it billed.
     let answer = gateway.router().oneshot(chat()).await.unwrap();
