@@ -570,8 +570,11 @@ async fn gemini(
     if !app.speaks_gemini {
         return not_found(NO_GEMINI_TARGET);
     }
+    // A token count: from the first Gemini target, outside the stack as Anthropic's is
+    // (see [`count_tokens`](crate::count_tokens)).
     if call.ends_with(":countTokens") {
-        return gemini_count(&app, &headers, body, &call).await;
+        let counter = app.gemini_counter.as_ref().ok_or(NO_GEMINI_TARGET);
+        return count(&app, &headers, body, Dialect::Gemini, counter, Some(&call)).await;
     }
     const METHODS: [&str; 4] = [
         ":generateContent",
@@ -593,38 +596,6 @@ async fn gemini(
         return not_found("The model's name is not one this gateway can ask for.");
     };
     forward(&app, &headers, body, uri, Dialect::Gemini).await
-}
-
-/// `POST /v1beta/models/{model}:countTokens`: Gemini's token count, from the first Gemini
-/// target, outside the stack as Anthropic's is (see [`count_tokens`](crate::count_tokens));
-/// a client key is checked as for any call, but a count takes nothing of its share.
-async fn gemini_count(app: &App, headers: &http::HeaderMap, body: Body, call: &str) -> Response {
-    if let Err(message) = caller(app, headers) {
-        return error_answer(
-            Dialect::Gemini,
-            http::StatusCode::UNAUTHORIZED,
-            "invalid_api_key",
-            None,
-            message,
-        )
-        .map(Body::from);
-    }
-    let Some(counter) = &app.gemini_counter else {
-        return error_answer(
-            Dialect::Gemini,
-            http::StatusCode::NOT_FOUND,
-            "not_found",
-            None,
-            NO_GEMINI_TARGET,
-        )
-        .map(Body::from);
-    };
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let deadline = tokio::time::Instant::now() + app.body_timeout;
-    match read_whole(app, body, deadline, &timed_out, Dialect::Gemini).await {
-        Ok(bytes) => counter.count(headers, bytes, Some(call)).await,
-        Err(answer) => answer,
-    }
 }
 
 /// The message of the 404 for a Gemini call on a gateway without a Gemini target.
@@ -920,23 +891,36 @@ async fn count_tokens(
     headers: http::HeaderMap,
     body: Body,
 ) -> Response {
+    let missing = "No target of this gateway counts tokens: add an anthropic target (BALLAST_PROVIDER=anthropic, or anthropic in BALLAST_FALLBACKS); without one, count with your own estimate.";
+    let counter = app.counter.as_ref().ok_or(missing);
+    count(&app, &headers, body, Dialect::Messages, counter, None).await
+}
+
+/// A token count by `counter` (or its 404, `Err` the message), of `body` for `call` (a
+/// Gemini `{model}:countTokens`), answered in `dialect`: a client key is checked as for any
+/// call, but a count takes nothing of its share.
+async fn count(
+    app: &App,
+    headers: &http::HeaderMap,
+    body: Body,
+    dialect: Dialect,
+    counter: Result<&Counter, &str>,
+    call: Option<&str>,
+) -> Response {
     let refuse = |status: http::StatusCode, kind: &str, message: &str| -> Response {
-        error_answer(Dialect::Messages, status, kind, Some(kind), message).map(Body::from)
+        error_answer(dialect, status, kind, Some(kind), message).map(Body::from)
     };
-    if let Err(message) = caller(&app, &headers) {
+    if let Err(message) = caller(app, headers) {
         return refuse(http::StatusCode::UNAUTHORIZED, "invalid_api_key", message);
     }
-    let Some(counter) = &app.counter else {
-        return refuse(
-            http::StatusCode::NOT_FOUND,
-            "not_found",
-            "No target of this gateway counts tokens: add an anthropic target (BALLAST_PROVIDER=anthropic, or anthropic in BALLAST_FALLBACKS); without one, count with your own estimate.",
-        );
+    let counter = match counter {
+        Ok(counter) => counter,
+        Err(missing) => return refuse(http::StatusCode::NOT_FOUND, "not_found", missing),
     };
     let timed_out = Arc::new(AtomicBool::new(false));
     let deadline = tokio::time::Instant::now() + app.body_timeout;
-    match read_whole(&app, body, deadline, &timed_out, Dialect::Messages).await {
-        Ok(bytes) => counter.count(&headers, bytes, None).await,
+    match read_whole(app, body, deadline, &timed_out, dialect).await {
+        Ok(bytes) => counter.count(headers, bytes, call).await,
         Err(answer) => answer,
     }
 }

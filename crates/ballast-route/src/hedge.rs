@@ -224,7 +224,7 @@ where
         // A call Ballast has no reading of is never hedged: nothing bounds what a second
         // one costs (an image, a minute of audio), and a file or a batch made twice is two.
         let kind = (facts.dialect() != Dialect::Other)
-            .then(|| shared.latencies.of_facts(facts, || shared.now()));
+            .then(|| shared.latencies.of(facts, || shared.now()));
         let delay = kind.and_then(|kind| shared.latencies.get(kind).delay());
         // The copy first: each hedge gets a `Sent` cell of its own, so the first's is not
         // copied with it.

@@ -161,17 +161,10 @@ impl ByKind {
         }
     }
 
-    /// Which record `request`'s kind (its facts' model and stream flag) has: see
-    /// [`of_facts`](Self::of_facts).
-    #[cfg(test)]
-    pub(crate) fn of<B>(&self, request: &http::Request<B>, now: impl FnOnce() -> u64) -> usize {
-        self.of_facts(RequestFacts::of(request), now)
-    }
-
     /// Which record the kind of a request with these facts (their model and stream flag)
     /// has, for [`ByKind::get`]; one is made, its first period beginning `now()`, for the
     /// first call of a kind.
-    pub(crate) fn of_facts(&self, facts: &RequestFacts, now: impl FnOnce() -> u64) -> usize {
+    pub(crate) fn of(&self, facts: &RequestFacts, now: impl FnOnce() -> u64) -> usize {
         let (model, stream) = (facts.model_name().map(|m| m.shared()), facts.is_stream());
         let name = model.map(|m| &**m);
         // A kind seen before, or every slot taken (a caller naming a new model on every
@@ -242,13 +235,22 @@ mod tests {
     #[test]
     fn each_model_and_stream_flag_has_a_record() {
         let by_kind = ByKind::new();
-        let a = by_kind.of(&request(r#"{"model":"a"}"#), || 0);
-        let a_stream = by_kind.of(&request(r#"{"model":"a","stream":true}"#), || 0);
-        let b = by_kind.of(&request(r#"{"model":"b"}"#), || 0);
-        let none = by_kind.of(&http::Request::new(()), || 0);
+        let a = by_kind.of(RequestFacts::of(&request(r#"{"model":"a"}"#)), || 0);
+        let a_stream = by_kind.of(
+            RequestFacts::of(&request(r#"{"model":"a","stream":true}"#)),
+            || 0,
+        );
+        let b = by_kind.of(RequestFacts::of(&request(r#"{"model":"b"}"#)), || 0);
+        let none = by_kind.of(RequestFacts::of(&http::Request::new(())), || 0);
         assert_eq!((a, a_stream, b, none), (0, 1, 2, 3));
-        assert_eq!(by_kind.of(&request(r#"{"model":"a","n":1}"#), || 5), 0);
-        assert_eq!(by_kind.of(&http::Request::new(()), || 5), 3);
+        assert_eq!(
+            by_kind.of(RequestFacts::of(&request(r#"{"model":"a","n":1}"#)), || 5),
+            0
+        );
+        assert_eq!(
+            by_kind.of(RequestFacts::of(&http::Request::new(())), || 5),
+            3
+        );
         assert_eq!(by_kind.len(), 4);
         assert!(!std::ptr::eq(by_kind.get(0), by_kind.get(1)));
     }
@@ -259,12 +261,15 @@ mod tests {
         let by_kind = ByKind::new();
         for i in 0..MAX_KINDS {
             assert_eq!(
-                by_kind.of(&request(&format!(r#"{{"model":"m{i}"}}"#)), || 0),
+                by_kind.of(
+                    RequestFacts::of(&request(&format!(r#"{{"model":"m{i}"}}"#))),
+                    || 0
+                ),
                 i
             );
         }
-        let late = by_kind.of(&request(r#"{"model":"late"}"#), || 0);
-        let later = by_kind.of(&request(r#"{"model":"later"}"#), || 0);
+        let late = by_kind.of(RequestFacts::of(&request(r#"{"model":"late"}"#)), || 0);
+        let later = by_kind.of(RequestFacts::of(&request(r#"{"model":"later"}"#)), || 0);
         assert_eq!((late, later), (MAX_KINDS, MAX_KINDS));
         assert!(std::ptr::eq(by_kind.get(late), &by_kind.others));
         assert_eq!(by_kind.len(), MAX_KINDS);
@@ -276,8 +281,8 @@ mod tests {
         let (done, finished) = std::sync::mpsc::channel();
         let looking = Arc::clone(&by_kind);
         std::thread::spawn(move || {
-            let known = looking.of(&request(r#"{"model":"m3"}"#), || 0);
-            let new = looking.of(&request(r#"{"model":"newer"}"#), || 0);
+            let known = looking.of(RequestFacts::of(&request(r#"{"model":"m3"}"#)), || 0);
+            let new = looking.of(RequestFacts::of(&request(r#"{"model":"newer"}"#)), || 0);
             let _ = done.send((known, new));
         });
         let found = finished.recv_timeout(std::time::Duration::from_secs(10));

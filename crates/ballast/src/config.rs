@@ -275,7 +275,9 @@ impl Config {
     /// its key from the preset's key variable suffixed `_NAME` (`xai@2` reads
     /// `XAI_API_KEY_2`, which must be set), its base URL from the base URL variable suffixed
     /// alike when set (`XAI_BASE_URL_2`), else the preset's; `NAME` is letters, digits and
-    /// `_`. `| xai@2` puts a second xAI key beside the first. Anthropic and Gemini targets get chat requests translated (see
+    /// `_`. `| xai@2` puts a second xAI key beside the first.
+    ///
+    /// Anthropic and Gemini targets get chat requests translated (see
     /// [`RouteBuilder`](crate::RouteBuilder)).
     ///
     /// Targets joined by `|` serve alike and share their load (see

@@ -60,6 +60,21 @@ where
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// The answer to `request` through `stack`, read whole: larger than a chat answer's cap.
+async fn read_large(
+    stack: &ballast::Stack<http_body_util::Full<bytes::Bytes>>,
+    request: http::Request<String>,
+) -> bytes::Bytes {
+    let response = stack.service.clone().oneshot(request).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        bytes.len() > ballast_classify::DEFAULT_BODY_LIMIT,
+        "{}",
+        bytes.len()
+    );
+    bytes
+}
+
 /// The facade sends an embeddings call as it was asked: no output cap, no stream options
 /// (OpenAI's schema takes no other field, and the simulator refuses one as OpenAI does).
 /// Each answer is priced at the table's price to the provider's bill exactly, and the
@@ -126,13 +141,7 @@ fn a_large_batch_is_read_whole() {
         let request = http::Request::post("http://sim.invalid/v1/embeddings")
             .body(body.to_string())
             .unwrap();
-        let response = stack.service.clone().oneshot(request).await.unwrap();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        assert!(
-            bytes.len() > ballast_classify::DEFAULT_BODY_LIMIT,
-            "{}",
-            bytes.len()
-        );
+        let bytes = read_large(&stack, request).await;
         let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(answer["data"].as_array().unwrap().len(), 200);
         assert_eq!(
@@ -273,13 +282,7 @@ fn gemini_embeddings_are_sent_as_asked_and_charged_no_less_than_billed() {
         let request = http::Request::post(format!("{base}:batchEmbedContents"))
             .body(body)
             .unwrap();
-        let response = stack.service.clone().oneshot(request).await.unwrap();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        assert!(
-            bytes.len() > ballast_classify::DEFAULT_BODY_LIMIT,
-            "{}",
-            bytes.len()
-        );
+        read_large(&stack, request).await;
         let ledger = sim.ledger();
         assert_eq!(
             ledger.count(SimOutcome::Success),

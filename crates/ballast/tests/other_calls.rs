@@ -261,31 +261,22 @@ fn an_unread_stream_passes_as_it_came_and_is_charged_its_usage() {
         "data: {\"type\":\"transcript.text.done\",\"text\":\"Hello world\",",
         "\"usage\":{\"type\":\"tokens\",\"input_tokens\":140,\"output_tokens\":45,\"total_tokens\":185}}\n\n",
     );
-    ballast_sim::paused_runtime().unwrap().block_on(async {
-        let provider = tower::service_fn(|_: http::Request<ballast::classify::RequestBody>| async {
-            Ok::<_, std::convert::Infallible>(
-                http::Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .body(Full::new(Bytes::from_static(EVENTS.as_bytes())))
-                    .unwrap(),
-            )
-        });
-        let stack = StackBuilder::new(Config::new(Preset::OpenAi)).build(provider);
-        let form = "--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-mini-transcribe\r\n--x--\r\n";
-        let response = stack
-            .service
-            .clone()
-            .oneshot(call("POST", "/v1/audio/transcriptions", form))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(bytes, EVENTS.as_bytes());
-        // The form's model, `gpt-4o-mini-transcribe`: 140 tokens at $3 a million and 45 at
-        // $5, $0.000645.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(stack.spend.total(), Usd::from_picos(645_000_000));
-    });
+    let answer = || {
+        http::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Full::new(Bytes::from_static(EVENTS.as_bytes())))
+            .unwrap()
+    };
+    let form = "--x\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-4o-mini-transcribe\r\n--x--\r\n";
+    let (bytes, calls, spent) = ballast_sim::paused_runtime().unwrap().block_on(call_once(
+        "/v1/audio/transcriptions",
+        form,
+        answer,
+    ));
+    assert_eq!((&bytes[..], calls), (EVENTS.as_bytes(), 1));
+    // The form's model, `gpt-4o-mini-transcribe`: 140 tokens at $3 a million and 45 at $5,
+    // $0.000645.
+    assert_eq!(spent, Usd::from_picos(645_000_000));
 }
 
 /// Job `i` of the property: an image of `gpt-image-1` (billed by tokens, reported), one of
@@ -371,10 +362,10 @@ proptest::proptest! {
     }
 }
 
-/// Sends the image generation `asked` through the facade over a provider that answers
-/// every call with `answer()`: the bytes the caller read, the provider calls made, and the
-/// spend once everything settled.
-async fn image_call<R, F>(asked: &str, answer: F) -> (bytes::Bytes, usize, Usd)
+/// Sends `asked` to `path` through the facade over a provider that answers every call with
+/// `answer()`: the bytes the caller read, the provider calls made, and the spend once
+/// everything settled.
+async fn call_once<R, F>(path: &str, asked: &str, answer: F) -> (bytes::Bytes, usize, Usd)
 where
     F: Fn() -> http::Response<R> + Clone + Send + Sync + 'static,
     R: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
@@ -395,7 +386,7 @@ where
     let response = stack
         .service
         .clone()
-        .oneshot(call("POST", "/v1/images/generations", asked))
+        .oneshot(call("POST", path, asked))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -444,9 +435,11 @@ fn an_image_drawn_as_a_stream_is_waited_for_and_charged() {
     };
     let asked =
         r#"{"model":"gpt-image-1","prompt":"a lighthouse","stream":true,"partial_images":1}"#;
-    let (bytes, calls, spent) = ballast_sim::paused_runtime()
-        .unwrap()
-        .block_on(image_call(asked, answer));
+    let (bytes, calls, spent) = ballast_sim::paused_runtime().unwrap().block_on(call_once(
+        "/v1/images/generations",
+        asked,
+        answer,
+    ));
     assert_eq!((bytes.len(), calls), (sent.len(), 1));
     // 16 tokens at $10 a million and 1 056 at $40: $0.04240.
     assert_eq!(spent, Usd::from_picos(42_400_000_000));
@@ -478,9 +471,11 @@ fn a_large_image_answer_is_read_whole() {
             .unwrap()
     };
     let asked = r#"{"model":"gpt-image-1","prompt":"ten lighthouses","n":10}"#;
-    let (bytes, calls, spent) = ballast_sim::paused_runtime()
-        .unwrap()
-        .block_on(image_call(asked, answer));
+    let (bytes, calls, spent) = ballast_sim::paused_runtime().unwrap().block_on(call_once(
+        "/v1/images/generations",
+        asked,
+        answer,
+    ));
     assert_eq!((bytes, calls), (whole, 1));
     // 16 tokens at $10 a million and 10 560 at $40: $0.42256.
     assert_eq!(spent, Usd::from_picos(422_560_000_000));
